@@ -1,0 +1,35 @@
+"""What notify texts, and when: an offer to each volunteer asked, a confirmation to the one who accepted."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.notify.model import OutgoingMessage
+from services.notify.sms import confirmation_text, offer_text
+from shared.contracts import Event
+
+
+def queue_message(session: Session, key: str, purpose: str, to: str, body: str, correlation_id: str) -> None:
+    """Queue an SMS for the sender, once per key."""
+    if session.scalar(sa.select(OutgoingMessage.id).where(OutgoingMessage.key == key)) is None:
+        session.add(OutgoingMessage(key=key, purpose=purpose, to_phone=to, body=body,
+                                    correlation_id=correlation_id))
+
+
+def on_offer_made(session: Session, event: Event) -> None:
+    """Text the volunteer the offer."""
+    p = event.payload
+    queue_message(session, f"offer:{p['offer_id']}", "offer", p["phone"],
+                  offer_text(p["support_type"], p["area"], p["window_start"], p["window_end"], p["code"]),
+                  event.correlation_id)
+
+
+def on_offer_accepted(session: Session, event: Event) -> None:
+    """Thank the volunteer who accepted."""
+    p = event.payload
+    queue_message(session, f"accepted:{p['offer_id']}", "confirmation", p["phone"], confirmation_text(p["code"]),
+                  event.correlation_id)
+
+
+HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted}

@@ -1,0 +1,87 @@
+"""Settings read from the environment, with embedded defaults under ./var/."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES = ("intake", "matching", "notify", "metrics")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a service process needs to know about where it runs."""
+
+    service: str
+    var_dir: Path
+    database_url: str
+    broker_url: str
+    secret_key: str
+    public_url: str
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    twilio_from_number: str | None
+    twilio_base_url: str | None
+    default_region: str
+    max_attempts: int
+    poll_interval: float
+
+    @property
+    def broker_is_filesystem(self) -> bool:
+        """True when the bus is kombu's filesystem transport under var/."""
+        return self.broker_url.startswith("filesystem://")
+
+
+def var_dir() -> Path:
+    """The folder that holds embedded databases, the filesystem broker and logs."""
+    path = Path(os.environ.get("CCS_VAR_DIR", "var")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url(service: str, var: Path | None = None) -> str:
+    """The service's own database: `<SERVICE>_DATABASE_URL`, else a SQLite file under var/."""
+    url = os.environ.get(f"{service.upper()}_DATABASE_URL")
+    if url:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+    return f"sqlite:///{(var or var_dir()) / f'{service}.sqlite3'}"
+
+
+def secret_key(var: Path) -> str:
+    """`CCS_SECRET_KEY`, or a key made once and kept in var/ for the embedded default."""
+    key = os.environ.get("CCS_SECRET_KEY")
+    if key:
+        return key
+    path = var / "secret.key"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+def load(service: str) -> Settings:
+    """Read the settings of one service from the environment."""
+    if service not in SERVICES + ("frontdoor", "cli"):
+        raise ValueError(f"unknown service {service!r}")
+    var = var_dir()
+    return Settings(
+        service=service,
+        var_dir=var,
+        database_url=database_url(service, var) if service in SERVICES else "",
+        broker_url=os.environ.get("BROKER_URL", "filesystem://"),
+        secret_key=secret_key(var),
+        public_url=os.environ.get("PUBLIC_URL", "http://localhost:8000").rstrip("/"),
+        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or None,
+        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
+        twilio_from_number=os.environ.get("TWILIO_FROM_NUMBER") or None,
+        twilio_base_url=os.environ.get("TWILIO_API_BASE_URL") or None,
+        default_region=os.environ.get("CCS_DEFAULT_REGION", "GB"),
+        max_attempts=int(os.environ.get("CCS_MAX_ATTEMPTS", "5")),
+        poll_interval=float(os.environ.get("CCS_POLL_INTERVAL", "0.1")),
+    )

@@ -1,0 +1,238 @@
+"""Event contracts: the envelope, one marshmallow schema per (type, version), and an example of each.
+
+Producers build events with `make_event`, which validates strictly; consumers read them with
+`load_event`, which ignores fields they do not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from shared.taxonomy import KINDS
+
+__all__ = ["Event", "ValidationError", "EVENTS", "EXAMPLES", "make_event", "load_event", "producer_of"]
+
+
+class Payload(Schema):
+    """Base of every payload schema: consumers drop unknown fields."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class RequestSubmittedV1(Payload):
+    request_id = fields.UUID(required=True)
+    community = fields.Str(required=True)
+    support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
+    latitude = fields.Float(required=True, validate=validate.Range(-90, 90))
+    longitude = fields.Float(required=True, validate=validate.Range(-180, 180))
+    area = fields.Str(load_default="", dump_default="")
+    window_start = fields.AwareDateTime(required=True)
+    window_end = fields.AwareDateTime(required=True)
+
+
+class OfferMadeV1(Payload):
+    offer_id = fields.UUID(required=True)
+    request_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+    phone = fields.Str(required=True)
+    code = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}$"))
+    support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
+    area = fields.Str(required=True)
+    window_start = fields.AwareDateTime(required=True)
+    window_end = fields.AwareDateTime(required=True)
+
+
+class OfferAcceptedV1(Payload):
+    offer_id = fields.UUID(required=True)
+    request_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+    phone = fields.Str(required=True)
+    code = fields.Str(required=True)
+
+
+class RequestMatchedV1(Payload):
+    request_id = fields.UUID(required=True)
+    offer_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+
+
+class RequestUnmatchedV1(Payload):
+    request_id = fields.UUID(required=True)
+    reason = fields.Str(required=True)
+
+
+class SmsReceivedV1(Payload):
+    message_sid = fields.Str(required=True)
+    from_phone = fields.Str(required=True)
+    to_phone = fields.Str(required=True)
+    body = fields.Str(required=True)
+    keyword = fields.Str(allow_none=True, load_default=None)
+    code = fields.Str(allow_none=True, load_default=None)
+
+
+class SmsSentV1(Payload):
+    message_id = fields.UUID(required=True)
+    purpose = fields.Str(required=True, validate=validate.OneOf(["offer", "confirmation", "reply"]))
+    provider_sid = fields.Str(required=True)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What an event type is at one version: who produces it and the schema of its payload."""
+
+    type: str
+    version: int
+    producer: str
+    schema: type[Payload]
+
+
+EVENTS: dict[tuple[str, int], Contract] = {
+    (c.type, c.version): c
+    for c in [
+        Contract("request.submitted", 1, "intake", RequestSubmittedV1),
+        Contract("offer.made", 1, "matching", OfferMadeV1),
+        Contract("offer.accepted", 1, "matching", OfferAcceptedV1),
+        Contract("request.matched", 1, "matching", RequestMatchedV1),
+        Contract("request.unmatched", 1, "matching", RequestUnmatchedV1),
+        Contract("sms.received", 1, "notify", SmsReceivedV1),
+        Contract("sms.sent", 1, "notify", SmsSentV1),
+    ]
+}
+
+_EXAMPLE_REQUEST = "6f1c2d5e-8a41-4c57-9d0e-1b2a3c4d5e6f"
+_EXAMPLE_OFFER = "0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+_EXAMPLE_VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+
+EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
+    ("request.submitted", 1): {
+        "request_id": _EXAMPLE_REQUEST,
+        "community": "fylde-coast",
+        "support_type": "shopping",
+        "latitude": 53.8175,
+        "longitude": -3.0357,
+        "area": "FY1",
+        "window_start": "2026-11-25T14:00:00+00:00",
+        "window_end": "2026-11-25T16:00:00+00:00",
+    },
+    ("offer.made", 1): {
+        "offer_id": _EXAMPLE_OFFER,
+        "request_id": _EXAMPLE_REQUEST,
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+        "phone": "+447700900123",
+        "code": "4821",
+        "support_type": "shopping",
+        "area": "FY1",
+        "window_start": "2026-11-25T14:00:00+00:00",
+        "window_end": "2026-11-25T16:00:00+00:00",
+    },
+    ("offer.accepted", 1): {
+        "offer_id": _EXAMPLE_OFFER,
+        "request_id": _EXAMPLE_REQUEST,
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+        "phone": "+447700900123",
+        "code": "4821",
+    },
+    ("request.matched", 1): {
+        "request_id": _EXAMPLE_REQUEST,
+        "offer_id": _EXAMPLE_OFFER,
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+    },
+    ("request.unmatched", 1): {"request_id": _EXAMPLE_REQUEST, "reason": "no active volunteer with that skill in range"},
+    ("sms.received", 1): {
+        "message_sid": "SM0123456789abcdef0123456789abcdef",
+        "from_phone": "+447700900123",
+        "to_phone": "+447700900000",
+        "body": "YES 4821",
+        "keyword": "YES",
+        "code": "4821",
+    },
+    ("sms.sent", 1): {
+        "message_id": "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a",
+        "purpose": "offer",
+        "provider_sid": "SMfedcba9876543210fedcba9876543210",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as a consumer sees it: the envelope fields and the loaded payload."""
+
+    event_id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    producer: str
+    correlation_id: str
+    payload: dict[str, Any]
+
+
+class Envelope(Schema):
+    """The wire format every event shares."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    event_id = fields.UUID(required=True)
+    type = fields.Str(required=True)
+    version = fields.Int(required=True, strict=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    producer = fields.Str(required=True)
+    correlation_id = fields.Str(required=True)
+    payload = fields.Dict(required=True)
+
+
+def producer_of(event_type: str) -> str:
+    """The service that produces an event type (and so the exchange it is published on)."""
+    for (name, _), contract in EVENTS.items():
+        if name == event_type:
+            return contract.producer
+    raise KeyError(event_type)
+
+
+def make_event(event_type: str, payload: dict[str, Any], *, correlation_id: str | None = None,
+               version: int = 1) -> dict[str, Any]:
+    """Build a wire-ready envelope, validating the payload strictly (unknown fields are a bug)."""
+    contract = EVENTS[(event_type, version)]
+    schema = contract.schema(unknown=RAISE)
+    loaded = schema.load({key: _wire(value) for key, value in payload.items()})
+    event_id = uuid.uuid4()
+    return Envelope().dump({
+        "event_id": event_id,
+        "type": event_type,
+        "version": version,
+        "occurred_at": datetime.now(timezone.utc),
+        "producer": contract.producer,
+        "correlation_id": correlation_id or str(event_id),
+        "payload": schema.dump(loaded),
+    })
+
+
+def load_event(body: Any) -> Event:
+    """Read an envelope and its payload; raises ValidationError naming what is wrong."""
+    if not isinstance(body, dict):
+        raise ValidationError({"_schema": ["event body is not a JSON object"]})
+    envelope = Envelope().load(body)
+    contract = EVENTS.get((envelope["type"], envelope["version"]))
+    if contract is None:
+        raise ValidationError({"type": [f"unknown event {envelope['type']} v{envelope['version']}"]})
+    try:
+        payload = contract.schema().load(envelope["payload"])
+    except ValidationError as err:
+        raise ValidationError({"payload": err.messages}) from err
+    return Event(payload=payload, **{k: v for k, v in envelope.items() if k != "payload"})
+
+
+def _wire(value: Any) -> Any:
+    """A payload value as it travels: UUIDs and datetimes as strings."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,106 @@
+"""`ccs demo`: the README's walk-through, run by itself against a live system."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tempfile
+import time
+from contextlib import nullcontext
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from shared import config
+from shared.web import issue_token
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
+    """Call `probe` until it returns something truthy; raise TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def five_free_ports() -> int:
+    """A base port with it and the four after it free."""
+    from shared.supervisor import free_port, port_is_free
+
+    while True:
+        base = free_port()
+        if base < 60000 and all(port_is_free(p) for p in range(base, base + 5)):
+            return base
+
+
+class Client:
+    """The API as a coordinator's script sees it, through the front door."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url.rstrip("/")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, expect: int = 200, **kwargs) -> dict | list:
+        """Make a call and insist on the expected status."""
+        response = self.http.request(method, self.url + path, timeout=10, **kwargs)
+        if response.status_code != expect:
+            raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json() if "json" in response.headers.get("Content-Type", "") else response.text
+
+
+def walk_through(url: str | None, echo: Callable[[str], None] = print) -> dict:
+    """Register a volunteer, log a request, accept the SMS offer, and see the request matched and counted."""
+    if url is None:
+        from shared.supervisor import System
+
+        folder = Path(tempfile.mkdtemp(prefix="ccs-demo-"))
+        system = System(var_dir=folder, port=five_free_ports())
+        echo(f"Starting the system in {folder} ...")
+        context = system
+        url = system.url
+        secret_dir = folder
+    else:
+        context = nullcontext()
+        secret_dir = config.var_dir()
+    with context:
+        client = Client(url, issue_token(config.secret_key(secret_dir), "demo", "coordinator"))
+        phone = f"+447911123{secrets.randbelow(1000):03d}"
+        echo(f"1. Register a volunteer who can do practical tasks in Blackpool (phone {phone})")
+        volunteer = client.call("POST", "/volunteers", 201, json={
+            "name": "Sam Demo", "phone": phone, "skills": ["practical"],
+            "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
+        start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
+        echo("2. Log a request for shopping in FY1 tomorrow afternoon")
+        request = client.call("POST", "/requests", 201, json={
+            "requester_name": "Pat Example", "requester_phone": "01253 477000", "postcode": "FY1 4AB",
+            "support_type": "shopping", "window_start": start.isoformat(),
+            "window_end": (start + timedelta(hours=2)).isoformat(), "notes": "Lives alone; prefers a morning call."})
+        echo(f"   request {request['id']} is {request['status']}")
+        offer = wait_for("the SMS offer", lambda: next(
+            (m for m in client.call("GET", "/sms/messages", params={"to": phone}) if m["purpose"] == "offer"), None))
+        echo(f"3. The volunteer's phone receives: {offer['body']!r}")
+        code = re.search(r"YES (\d{4})", offer["body"]).group(1)
+        echo(f"4. The volunteer replies 'YES {code}'")
+        replied = time.monotonic()
+        client.http.post(f"{url}/sms/inbound", timeout=10, data={
+            "From": phone, "To": "+447700900000", "Body": f"YES {code}", "MessageSid": "SM" + secrets.token_hex(16)},
+            headers={"Authorization": ""}).raise_for_status()
+        matched = wait_for("the request to be matched",
+                           lambda: (r := client.call("GET", f"/requests/{request['id']}"))["status"] == "matched" and r)
+        elapsed = time.monotonic() - replied
+        echo(f"5. Request {matched['id']} is {matched['status']} {elapsed:.2f}s after the reply")
+        confirmation = wait_for("the confirmation SMS", lambda: next(
+            (m for m in client.call("GET", "/sms/messages", params={"to": phone}) if m["purpose"] == "confirmation"),
+            None))
+        echo(f"   and the volunteer is told: {confirmation['body']!r}")
+        activity = wait_for("the counts", lambda: (a := client.call("GET", "/activity"))["totals"].get(
+            "request.matched") and a)
+        echo("6. Activity counted today: " + ", ".join(f"{k} {v}" for k, v in sorted(activity["totals"].items())))
+        return {"volunteer": volunteer, "request": matched, "seconds_to_matched": elapsed, "activity": activity}

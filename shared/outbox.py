@@ -1,0 +1,118 @@
+"""Transactional outbox and idempotent inbox, shared by every service.
+
+A service writes its events into its own `outbox` table in the same transaction as the change they
+describe (`add`); the relay publishes them and marks them published. A consumer records each event it has
+handled in `processed_events` in the same transaction as its effects (`handle_once`), so a redelivered
+event does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from shared import bus
+from shared.contracts import Event, make_event
+from shared.db import is_postgres
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class OutboxMixin:
+    """Columns of a service's `outbox` table."""
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, unique=True)
+    event_type: Mapped[str] = mapped_column(sa.String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+
+class ProcessedEventMixin:
+    """Columns of a service's `processed_events` table: one row per event it has handled."""
+
+    consumer: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class Outbox:
+    """Writes events into a service's outbox table, and relays them to the bus."""
+
+    def __init__(self, table: type[OutboxMixin]):
+        self.table = table
+
+    def add(self, session: Session, event_type: str, payload: dict[str, Any], *,
+            correlation_id: str | None = None) -> dict[str, Any]:
+        """Validate an event and stage it in the caller's transaction."""
+        envelope = make_event(event_type, payload, correlation_id=correlation_id)
+        session.add(self.table(event_id=uuid.UUID(envelope["event_id"]), event_type=event_type, body=envelope))
+        return envelope
+
+    def backlog(self, session: Session) -> int:
+        """How many events are waiting to be published."""
+        return session.scalar(sa.select(sa.func.count()).where(self.table.published_at.is_(None))) or 0
+
+    def relay_once(self, sessions: sessionmaker, publisher: bus.Publisher, limit: int = 100) -> int:
+        """Publish a batch of waiting events in order; mark each one published once the broker confirms it."""
+        with sessions.begin() as session:
+            query = sa.select(self.table).where(self.table.published_at.is_(None)).order_by(self.table.id).limit(limit)
+            if is_postgres(session):
+                query = query.with_for_update(skip_locked=True)
+            rows = session.scalars(query).all()
+            try:
+                for row in rows:
+                    publisher.publish(row.body)
+                    row.published_at = utcnow()
+            finally:
+                # Whatever was confirmed stays marked even if a later publish fails; the rest wait.
+                session.flush()
+            return len(rows)
+
+    def run_relay(self, sessions: sessionmaker, publisher: bus.Publisher, stop: threading.Event,
+                  interval: float) -> None:
+        """Relay until `stop` is set, backing off while the broker or database is unreachable."""
+        delay = interval
+        while not stop.is_set():
+            try:
+                published = self.relay_once(sessions, publisher)
+                delay = interval
+            except Exception:  # broker or database down: keep the events, try again later
+                log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)
+                publisher.reset()
+                stop.wait(delay)
+                delay = min(delay * 2 if delay >= 0.5 else 0.5, 10.0)
+                continue
+            if not published:
+                stop.wait(interval)
+
+
+def handle_once(sessions: sessionmaker, processed: type[ProcessedEventMixin], consumer: str, event: Event,
+                handler: Callable[[Session, Event], None]) -> bool:
+    """Run `handler` and record the event in one transaction; False if it had been handled before."""
+    with sessions() as session:
+        session.begin()
+        session.add(processed(consumer=consumer, event_id=event.event_id))
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            log.info("event %s already handled by %s; skipped", event.event_id, consumer)
+            return False
+        handler(session, event)
+        session.commit()
+    return True

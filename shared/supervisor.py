@@ -1,0 +1,155 @@
+"""Starts the whole system on one machine: each service's web process and worker, and the front door.
+
+Used by `ccs run`, `ccs demo` and the end-to-end tests. Every process gets the same environment, so the
+same code runs on the embedded default (SQLite and the filesystem bus under var/) or on PostgreSQL and
+RabbitMQ when their URLs are set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from shared.config import SERVICES
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn(app: str, port: int, workers: int = 1) -> list[str]:
+    """The command that serves a WSGI app factory with gunicorn."""
+    return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--threads", "8", "--graceful-timeout", "5", "--access-logfile", "-", app]
+
+
+@dataclass
+class System:
+    """The four services and the front door, as child processes."""
+
+    var_dir: Path
+    port: int = 8000
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The front door's address."""
+        return f"http://localhost:{self.port}"
+
+    def service_url(self, name: str) -> str:
+        """Where a service's own web process listens."""
+        return f"http://127.0.0.1:{self.port + 1 + SERVICES.index(name)}"
+
+    def environment(self) -> dict[str, str]:
+        """The environment every child process gets."""
+        env = {**os.environ, **self.env, "CCS_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1"}
+        env.setdefault("PUBLIC_URL", self.url)
+        for name in SERVICES:
+            env[f"CCS_{name.upper()}_URL"] = self.service_url(name)
+        return env
+
+    def commands(self) -> dict[str, list[str]]:
+        """Every process by name, with the command that runs it."""
+        commands = {}
+        for name in SERVICES:
+            commands[f"{name}-web"] = gunicorn(f"services.{name}.api:create_app()", self.port + 1 + SERVICES.index(name))
+            commands[f"{name}-worker"] = [sys.executable, "-m", "shared.cli", "worker", name]
+        commands["frontdoor"] = gunicorn("shared.frontdoor:create_app_from_env()", self.port)
+        return commands
+
+    def migrate(self) -> None:
+        """Bring every service's database to the newest schema."""
+        env = self.environment()
+        for name in SERVICES:
+            subprocess.run([sys.executable, "-m", "shared.cli", "migrate", name], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+
+    def start(self, only: list[str] | None = None) -> None:
+        """Start the processes (all, or those named), logging each to var/log/<name>.log."""
+        busy = [p for p in range(self.port, self.port + 5) if not port_is_free(p)] if only is None else []
+        if busy:
+            raise SystemExit(f"Port {busy[0]} is already in use. Stop whatever uses it, or choose another "
+                             f"base port: make run PORT=8100")
+        log_dir = self.var_dir / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        for name, command in self.commands().items():
+            if only is not None and name not in only:
+                continue
+            log = open(log_dir / f"{name}.log", "ab")
+            self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+            log.close()
+
+    def wait_until_ready(self, timeout: float = 60) -> None:
+        """Wait until every service answers its health check through the front door."""
+        deadline = time.monotonic() + timeout
+        pending = list(SERVICES)
+        while pending:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.var_dir}/log/{name}.log")
+            try:
+                if requests.get(f"{self.url}/healthz/{pending[0]}", timeout=2).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pending[0]} did not become ready within {timeout}s")
+            time.sleep(0.1)
+
+    def stop(self, names: list[str] | None = None, kill: bool = False) -> None:
+        """Stop processes (all, or those named): SIGTERM, or SIGKILL to simulate a crash."""
+        chosen = [n for n in self.processes if names is None or n in names]
+        for name in chosen:
+            process = self.processes[name]
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        for name in chosen:
+            process = self.processes.pop(name)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def exited(self) -> list[str]:
+        """Names of processes that have stopped on their own."""
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
+    def __enter__(self) -> "System":
+        self.migrate()
+        self.start()
+        try:
+            self.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Every exchange, queue and binding on the bus, declared in one place.
+
+Each producing service publishes on its own topic exchange, `<producer>.events`, with the event type as
+routing key. Each consuming service has one durable queue per group of events it handles, named
+`<consumer>.<producer>.<group>`, bound to exact routing keys. Every queue also has a binding on the
+`retry` exchange (a handler error is put back through it) and its own dead-letter queue on the
+`dead-letter` exchange. Every process declares all of it at start-up.
+"""
+
+from __future__ import annotations
+
+from kombu import Connection, Exchange, Queue, binding
+
+from shared.contracts import EVENTS
+
+PRODUCERS = sorted({contract.producer for contract in EVENTS.values()})
+EXCHANGES: dict[str, Exchange] = {
+    producer: Exchange(f"{producer}.events", type="topic", durable=True) for producer in PRODUCERS
+}
+RETRY = Exchange("retry", type="direct", durable=True)
+DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
+
+# consumer -> {group name: (producer, [event types])}
+SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
+    "intake": {
+        "outcomes": ("matching", ["offer.made", "request.matched", "request.unmatched"]),
+    },
+    "matching": {
+        "requests": ("intake", ["request.submitted"]),
+        "replies": ("notify", ["sms.received"]),
+    },
+    "notify": {
+        "offers": ("matching", ["offer.made", "offer.accepted"]),
+    },
+    "metrics": {
+        f"{producer}-all": (producer, sorted({c.type for c in EVENTS.values() if c.producer == producer}))
+        for producer in PRODUCERS
+    },
+}
+
+
+def _queue(consumer: str, group: str, producer: str, event_types: list[str]) -> Queue:
+    name = f"{consumer}.{producer}.{group.removeprefix(producer + '-')}"
+    bindings = [binding(EXCHANGES[producer], routing_key=event_type) for event_type in event_types]
+    bindings.append(binding(RETRY, routing_key=name))
+    return Queue(name, bindings=bindings, durable=True)
+
+
+QUEUES: dict[str, list[Queue]] = {
+    consumer: [_queue(consumer, group, producer, types) for group, (producer, types) in groups.items()]
+    for consumer, groups in SUBSCRIPTIONS.items()
+}
+
+
+def dead_letter_queue(queue_name: str) -> Queue:
+    """The queue that keeps what `queue_name` could not handle, with the reason in its headers."""
+    return Queue(f"{queue_name}.dead", exchange=DEAD_LETTER, routing_key=queue_name, durable=True)
+
+
+DEAD_LETTER_QUEUES: list[Queue] = [dead_letter_queue(q.name) for qs in QUEUES.values() for q in qs]
+
+
+def declare_all(connection: Connection) -> None:
+    """Declare every exchange, queue and binding (idempotent; every process calls it at start-up)."""
+    channel = connection.default_channel
+    for exchange in [*EXCHANGES.values(), RETRY, DEAD_LETTER]:
+        exchange(channel).declare()
+    for queue in [q for qs in QUEUES.values() for q in qs] + DEAD_LETTER_QUEUES:
+        queue(channel).declare()

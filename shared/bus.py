@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kombu import Connection, Consumer, Message, Producer, Queue
-from kombu.mixins import ConsumerProducerMixin
+from kombu.mixins import ConsumerMixin
+from kombu.transport import filesystem, virtual
 from marshmallow import ValidationError
 
 from shared import topology
@@ -26,13 +27,28 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
+class FolderTransport(filesystem.Transport):
+    """kombu's filesystem transport, remembering declared bindings per folder rather than per process.
+
+    kombu keeps one record of declared bindings for the whole process and skips a binding it has seen,
+    so a process that used one folder would never write the bindings into another (as tests do).
+    """
+
+    _states: dict[str, virtual.BrokerState] = {}
+
+    def __init__(self, client, **kwargs):
+        super().__init__(client, **kwargs)
+        folder = client.transport_options["control_folder"]
+        self.state = self._states.setdefault(folder, virtual.BrokerState())
+
+
 def connect(settings: Settings) -> Connection:
     """A connection to the configured broker: the filesystem transport under var/, or RabbitMQ with confirms."""
     if settings.broker_is_filesystem:
         folder = settings.var_dir / "broker"
         for sub in ("messages", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        return Connection("filesystem://", transport_options={
+        return Connection(transport=FolderTransport, transport_options={
             "data_folder_in": str(folder / "messages"),
             "data_folder_out": str(folder / "messages"),
             "control_folder": str(folder / "control"),
@@ -103,7 +119,7 @@ class Publisher:
 Handler = Callable[[Event], None]
 
 
-class Worker(ConsumerProducerMixin):
+class Worker(ConsumerMixin):
     """Consumes a service's queues and hands each event to its handler, with retry and dead-lettering."""
 
     def __init__(self, connection: Connection, settings: Settings, queues: list[Queue],
@@ -130,7 +146,6 @@ class Worker(ConsumerProducerMixin):
 
     def on_consume_end(self, connection, channel):
         """Release the publishing connection as well."""
-        super().on_consume_end(connection, channel)
         self.publisher.reset()
 
     def _callback(self, queue: Queue):

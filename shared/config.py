@@ -58,10 +58,16 @@ def secret_key(var: Path) -> str:
         return key
     path = var / "secret.key"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
+        # Several processes may start at once: each writes its own file, and only the first link wins.
+        tmp = var / f".secret.{os.getpid()}.{secrets.token_hex(4)}"
         tmp.write_text(secrets.token_urlsafe(48))
         tmp.chmod(0o600)
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 

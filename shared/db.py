@@ -55,7 +55,7 @@ def migrations_config(service: str, url: str) -> Config:
     folder = Path(__file__).resolve().parent.parent / "services" / service / "migrations"
     config = Config()
     config.set_main_option("script_location", str(folder))
-    config.set_main_option("version_locations", str(folder / "versions"))
+    config.set_main_option("path_separator", "os")
     config.attributes["url"] = url
     return config
 

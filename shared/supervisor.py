@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from shared.config import SERVICES
+from shared.config import SERVICES, secret_key
 
 
 def port_is_free(port: int) -> bool:
@@ -84,8 +84,10 @@ class System:
         """Bring every service's database to the newest schema."""
         env = self.environment()
         for name in SERVICES:
-            subprocess.run([sys.executable, "-m", "shared.cli", "migrate", name], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            done = subprocess.run([sys.executable, "-m", "shared.cli", "migrate", name], env=env,
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"migrating {name} failed:\n{done.stderr}")
 
     def start(self, only: list[str] | None = None) -> None:
         """Start the processes (all, or those named), logging each to var/log/<name>.log."""
@@ -95,6 +97,7 @@ class System:
                              f"base port: make run PORT=8100")
         log_dir = self.var_dir / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
+        secret_key(self.var_dir)  # made once, before the processes that share it start
         env = self.environment()
         for name, command in self.commands().items():
             if only is not None and name not in only:

@@ -92,3 +92,43 @@ def backend(request, tmp_path, monkeypatch):
     yield chosen
     for cleanup in reversed(chosen.cleanups):
         cleanup()
+
+
+@pytest.fixture
+def migrated(backend):
+    """Every service's database at the newest schema, on the test's backend."""
+    from shared.config import database_url
+    from shared.db import upgrade
+
+    for name in SERVICES:
+        upgrade(name, database_url(name))
+    return backend
+
+
+@pytest.fixture
+def app_for(migrated):
+    """Build a service's app on the test's backend: `app_for("intake")`; engines are disposed afterwards."""
+    from shared.runtime import service_modules
+
+    made = []
+
+    def build(name: str):
+        app = service_modules(name)[0].create_app({"TESTING": True})
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        app.extensions["ccs"].engine.dispose()
+
+
+@pytest.fixture
+def token():
+    """Make a bearer header for a role: `token("coordinator")`."""
+    from shared import config
+    from shared.web import issue_token
+
+    def make(role: str, communities=("default",), subject: str = "test") -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(config.load('cli').secret_key, subject, role, communities)}"}
+
+    return make

@@ -1,0 +1,216 @@
+"""One service at a time with its own database and the real bus, on both backends."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+
+from shared import bus, config, topology
+from shared.contracts import EXAMPLES, make_event
+from shared.demo import wait_for
+from shared.runtime import make_dispatch
+
+SHOPPING = {
+    "requester_name": "Pat Example", "requester_phone": "01253 477000", "postcode": "FY1 4AB",
+    "support_type": "shopping", "window_start": "2030-01-07T14:00:00+00:00",
+    "window_end": "2030-01-07T16:00:00+00:00", "notes": "Lives alone",
+}
+VOLUNTEER = {"name": "Sam Patel", "phone": "07911 123456", "skills": ["practical"],
+             "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10}
+
+
+def queue_named(name: str):
+    for queue in [q for qs in topology.QUEUES.values() for q in qs] + topology.DEAD_LETTER_QUEUES:
+        if queue.name == name:
+            return queue
+    raise KeyError(name)
+
+
+def drain(name: str, expect: int, timeout: float = 10.0) -> list:
+    """Take `expect` messages off a queue (waiting for them), and check nothing more is there."""
+    settings = config.load("cli")
+    got = []
+    with bus.connect(settings) as connection:
+        topology.declare_all(connection)
+        queue = queue_named(name)(connection.default_channel)
+
+        def take():
+            message = queue.get(no_ack=True)
+            if message is not None:
+                got.append(message)
+            return len(got) >= expect
+
+        if expect:
+            wait_for(f"{expect} messages on {name}", take, timeout=timeout)
+        assert queue.get(no_ack=True) is None, f"more than {expect} messages on {name}"
+    return got
+
+
+def publish(envelope_or_bytes, routing_key: str, exchange=None, content_type="application/json"):
+    """Put a message on the bus as a producer would (or raw bytes, as a broken producer might)."""
+    settings = config.load("cli")
+    with bus.connect(settings) as connection:
+        topology.declare_all(connection)
+        producer = connection.Producer()
+        if isinstance(envelope_or_bytes, bytes):
+            producer.publish(envelope_or_bytes, exchange=exchange, routing_key=routing_key,
+                             content_type=content_type, content_encoding="utf-8")
+        else:
+            producer.publish(envelope_or_bytes, exchange=exchange or topology.EXCHANGES[envelope_or_bytes["producer"]],
+                             routing_key=routing_key, serializer="json")
+
+
+@contextmanager
+def running_worker(app, name: str, dispatch=None, max_attempts: int | None = None):
+    """A service's bus worker in a thread, as `ccs worker` runs it, stopped on exit."""
+    settings = app.extensions["ccs"].settings
+    worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name],
+                        dispatch or make_dispatch(app, name), max_attempts=max_attempts)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.should_stop = True
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_a_request_is_stored_with_its_event_in_the_outbox_and_the_relay_publishes_it(app_for, token):
+    from services.intake.model import SupportRequest, outbox
+
+    app = app_for("intake")
+    response = app.test_client().post("/requests", json=SHOPPING, headers=token("coordinator"))
+    assert response.status_code == 201, response.json
+    assert response.json["status"] == "submitted"
+    assert response.json["area"] == "FY1"
+    assert response.json["requester_phone"] == "+441253477000"
+    sessions = app.extensions["ccs"].sessions
+    with sessions() as session:
+        assert session.get(SupportRequest, uuid.UUID(response.json["id"])) is not None
+        assert outbox.backlog(session) == 1
+
+    publisher = bus.Publisher(app.extensions["ccs"].settings)
+    try:
+        assert outbox.relay_once(sessions, publisher) == 1
+    finally:
+        publisher.reset()
+    with sessions() as session:
+        assert outbox.backlog(session) == 0
+    [message] = drain("matching.intake.requests", expect=1)
+    assert message.payload["type"] == "request.submitted"
+    assert message.payload["payload"]["request_id"] == response.json["id"]
+    assert "requester_name" not in message.payload["payload"]
+    assert "notes" not in message.payload["payload"]
+    [copy] = drain("metrics.intake.all", expect=1)
+    assert copy.payload["event_id"] == message.payload["event_id"]
+
+
+def test_invalid_input_gets_a_problem_naming_each_bad_field_and_nothing_is_stored(app_for, token):
+    from services.intake.model import SupportRequest, outbox
+
+    app = app_for("intake")
+    bad = {**SHOPPING, "requester_phone": "12", "support_type": "gardening", "postcode": "ZZ99 9ZZ",
+           "window_end": "2030-01-07T13:00:00+00:00", "unexpected": 1}
+    del bad["requester_name"]
+    response = app.test_client().post("/requests", json=bad, headers=token("coordinator"))
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    problem = response.json
+    assert problem["status"] == 422 and problem["title"]
+    fields = {error["field"] for error in problem["errors"]}
+    assert {"requester_name", "requester_phone", "support_type", "unexpected"} <= fields
+    with app.extensions["ccs"].sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(SupportRequest)) == 0
+        assert outbox.backlog(session) == 0
+    # The checks that need the other fields to be valid still name their field.
+    response = app.test_client().post("/requests", headers=token("coordinator"), json={
+        **SHOPPING, "postcode": "ZZ99 9ZZ", "window_end": "2030-01-07T13:00:00+00:00"})
+    assert {e["field"] for e in response.json["errors"]} == {"postcode", "window_end"}
+
+
+def test_every_call_needs_a_token_with_a_role_that_may_make_it(app_for, token):
+    client = app_for("intake").test_client()
+    assert client.post("/requests", json=SHOPPING).status_code == 401
+    forged = {"Authorization": "Bearer " + token("coordinator")["Authorization"].split()[1][:-2] + "xx"}
+    assert client.post("/requests", json=SHOPPING, headers=forged).status_code == 401
+    refused = client.post("/requests", json=SHOPPING, headers=token("manager"))
+    assert refused.status_code == 403 and refused.mimetype == "application/problem+json"
+    created = client.post("/requests", json=SHOPPING, headers=token("coordinator"))
+    other_community = client.get(f"/requests/{created.json['id']}", headers=token("coordinator", ["ottawa-west"]))
+    assert other_community.status_code == 404
+
+
+def test_the_same_event_delivered_twice_has_one_effect(app_for, token):
+    from services.matching.model import Offer, outbox
+
+    app = app_for("matching")
+    assert app.test_client().post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).status_code == 201
+    envelope = make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "default",
+                                                "request_id": str(uuid.uuid4())})
+    publish(envelope, "request.submitted")
+    publish(envelope, "request.submitted")
+    sessions = app.extensions["ccs"].sessions
+    processed = []
+    dispatch = make_dispatch(app, "matching")
+
+    def counting(event):
+        dispatch(event)
+        processed.append(event.event_id)
+
+    with running_worker(app, "matching", counting):
+        wait_for("both deliveries", lambda: len(processed) == 2)
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Offer)) == 1
+        assert outbox.backlog(session) == 1
+
+
+def test_what_cannot_be_decoded_or_validated_is_dead_lettered_with_the_reason(app_for):
+    app = app_for("matching")
+    publish(b"{not json", "request.submitted", exchange=topology.EXCHANGES["intake"])
+    broken = make_event("request.submitted", EXAMPLES[("request.submitted", 1)])
+    broken["payload"]["latitude"] = "north-ish"
+    publish(broken, "request.submitted")
+    handled = []
+    with running_worker(app, "matching", handled.append):
+        dead = drain("matching.intake.requests.dead", expect=2)
+    assert handled == []
+    reasons = sorted(m.headers["x-dead-letter-reason"] for m in dead)
+    assert reasons[0].startswith("cannot decode message")
+    assert reasons[1].startswith("does not match its contract") and "latitude" in reasons[1]
+    assert {m.headers["x-original-queue"] for m in dead} == {"matching.intake.requests"}
+
+
+def test_a_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered(app_for):
+    app = app_for("matching")
+    publish(make_event("request.submitted", EXAMPLES[("request.submitted", 1)]), "request.submitted")
+    attempts = []
+
+    def always_fails(event):
+        attempts.append(event.event_id)
+        raise RuntimeError("database is on fire")
+
+    with running_worker(app, "matching", always_fails, max_attempts=3):
+        [dead] = drain("matching.intake.requests.dead", expect=1)
+    assert len(attempts) == 3 and len(set(attempts)) == 1
+    assert "handler failed 3 times: RuntimeError: database is on fire" in dead.headers["x-dead-letter-reason"]
+
+
+def test_a_handler_that_fails_once_succeeds_on_retry_and_nothing_is_dead_lettered(app_for):
+    app = app_for("matching")
+    publish(make_event("request.submitted", EXAMPLES[("request.submitted", 1)]), "request.submitted")
+    calls = []
+
+    def flaky(event):
+        calls.append(event.event_id)
+        if len(calls) == 1:
+            raise ConnectionError("blip")
+
+    with running_worker(app, "matching", flaky, max_attempts=3):
+        wait_for("the retry", lambda: len(calls) == 2)
+    drain("matching.intake.requests.dead", expect=0)

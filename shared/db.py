@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from datetime import timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,6 +11,26 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware datetime stored in UTC, read back aware on SQLite too (which keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: say which time zone it is in")
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
 
 
 def make_engine(url: str) -> Engine:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared import bus
 from shared.contracts import Event, make_event
-from shared.db import is_postgres
+from shared.db import UtcDateTime, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class OutboxMixin:
     event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, unique=True)
     event_type: Mapped[str] = mapped_column(sa.String(64))
     body: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
 
 class ProcessedEventMixin:
@@ -47,7 +47,7 @@ class ProcessedEventMixin:
 
     consumer: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Outbox:

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db import UtcDateTime
 from shared.outbox import Outbox, OutboxMixin, ProcessedEventMixin, utcnow
 
 
@@ -43,12 +44,12 @@ class SupportRequest(Base):
     latitude: Mapped[float] = mapped_column(sa.Float)
     longitude: Mapped[float] = mapped_column(sa.Float)
     support_type: Mapped[str] = mapped_column(sa.String(40))
-    window_start: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    window_end: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     status: Mapped[str] = mapped_column(sa.String(16), default="submitted", index=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     def advance(self, status: str) -> None:
         """Move to `status` if that is further along than where the request is now."""

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.db import UtcDateTime
 from shared.outbox import Outbox, OutboxMixin, ProcessedEventMixin, utcnow
 
 
@@ -40,7 +41,7 @@ class Volunteer(Base):
     longitude: Mapped[float] = mapped_column(sa.Float)
     max_distance_km: Mapped[float] = mapped_column(sa.Float)
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class MatchRequest(Base):
@@ -54,8 +55,8 @@ class MatchRequest(Base):
     latitude: Mapped[float] = mapped_column(sa.Float)
     longitude: Mapped[float] = mapped_column(sa.Float)
     area: Mapped[str] = mapped_column(sa.String(8))
-    window_start: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    window_end: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, matched, unmatched
     correlation_id: Mapped[str] = mapped_column(sa.String(64))
     offers: Mapped[list["Offer"]] = relationship(back_populates="request", order_by="Offer.created_at")
@@ -78,7 +79,7 @@ class Offer(Base):
     volunteer_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("volunteers.id"), index=True)
     code: Mapped[str] = mapped_column(sa.String(4))
     status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, accepted, declined
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    answered_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     request: Mapped[MatchRequest] = relationship(back_populates="offers")
     volunteer: Mapped[Volunteer] = relationship()

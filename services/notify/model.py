@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db import UtcDateTime
 from shared.outbox import Outbox, OutboxMixin, ProcessedEventMixin, utcnow
 
 
@@ -44,8 +45,8 @@ class OutgoingMessage(Base):
     provider_sid: Mapped[str | None] = mapped_column(sa.String(64))
     error: Mapped[str | None] = mapped_column(sa.Text)
     correlation_id: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class InboundMessage(Base):
@@ -59,4 +60,4 @@ class InboundMessage(Base):
     body: Mapped[str] = mapped_column(sa.Text)
     keyword: Mapped[str | None] = mapped_column(sa.String(12))
     code: Mapped[str | None] = mapped_column(sa.String(4))
-    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

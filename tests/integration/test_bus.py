@@ -214,3 +214,54 @@ def test_a_handler_that_fails_once_succeeds_on_retry_and_nothing_is_dead_lettere
     with running_worker(app, "matching", flaky, max_attempts=3):
         wait_for("the retry", lambda: len(calls) == 2)
     drain("matching.intake.requests.dead", expect=0)
+
+
+def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(app_for, token):
+    from services.matching.model import MatchRequest, Offer, outbox
+
+    app = app_for("matching")
+    client = app.test_client()
+    near = client.post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).json
+    further = client.post("/volunteers", headers=token("coordinator"), json={
+        **VOLUNTEER, "name": "Ali Khan", "phone": "07911 123457", "latitude": 53.85}).json
+    dispatch = make_dispatch(app, "matching")
+    request_id = str(uuid.uuid4())
+    from shared.contracts import load_event
+
+    def deliver(event_type, payload):
+        dispatch(load_event(make_event(event_type, payload)))
+
+    deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "default",
+                                  "request_id": request_id})
+    sessions = app.extensions["ccs"].sessions
+
+    def offers():
+        with sessions() as session:
+            return session.scalars(sa.select(Offer).order_by(Offer.created_at)).all()
+
+    [first] = offers()
+    assert str(first.volunteer_id) == near["id"]
+    sms = {"message_sid": "SM1", "to_phone": "+447700900000", "from_phone": near["phone"]}
+    deliver("sms.received", {**sms, "body": f"no {first.code}", "keyword": "NO", "code": first.code})
+    first_again, second = offers()
+    assert first_again.status == "declined"
+    assert str(second.volunteer_id) == further["id"] and second.status == "open"
+    # A YES from someone else's phone, or with the wrong code, does nothing.
+    deliver("sms.received", {**sms, "message_sid": "SM2", "body": f"YES {second.code}", "keyword": "YES",
+                             "code": second.code})
+    assert offers()[1].status == "open"
+    deliver("sms.received", {**sms, "message_sid": "SM3", "from_phone": further["phone"], "body": "YES",
+                             "keyword": "YES", "code": second.code})
+    assert offers()[1].status == "accepted"
+    with sessions() as session:
+        assert session.get(MatchRequest, uuid.UUID(request_id)).status == "matched"
+        published = [row.event_type for row in session.scalars(sa.select(outbox.table).order_by(outbox.table.id))]
+    assert published == ["offer.made", "offer.made", "offer.accepted", "request.matched"]
+
+
+def test_times_come_back_with_their_time_zone(app_for, token):
+    client = app_for("intake").test_client()
+    created = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    fetched = client.get(f"/requests/{created['id']}", headers=token("coordinator")).json
+    assert fetched["window_start"] == "2030-01-07T14:00:00+00:00"
+    assert fetched["created_at"].endswith("+00:00")

@@ -13,6 +13,7 @@ import click
 
 from shared import config
 from shared.config import SERVICES
+from shared.web import ROLES
 
 
 @click.group()
@@ -106,19 +107,84 @@ def migrate(services):
 
 
 @main.group()
+def users():
+    """People who sign in (kept by intake)."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--community", "communities", multiple=True, help="Repeat for several (admins, regional managers).")
+@click.option("--organisation", default=None, help="A referrer's organisation, e.g. 'Fylde Coast PCN'.")
+@click.password_option(help="Asked for when not given.")
+def create_user(email, name, role, communities, organisation, password):
+    """Create a user who can sign in to the pages and be issued API tokens."""
+    from werkzeug.security import generate_password_hash
+
+    from services.intake.model import User
+    from shared.web import claims_for
+
+    claims = claims_for(email.lower(), role, communities, organisation)
+    with intake_sessions().begin() as session:
+        session.add(User(email=claims["sub"], name=name, role=role, communities=claims["communities"],
+                         organisation=organisation, password_hash=generate_password_hash(password)))
+    click.echo(f"{claims['sub']}: {role} in {', '.join(claims['communities'])}")
+
+
+def intake_sessions():
+    """Sessions on intake's database, which keeps the users."""
+    from shared.db import make_engine, make_sessions, upgrade
+
+    url = config.database_url("intake")
+    upgrade("intake", url)
+    return make_sessions(make_engine(url))
+
+
+@main.group()
 def tokens():
     """API tokens."""
 
 
 @tokens.command("issue")
-@click.option("--role", type=click.Choice(["admin", "coordinator", "referrer", "manager"]), required=True)
-@click.option("--subject", default="cli", show_default=True, help="Who the token is for.")
-@click.option("--community", "communities", multiple=True, default=["default"], show_default=True)
-def issue(role, subject, communities):
-    """Print a signed bearer token for a role."""
+@click.option("--user", "email", default=None, help="Issue for this user, with their role and communities.")
+@click.option("--role", type=click.Choice(ROLES), default=None, help="Without --user: a token for this role.")
+@click.option("--community", "communities", multiple=True, help="Without --user: the communities (default: the first).")
+@click.option("--subject", default="cli", show_default=True, help="Without --user: who the token is for.")
+def issue(email, role, communities, subject):
+    """Print a signed bearer token."""
+    import sqlalchemy as sa
+
     from shared.web import issue_token
 
-    click.echo(issue_token(config.load("cli").secret_key, subject, role, communities))
+    secret = config.load("cli").secret_key
+    if email:
+        from services.intake.model import User
+
+        with intake_sessions()() as session:
+            user = session.scalar(sa.select(User).where(User.email == email.lower(), User.active.is_(True)))
+        if user is None:
+            raise click.UsageError(f"no active user {email}")
+        click.echo(issue_token(secret, user.email, user.role, user.communities, user.organisation))
+    elif role:
+        click.echo(issue_token(secret, subject, role, communities or None))
+    else:
+        raise click.UsageError("give --user EMAIL, or --role ROLE")
+
+
+@main.group()
+def gazetteer():
+    """Postcode districts and their centres."""
+
+
+@gazetteer.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load_gazetteer(path):
+    """Load a GeoNames postal-code file (e.g. GB.txt, GB_full.txt, CA.txt) for every service to use."""
+    from shared import gazetteer as module
+
+    count = module.load(path, config.var_dir())
+    click.echo(f"{count} postcode districts loaded from {path.name}")
 
 
 @main.command()

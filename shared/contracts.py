@@ -25,18 +25,49 @@ class Payload(Schema):
         unknown = EXCLUDE
 
 
-class RequestSubmittedV1(Payload):
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PARTS_OF_DAY = ("morning", "afternoon", "evening")
+
+
+class WhenFields(Payload):
+    """When help is wanted: a one-off window, or days and a part of the day ("any weekday afternoon")."""
+
+    window_start = fields.AwareDateTime(allow_none=True, load_default=None)
+    window_end = fields.AwareDateTime(allow_none=True, load_default=None)
+    window_days = fields.List(fields.Str(validate=validate.OneOf(DAYS)), allow_none=True, load_default=None)
+    window_part = fields.Str(allow_none=True, load_default=None, validate=validate.OneOf(PARTS_OF_DAY))
+
+
+class RequestSubmittedV1(WhenFields):
+    """A request matching should find someone for. Carries no name, phone, address or notes."""
+
     request_id = fields.UUID(required=True)
     community = fields.Str(required=True)
+    source = fields.Str(load_default="coordinator")
     support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
+    urgency = fields.Str(load_default="routine", validate=validate.OneOf(["routine", "soon", "urgent"]))
     latitude = fields.Float(required=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(required=True, validate=validate.Range(-180, 180))
     area = fields.Str(load_default="", dump_default="")
-    window_start = fields.AwareDateTime(required=True)
-    window_end = fields.AwareDateTime(required=True)
+    repeat_every_weeks = fields.Int(allow_none=True, load_default=None)
+    repeat_occurrences = fields.Int(load_default=1)
+    volunteer_language = fields.Str(allow_none=True, load_default=None)
+    volunteer_gender = fields.Str(allow_none=True, load_default=None)
+    person_ref = fields.Str(load_default="")
+    is_carer = fields.Bool(load_default=False)
+    referrer_organisation = fields.Str(allow_none=True, load_default=None)
 
 
-class OfferMadeV1(Payload):
+class RequestUpdatedV1(RequestSubmittedV1):
+    """The matching-relevant fields of a request after a coordinator changed it."""
+
+
+class RequestCancelledV1(Payload):
+    request_id = fields.UUID(required=True)
+    reason = fields.Str(load_default="")
+
+
+class OfferMadeV1(WhenFields):
     offer_id = fields.UUID(required=True)
     request_id = fields.UUID(required=True)
     volunteer_id = fields.UUID(required=True)
@@ -44,8 +75,6 @@ class OfferMadeV1(Payload):
     code = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}$"))
     support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
     area = fields.Str(required=True)
-    window_start = fields.AwareDateTime(required=True)
-    window_end = fields.AwareDateTime(required=True)
 
 
 class OfferAcceptedV1(Payload):
@@ -96,6 +125,8 @@ EVENTS: dict[tuple[str, int], Contract] = {
     (c.type, c.version): c
     for c in [
         Contract("request.submitted", 1, "intake", RequestSubmittedV1),
+        Contract("request.updated", 1, "intake", RequestUpdatedV1),
+        Contract("request.cancelled", 1, "intake", RequestCancelledV1),
         Contract("offer.made", 1, "matching", OfferMadeV1),
         Contract("offer.accepted", 1, "matching", OfferAcceptedV1),
         Contract("request.matched", 1, "matching", RequestMatchedV1),
@@ -113,13 +144,25 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("request.submitted", 1): {
         "request_id": _EXAMPLE_REQUEST,
         "community": "fylde-coast",
+        "source": "coordinator",
         "support_type": "shopping",
+        "urgency": "routine",
         "latitude": 53.8175,
         "longitude": -3.0357,
         "area": "FY1",
         "window_start": "2026-11-25T14:00:00+00:00",
         "window_end": "2026-11-25T16:00:00+00:00",
+        "window_days": None,
+        "window_part": None,
+        "repeat_every_weeks": 1,
+        "repeat_occurrences": 6,
+        "volunteer_language": "en",
+        "volunteer_gender": None,
+        "person_ref": "p_4f1c2a9d0b7e",
+        "is_carer": False,
+        "referrer_organisation": None,
     },
+    ("request.cancelled", 1): {"request_id": _EXAMPLE_REQUEST, "reason": "The family have arranged help."},
     ("offer.made", 1): {
         "offer_id": _EXAMPLE_OFFER,
         "request_id": _EXAMPLE_REQUEST,
@@ -128,8 +171,10 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "code": "4821",
         "support_type": "shopping",
         "area": "FY1",
-        "window_start": "2026-11-25T14:00:00+00:00",
-        "window_end": "2026-11-25T16:00:00+00:00",
+        "window_start": None,
+        "window_end": None,
+        "window_days": ["mon", "tue", "wed", "thu", "fri"],
+        "window_part": "afternoon",
     },
     ("offer.accepted", 1): {
         "offer_id": _EXAMPLE_OFFER,
@@ -236,3 +281,6 @@ def _wire(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+EXAMPLES[("request.updated", 1)] = {**EXAMPLES[("request.submitted", 1)], "urgency": "urgent"}

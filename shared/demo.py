@@ -79,9 +79,12 @@ def walk_through(url: str | None, echo: Callable[[str], None] = print) -> dict:
         start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
         echo("2. Log a request for shopping in FY1 tomorrow afternoon")
         request = client.call("POST", "/requests", 201, json={
-            "requester_name": "Pat Example", "requester_phone": "01253 477000", "postcode": "FY1 4AB",
-            "support_type": "shopping", "window_start": start.isoformat(),
-            "window_end": (start + timedelta(hours=2)).isoformat(), "notes": "Lives alone; prefers a morning call."})
+            "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
+                       "postcode": "FY1 4AB"},
+            "support_type": "shopping",
+            "when": {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()},
+            "consent": {"share_contact": True, "sms_contact": True},
+            "coordinator_notes": "Lives alone; prefers a morning call."})
         echo(f"   request {request['id']} is {request['status']}")
         offer = wait_for("the SMS offer", lambda: next(
             (m for m in client.call("GET", "/sms/messages", params={"to": phone}) if m["purpose"] == "offer"), None))

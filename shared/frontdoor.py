@@ -13,6 +13,11 @@ ROUTES = {
     "/volunteers": "matching",
     "/sms": "notify",
     "/activity": "metrics",
+    "/login": "intake",
+    "/logout": "intake",
+    "/board": "intake",
+    "/referrals": "intake",
+    "/fhir": "intake",
 }
 for _name in ("intake", "matching", "notify", "metrics"):
     ROUTES[f"/healthz/{_name}"] = _name

@@ -23,10 +23,10 @@ DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 # consumer -> {group name: (producer, [event types])}
 SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
-        "outcomes": ("matching", ["offer.made", "request.matched", "request.unmatched"]),
+        "outcomes": ("matching", ["offer.made", "offer.accepted", "request.matched", "request.unmatched"]),
     },
     "matching": {
-        "requests": ("intake", ["request.submitted"]),
+        "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),
         "replies": ("notify", ["sms.received"]),
     },
     "notify": {

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlencode
 
 import flask_smorest
+from apispec.ext.marshmallow import MarshmallowPlugin
+import jinja2
 import phonenumbers
-from flask import Flask, Response, current_app, g, jsonify, request
-from marshmallow import ValidationError, fields
+from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
+from marshmallow import ValidationError, fields
 from werkzeug.exceptions import HTTPException
 
 from shared import config as config_module
+from shared.communities import all_communities
+from shared.communities import default_slug as default_community
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 
@@ -94,17 +101,28 @@ class Api(flask_smorest.Api):
         return response
 
 
-# --- tokens --------------------------------------------------------------------------------------------------
+# --- tokens and sign-in ----------------------------------------------------------------------------------------
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt="ccs-api-token")
 
 
-def issue_token(secret: str, subject: str, role: str, communities: Iterable[str] = ("default",)) -> str:
-    """A signed bearer token that every service can check without asking another."""
+def claims_for(subject: str, role: str, communities: Iterable[str] | None = None,
+               organisation: str | None = None) -> dict[str, Any]:
+    """What a token or a signed-in session says about its holder."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    return _serializer(secret).dumps({"sub": subject, "role": role, "communities": sorted(communities)})
+    chosen = sorted(communities) if communities else [default_community()]
+    unknown = [c for c in chosen if c not in all_communities()]
+    if unknown:
+        raise ValueError(f"no such community: {', '.join(unknown)}")
+    return {"sub": subject, "role": role, "communities": chosen, "organisation": organisation}
+
+
+def issue_token(secret: str, subject: str, role: str, communities: Iterable[str] | None = None,
+                organisation: str | None = None) -> str:
+    """A signed bearer token that every service can check without asking another."""
+    return _serializer(secret).dumps(claims_for(subject, role, communities, organisation))
 
 
 def read_token(secret: str, token: str) -> dict[str, Any]:
@@ -113,7 +131,7 @@ def read_token(secret: str, token: str) -> dict[str, Any]:
 
 
 def requires(*roles: str):
-    """Let the view run only for a bearer token with one of `roles`; the claims are in `g.user`."""
+    """Let an API view run only for a bearer token with one of `roles`; the claims are in `g.user`."""
 
     def decorator(view):
         @functools.wraps(view)
@@ -137,14 +155,67 @@ def requires(*roles: str):
     return decorator
 
 
+def page_requires(*roles: str):
+    """Let a browser page run only for a signed-in user with one of `roles` (else to the sign-in page)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = session.get("user")
+            if not user:
+                return redirect(url_for_login(request.full_path.rstrip("?")))
+            if user["role"] not in roles:
+                return render_template("forbidden.html", roles=roles), 403
+            g.user = user
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def url_for_login(next_path: str) -> str:
+    """The sign-in page (served by intake, behind the same front door), coming back to `next_path`."""
+    return "/login?" + urlencode({"next": next_path})
+
+
+def csrf_token() -> str:
+    """The signed-in session's token for forms; made on first use."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    """Refuse a form post that does not carry the session's token."""
+    sent = request.form.get("csrf_token", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        flask_smorest.abort(400, message="The form has expired; reload the page and try again.")
+
+
+def schema_name(schema) -> str:
+    """OpenAPI component names: the class name, with `Partial` for a partial copy used in a PATCH."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    name = cls.__name__.removesuffix("Schema")
+    return name + "Partial" if getattr(schema, "partial", False) else name
+
+
 # --- the app factory base ------------------------------------------------------------------------------------
 
 def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] | None = None,
                        title: str | None = None) -> Flask:
     """A service's Flask app: settings, its database, the API with problem details, and a health check."""
-    app = Flask(f"services.{name}")
+    app = Flask(f"services.{name}", static_folder=None)
+    app.jinja_loader = jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent / "services" / name / "templates")),
+        jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+    ])
     settings = config_module.load(name)
     app.config.update(
+        SESSION_COOKIE_NAME="ccs_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
         API_TITLE=title or f"{name} service",
         API_VERSION="1",
         OPENAPI_VERSION="3.1.0",
@@ -157,10 +228,15 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
         app.config.update(test_config)
     engine = make_engine(settings.database_url)
     app.extensions["ccs"] = ServiceContext(settings=settings, engine=engine, sessions=make_sessions(engine))
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
-        "bearerAuth": {"type": "http", "scheme": "bearer"}}}})
+    api = Api(app, spec_kwargs={
+        "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name),
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}})
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
+
+    @app.context_processor
+    def page_context():
+        return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name}
 
     @app.get(f"/healthz/{name}")
     def healthz():
@@ -173,6 +249,14 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
 
 
 # --- fields shared by the services' schemas --------------------------------------------------------------------
+
+def phone_region() -> str:
+    """How to read a national number: the country of the caller's community, else the configured default."""
+    user = g.get("user") if current_app else None
+    if user and user.get("communities"):
+        return all_communities()[user["communities"][0]].country
+    return service().settings.default_region if current_app else "GB"
+
 
 def normalise_phone(value: str, region: str = "GB") -> str:
     """A phone number in E.164 (UK and Canadian numbers in national or international form); ValueError if not."""
@@ -190,7 +274,7 @@ class PhoneNumber(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text_value = super()._deserialize(value, attr, data, **kwargs)
-        region = service().settings.default_region if current_app else "GB"
+        region = phone_region()
         try:
             return normalise_phone(text_value, region)
         except ValueError as err:

@@ -128,7 +128,8 @@ def token():
     from shared import config
     from shared.web import issue_token
 
-    def make(role: str, communities=("default",), subject: str = "test") -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(config.load('cli').secret_key, subject, role, communities)}"}
+    def make(role: str, communities=("fylde-coast",), subject: str = "test", organisation=None) -> dict[str, str]:
+        secret = config.load("cli").secret_key
+        return {"Authorization": f"Bearer {issue_token(secret, subject, role, communities, organisation)}"}
 
     return make

@@ -14,6 +14,8 @@ from shared.outbox import utcnow
 from shared.taxonomy import skill_for
 
 EARTH_RADIUS_KM = 6371.0088
+WHEN = ("window_start", "window_end", "window_days", "window_part")
+REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area") + WHEN
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -63,7 +65,7 @@ def offer_next(session: Session, request: MatchRequest) -> None:
     outbox.add(session, "offer.made", {
         "offer_id": offer.id, "request_id": request.request_id, "volunteer_id": volunteer.id,
         "phone": volunteer.phone, "code": offer.code, "support_type": request.support_type,
-        "area": request.area, "window_start": request.window_start, "window_end": request.window_end,
+        "area": request.area, **{name: getattr(request, name) for name in WHEN},
     }, correlation_id=request.correlation_id)
 
 
@@ -72,14 +74,30 @@ def on_request_submitted(session: Session, event: Event) -> None:
     p = event.payload
     if session.get(MatchRequest, p["request_id"]) is not None:
         return
-    request = MatchRequest(
-        request_id=p["request_id"], community=p["community"], support_type=p["support_type"],
-        latitude=p["latitude"], longitude=p["longitude"], area=p["area"], window_start=p["window_start"],
-        window_end=p["window_end"], correlation_id=event.correlation_id,
-    )
+    request = MatchRequest(request_id=p["request_id"], correlation_id=event.correlation_id,
+                           **{name: p[name] for name in REQUEST_FIELDS})
     session.add(request)
     session.flush()
     offer_next(session, request)
+
+
+def on_request_updated(session: Session, event: Event) -> None:
+    """Keep matching's copy of an open request current."""
+    request = session.get(MatchRequest, event.payload["request_id"])
+    if request is not None and request.status == "open":
+        for name in REQUEST_FIELDS:
+            setattr(request, name, event.payload[name])
+
+
+def on_request_cancelled(session: Session, event: Event) -> None:
+    """Stop matching a cancelled request, and withdraw its open offers."""
+    request = session.get(MatchRequest, event.payload["request_id"])
+    if request is None:
+        return
+    request.status = "cancelled"
+    for offer in request.offers:
+        if offer.status == "open":
+            offer.status = "withdrawn"
 
 
 def on_sms_received(session: Session, event: Event) -> None:
@@ -106,4 +124,5 @@ def on_sms_received(session: Session, event: Event) -> None:
     outbox.add(session, "request.matched", ids, correlation_id=offer.request.correlation_id)
 
 
-HANDLERS = {"request.submitted": on_request_submitted, "sms.received": on_sms_received}
+HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
+            "request.cancelled": on_request_cancelled, "sms.received": on_sms_received}

@@ -55,9 +55,12 @@ class MatchRequest(Base):
     latitude: Mapped[float] = mapped_column(sa.Float)
     longitude: Mapped[float] = mapped_column(sa.Float)
     area: Mapped[str] = mapped_column(sa.String(8))
-    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
-    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, matched, unmatched
+    urgency: Mapped[str] = mapped_column(sa.String(8), default="routine")
+    window_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    window_days: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    window_part: Mapped[str | None] = mapped_column(sa.String(10))
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, matched, unmatched, cancelled
     correlation_id: Mapped[str] = mapped_column(sa.String(64))
     offers: Mapped[list["Offer"]] = relationship(back_populates="request", order_by="Offer.created_at")
 
@@ -78,7 +81,7 @@ class Offer(Base):
     request_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("match_requests.request_id"), index=True)
     volunteer_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("volunteers.id"), index=True)
     code: Mapped[str] = mapped_column(sa.String(4))
-    status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, accepted, declined
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open, accepted, declined, withdrawn
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     request: Mapped[MatchRequest] = relationship(back_populates="offers")

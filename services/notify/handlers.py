@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from services.notify.model import OutgoingMessage
-from services.notify.sms import confirmation_text, offer_text
+from services.notify.sms import confirmation_text, offer_text, window_text
 from shared.contracts import Event
 
 
@@ -21,7 +21,9 @@ def on_offer_made(session: Session, event: Event) -> None:
     """Text the volunteer the offer."""
     p = event.payload
     queue_message(session, f"offer:{p['offer_id']}", "offer", p["phone"],
-                  offer_text(p["support_type"], p["area"], p["window_start"], p["window_end"], p["code"]),
+                  offer_text(p["support_type"], p["area"],
+                             window_text(p["window_start"], p["window_end"], p["window_days"], p["window_part"]),
+                             p["code"]),
                   event.correlation_id)
 
 

@@ -25,15 +25,27 @@ log = logging.getLogger(__name__)
 # --- what our messages say -------------------------------------------------------------------------------------
 
 
-def window_text(start: datetime, end: datetime) -> str:
-    """A short time window, e.g. 'Wed 25 Nov 14:00-16:00'."""
-    return f"{start:%a %d %b %H:%M}-{end:%H:%M}"
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 
-def offer_text(support_type: str, area: str, start: datetime, end: datetime, code: str) -> str:
+def window_text(start: datetime | None, end: datetime | None, days: list[str] | None = None,
+                part: str | None = None) -> str:
+    """A short time window: 'Wed 25 Nov 14:00-16:00', or 'any weekday afternoon', 'Mon or Thu morning'."""
+    if start and end:
+        return f"{start:%a %d %b %H:%M}-{end:%H:%M}"
+    if days == WEEKDAYS:
+        named = "any weekday"
+    elif days and len(days) == 7:
+        named = "any day"
+    else:
+        named = " or ".join(day.title() for day in days or [])
+    return f"{named} {part or ''}".strip()
+
+
+def offer_text(support_type: str, area: str, when: str, code: str) -> str:
     """An offer: the kind of help, the district, the window and the code; never a name or address."""
     place = f" near {area}" if area else ""
-    return (f"Can you help? {KINDS[support_type].label}{place}, {window_text(start, end)}. "
+    return (f"Can you help? {KINDS[support_type].label}{place}, {when}. "
             f"Reply YES {code} to accept or NO {code} to decline.")
 
 

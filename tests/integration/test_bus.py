@@ -16,9 +16,12 @@ from shared.demo import wait_for
 from shared.runtime import make_dispatch
 
 SHOPPING = {
-    "requester_name": "Pat Example", "requester_phone": "01253 477000", "postcode": "FY1 4AB",
-    "support_type": "shopping", "window_start": "2030-01-07T14:00:00+00:00",
-    "window_end": "2030-01-07T16:00:00+00:00", "notes": "Lives alone",
+    "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
+               "postcode": "FY1 4AB"},
+    "support_type": "shopping",
+    "when": {"start": "2030-01-07T14:00:00+00:00", "end": "2030-01-07T16:00:00+00:00"},
+    "consent": {"share_contact": True, "sms_contact": True},
+    "coordinator_notes": "Lives alone",
 }
 VOLUNTEER = {"name": "Sam Patel", "phone": "07911 123456", "skills": ["practical"],
              "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10}
@@ -88,8 +91,8 @@ def test_a_request_is_stored_with_its_event_in_the_outbox_and_the_relay_publishe
     response = app.test_client().post("/requests", json=SHOPPING, headers=token("coordinator"))
     assert response.status_code == 201, response.json
     assert response.json["status"] == "submitted"
-    assert response.json["area"] == "FY1"
-    assert response.json["requester_phone"] == "+441253477000"
+    assert response.json["person"]["area"] == "FY1"
+    assert response.json["person"]["phone"] == "+441253477000"
     sessions = app.extensions["ccs"].sessions
     with sessions() as session:
         assert session.get(SupportRequest, uuid.UUID(response.json["id"])) is not None
@@ -105,8 +108,9 @@ def test_a_request_is_stored_with_its_event_in_the_outbox_and_the_relay_publishe
     [message] = drain("matching.intake.requests", expect=1)
     assert message.payload["type"] == "request.submitted"
     assert message.payload["payload"]["request_id"] == response.json["id"]
-    assert "requester_name" not in message.payload["payload"]
-    assert "notes" not in message.payload["payload"]
+    for private in ("person_name", "person_phone", "address", "coordinator_notes", "name", "phone"):
+        assert private not in message.payload["payload"]
+    assert "Pat" not in str(message.payload) and "Promenade" not in str(message.payload)
     [copy] = drain("metrics.intake.all", expect=1)
     assert copy.payload["event_id"] == message.payload["event_id"]
 
@@ -115,23 +119,23 @@ def test_invalid_input_gets_a_problem_naming_each_bad_field_and_nothing_is_store
     from services.intake.model import SupportRequest, outbox
 
     app = app_for("intake")
-    bad = {**SHOPPING, "requester_phone": "12", "support_type": "gardening", "postcode": "ZZ99 9ZZ",
-           "window_end": "2030-01-07T13:00:00+00:00", "unexpected": 1}
-    del bad["requester_name"]
+    bad = {**SHOPPING, "person": {"phone": "12", "postcode": "FY1"}, "support_type": "gardening", "unexpected": 1}
+    del bad["consent"]
     response = app.test_client().post("/requests", json=bad, headers=token("coordinator"))
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
     problem = response.json
     assert problem["status"] == 422 and problem["title"]
     fields = {error["field"] for error in problem["errors"]}
-    assert {"requester_name", "requester_phone", "support_type", "unexpected"} <= fields
+    assert {"person.name", "person.phone", "support_type", "consent", "unexpected"} <= fields
     with app.extensions["ccs"].sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(SupportRequest)) == 0
         assert outbox.backlog(session) == 0
     # The checks that need the other fields to be valid still name their field.
     response = app.test_client().post("/requests", headers=token("coordinator"), json={
-        **SHOPPING, "postcode": "ZZ99 9ZZ", "window_end": "2030-01-07T13:00:00+00:00"})
-    assert {e["field"] for e in response.json["errors"]} == {"postcode", "window_end"}
+        **SHOPPING, "person": {**SHOPPING["person"], "postcode": "ZZ99 9ZZ"},
+        "when": {"start": "2030-01-07T14:00:00+00:00", "end": "2030-01-07T13:00:00+00:00"}})
+    assert {e["field"] for e in response.json["errors"]} == {"person.postcode", "when.end"}
 
 
 def test_every_call_needs_a_token_with_a_role_that_may_make_it(app_for, token):
@@ -151,7 +155,7 @@ def test_the_same_event_delivered_twice_has_one_effect(app_for, token):
 
     app = app_for("matching")
     assert app.test_client().post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).status_code == 201
-    envelope = make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "default",
+    envelope = make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "fylde-coast",
                                                 "request_id": str(uuid.uuid4())})
     publish(envelope, "request.submitted")
     publish(envelope, "request.submitted")
@@ -231,7 +235,7 @@ def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(ap
     def deliver(event_type, payload):
         dispatch(load_event(make_event(event_type, payload)))
 
-    deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "default",
+    deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": "fylde-coast",
                                   "request_id": request_id})
     sessions = app.extensions["ccs"].sessions
 
@@ -263,5 +267,5 @@ def test_times_come_back_with_their_time_zone(app_for, token):
     client = app_for("intake").test_client()
     created = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
     fetched = client.get(f"/requests/{created['id']}", headers=token("coordinator")).json
-    assert fetched["window_start"] == "2030-01-07T14:00:00+00:00"
+    assert fetched["when"]["start"] == "2030-01-07T14:00:00+00:00"
     assert fetched["created_at"].endswith("+00:00")

@@ -7,7 +7,7 @@ import pytest
 
 from services.matching.handlers import distance_km, nearest_candidate
 from services.matching.model import MatchRequest, Volunteer
-from services.notify.sms import offer_text, parse_reply
+from services.notify.sms import offer_text, parse_reply, window_text
 from shared.frontdoor import route
 from shared.gazetteer import UnknownPostcode, district_of, locate
 from shared.web import field_errors
@@ -33,12 +33,12 @@ def test_parse_reply(body, keyword, code):
 
 def _volunteer(name, lat, lon, skills=("practical",), max_km=10, active=True):
     return Volunteer(id=uuid.uuid4(), name=name, phone="+447911123000", skills=list(skills), latitude=lat,
-                     longitude=lon, max_distance_km=max_km, active=active, community="default")
+                     longitude=lon, max_distance_km=max_km, active=active, community="fylde-coast")
 
 
 def _request(kind="shopping"):
     when = datetime(2026, 11, 25, 14, tzinfo=timezone.utc)
-    return MatchRequest(request_id=uuid.uuid4(), community="default", support_type=kind, latitude=53.8142,
+    return MatchRequest(request_id=uuid.uuid4(), community="fylde-coast", support_type=kind, latitude=53.8142,
                         longitude=-3.0503, area="FY1", window_start=when, window_end=when, correlation_id="c")
 
 
@@ -67,7 +67,7 @@ def test_volunteers_already_asked_are_skipped_and_nobody_left_gives_none():
 
 def test_offer_text_names_only_kind_district_window_and_code():
     start = datetime(2026, 11, 25, 14, tzinfo=timezone.utc)
-    text = offer_text("shopping", "FY1", start, start.replace(hour=16), "4821")
+    text = offer_text("shopping", "FY1", window_text(start, start.replace(hour=16)), "4821")
     assert text == ("Can you help? Shopping near FY1, Wed 25 Nov 14:00-16:00. "
                     "Reply YES 4821 to accept or NO 4821 to decline.")
     assert len(text) <= 160
@@ -102,3 +102,12 @@ def test_postcodes_resolve_through_their_district(postcode, district):
 def test_unknown_or_malformed_postcodes_are_refused(postcode):
     with pytest.raises(UnknownPostcode):
         locate(postcode)
+
+
+@pytest.mark.parametrize("days, part, text", [
+    (["mon", "tue", "wed", "thu", "fri"], "afternoon", "any weekday afternoon"),
+    (["mon", "thu"], "morning", "Mon or Thu morning"),
+    (["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "evening", "any day evening"),
+])
+def test_flexible_windows_read_as_people_say_them(days, part, text):
+    assert window_text(None, None, days, part) == text

@@ -1,0 +1,141 @@
+"""A coordinator's pages: sign in, the requests board, the request form, and a request with its timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import g, redirect, render_template, request, session
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from werkzeug.security import check_password_hash
+
+from services.intake.api import RequestIn, audit, board_order, cancel, find, submit
+from services.intake.model import OPEN_STATUSES, STATUSES, URGENCIES, SupportRequest, User
+from shared.communities import get as community
+from shared.taxonomy import KINDS
+from shared.web import check_csrf, claims_for, field_errors, page_requires, service
+
+blp = Blueprint("pages", __name__, description="Coordinators' pages")
+COORDINATORS = ("coordinator", "admin")
+LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Postcode", "support_type": "Kind of help",
+          "when.start": "From", "when.end": "Until", "when": "When", "consent": "Consent"}
+
+
+def local(moment: datetime | None) -> str:
+    """A time as the signed-in user's community reads it."""
+    if moment is None:
+        return ""
+    return moment.astimezone(community(g.user["communities"][0]).zone).strftime("%a %d %b %Y %H:%M")
+
+
+def when(r: SupportRequest) -> str:
+    """A request's window in words."""
+    if r.window_start:
+        return f"{local(r.window_start)}–{local(r.window_end)[-5:]}"
+    return f"{', '.join(d.title() for d in r.window_days or [])} {r.window_part or ''}".strip()
+
+
+def render(template: str, **context: Any):
+    """Render a page with what every intake page uses."""
+    return render_template(template, kinds=KINDS, statuses=STATUSES, urgencies=URGENCIES, local=local, when=when,
+                           open_statuses=OPEN_STATUSES, **context)
+
+
+@blp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with email and password; the session works on every service behind the front door."""
+    next_path = request.values.get("next") or "/board"
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        next_path = "/board"
+    if request.method == "GET":
+        return render("login.html", next=next_path, email="")
+    email = request.form.get("email", "").strip().lower()
+    with service().sessions() as db:
+        user = db.scalar(sa.select(User).where(User.email == email, User.active.is_(True)))
+    if user is None or not check_password_hash(user.password_hash, request.form.get("password", "")):
+        return render("login.html", next=next_path, email=email, error="That email and password do not match."), 401
+    session.clear()
+    session["user"] = claims_for(user.email, user.role, user.communities, user.organisation)
+    return redirect(next_path)
+
+
+@blp.route("/logout", methods=["POST"])
+def logout():
+    """Sign out."""
+    check_csrf()
+    session.clear()
+    return redirect("/login")
+
+
+@blp.route("/board")
+@page_requires(*COORDINATORS)
+def board():
+    """The community's requests, unmatched and urgent first, with filters."""
+    chosen = {name: request.args.get(name, "") for name in ("status", "support_type", "urgency")}
+    where = [SupportRequest.community.in_(g.user["communities"])]
+    where += [getattr(SupportRequest, name) == value for name, value in chosen.items() if value]
+    with service().sessions.begin() as db:
+        rows = db.scalars(board_order(sa.select(SupportRequest).where(*where)).limit(200)).all()
+        audit(db, "list", None, ["person_name", "area"])
+    return render("board.html", rows=rows, chosen=chosen)
+
+
+def nested(form) -> dict[str, Any]:
+    """Form fields named like `person.name` as the nested JSON the API takes; times in the community's zone."""
+    zone = community(g.user["communities"][0]).zone
+    data: dict[str, Any] = {"consent": {"share_contact": False, "sms_contact": False}}
+    for name, value in form.items():
+        if name == "csrf_token" or value == "":
+            continue
+        if name in ("when.start", "when.end"):
+            try:
+                value = datetime.fromisoformat(value).replace(tzinfo=zone).isoformat()
+            except ValueError:
+                pass
+        if name in ("consent.share_contact", "consent.sms_contact", "person.is_carer"):
+            value = True
+        head, _, tail = name.partition(".")
+        if tail:
+            data.setdefault(head, {})[tail] = value
+        else:
+            data[name] = value
+    return data
+
+
+@blp.route("/board/new", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def new_request():
+    """The request form; a valid form logs the request and shows it."""
+    if request.method == "GET":
+        return render("request_form.html", form={}, errors=[], labels=LABELS)
+    check_csrf()
+    try:
+        data = RequestIn().load(nested(request.form))
+    except ValidationError as err:
+        return render("request_form.html", form=request.form, errors=field_errors(err.messages), labels=LABELS), 422
+    with service().sessions.begin() as db:
+        r = submit(db, data)
+    return redirect(f"/board/{r.id}", 303)
+
+
+@blp.route("/board/<uuid:request_id>")
+@page_requires(*COORDINATORS)
+def show_request(request_id):
+    """A request with its timeline."""
+    with service().sessions.begin() as db:
+        r = find(db, request_id)
+        audit(db, "view", r.id)
+        return render("request.html", r=r)
+
+
+@blp.route("/board/<uuid:request_id>/cancel", methods=["POST"])
+@page_requires(*COORDINATORS)
+def cancel_request(request_id):
+    """Cancel a request from its page."""
+    check_csrf()
+    reason = request.form.get("reason", "").strip() or "Cancelled by a coordinator"
+    with service().sessions.begin() as db:
+        cancel(db, find(db, request_id), reason)
+    return redirect(f"/board/{request_id}", 303)

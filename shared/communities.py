@@ -1,0 +1,53 @@
+"""The communities a deployment serves: each with its country, time zone and SMS sender number.
+
+Every request, volunteer and user belongs to one. They are deployment configuration shared by all services
+(`CCS_COMMUNITIES_FILE`, default the file shipped in shared/data), not rows any one service owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+SHIPPED = Path(__file__).with_name("data") / "communities.json"
+
+
+@dataclass(frozen=True)
+class Community:
+    """One Compassionate Communities programme's area."""
+
+    slug: str
+    name: str
+    country: str
+    time_zone: str
+    sms_from: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The community's time zone."""
+        return ZoneInfo(self.time_zone)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> dict[str, Community]:
+    with open(path, encoding="utf-8") as handle:
+        return {entry["slug"]: Community(**entry) for entry in json.load(handle)}
+
+
+def all_communities() -> dict[str, Community]:
+    """Every community, by slug."""
+    return _load(os.environ.get("CCS_COMMUNITIES_FILE", str(SHIPPED)))
+
+
+def get(slug: str) -> Community:
+    """One community; KeyError if there is no such community."""
+    return all_communities()[slug]
+
+
+def default_slug() -> str:
+    """The first community listed: what a token is for when none is named."""
+    return next(iter(all_communities()))

@@ -1,0 +1,266 @@
+"""Intake on its own database and the bus: each role, each source, bad input, idempotency, edits and cancelling."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from shared.contracts import load_event
+from tests.integration.test_bus import SHOPPING, drain
+
+REFERRAL = {
+    **{k: v for k, v in SHOPPING.items() if k != "coordinator_notes"},
+    "support_type": "bereavement_visit",
+    "referrer": {"organisation": "Fylde Coast PCN", "organisation_type": "pcn", "name": "Dr Asha Rao",
+                 "contact": "01253 000111"},
+    "reason": "Recently bereaved, lives alone, would welcome a visit.",
+}
+
+
+@pytest.fixture
+def intake(app_for):
+    """Intake's test client and sessions."""
+    app = app_for("intake")
+    return app.test_client(), app.extensions["ccs"].sessions
+
+
+def rows(sessions, table) -> int:
+    with sessions() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(table))
+
+
+def staged_events(sessions) -> list[dict]:
+    from services.intake.model import outbox
+
+    with sessions() as session:
+        return [row.body for row in session.scalars(sa.select(outbox.table).order_by(outbox.table.id))]
+
+
+@pytest.mark.parametrize("field, value, pointer", [
+    ("person.name", "", "person.name"),
+    ("person.phone", "not a phone", "person.phone"),
+    ("person.phone", "+44 20 7946 09", "person.phone"),
+    ("person.postcode", "XX1", "person.postcode"),
+    ("person.postcode", "hello", "person.postcode"),
+    ("person.preferred_language", "English", "person.preferred_language"),
+    ("person.date_of_birth", "31/02/1950", "person.date_of_birth"),
+    ("person.latitude", 123, "person.latitude"),
+    ("support_type", "gardening", "support_type"),
+    ("urgency", "whenever", "urgency"),
+    ("when.start", "tomorrow", "when.start"),
+    ("when.end", "2030-01-07T13:00:00+00:00", "when.end"),
+    ("when.start", "2030-01-07T14:00:00", "when.start"),
+    ("repeat", {"every_weeks": 0, "occurrences": 6}, "repeat.every_weeks"),
+    ("repeat", {"every_weeks": 1, "occurrences": 100}, "repeat.occurrences"),
+    ("preferences.volunteer_gender", "any", "preferences.volunteer_gender"),
+    ("consent.share_contact", "maybe", "consent.share_contact"),
+    ("consent", None, "consent"),
+    ("coordinator_notes", "x" * 4001, "coordinator_notes"),
+])
+def test_each_bad_field_is_named_in_a_problem_and_nothing_is_stored(intake, token, field, value, pointer):
+    from services.intake.model import SupportRequest
+
+    client, sessions = intake
+    body = copy.deepcopy(SHOPPING)
+    *parents, last = field.split(".")
+    target = body
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[last] = value
+    response = client.post("/requests", json=body, headers=token("coordinator"))
+    assert response.status_code == 422, response.json
+    assert response.mimetype == "application/problem+json"
+    assert pointer in {e["field"] for e in response.json["errors"]}
+    assert any(e["pointer"] == "#/" + pointer.replace(".", "/") for e in response.json["errors"])
+    assert rows(sessions, SupportRequest) == 0
+    assert staged_events(sessions) == []
+
+
+def test_a_flexible_recurring_request_with_preferences_and_consents(intake, token):
+    client, sessions = intake
+    body = {**SHOPPING, "when": {"days": ["mon", "tue", "wed", "thu", "fri"], "part_of_day": "afternoon"},
+            "repeat": {"every_weeks": 1, "occurrences": 6}, "urgency": "soon",
+            "preferences": {"volunteer_language": "fr", "volunteer_gender": "female", "pets": True},
+            "consent": {"share_contact": False, "sms_contact": True},
+            "person": {**SHOPPING["person"], "phone": "+1 613 234 5678", "date_of_birth": "1948-03-02",
+                       "preferred_language": "fr", "is_carer": True}}
+    created = client.post("/requests", json=body, headers=token("coordinator", subject="coord@fylde.org"))
+    assert created.status_code == 201, created.json
+    r = created.json
+    assert r["when"] == {"days": ["mon", "tue", "wed", "thu", "fri"], "part_of_day": "afternoon"}
+    assert r["repeat"] == {"every_weeks": 1, "occurrences": 6}
+    assert r["person"]["phone"] == "+16132345678"
+    assert r["consent"] == {"share_contact": False, "sms_contact": True}
+    assert {(c["kind"], c["given"], c["recorded_by"]) for c in r["consents"]} == {
+        ("share_contact", False, "coord@fylde.org"), ("sms_contact", True, "coord@fylde.org")}
+    assert [t["what"] for t in r["timeline"]] == ["submitted"]
+    [event] = staged_events(sessions)
+    payload = load_event(event).payload
+    assert payload["window_days"] == ["mon", "tue", "wed", "thu", "fri"] and payload["window_part"] == "afternoon"
+    assert payload["volunteer_language"] == "fr" and payload["volunteer_gender"] == "female"
+    assert payload["repeat_occurrences"] == 6 and payload["urgency"] == "soon" and payload["is_carer"] is True
+    assert payload["person_ref"].startswith("p_")
+    assert "Pat" not in str(event) and "613" not in str(event) and "Lives alone" not in str(event)
+
+
+def test_the_same_idempotency_key_and_body_answer_the_first_result_and_another_body_is_refused(intake, token):
+    from services.intake.model import SupportRequest
+
+    client, sessions = intake
+    headers = {**token("coordinator"), "Idempotency-Key": "form-123"}
+    first = client.post("/requests", json=SHOPPING, headers=headers)
+    again = client.post("/requests", json=SHOPPING, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    assert rows(sessions, SupportRequest) == 1 and len(staged_events(sessions)) == 1
+    different = client.post("/requests", json={**SHOPPING, "urgency": "urgent"}, headers=headers)
+    assert different.status_code == 422 and "different request body" in different.json["detail"]
+    other_person = client.post("/requests", json=SHOPPING,
+                               headers={**token("coordinator", subject="other"), "Idempotency-Key": "form-123"})
+    assert other_person.status_code == 201 and other_person.json["id"] != first.json["id"]
+    assert rows(sessions, SupportRequest) == 2
+
+
+def test_a_coordinator_edits_a_request_and_matching_hears_only_of_what_matters_to_it(intake, token):
+    client, sessions = intake
+    r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    notes = client.patch(f"/requests/{r['id']}", json={"coordinator_notes": "Daughter visits Sundays"},
+                         headers=token("coordinator"))
+    assert notes.status_code == 200 and notes.json["coordinator_notes"] == "Daughter visits Sundays"
+    assert [e["type"] for e in staged_events(sessions)] == ["request.submitted"]
+    moved = client.patch(f"/requests/{r['id']}", json={"urgency": "urgent", "person": {"postcode": "FY8 1AA"}},
+                         headers=token("coordinator"))
+    assert moved.status_code == 200, moved.json
+    assert moved.json["person"]["area"] == "FY8" and moved.json["urgency"] == "urgent"
+    assert moved.json["person"]["name"] == "Pat Example"
+    events = staged_events(sessions)
+    assert [e["type"] for e in events] == ["request.submitted", "request.updated"]
+    assert events[1]["payload"]["area"] == "FY8" and events[1]["payload"]["urgency"] == "urgent"
+    assert [t["what"] for t in moved.json["timeline"]] == ["submitted", "edited", "edited"]
+    bad = client.patch(f"/requests/{r['id']}", json={"person": {"postcode": "XX9"}}, headers=token("coordinator"))
+    assert bad.status_code == 422 and {e["field"] for e in bad.json["errors"]} == {"person.postcode"}
+
+
+def test_cancelling_tells_matching_and_a_cancelled_request_cannot_change(intake, token):
+    client, sessions = intake
+    r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    assert client.post(f"/requests/{r['id']}/cancel", json={}, headers=token("coordinator")).status_code == 422
+    cancelled = client.post(f"/requests/{r['id']}/cancel", json={"reason": "Family arranged help"},
+                            headers=token("coordinator"))
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    assert cancelled.json["timeline"][-1]["what"] == "cancelled"
+    assert staged_events(sessions)[-1]["type"] == "request.cancelled"
+    assert client.patch(f"/requests/{r['id']}", json={"urgency": "soon"},
+                        headers=token("coordinator")).status_code == 409
+    assert client.post(f"/requests/{r['id']}/cancel", json={"reason": "again"},
+                       headers=token("coordinator")).status_code == 409
+
+
+def test_referrers_see_only_their_own_referrals_and_only_outcomes(intake, token):
+    client, sessions = intake
+    gp = token("referrer", subject="asha@pcn.nhs.uk", organisation="Fylde Coast PCN")
+    prescriber = token("referrer", subject="sam@prescribing.org")
+    mine = client.post("/referrals", json=REFERRAL, headers=gp)
+    assert mine.status_code == 201, mine.json
+    assert set(mine.json) == {"id", "status", "outcome", "support_type", "person_name", "referrer_organisation",
+                              "created_at", "updated_at"}
+    assert mine.headers["Location"].endswith(f"/referrals/{mine.json['id']}")
+    theirs = client.post("/referrals", json={**REFERRAL, "referrer": {**REFERRAL["referrer"],
+                         "organisation": "Age UK Blackpool", "organisation_type": "partner"}}, headers=prescriber)
+    assert [r["id"] for r in client.get("/referrals", headers=gp).json] == [mine.json["id"]]
+    assert client.get(f"/referrals/{theirs.json['id']}", headers=gp).status_code == 404
+    assert client.get(f"/referrals/{mine.json['id']}", headers=gp).json["status"] == "submitted"
+    # A referrer cannot use the coordinators' API at all.
+    assert client.get("/requests", headers=gp).status_code == 403
+    assert client.get(f"/requests/{mine.json['id']}", headers=gp).status_code == 403
+    # The coordinator sees the referral with who referred and why.
+    seen = client.get(f"/requests/{mine.json['id']}", headers=token("coordinator")).json
+    assert seen["source"] == "pcn" and seen["referrer"]["organisation"] == "Fylde Coast PCN"
+    assert seen["reason"] == REFERRAL["reason"]
+    [event, other] = [load_event(e).payload for e in staged_events(sessions)]
+    assert event["source"] == "pcn" and event["referrer_organisation"] == "Fylde Coast PCN"
+    assert other["source"] == "partner"
+
+
+def test_a_referral_without_a_reason_or_referrer_is_refused_naming_them(intake, token):
+    client, _ = intake
+    body = {k: v for k, v in REFERRAL.items() if k not in ("reason", "referrer")}
+    response = client.post("/referrals", json=body, headers=token("referrer"))
+    assert response.status_code == 422
+    assert {"reason", "referrer"} <= {e["field"] for e in response.json["errors"]}
+
+
+def test_managers_see_no_personal_data_and_other_communities_see_nothing(intake, token):
+    client, _ = intake
+    r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    manager = token("manager")
+    for path in ("/requests", f"/requests/{r['id']}", "/referrals", f"/referrals/{r['id']}"):
+        response = client.get(path, headers=manager)
+        assert response.status_code == 403 and "Pat" not in response.get_data(as_text=True)
+    assert client.post("/requests", json=SHOPPING, headers=manager).status_code == 403
+    ottawa = token("coordinator", ["ottawa-west"])
+    assert client.get(f"/requests/{r['id']}", headers=ottawa).status_code == 404
+    assert client.get("/requests", headers=ottawa).json == []
+    assert client.patch(f"/requests/{r['id']}", json={"urgency": "soon"}, headers=ottawa).status_code == 404
+
+
+def test_the_board_lists_unmatched_and_urgent_first_and_filters(intake, token):
+    client, sessions = intake
+    from services.intake.model import SupportRequest
+
+    made = {}
+    for name, urgency in (("routine", "routine"), ("urgent", "urgent"), ("soon", "soon"), ("stuck", "routine")):
+        made[name] = client.post("/requests", json={**SHOPPING, "urgency": urgency},
+                                 headers=token("coordinator")).json["id"]
+    with sessions.begin() as session:
+        session.get(SupportRequest, uuid.UUID(made["stuck"])).status = "unmatched"
+    listed = client.get("/requests", headers=token("coordinator"))
+    assert [r["id"] for r in listed.json] == [made["stuck"], made["urgent"], made["soon"], made["routine"]]
+    assert "timeline" not in listed.json[0]
+    assert listed.headers["X-Pagination"]
+    urgent = client.get("/requests?urgency=urgent", headers=token("coordinator")).json
+    assert [r["id"] for r in urgent] == [made["urgent"]]
+    paged = client.get("/requests?page=2&page_size=3", headers=token("coordinator")).json
+    assert [r["id"] for r in paged] == [made["routine"]]
+    assert client.get("/requests?urgency=later", headers=token("coordinator")).status_code == 422
+
+
+def test_the_audit_log_records_who_created_viewed_and_changed_a_person(intake, token):
+    from services.intake.model import AuditEntry
+
+    client, sessions = intake
+    coordinator = token("coordinator", subject="kim@fylde.org")
+    r = client.post("/requests", json=SHOPPING, headers=coordinator).json
+    client.get(f"/requests/{r['id']}", headers=coordinator)
+    client.patch(f"/requests/{r['id']}", json={"person": {"phone": "07911 123456"}}, headers=coordinator)
+    with sessions() as session:
+        entries = session.scalars(sa.select(AuditEntry).where(AuditEntry.request_id == uuid.UUID(r["id"]))
+                                  .order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.action) for e in entries] == [
+        ("kim@fylde.org", "create"), ("kim@fylde.org", "view"), ("kim@fylde.org", "update")]
+    assert entries[2].fields == ["person_phone"]
+
+
+def test_matchings_events_move_the_status_on_and_fill_the_timeline(app_for, token):
+    from services.intake.model import SupportRequest
+    from shared.contracts import EXAMPLES, make_event
+    from shared.runtime import make_dispatch
+
+    app = app_for("intake")
+    client = app.test_client()
+    r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    dispatch = make_dispatch(app, "intake")
+    ids = {"request_id": r["id"], "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4())}
+    for event_type, extra in (("offer.made", {}), ("offer.accepted", {}), ("request.matched", {}),
+                              ("offer.made", {"offer_id": str(uuid.uuid4())})):
+        dispatch(load_event(make_event(event_type, {**EXAMPLES[(event_type, 1)], **ids, **extra})))
+    seen = client.get(f"/requests/{r['id']}", headers=token("coordinator")).json
+    assert seen["status"] == "matched", "a late offer does not move a matched request back"
+    assert [t["what"] for t in seen["timeline"]] == ["submitted", "offered", "accepted", "matched", "offered"]
+    assert "4821" in seen["timeline"][1]["detail"]
+    drain("intake.matching.outcomes", expect=0)
+    with app.extensions["ccs"].sessions() as session:
+        assert session.get(SupportRequest, uuid.UUID(r["id"])).status == "matched"

@@ -9,7 +9,9 @@ retried or dead-lettered.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +29,27 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
+class FolderChannel(filesystem.Channel):
+    """The filesystem channel, creating each exchange's binding table whole before anyone opens it.
+
+    kombu creates a missing table by opening it empty and then locking it, so a second process starting at
+    the same moment could lock the empty file first, fail to read it as JSON, and crash on declaring."""
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        table = self._exchange_file(exchange)
+        if not table.exists():
+            self.control_folder.mkdir(parents=True, exist_ok=True)
+            draft = table.with_name(f".{table.name}.{uuid.uuid4().hex}")
+            draft.write_bytes(b"[]")
+            try:
+                os.link(draft, table)  # appears complete, or not at all; the first process wins
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        super()._queue_bind(exchange, routing_key, pattern, queue)
+
+
 class FolderTransport(filesystem.Transport):
     """kombu's filesystem transport, remembering declared bindings per folder rather than per process.
 
@@ -34,6 +57,7 @@ class FolderTransport(filesystem.Transport):
     so a process that used one folder would never write the bindings into another (as tests do).
     """
 
+    Channel = FolderChannel
     _states: dict[str, virtual.BrokerState] = {}
 
     def __init__(self, client, **kwargs):

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -37,6 +38,9 @@ def run(port):
     try:
         system.wait_until_ready()
         click.echo(f"\nCompassionate Communities is running at {system.url}\n")
+        click.echo(f"Coordinators sign in at {system.url}/board; make yourself an account first:")
+        click.echo("  .venv/bin/ccs users create --role coordinator --email you@example.org --name 'Your Name'")
+        click.echo(f"API documentation: {system.url}/docs")
         click.echo("A token for the API:  export TOKEN=$(.venv/bin/ccs tokens issue --role coordinator)")
         click.echo(f"Logs: {system.var_dir / 'log'}/   SMS from the development gateway appear below.")
         click.echo("Press Ctrl+C to stop.\n")
@@ -120,25 +124,33 @@ def users():
 @click.password_option(help="Asked for when not given.")
 def create_user(email, name, role, communities, organisation, password):
     """Create a user who can sign in to the pages and be issued API tokens."""
+    import sqlalchemy as sa
     from werkzeug.security import generate_password_hash
 
     from services.intake.model import User
     from shared.web import claims_for
 
     claims = claims_for(email.lower(), role, communities, organisation)
-    with intake_sessions().begin() as session:
+    with intake_sessions() as sessions, sessions.begin() as session:
+        if session.scalar(sa.select(User.id).where(User.email == claims["sub"])) is not None:
+            raise click.ClickException(f"a user {claims['sub']} already exists")
         session.add(User(email=claims["sub"], name=name, role=role, communities=claims["communities"],
                          organisation=organisation, password_hash=generate_password_hash(password)))
     click.echo(f"{claims['sub']}: {role} in {', '.join(claims['communities'])}")
 
 
+@contextmanager
 def intake_sessions():
-    """Sessions on intake's database, which keeps the users."""
+    """Sessions on intake's database, which keeps the users; its connections are closed afterwards."""
     from shared.db import make_engine, make_sessions, upgrade
 
     url = config.database_url("intake")
     upgrade("intake", url)
-    return make_sessions(make_engine(url))
+    engine = make_engine(url)
+    try:
+        yield make_sessions(engine)
+    finally:
+        engine.dispose()
 
 
 @main.group()
@@ -161,7 +173,7 @@ def issue(email, role, communities, subject):
     if email:
         from services.intake.model import User
 
-        with intake_sessions()() as session:
+        with intake_sessions() as sessions, sessions() as session:
             user = session.scalar(sa.select(User).where(User.email == email.lower(), User.active.is_(True)))
         if user is None:
             raise click.UsageError(f"no active user {email}")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import requests
-from flask import Flask, Response, request
+import swagger_ui_bundle
+from flask import Flask, Response, request, send_from_directory
+
+from shared.config import SERVICES
+
 
 # Path prefix -> service. The longest matching prefix wins.
 ROUTES = {
@@ -19,7 +24,7 @@ ROUTES = {
     "/referrals": "intake",
     "/fhir": "intake",
 }
-for _name in ("intake", "matching", "notify", "metrics"):
+for _name in SERVICES:
     ROUTES[f"/healthz/{_name}"] = _name
     ROUTES[f"/openapi/{_name}.json"] = _name
 
@@ -31,7 +36,9 @@ INDEX = """<!doctype html>
 <title>Compassionate Communities</title></head>
 <body><main>
 <h1>Compassionate Communities volunteer support</h1>
-<p>The API lives at this address. Every call needs a bearer token: <code>ccs tokens issue --role coordinator</code>.</p>
+<p>Coordinators: <a href="/board">sign in to the requests board</a>.</p>
+<p>The API lives at this address (<a href="/docs">API documentation</a>, <a href="/openapi.json">OpenAPI</a>).
+Every call needs a bearer token: <code>ccs tokens issue --role coordinator</code>.</p>
 <ul>
 <li><code>POST /requests</code>, <code>GET /requests/&lt;id&gt;</code> &mdash; intake
  (<a href="/openapi/intake.json">OpenAPI</a>)</li>
@@ -43,6 +50,38 @@ INDEX = """<!doctype html>
 </ul>
 </main></body></html>
 """
+
+
+DOCS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Compassionate Communities API</title><link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+</body></html>
+"""
+
+
+def merge_openapi(documents: dict[str, dict]) -> dict:
+    """One OpenAPI document from each service's: paths, tags and components side by side.
+
+    Two services may share a component (the problem schema, the bearer scheme) only if it is identical."""
+    merged = {"openapi": next(iter(documents.values()))["openapi"],
+              "info": {"title": "Compassionate Communities", "version": "1",
+                       "description": "Every service's API, as the front door routes it."},
+              "tags": [], "paths": {}, "components": {}}
+    for name, document in documents.items():
+        merged["tags"] += document.get("tags", [])
+        for path, item in document.get("paths", {}).items():
+            if path in merged["paths"]:
+                raise ValueError(f"{path} is served by two services")
+            merged["paths"][path] = item
+        for section, entries in document.get("components", {}).items():
+            into = merged["components"].setdefault(section, {})
+            for key, value in entries.items():
+                if into.setdefault(key, value) != value:
+                    raise ValueError(f"{name} defines components.{section}.{key} differently")
+    return merged
 
 
 def route(path: str) -> str | None:
@@ -60,6 +99,27 @@ def create_app(backends: dict[str, str]) -> Flask:
     def index():
         """What lives behind this address."""
         return Response(INDEX, mimetype="text/html")
+
+    @app.get("/openapi.json")
+    def openapi():
+        """Every service's OpenAPI document, merged."""
+        try:
+            documents = {name: http.get(f"{backends[name]}/openapi/{name}.json", timeout=10).json()
+                         for name in SERVICES}
+        except (requests.RequestException, ValueError):
+            body = {"type": "about:blank", "title": "Bad Gateway", "status": 502,
+                    "detail": "A service did not give its OpenAPI document."}
+            return body, 502, {"Content-Type": "application/problem+json"}
+        return merge_openapi(documents)
+
+    @app.get("/docs")
+    def docs():
+        """The API documentation, from the merged OpenAPI document (Swagger UI, served from here)."""
+        return Response(DOCS, mimetype="text/html")
+
+    @app.get("/docs/static/<path:filename>")
+    def docs_static(filename):
+        return send_from_directory(Path(swagger_ui_bundle.swagger_ui_path), filename)
 
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     def forward(path):
@@ -87,5 +147,5 @@ def create_app(backends: dict[str, str]) -> Flask:
 def create_app_from_env() -> Flask:
     """The front door, with each service's address from `CCS_<SERVICE>_URL` (defaults: ports 8001-8004)."""
     backends = {name: os.environ.get(f"CCS_{name.upper()}_URL", f"http://127.0.0.1:{8001 + i}")
-                for i, name in enumerate(("intake", "matching", "notify", "metrics"))}
+                for i, name in enumerate(SERVICES)}
     return create_app(backends)

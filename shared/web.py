@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields
 from werkzeug.exceptions import HTTPException
 
 from shared import config as config_module
@@ -77,8 +77,36 @@ def field_errors(messages: dict[str, Any], prefix: str = "") -> list[dict[str, s
     return errors
 
 
+class FieldError(Schema):
+    """One bad field: its dotted name, a JSON pointer to it in the request, and what is wrong."""
+
+    field = fields.Str(required=True)
+    pointer = fields.Str(required=True)
+    detail = fields.Str(required=True)
+
+
+class Problem(Schema):
+    """RFC 9457 problem details, with `errors` naming each bad field."""
+
+    type = fields.Str(required=True, metadata={"example": "about:blank"})
+    title = fields.Str(required=True)
+    status = fields.Int(required=True)
+    detail = fields.Str()
+    errors = fields.List(fields.Nested(FieldError))
+
+
 class Api(flask_smorest.Api):
-    """flask-smorest's Api, answering every error as RFC 9457 problem details."""
+    """flask-smorest's Api, answering every error as RFC 9457 problem details (and documenting them so)."""
+
+    ERROR_SCHEMA = Problem
+
+    def _register_responses(self):
+        """Document every error response as `application/problem+json` with the Problem schema."""
+        super()._register_responses()
+        for name, response in self.spec.components.responses_lazy.items():
+            content = response.get("content", {})
+            if "application/json" in content:
+                response["content"] = {PROBLEM: content["application/json"]}
 
     def handle_http_exception(self, error: HTTPException):
         """Turn any HTTP error (including marshmallow validation errors) into problem details."""
@@ -218,7 +246,7 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
         API_TITLE=title or f"{name} service",
         API_VERSION="1",
-        OPENAPI_VERSION="3.1.0",
+        OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH=f"openapi/{name}.json",
         SECRET_KEY=settings.secret_key,

@@ -33,13 +33,21 @@ BEARER = [{"bearerAuth": []}]
 # --- what comes in ---------------------------------------------------------------------------------------------
 
 
+def known_postcode(value: str) -> None:
+    """A postcode the gazetteer knows, checked with the other fields so every bad field is named at once."""
+    try:
+        gazetteer.locate(value)
+    except gazetteer.UnknownPostcode as err:
+        raise ValidationError(str(err)) from err
+
+
 class PersonIn(Schema):
     """The person who needs support."""
 
     name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
     phone = PhoneNumber(load_default=None, allow_none=True)
     address = fields.Str(load_default="", validate=validate.Length(max=500))
-    postcode = fields.Str(validate=validate.Length(max=10))
+    postcode = fields.Str(validate=[validate.Length(max=10), known_postcode])
     latitude = fields.Float(validate=validate.Range(-90, 90))
     longitude = fields.Float(validate=validate.Range(-180, 180))
     preferred_language = fields.Str(load_default="en", validate=validate.Regexp(r"^[a-z]{2}$"))

@@ -9,18 +9,21 @@ import sqlalchemy as sa
 from flask import g, redirect, render_template, request, session
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from werkzeug.datastructures import MultiDict
 from werkzeug.security import check_password_hash
 
 from services.intake.api import RequestIn, audit, board_order, cancel, find, submit
 from services.intake.model import OPEN_STATUSES, STATUSES, URGENCIES, SupportRequest, User
 from shared.communities import get as community
+from shared.contracts import DAYS, PARTS_OF_DAY
 from shared.taxonomy import KINDS
 from shared.web import check_csrf, claims_for, field_errors, page_requires, service
 
 blp = Blueprint("pages", __name__, description="Coordinators' pages")
 COORDINATORS = ("coordinator", "admin")
 LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Postcode", "support_type": "Kind of help",
-          "when.start": "From", "when.end": "Until", "when": "When", "consent": "Consent"}
+          "when.start": "From", "when.end": "Until", "when": "When", "when.days": "Days",
+          "when.part_of_day": "Part of the day", "repeat.occurrences": "How many times", "consent": "Consent"}
 
 
 def local(moment: datetime | None) -> str:
@@ -33,14 +36,20 @@ def local(moment: datetime | None) -> str:
 def when(r: SupportRequest) -> str:
     """A request's window in words."""
     if r.window_start:
-        return f"{local(r.window_start)}–{local(r.window_end)[-5:]}"
-    return f"{', '.join(d.title() for d in r.window_days or [])} {r.window_part or ''}".strip()
+        text = f"{local(r.window_start)}–{local(r.window_end)[-5:]}"
+    else:
+        text = f"{', '.join(d.title() for d in r.window_days or [])} {r.window_part or ''}".strip()
+    if r.repeat_every_weeks:
+        every = "every week" if r.repeat_every_weeks == 1 else f"every {r.repeat_every_weeks} weeks"
+        text += f", {every}, {r.repeat_occurrences} times"
+    return text
 
 
 def render(template: str, **context: Any):
     """Render a page with what every intake page uses."""
     return render_template(template, kinds=KINDS, statuses=STATUSES, urgencies=URGENCIES, local=local, when=when,
-                           open_statuses=OPEN_STATUSES, **context)
+                           open_statuses=OPEN_STATUSES, days=DAYS, parts_of_day=PARTS_OF_DAY, languages=LANGUAGES,
+                           **context)
 
 
 @blp.route("/login", methods=["GET", "POST"])
@@ -82,25 +91,38 @@ def board():
     return render("board.html", rows=rows, chosen=chosen)
 
 
+LANGUAGES = [("en", "English"), ("fr", "French"), ("cy", "Welsh"), ("pl", "Polish"), ("ur", "Urdu"), ("pa", "Punjabi"),
+             ("gu", "Gujarati"), ("ar", "Arabic")]
+CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",
+              "preferences.smoking")
+# Which fields the form's "when" choice keeps: a one-off window, or days and a part of the day.
+WINDOW_FIELDS = {"once": ("when.start", "when.end"), "flexible": ("when.days", "when.part_of_day")}
+
+
 def nested(form) -> dict[str, Any]:
     """Form fields named like `person.name` as the nested JSON the API takes; times in the community's zone."""
     zone = community(g.user["communities"][0]).zone
     data: dict[str, Any] = {"consent": {"share_contact": False, "sms_contact": False}}
-    for name, value in form.items():
-        if name == "csrf_token" or value == "":
+    chosen = form.get("when.kind", "once")
+    dropped = {name for kind, names in WINDOW_FIELDS.items() if kind != chosen for name in names}
+    for name in form:
+        value: Any = form.getlist(name) if name == "when.days" else form.get(name)
+        if name in ("csrf_token", "when.kind") or name in dropped or value in ("", []):
             continue
         if name in ("when.start", "when.end"):
             try:
                 value = datetime.fromisoformat(value).replace(tzinfo=zone).isoformat()
             except ValueError:
                 pass
-        if name in ("consent.share_contact", "consent.sms_contact", "person.is_carer"):
+        if name in CHECKBOXES:
             value = True
         head, _, tail = name.partition(".")
         if tail:
             data.setdefault(head, {})[tail] = value
         else:
             data[name] = value
+    if "repeat" in data and "every_weeks" not in data["repeat"]:
+        del data["repeat"]  # "how many times" without "how often" is a one-off
     return data
 
 
@@ -109,7 +131,7 @@ def nested(form) -> dict[str, Any]:
 def new_request():
     """The request form; a valid form logs the request and shows it."""
     if request.method == "GET":
-        return render("request_form.html", form={}, errors=[], labels=LABELS)
+        return render("request_form.html", form=MultiDict(), errors=[], labels=LABELS)
     check_csrf()
     try:
         data = RequestIn().load(nested(request.form))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from contextlib import contextmanager
@@ -269,3 +273,24 @@ def test_times_come_back_with_their_time_zone(app_for, token):
     fetched = client.get(f"/requests/{created['id']}", headers=token("coordinator")).json
     assert fetched["when"]["start"] == "2030-01-07T14:00:00+00:00"
     assert fetched["created_at"].endswith("+00:00")
+
+
+def test_processes_starting_together_on_a_new_folder_all_declare_the_topology(tmp_path):
+    """The filesystem transport's binding tables are created whole, so no process reads a half-made one."""
+    declare = "from shared import bus, config, topology; topology.declare_all(bus.connect(config.load('cli')))"
+
+    def tables(folder):
+        return {table.name: sorted(map(tuple, json.loads(table.read_text())))
+                for table in (folder / "broker" / "control").glob("*.exchange")}
+
+    env = {k: v for k, v in os.environ.items() if k != "BROKER_URL"}
+    subprocess.run([sys.executable, "-c", declare], env={**env, "CCS_VAR_DIR": str(tmp_path / "alone")}, check=True)
+    expected = tables(tmp_path / "alone")
+    assert expected
+    for round_ in range(3):
+        folder = tmp_path / f"together-{round_}"
+        starting = [subprocess.Popen([sys.executable, "-c", declare], env={**env, "CCS_VAR_DIR": str(folder)},
+                                     stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        failures = [err for p in starting if (err := p.communicate(timeout=60)[1]) and p.returncode]
+        assert not failures, failures[0]
+        assert tables(folder) == expected

@@ -111,3 +111,21 @@ def test_unknown_or_malformed_postcodes_are_refused(postcode):
 ])
 def test_flexible_windows_read_as_people_say_them(days, part, text):
     assert window_text(None, None, days, part) == text
+
+
+def test_the_front_door_merges_every_services_openapi_document_and_refuses_clashes():
+    from shared.frontdoor import merge_openapi
+
+    problem = {"type": "object"}
+    intake = {"openapi": "3.0.3", "tags": [{"name": "requests"}], "paths": {"/requests": {"get": {}}},
+              "components": {"schemas": {"Problem": problem, "RequestIn": {"type": "object"}}}}
+    matching = {"openapi": "3.0.3", "tags": [{"name": "volunteers"}], "paths": {"/volunteers": {"post": {}}},
+                "components": {"schemas": {"Problem": problem}}}
+    merged = merge_openapi({"intake": intake, "matching": matching})
+    assert set(merged["paths"]) == {"/requests", "/volunteers"}
+    assert set(merged["components"]["schemas"]) == {"Problem", "RequestIn"}
+    assert [t["name"] for t in merged["tags"]] == ["requests", "volunteers"]
+    with pytest.raises(ValueError, match="components.schemas.Problem"):
+        merge_openapi({"intake": intake, "matching": {**matching, "components": {"schemas": {"Problem": {}}}}})
+    with pytest.raises(ValueError, match="/requests is served by two services"):
+        merge_openapi({"intake": intake, "matching": {**matching, "paths": {"/requests": {}}}})

@@ -1,0 +1,103 @@
+"""Browser tests: the whole system as real processes on the embedded default, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+from shared import config
+from shared.demo import Client, five_free_ports
+from shared.supervisor import System
+from shared.web import issue_token
+
+CHROMIUM = os.environ.get("CCS_CHROMIUM", "/usr/bin/chromium")
+# Chromium as root in a container, with no network beyond this machine: no sandbox, no background fetches.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--font-render-hinting=none"]
+SCREENSHOTS = Path(__file__).with_name("screenshots")
+PASSWORD = "a long enough passphrase"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """All four services and the front door on the embedded default, with one user of each role."""
+    folder = tmp_path_factory.mktemp("site")
+    system = System(var_dir=folder, port=five_free_ports())
+    with system:
+        for role in ("coordinator", "referrer", "manager", "admin"):
+            ccs(system, "users", "create", "--email", f"{role}@example.org", "--name", f"{role.title()} Person",
+                "--role", role, "--password", PASSWORD)
+        yield system
+
+
+def ccs(system: System, *args: str) -> str:
+    """Run the `ccs` command against a running system's folder, and return what it printed."""
+    done = subprocess.run([sys.executable, "-m", "shared.cli", *args], env=system.environment(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def api(system: System, role: str = "coordinator") -> Client:
+    """An API client for the system with a token for `role` in Fylde Coast."""
+    return Client(system.url, issue_token(config.secret_key(system.var_dir), f"{role}@example.org", role))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh browser tab (its own cookies) on the site, at a laptop's size."""
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
+
+
+def sign_in(tab, role: str = "coordinator", password: str = PASSWORD) -> None:
+    """Sign in through the login page, as a person would."""
+    tab.goto("/login")
+    tab.get_by_label("Email", exact=True).fill(f"{role}@example.org")
+    tab.get_by_label("Password", exact=True).fill(password)
+    tab.get_by_role("button", name="Sign in").click()
+
+
+def matches_screenshot(actual: bytes, name: str, tmp_path: Path, tolerance: float = 0.01) -> None:
+    """Compare a screenshot with the reviewed one in tests/e2e/screenshots/.
+
+    Fails when more than `tolerance` of the pixels differ visibly; the actual image and a difference image are
+    left in `tmp_path`. With CCS_UPDATE_SCREENSHOTS=1 the reviewed image is replaced (look at it before committing).
+    """
+    expected_path = SCREENSHOTS / f"{name}.png"
+    actual_path = tmp_path / f"{name}.png"
+    actual_path.write_bytes(actual)
+    if os.environ.get("CCS_UPDATE_SCREENSHOTS") == "1" or not expected_path.exists():
+        SCREENSHOTS.mkdir(exist_ok=True)
+        expected_path.write_bytes(actual)
+        if os.environ.get("CCS_UPDATE_SCREENSHOTS") != "1":
+            pytest.fail(f"no reviewed screenshot yet: wrote {expected_path}; look at it, then commit it")
+        return
+    expected = Image.open(expected_path).convert("RGB")
+    got = Image.open(actual_path).convert("RGB")
+    assert got.size == expected.size, f"{name}: {got.size} instead of {expected.size}; see {actual_path}"
+    difference = ImageChops.difference(expected, got).convert("L").point(lambda value: 255 if value > 40 else 0)
+    changed = difference.histogram()[255] / (got.width * got.height)
+    if changed > tolerance:
+        difference.save(tmp_path / f"{name}-difference.png")
+        pytest.fail(f"{name}: {changed:.1%} of pixels differ from {expected_path}; see {actual_path}")

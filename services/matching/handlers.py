@@ -8,7 +8,7 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.matching.model import MatchRequest, Offer, Volunteer, outbox
+from services.matching.model import CancelledEarly, MatchRequest, Offer, Volunteer, outbox
 from shared.contracts import Event
 from shared.outbox import utcnow
 from shared.taxonomy import skill_for
@@ -70,21 +70,29 @@ def offer_next(session: Session, request: MatchRequest) -> None:
 
 
 def on_request_submitted(session: Session, event: Event) -> None:
-    """Take a new request into matching and make the first offer."""
+    """Take a new request into matching and make the first offer.
+
+    Events about one request can arrive out of order: if its update came first, matching already has the newer
+    details and has offered it; if its cancellation came first, it is taken in as cancelled and never offered."""
     p = event.payload
     if session.get(MatchRequest, p["request_id"]) is not None:
         return
     request = MatchRequest(request_id=p["request_id"], correlation_id=event.correlation_id,
                            **{name: p[name] for name in REQUEST_FIELDS})
     session.add(request)
+    if session.get(CancelledEarly, p["request_id"]) is not None:
+        request.status = "cancelled"
+        return
     session.flush()
     offer_next(session, request)
 
 
 def on_request_updated(session: Session, event: Event) -> None:
-    """Keep matching's copy of an open request current."""
+    """Keep matching's copy of an open request current (an update carries every field matching uses)."""
     request = session.get(MatchRequest, event.payload["request_id"])
-    if request is not None and request.status == "open":
+    if request is None:
+        on_request_submitted(session, event)  # it overtook its request.submitted, whose details are older
+    elif request.status == "open":
         for name in REQUEST_FIELDS:
             setattr(request, name, event.payload[name])
 
@@ -93,6 +101,8 @@ def on_request_cancelled(session: Session, event: Event) -> None:
     """Stop matching a cancelled request, and withdraw its open offers."""
     request = session.get(MatchRequest, event.payload["request_id"])
     if request is None:
+        if session.get(CancelledEarly, event.payload["request_id"]) is None:
+            session.add(CancelledEarly(request_id=event.payload["request_id"]))
         return
     request.status = "cancelled"
     for offer in request.offers:

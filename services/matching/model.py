@@ -65,6 +65,15 @@ class MatchRequest(Base):
     offers: Mapped[list["Offer"]] = relationship(back_populates="request", order_by="Offer.created_at")
 
 
+class CancelledEarly(Base):
+    """A cancellation that arrived before its request did (several workers, or a retry, can reorder events)."""
+
+    __tablename__ = "cancelled_early"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class Offer(Base):
     """A request offered to one volunteer, answered by replying to an SMS with its code."""
 

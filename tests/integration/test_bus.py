@@ -294,3 +294,29 @@ def test_processes_starting_together_on_a_new_folder_all_declare_the_topology(tm
         failures = [err for p in starting if (err := p.communicate(timeout=60)[1]) and p.returncode]
         assert not failures, failures[0]
         assert tables(folder) == expected
+
+
+def test_a_cancellation_or_update_that_overtakes_its_request_is_not_lost(app_for, token):
+    """With several workers, or after a retry, events about one request can arrive out of order."""
+    from services.matching.model import MatchRequest, Offer
+    from shared.contracts import load_event
+
+    app = app_for("matching")
+    assert app.test_client().post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).status_code == 201
+    dispatch = make_dispatch(app, "matching")
+    submitted = {**EXAMPLES[("request.submitted", 1)], "community": "fylde-coast"}
+    cancelled_first, updated_first = str(uuid.uuid4()), str(uuid.uuid4())
+
+    dispatch(load_event(make_event("request.cancelled", {"request_id": cancelled_first, "reason": "moved away"})))
+    dispatch(load_event(make_event("request.submitted", {**submitted, "request_id": cancelled_first})))
+    dispatch(load_event(make_event("request.updated", {**submitted, "request_id": updated_first,
+                                                       "urgency": "urgent"})))
+    dispatch(load_event(make_event("request.submitted", {**submitted, "request_id": updated_first})))
+
+    with app.extensions["ccs"].sessions() as session:
+        cancelled = session.get(MatchRequest, uuid.UUID(cancelled_first))
+        updated = session.get(MatchRequest, uuid.UUID(updated_first))
+        offers = session.scalars(sa.select(Offer)).all()
+    assert cancelled.status == "cancelled"
+    assert updated.status == "open" and updated.urgency == "urgent"
+    assert [str(o.request_id) for o in offers] == [updated_first]

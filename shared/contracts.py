@@ -75,6 +75,11 @@ class OfferMadeV1(WhenFields):
     code = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}$"))
     support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
     area = fields.Str(required=True)
+    urgency = fields.Str(load_default="routine", validate=validate.OneOf(["routine", "soon", "urgent"]))
+    community = fields.Str(allow_none=True, load_default=None)
+    round = fields.Int(load_default=1)
+    occurrence = fields.Int(load_default=1)
+    occurrences = fields.Int(load_default=1)
 
 
 class OfferAcceptedV1(Payload):
@@ -83,6 +88,45 @@ class OfferAcceptedV1(Payload):
     volunteer_id = fields.UUID(required=True)
     phone = fields.Str(required=True)
     code = fields.Str(required=True)
+    by = fields.Str(load_default="volunteer", validate=validate.OneOf(["volunteer", "coordinator"]))
+
+
+class OfferWithdrawnV1(Payload):
+    """An open offer taken back: someone else said yes first, or the request was cancelled."""
+
+    offer_id = fields.UUID(required=True)
+    request_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+    phone = fields.Str(required=True)
+    code = fields.Str(required=True)
+    reason = fields.Str(required=True, validate=validate.OneOf(["taken", "cancelled"]))
+
+
+class TaskCompletedV1(Payload):
+    request_id = fields.UUID(required=True)
+    offer_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+    community = fields.Str(required=True)
+    support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
+    hours = fields.Float(allow_none=True, load_default=None)
+    occurrence = fields.Int(load_default=1)
+    occurrences = fields.Int(load_default=1)
+
+
+class TaskGivenBackV1(Payload):
+    """The volunteer who accepted cancelled; the request is being matched again."""
+
+    request_id = fields.UUID(required=True)
+    offer_id = fields.UUID(required=True)
+    volunteer_id = fields.UUID(required=True)
+
+
+class CheckExpiringV1(Payload):
+    volunteer_id = fields.UUID(required=True)
+    community = fields.Str(required=True)
+    phone = fields.Str(required=True)
+    check = fields.Str(required=True)
+    expires_on = fields.Date(required=True)
 
 
 class RequestMatchedV1(Payload):
@@ -103,12 +147,23 @@ class SmsReceivedV1(Payload):
     body = fields.Str(required=True)
     keyword = fields.Str(allow_none=True, load_default=None)
     code = fields.Str(allow_none=True, load_default=None)
+    hours = fields.Float(allow_none=True, load_default=None)
 
 
 class SmsSentV1(Payload):
     message_id = fields.UUID(required=True)
-    purpose = fields.Str(required=True, validate=validate.OneOf(["offer", "confirmation", "reply"]))
+    purpose = fields.Str(required=True)
     provider_sid = fields.Str(required=True)
+    offer_id = fields.UUID(allow_none=True, load_default=None)
+
+
+class SmsFailedV1(Payload):
+    """A message that could not be sent or delivered."""
+
+    message_id = fields.UUID(required=True)
+    purpose = fields.Str(required=True)
+    reason = fields.Str(required=True)
+    offer_id = fields.UUID(allow_none=True, load_default=None)
 
 
 @dataclass(frozen=True)
@@ -131,8 +186,13 @@ EVENTS: dict[tuple[str, int], Contract] = {
         Contract("offer.accepted", 1, "matching", OfferAcceptedV1),
         Contract("request.matched", 1, "matching", RequestMatchedV1),
         Contract("request.unmatched", 1, "matching", RequestUnmatchedV1),
+        Contract("offer.withdrawn", 1, "matching", OfferWithdrawnV1),
+        Contract("task.completed", 1, "matching", TaskCompletedV1),
+        Contract("task.given_back", 1, "matching", TaskGivenBackV1),
+        Contract("volunteer.check_expiring", 1, "matching", CheckExpiringV1),
         Contract("sms.received", 1, "notify", SmsReceivedV1),
         Contract("sms.sent", 1, "notify", SmsSentV1),
+        Contract("sms.failed", 1, "notify", SmsFailedV1),
     ]
 }
 
@@ -171,6 +231,11 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "code": "4821",
         "support_type": "shopping",
         "area": "FY1",
+        "urgency": "routine",
+        "community": "fylde-coast",
+        "round": 1,
+        "occurrence": 1,
+        "occurrences": 1,
         "window_start": None,
         "window_end": None,
         "window_days": ["mon", "tue", "wed", "thu", "fri"],
@@ -182,6 +247,34 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "volunteer_id": _EXAMPLE_VOLUNTEER,
         "phone": "+447700900123",
         "code": "4821",
+        "by": "volunteer",
+    },
+    ("offer.withdrawn", 1): {
+        "offer_id": _EXAMPLE_OFFER,
+        "request_id": _EXAMPLE_REQUEST,
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+        "phone": "+447700900123",
+        "code": "4821",
+        "reason": "taken",
+    },
+    ("task.completed", 1): {
+        "request_id": _EXAMPLE_REQUEST,
+        "offer_id": _EXAMPLE_OFFER,
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+        "community": "fylde-coast",
+        "support_type": "shopping",
+        "hours": 1.5,
+        "occurrence": 1,
+        "occurrences": 6,
+    },
+    ("task.given_back", 1): {"request_id": _EXAMPLE_REQUEST, "offer_id": _EXAMPLE_OFFER,
+                             "volunteer_id": _EXAMPLE_VOLUNTEER},
+    ("volunteer.check_expiring", 1): {
+        "volunteer_id": _EXAMPLE_VOLUNTEER,
+        "community": "fylde-coast",
+        "phone": "+447700900123",
+        "check": "criminal_record",
+        "expires_on": "2026-12-20",
     },
     ("request.matched", 1): {
         "request_id": _EXAMPLE_REQUEST,
@@ -201,6 +294,13 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "message_id": "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a",
         "purpose": "offer",
         "provider_sid": "SMfedcba9876543210fedcba9876543210",
+        "offer_id": _EXAMPLE_OFFER,
+    },
+    ("sms.failed", 1): {
+        "message_id": "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a",
+        "purpose": "offer",
+        "reason": "undelivered",
+        "offer_id": _EXAMPLE_OFFER,
     },
 }
 

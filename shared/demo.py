@@ -7,7 +7,7 @@ import secrets
 import tempfile
 import time
 from contextlib import nullcontext
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +75,8 @@ def walk_through(url: str | None, echo: Callable[[str], None] = print) -> dict:
         echo(f"1. Register a volunteer who can do practical tasks in Blackpool (phone {phone})")
         volunteer = client.call("POST", "/volunteers", 201, json={
             "name": "Sam Demo", "phone": phone, "skills": ["practical"],
+            "checks": [{"check": "safeguarding", "done_on": date.today().isoformat(),
+                        "expires_on": (date.today() + timedelta(days=3 * 365)).isoformat()}],
             "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
         start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
         echo("2. Log a request for shopping in FY1 tomorrow afternoon")

@@ -16,6 +16,7 @@ from shared.config import SERVICES
 ROUTES = {
     "/requests": "intake",
     "/volunteers": "matching",
+    "/matches": "matching",
     "/sms": "notify",
     "/activity": "metrics",
     "/login": "intake",

@@ -40,12 +40,17 @@ def make_dispatch(app: Flask, name: str):
 
 
 def background_threads(app: Flask, name: str, stop: threading.Event) -> list[threading.Thread]:
-    """The outbox relay, and for notify the SMS sender."""
+    """The outbox relay; for matching its timers, for notify the SMS sender."""
     _, model, _ = service_modules(name)
     context = app.extensions["ccs"]
     interval = context.settings.poll_interval
     threads = [threading.Thread(target=model.outbox.run_relay, name=f"{name}-relay", daemon=True,
                                 args=(context.sessions, bus.Publisher(context.settings), stop, interval))]
+    if name == "matching":
+        from services.matching.timers import run_timers
+
+        threads.append(threading.Thread(target=run_timers, name="matching-timers", daemon=True,
+                                        args=(context.engine, context.sessions, context.settings, stop)))
     if name == "notify":
         from services.notify import sms
 

@@ -1,4 +1,7 @@
-"""The kinds of help people ask for, and the volunteer skill each one needs."""
+"""The kinds of help people ask for, the volunteer skill each one needs, and the checks a volunteer must hold.
+
+Intake offers these kinds; matching applies the rule: a volunteer is asked only with the skill and every check
+in date on the day of the task."""
 
 from __future__ import annotations
 
@@ -7,26 +10,43 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of help: what it is called, its group, and the skill a volunteer needs for it."""
+    """One kind of help: what it is called, its group, the skill a volunteer needs and the checks they must hold."""
 
     label: str
     category: str
     skill: str
+    checks: tuple[str, ...] = ("safeguarding",)
+
+
+# Checks and training a volunteer holds, with dates. The criminal record check is a DBS check in the UK and a
+# vulnerable sector check in Ontario; only that it was done and when it expires is kept, never the certificate.
+CHECKS: dict[str, str] = {
+    "safeguarding": "Safeguarding training",
+    "criminal_record": "Criminal record check (DBS, or vulnerable sector check in Ontario)",
+    "bereavement_training": "Bereavement-support training",
+    "driving": "Driving licence and insurance seen",
+    "future_planning_training": "Future life planning training",
+}
+HOME = ("safeguarding", "criminal_record")  # help given in someone's home, or alone with them
 
 
 KINDS: dict[str, Kind] = {
     "shopping": Kind("Shopping", "practical", "practical"),
     "prescription_collection": Kind("Prescription collection", "practical", "practical"),
-    "transport": Kind("Transport to an appointment", "practical", "driving"),
+    "transport": Kind("Transport to an appointment", "practical", "driving", (*HOME, "driving")),
     "meals": Kind("Meals", "practical", "cooking"),
-    "household_tasks": Kind("Household tasks", "practical", "practical"),
-    "home_visit": Kind("Companionship visit", "companionship", "companionship"),
+    "household_tasks": Kind("Household tasks", "practical", "practical", HOME),
+    "home_visit": Kind("Companionship visit", "companionship", "companionship", HOME),
     "phone_check_in": Kind("Phone check-in", "companionship", "companionship"),
-    "carer_respite": Kind("Carer respite", "carer_respite", "respite"),
-    "bereavement_visit": Kind("Bereavement support visit", "bereavement", "bereavement"),
-    "bereavement_group": Kind("Introduction to a bereavement group", "bereavement", "bereavement"),
-    "planning_conversation": Kind("Future life planning conversation", "future_planning", "future_planning"),
-    "planning_session": Kind("Place at a future life planning session", "future_planning", "future_planning"),
+    "carer_respite": Kind("Carer respite", "carer_respite", "respite", HOME),
+    "bereavement_visit": Kind("Bereavement support visit", "bereavement", "bereavement",
+                              (*HOME, "bereavement_training")),
+    "bereavement_group": Kind("Introduction to a bereavement group", "bereavement", "bereavement",
+                              ("safeguarding", "bereavement_training")),
+    "planning_conversation": Kind("Future life planning conversation", "future_planning", "future_planning",
+                                  ("safeguarding", "future_planning_training")),
+    "planning_session": Kind("Place at a future life planning session", "future_planning", "future_planning",
+                             ("safeguarding",)),
 }
 
 SKILLS: tuple[str, ...] = tuple(sorted({kind.skill for kind in KINDS.values()}))

@@ -23,14 +23,15 @@ DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 # consumer -> {group name: (producer, [event types])}
 SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
-        "outcomes": ("matching", ["offer.made", "offer.accepted", "request.matched", "request.unmatched"]),
+        "outcomes": ("matching", ["offer.made", "offer.accepted", "request.matched", "request.unmatched",
+                                  "task.completed", "task.given_back"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),
-        "replies": ("notify", ["sms.received"]),
+        "replies": ("notify", ["sms.received", "sms.sent", "sms.failed"]),
     },
     "notify": {
-        "offers": ("matching", ["offer.made", "offer.accepted"]),
+        "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring"]),
     },
     "metrics": {
         f"{producer}-all": (producer, sorted({c.type for c in EVENTS.values() if c.producer == producer}))

@@ -117,8 +117,8 @@ class Api(flask_smorest.Api):
         if messages:
             # webargs nests messages under the location ("json", "query", ...): keep only the fields.
             flat = {}
-            for location, fields in messages.items():
-                flat.update(fields if isinstance(fields, dict) else {location: fields})
+            for location, at_location in messages.items():
+                flat.update(at_location if isinstance(at_location, dict) else {location: at_location})
             extra["errors"] = field_errors(flat)
             detail = "; ".join(f"{e['field']}: {e['detail']}" for e in extra["errors"])
         if error.code == 500:

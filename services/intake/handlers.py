@@ -7,25 +7,44 @@ from sqlalchemy.orm import Session
 from services.intake.model import SupportRequest
 from shared.contracts import Event
 
-STATUS_AFTER = {"offer.made": "offered", "request.matched": "matched", "request.unmatched": "unmatched",
-                "offer.accepted": None}
 TIMELINE = {
     "offer.made": ("offered", "Offered to a volunteer (ref {code})"),
     "offer.accepted": ("accepted", "A volunteer accepted (ref {code})"),
     "request.matched": ("matched", "Matched with a volunteer"),
     "request.unmatched": ("unmatched", "{reason}"),
+    "task.completed": ("completed", "The volunteer reported it done"),
+    "task.given_back": ("given back", "The volunteer can no longer do it; asking others first"),
+}
+# The statuses an event moves a request on from, and to.
+MOVES = {
+    "offer.made": ({"submitted", "unmatched"}, "offered"),
+    "request.matched": ({"submitted", "offered", "unmatched"}, "matched"),
+    "request.unmatched": ({"submitted", "offered"}, "unmatched"),
+    "task.completed": ({"matched"}, "completed"),
+    "task.given_back": ({"matched"}, "offered"),
 }
 
 
 def follow_matching(session: Session, event: Event) -> None:
     """Note what matching did on the request's timeline, and move its status on."""
-    request = session.get(SupportRequest, event.payload["request_id"])
+    p = event.payload
+    request = session.get(SupportRequest, p["request_id"])
     if request is None:
         return
     what, detail = TIMELINE[event.type]
-    request.note(what, detail.format(**event.payload), "matching", at=event.occurred_at)
-    if (status := STATUS_AFTER[event.type]) and request.advance(status) and status == "unmatched":
-        request.outcome = event.payload["reason"]
+    sources, status = MOVES.get(event.type, (set(), None))
+    if event.type == "task.completed":
+        if p["occurrence"] < p["occurrences"]:
+            detail, status = f"Occurrence {p['occurrence']} of {p['occurrences']} done", None  # still matched
+        if p.get("hours"):
+            detail += f" ({p['hours']:g} hours)"
+    request.note(what, detail.format(**p), "matching", at=event.occurred_at)
+    if status and request.status in sources:
+        request.status = status
+        if status == "unmatched":
+            request.outcome = p["reason"]
+        elif status == "completed":
+            request.outcome = "Completed"
 
 
 HANDLERS = {event_type: follow_matching for event_type in TIMELINE}

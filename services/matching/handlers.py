@@ -2,71 +2,185 @@
 
 from __future__ import annotations
 
-import math
 import secrets
+from collections import Counter
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.matching.model import CancelledEarly, MatchRequest, Offer, Volunteer, outbox
+from services.matching.model import CancelledEarly, MatchRequest, Offer, Volunteer, VolunteerCheck, outbox
+from services.matching.rules import Candidate, Facts, Policy, distance_km, exclusion, explain, rank, task_slots
+from services.matching.search import nearby
+from shared.communities import get as community
 from shared.contracts import Event
 from shared.outbox import utcnow
-from shared.taxonomy import skill_for
 
-EARTH_RADIUS_KM = 6371.0088
 WHEN = ("window_start", "window_end", "window_days", "window_part")
-REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area") + WHEN
+REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",
+                  "volunteer_gender", "person_ref", "repeat_every_weeks", "repeat_occurrences") + WHEN
+HOLDING = ("accepted", "completed")  # offers that are tasks
 
 
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance between two points, in kilometres."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
-
-
-def nearest_candidate(volunteers: list[Volunteer], request: MatchRequest,
-                      exclude: set) -> Volunteer | None:
-    """The nearest active volunteer with the skill, within the distance they will travel, not already asked."""
-    skill = skill_for(request.support_type)
-    in_range = [
-        (distance_km(v.latitude, v.longitude, request.latitude, request.longitude), v.name, v)
-        for v in volunteers
-        if v.active and skill in v.skills and v.id not in exclude
-    ]
-    in_range = [item for item in in_range if item[0] <= item[2].max_distance_km]
-    return min(in_range, key=lambda item: item[:2])[2] if in_range else None
+def current_offers(request: MatchRequest) -> list[Offer]:
+    """The offers for the occurrence being matched (a recurring request has one task per occurrence)."""
+    return [o for o in request.offers if o.occurrence == request.occurrence]
 
 
 def _free_code(session: Session) -> str:
-    taken = set(session.scalars(sa.select(Offer.code).where(Offer.status == "open")))
+    taken = set(session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted")))))
     while True:
         code = f"{secrets.randbelow(9000) + 1000}"
         if code not in taken:
             return code
 
 
-def offer_next(session: Session, request: MatchRequest) -> None:
-    """Offer the request to the best volunteer not yet asked; with nobody left, it is unmatched."""
-    asked = {offer.volunteer_id for offer in request.offers}
-    volunteers = session.scalars(
-        sa.select(Volunteer).where(Volunteer.community == request.community, Volunteer.active.is_(True))).all()
-    volunteer = nearest_candidate(list(volunteers), request, asked)
-    if volunteer is None:
-        request.status = "unmatched"
-        reason = "every eligible volunteer declined" if asked else "no active volunteer with that skill in range"
-        outbox.add(session, "request.unmatched", {"request_id": request.request_id, "reason": reason},
-                   correlation_id=request.correlation_id)
+def facts_for(session: Session, request: MatchRequest, found: list[tuple[Volunteer, float]],
+              now: datetime, policy: Policy) -> dict:
+    """What the rules need about each volunteer found: their load, their tasks by week, and any history here."""
+    ids = [v.id for v, _ in found]
+    # Someone whose offer was withdrawn (another said yes first) may be asked again if the task comes back.
+    asked = {o.volunteer_id for o in current_offers(request) if o.status != "withdrawn"}
+    facts = {v.id: Facts(distance_km=d, asked=v.id in asked) for v, d in found}
+    if not ids:
+        return facts
+    since = now - timedelta(days=policy.recent_days)
+    for volunteer_id, count in session.execute(
+            sa.select(Offer.volunteer_id, sa.func.count()).where(Offer.volunteer_id.in_(ids), Offer.created_at >= since)
+            .group_by(Offer.volunteer_id)):
+        facts[volunteer_id].recent_load = count
+    held = session.execute(
+        sa.select(Offer.volunteer_id, Offer.answered_at, MatchRequest.window_start, MatchRequest.person_ref)
+        .join(MatchRequest).where(Offer.volunteer_id.in_(ids), Offer.status.in_(HOLDING)))
+    for volunteer_id, answered_at, window_start, person_ref in held:
+        day = (window_start or answered_at or now).date()
+        monday = day - timedelta(days=day.weekday())
+        facts[volunteer_id].tasks_in_week[monday] = facts[volunteer_id].tasks_in_week.get(monday, 0) + 1
+        if request.person_ref and person_ref == request.person_ref:
+            facts[volunteer_id].helped_before = True
+    return facts
+
+
+def assess(session: Session, request: MatchRequest, now: datetime, policy: Policy,
+           everyone: bool = False) -> tuple[list[Candidate], Counter]:
+    """The ranked candidates for a request, and how many volunteers each rule ruled out.
+
+    Normally only volunteers near enough are looked at (through the index); `everyone` looks at the whole
+    community, to tell a coordinator why nobody was found."""
+    zone = community(request.community).zone
+    slots = task_slots(request, zone, now.astimezone(zone).date())
+    if everyone:
+        volunteers = session.scalars(sa.select(Volunteer).where(Volunteer.community == request.community)).all()
+        found = [(v, distance_km(v.latitude, v.longitude, request.latitude, request.longitude)) for v in volunteers]
+    else:
+        found = nearby(session, request.community, request.latitude, request.longitude, policy.request_radius_km)
+    facts = facts_for(session, request, found, now, policy)
+    excluded: Counter = Counter()
+    eligible = []
+    for volunteer, _ in found:
+        rule = exclusion(volunteer, request, facts[volunteer.id], slots, policy)
+        if rule is None:
+            eligible.append((volunteer, facts[volunteer.id]))
+        else:
+            excluded[rule] += 1
+    return rank(eligible, policy), excluded
+
+
+def unmatched(session: Session, request: MatchRequest, reason: str) -> None:
+    """Give up on a request and tell the coordinator why."""
+    request.status = "unmatched"
+    request.unmatched_reason = reason[:500]
+    outbox.add(session, "request.unmatched", {"request_id": request.request_id, "reason": request.unmatched_reason},
+               correlation_id=request.correlation_id)
+
+
+def offer_next(session: Session, request: MatchRequest, now: datetime | None = None,
+               policy: Policy | None = None) -> None:
+    """Offer the request to the next batch of the best volunteers not yet asked; with nobody left, or after the
+    last round, it is unmatched with the reasons."""
+    now, policy = now or utcnow(), policy or Policy.from_env()
+    asked = len({o.volunteer_id for o in current_offers(request)})
+    if request.round >= policy.max_rounds:
+        unmatched(session, request, f"{asked} volunteers asked in {request.round} rounds; nobody said yes")
         return
-    offer = Offer(request=request, volunteer=volunteer, code=_free_code(session))
-    session.add(offer)
+    candidates, _ = assess(session, request, now, policy)
+    batch = candidates[:policy.batch_size]
+    regular = previous_volunteer(request) if request.round == 0 else None
+    if regular is not None and any(c.volunteer.id == regular for c in candidates):
+        batch = [c for c in candidates if c.volunteer.id == regular]  # the same volunteer each time, if they can
+    if not batch:
+        _, excluded = assess(session, request, now, policy, everyone=True)
+        excluded.pop("already_asked", None)
+        prefix = f"{asked} asked, none said yes; of the rest: " if asked else "nobody eligible: "
+        unmatched(session, request, prefix + explain(excluded))
+        return
+    request.round += 1
+    for candidate in batch:
+        offer = Offer(request=request, volunteer=candidate.volunteer, code=_free_code(session), round=request.round,
+                      occurrence=request.occurrence, distance_km=round(candidate.distance_km, 2), created_at=now)
+        session.add(offer)
+        session.flush()
+        outbox.add(session, "offer.made", {
+            "offer_id": offer.id, "request_id": request.request_id, "volunteer_id": candidate.volunteer.id,
+            "phone": candidate.volunteer.phone, "code": offer.code, "support_type": request.support_type,
+            "area": request.area, "urgency": request.urgency, "community": request.community,
+            "round": request.round, "occurrence": request.occurrence, "occurrences": request.repeat_occurrences,
+            **{name: getattr(request, name) for name in WHEN},
+        }, correlation_id=request.correlation_id)
+
+
+def previous_volunteer(request: MatchRequest):
+    """Who did the previous occurrence of a recurring request, if anyone."""
+    return next((o.volunteer_id for o in request.offers
+                 if o.occurrence == request.occurrence - 1 and o.status == "completed"), None)
+
+
+def next_occurrence(session: Session, request: MatchRequest, now: datetime) -> None:
+    """Move a recurring request on to its next occurrence and match it, asking the same volunteer first."""
+    request.occurrence += 1
+    request.round, request.given_back, request.status = 0, False, "open"
+    if request.window_start is not None:
+        shift = timedelta(weeks=request.repeat_every_weeks or 1)
+        request.window_start, request.window_end = request.window_start + shift, request.window_end + shift
     session.flush()
-    outbox.add(session, "offer.made", {
-        "offer_id": offer.id, "request_id": request.request_id, "volunteer_id": volunteer.id,
-        "phone": volunteer.phone, "code": offer.code, "support_type": request.support_type,
-        "area": request.area, **{name: getattr(request, name) for name in WHEN},
-    }, correlation_id=request.correlation_id)
+    offer_next(session, request, now)
+
+
+def withdraw(session: Session, offer: Offer, reason: str) -> None:
+    """Withdraw an open offer and tell the volunteer."""
+    offer.status = "withdrawn"
+    outbox.add(session, "offer.withdrawn", {
+        "offer_id": offer.id, "request_id": offer.request_id, "volunteer_id": offer.volunteer_id,
+        "phone": offer.volunteer.phone, "code": offer.code, "reason": reason,
+    }, correlation_id=offer.request.correlation_id)
+
+
+def accept(session: Session, offer: Offer, now: datetime, by: str = "volunteer") -> None:
+    """The volunteer has the task: every other open offer for the request is withdrawn."""
+    request = offer.request
+    offer.status = "accepted"
+    offer.answered_at = now
+    request.status = "matched"
+    session.flush()  # the one-accepted-offer index refuses a second acceptance here
+    for other in current_offers(request):
+        if other is not offer and other.status == "open":
+            withdraw(session, other, "taken")
+    ids = {"offer_id": offer.id, "request_id": offer.request_id, "volunteer_id": offer.volunteer_id}
+    outbox.add(session, "offer.accepted", {**ids, "phone": offer.volunteer.phone, "code": offer.code, "by": by},
+               correlation_id=request.correlation_id)
+    outbox.add(session, "request.matched", ids, correlation_id=request.correlation_id)
+
+
+def next_round_if_all_answered(session: Session, request: MatchRequest, now: datetime) -> None:
+    """When nobody in the current batch can still say yes, ask the next batch."""
+    if request.status == "open" and not any(o.status in ("open", "accepted") for o in current_offers(request)):
+        offer_next(session, request, now)
+
+
+def locked(session: Session, request_id) -> MatchRequest | None:
+    """A request, locked until the transaction ends (on PostgreSQL), so two replies are judged one at a time."""
+    return session.scalar(sa.select(MatchRequest).where(MatchRequest.request_id == request_id)
+                          .with_for_update().execution_options(populate_existing=True))
 
 
 def on_request_submitted(session: Session, event: Event) -> None:
@@ -104,35 +218,125 @@ def on_request_cancelled(session: Session, event: Event) -> None:
         if session.get(CancelledEarly, event.payload["request_id"]) is None:
             session.add(CancelledEarly(request_id=event.payload["request_id"]))
         return
+    request = locked(session, request.request_id)
     request.status = "cancelled"
     for offer in request.offers:
         if offer.status == "open":
+            withdraw(session, offer, "cancelled")
+        elif offer.status == "accepted":
             offer.status = "withdrawn"
+            outbox.add(session, "offer.withdrawn", {
+                "offer_id": offer.id, "request_id": offer.request_id, "volunteer_id": offer.volunteer_id,
+                "phone": offer.volunteer.phone, "code": offer.code, "reason": "cancelled"},
+                correlation_id=request.correlation_id)
+
+
+def _volunteer_by_phone(session: Session, phone: str) -> Volunteer | None:
+    return session.scalar(sa.select(Volunteer).where(Volunteer.phone == phone))
 
 
 def on_sms_received(session: Session, event: Event) -> None:
-    """Act on a volunteer's YES or NO to one of their open offers; anything else is not matching's business."""
-    keyword, code = event.payload.get("keyword"), event.payload.get("code")
-    if keyword not in ("YES", "NO") or not code:
+    """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code; PAUSE, RESUME, STOP, START."""
+    p, now = event.payload, utcnow()
+    keyword, code = p.get("keyword"), p.get("code")
+    volunteer = _volunteer_by_phone(session, p["from_phone"])
+    if volunteer is None or keyword is None:
         return
-    offer = session.scalars(
-        sa.select(Offer).join(Volunteer)
-        .where(Offer.code == code, Offer.status == "open", Volunteer.phone == event.payload["from_phone"])
-    ).one_or_none()
-    if offer is None or offer.request.status != "open":
+    if keyword in ("PAUSE", "RESUME"):
+        if volunteer.status != "left":
+            volunteer.status = "paused" if keyword == "PAUSE" else "active"
         return
-    offer.answered_at = utcnow()
+    if keyword in ("STOP", "START"):
+        volunteer.sms_opted_out_at = now if keyword == "STOP" else None
+        return
+    wanted = {"YES": ("open",), "NO": ("open",), "DONE": ("accepted",), "CANCEL": ("accepted",)}.get(keyword)
+    if wanted is None:
+        return
+    query = sa.select(Offer).where(Offer.volunteer_id == volunteer.id, Offer.status.in_(wanted))
+    offers = session.scalars(query.where(Offer.code == code) if code else query).all()
+    if len(offers) != 1:
+        return  # no such offer, or a bare YES with several open offers: notify asks which
+    request = locked(session, offers[0].request_id)
+    offer = session.get(Offer, offers[0].id, populate_existing=True)
+    if offer.status not in wanted:
+        return  # changed while we waited for the lock
+    if keyword == "YES":
+        if request.status == "open":
+            accept(session, offer, now)
+        return
     if keyword == "NO":
-        offer.status = "declined"
-        offer_next(session, offer.request)
-        return
-    offer.status = "accepted"
-    offer.request.status = "matched"
-    ids = {"offer_id": offer.id, "request_id": offer.request_id, "volunteer_id": offer.volunteer_id}
-    outbox.add(session, "offer.accepted", {**ids, "phone": offer.volunteer.phone, "code": offer.code},
-               correlation_id=offer.request.correlation_id)
-    outbox.add(session, "request.matched", ids, correlation_id=offer.request.correlation_id)
+        offer.status, offer.answered_at = "declined", now
+        next_round_if_all_answered(session, request, now)
+    elif keyword == "DONE":
+        offer.status, offer.completed_at, offer.hours = "completed", now, p.get("hours")
+        outbox.add(session, "task.completed", {
+            "request_id": request.request_id, "offer_id": offer.id, "volunteer_id": volunteer.id,
+            "community": request.community, "support_type": request.support_type, "hours": offer.hours,
+            "occurrence": request.occurrence, "occurrences": request.repeat_occurrences,
+        }, correlation_id=request.correlation_id)
+        if request.occurrence < request.repeat_occurrences:
+            next_occurrence(session, request, now)
+        else:
+            request.status = "completed"
+    else:  # CANCEL: the volunteer gives the task back; it goes to the front of matching again
+        offer.status, offer.answered_at = "given_back", now
+        request.status, request.given_back, request.round, request.urgency = "open", True, 0, "urgent"
+        outbox.add(session, "task.given_back", {"request_id": request.request_id, "offer_id": offer.id,
+                                                "volunteer_id": volunteer.id}, correlation_id=request.correlation_id)
+        session.flush()
+        offer_next(session, request, now)
+
+
+def on_sms_sent(session: Session, event: Event) -> None:
+    """An offer's SMS went: its time to answer starts now."""
+    offer_id = event.payload.get("offer_id")
+    offer = session.get(Offer, offer_id) if offer_id and event.payload["purpose"] == "offer" else None
+    if offer is not None and offer.sent_at is None:
+        offer.sent_at = event.occurred_at
+        minutes = Policy.from_env().offer_minutes.get(offer.request.urgency, 30)
+        offer.expires_at = offer.sent_at + timedelta(minutes=minutes)
+
+
+def on_sms_failed(session: Session, event: Event) -> None:
+    """An offer that could not be delivered counts as declined at once."""
+    offer_id = event.payload.get("offer_id")
+    offer = session.get(Offer, offer_id) if offer_id else None
+    if offer is not None and offer.status == "open":
+        request = locked(session, offer.request_id)
+        offer.status = "undeliverable"
+        next_round_if_all_answered(session, request, utcnow())
+
+
+# --- timed jobs (run by the scheduler in one process; each checks state first, so running twice is harmless) ---
+
+def expire_offers(session: Session, now: datetime) -> int:
+    """Expire offers nobody answered in time, and ask the next batch where a whole batch has gone quiet."""
+    due = session.scalars(sa.select(Offer).where(Offer.status == "open", Offer.expires_at <= now)).all()
+    for offer in due:
+        offer.status = "expired"
+    session.flush()
+    for request_id in {offer.request_id for offer in due}:
+        next_round_if_all_answered(session, locked(session, request_id), now)
+    return len(due)
+
+
+def remind_expiring_checks(session: Session, today: date, days_ahead: int = 30) -> int:
+    """Tell the volunteer and the coordinator, once, when a check expires within `days_ahead` days."""
+    due = session.scalars(sa.select(VolunteerCheck).where(
+        VolunteerCheck.expires_on.is_not(None), VolunteerCheck.expires_on <= today + timedelta(days=days_ahead),
+        VolunteerCheck.expires_on >= today)).all()
+    sent = 0
+    for check in due:
+        if check.reminded_for == check.expires_on or check.volunteer.status == "left":
+            continue
+        check.reminded_for = check.expires_on
+        outbox.add(session, "volunteer.check_expiring", {
+            "volunteer_id": check.volunteer_id, "community": check.volunteer.community,
+            "phone": check.volunteer.phone, "check": check.check, "expires_on": check.expires_on.isoformat()})
+        sent += 1
+    return sent
 
 
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
-            "request.cancelled": on_request_cancelled, "sms.received": on_sms_received}
+            "request.cancelled": on_request_cancelled, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
+            "sms.failed": on_sms_failed}

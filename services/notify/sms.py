@@ -133,6 +133,11 @@ def gateway_for(settings: Settings) -> SmsGateway:
 # --- sending ------------------------------------------------------------------------------------------------------
 
 
+def offer_of(message: OutgoingMessage) -> str | None:
+    """The offer an offer's SMS is for (its key is `offer:<offer id>`), so matching can start its clock."""
+    return message.key.split(":", 1)[1] if message.purpose == "offer" else None
+
+
 def send_queued(sessions: sessionmaker, gateway: SmsGateway, limit: int = 20) -> int:
     """Send queued messages, each at most once: claimed (committed) before the gateway is called."""
     sent = 0
@@ -151,14 +156,17 @@ def send_queued(sessions: sessionmaker, gateway: SmsGateway, limit: int = 20) ->
         except Exception as exc:  # the provider refused it; the error is kept for the coordinator
             log.warning("sending SMS %s failed: %s", message.id, type(exc).__name__)
             with sessions.begin() as session:
-                session.get(OutgoingMessage, message.id).status = "failed"
-                session.get(OutgoingMessage, message.id).error = str(exc)[:500]
+                row = session.get(OutgoingMessage, message.id)
+                row.status, row.error = "failed", str(exc)[:500]
+                outbox.add(session, "sms.failed", {"message_id": row.id, "purpose": row.purpose,
+                                                   "reason": type(exc).__name__, "offer_id": offer_of(row)},
+                           correlation_id=row.correlation_id)
             continue
         with sessions.begin() as session:
             row = session.get(OutgoingMessage, message.id)
             row.status, row.provider_sid, row.sent_at = "sent", sid, utcnow()
-            outbox.add(session, "sms.sent", {"message_id": row.id, "purpose": row.purpose, "provider_sid": sid},
-                       correlation_id=row.correlation_id)
+            outbox.add(session, "sms.sent", {"message_id": row.id, "purpose": row.purpose, "provider_sid": sid,
+                                             "offer_id": offer_of(row)}, correlation_id=row.correlation_id)
         sent += 1
     return sent
 

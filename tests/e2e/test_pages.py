@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from shared.demo import wait_for
 from tests.e2e.conftest import api, matches_screenshot, sign_in
+from tests.integration.test_bus import SAFEGUARDING
 
 TOMORROW = (date.today() + timedelta(days=1)).isoformat()
 
@@ -18,7 +19,7 @@ def volunteer_in_blackpool(site) -> str:
     """Register a volunteer for practical help near FY1 and return their phone."""
     phone = f"+447911123{secrets.randbelow(1000):03d}"
     api(site).call("POST", "/volunteers", 201, json={
-        "name": "Robin Volunteer", "phone": phone, "skills": ["practical"],
+        "name": "Robin Volunteer", "phone": phone, "skills": ["practical"], "checks": SAFEGUARDING,
         "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
     return phone
 

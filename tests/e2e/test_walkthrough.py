@@ -1,7 +1,5 @@
 """All four services as real processes, driven over HTTP and through the SMS webhook, on both backends."""
 
-from pathlib import Path
-
 from shared.demo import walk_through
 
 

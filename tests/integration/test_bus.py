@@ -10,9 +10,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 
-import pytest
 import sqlalchemy as sa
-from kombu import Connection
 
 from shared import bus, config, topology
 from shared.contracts import EXAMPLES, make_event
@@ -27,7 +25,8 @@ SHOPPING = {
     "consent": {"share_contact": True, "sms_contact": True},
     "coordinator_notes": "Lives alone",
 }
-VOLUNTEER = {"name": "Sam Patel", "phone": "07911 123456", "skills": ["practical"],
+SAFEGUARDING = [{"check": "safeguarding", "done_on": "2026-01-05", "expires_on": "2035-01-05"}]
+VOLUNTEER = {"name": "Sam Patel", "phone": "07911 123456", "skills": ["practical"], "checks": SAFEGUARDING,
              "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10}
 
 
@@ -224,9 +223,10 @@ def test_a_handler_that_fails_once_succeeds_on_retry_and_nothing_is_dead_lettere
     drain("matching.intake.requests.dead", expect=0)
 
 
-def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(app_for, token):
+def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(app_for, token, monkeypatch):
     from services.matching.model import MatchRequest, Offer, outbox
 
+    monkeypatch.setenv("CCS_OFFER_BATCH", "1")  # one at a time, to see the cascade
     app = app_for("matching")
     client = app.test_client()
     near = client.post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).json

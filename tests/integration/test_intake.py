@@ -264,3 +264,36 @@ def test_matchings_events_move_the_status_on_and_fill_the_timeline(app_for, toke
     drain("intake.matching.outcomes", expect=0)
     with app.extensions["ccs"].sessions() as session:
         assert session.get(SupportRequest, uuid.UUID(r["id"])).status == "matched"
+
+
+def test_a_recurring_request_stays_matched_until_its_last_occurrence_is_done_and_a_given_back_task_reopens(
+        app_for, token):
+    from shared.contracts import EXAMPLES, make_event
+    from shared.runtime import make_dispatch
+
+    app = app_for("intake")
+    client = app.test_client()
+    r = client.post("/requests", json={**SHOPPING, "repeat": {"every_weeks": 1, "occurrences": 2}},
+                    headers=token("coordinator")).json
+    dispatch = make_dispatch(app, "intake")
+    ids = {"request_id": r["id"], "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4())}
+
+    def deliver(event_type, **extra):
+        dispatch(load_event(make_event(event_type, {**EXAMPLES[(event_type, 1)], **ids, **extra})))
+
+    def seen():
+        return client.get(f"/requests/{r['id']}", headers=token("coordinator")).json
+
+    deliver("offer.made")
+    deliver("request.matched")
+    deliver("task.given_back")
+    assert seen()["status"] == "offered"
+    deliver("request.matched", offer_id=str(uuid.uuid4()))
+    deliver("task.completed", occurrence=1, occurrences=2, hours=2)
+    assert seen()["status"] == "matched"
+    deliver("task.completed", occurrence=2, occurrences=2, hours=None, offer_id=str(uuid.uuid4()))
+    final = seen()
+    assert (final["status"], final["outcome"]) == ("completed", "Completed")
+    assert [t["detail"] for t in final["timeline"] if t["what"] == "completed"] == [
+        "Occurrence 1 of 2 done (2 hours)", "The volunteer reported it done"]
+    assert [t["what"] for t in final["timeline"]][3] == "given back"

@@ -1,12 +1,9 @@
-"""Pure rules: reading SMS replies, choosing a volunteer, routing paths, flattening errors."""
+"""Pure rules: reading SMS replies, wording offers, routing paths, flattening errors, postcodes."""
 
-import uuid
 from datetime import datetime, timezone
 
 import pytest
 
-from services.matching.handlers import distance_km, nearest_candidate
-from services.matching.model import MatchRequest, Volunteer
 from services.notify.sms import offer_text, parse_reply, window_text
 from shared.frontdoor import route
 from shared.gazetteer import UnknownPostcode, district_of, locate
@@ -29,40 +26,6 @@ from shared.web import field_errors
 def test_parse_reply(body, keyword, code):
     reply = parse_reply(body)
     assert (reply.keyword, reply.code) == (keyword, code)
-
-
-def _volunteer(name, lat, lon, skills=("practical",), max_km=10, active=True):
-    return Volunteer(id=uuid.uuid4(), name=name, phone="+447911123000", skills=list(skills), latitude=lat,
-                     longitude=lon, max_distance_km=max_km, active=active, community="fylde-coast")
-
-
-def _request(kind="shopping"):
-    when = datetime(2026, 11, 25, 14, tzinfo=timezone.utc)
-    return MatchRequest(request_id=uuid.uuid4(), community="fylde-coast", support_type=kind, latitude=53.8142,
-                        longitude=-3.0503, area="FY1", window_start=when, window_end=when, correlation_id="c")
-
-
-def test_distance_between_blackpool_and_kendal_is_about_60_km():
-    # equirectangular by hand: 0.5138 deg north = 57.13 km, 0.3043 deg east at 54.07N = 19.88 km
-    assert distance_km(53.8142, -3.0503, 54.3280, -2.7460) == pytest.approx(60.49, abs=0.3)
-
-
-def test_nearest_active_volunteer_with_the_skill_within_their_range_is_chosen():
-    near = _volunteer("near", 53.82, -3.05)
-    nearer_but_inactive = _volunteer("inactive", 53.8142, -3.0503, active=False)
-    nearer_without_skill = _volunteer("driver", 53.8143, -3.0503, skills=("driving",))
-    far = _volunteer("far", 53.9, -3.0)
-    out_of_their_range = _volunteer("short range", 53.85, -3.05, max_km=1)
-    chosen = nearest_candidate([far, near, nearer_but_inactive, nearer_without_skill, out_of_their_range],
-                               _request(), exclude=set())
-    assert chosen is near
-
-
-def test_volunteers_already_asked_are_skipped_and_nobody_left_gives_none():
-    near, far = _volunteer("near", 53.82, -3.05), _volunteer("far", 53.87, -3.0)
-    assert nearest_candidate([near, far], _request(), exclude={near.id}) is far
-    assert nearest_candidate([near, far], _request(), exclude={near.id, far.id}) is None
-    assert nearest_candidate([near], _request("bereavement_visit"), exclude=set()) is None
 
 
 def test_offer_text_names_only_kind_district_window_and_code():

@@ -25,6 +25,11 @@ run: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The candidate search at 10k, 100k and 1M volunteers on SQLite and PostgreSQL (BENCH_SIZES=10k,100k to choose).
+bench: $(STAMP)
+	$(BIN)/python -c 'import numpy' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.matching
+
 demo: $(STAMP)
 	$(BIN)/ccs demo
 

@@ -18,11 +18,13 @@ from typing import Any, Callable
 from kombu import Connection, Consumer, Message, Producer, Queue
 from kombu.mixins import ConsumerMixin
 from kombu.transport import filesystem, virtual
+from kombu.utils.json import dumps
 from marshmallow import ValidationError
 
 from shared import topology
 from shared.config import Settings
 from shared.contracts import Event, load_event
+from shared.telemetry import DEAD_LETTERED
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,20 @@ RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "
 
 
 class FolderChannel(filesystem.Channel):
-    """The filesystem channel, creating each exchange's binding table whole before anyone opens it.
+    """The filesystem channel, writing each file whole before anyone can open it.
 
-    kombu creates a missing table by opening it empty and then locking it, so a second process starting at
-    the same moment could lock the empty file first, fail to read it as JSON, and crash on declaring."""
+    kombu creates a missing binding table by opening it empty and then locking it, so a second process starting
+    at the same moment could lock the empty file first, fail to read it as JSON, and crash on declaring. It writes
+    a message the same way, so a consumer could move the empty file away and read nothing: the consumer crashed
+    and the message, written after the move into a file about to be deleted, was lost."""
+
+    def _put(self, queue, payload, **kwargs):
+        """Write the message under a hidden name, then rename it into the queue: it appears whole or not at all."""
+        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        draft = os.path.join(self.data_folder_out, f".{name}.part")  # not a name any queue reads
+        with open(draft, "wb") as handle:
+            handle.write(dumps(payload).encode())
+        os.rename(draft, os.path.join(self.data_folder_out, name))
 
     def _queue_bind(self, exchange, routing_key, pattern, queue):
         table = self._exchange_file(exchange)
@@ -208,6 +220,7 @@ class Worker(ConsumerMixin):
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
         """Move a message to the queue's dead-letter queue with the reason, then acknowledge it."""
         log.error("dead-lettering a message from %s: %s", queue.name, reason)
+        DEAD_LETTERED.labels(queue.name).inc()
         self.publisher.publish_raw(
             message.body if isinstance(message.body, bytes) else str(message.body).encode(),
             exchange=topology.DEAD_LETTER, routing_key=queue.name,

@@ -84,7 +84,11 @@ def worker(service):
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
 def web(service, port, host, workers):
-    """Serve a service's HTTP API with gunicorn."""
+    """Serve a service's HTTP API with gunicorn (its Prometheus metrics at /metrics add up every worker's)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"ccs-{service}-metrics-")
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
                                str(workers), "--threads", "4", "--access-logfile", "-",
                                f"services.{service}.api:create_app()"])
@@ -197,6 +201,41 @@ def load_gazetteer(path):
 
     count = module.load(path, config.var_dir())
     click.echo(f"{count} postcode districts loaded from {path.name}")
+
+
+@main.group()
+def metrics():
+    """The metrics service's counts."""
+
+
+@metrics.command()
+def rebuild():
+    """Work out each fact's community and day again (after events arrived out of order, or a time zone changed)."""
+    from services.metrics.handlers import rebuild as rebuild_facts
+    from shared.db import make_engine, make_sessions
+
+    engine = make_engine(config.database_url("metrics"))
+    try:
+        with make_sessions(engine).begin() as session:
+            changed = rebuild_facts(session)
+    finally:
+        engine.dispose()
+    click.echo(f"metrics: {changed} facts changed")
+
+
+@main.command()
+@click.argument("phone")
+@click.argument("body")
+@click.option("--url", default="http://localhost:8000", show_default=True, envvar="URL",
+              help="The system's address (its PUBLIC_URL).")
+def text(phone, body, url):
+    """Text the system as PHONE would, through Twilio's webhook, signed as Twilio signs it; print the answer."""
+    import xml.etree.ElementTree as ET
+
+    from shared.demo import text_in
+
+    answer = ET.fromstring(text_in(url.rstrip("/"), phone, body).text).find("Message")
+    click.echo(answer.text if answer is not None else "(no answer by return; any SMS it causes appear in `make run`)")
 
 
 @main.command()

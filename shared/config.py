@@ -24,6 +24,7 @@ class Settings:
     twilio_auth_token: str | None
     twilio_from_number: str | None
     twilio_base_url: str | None
+    twilio_messaging_service_sid: str | None
     default_region: str
     max_attempts: int
     poll_interval: float
@@ -87,6 +88,7 @@ def load(service: str) -> Settings:
         twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
         twilio_from_number=os.environ.get("TWILIO_FROM_NUMBER") or None,
         twilio_base_url=os.environ.get("TWILIO_API_BASE_URL") or None,
+        twilio_messaging_service_sid=os.environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
         default_region=os.environ.get("CCS_DEFAULT_REGION", "GB"),
         max_attempts=int(os.environ.get("CCS_MAX_ATTEMPTS", "5")),
         poll_interval=float(os.environ.get("CCS_POLL_INTERVAL", "0.1")),

@@ -80,15 +80,83 @@ class OfferMadeV1(WhenFields):
     round = fields.Int(load_default=1)
     occurrence = fields.Int(load_default=1)
     occurrences = fields.Int(load_default=1)
+    language = fields.Str(allow_none=True, load_default=None)  # the volunteer's first language, for the SMS
 
 
-class OfferAcceptedV1(Payload):
+class OfferAcceptedV1(WhenFields):
+    """A volunteer has the task (by YES, or a coordinator's assignment); the window is for reminders."""
+
     offer_id = fields.UUID(required=True)
     request_id = fields.UUID(required=True)
     volunteer_id = fields.UUID(required=True)
     phone = fields.Str(required=True)
     code = fields.Str(required=True)
     by = fields.Str(load_default="volunteer", validate=validate.OneOf(["volunteer", "coordinator"]))
+    community = fields.Str(allow_none=True, load_default=None)
+    language = fields.Str(allow_none=True, load_default=None)
+
+
+class TaskDetailsSharedV1(Payload):
+    """Intake's answer to an acceptance: what the volunteer who accepted, and only they, may be told.
+
+    It carries personal data, so it goes to notify alone; the details are null where the person did not consent
+    to sharing their contact details (the volunteer is then told the coordinator will call)."""
+
+    offer_id = fields.UUID(required=True)
+    request_id = fields.UUID(required=True)
+    phone = fields.Str(required=True)  # the volunteer's
+    code = fields.Str(required=True)
+    language = fields.Str(allow_none=True, load_default=None)
+    community = fields.Str(allow_none=True, load_default=None)
+    shared = fields.Bool(required=True)
+    first_name = fields.Str(allow_none=True, load_default=None)
+    address = fields.Str(allow_none=True, load_default=None)
+    person_phone = fields.Str(allow_none=True, load_default=None)
+
+
+class VolunteerRegisteredV1(Payload):
+    """A volunteer joined (registered by a coordinator, or imported). No name or phone: counts only."""
+
+    volunteer_id = fields.UUID(required=True)
+    community = fields.Str(required=True)
+    status = fields.Str(required=True)
+
+
+class VolunteerStatusChangedV1(VolunteerRegisteredV1):
+    """A volunteer paused (by SMS or a coordinator), came back, or left."""
+
+    previous = fields.Str(required=True)
+
+
+class ContactOptedV1(Payload):
+    """A phone opted out of SMS (STOP, or Twilio's error 21610) or back in (START); matching stops or resumes
+    offering to the volunteer with that phone."""
+
+    phone = fields.Str(required=True)
+    at = fields.AwareDateTime(required=True)
+    source = fields.Str(required=True, validate=validate.OneOf(["keyword", "provider"]))
+
+
+class ContactInvalidV1(Payload):
+    """Twilio says a number cannot take SMS (21211 invalid, 21614 a landline): matching stops offering to it and
+    the coordinator is told."""
+
+    phone = fields.Str(required=True)
+    at = fields.AwareDateTime(required=True)
+    reason = fields.Str(required=True)
+
+
+class ReplyUnresolvedV1(Payload):
+    """A volunteer's SMS that matching could not act on, so notify can say why: an unknown number, a bare YES
+    with several offers open, a code that is not theirs or no longer open."""
+
+    phone = fields.Str(required=True)
+    reason = fields.Str(required=True, validate=validate.OneOf(
+        ["unknown_sender", "several_open", "no_such_offer", "nothing_open"]))
+    keyword = fields.Str(allow_none=True, load_default=None)
+    code = fields.Str(allow_none=True, load_default=None)
+    codes = fields.List(fields.Str(), load_default=list)
+    language = fields.Str(allow_none=True, load_default=None)
 
 
 class OfferWithdrawnV1(Payload):
@@ -153,7 +221,7 @@ class SmsReceivedV1(Payload):
 class SmsSentV1(Payload):
     message_id = fields.UUID(required=True)
     purpose = fields.Str(required=True)
-    provider_sid = fields.Str(required=True)
+    provider_sid = fields.Str(required=True, allow_none=True)  # None: a crash left it unconfirmed (notify/sms.py)
     offer_id = fields.UUID(allow_none=True, load_default=None)
 
 
@@ -184,15 +252,22 @@ EVENTS: dict[tuple[str, int], Contract] = {
         Contract("request.cancelled", 1, "intake", RequestCancelledV1),
         Contract("offer.made", 1, "matching", OfferMadeV1),
         Contract("offer.accepted", 1, "matching", OfferAcceptedV1),
+        Contract("reply.unresolved", 1, "matching", ReplyUnresolvedV1),
+        Contract("task.details_shared", 1, "intake", TaskDetailsSharedV1),
         Contract("request.matched", 1, "matching", RequestMatchedV1),
         Contract("request.unmatched", 1, "matching", RequestUnmatchedV1),
         Contract("offer.withdrawn", 1, "matching", OfferWithdrawnV1),
         Contract("task.completed", 1, "matching", TaskCompletedV1),
         Contract("task.given_back", 1, "matching", TaskGivenBackV1),
         Contract("volunteer.check_expiring", 1, "matching", CheckExpiringV1),
+        Contract("volunteer.registered", 1, "matching", VolunteerRegisteredV1),
+        Contract("volunteer.status_changed", 1, "matching", VolunteerStatusChangedV1),
         Contract("sms.received", 1, "notify", SmsReceivedV1),
         Contract("sms.sent", 1, "notify", SmsSentV1),
         Contract("sms.failed", 1, "notify", SmsFailedV1),
+        Contract("contact.opted_out", 1, "notify", ContactOptedV1),
+        Contract("contact.opted_in", 1, "notify", ContactOptedV1),
+        Contract("contact.invalid", 1, "notify", ContactInvalidV1),
     ]
 }
 
@@ -240,6 +315,7 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "window_end": None,
         "window_days": ["mon", "tue", "wed", "thu", "fri"],
         "window_part": "afternoon",
+        "language": "en",
     },
     ("offer.accepted", 1): {
         "offer_id": _EXAMPLE_OFFER,
@@ -248,6 +324,39 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "phone": "+447700900123",
         "code": "4821",
         "by": "volunteer",
+        "community": "fylde-coast",
+        "language": "en",
+        "window_start": "2026-11-25T14:00:00+00:00",
+        "window_end": "2026-11-25T16:00:00+00:00",
+        "window_days": None,
+        "window_part": None,
+    },
+    ("task.details_shared", 1): {
+        "offer_id": _EXAMPLE_OFFER,
+        "request_id": _EXAMPLE_REQUEST,
+        "phone": "+447700900123",
+        "code": "4821",
+        "language": "en",
+        "community": "fylde-coast",
+        "shared": True,
+        "first_name": "Margaret",
+        "address": "12 Dickson Road, Blackpool FY1 2AB",
+        "person_phone": "+441253000111",
+    },
+    ("volunteer.registered", 1): {"volunteer_id": _EXAMPLE_VOLUNTEER, "community": "fylde-coast", "status": "active"},
+    ("volunteer.status_changed", 1): {"volunteer_id": _EXAMPLE_VOLUNTEER, "community": "fylde-coast",
+                                      "status": "paused", "previous": "active"},
+    ("contact.opted_out", 1): {"phone": "+447700900123", "at": "2026-11-25T21:14:00+00:00", "source": "keyword"},
+    ("contact.opted_in", 1): {"phone": "+447700900123", "at": "2026-11-26T08:02:00+00:00", "source": "keyword"},
+    ("contact.invalid", 1): {"phone": "+441253000111", "at": "2026-11-25T10:00:00+00:00",
+                             "reason": "21614: not a mobile number"},
+    ("reply.unresolved", 1): {
+        "phone": "+447700900123",
+        "reason": "several_open",
+        "keyword": "YES",
+        "code": None,
+        "codes": ["4821", "5532"],
+        "language": "en",
     },
     ("offer.withdrawn", 1): {
         "offer_id": _EXAMPLE_OFFER,
@@ -281,7 +390,8 @@ EXAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "offer_id": _EXAMPLE_OFFER,
         "volunteer_id": _EXAMPLE_VOLUNTEER,
     },
-    ("request.unmatched", 1): {"request_id": _EXAMPLE_REQUEST, "reason": "no active volunteer with that skill in range"},
+    ("request.unmatched", 1): {"request_id": _EXAMPLE_REQUEST,
+                               "reason": "no active volunteer with that skill in range"},
     ("sms.received", 1): {
         "message_sid": "SM0123456789abcdef0123456789abcdef",
         "from_phone": "+447700900123",

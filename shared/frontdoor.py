@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 
 import requests
@@ -18,6 +19,12 @@ ROUTES = {
     "/volunteers": "matching",
     "/matches": "matching",
     "/sms": "notify",
+    "/simulator": "notify",
+    "/roster": "matching",
+    "/activities": "metrics",
+    "/dashboard": "metrics",
+    "/report": "metrics",
+    "/activity.csv": "metrics",
     "/activity": "metrics",
     "/login": "intake",
     "/logout": "intake",
@@ -38,6 +45,8 @@ INDEX = """<!doctype html>
 <body><main>
 <h1>Compassionate Communities volunteer support</h1>
 <p>Coordinators: <a href="/board">sign in to the requests board</a>.</p>
+<p>Trying it out without Twilio? The <a href="/simulator">SMS simulator</a> shows the texts each volunteer's phone
+received, and lets you reply as them.</p>
 <p>The API lives at this address (<a href="/docs">API documentation</a>, <a href="/openapi.json">OpenAPI</a>).
 Every call needs a bearer token: <code>ccs tokens issue --role coordinator</code>.</p>
 <ul>
@@ -95,6 +104,9 @@ def create_app(backends: dict[str, str]) -> Flask:
     """The front door, forwarding to `backends` (service name -> base URL)."""
     app = Flask(__name__)
     http = requests.Session()
+    # Pass each browser's cookies through, but keep none here: a kept session cookie would go out with every
+    # later request that brings none of its own, signing anonymous visitors in as whoever signed in last.
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
 
     @app.get("/")
     def index():

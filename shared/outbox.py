@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from shared import bus
 from shared.contracts import Event, make_event
 from shared.db import UtcDateTime, is_postgres
+from shared.telemetry import EVENTS_PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Outbox:
                 for row in rows:
                     publisher.publish(row.body)
                     row.published_at = utcnow()
+                    EVENTS_PUBLISHED.labels(row.body.get("producer", "")).inc()
             finally:
                 # Whatever was confirmed stays marked even if a later publish fails; the rest wait.
                 session.flush()

@@ -7,6 +7,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from types import ModuleType
 
 from flask import Flask
@@ -14,6 +15,7 @@ from flask import Flask
 from shared import bus, topology
 from shared.contracts import Event
 from shared.outbox import handle_once
+from shared.telemetry import EVENTS_HANDLED, HANDLER_SECONDS, serve_worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,16 @@ def make_dispatch(app: Flask, name: str):
         if handler is None:
             log.warning("%s has no handler for %s; acknowledged", name, event.type)
             return
-        with app.app_context():
-            handle_once(context.sessions, model.ProcessedEvent, name, event, handler)
+        started = time.perf_counter()
+        try:
+            with app.app_context():
+                first = handle_once(context.sessions, model.ProcessedEvent, name, event, handler)
+        except Exception:
+            EVENTS_HANDLED.labels(name, event.type, "error").inc()
+            raise
+        if first:
+            HANDLER_SECONDS.labels(name, event.type).observe(time.perf_counter() - started)
+        EVENTS_HANDLED.labels(name, event.type, "handled" if first else "duplicate").inc()
 
     return dispatch
 
@@ -75,6 +85,7 @@ def run_worker(name: str) -> None:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     threads = background_threads(app, name, stop)
+    serve_worker_metrics(name, app.extensions["ccs"].sessions, service_modules(name)[1].outbox)
     for thread in threads:
         thread.start()
     log.info("%s worker started", name)

@@ -8,6 +8,7 @@ RabbitMQ when their URLs are set.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +81,17 @@ class System:
         commands["frontdoor"] = gunicorn("shared.frontdoor:create_app_from_env()", self.port)
         return commands
 
+    def metrics_env(self, process: str) -> dict[str, str]:
+        """A service's processes share a folder for their Prometheus counts, emptied when the first starts."""
+        service = process.split("-")[0]
+        if service not in SERVICES:
+            return {}
+        folder = self.var_dir / "prometheus" / service
+        if not any(p.startswith(f"{service}-") for p in self.processes):
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
     def migrate(self) -> None:
         """Bring every service's database to the newest schema."""
         env = self.environment()
@@ -103,8 +115,8 @@ class System:
             if only is not None and name not in only:
                 continue
             log = open(log_dir / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
+            self.processes[name] = subprocess.Popen(command, env={**env, **self.metrics_env(name)}, stdout=log,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
 
     def wait_until_ready(self, timeout: float = 60) -> None:

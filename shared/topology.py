@@ -20,6 +20,9 @@ EXCHANGES: dict[str, Exchange] = {
 RETRY = Exchange("retry", type="direct", durable=True)
 DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 
+# Events that carry a person's details: only the service that must act on them hears them, never metrics.
+PERSONAL = {"task.details_shared"}
+
 # consumer -> {group name: (producer, [event types])}
 SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
@@ -28,13 +31,17 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),
-        "replies": ("notify", ["sms.received", "sms.sent", "sms.failed"]),
+        "replies": ("notify", ["sms.received", "sms.sent", "sms.failed", "contact.opted_out", "contact.opted_in",
+                               "contact.invalid"]),
     },
     "notify": {
-        "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring"]),
+        "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
+                                "reply.unresolved", "task.completed", "task.given_back"]),
+        "details": ("intake", ["task.details_shared"]),
     },
     "metrics": {
-        f"{producer}-all": (producer, sorted({c.type for c in EVENTS.values() if c.producer == producer}))
+        f"{producer}-all": (producer, sorted({c.type for c in EVENTS.values()
+                                              if c.producer == producer and c.type not in PERSONAL}))
         for producer in PRODUCERS
     },
 }

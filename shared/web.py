@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from shared.communities import all_communities
 from shared.communities import default_slug as default_community
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
+from shared.telemetry import add_metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +266,10 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
 
     @app.context_processor
     def page_context():
-        return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name}
+        return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name,
+                "development_sms": not (settings.twilio_account_sid and settings.twilio_auth_token)}
+
+    add_metrics_endpoint(app, name, importlib.import_module(f"services.{name}.model").outbox)
 
     @app.get(f"/healthz/{name}")
     def healthz():

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Response, g, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -554,13 +554,6 @@ class ReferralById(MethodView):
 # --- health systems (FHIR) ---------------------------------------------------------------------------------------
 
 
-class FhirResource(Schema):
-    """Any FHIR resource as JSON; its content is checked by the FHIR mapping, not by this schema."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
 def fhir_error(status: int, issues: list[dict]) -> Response:
     """An OperationOutcome answer."""
     from services.intake import fhir
@@ -584,7 +577,8 @@ class FhirServiceRequests(MethodView):
         resource = request.get_json(force=True, silent=True)
         if not isinstance(resource, dict):
             return fhir_error(400, [{"severity": "error", "code": "structure",
-                                     "diagnostics": "The body is not a JSON object.", "expression": ["ServiceRequest"]}])
+                                     "diagnostics": "The body is not a JSON object.",
+                                     "expression": ["ServiceRequest"]}])
         try:
             referral = fhir.to_referral(resource)
             data = ReferralIn().load(referral)
@@ -593,9 +587,10 @@ class FhirServiceRequests(MethodView):
         except ValidationError as err:
             from shared.web import field_errors
 
-            return fhir_error(422, [{"severity": "error", "code": "invalid", "diagnostics": f"{e['field']}: {e['detail']}",
-                                     "expression": [fhir.expression_for(e["field"])]} for e in field_errors(err.messages)])
-        data["referrer"]["organisation_type"] = "health_system"
+            return fhir_error(422, [{"severity": "error", "code": "invalid",
+                                     "diagnostics": f"{e['field']}: {e['detail']}",
+                                     "expression": [fhir.expression_for(e["field"], resource)]}
+                                    for e in field_errors(err.messages)])
         with service().sessions.begin() as session:
             if (earlier := replay(session, "fhir")) is not None:
                 return earlier

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services.intake.model import SupportRequest
+from services.intake.model import SupportRequest, outbox
 from shared.contracts import Event
 
 TIMELINE = {
@@ -39,6 +39,8 @@ def follow_matching(session: Session, event: Event) -> None:
         if p.get("hours"):
             detail += f" ({p['hours']:g} hours)"
     request.note(what, detail.format(**p), "matching", at=event.occurred_at)
+    if event.type == "offer.accepted":
+        share_details(session, request, event)
     if status and request.status in sources:
         request.status = status
         if status == "unmatched":
@@ -48,3 +50,17 @@ def follow_matching(session: Session, event: Event) -> None:
 
 
 HANDLERS = {event_type: follow_matching for event_type in TIMELINE}
+
+
+def share_details(session: Session, request: SupportRequest, event: Event) -> None:
+    """Give the volunteer who accepted, and only them, what they need to help: the person's first name, address
+    and phone where the person consented to sharing them; otherwise nothing, and the coordinator calls."""
+    p = event.payload
+    shared = request.consent("share_contact")
+    outbox.add(session, "task.details_shared", {
+        "offer_id": p["offer_id"], "request_id": request.id, "phone": p["phone"], "code": p["code"],
+        "language": p.get("language"), "community": request.community, "shared": shared,
+        "first_name": request.person_name.split()[0] if shared and request.person_name.strip() else None,
+        "address": ", ".join(part for part in (request.address, request.postcode) if part) if shared else None,
+        "person_phone": request.person_phone if shared else None,
+    }, correlation_id=event.correlation_id)

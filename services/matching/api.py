@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from datetime import date, timedelta
 
 import sqlalchemy as sa
-from flask import g
+from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -17,7 +20,7 @@ from shared import gazetteer
 from shared.contracts import DAYS, PARTS_OF_DAY
 from shared.outbox import utcnow
 from shared.taxonomy import CHECKS, SKILLS
-from shared.web import PhoneNumber, create_service_app, requires, service
+from shared.web import PhoneNumber, create_service_app, field_errors, problem, requires, service
 
 BEARER = [{"bearerAuth": []}]
 COORDINATORS = ("coordinator", "admin")
@@ -215,6 +218,7 @@ class Volunteers(MethodView):
             volunteer = Volunteer(community=g.user["communities"][0], checks=[], time_away=[])
             apply(volunteer, data)
             session.add(volunteer)
+            handlers.volunteer_joined(session, volunteer)
         return volunteer
 
     @requires(*COORDINATORS)
@@ -260,8 +264,163 @@ class VolunteerById(MethodView):
             if "phone" in data and session.scalar(sa.select(Volunteer.id).where(
                     Volunteer.phone == data["phone"], Volunteer.id != volunteer.id)):
                 abort(409, message="Another volunteer has this phone number.")
+            if "status" in data:
+                handlers.set_status(session, volunteer, data.pop("status"))
             apply(volunteer, data)
             return volunteer
+
+
+# --- importing a coordinator's spreadsheet ---------------------------------------------------------------------
+
+LIST_COLUMNS = ("skills", "languages")
+CHECK_COLUMNS = {f"{check}_{edge}": (check, edge) for check in CHECKS for edge in ("done", "expires")}
+COLUMNS = ("name", "phone", "postcode", "latitude", "longitude", "max_distance_km", "skills", "languages", "gender",
+           "availability", "weekly_cap", *CHECK_COLUMNS)
+_UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def _date(text: str) -> str:
+    """A spreadsheet's date as ISO: 2026-01-05 stays; 05/01/2026 (day first, as UK and Canadian sheets write
+    it) becomes 2026-01-05; anything else is left for the schema to refuse."""
+    found = _UK_DATE.match(text)
+    return f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}" if found else text
+
+
+def volunteer_from_row(row: dict[str, str]) -> dict:
+    """A CSV row as the body POST /volunteers takes: lists split on ';' or ',', availability as 'mon:morning',
+    each check as <check>_done and <check>_expires columns. Empty cells are left out."""
+    cells = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+    data: dict = {}
+    for name in ("name", "phone", "postcode", "gender", "latitude", "longitude", "max_distance_km", "weekly_cap"):
+        if cells.get(name):
+            data[name] = cells[name].lower() if name == "gender" else cells[name]
+    for name in LIST_COLUMNS:
+        if cells.get(name):
+            data[name] = [item.strip().lower() for item in re.split(r"[;,]", cells[name]) if item.strip()]
+    if cells.get("availability"):
+        windows = [item.strip().lower().replace(" ", ":") for item in re.split(r"[;,]", cells["availability"])
+                   if item.strip()]
+        data["availability"] = [{"days": [w.split(":")[0]], "part_of_day": w.partition(":")[2]} for w in windows]
+    checks = {}
+    for column, (check, edge) in CHECK_COLUMNS.items():
+        if cells.get(column):
+            checks.setdefault(check, {"check": check})["done_on" if edge == "done" else "expires_on"] = \
+                _date(cells[column])
+    if checks:
+        data["checks"] = list(checks.values())
+    return data
+
+
+def _column_of(field: str, data: dict) -> str:
+    """The spreadsheet column a schema error is about: `checks.1.expires_on` -> `criminal_record_expires`."""
+    parts = field.split(".")
+    if parts[0] == "checks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(data.get("checks", [])):
+        check = data["checks"][int(parts[1])]["check"]
+        return f"{check}_{'done' if parts[-1] == 'done_on' else 'expires'}" if len(parts) > 2 else f"{check}_done"
+    return parts[0]
+
+
+def read_csv(raw: bytes) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data row; line 1 is the header. Excel's byte-order mark and CRLF are fine,
+    and a sheet saved in Windows-1252 is read as such."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        if any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            rows.append((reader.line_num, row))
+    if reader.fieldnames is None:
+        raise ValueError("The file is empty.")
+    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS]
+    if unknown:
+        raise ValueError(f"Unknown column(s): {', '.join(unknown)}. The columns are: {', '.join(COLUMNS)}.")
+    return rows
+
+
+def import_volunteers(session, raw: bytes, community: str, skip_invalid: bool = False) -> dict:
+    """Validate every row, then add the good volunteers in the caller's transaction: all of them, or none while
+    any row is bad unless `skip_invalid`. Returns counts and each bad row's problems with its line number."""
+    rows = read_csv(raw)
+    known = set(session.scalars(sa.select(Volunteer.phone)))
+    seen: dict[str, int] = {}
+    good, problems = [], []
+    for line, row in rows:
+        data = volunteer_from_row(row)
+        try:
+            loaded = VolunteerIn().load(data)
+        except ValidationError as err:
+            problems += [{"line": line, "field": _column_of(e["field"], data), "detail": e["detail"]}
+                         for e in field_errors(err.messages)]
+            continue
+        phone = loaded["phone"]
+        if phone in known:
+            problems.append({"line": line, "field": "phone", "detail": "A volunteer with this phone is registered."})
+        elif phone in seen:
+            problems.append({"line": line, "field": "phone", "detail": f"The same phone as line {seen[phone]}."})
+        else:
+            seen[phone] = line
+            good.append(loaded)
+    if problems and not skip_invalid:
+        return {"imported": 0, "rows": len(rows), "errors": problems}
+    for data in good:
+        volunteer = Volunteer(community=community, checks=[], time_away=[])
+        apply(volunteer, data)
+        session.add(volunteer)
+        handlers.volunteer_joined(session, volunteer)
+    return {"imported": len(good), "rows": len(rows), "errors": problems}
+
+
+class ImportQuery(Schema):
+    skip_invalid = fields.Bool(load_default=False, metadata={"description": "Import the good rows and report the "
+                                                             "bad ones, instead of importing nothing."})
+
+
+class ImportProblem(Schema):
+    line = fields.Int()
+    field = fields.Str()
+    detail = fields.Str()
+
+
+class ImportOut(Schema):
+    imported = fields.Int()
+    rows = fields.Int()
+    errors = fields.List(fields.Nested(ImportProblem), metadata={"description": "The rows skipped, and why."})
+
+
+@blp.route("/import")
+class VolunteerImport(MethodView):
+    @requires(*COORDINATORS)
+    @blp.arguments(ImportQuery, location="query")
+    @blp.response(201, ImportOut)
+    @blp.doc(security=BEARER, requestBody={"content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}}}})
+    def post(self, query):
+        """Import a coordinator's volunteer spreadsheet (CSV, with a header row), all or nothing.
+
+        Columns: name, phone, postcode (or latitude and longitude), max_distance_km, skills ("practical; driving"),
+        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each check
+        `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires; dates as 2026-01-05
+        or 05/01/2026). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
+        number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
+        upload = request.files.get("file")
+        raw = upload.read() if upload is not None else request.get_data()
+        with service().sessions.begin() as session:
+            try:
+                outcome = import_volunteers(session, raw, g.user["communities"][0], query["skip_invalid"])
+            except ValueError as err:
+                return problem(422, "The file cannot be read", str(err),
+                               errors=[{"line": 1, "field": "file", "detail": str(err)}])
+            if outcome["errors"] and not query["skip_invalid"]:  # nothing was added
+                return problem(422, "Some rows are not valid; nothing was imported",
+                               f"{len({e['line'] for e in outcome['errors']})} of {outcome['rows']} rows have "
+                               "problems. Correct them, or import with skip_invalid=true.",
+                               errors=outcome["errors"])
+        return outcome
 
 
 # --- how a request is matched ----------------------------------------------------------------------------------
@@ -370,4 +529,6 @@ class Rerun(MethodView):
 
 def create_app(test_config=None):
     """Matching's web app."""
-    return create_service_app("matching", [blp, matches], test_config, title="Matching")
+    from services.matching import pages
+
+    return create_service_app("matching", [blp, matches, pages.blp], test_config, title="Matching")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from services.matching.model import CancelledEarly, MatchRequest, Offer, Volunteer, VolunteerCheck, outbox
 from services.matching.rules import Candidate, Facts, Policy, distance_km, exclusion, explain, rank, task_slots
-from services.matching.search import nearby
+from services.matching.search import nearby, prefilter
 from shared.communities import get as community
 from shared.contracts import Event
 from shared.outbox import utcnow
@@ -65,7 +65,8 @@ def assess(session: Session, request: MatchRequest, now: datetime, policy: Polic
            everyone: bool = False) -> tuple[list[Candidate], Counter]:
     """The ranked candidates for a request, and how many volunteers each rule ruled out.
 
-    Normally only volunteers near enough are looked at (through the index); `everyone` looks at the whole
+    Normally only volunteers near enough, and passing the rules the database can judge (search.prefilter), are
+    looked at, through the index; then the exclusion counts cover only those. `everyone` looks at the whole
     community, to tell a coordinator why nobody was found."""
     zone = community(request.community).zone
     slots = task_slots(request, zone, now.astimezone(zone).date())
@@ -73,7 +74,8 @@ def assess(session: Session, request: MatchRequest, now: datetime, policy: Polic
         volunteers = session.scalars(sa.select(Volunteer).where(Volunteer.community == request.community)).all()
         found = [(v, distance_km(v.latitude, v.longitude, request.latitude, request.longitude)) for v in volunteers]
     else:
-        found = nearby(session, request.community, request.latitude, request.longitude, policy.request_radius_km)
+        found = nearby(session, request.community, request.latitude, request.longitude, policy.request_radius_km,
+                       where=prefilter(request, [day for day, _ in slots]))
     facts = facts_for(session, request, found, now, policy)
     excluded: Counter = Counter()
     eligible = []
@@ -125,8 +127,29 @@ def offer_next(session: Session, request: MatchRequest, now: datetime | None = N
             "phone": candidate.volunteer.phone, "code": offer.code, "support_type": request.support_type,
             "area": request.area, "urgency": request.urgency, "community": request.community,
             "round": request.round, "occurrence": request.occurrence, "occurrences": request.repeat_occurrences,
-            **{name: getattr(request, name) for name in WHEN},
+            "language": first_language(candidate.volunteer), **{name: getattr(request, name) for name in WHEN},
         }, correlation_id=request.correlation_id)
+
+
+def volunteer_joined(session: Session, volunteer: Volunteer) -> None:
+    """Tell metrics a volunteer joined (their id, community and status: nothing that names them)."""
+    session.flush()
+    outbox.add(session, "volunteer.registered", {"volunteer_id": volunteer.id, "community": volunteer.community,
+                                                 "status": volunteer.status})
+
+
+def set_status(session: Session, volunteer: Volunteer, status: str) -> None:
+    """Pause, resume or record that a volunteer left, and tell metrics when it is a change."""
+    if status != volunteer.status:
+        outbox.add(session, "volunteer.status_changed", {
+            "volunteer_id": volunteer.id, "community": volunteer.community, "status": status,
+            "previous": volunteer.status})
+        volunteer.status = status
+
+
+def first_language(volunteer: Volunteer) -> str | None:
+    """The language a volunteer is texted in: the first they listed."""
+    return (volunteer.languages or [None])[0]
 
 
 def previous_volunteer(request: MatchRequest):
@@ -166,8 +189,10 @@ def accept(session: Session, offer: Offer, now: datetime, by: str = "volunteer")
         if other is not offer and other.status == "open":
             withdraw(session, other, "taken")
     ids = {"offer_id": offer.id, "request_id": offer.request_id, "volunteer_id": offer.volunteer_id}
-    outbox.add(session, "offer.accepted", {**ids, "phone": offer.volunteer.phone, "code": offer.code, "by": by},
-               correlation_id=request.correlation_id)
+    outbox.add(session, "offer.accepted", {
+        **ids, "phone": offer.volunteer.phone, "code": offer.code, "by": by, "community": request.community,
+        "language": first_language(offer.volunteer), **{name: getattr(request, name) for name in WHEN},
+    }, correlation_id=request.correlation_id)
     outbox.add(session, "request.matched", ids, correlation_id=request.correlation_id)
 
 
@@ -236,26 +261,32 @@ def _volunteer_by_phone(session: Session, phone: str) -> Volunteer | None:
 
 
 def on_sms_received(session: Session, event: Event) -> None:
-    """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code; PAUSE, RESUME, STOP, START."""
+    """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one fits);
+    PAUSE, RESUME. (STOP and START arrive as contact.opted_out and contact.opted_in.)"""
     p, now = event.payload, utcnow()
     keyword, code = p.get("keyword"), p.get("code")
     volunteer = _volunteer_by_phone(session, p["from_phone"])
-    if volunteer is None or keyword is None:
+    if volunteer is None:
+        if keyword not in ("STOP", "START", "HELP"):  # notify answers those itself
+            unresolved(session, event, "unknown_sender")
+        return
+    if keyword is None:  # notify answered it, unless it never texted them: then say how to answer
+        if session.scalar(sa.select(Offer.id).where(Offer.volunteer_id == volunteer.id).limit(1)) is None:
+            unresolved(session, event, "nothing_open", volunteer)
         return
     if keyword in ("PAUSE", "RESUME"):
         if volunteer.status != "left":
-            volunteer.status = "paused" if keyword == "PAUSE" else "active"
-        return
-    if keyword in ("STOP", "START"):
-        volunteer.sms_opted_out_at = now if keyword == "STOP" else None
+            set_status(session, volunteer, "paused" if keyword == "PAUSE" else "active")
         return
     wanted = {"YES": ("open",), "NO": ("open",), "DONE": ("accepted",), "CANCEL": ("accepted",)}.get(keyword)
     if wanted is None:
         return
     query = sa.select(Offer).where(Offer.volunteer_id == volunteer.id, Offer.status.in_(wanted))
-    offers = session.scalars(query.where(Offer.code == code) if code else query).all()
-    if len(offers) != 1:
-        return  # no such offer, or a bare YES with several open offers: notify asks which
+    offers = session.scalars(query.where(Offer.code == code) if code else query.order_by(Offer.created_at)).all()
+    if len(offers) != 1:  # a code that is not theirs or no longer open, or a bare YES with several open: say so
+        reason = "several_open" if len(offers) > 1 else "no_such_offer" if code else "nothing_open"
+        unresolved(session, event, reason, volunteer, [o.code for o in offers])
+        return
     request = locked(session, offers[0].request_id)
     offer = session.get(Offer, offers[0].id, populate_existing=True)
     if offer.status not in wanted:
@@ -285,6 +316,16 @@ def on_sms_received(session: Session, event: Event) -> None:
                                                 "volunteer_id": volunteer.id}, correlation_id=request.correlation_id)
         session.flush()
         offer_next(session, request, now)
+
+
+def unresolved(session: Session, event: Event, reason: str, volunteer: Volunteer | None = None,
+               codes: list[str] | None = None) -> None:
+    """Ask notify to tell the sender why their SMS did nothing (and, for an unknown number, the coordinator)."""
+    p = event.payload
+    outbox.add(session, "reply.unresolved", {
+        "phone": p["from_phone"], "reason": reason, "keyword": p.get("keyword"), "code": p.get("code"),
+        "codes": codes or [], "language": first_language(volunteer) if volunteer else None,
+    }, correlation_id=event.correlation_id)
 
 
 def on_sms_sent(session: Session, event: Event) -> None:
@@ -337,6 +378,16 @@ def remind_expiring_checks(session: Session, today: date, days_ahead: int = 30) 
     return sent
 
 
+def on_contact_changed(session: Session, event: Event) -> None:
+    """A volunteer opted out of SMS, back in, or their number cannot take texts: offer by SMS only when reachable.
+
+    An invalid number counts as opted out until a coordinator records a new phone."""
+    volunteer = _volunteer_by_phone(session, event.payload["phone"])
+    if volunteer is not None:
+        volunteer.sms_opted_out_at = None if event.type == "contact.opted_in" else event.payload["at"]
+
+
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
             "request.cancelled": on_request_cancelled, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
-            "sms.failed": on_sms_failed}
+            "sms.failed": on_sms_failed, "contact.opted_out": on_contact_changed,
+            "contact.opted_in": on_contact_changed, "contact.invalid": on_contact_changed}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import date, datetime
 
@@ -29,12 +30,32 @@ outbox = Outbox(OutboxEvent)
 
 VOLUNTEER_STATUSES = ("active", "paused", "left")
 
+# The grid the candidate search uses: cells CELL_DEGREES of latitude by CELL_DEGREES of longitude (about 4.4 km
+# north to south; 2.7 km east to west in Lancashire, 3.2 km in Ontario), numbered row by row in one integer.
+CELL_DEGREES = 0.04
+CELL_COLUMNS = 10_000  # more than the 9,000 columns round the world, so a row's cells are one range of keys
+
+
+def grid_row(latitude: float) -> int:
+    """The grid row a latitude falls in."""
+    return math.floor(latitude / CELL_DEGREES)
+
+
+def grid_column(longitude: float) -> int:
+    """The grid column a longitude falls in (0 to 8,999, from 180° west)."""
+    return min(math.floor((longitude + 180.0) / CELL_DEGREES), round(360 / CELL_DEGREES) - 1)
+
+
+def grid_cell(latitude: float, longitude: float) -> int:
+    """The one integer naming the grid cell of a place: row by row, so a run of cells in a row is a key range."""
+    return grid_row(latitude) * CELL_COLUMNS + grid_column(longitude)
+
 
 class Volunteer(Base):
     """A trained volunteer: what they can do, where they live, how far they will go, and when they are free."""
 
     __tablename__ = "volunteers"
-    __table_args__ = (sa.Index("ix_volunteers_place", "community", "status", "latitude", "longitude"),)
+    __table_args__ = (sa.Index("ix_volunteers_cell", "community", "status", "cell"),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
     community: Mapped[str] = mapped_column(sa.String(64), index=True)
@@ -44,6 +65,7 @@ class Volunteer(Base):
     area: Mapped[str] = mapped_column(sa.String(8), default="")
     latitude: Mapped[float] = mapped_column(sa.Float)
     longitude: Mapped[float] = mapped_column(sa.Float)
+    cell: Mapped[int] = mapped_column(sa.Integer)  # grid_cell(latitude, longitude), kept by _place_in_grid
     max_distance_km: Mapped[float] = mapped_column(sa.Float)
     skills: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     languages: Mapped[list[str]] = mapped_column(sa.JSON, default=lambda: ["en"])
@@ -58,6 +80,13 @@ class Volunteer(Base):
                                                           cascade="all, delete-orphan")
     time_away: Mapped[list["TimeAway"]] = relationship(back_populates="volunteer", lazy="selectin",
                                                        cascade="all, delete-orphan", order_by="TimeAway.starts_on")
+
+
+@sa.event.listens_for(Volunteer, "before_insert")
+@sa.event.listens_for(Volunteer, "before_update")
+def _place_in_grid(_mapper, _connection, volunteer: Volunteer) -> None:
+    """Keep a volunteer's grid cell with their place, however the place was set."""
+    volunteer.cell = grid_cell(volunteer.latitude, volunteer.longitude)
 
 
 class VolunteerCheck(Base):

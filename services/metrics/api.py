@@ -1,66 +1,152 @@
-"""Metrics' HTTP API: counts of activity by day, for managers."""
+"""Metrics' HTTP API: the counts managers report to funders and commissioners, and the group activities
+coordinators log (they never pass through matching)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import csv
+import io
 from datetime import date, timedelta
 
-import sqlalchemy as sa
+from flask import Response, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.metrics.model import DailyTally
+from services.metrics import counts
+from services.metrics.model import ACTIVITY_KINDS, ORGANISATION_TYPES, Activity
+from shared.taxonomy import KINDS
 from shared.web import create_service_app, requires, service
 
-blp = Blueprint("activity", __name__, url_prefix="/activity", description="Counts of volunteer-led activity")
+BEARER = [{"bearerAuth": []}]
+MANAGERS = ("manager", "admin")
+blp = Blueprint("activity", __name__, description="Counts of volunteer-led activity")
+activities = Blueprint("activities", __name__, url_prefix="/activities", description="Group activities")
 
 
 class ActivityQuery(Schema):
-    from_ = fields.Date(data_key="from")
-    to = fields.Date()
+    community = fields.Str(metadata={"description": "One of your communities (default: all of them)."})
+    period = fields.Str(load_default="month", validate=validate.OneOf(counts.PERIODS))
+    from_ = fields.Date(data_key="from", metadata={"description": "Default: the start of the period a year ago."})
+    to = fields.Date(metadata={"description": "Default: today."})
+    kind = fields.Str(validate=validate.OneOf(sorted(KINDS)), metadata={"description": "Only this kind of help."})
+    source = fields.Str(validate=validate.OneOf(counts.SOURCES), metadata={"description": "Only from this source."})
 
     @validates_schema
-    def check_order(self, data, **kwargs):
-        """The period must not end before it starts."""
+    def check_range(self, data, **kwargs):
         if "from_" in data and "to" in data and data["to"] < data["from_"]:
             raise ValidationError({"to": ["Must not be before from."]})
+        if "from_" in data and "to" in data and len(counts.periods_between(data["period"], data["from_"],
+                                                                           data["to"])) > 400:
+            raise ValidationError({"from": ["Ask for at most 400 periods at once."]})
 
 
-class DayCounts(Schema):
-    day = fields.Date()
-    counts = fields.Dict(keys=fields.Str(), values=fields.Int())
+class PeriodOut(Schema):
+    start = fields.Date()
+    end = fields.Date()
+    measures = fields.Dict(metadata={"description": "Each measure; counts from 1 to 4 read '<5'."})
+    previous = fields.Dict(metadata={"description": "The same measures for the period before."})
 
 
-class Activity(Schema):
-    from_ = fields.Date(data_key="from")
+class ReportOut(Schema):
+    period = fields.Str()
+    from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
-    totals = fields.Dict(keys=fields.Str(), values=fields.Int())
-    days = fields.List(fields.Nested(DayCounts))
+    communities = fields.List(fields.Str())
+    periods = fields.List(fields.Nested(PeriodOut))
 
 
-@blp.route("")
+def scope(query: dict) -> tuple[list[str], date, date]:
+    """The communities, first and last day a query asks about (a manager sees only their own communities)."""
+    from flask_smorest import abort
+
+    mine = list(g.user["communities"])
+    if "community" in query:
+        if query["community"] not in mine:
+            abort(403, message="You may see only your own communities' counts.")
+        mine = [query["community"]]
+    to = query.get("to") or date.today()
+    start = query.get("from_") or counts.period_of(query["period"], to - timedelta(days=365))[0]
+    return mine, start, to
+
+
+def run(query: dict) -> dict:
+    communities, start, to = scope(query)
+    with service().sessions() as session:
+        return counts.report(session, communities, query["period"], start, to, query.get("kind"),
+                             query.get("source"))
+
+
+@blp.route("/activity")
 class ActivityView(MethodView):
-    @requires("manager", "coordinator", "admin")
+    @requires(*MANAGERS)
     @blp.arguments(ActivityQuery, location="query")
-    @blp.response(200, Activity)
-    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ReportOut)
+    @blp.doc(security=BEARER)
     def get(self, query):
-        """Events counted per day and type between `from` and `to` (inclusive; default the last 30 days)."""
-        to = query.get("to") or date.today()
-        start = query.get("from_") or to - timedelta(days=29)
-        with service().sessions() as session:
-            rows = session.execute(sa.select(DailyTally.day, DailyTally.event_type, DailyTally.count)
-                                   .where(DailyTally.day.between(start, to)).order_by(DailyTally.day)).all()
-        days: dict[date, dict[str, int]] = defaultdict(dict)
-        totals: dict[str, int] = defaultdict(int)
-        for day, event_type, count in rows:
-            days[day][event_type] = count
-            totals[event_type] += count
-        return {"from_": start, "to": to, "totals": dict(totals),
-                "days": [{"day": day, "counts": counts} for day, counts in days.items()]}
+        """Every measure per period, with the period before beside it; counts only, small ones as "<5"."""
+        return run(query)
+
+
+@blp.route("/activity.csv")
+class ActivityCsv(MethodView):
+    @requires(*MANAGERS)
+    @blp.arguments(ActivityQuery, location="query")
+    @blp.doc(security=BEARER, responses={"200": {"description": "The same as GET /activity, as a table",
+                                                 "content": {"text/csv": {"schema": {"type": "string"}}}}})
+    def get(self, query):
+        """The counts as CSV, one row per period and measure, as the dashboard's table shows them."""
+        out = io.StringIO()
+        csv.writer(out).writerows(counts.csv_rows(run(query)))
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="activity.csv"'})
+
+
+def has_happened(day: date) -> None:
+    """An activity is logged once it has happened (a day's grace for time zones)."""
+    if day > date.today() + timedelta(days=1):
+        raise ValidationError("Log an activity once it has happened.")
+
+
+class ActivityIn(Schema):
+    """A group activity volunteers ran."""
+
+    kind = fields.Str(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
+    held_on = fields.Date(required=True, validate=lambda day: has_happened(day))
+    community = fields.Str(metadata={"description": "Default: your first community."})
+    organisation = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    organisation_type = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(ORGANISATION_TYPES))
+    volunteer_ids = fields.List(fields.UUID(), load_default=list)
+    attendance = fields.Int(required=True, validate=validate.Range(min=0, max=100_000))
+
+
+class ActivityOut(ActivityIn):
+    id = fields.UUID()
+    volunteer_ids = fields.List(fields.Str())
+    created_at = fields.AwareDateTime()
+
+
+@activities.route("")
+class Activities(MethodView):
+    @requires("coordinator", "admin")
+    @activities.arguments(ActivityIn)
+    @activities.response(201, ActivityOut)
+    @activities.doc(security=BEARER)
+    def post(self, data):
+        """Log a group activity: a bereavement group, a Death Cafe, a Dying Matters event, a planning session."""
+        from flask_smorest import abort
+
+        community = data.pop("community", None) or g.user["communities"][0]
+        if community not in g.user["communities"]:
+            abort(403, message="You may log activities only for your own communities.")
+        with service().sessions.begin() as session:
+            activity = Activity(community=community, created_by=g.user["sub"],
+                                volunteer_ids=[str(v) for v in data.pop("volunteer_ids")], **data)
+            session.add(activity)
+        return activity
 
 
 def create_app(test_config=None):
-    """Metrics' web app."""
-    return create_service_app("metrics", [blp], test_config, title="Metrics")
+    """Metrics' web app: the counts API, and the managers' dashboard."""
+    from services.metrics import pages
+
+    return create_service_app("metrics", [blp, activities, pages.blp], test_config, title="Metrics")

@@ -10,8 +10,11 @@ from marshmallow import Schema, fields
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from services.notify.model import InboundMessage, OutgoingMessage, outbox
-from services.notify.sms import HELP_TEXT, parse_reply
+from services.notify.messages import answer_for, parse_reply
+from services.notify.model import Contact, InboundMessage, OutgoingMessage, outbox
+from services.notify.sms import offer_of, webhook_token
+from shared.outbox import utcnow
+from shared.telemetry import SMS
 from shared.web import create_service_app, normalise_phone, requires, service
 
 blp = Blueprint("sms", __name__, url_prefix="/sms", description="SMS to and from volunteers")
@@ -38,39 +41,114 @@ def twiml(text: str | None = None) -> Response:
 
 
 def check_signature() -> None:
-    """Refuse a webhook that Twilio did not sign, when an auth token is configured."""
+    """Refuse a webhook that Twilio (or, in development, the SMS simulator) did not sign.
+
+    The signature covers the public URL from configuration, so it still matches behind a proxy that reached us
+    by another host name, and every form field."""
     settings = service().settings
-    if not settings.twilio_auth_token:
-        return
     url = settings.public_url + request.full_path.rstrip("?")
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not RequestValidator(settings.twilio_auth_token).validate(url, request.form.to_dict(), signature):
+    if not RequestValidator(webhook_token(settings)).validate(url, request.form.to_dict(), signature):
         abort(403, message="The X-Twilio-Signature header is missing or does not match.")
+
+
+def receive(form: dict, now=None) -> str | None:
+    """Record an SMS a volunteer sent, once per MessageSid, act on opt-out and opt-in keywords, and pass it on
+    as `sms.received`. Returns the answer to send straight back, if any."""
+    settings, now = service().settings, now or utcnow()
+    try:
+        sender = normalise_phone(form["From"], settings.default_region)
+    except ValueError:
+        sender = form["From"]
+    reply = parse_reply(form["Body"])
+    with service().sessions.begin() as session:
+        if session.get(InboundMessage, form["MessageSid"]) is not None:
+            return None  # Twilio retried a webhook we already have
+        contact = session.get(Contact, sender) or Contact(phone=sender)
+        session.add(contact)
+        was_opted_out = contact.opted_out_at is not None
+        if reply.keyword == "STOP" and not was_opted_out:
+            contact.opted_out_at = now
+            outbox.add(session, "contact.opted_out", {"phone": sender, "at": now, "source": "keyword"})
+        elif reply.keyword == "START" and was_opted_out:
+            contact.opted_out_at, contact.opted_in_at = None, now
+            outbox.add(session, "contact.opted_in", {"phone": sender, "at": now, "source": "keyword"})
+        keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
+        session.add(InboundMessage(message_sid=form["MessageSid"], from_phone=sender, to_phone=form["To"],
+                                   body=form["Body"], keyword=keyword, code=reply.code, received_at=now))
+        outbox.add(session, "sms.received", {
+            "message_sid": form["MessageSid"], "from_phone": sender, "to_phone": form["To"],
+            "body": form["Body"], "keyword": keyword, "code": reply.code, "hours": reply.hours,
+        })
+        language = contact.language
+        texted_before = session.scalar(sa.select(OutgoingMessage.id).where(OutgoingMessage.to_phone == sender,
+                                                                           OutgoingMessage.purpose != "answer")
+                                       .limit(1)) is not None
+    SMS.labels("received").inc()
+    if reply.keyword in ("STOP", "START") or (was_opted_out and reply.keyword != "START"):
+        return None  # the carrier confirms opt-out and opt-in itself; an opted-out number gets nothing from us
+    if not texted_before and reply.keyword != "HELP":
+        return None  # matching answers a number we never texted: it knows whether it is a volunteer's
+    return answer_for(reply, language)
 
 
 @blp.route("/inbound")
 class Inbound(MethodView):
     @blp.arguments(InboundForm, location="form")
+    @blp.doc(responses={"403": {"description": "Not signed by Twilio"}})
     def post(self, form):
-        """Twilio's webhook for an SMS a volunteer sent: recorded once, and passed on as `sms.received`."""
+        """Twilio's webhook for an SMS a volunteer sent: recorded once, and passed on as `sms.received`.
+
+        A reply we cannot read, or HELP, is answered at once with what we understood and how to answer."""
         check_signature()
-        try:
-            sender = normalise_phone(form["From"], service().settings.default_region)
-        except ValueError:
-            sender = form["From"]
-        reply = parse_reply(form["Body"])
-        with service().sessions.begin() as session:
-            if session.get(InboundMessage, form["MessageSid"]) is not None:
-                return twiml()
-            session.add(InboundMessage(message_sid=form["MessageSid"], from_phone=sender, to_phone=form["To"],
-                                       body=form["Body"], keyword=reply.keyword, code=reply.code))
-            outbox.add(session, "sms.received", {
-                "message_sid": form["MessageSid"], "from_phone": sender, "to_phone": form["To"],
-                "body": form["Body"], "keyword": reply.keyword, "code": reply.code,
-            })
-        if reply.keyword in (None, "HELP") or (reply.keyword in ("YES", "NO") and not reply.code):
-            return twiml(("Sorry, we did not understand that. " if reply.keyword is None else "") + HELP_TEXT)
-        return twiml()
+        return twiml(receive(request.form.to_dict()))
+
+
+class StatusForm(Schema):
+    """The fields of Twilio's status callback that we use."""
+
+    class Meta:
+        unknown = "exclude"
+
+    MessageSid = fields.Str(required=True)
+    MessageStatus = fields.Str(required=True)
+    ErrorCode = fields.Str(load_default=None)
+
+
+# How far along a message is; a callback that arrives late never moves it back.
+PROGRESS = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+
+
+def record_status(form: dict, now=None) -> None:
+    """Record what Twilio says became of a message we sent. An offer's SMS that could not be delivered counts
+    as declined at once (`sms.failed`), so the cascade moves on without waiting for the offer to time out."""
+    status = form["MessageStatus"]
+    with service().sessions.begin() as session:
+        message = session.scalar(sa.select(OutgoingMessage).where(OutgoingMessage.provider_sid == form["MessageSid"]))
+        if message is None or status not in PROGRESS or PROGRESS[status] <= PROGRESS.get(message.status, 3):
+            return  # not ours, not a status we track, a duplicate or out of order
+        message.status = status
+        if status == "delivered":
+            message.delivered_at = now or utcnow()
+            SMS.labels("delivered").inc()
+        elif status in ("undelivered", "failed"):
+            reason = f"{status} {form.get('ErrorCode') or ''}".strip()
+            message.error = reason
+            outbox.add(session, "sms.failed", {"message_id": message.id, "purpose": message.purpose,
+                                               "reason": reason, "offer_id": offer_of(message)},
+                       correlation_id=message.correlation_id)
+            SMS.labels("undelivered").inc()
+
+
+@blp.route("/status")
+class Status(MethodView):
+    @blp.arguments(StatusForm, location="form")
+    @blp.response(204)
+    @blp.doc(responses={"403": {"description": "Not signed by Twilio"}})
+    def post(self, form):
+        """Twilio's status callback for a message we sent: sent, delivered, undelivered or failed."""
+        check_signature()
+        record_status(form)
 
 
 class MessageOut(Schema):
@@ -115,4 +193,6 @@ class Messages(MethodView):
 
 def create_app(test_config=None):
     """Notify's web app."""
-    return create_service_app("notify", [blp], test_config, title="Notify")
+    from services.notify.pages import blp as pages
+
+    return create_service_app("notify", [blp, pages], test_config, title="Notify")

@@ -27,11 +27,31 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 outbox = Outbox(OutboxEvent)
 
 
+class Contact(Base):
+    """A phone number we text or hear from: its language, and whether it may be texted at all.
+
+    opted_out_at is set by STOP (or Twilio's error 21610) and cleared by START; invalid_at when Twilio says the
+    number cannot take SMS (21211, 21614). Nothing but an opt-in confirmation goes to such a number.
+    """
+
+    __tablename__ = "contacts"
+
+    phone: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    language: Mapped[str | None] = mapped_column(sa.String(8))
+    opted_out_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    opted_in_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    invalid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    invalid_reason: Mapped[str | None] = mapped_column(sa.String(200))
+
+
 class OutgoingMessage(Base):
     """An SMS we mean to send. Its key makes it unique: the same offer is never texted twice.
 
-    status: queued -> sending -> sent, or failed. A message that a crash left in `sending` is never sent
-    again (the provider may already have it).
+    status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled (a reminder no longer
+    needed). A message that a crash left in `sending` is never sent again (the provider may already have it):
+    after a while it counts as sent, without a provider SID.
+    next_attempt_at: not before then (quiet hours, a reminder's time, or a retry's back-off); None means now.
+    While `sending`, when a message still not recorded as sent counts as left by a crash.
     """
 
     __tablename__ = "outgoing_messages"
@@ -42,11 +62,15 @@ class OutgoingMessage(Base):
     to_phone: Mapped[str] = mapped_column(sa.String(20), index=True)
     body: Mapped[str] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(12), default="queued", index=True)
-    provider_sid: Mapped[str | None] = mapped_column(sa.String(64))
+    provider_sid: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     error: Mapped[str | None] = mapped_column(sa.Text)
     correlation_id: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    from_phone: Mapped[str | None] = mapped_column(sa.String(20))  # the community's sender number
 
 
 class InboundMessage(Base):

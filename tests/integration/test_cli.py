@@ -76,3 +76,7 @@ def test_a_file_that_is_not_geonames_is_refused_with_its_line_number(migrated, t
     done = CliRunner().invoke(main, ["gazetteer", "load", str(bad)])
     assert done.exit_code != 0
     assert "bad.txt line 2" in str(done.exception) + done.output
+
+
+def test_metrics_rebuild_reports_what_it_changed(migrated):
+    assert ccs("metrics", "rebuild").strip() == "metrics: 0 facts changed"

@@ -233,7 +233,7 @@ def test_done_with_hours_completes_and_cancel_puts_the_task_back_first_in_line(a
     assert [str(o.volunteer_id) for o in again] == [a["id"]]  # B gave it back, so A is asked
 
 
-def test_pause_resume_and_stop_by_sms(app_for, token):
+def test_pause_resume_by_sms_and_opting_out_and_back_in(app_for, token):
     app = app_for("matching")
     client, matching = app.test_client(), Matching(app)
     v = register(client, token("coordinator"), "Texter", "07911123510")
@@ -241,12 +241,15 @@ def test_pause_resume_and_stop_by_sms(app_for, token):
     assert client.get(f"/volunteers/{v['id']}", headers=token("coordinator")).json["status"] == "paused"
     assert matching.request(matching.submit()).status == "unmatched"
     matching.reply(v["phone"], "RESUME")
-    matching.reply(v["phone"], "STOP")
+    at = "2026-11-25T21:00:00+00:00"
+    matching.deliver("contact.opted_out", {"phone": v["phone"], "at": at, "source": "keyword"})
     got = client.get(f"/volunteers/{v['id']}", headers=token("coordinator")).json
-    assert got["status"] == "active" and got["sms_opted_out_at"] is not None
+    assert got["status"] == "active" and got["sms_opted_out_at"] == at
     assert matching.request(matching.submit()).unmatched_reason == "nobody eligible: 1 opted out of SMS"
-    matching.reply(v["phone"], "START")
+    matching.deliver("contact.opted_in", {"phone": v["phone"], "at": at, "source": "keyword"})
     assert matching.request(matching.submit()).status == "open"
+    matching.deliver("contact.invalid", {"phone": v["phone"], "at": at, "reason": "21614: not a mobile number"})
+    assert matching.request(matching.submit()).unmatched_reason == "nobody eligible: 1 opted out of SMS"
 
 
 def test_an_expiring_check_is_reminded_once(app_for, token):

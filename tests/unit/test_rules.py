@@ -1,39 +1,11 @@
-"""Pure rules: reading SMS replies, wording offers, routing paths, flattening errors, postcodes."""
+"""Pure rules: routing paths, flattening errors, postcodes."""
 
-from datetime import datetime, timezone
 
 import pytest
 
-from services.notify.sms import offer_text, parse_reply, window_text
 from shared.frontdoor import route
 from shared.gazetteer import UnknownPostcode, district_of, locate
 from shared.web import field_errors
-
-
-@pytest.mark.parametrize("body, keyword, code", [
-    ("YES 4821", "YES", "4821"),
-    ("yes 4821", "YES", "4821"),
-    ("Y 4821", "YES", "4821"),
-    ("4821 yes", "YES", "4821"),
-    ("Yes! 4821", "YES", "4821"),
-    ("yes", "YES", None),
-    ("NO 4821", "NO", "4821"),
-    ("no, sorry 4821", "NO", "4821"),
-    ("HELP", "HELP", None),
-    ("what is this", None, None),
-    ("YES 48211", "YES", None),
-])
-def test_parse_reply(body, keyword, code):
-    reply = parse_reply(body)
-    assert (reply.keyword, reply.code) == (keyword, code)
-
-
-def test_offer_text_names_only_kind_district_window_and_code():
-    start = datetime(2026, 11, 25, 14, tzinfo=timezone.utc)
-    text = offer_text("shopping", "FY1", window_text(start, start.replace(hour=16)), "4821")
-    assert text == ("Can you help? Shopping near FY1, Wed 25 Nov 14:00-16:00. "
-                    "Reply YES 4821 to accept or NO 4821 to decline.")
-    assert len(text) <= 160
 
 
 @pytest.mark.parametrize("path, service", [
@@ -65,15 +37,6 @@ def test_postcodes_resolve_through_their_district(postcode, district):
 def test_unknown_or_malformed_postcodes_are_refused(postcode):
     with pytest.raises(UnknownPostcode):
         locate(postcode)
-
-
-@pytest.mark.parametrize("days, part, text", [
-    (["mon", "tue", "wed", "thu", "fri"], "afternoon", "any weekday afternoon"),
-    (["mon", "thu"], "morning", "Mon or Thu morning"),
-    (["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "evening", "any day evening"),
-])
-def test_flexible_windows_read_as_people_say_them(days, part, text):
-    assert window_text(None, None, days, part) == text
 
 
 def test_the_front_door_merges_every_services_openapi_document_and_refuses_clashes():

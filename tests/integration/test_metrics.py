@@ -1,0 +1,234 @@
+"""Metrics with its database, on both backends: each measure from the events, counted once, small counts
+suppressed, group activities, the CSV, and who may see what."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from shared.contracts import EXAMPLES, load_event, make_event
+from shared.runtime import make_dispatch
+from shared.web import claims_for
+
+TODAY = date.today()
+
+
+class Metrics:
+    def __init__(self, app):
+        self.app, self.client = app, app.test_client()
+        self.dispatch = make_dispatch(app, "metrics")
+
+    def deliver(self, event_type: str, payload: dict, times: int = 1) -> None:
+        event = load_event(make_event(event_type, payload))
+        for _ in range(times):
+            self.dispatch(event)
+
+    def request(self, *, kind="shopping", source="coordinator", person=None, carer=False, organisation=None):
+        request_id = str(uuid.uuid4())
+        self.deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": request_id,
+                                           "support_type": kind, "source": source, "is_carer": carer,
+                                           "person_ref": person or f"p_{uuid.uuid4().hex[:12]}",
+                                           "referrer_organisation": organisation})
+        return request_id
+
+    def accept(self, request_id: str, volunteer: str) -> None:
+        self.deliver("offer.accepted", {**EXAMPLES[("offer.accepted", 1)], "request_id": request_id,
+                                        "offer_id": str(uuid.uuid4()), "volunteer_id": volunteer})
+        self.deliver("request.matched", {"request_id": request_id, "offer_id": str(uuid.uuid4()),
+                                         "volunteer_id": volunteer})
+
+    def complete(self, request_id: str, volunteer: str, kind="shopping", hours=None) -> None:
+        self.deliver("task.completed", {**EXAMPLES[("task.completed", 1)], "request_id": request_id,
+                                        "offer_id": str(uuid.uuid4()), "volunteer_id": volunteer,
+                                        "support_type": kind, "hours": hours})
+
+    def today(self, headers, **params) -> dict:
+        answer = self.client.get("/activity", headers=headers, query_string={"period": "day", **params})
+        assert answer.status_code == 200, answer.json
+        return answer.json["periods"][-1]
+
+
+@pytest.fixture
+def metrics(app_for, monkeypatch):
+    monkeypatch.setenv("CCS_SUPPRESS_BELOW", "0")  # to see every count; suppression has its own test
+    return Metrics(app_for("metrics"))
+
+
+def test_each_measure_counts_its_events_once_however_often_they_are_delivered(metrics, token):
+    manager = token("manager")
+    volunteers = [str(uuid.uuid4()) for _ in range(3)]
+    carer = "p_carer000001"
+    shopping = metrics.request(person=carer, carer=True)
+    metrics.request(person=carer, carer=True, source="pcn", organisation="Fylde PCN")
+    bereaved = metrics.request(kind="bereavement_visit", source="social_prescriber")
+    lonely = metrics.request(kind="home_visit")
+    cancelled = metrics.request()
+    metrics.accept(shopping, volunteers[0])
+    metrics.accept(bereaved, volunteers[1])
+    metrics.complete(shopping, volunteers[0], hours=1.5)
+    metrics.deliver("task.completed", {**EXAMPLES[("task.completed", 1)], "request_id": bereaved,
+                                       "offer_id": str(uuid.uuid4()), "volunteer_id": volunteers[1],
+                                       "support_type": "bereavement_visit", "hours": 2.0}, times=3)  # redelivered
+    metrics.deliver("request.unmatched", {"request_id": lonely, "reason": "nobody eligible: 2 too far"})
+    metrics.deliver("request.cancelled", {"request_id": cancelled, "reason": "family helping"}, times=2)
+    answer = metrics.client.post("/activities", headers=token("coordinator"), json={
+        "kind": "death_cafe", "held_on": TODAY.isoformat(), "organisation": "St Anne's Church",
+        "organisation_type": "faith", "volunteer_ids": [volunteers[2]], "attendance": 14})
+    assert answer.status_code == 201, answer.json
+    metrics.client.post("/activities", headers=token("coordinator"), json={
+        "kind": "future_planning_session", "held_on": TODAY.isoformat(), "attendance": 9})
+
+    today = metrics.today(manager)["measures"]
+    assert {key: today[key] for key in (
+        "requests_received", "requests_matched", "requests_unmatched", "requests_cancelled", "tasks_completed",
+        "volunteer_hours", "active_volunteers", "people_reached", "carers_supported", "bereavement_supports",
+        "future_planning_reached", "group_activities", "group_attendance", "active_partners")} == {
+        "requests_received": 5, "requests_matched": 2, "requests_unmatched": 1, "requests_cancelled": 1,
+        "tasks_completed": 2, "volunteer_hours": 3.5, "active_volunteers": 3, "people_reached": 4,
+        "carers_supported": 1, "bereavement_supports": 1, "future_planning_reached": 9, "group_activities": 2,
+        "group_attendance": 23, "active_partners": 2}
+    assert today["requests_by_source"] == {"coordinator": 3, "pcn": 1, "social_prescriber": 1}
+    assert today["requests_by_kind"] == {"bereavement_visit": 1, "home_visit": 1, "shopping": 3}
+    assert today["hours_to_acceptance_median"] is not None and today["hours_to_acceptance_median"] >= 0
+    only_pcn = metrics.today(manager, source="pcn")["measures"]
+    assert (only_pcn["requests_received"], only_pcn["requests_matched"]) == (1, 0)
+
+
+def test_small_counts_read_less_than_five_in_the_api_and_the_csv(app_for, token, monkeypatch):
+    monkeypatch.delenv("CCS_SUPPRESS_BELOW", raising=False)
+    metrics = Metrics(app_for("metrics"))
+    for _ in range(3):
+        metrics.request()
+    for _ in range(6):
+        metrics.request(kind="meals")
+    today = metrics.today(token("manager"))["measures"]
+    assert today["requests_received"] == 9
+    assert today["requests_by_kind"] == {"meals": 6, "shopping": "<5"}
+    assert today["requests_matched"] == 0  # none is not a small number
+    sheet = metrics.client.get("/activity.csv", headers=token("manager"), query_string={"period": "day"})
+    assert sheet.status_code == 200 and sheet.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(sheet.get_data(as_text=True))))
+    assert rows[0] == ["period_start", "period_end", "measure", "value", "previous_period_value"]
+    assert [TODAY.isoformat(), TODAY.isoformat(), "Requests received for shopping", "<5", "0"] in rows
+    assert [TODAY.isoformat(), TODAY.isoformat(), "Requests received", "9", "0"] in rows
+    assert "p_" not in sheet.get_data(as_text=True)  # no person's reference leaves
+
+
+def test_each_period_has_the_period_before_beside_it(metrics, token):
+    answer = metrics.client.get("/activity", headers=token("manager"), query_string={
+        "period": "month", "from": "2026-01-15", "to": "2026-03-02"})
+    assert [(p["start"], p["end"]) for p in answer.json["periods"]] == [
+        ("2026-01-01", "2026-01-31"), ("2026-02-01", "2026-02-28"), ("2026-03-01", "2026-03-31")]
+    quarter = metrics.client.get("/activity", headers=token("manager"), query_string={
+        "period": "quarter", "from": "2026-05-05", "to": "2026-05-05"}).json["periods"]
+    assert (quarter[0]["start"], quarter[0]["end"]) == ("2026-04-01", "2026-06-30")
+
+
+@pytest.mark.parametrize("role, status", [("manager", 200), ("admin", 200), ("coordinator", 403),
+                                          ("referrer", 403)])
+def test_only_managers_see_the_counts(metrics, token, role, status):
+    assert metrics.client.get("/activity", headers=token(role)).status_code == status
+    assert metrics.client.get("/activity.csv", headers=token(role)).status_code == status
+    assert metrics.client.get("/activity").status_code == 401
+
+
+def test_the_report_shows_one_period_beside_the_one_before_for_managers_only(metrics, token):
+    volunteer = str(uuid.uuid4())
+    for _ in range(6):
+        metrics.complete(metrics.request(kind="bereavement_visit", source="pcn"), volunteer, "bereavement_visit", 1.25)
+    this_month = metrics.client.get("/activity", headers=token("manager"), query_string={
+        "period": "month", "from": TODAY.isoformat()}).json["periods"][-1]["measures"]
+
+    def report(role, **params):
+        client = metrics.client.application.test_client()
+        with client.session_transaction() as session:
+            session["user"] = claims_for(f"{role}@example.org", role, ["fylde-coast"])
+        return client.get("/report", query_string=params)
+
+    page = report("manager", period="month", to=TODAY.isoformat())
+    assert page.status_code == 200
+    rows = dict(re.findall(r'<th scope="row">([^<]+)</th><td class="n">([^<]+)</td>', page.text))
+    assert rows["Requests received"] == str(this_month["requests_received"]) == "6"
+    assert rows["Bereavement supports given"] == "6" and rows["Volunteer hours"] == "7.5"
+    assert rows["PCN"] == "6" and rows["Bereavement support visit"] == "6"
+    last_month = report("manager")  # by default, the last whole month: a funder asks about that
+    first = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)
+    assert last_month.status_code == 200 and first.strftime("%-d %B %Y") + " to" in last_month.text
+    assert dict(re.findall(r'<th scope="row">([^<]+)</th><td class="n">([^<]+)</td>',
+                           last_month.text))["Requests received"] == "0"
+    assert report("coordinator").status_code == 403
+    assert report("manager", period="fortnight").status_code == 422
+
+
+def test_a_manager_sees_only_their_own_communities(metrics, token):
+    metrics.request()
+    elsewhere = token("manager", ("cheshire-east",))
+    assert metrics.today(elsewhere)["measures"]["requests_received"] == 0
+    answer = metrics.client.get("/activity", headers=elsewhere, query_string={"community": "fylde-coast"})
+    assert answer.status_code == 403
+
+
+def test_a_bad_query_or_activity_names_the_field(metrics, token):
+    answer = metrics.client.get("/activity", headers=token("manager"), query_string={
+        "period": "fortnight", "from": "2026-03-01", "to": "2026-02-01"})
+    assert answer.status_code == 422
+    assert {e["field"] for e in answer.json["errors"]} >= {"period"}
+    bad = metrics.client.post("/activities", headers=token("coordinator"), json={
+        "kind": "party", "held_on": (TODAY + timedelta(days=30)).isoformat(), "attendance": -1,
+        "volunteer_ids": ["not-an-id"]})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json["errors"]} == {"kind", "held_on", "attendance", "volunteer_ids.0"}
+    assert metrics.client.post("/activities", headers=token("manager"), json={
+        "kind": "death_cafe", "held_on": TODAY.isoformat(), "attendance": 3}).status_code == 403
+
+
+def test_volunteers_registered_new_paused_and_left_come_from_matchings_events(app_for, token, metrics):
+    """Through matching's API and SMS: register three (one by import), one pauses by text, one leaves."""
+    from tests.integration.test_matching import Matching, register
+
+    matching = Matching(app_for("matching"))
+    client = matching.app.test_client()
+    a = register(client, token("coordinator"), "Ann", "07911123471")
+    b = register(client, token("coordinator"), "Bob", "07911123472")
+    client.post("/volunteers/import", headers={**token("coordinator"), "Content-Type": "text/csv"},
+                data=b"name,phone,postcode,max_distance_km,skills\nCat,07911123473,FY1,5,practical\n")
+    matching.reply(a["phone"], "PAUSE")
+    client.patch(f"/volunteers/{b['id']}", headers=token("coordinator"), json={"status": "left"})
+    client.patch(f"/volunteers/{b['id']}", headers=token("coordinator"), json={"status": "left"})  # no change
+    events = [e for e in matching.events() if e["type"].startswith("volunteer.")]
+    assert [(e["type"], e.get("status")) for e in events] == [
+        ("volunteer.registered", "active"), ("volunteer.registered", "active"), ("volunteer.registered", "active"),
+        ("volunteer.status_changed", "paused"), ("volunteer.status_changed", "left")]
+    assert all("name" not in e and "phone" not in e for e in events)
+    for e in events:
+        metrics.deliver(e.pop("type"), e)
+    today = metrics.today(token("manager"))["measures"]
+    assert (today["volunteers_registered"], today["new_volunteers"], today["volunteers_paused"],
+            today["volunteers_left"]) == (2, 3, 1, 1)
+
+
+def test_a_rebuild_places_an_outcome_that_came_before_its_request_and_changes_nothing_else(metrics, token):
+    from services.metrics.handlers import rebuild
+
+    manager = token("manager")
+    early = str(uuid.uuid4())
+    metrics.deliver("request.matched", {"request_id": early, "offer_id": str(uuid.uuid4()),
+                                        "volunteer_id": str(uuid.uuid4())})  # overtook its request on the bus
+    metrics.deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": early})
+    for _ in range(3):
+        metrics.accept(metrics.request(), str(uuid.uuid4()))
+    live = metrics.today(manager)["measures"]
+    assert live["requests_matched"] == 3  # the early one has no community yet
+    sessions = metrics.app.extensions["ccs"].sessions
+    with sessions.begin() as session:
+        assert rebuild(session) == 1
+    rebuilt = metrics.today(manager)["measures"]
+    assert rebuilt == {**live, "requests_matched": 4}
+    with sessions.begin() as session:
+        assert rebuild(session) == 0
+    assert metrics.today(manager)["measures"] == rebuilt

@@ -42,7 +42,7 @@ from services.matching.search import near_query, nearby, prefilter
 from shared.communities import get as community
 from shared.contracts import DAYS, PARTS_OF_DAY
 from shared.db import make_engine, make_sessions, upgrade
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.taxonomy import CHECKS, KINDS, SKILLS
 
 PG_ADMIN = os.environ.get("BENCH_PG", os.environ.get("CCS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from shared import clock
 from shared.taxonomy import KINDS
 
 __all__ = ["Event", "ValidationError", "EVENTS", "EXAMPLES", "make_event", "load_event", "producer_of"]
@@ -462,7 +463,7 @@ def make_event(event_type: str, payload: dict[str, Any], *, correlation_id: str 
         "event_id": event_id,
         "type": event_type,
         "version": version,
-        "occurred_at": datetime.now(timezone.utc),
+        "occurred_at": clock.utcnow(),
         "producer": contract.producer,
         "correlation_id": correlation_id or str(event_id),
         "payload": schema.dump(loaded),

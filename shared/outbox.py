@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -19,16 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared import bus
+from shared.clock import utcnow
 from shared.contracts import Event, make_event
 from shared.db import UtcDateTime, is_postgres
 from shared.telemetry import EVENTS_PUBLISHED
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
 
 
 class OutboxMixin:

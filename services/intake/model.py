@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import UtcDateTime
-from shared.outbox import Outbox, OutboxMixin, ProcessedEventMixin, utcnow
+from shared.clock import utcnow
+from shared.outbox import Outbox, OutboxMixin, ProcessedEventMixin
 
 
 class Base(DeclarativeBase):

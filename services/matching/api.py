@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import g, request
@@ -16,9 +16,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from services.matching import handlers
 from services.matching.model import VOLUNTEER_STATUSES, MatchRequest, Offer, TimeAway, Volunteer, VolunteerCheck
 from services.matching.rules import Policy, explain, rule_text
-from shared import gazetteer
+from shared import clock, gazetteer
 from shared.contracts import DAYS, PARTS_OF_DAY
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.taxonomy import CHECKS, SKILLS
 from shared.web import PhoneNumber, create_service_app, field_errors, problem, requires, service
 
@@ -147,7 +147,7 @@ class VolunteerOut(Schema):
         return v.status == "active"
 
     def _checks(self, v: Volunteer) -> list[dict]:
-        soon = date.today() + timedelta(days=30)
+        soon = clock.today() + timedelta(days=30)
         return [{"check": c.check, "done_on": c.done_on.isoformat(),
                  "expires_on": c.expires_on.isoformat() if c.expires_on else None,
                  "expires_soon": bool(c.expires_on and c.expires_on <= soon)} for c in v.checks]
@@ -232,7 +232,7 @@ class Volunteers(MethodView):
         if "status" in query:
             where.append(Volunteer.status == query["status"])
         if "expiring_within_days" in query:
-            until = date.today() + timedelta(days=query["expiring_within_days"])
+            until = clock.today() + timedelta(days=query["expiring_within_days"])
             where.append(Volunteer.id.in_(sa.select(VolunteerCheck.volunteer_id)
                                           .where(VolunteerCheck.expires_on <= until)))
         with service().sessions() as session:

@@ -14,7 +14,7 @@ from services.matching.rules import Candidate, Facts, Policy, distance_km, exclu
 from services.matching.search import nearby, prefilter
 from shared.communities import get as community
 from shared.contracts import Event
-from shared.outbox import utcnow
+from shared.clock import utcnow
 
 WHEN = ("window_start", "window_end", "window_days", "window_part")
 REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",

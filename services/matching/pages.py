@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 
 from services.matching.api import COLUMNS, import_volunteers
 from services.matching.model import VOLUNTEER_STATUSES, MatchRequest, Offer, Volunteer, VolunteerCheck
+from shared import clock
 from shared.communities import get as community
 from shared.taxonomy import CHECKS, KINDS
 from shared.web import check_csrf, page_requires, service
@@ -45,7 +46,7 @@ def render(template: str, **context):
 def roster():
     """The community's volunteers by name, with the checks that have run out or soon will at the top."""
     status = request.args.get("status", "")
-    today = date.today()
+    today = clock.today()
     where = [Volunteer.community.in_(g.user["communities"])]
     if status in VOLUNTEER_STATUSES:
         where.append(Volunteer.status == status)
@@ -65,7 +66,7 @@ def roster():
 @page_requires(*COORDINATORS)
 def volunteer_page(volunteer_id):
     """One volunteer: their profile, checks with dates, and the tasks they took."""
-    today = date.today()
+    today = clock.today()
     with service().sessions() as db:
         volunteer = db.get(Volunteer, volunteer_id)
         if volunteer is None or volunteer.community not in g.user["communities"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from datetime import date
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from services.matching import handlers
+from shared import clock
 from shared.config import Settings
-from shared.outbox import utcnow
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x63637374  # "ccst": one advisory lock number for matching's timers
@@ -64,9 +64,9 @@ class TimerLock:
 def run_jobs_once(sessions: sessionmaker) -> None:
     """Expire unanswered offers and send check reminders, as of now."""
     with sessions.begin() as session:
-        expired = handlers.expire_offers(session, utcnow())
+        expired = handlers.expire_offers(session, clock.utcnow())
     with sessions.begin() as session:
-        reminded = handlers.remind_expiring_checks(session, date.today())
+        reminded = handlers.remind_expiring_checks(session, clock.today())
     if expired or reminded:
         log.info("timers: %d offers expired, %d check reminders", expired, reminded)
 
@@ -83,7 +83,8 @@ def run_timers(engine: Engine, sessions: sessionmaker, settings: Settings, stop:
         log.info("this process runs matching's timers")
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(run_jobs_once, "interval", seconds=interval, args=[sessions], id="matching-timers",
-                          max_instances=1, coalesce=True, next_run_time=utcnow())
+                          max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(timezone.utc))  # APScheduler keeps the machine's time
         scheduler.start()
         stop.wait()
         scheduler.shutdown(wait=True)

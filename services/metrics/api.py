@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.metrics import counts
 from services.metrics.model import ACTIVITY_KINDS, ORGANISATION_TYPES, Activity
+from shared import clock
 from shared.taxonomy import KINDS
 from shared.web import create_service_app, requires, service
 
@@ -64,7 +65,7 @@ def scope(query: dict) -> tuple[list[str], date, date]:
         if query["community"] not in mine:
             abort(403, message="You may see only your own communities' counts.")
         mine = [query["community"]]
-    to = query.get("to") or date.today()
+    to = query.get("to") or clock.today()
     start = query.get("from_") or counts.period_of(query["period"], to - timedelta(days=365))[0]
     return mine, start, to
 
@@ -103,7 +104,7 @@ class ActivityCsv(MethodView):
 
 def has_happened(day: date) -> None:
     """An activity is logged once it has happened (a day's grace for time zones)."""
-    if day > date.today() + timedelta(days=1):
+    if day > clock.today() + timedelta(days=1):
         raise ValidationError("Log an activity once it has happened.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -115,8 +116,11 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 def measures(session: Session, communities: list[str], first: date, last: date, kind: str | None = None,
              source: str | None = None) -> dict[str, Any]:
     """Every measure for these communities from `first` to `last` (inclusive), unsuppressed."""
-    facts = session.scalars(sa.select(Fact).where(Fact.community.in_(communities),
-                                                  Fact.day.between(first, last))).all()
+    ours = Fact.community.in_(communities)
+    # an outcome another worker recorded while its request's fact was still being written has no community yet
+    theirs = sa.and_(Fact.community.is_(None), Fact.request_id.in_(sa.select(Fact.request_id).where(
+        ours, Fact.event_type == "request.submitted")))
+    facts = session.scalars(sa.select(Fact).where(sa.or_(ours, theirs), Fact.day.between(first, last))).all()
     activities = session.scalars(sa.select(Activity).where(Activity.community.in_(communities),
                                                            Activity.held_on.between(first, last))).all()
     requests = [f for f in facts if f.event_type == "request.submitted"
@@ -132,7 +136,7 @@ def measures(session: Session, communities: list[str], first: date, last: date, 
 
     completed = [f for f in of("task.completed") if kind is None or f.support_type == kind]
     volunteers = {f.volunteer_id for f in of("offer.accepted") + completed if f.volunteer_id}
-    volunteers |= {v for a in activities for v in a.volunteer_ids}
+    volunteers |= {uuid.UUID(v) for a in activities for v in a.volunteer_ids}
     bereavement = [f for f in completed if KINDS[f.support_type].category == "bereavement"]
     planning = [f for f in completed if KINDS[f.support_type].category == "future_planning"]
     planning_attendance = sum(a.attendance for a in activities if a.kind == "future_planning_session")

@@ -1,9 +1,9 @@
 """How metrics counts: each event it hears becomes one fact, keyed by the event, so a redelivery counts once.
 
 Every count is then a query over the facts (services/metrics/counts.py). What a fact takes from elsewhere (the
-community of an outcome, from its request's fact; the day, in the community's time zone) can be worked out
-again at any time: `ccs metrics rebuild` does, for facts whose request arrived after them, or after a
-community's time zone changed. It gives the same answer as counting live did whenever events came in order.
+community of an outcome, from its request's fact; the day, in the community's time zone) is filled in when the
+request's fact arrives, even after the outcome's, and can be worked out again at any time: `ccs metrics rebuild`
+does, after a community's time zone changed, and gives the same answer as counting live did.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def record(session: Session, event: Event) -> None:
         status=p.get("status") if event.type.startswith("volunteer.") else None)
     place(session, fact)
     session.add(fact)
+    if fact.community is not None and fact.request_id is not None:
+        # an outcome that overtook its request (a cancellation published a moment after it) takes its place now
+        for early in session.scalars(sa.select(Fact).where(Fact.request_id == fact.request_id,
+                                                           Fact.community.is_(None))):
+            place(session, early)
 
 
 def rebuild(session: Session) -> int:

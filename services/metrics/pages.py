@@ -4,7 +4,6 @@ as "<5" here as everywhere."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 
 from flask import g, render_template, request
 from flask_smorest import Blueprint
@@ -12,7 +11,7 @@ from marshmallow import ValidationError
 
 from services.metrics import counts
 from services.metrics.api import MANAGERS, ActivityQuery
-from shared import communities
+from shared import clock, communities
 from shared.taxonomy import KINDS
 from shared.web import page_requires, service
 
@@ -42,7 +41,7 @@ def dashboard():
     except ValidationError as err:
         return render_template("dashboard.html", errors=err.messages, result=None, charts=[], query={}), 422
     period = query["period"]
-    to = query.get("to") or date.today()
+    to = query.get("to") or clock.today()
     start = query.get("from_")
     if start is None:
         start = to
@@ -97,7 +96,7 @@ def report():
                                periods=counts.PERIODS), 422
     period = query["period"]
     # By default the last whole period: what a funder asks about.
-    day = query.get("to") or counts.previous(period, counts.period_of(period, date.today())[0])[0]
+    day = query.get("to") or counts.previous(period, counts.period_of(period, clock.today())[0])[0]
     first, last = counts.period_of(period, day)
     mine = [query["community"]] if query.get("community") in g.user["communities"] else g.user["communities"]
     with service().sessions() as session:
@@ -114,4 +113,4 @@ def report():
     return render_template("report.html", result=result, shown=shown, before=counts.previous(period, first),
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args,
                            periods=counts.PERIODS, names=[known[c].name if c in known else c for c in mine],
-                           made=datetime.now().strftime("%d %B %Y"))
+                           made=clock.today().strftime("%d %B %Y"))

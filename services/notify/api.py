@@ -13,7 +13,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from services.notify.messages import answer_for, parse_reply
 from services.notify.model import Contact, InboundMessage, OutgoingMessage, outbox
 from services.notify.sms import offer_of, webhook_token
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.telemetry import SMS
 from shared.web import create_service_app, normalise_phone, requires, service
 

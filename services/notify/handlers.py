@@ -19,7 +19,7 @@ from services.notify.messages import KEYWORD_IN, language_of, offer_text, render
 from services.notify.model import Contact, OutgoingMessage
 from shared import communities
 from shared.contracts import Event
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.taxonomy import CHECKS
 
 REMINDERS = (("reminder_day_before", timedelta(days=-1), "start"), ("reminder_soon", timedelta(hours=-2), "start"),

@@ -23,7 +23,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.notify.model import Contact, OutgoingMessage, outbox
 from shared.config import Settings
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.telemetry import SMS
 
 log = logging.getLogger(__name__)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from PIL import Image, ImageChops
@@ -23,15 +25,20 @@ SCREENSHOTS = Path(__file__).with_name("screenshots")
 PASSWORD = "a long enough passphrase"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """All four services and the front door on the embedded default, with one user of each role."""
-    folder = tmp_path_factory.mktemp("site")
-    system = System(var_dir=folder, port=five_free_ports())
-    with system:
+@contextlib.contextmanager
+def running_site(folder: Path, **env: str) -> Iterator[System]:
+    """All four services and the front door on the embedded default in `folder`, with one user of each role."""
+    with System(var_dir=folder, port=five_free_ports(), env=env) as system:
         for role in ("coordinator", "referrer", "manager", "admin"):
             ccs(system, "users", "create", "--email", f"{role}@example.org", "--name", f"{role.title()} Person",
                 "--role", role, "--password", PASSWORD)
+        yield system
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A running system for a test module's browser tests."""
+    with running_site(tmp_path_factory.mktemp("site")) as system:
         yield system
 
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from services.notify.model import InboundMessage, OutgoingMessage
 from shared.demo import wait_for
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.web import claims_for
 from tests.e2e.conftest import api, matches_screenshot, sign_in
 from tests.integration.test_bus import SAFEGUARDING

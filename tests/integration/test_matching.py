@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from services.matching import handlers
 from shared.contracts import EXAMPLES, load_event, make_event
 from shared.demo import wait_for
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.runtime import make_dispatch
 from tests.integration.test_bus import SAFEGUARDING, publish, running_worker
 

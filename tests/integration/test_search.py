@@ -17,7 +17,7 @@ from services.matching.search import near_query, nearby, prefilter
 from shared.communities import get as community
 from shared.config import database_url
 from shared.db import UtcDateTime, make_engine, make_sessions, migrations_config
-from shared.outbox import utcnow
+from shared.clock import utcnow
 from shared.taxonomy import CHECKS, KINDS, SKILLS
 from tests.integration.test_bus import SAFEGUARDING
 

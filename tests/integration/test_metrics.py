@@ -7,7 +7,7 @@ import csv
 import io
 import re
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -23,17 +23,21 @@ class Metrics:
         self.app, self.client = app, app.test_client()
         self.dispatch = make_dispatch(app, "metrics")
 
-    def deliver(self, event_type: str, payload: dict, times: int = 1) -> None:
-        event = load_event(make_event(event_type, payload))
+    def deliver(self, event_type: str, payload: dict, times: int = 1, at: datetime | None = None) -> None:
+        envelope = make_event(event_type, payload)
+        if at is not None:
+            envelope["occurred_at"] = at.isoformat()
+        event = load_event(envelope)
         for _ in range(times):
             self.dispatch(event)
 
-    def request(self, *, kind="shopping", source="coordinator", person=None, carer=False, organisation=None):
+    def request(self, *, kind="shopping", source="coordinator", person=None, carer=False, organisation=None,
+                at=None):
         request_id = str(uuid.uuid4())
         self.deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": request_id,
                                            "support_type": kind, "source": source, "is_carer": carer,
                                            "person_ref": person or f"p_{uuid.uuid4().hex[:12]}",
-                                           "referrer_organisation": organisation})
+                                           "referrer_organisation": organisation}, at=at)
         return request_id
 
     def accept(self, request_id: str, volunteer: str) -> None:
@@ -136,6 +140,18 @@ def test_only_managers_see_the_counts(metrics, token, role, status):
     assert metrics.client.get("/activity", headers=token(role)).status_code == status
     assert metrics.client.get("/activity.csv", headers=token(role)).status_code == status
     assert metrics.client.get("/activity").status_code == 401
+
+
+def test_hours_from_request_to_acceptance_are_the_median_and_90th_percentile_of_the_waits(metrics, token):
+    morning = datetime.combine(TODAY, datetime.min.time(), timezone.utc).replace(hour=1)
+    for wait in (1, 2, 3, 10):  # hours each request waited for its first YES
+        request_id = metrics.request(at=morning)
+        metrics.deliver("offer.accepted", {**EXAMPLES[("offer.accepted", 1)], "request_id": request_id,
+                                           "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4())},
+                        at=morning + timedelta(hours=wait))
+    measures = metrics.today(token("manager"))["measures"]
+    assert measures["requests_received"] == 4
+    assert (measures["hours_to_acceptance_median"], measures["hours_to_acceptance_p90"]) == (2.5, 7.9)
 
 
 def test_the_report_shows_one_period_beside_the_one_before_for_managers_only(metrics, token):

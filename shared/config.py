@@ -34,6 +34,11 @@ class Settings:
         """True when the bus is kombu's filesystem transport under var/."""
         return self.broker_url.startswith("filesystem://")
 
+    @property
+    def uses_twilio(self) -> bool:
+        """True when SMS go through Twilio (its credentials are set); else the development gateway carries them."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
 
 def var_dir() -> Path:
     """The folder that holds embedded databases, the filesystem broker and logs."""

@@ -7,6 +7,7 @@ import importlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import config as config_module
 from shared.communities import all_communities
+from shared.communities import get as community
 from shared.communities import default_slug as default_community
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
@@ -204,6 +206,13 @@ def page_requires(*roles: str):
     return decorator
 
 
+def local_time(moment: datetime | None) -> str:
+    """A time as the signed-in user's community reads it (pages call it `local`)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(community(g.user["communities"][0]).zone).strftime("%a %d %b %Y %H:%M")
+
+
 def url_for_login(next_path: str) -> str:
     """The sign-in page (served by intake, behind the same front door), coming back to `next_path`."""
     return "/login?" + urlencode({"next": next_path})
@@ -267,7 +276,7 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
     @app.context_processor
     def page_context():
         return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name,
-                "development_sms": not (settings.twilio_account_sid and settings.twilio_auth_token)}
+                "development_sms": not settings.uses_twilio, "local": local_time}
 
     add_metrics_endpoint(app, name, importlib.import_module(f"services.{name}.model").outbox)
 

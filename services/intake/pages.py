@@ -17,7 +17,7 @@ from services.intake.model import OPEN_STATUSES, STATUSES, URGENCIES, SupportReq
 from shared.communities import get as community
 from shared.contracts import DAYS, PARTS_OF_DAY
 from shared.taxonomy import KINDS
-from shared.web import check_csrf, claims_for, field_errors, page_requires, service
+from shared.web import check_csrf, claims_for, field_errors, local_time, page_requires, service
 
 blp = Blueprint("pages", __name__, description="Coordinators' pages")
 COORDINATORS = ("coordinator", "admin")
@@ -26,17 +26,10 @@ LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Po
           "when.part_of_day": "Part of the day", "repeat.occurrences": "How many times", "consent": "Consent"}
 
 
-def local(moment: datetime | None) -> str:
-    """A time as the signed-in user's community reads it."""
-    if moment is None:
-        return ""
-    return moment.astimezone(community(g.user["communities"][0]).zone).strftime("%a %d %b %Y %H:%M")
-
-
 def when(r: SupportRequest) -> str:
     """A request's window in words."""
     if r.window_start:
-        text = f"{local(r.window_start)}–{local(r.window_end)[-5:]}"
+        text = f"{local_time(r.window_start)}–{local_time(r.window_end)[-5:]}"
     else:
         text = f"{', '.join(d.title() for d in r.window_days or [])} {r.window_part or ''}".strip()
     if r.repeat_every_weeks:
@@ -47,7 +40,7 @@ def when(r: SupportRequest) -> str:
 
 def render(template: str, **context: Any):
     """Render a page with what every intake page uses."""
-    return render_template(template, kinds=KINDS, statuses=STATUSES, urgencies=URGENCIES, local=local, when=when,
+    return render_template(template, kinds=KINDS, statuses=STATUSES, urgencies=URGENCIES, when=when,
                            open_statuses=OPEN_STATUSES, days=DAYS, parts_of_day=PARTS_OF_DAY, languages=LANGUAGES,
                            **context)
 

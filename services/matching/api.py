@@ -204,6 +204,15 @@ def find_volunteer(session, volunteer_id) -> Volunteer:
     return volunteer
 
 
+def register(session, community: str, data: dict) -> Volunteer:
+    """Add a volunteer to `community` from a loaded VolunteerIn, and tell metrics they joined."""
+    volunteer = Volunteer(community=community, checks=[], time_away=[])
+    apply(volunteer, data)
+    session.add(volunteer)
+    handlers.volunteer_joined(session, volunteer)
+    return volunteer
+
+
 @blp.route("")
 class Volunteers(MethodView):
     @requires(*COORDINATORS)
@@ -215,10 +224,7 @@ class Volunteers(MethodView):
         with service().sessions.begin() as session:
             if session.scalar(sa.select(Volunteer.id).where(Volunteer.phone == data["phone"])):
                 abort(409, message="A volunteer with this phone number is already registered.")
-            volunteer = Volunteer(community=g.user["communities"][0], checks=[], time_away=[])
-            apply(volunteer, data)
-            session.add(volunteer)
-            handlers.volunteer_joined(session, volunteer)
+            volunteer = register(session, g.user["communities"][0], data)
         return volunteer
 
     @requires(*COORDINATORS)
@@ -344,17 +350,19 @@ def import_volunteers(session, raw: bytes, community: str, skip_invalid: bool = 
     """Validate every row, then add the good volunteers in the caller's transaction: all of them, or none while
     any row is bad unless `skip_invalid`. Returns counts and each bad row's problems with its line number."""
     rows = read_csv(raw)
-    known = set(session.scalars(sa.select(Volunteer.phone)))
-    seen: dict[str, int] = {}
-    good, problems = [], []
+    valid, problems = [], []
     for line, row in rows:
         data = volunteer_from_row(row)
         try:
-            loaded = VolunteerIn().load(data)
+            valid.append((line, VolunteerIn().load(data)))
         except ValidationError as err:
             problems += [{"line": line, "field": _column_of(e["field"], data), "detail": e["detail"]}
                          for e in field_errors(err.messages)]
-            continue
+    known = set(session.scalars(sa.select(Volunteer.phone).where(
+        Volunteer.phone.in_({loaded["phone"] for _, loaded in valid}))))
+    seen: dict[str, int] = {}
+    good = []
+    for line, loaded in valid:
         phone = loaded["phone"]
         if phone in known:
             problems.append({"line": line, "field": "phone", "detail": "A volunteer with this phone is registered."})
@@ -363,13 +371,11 @@ def import_volunteers(session, raw: bytes, community: str, skip_invalid: bool = 
         else:
             seen[phone] = line
             good.append(loaded)
+    problems.sort(key=lambda problem: problem["line"])
     if problems and not skip_invalid:
         return {"imported": 0, "rows": len(rows), "errors": problems}
     for data in good:
-        volunteer = Volunteer(community=community, checks=[], time_away=[])
-        apply(volunteer, data)
-        session.add(volunteer)
-        handlers.volunteer_joined(session, volunteer)
+        register(session, community, data)
     return {"imported": len(good), "rows": len(rows), "errors": problems}
 
 

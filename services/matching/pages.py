@@ -23,13 +23,6 @@ SOON_DAYS = 30
 HELD = ("accepted", "completed")  # offers that became tasks
 
 
-def local(moment: datetime | None) -> str:
-    """A time as the signed-in user's community reads it."""
-    if moment is None:
-        return ""
-    return moment.astimezone(community(g.user["communities"][0]).zone).strftime("%a %d %b %Y %H:%M")
-
-
 def check_state(check: VolunteerCheck, today: date) -> str:
     """'expired', 'expiring' (within 30 days) or 'valid'."""
     if check.expires_on is None or check.expires_on > today + timedelta(days=SOON_DAYS):
@@ -38,7 +31,7 @@ def check_state(check: VolunteerCheck, today: date) -> str:
 
 
 def render(template: str, **context):
-    return render_template(template, local=local, checks=CHECKS, kinds=KINDS, **context)
+    return render_template(template, checks=CHECKS, kinds=KINDS, **context)
 
 
 @blp.route("/roster")

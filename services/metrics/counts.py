@@ -200,12 +200,11 @@ def shown(values: dict[str, Any]) -> dict[str, Any]:
 def report(session: Session, communities: list[str], period: str, start: date, end: date, kind: str | None = None,
            source: str | None = None) -> dict[str, Any]:
     """Each period from `start` to `end` with every measure and the period before's beside it (suppressed)."""
-    rows = []
-    for first, last in periods_between(period, start, end):
-        before = previous(period, first)
-        rows.append({"start": first, "end": last,
-                     "measures": shown(measures(session, communities, first, last, kind, source)),
-                     "previous": shown(measures(session, communities, *before, kind, source))})
+    # each period's "before" is the one listed ahead of it, so every period is counted once
+    spans = [previous(period, period_of(period, start)[0]), *periods_between(period, start, end)]
+    counted = [shown(measures(session, communities, first, last, kind, source)) for first, last in spans]
+    rows = [{"start": first, "end": last, "measures": now, "previous": before}
+            for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
     return {"period": period, "from": start, "to": end, "communities": communities, "periods": rows}
 
 

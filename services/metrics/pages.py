@@ -19,6 +19,11 @@ blp = Blueprint("dashboard", __name__, description="The managers' dashboard")
 HISTORY = 6  # periods charted
 
 
+def asked_for(query: dict) -> list[str]:
+    """The community a page asks about, if it is one of the user's; else all of theirs."""
+    return [query["community"]] if query.get("community") in g.user["communities"] else g.user["communities"]
+
+
 def bars(points: list[tuple[str, object]], width: int = 300, height: int = 90) -> dict:
     """An inline SVG bar chart's bars; a suppressed count draws as a hatched stub, labelled "<5"."""
     numbers = [value if isinstance(value, (int, float)) else 0 for _, value in points]
@@ -47,7 +52,7 @@ def dashboard():
         start = to
         for _ in range(HISTORY - 1):
             start = counts.previous(period, counts.period_of(period, start)[0])[0]
-    mine = [query["community"]] if query.get("community") in g.user["communities"] else g.user["communities"]
+    mine = asked_for(query)
     with service().sessions() as session:
         result = counts.report(session, mine, period, start, to, query.get("kind"), query.get("source"))
     charts = [{"measure": m, "chart": bars([(p["start"].strftime("%d %b" if period in ("day", "week") else "%b %Y"),
@@ -98,7 +103,7 @@ def report():
     # By default the last whole period: what a funder asks about.
     day = query.get("to") or counts.previous(period, counts.period_of(period, clock.today())[0])[0]
     first, last = counts.period_of(period, day)
-    mine = [query["community"]] if query.get("community") in g.user["communities"] else g.user["communities"]
+    mine = asked_for(query)
     with service().sessions() as session:
         result = counts.report(session, mine, period, first, last)
     known = communities.all_communities()

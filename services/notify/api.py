@@ -64,8 +64,7 @@ def receive(form: dict, now=None) -> str | None:
     with service().sessions.begin() as session:
         if session.get(InboundMessage, form["MessageSid"]) is not None:
             return None  # Twilio retried a webhook we already have
-        contact = session.get(Contact, sender) or Contact(phone=sender)
-        session.add(contact)
+        contact = Contact.of(session, sender)
         was_opted_out = contact.opted_out_at is not None
         if reply.keyword == "STOP" and not was_opted_out:
             contact.opted_out_at = now

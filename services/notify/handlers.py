@@ -49,10 +49,7 @@ def queue_message(session: Session, key: str, purpose: str, to: str, body: str, 
 
 def remember_language(session: Session, phone: str, language: str | None) -> str:
     """Keep the language a volunteer is texted in, so replies to their own texts use it too."""
-    contact = session.get(Contact, phone)
-    if contact is None:
-        contact = Contact(phone=phone)
-        session.add(contact)
+    contact = Contact.of(session, phone)
     if language:
         contact.language = language_of(language)
     return contact.language or "en"

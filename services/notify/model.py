@@ -44,6 +44,15 @@ class Contact(Base):
     invalid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     invalid_reason: Mapped[str | None] = mapped_column(sa.String(200))
 
+    @classmethod
+    def of(cls, session, phone: str) -> "Contact":
+        """The number's row, added to the session when we have none yet."""
+        contact = session.get(cls, phone)
+        if contact is None:
+            contact = cls(phone=phone)
+            session.add(contact)
+        return contact
+
 
 class OutgoingMessage(Base):
     """An SMS we mean to send. Its key makes it unique: the same offer is never texted twice.

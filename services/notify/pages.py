@@ -32,22 +32,14 @@ RECEIVED = ("sent", "delivered")  # what a phone has in its inbox
 LIMIT = 500
 
 
-def local(moment: datetime | None) -> str:
-    """A time as the signed-in user's community reads it."""
-    if moment is None:
-        return ""
-    return moment.astimezone(community(g.user["communities"][0]).zone).strftime("%a %d %b %Y %H:%M")
-
-
 def development() -> bool:
     """True when SMS go to the development gateway (no Twilio credentials), as `sms.gateway_for` decides."""
-    settings = service().settings
-    return not (settings.twilio_account_sid and settings.twilio_auth_token)
+    return not service().settings.uses_twilio
 
 
 def render(template: str, **context: Any):
     """Render a page with what every SMS page uses."""
-    return render_template(template, local=local, card_id=card_id, development_sms=development(), **context)
+    return render_template(template, card_id=card_id, **context)
 
 
 @dataclass

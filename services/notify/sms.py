@@ -101,7 +101,7 @@ def signature_for(settings: Settings, path: str, form: dict[str, str]) -> str:
 
 def gateway_for(settings: Settings) -> SmsGateway:
     """Twilio when credentials are configured, else the development gateway."""
-    if settings.twilio_account_sid and settings.twilio_auth_token:
+    if settings.uses_twilio:
         return TwilioGateway(settings)
     return DevelopmentGateway(settings.var_dir)
 
@@ -240,8 +240,7 @@ def send_queued(sessions: sessionmaker, gateway: SmsGateway, limit: int = 20, no
                     SMS.labels("retried").inc()
                     continue
                 if outcome in ("opted_out", "invalid"):
-                    contact = session.get(Contact, row.to_phone) or Contact(phone=row.to_phone)
-                    session.add(contact)
+                    contact = Contact.of(session, row.to_phone)
                     if outcome == "opted_out":
                         contact.opted_out_at = moment
                         outbox.add(session, "contact.opted_out", {"phone": row.to_phone, "at": moment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -31,11 +32,16 @@ def run(port):
     """Start all four services and the front door on this machine, and print the address."""
     from shared.supervisor import System
 
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt  # a service manager's SIGTERM, a closed terminal's SIGHUP: stop as Ctrl+C does
+
     system = System(var_dir=config.var_dir(), port=port)
     click.echo("Setting up the databases ...")
     system.migrate()
-    system.start()
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
     try:
+        system.start()
         system.wait_until_ready()
         click.echo(f"\nCompassionate Communities is running at {system.url}\n")
         click.echo(f"Coordinators sign in at {system.url}/board; make yourself an account first:")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.demo import wait_for
+from shared.demo import five_free_ports, wait_for
+from shared.supervisor import port_is_free
 from tests.e2e.conftest import api
 from tests.integration.test_bus import SHOPPING
 
@@ -33,3 +39,24 @@ def test_each_service_counts_what_its_worker_handled_on_its_own_port_and_the_fro
     intake = samples(site.service_url("intake"))
     assert intake[published] >= 1
     assert intake[("ccs_outbox_backlog", (("service", "intake"),))] >= 0
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_make_run_stopped_by_a_signal_stops_every_service_it_started(tmp_path, stop_signal):
+    """When a service manager (SIGTERM) or a closed terminal (SIGHUP) stops `ccs run`, it stops everything it
+    started: the next `make run` finds its ports free."""
+    port = five_free_ports()
+    run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--port", str(port)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "CCS_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in run.stdout:
+            if "is running at" in line:
+                break
+        assert all(not port_is_free(port + n) for n in range(5)), "the front door and four services listen"
+        run.send_signal(stop_signal)
+        assert run.wait(timeout=60) is not None
+        wait_for("every process to let go of its port", lambda: all(port_is_free(port + n) for n in range(5)))
+    finally:
+        run.kill()
+        run.stdout.close()

@@ -5,10 +5,11 @@ builds a database at the newest migration, loads synthetic volunteers with skill
 of offers, and times, over the same random requests:
 
 - index: the grid query alone (the places of the volunteers in the cells the circle touches);
-- nearby(): services.matching.search.nearby, as matching calls it (whole volunteers, with their checks);
+- nearby(): services.matching.adapters.VolunteerRepository.nearby, as matching calls it (whole volunteers, with
+  their checks);
 - numpy: a brute-force scan of every volunteer's place in memory (community, status, exact distance);
-- assess(): services.matching.handlers.assess, the whole eligibility and ranking step of an offer;
-- prefiltered: nearby() with search.prefilter, which has the database rule out those without the skill, checks,
+- assess(): services.matching.service_layer.candidates_for, the whole eligibility and ranking step of an offer;
+- prefiltered: nearby() with adapters.prefilter, which has the database rule out those without the skill, checks,
   SMS, language or gender asked for, so fewer volunteers are loaded.
 
 Volunteers are spread the way programmes are: each community is a town's programme of about
@@ -35,12 +36,11 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Json
 
-from services.matching import handlers
-from services.matching.model import MatchRequest, Offer, TimeAway, Volunteer, VolunteerCheck, grid_cell
-from services.matching.rules import EARTH_RADIUS_KM, Policy, distance_km, task_slots
-from services.matching.search import near_query, nearby, prefilter
+from services.matching import adapters, service_layer
+from services.matching.adapters import MatchingUnitOfWork, VolunteerRepository, grid_cell, near_query, outbox
+from services.matching.domain import EARTH_RADIUS_KM, MatchRequest, Policy, Volunteer, distance_km, task_slots
 from shared.communities import get as community
-from shared.contracts import DAYS, PARTS_OF_DAY
+from shared.taxonomy import DAYS, PARTS_OF_DAY
 from shared.db import make_engine, make_sessions, upgrade
 from shared.clock import utcnow
 from shared.taxonomy import CHECKS, KINDS, SKILLS
@@ -200,15 +200,15 @@ class World:
         return int(np.count_nonzero(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a)) <= radius_km))
 
 
-TABLES = {"volunteers": Volunteer, "volunteer_checks": VolunteerCheck, "time_away": TimeAway,
-          "match_requests": MatchRequest, "offers": Offer}
+TABLES = {table.name: table for table in (adapters.volunteers, adapters.volunteer_checks, adapters.time_away,
+                                          adapters.match_requests, adapters.offers)}
 
 
 def load(engine: sa.Engine, rows: dict[str, list[dict]]) -> None:
     """Bulk-load the rows: COPY on PostgreSQL, batched executemany on SQLite; then gather planner statistics."""
     with engine.begin() as connection:
-        for name, model in TABLES.items():
-            table, chunk = model.__table__, 50_000
+        for name, table in TABLES.items():
+            chunk = 50_000
             if not rows[name]:
                 continue
             if connection.dialect.name == "postgresql":
@@ -260,17 +260,18 @@ def measure(world: World, rows: dict[str, list[dict]], url: str) -> dict:
 
     def found(request):
         with sessions() as session:
-            return len(nearby(session, request.community, request.latitude, request.longitude, radius))
+            return len(VolunteerRepository(session).nearby(request.community, request.latitude, request.longitude,
+                                                           radius))
 
     def pushed(request):
         days = [day for day, _ in task_slots(request, community(request.community).zone, now.date())]
         with sessions() as session:
-            return len(nearby(session, request.community, request.latitude, request.longitude, radius,
-                              where=prefilter(request, days)))
+            return len(VolunteerRepository(session).nearby(request.community, request.latitude, request.longitude,
+                                                           radius, suited_to=request, days=days))
 
     def assessed(request):
-        with sessions() as session:
-            return len(handlers.assess(session, request, now, policy)[0])
+        with MatchingUnitOfWork(sessions, outbox) as uow:
+            return len(service_layer.candidates_for(uow, request, policy, now)[0])
 
     for request in requests[:10]:  # warm the caches and the statement cache
         index_only(request), found(request), pushed(request), assessed(request)
@@ -319,7 +320,7 @@ def main() -> None:
     print(f"{QUERIES} requests per line (the first {LOADING} for nearby() and assess()), "
           f"radius {Policy().request_radius_km:g} km, about {VOLUNTEERS_PER_COMMUNITY} volunteers per community")
     print("times are p50 / p99; in reach: active volunteers of the request's community within the radius;\n"
-          "prefiltered: nearby() with search.prefilter (skill, checks, SMS, language, gender judged in the query)")
+          "prefiltered: nearby() with adapters.prefilter (skill, checks, SMS, language, gender judged in the query)")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="ccs-bench-") as folder:

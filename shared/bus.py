@@ -12,7 +12,6 @@ import logging
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 from kombu import Connection, Consumer, Message, Producer, Queue
@@ -92,12 +91,6 @@ def connect(settings: Settings) -> Connection:
         })
     return Connection(settings.broker_url, heartbeat=30, connect_timeout=5,
                       transport_options={"confirm_publish": True})
-
-
-def filesystem_queue_depth(settings: Settings, queue: str) -> int:
-    """How many messages wait in a queue of the filesystem transport (for tests and the demo)."""
-    folder = Path(settings.var_dir) / "broker" / "messages"
-    return sum(1 for name in folder.iterdir() if name.name.partition(".")[2] == f"{queue}.msg")
 
 
 class Publisher:
@@ -230,9 +223,4 @@ class Worker(ConsumerMixin):
         message.ack()
 
 
-def run_worker(settings: Settings, queues: list[Queue], dispatch: Callable[[Event], None]) -> Worker:
-    """Build a worker on a fresh connection (call `.run()` on it in the thread that owns it)."""
-    return Worker(connect(settings), settings, queues, dispatch)
-
-
-__all__ = ["Consumer", "Connection", "Publisher", "Worker", "connect", "run_worker", "filesystem_queue_depth"]
+__all__ = ["Consumer", "Connection", "Publisher", "Worker", "connect"]

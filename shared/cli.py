@@ -8,17 +8,35 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from shared import config
 from shared.config import SERVICES
-from shared.web import ROLES
+from shared.service import get as get_service
+from shared.service import registry
 
 
-@click.group()
+class Commands(click.Group):
+    """`ccs`'s own commands, then each service's (intake's `users` and `tokens`, metrics' `metrics`, ...), which are
+    loaded only when asked for, so starting a worker does not import every service."""
+
+    def service_commands(self) -> dict[str, click.Command]:
+        """Every service's own commands, by name."""
+        return {command.name: command for definition in registry().values()
+                for command in (definition.commands() if definition.commands else ())}
+
+    def list_commands(self, ctx):
+        """Our commands and the services', for --help."""
+        return sorted({*super().list_commands(ctx), *self.service_commands()})
+
+    def get_command(self, ctx, name):
+        """Our command by that name, else a service's."""
+        return super().get_command(ctx, name) or self.service_commands().get(name)
+
+
+@click.group(cls=Commands)
 def main():
     """Compassionate Communities volunteer support."""
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
@@ -97,7 +115,7 @@ def web(service, port, host, workers):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"ccs-{service}-metrics-")
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
                                str(workers), "--threads", "4", "--access-logfile", "-",
-                               f"services.{service}.api:create_app()"])
+                               get_service(service).wsgi])
 
 
 @main.command()
@@ -121,80 +139,6 @@ def migrate(services):
 
 
 @main.group()
-def users():
-    """People who sign in (kept by intake)."""
-
-
-@users.command("create")
-@click.option("--email", required=True)
-@click.option("--name", required=True)
-@click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--community", "communities", multiple=True, help="Repeat for several (admins, regional managers).")
-@click.option("--organisation", default=None, help="A referrer's organisation, e.g. 'Fylde Coast PCN'.")
-@click.password_option(help="Asked for when not given.")
-def create_user(email, name, role, communities, organisation, password):
-    """Create a user who can sign in to the pages and be issued API tokens."""
-    import sqlalchemy as sa
-    from werkzeug.security import generate_password_hash
-
-    from services.intake.model import User
-    from shared.web import claims_for
-
-    claims = claims_for(email.lower(), role, communities, organisation)
-    with intake_sessions() as sessions, sessions.begin() as session:
-        if session.scalar(sa.select(User.id).where(User.email == claims["sub"])) is not None:
-            raise click.ClickException(f"a user {claims['sub']} already exists")
-        session.add(User(email=claims["sub"], name=name, role=role, communities=claims["communities"],
-                         organisation=organisation, password_hash=generate_password_hash(password)))
-    click.echo(f"{claims['sub']}: {role} in {', '.join(claims['communities'])}")
-
-
-@contextmanager
-def intake_sessions():
-    """Sessions on intake's database, which keeps the users; its connections are closed afterwards."""
-    from shared.db import make_engine, make_sessions, upgrade
-
-    url = config.database_url("intake")
-    upgrade("intake", url)
-    engine = make_engine(url)
-    try:
-        yield make_sessions(engine)
-    finally:
-        engine.dispose()
-
-
-@main.group()
-def tokens():
-    """API tokens."""
-
-
-@tokens.command("issue")
-@click.option("--user", "email", default=None, help="Issue for this user, with their role and communities.")
-@click.option("--role", type=click.Choice(ROLES), default=None, help="Without --user: a token for this role.")
-@click.option("--community", "communities", multiple=True, help="Without --user: the communities (default: the first).")
-@click.option("--subject", default="cli", show_default=True, help="Without --user: who the token is for.")
-def issue(email, role, communities, subject):
-    """Print a signed bearer token."""
-    import sqlalchemy as sa
-
-    from shared.web import issue_token
-
-    secret = config.load("cli").secret_key
-    if email:
-        from services.intake.model import User
-
-        with intake_sessions() as sessions, sessions() as session:
-            user = session.scalar(sa.select(User).where(User.email == email.lower(), User.active.is_(True)))
-        if user is None:
-            raise click.UsageError(f"no active user {email}")
-        click.echo(issue_token(secret, user.email, user.role, user.communities, user.organisation))
-    elif role:
-        click.echo(issue_token(secret, subject, role, communities or None))
-    else:
-        raise click.UsageError("give --user EMAIL, or --role ROLE")
-
-
-@main.group()
 def gazetteer():
     """Postcode districts and their centres."""
 
@@ -207,26 +151,6 @@ def load_gazetteer(path):
 
     count = module.load(path, config.var_dir())
     click.echo(f"{count} postcode districts loaded from {path.name}")
-
-
-@main.group()
-def metrics():
-    """The metrics service's counts."""
-
-
-@metrics.command()
-def rebuild():
-    """Work out each fact's community and day again (after events arrived out of order, or a time zone changed)."""
-    from services.metrics.handlers import rebuild as rebuild_facts
-    from shared.db import make_engine, make_sessions
-
-    engine = make_engine(config.database_url("metrics"))
-    try:
-        with make_sessions(engine).begin() as session:
-            changed = rebuild_facts(session)
-    finally:
-        engine.dispose()
-    click.echo(f"metrics: {changed} facts changed")
 
 
 @main.command()
@@ -251,6 +175,22 @@ def demo(url):
     from shared.demo import walk_through
 
     walk_through(url, echo=click.echo)
+
+
+@main.group()
+def deploy():
+    """Files for production that are written from the code."""
+
+
+@deploy.command()
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("deploy/nginx.conf"),
+              show_default=True)
+def nginx(output):
+    """Write nginx's routing from the routes each service declares."""
+    from shared.frontdoor import nginx_config
+
+    output.write_text(nginx_config(), encoding="utf-8")
+    click.echo(f"{output}: written")
 
 
 if __name__ == "__main__":

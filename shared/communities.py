@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ SHIPPED = Path(__file__).with_name("data") / "communities.json"
 class Community:
     """One Compassionate Communities programme's area.
 
-    quiet_hours: when non-urgent SMS wait ("21:00-08:00", in the community's time zone).
+    quiet_hours: when non-urgent SMS wait ("21:00-08:00", in the community's time zone; notify applies them).
     sms_templates: the community's own wording of any SMS, by language then template name
     (see services/notify/messages.py for the names and the fields each one fills in).
     """
@@ -39,22 +38,6 @@ class Community:
     def zone(self) -> ZoneInfo:
         """The community's time zone."""
         return ZoneInfo(self.time_zone)
-
-    def quiet_until(self, now: datetime) -> datetime | None:
-        """If `now` is in the quiet hours, when they end (aware, in UTC terms of `now`); else None.
-
-        CCS_QUIET_HOURS overrides every community's hours ("off" for none, as the demo and the tests use)."""
-        hours = os.environ.get("CCS_QUIET_HOURS", self.quiet_hours).strip()
-        if hours.lower() in ("", "off", "none"):
-            return None
-        start, end = (time.fromisoformat(part) for part in hours.split("-"))
-        local = now.astimezone(self.zone)
-        at = local.time().replace(tzinfo=None)
-        quiet = (start <= at or at < end) if start > end else (start <= at < end)
-        if not quiet:
-            return None
-        day = local.date() + timedelta(days=1) if start > end and at >= start else local.date()
-        return datetime.combine(day, end, tzinfo=self.zone).astimezone(now.tzinfo)
 
 
 @lru_cache(maxsize=4)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 SERVICES = ("intake", "matching", "notify", "metrics")
 
@@ -35,9 +38,20 @@ class Settings:
         return self.broker_url.startswith("filesystem://")
 
     @property
+    def webhook_token(self) -> str:
+        """What inbound SMS webhooks are signed with: Twilio's auth token, or (with no Twilio) a development token
+        derived from the secret key, which the simulator and `ccs text` sign with."""
+        return self.twilio_auth_token or development_webhook_token(self.secret_key)
+
+    @property
     def uses_twilio(self) -> bool:
         """True when SMS go through Twilio (its credentials are set); else the development gateway carries them."""
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+
+def development_webhook_token(secret_key: str) -> str:
+    """The token development SMS webhooks are signed with when there is no Twilio: derived from the secret key."""
+    return hmac.new(secret_key.encode(), b"development sms webhook", hashlib.sha256).hexdigest()
 
 
 def var_dir() -> Path:
@@ -77,24 +91,52 @@ def secret_key(var: Path) -> str:
     return path.read_text().strip()
 
 
-def load(service: str) -> Settings:
-    """Read the settings of one service from the environment."""
+class SettingsError(ValueError):
+    """A setting in the environment that cannot be used; the message names the variable."""
+
+
+def env_number(environ: Mapping[str, str], name: str, default: float, *, kind: type = int,
+               minimum: float | None = None, maximum: float | None = None):
+    """A whole number (or, with kind=float, any number) from the environment, checked against its range."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a {'whole number' if kind is int else 'number'}, not {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {raw!r}")
+    return value
+
+
+def env_text(environ: Mapping[str, str], name: str, default: str = "", *, choices: tuple[str, ...] = ()) -> str:
+    """A text setting, one of `choices` if given."""
+    value = environ.get(name, default).strip()
+    if choices and value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def load(service: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings of one process from the environment, once; SettingsError names a bad variable."""
     if service not in SERVICES + ("frontdoor", "cli"):
         raise ValueError(f"unknown service {service!r}")
+    environ = os.environ if environ is None else environ
     var = var_dir()
     return Settings(
         service=service,
         var_dir=var,
         database_url=database_url(service, var) if service in SERVICES else "",
-        broker_url=os.environ.get("BROKER_URL", "filesystem://"),
+        broker_url=environ.get("BROKER_URL", "filesystem://"),
         secret_key=secret_key(var),
-        public_url=os.environ.get("PUBLIC_URL", "http://localhost:8000").rstrip("/"),
-        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID") or None,
-        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
-        twilio_from_number=os.environ.get("TWILIO_FROM_NUMBER") or None,
-        twilio_base_url=os.environ.get("TWILIO_API_BASE_URL") or None,
-        twilio_messaging_service_sid=os.environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
-        default_region=os.environ.get("CCS_DEFAULT_REGION", "GB"),
-        max_attempts=int(os.environ.get("CCS_MAX_ATTEMPTS", "5")),
-        poll_interval=float(os.environ.get("CCS_POLL_INTERVAL", "0.1")),
+        public_url=environ.get("PUBLIC_URL", "http://localhost:8000").rstrip("/"),
+        twilio_account_sid=environ.get("TWILIO_ACCOUNT_SID") or None,
+        twilio_auth_token=environ.get("TWILIO_AUTH_TOKEN") or None,
+        twilio_from_number=environ.get("TWILIO_FROM_NUMBER") or None,
+        twilio_base_url=environ.get("TWILIO_API_BASE_URL") or None,
+        twilio_messaging_service_sid=environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+        default_region=env_text(environ, "CCS_DEFAULT_REGION", "GB", choices=("GB", "CA")),
+        max_attempts=env_number(environ, "CCS_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+        poll_interval=env_number(environ, "CCS_POLL_INTERVAL", 0.1, kind=float, minimum=0.001, maximum=60),
     )

@@ -73,7 +73,9 @@ def is_postgres(engine_or_session) -> bool:
 
 def migrations_config(service: str, url: str) -> Config:
     """Alembic configuration for one service's migrations folder and database."""
-    folder = Path(__file__).resolve().parent.parent / "services" / service / "migrations"
+    from shared.service import get
+
+    folder = get(service).migrations
     config = Config()
     config.set_main_option("script_location", str(folder))
     config.set_main_option("path_separator", "os")

@@ -18,8 +18,8 @@ from shared import config
 from shared.web import issue_token
 
 
-def wait_for(what: str, probe: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
-    """Call `probe` until it returns something truthy; raise TimeoutError naming `what` otherwise."""
+def until(what: str, probe: Callable[[], object], timeout: float = 20.0, interval: float = 0.05):
+    """Ask the running system `probe` until it answers something truthy; TimeoutError naming `what` otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
@@ -36,9 +36,7 @@ def text_in(url: str, phone: str, body: str, to: str = "+447700900100",
     TWILIO_AUTH_TOKEN, or the development token of the system whose folder is `var_dir`)."""
     from twilio.request_validator import RequestValidator
 
-    from services.notify.sms import development_webhook_token
-
-    token = os.environ.get("TWILIO_AUTH_TOKEN") or development_webhook_token(
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or config.development_webhook_token(
         config.secret_key(var_dir or config.var_dir()))
     form = {"From": phone, "To": to, "Body": body, "MessageSid": "SM" + secrets.token_hex(16), "NumMedia": "0"}
     signature = RequestValidator(token).compute_signature(f"{url}/sms/inbound", form)
@@ -107,23 +105,23 @@ def walk_through(url: str | None, echo: Callable[[str], None] = print) -> dict:
             "consent": {"share_contact": True, "sms_contact": True},
             "coordinator_notes": "Lives alone; prefers a morning call."})
         echo(f"   request {request['id']} is {request['status']}")
-        offer = wait_for("the SMS offer", lambda: next(
+        offer = until("the SMS offer", lambda: next(
             (m for m in client.call("GET", "/sms/messages", params={"to": phone}) if m["purpose"] == "offer"), None))
         echo(f"3. The volunteer's phone receives: {offer['body']!r}")
         code = re.search(r"YES (\d{4})", offer["body"]).group(1)
         echo(f"4. The volunteer replies 'YES {code}'")
         replied = time.monotonic()
         text_in(url, phone, f"YES {code}", var_dir=secret_dir)
-        matched = wait_for("the request to be matched",
+        matched = until("the request to be matched",
                            lambda: (r := client.call("GET", f"/requests/{request['id']}"))["status"] == "matched" and r)
         elapsed = time.monotonic() - replied
         echo(f"5. Request {matched['id']} is {matched['status']} {elapsed:.2f}s after the reply")
-        confirmation = wait_for("the confirmation SMS", lambda: next(
+        confirmation = until("the confirmation SMS", lambda: next(
             (m for m in client.call("GET", "/sms/messages", params={"to": phone}) if m["purpose"] == "confirmation"),
             None))
         echo(f"   and the volunteer is told: {confirmation['body']!r}")
         manager = Client(url, issue_token(config.secret_key(secret_dir), "demo-manager", "manager"))
-        activity = wait_for("the counts", lambda: (a := manager.call("GET", "/activity", params={"period": "day"}))
+        activity = until("the counts", lambda: (a := manager.call("GET", "/activity", params={"period": "day"}))
                             ["periods"][-1]["measures"]["requests_matched"] and a)
         today = activity["periods"][-1]["measures"]
         echo("6. A manager's counts for today (small numbers show as <5): " + ", ".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 
@@ -11,30 +12,8 @@ import swagger_ui_bundle
 from flask import Flask, Response, request, send_from_directory
 
 from shared.config import SERVICES
+from shared.service import routes
 
-
-# Path prefix -> service. The longest matching prefix wins.
-ROUTES = {
-    "/requests": "intake",
-    "/volunteers": "matching",
-    "/matches": "matching",
-    "/sms": "notify",
-    "/simulator": "notify",
-    "/roster": "matching",
-    "/activities": "metrics",
-    "/dashboard": "metrics",
-    "/report": "metrics",
-    "/activity.csv": "metrics",
-    "/activity": "metrics",
-    "/login": "intake",
-    "/logout": "intake",
-    "/board": "intake",
-    "/referrals": "intake",
-    "/fhir": "intake",
-}
-for _name in SERVICES:
-    ROUTES[f"/healthz/{_name}"] = _name
-    ROUTES[f"/openapi/{_name}.json"] = _name
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-encoding", "content-length", "host"}
@@ -72,6 +51,51 @@ DOCS = """<!doctype html>
 """
 
 
+NGINX_HEAD = """\
+# Written by `ccs deploy nginx` from the routes each service declares (shared/service.py); do not edit by hand:
+# change a service's `routes` in its bootstrap.py and run the command again (a test checks this file is current).
+# The production front door (mounted as /etc/nginx/conf.d/default.conf). Each path prefix goes to the service
+# that owns it, as the development front door does: a prefix matches itself and anything under it ("/sms" and
+# "/sms/inbound", not "/smsx"). Everything else ("/", "/docs", "/openapi.json", unknown paths) goes to the Python
+# front door, which serves the index page, the API documentation and the merged OpenAPI.
+
+# Docker's DNS; names are looked up again every 10s, so scaled or restarted containers get traffic.
+resolver 127.0.0.11 valid=10s ipv6=off;
+"""
+
+NGINX_SERVER = """\
+server {
+    listen 8000;
+    server_tokens off;
+    client_max_body_size 2m;
+
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Host $http_host;
+    proxy_set_header X-Forwarded-Proto $scheme;
+"""
+
+
+def nginx_config(table: dict[str, str] | None = None) -> str:
+    """deploy/nginx.conf: an upstream per service (its `<name>-web` containers) and one location per service
+    matching each of its prefixes, itself and anything under it."""
+    table = routes() if table is None else table
+    owners = list(dict.fromkeys(table.values()))
+    parts = [NGINX_HEAD]
+    for name in [*owners, "frontdoor"]:
+        host = "frontdoor" if name == "frontdoor" else f"{name}-web"
+        parts.append(f"upstream {name} {{\n    zone {name} 64k;\n    server {host}:8000 resolve;\n}}\n")
+    parts.append(NGINX_SERVER)
+    for name in owners:
+        prefixes = "|".join(re.escape(prefix.lstrip("/")).replace("\\/", "/")
+                            for prefix, owner in table.items() if owner == name)
+        parts.append(f"    location ~ ^/({prefixes})(/|$) {{\n        proxy_pass http://{name};\n    }}\n")
+    parts.append("    location / {\n        proxy_pass http://frontdoor;\n    }\n}\n")
+    return "\n".join(parts)
+
+
 def merge_openapi(documents: dict[str, dict]) -> dict:
     """One OpenAPI document from each service's: paths, tags and components side by side.
 
@@ -96,8 +120,9 @@ def merge_openapi(documents: dict[str, dict]) -> dict:
 
 def route(path: str) -> str | None:
     """The service that owns a path, or None."""
-    matches = [prefix for prefix in ROUTES if path == prefix or path.startswith(prefix + "/")]
-    return ROUTES[max(matches, key=len)] if matches else None
+    table = routes()
+    matches = [prefix for prefix in table if path == prefix or path.startswith(prefix + "/")]
+    return table[max(matches, key=len)] if matches else None
 
 
 def create_app(backends: dict[str, str]) -> Flask:

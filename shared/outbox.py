@@ -15,12 +15,11 @@ from datetime import datetime
 from typing import Any, Callable
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared import bus
 from shared.clock import utcnow
-from shared.contracts import Event, make_event
+from shared.contracts import Event, EventPayload, make_event
 from shared.db import UtcDateTime, is_postgres
 from shared.telemetry import EVENTS_PUBLISHED
 
@@ -48,15 +47,24 @@ class ProcessedEventMixin:
 
 
 class Outbox:
-    """Writes events into a service's outbox table, and relays them to the bus."""
+    """Writes events into a service's outbox table, relays them to the bus, and knows its inbox table."""
 
-    def __init__(self, table: type[OutboxMixin]):
+    def __init__(self, table: type[OutboxMixin], processed: type[ProcessedEventMixin]):
         self.table = table
+        self.processed = processed
 
-    def add(self, session: Session, event_type: str, payload: dict[str, Any], *,
+    @classmethod
+    def for_base(cls, base) -> "Outbox":
+        """A service's `outbox` and `processed_events` tables, declared on its declarative base."""
+        table = type("OutboxEvent", (OutboxMixin, base), {"__tablename__": "outbox"})
+        processed = type("ProcessedEvent", (ProcessedEventMixin, base), {"__tablename__": "processed_events"})
+        return cls(table, processed)
+
+    def add(self, session: Session, event: EventPayload | str, payload: dict[str, Any] | None = None, *,
             correlation_id: str | None = None) -> dict[str, Any]:
-        """Validate an event and stage it in the caller's transaction."""
-        envelope = make_event(event_type, payload, correlation_id=correlation_id)
+        """Check an event against its contract and stage it in the caller's transaction."""
+        envelope = make_event(event, payload, correlation_id=correlation_id)
+        event_type = envelope["type"]
         session.add(self.table(event_id=uuid.UUID(envelope["event_id"]), event_type=event_type, body=envelope))
         return envelope
 
@@ -99,18 +107,12 @@ class Outbox:
                 stop.wait(interval)
 
 
-def handle_once(sessions: sessionmaker, processed: type[ProcessedEventMixin], consumer: str, event: Event,
-                handler: Callable[[Session, Event], None]) -> bool:
-    """Run `handler` and record the event in one transaction; False if it had been handled before."""
-    with sessions() as session:
-        session.begin()
-        session.add(processed(consumer=consumer, event_id=event.event_id))
-        try:
-            session.flush()
-        except IntegrityError:
-            session.rollback()
-            log.info("event %s already handled by %s; skipped", event.event_id, consumer)
+def handle_once(unit_of_work: Callable[[], Any], consumer: str, event: Event,
+                handler: Callable[[Any, Event], None]) -> bool:
+    """Run `handler(uow, event)` and record the event in one unit of work; False if it had been handled before."""
+    with unit_of_work() as uow:
+        if not uow.first_time(consumer, event.event_id):
             return False
-        handler(session, event)
-        session.commit()
+        handler(uow, event)
+        uow.commit()
     return True

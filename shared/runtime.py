@@ -1,44 +1,32 @@
-"""A service's worker process: its bus consumer in the main thread, its outbox relay (and, for notify, the
-SMS sender) in threads of their own, each with its own connections."""
+"""A service's worker process: its bus consumer in the main thread; its outbox relay and its own background loops
+(matching's timers, notify's SMS sender) in threads of their own, each with its own connections."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
 import time
-from types import ModuleType
-
-from flask import Flask
+from typing import Callable
 
 from shared import bus, topology
 from shared.contracts import Event
-from shared.outbox import handle_once
+from shared.service import ServiceDefinition, WorkerParts, get
 from shared.telemetry import EVENTS_HANDLED, HANDLER_SECONDS, serve_worker_metrics
 
 log = logging.getLogger(__name__)
 
 
-def service_modules(name: str) -> tuple[ModuleType, ModuleType, ModuleType]:
-    """A service's api (app factory), model and handlers modules."""
-    return tuple(importlib.import_module(f"services.{name}.{part}") for part in ("api", "model", "handlers"))
-
-
-def make_dispatch(app: Flask, name: str):
-    """The function the consumer calls for each event: the service's handler, run once, in the app context."""
-    _, model, handlers = service_modules(name)
-    context = app.extensions["ccs"]
+def make_dispatch(name: str, parts: WorkerParts) -> Callable[[Event], None]:
+    """The function the consumer calls for each event: the service's handler, run once, counted."""
 
     def dispatch(event: Event) -> None:
-        handler = handlers.HANDLERS.get(event.type)
-        if handler is None:
+        if event.type not in parts.event_types:
             log.warning("%s has no handler for %s; acknowledged", name, event.type)
             return
         started = time.perf_counter()
         try:
-            with app.app_context():
-                first = handle_once(context.sessions, model.ProcessedEvent, name, event, handler)
+            first = parts.handle(event)
         except Exception:
             EVENTS_HANDLED.labels(name, event.type, "error").inc()
             raise
@@ -49,33 +37,23 @@ def make_dispatch(app: Flask, name: str):
     return dispatch
 
 
-def background_threads(app: Flask, name: str, stop: threading.Event) -> list[threading.Thread]:
-    """The outbox relay; for matching its timers, for notify the SMS sender."""
-    _, model, _ = service_modules(name)
-    context = app.extensions["ccs"]
-    interval = context.settings.poll_interval
-    threads = [threading.Thread(target=model.outbox.run_relay, name=f"{name}-relay", daemon=True,
-                                args=(context.sessions, bus.Publisher(context.settings), stop, interval))]
-    if name == "matching":
-        from services.matching.timers import run_timers
-
-        threads.append(threading.Thread(target=run_timers, name="matching-timers", daemon=True,
-                                        args=(context.engine, context.sessions, context.settings, stop)))
-    if name == "notify":
-        from services.notify import sms
-
-        threads.append(threading.Thread(target=sms.run_sender, name="notify-sender", daemon=True,
-                                        args=(context.sessions, sms.gateway_for(context.settings), stop, interval)))
-    return threads
+def background_threads(name: str, parts: WorkerParts, settings, stop: threading.Event) -> list[threading.Thread]:
+    """The outbox relay, then the service's own loops, each in a thread."""
+    relay = lambda stop_: parts.outbox.run_relay(parts.sessions, bus.Publisher(settings), stop_,  # noqa: E731
+                                                 settings.poll_interval)
+    loops = {"relay": relay, **parts.loops}
+    return [threading.Thread(target=loop, name=f"{name}-{part}", daemon=True, args=(stop,))
+            for part, loop in loops.items()]
 
 
-def run_worker(name: str) -> None:
+def run_worker(name: str, definition: ServiceDefinition | None = None) -> None:
     """Run a service's worker until SIGTERM or SIGINT."""
-    api, _, _ = service_modules(name)
-    app = api.create_app()
+    definition = definition or get(name)
+    app = definition.create_app()
+    parts = definition.worker(app)
     settings = app.extensions["ccs"].settings
     stop = threading.Event()
-    worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name], make_dispatch(app, name))
+    worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name], make_dispatch(name, parts))
 
     def shut_down(signum, _frame):
         log.info("%s worker stopping (signal %s)", name, signum)
@@ -84,8 +62,8 @@ def run_worker(name: str) -> None:
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    threads = background_threads(app, name, stop)
-    serve_worker_metrics(name, app.extensions["ccs"].sessions, service_modules(name)[1].outbox)
+    threads = background_threads(name, parts, settings, stop)
+    serve_worker_metrics(name, parts.sessions, parts.outbox)
     for thread in threads:
         thread.start()
     log.info("%s worker started", name)

@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 from shared.config import SERVICES, secret_key
+from shared.service import registry
 
 
 def port_is_free(port: int) -> bool:
@@ -76,7 +77,7 @@ class System:
         """Every process by name, with the command that runs it."""
         commands = {}
         for name in SERVICES:
-            commands[f"{name}-web"] = gunicorn(f"services.{name}.api:create_app()", self.port + 1 + SERVICES.index(name))
+            commands[f"{name}-web"] = gunicorn(registry()[name].wsgi, self.port + 1 + SERVICES.index(name))
             commands[f"{name}-worker"] = [sys.executable, "-m", "shared.cli", "worker", name]
         commands["frontdoor"] = gunicorn("shared.frontdoor:create_app_from_env()", self.port)
         return commands

@@ -52,6 +52,18 @@ KINDS: dict[str, Kind] = {
 SKILLS: tuple[str, ...] = tuple(sorted({kind.skill for kind in KINDS.values()}))
 
 
-def skill_for(kind: str) -> str:
-    """The volunteer skill a kind of help needs."""
-    return KINDS[kind].skill
+# --- the value lists that travel in events: producer and consumer both read them from here -------------------
+
+SOURCES: tuple[str, ...] = ("coordinator", "pcn", "social_prescriber", "partner", "health_system")
+REFERRER_SOURCES: tuple[str, ...] = SOURCES[1:]  # who may send a referral (everyone but a coordinator)
+URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent")
+# Where a request is, as intake shows it. A late or repeated event never moves it back; the last two are final.
+REQUEST_STATUSES: tuple[str, ...] = ("submitted", "offered", "unmatched", "matched", "completed", "cancelled")
+OPEN_REQUEST_STATUSES: tuple[str, ...] = REQUEST_STATUSES[:4]
+VOLUNTEER_STATUSES: tuple[str, ...] = ("active", "paused", "left")
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PARTS_OF_DAY: tuple[str, ...] = ("morning", "afternoon", "evening")
+ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")
+WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled")
+OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
+UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")

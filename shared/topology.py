@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Queue, binding
 
 from shared.contracts import EVENTS
 
-PRODUCERS = sorted({contract.producer for contract in EVENTS.values()})
+PRODUCERS = sorted({contract.PRODUCER for contract in EVENTS.values()})
 EXCHANGES: dict[str, Exchange] = {
     producer: Exchange(f"{producer}.events", type="topic", durable=True) for producer in PRODUCERS
 }
@@ -40,8 +40,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "details": ("intake", ["task.details_shared"]),
     },
     "metrics": {
-        f"{producer}-all": (producer, sorted({c.type for c in EVENTS.values()
-                                              if c.producer == producer and c.type not in PERSONAL}))
+        f"{producer}-all": (producer, sorted({c.TYPE for c in EVENTS.values()
+                                              if c.PRODUCER == producer and c.TYPE not in PERSONAL}))
         for producer in PRODUCERS
     },
 }

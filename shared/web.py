@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
 import flask_smorest
@@ -18,13 +17,15 @@ import jinja2
 import phonenumbers
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from marshmallow import Schema, ValidationError, fields
 from werkzeug.exceptions import HTTPException
 
-from shared import config as config_module
+from shared import gazetteer
+from shared.auth import ROLES, Actor
 from shared.communities import all_communities
 from shared.communities import get as community
 from shared.communities import default_slug as default_community
@@ -34,18 +35,23 @@ from shared.telemetry import add_metrics_endpoint
 
 log = logging.getLogger(__name__)
 
-ROLES = ("admin", "coordinator", "referrer", "manager")
 TOKEN_MAX_AGE = 90 * 24 * 3600
 PROBLEM = "application/problem+json"
 
 
 @dataclass
 class ServiceContext:
-    """What a service's handlers and views reach through `current_app.extensions["ccs"]`."""
+    """What a service's views reach through `current_app.extensions["ccs"]`: its settings, database, and a
+    factory of its unit of work."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker
+    unit_of_work: Callable[[], Any] | None = None
+
+    def uow(self):
+        """A new unit of work for this service."""
+        return self.unit_of_work()
 
 
 def service() -> ServiceContext:
@@ -187,6 +193,11 @@ def requires(*roles: str):
     return decorator
 
 
+def current_actor() -> Actor:
+    """The actor of this request (after `requires` or `page_requires` let it in)."""
+    return Actor.from_claims(g.user)
+
+
 def page_requires(*roles: str):
     """Let a browser page run only for a signed-in user with one of `roles` (else to the sign-in page)."""
 
@@ -241,21 +252,23 @@ def schema_name(schema) -> str:
 
 # --- the app factory base ------------------------------------------------------------------------------------
 
-def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] | None = None,
-                       title: str | None = None) -> Flask:
-    """A service's Flask app: settings, its database, the API with problem details, and a health check."""
-    app = Flask(f"services.{name}", static_folder=None)
+def create_service_app(definition, settings: Settings, blueprints: list, outbox,
+                       unit_of_work: Callable[[sessionmaker], Any] | None = None,
+                       test_config: dict[str, Any] | None = None) -> Flask:
+    """A service's Flask app: its settings (read once by its bootstrap), its database and unit of work, the API
+    with problem details, its pages, Prometheus metrics and a health check."""
+    name = definition.name
+    app = Flask(definition.package, static_folder=None)
     app.jinja_loader = jinja2.ChoiceLoader([
-        jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent / "services" / name / "templates")),
+        jinja2.FileSystemLoader(str(definition.templates)),
         jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
     ])
-    settings = config_module.load(name)
     app.config.update(
         SESSION_COOKIE_NAME="ccs_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-        API_TITLE=title or f"{name} service",
+        API_TITLE=definition.title,
         API_VERSION="1",
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
@@ -266,7 +279,9 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
     if test_config:
         app.config.update(test_config)
     engine = make_engine(settings.database_url)
-    app.extensions["ccs"] = ServiceContext(settings=settings, engine=engine, sessions=make_sessions(engine))
+    sessions = make_sessions(engine)
+    app.extensions["ccs"] = ServiceContext(settings=settings, engine=engine, sessions=sessions,
+                                           unit_of_work=(lambda: unit_of_work(sessions)) if unit_of_work else None)
     api = Api(app, spec_kwargs={
         "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name),
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}})
@@ -278,7 +293,7 @@ def create_service_app(name: str, blueprints: list, test_config: dict[str, Any] 
         return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name,
                 "development_sms": not settings.uses_twilio, "local": local_time}
 
-    add_metrics_endpoint(app, name, importlib.import_module(f"services.{name}.model").outbox)
+    add_metrics_endpoint(app, name, outbox)
 
     @app.get(f"/healthz/{name}")
     def healthz():
@@ -321,3 +336,19 @@ class PhoneNumber(fields.String):
             return normalise_phone(text_value, region)
         except ValueError as err:
             raise ValidationError(f"{text_value!r} {err}.") from err
+
+
+def known_postcode(value: str) -> None:
+    """A postcode the gazetteer knows (a validator, so every bad field is named at once)."""
+    try:
+        gazetteer.locate(value)
+    except gazetteer.UnknownPostcode as err:
+        raise ValidationError(str(err)) from err
+
+
+def page_of(session, query, pagination_parameters) -> list:
+    """One page of a select's rows, setting the total that flask-smorest reports in X-Pagination."""
+    pagination_parameters.item_count = session.scalar(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    return session.scalars(query.offset(pagination_parameters.first_item)
+                           .limit(pagination_parameters.page_size)).all()

@@ -111,12 +111,12 @@ def migrated(backend):
 @pytest.fixture
 def app_for(migrated):
     """Build a service's app on the test's backend: `app_for("intake")`; engines are disposed afterwards."""
-    from shared.runtime import service_modules
+    from shared.service import get
 
     made = []
 
     def build(name: str):
-        app = service_modules(name)[0].create_app({"TESTING": True})
+        app = get(name).create_app({"TESTING": True})
         made.append(app)
         return app
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared import config
-from shared.demo import Client, five_free_ports, wait_for
+from shared.demo import Client, five_free_ports
+from tests.helpers import wait_for
 from shared.supervisor import System
 from shared.web import issue_token
 from tests.integration.test_bus import SHOPPING, VOLUNTEER

@@ -14,9 +14,10 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 from playwright.sync_api import expect
 
-from services.metrics.counts import MEASURES, periods_between
+from services.metrics.domain import MEASURES, periods_between
 from shared.clock import set_forward
-from shared.demo import text_in, wait_for
+from shared.demo import text_in
+from tests.helpers import wait_for
 from tests.e2e.conftest import api, matches_screenshot, running_site, sign_in
 from tests.integration.test_bus import SAFEGUARDING, SHOPPING
 

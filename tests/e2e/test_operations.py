@@ -12,7 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.demo import five_free_ports, wait_for
+from shared.demo import five_free_ports
+from tests.helpers import wait_for
 from shared.supervisor import port_is_free
 from tests.e2e.conftest import api
 from tests.integration.test_bus import SHOPPING

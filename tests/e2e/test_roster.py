@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 from playwright.sync_api import expect
 
-from shared.demo import text_in, wait_for
+from shared.demo import text_in
+from tests.helpers import wait_for
 from tests.e2e.conftest import api, matches_screenshot, sign_in
 from tests.integration.test_bus import SHOPPING
 from tests.integration.test_import import HEADER

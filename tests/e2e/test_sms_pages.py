@@ -11,8 +11,8 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from services.notify.model import InboundMessage, OutgoingMessage
-from shared.demo import wait_for
+from services.notify.domain import InboundMessage, OutgoingMessage
+from tests.helpers import wait_for
 from shared.clock import utcnow
 from shared.web import claims_for
 from tests.e2e.conftest import api, matches_screenshot, sign_in

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from shared import bus, config, topology
 from shared.contracts import EXAMPLES, make_event
-from shared.demo import wait_for
-from shared.runtime import make_dispatch
+from tests.helpers import wait_for
+from tests.helpers import dispatcher
 
 SHOPPING = {
     "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
@@ -76,7 +76,7 @@ def running_worker(app, name: str, dispatch=None, max_attempts: int | None = Non
     """A service's bus worker in a thread, as `ccs worker` runs it, stopped on exit."""
     settings = app.extensions["ccs"].settings
     worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name],
-                        dispatch or make_dispatch(app, name), max_attempts=max_attempts)
+                        dispatch or dispatcher(app, name), max_attempts=max_attempts)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -88,7 +88,8 @@ def running_worker(app, name: str, dispatch=None, max_attempts: int | None = Non
 
 
 def test_a_request_is_stored_with_its_event_in_the_outbox_and_the_relay_publishes_it(app_for, token):
-    from services.intake.model import SupportRequest, outbox
+    from services.intake.adapters import outbox
+    from services.intake.domain import SupportRequest
 
     app = app_for("intake")
     response = app.test_client().post("/requests", json=SHOPPING, headers=token("coordinator"))
@@ -119,7 +120,8 @@ def test_a_request_is_stored_with_its_event_in_the_outbox_and_the_relay_publishe
 
 
 def test_invalid_input_gets_a_problem_naming_each_bad_field_and_nothing_is_stored(app_for, token):
-    from services.intake.model import SupportRequest, outbox
+    from services.intake.adapters import outbox
+    from services.intake.domain import SupportRequest
 
     app = app_for("intake")
     bad = {**SHOPPING, "person": {"phone": "12", "postcode": "FY1"}, "support_type": "gardening", "unexpected": 1}
@@ -154,7 +156,8 @@ def test_every_call_needs_a_token_with_a_role_that_may_make_it(app_for, token):
 
 
 def test_the_same_event_delivered_twice_has_one_effect(app_for, token):
-    from services.matching.model import Offer, outbox
+    from services.matching.adapters import outbox
+    from services.matching.domain import Offer
 
     app = app_for("matching")
     assert app.test_client().post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).status_code == 201
@@ -164,7 +167,7 @@ def test_the_same_event_delivered_twice_has_one_effect(app_for, token):
     publish(envelope, "request.submitted")
     sessions = app.extensions["ccs"].sessions
     processed = []
-    dispatch = make_dispatch(app, "matching")
+    dispatch = dispatcher(app, "matching")
 
     def counting(event):
         dispatch(event)
@@ -224,7 +227,8 @@ def test_a_handler_that_fails_once_succeeds_on_retry_and_nothing_is_dead_lettere
 
 
 def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(app_for, token, monkeypatch):
-    from services.matching.model import MatchRequest, Offer, outbox
+    from services.matching.adapters import outbox
+    from services.matching.domain import MatchRequest, Offer
 
     monkeypatch.setenv("CCS_OFFER_BATCH", "1")  # one at a time, to see the cascade
     app = app_for("matching")
@@ -232,7 +236,7 @@ def test_no_declines_and_the_next_nearest_volunteer_is_asked_then_yes_matches(ap
     near = client.post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).json
     further = client.post("/volunteers", headers=token("coordinator"), json={
         **VOLUNTEER, "name": "Ali Khan", "phone": "07911 123457", "latitude": 53.85}).json
-    dispatch = make_dispatch(app, "matching")
+    dispatch = dispatcher(app, "matching")
     request_id = str(uuid.uuid4())
     from shared.contracts import load_event
 
@@ -319,12 +323,12 @@ def test_a_consumer_draining_while_a_producer_publishes_reads_every_message_whol
 
 def test_a_cancellation_or_update_that_overtakes_its_request_is_not_lost(app_for, token):
     """With several workers, or after a retry, events about one request can arrive out of order."""
-    from services.matching.model import MatchRequest, Offer
+    from services.matching.domain import MatchRequest, Offer
     from shared.contracts import load_event
 
     app = app_for("matching")
     assert app.test_client().post("/volunteers", json=VOLUNTEER, headers=token("coordinator")).status_code == 201
-    dispatch = make_dispatch(app, "matching")
+    dispatch = dispatcher(app, "matching")
     submitted = {**EXAMPLES[("request.submitted", 1)], "community": "fylde-coast"}
     cancelled_first, updated_first = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -124,7 +124,7 @@ def without_postcode_or_consents() -> dict:
 ], ids=["no subject", "completed, external patient, unknown code", "a Patient", "unknown element"])
 def test_a_resource_we_cannot_take_is_refused_with_an_operation_outcome_naming_each_problem(
         intake, token, resource, expected):
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
 
     client, sessions = intake
     response = post(client, resource, token("referrer", subject=EHR))
@@ -191,7 +191,7 @@ def test_only_the_sender_reads_a_service_request_and_other_referrals_are_not_ser
 
 
 def test_the_same_idempotency_key_and_body_answer_the_first_result_and_another_body_is_refused(intake, token):
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
 
     client, sessions = intake
     headers = {**token("referrer", subject=EHR), "Idempotency-Key": "ehr-msg-0001"}

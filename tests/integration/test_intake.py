@@ -33,7 +33,7 @@ def rows(sessions, table) -> int:
 
 
 def staged_events(sessions) -> list[dict]:
-    from services.intake.model import outbox
+    from services.intake.adapters import outbox
 
     with sessions() as session:
         return [row.body for row in session.scalars(sa.select(outbox.table).order_by(outbox.table.id))]
@@ -61,7 +61,7 @@ def staged_events(sessions) -> list[dict]:
     ("coordinator_notes", "x" * 4001, "coordinator_notes"),
 ])
 def test_each_bad_field_is_named_in_a_problem_and_nothing_is_stored(intake, token, field, value, pointer):
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
 
     client, sessions = intake
     body = copy.deepcopy(SHOPPING)
@@ -107,7 +107,7 @@ def test_a_flexible_recurring_request_with_preferences_and_consents(intake, toke
 
 
 def test_the_same_idempotency_key_and_body_answer_the_first_result_and_another_body_is_refused(intake, token):
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
 
     client, sessions = intake
     headers = {**token("coordinator"), "Idempotency-Key": "form-123"}
@@ -209,7 +209,7 @@ def test_managers_see_no_personal_data_and_other_communities_see_nothing(intake,
 
 def test_the_board_lists_unmatched_and_urgent_first_and_filters(intake, token):
     client, sessions = intake
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
 
     made = {}
     for name, urgency in (("routine", "routine"), ("urgent", "urgent"), ("soon", "soon"), ("stuck", "routine")):
@@ -229,7 +229,7 @@ def test_the_board_lists_unmatched_and_urgent_first_and_filters(intake, token):
 
 
 def test_the_audit_log_records_who_created_viewed_and_changed_a_person(intake, token):
-    from services.intake.model import AuditEntry
+    from services.intake.domain import AuditEntry
 
     client, sessions = intake
     coordinator = token("coordinator", subject="kim@fylde.org")
@@ -245,14 +245,14 @@ def test_the_audit_log_records_who_created_viewed_and_changed_a_person(intake, t
 
 
 def test_matchings_events_move_the_status_on_and_fill_the_timeline(app_for, token):
-    from services.intake.model import SupportRequest
+    from services.intake.domain import SupportRequest
     from shared.contracts import EXAMPLES, make_event
-    from shared.runtime import make_dispatch
+    from tests.helpers import dispatcher
 
     app = app_for("intake")
     client = app.test_client()
     r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
-    dispatch = make_dispatch(app, "intake")
+    dispatch = dispatcher(app, "intake")
     ids = {"request_id": r["id"], "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4())}
     for event_type, extra in (("offer.made", {}), ("offer.accepted", {}), ("request.matched", {}),
                               ("offer.made", {"offer_id": str(uuid.uuid4())})):
@@ -269,13 +269,13 @@ def test_matchings_events_move_the_status_on_and_fill_the_timeline(app_for, toke
 def test_a_recurring_request_stays_matched_until_its_last_occurrence_is_done_and_a_given_back_task_reopens(
         app_for, token):
     from shared.contracts import EXAMPLES, make_event
-    from shared.runtime import make_dispatch
+    from tests.helpers import dispatcher
 
     app = app_for("intake")
     client = app.test_client()
     r = client.post("/requests", json={**SHOPPING, "repeat": {"every_weeks": 1, "occurrences": 2}},
                     headers=token("coordinator")).json
-    dispatch = make_dispatch(app, "intake")
+    dispatch = dispatcher(app, "intake")
     ids = {"request_id": r["id"], "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4())}
 
     def deliver(event_type, **extra):

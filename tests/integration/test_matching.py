@@ -6,13 +6,14 @@ import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
-from services.matching import handlers
+from services.matching import service_layer
 from shared.contracts import EXAMPLES, load_event, make_event
-from shared.demo import wait_for
+from tests.helpers import wait_for
 from shared.clock import utcnow
-from shared.runtime import make_dispatch
+from tests.helpers import dispatcher
 from tests.integration.test_bus import SAFEGUARDING, publish, running_worker
 
 TOMORROW = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
@@ -33,8 +34,9 @@ class Matching:
     """Matching's app, with helpers to deliver events and read what it did."""
 
     def __init__(self, app):
-        self.app, self.dispatch = app, make_dispatch(app, "matching")
-        self.sessions = app.extensions["ccs"].sessions
+        self.app, self.dispatch = app, dispatcher(app, "matching")
+        self.sessions, self.uow = app.extensions["ccs"].sessions, app.extensions["ccs"].uow
+        self.policy = app.extensions["ccs"].settings.policy
 
     def deliver(self, event_type: str, payload: dict) -> None:
         self.dispatch(load_event(make_event(event_type, payload)))
@@ -50,20 +52,20 @@ class Matching:
                                       "keyword": keyword, "code": code, "hours": hours})
 
     def offers(self, request_id: str) -> list:
-        from services.matching.model import Offer
+        from services.matching.domain import Offer
 
         with self.sessions() as session:
             return session.scalars(sa.select(Offer).where(Offer.request_id == uuid.UUID(request_id))
                                    .order_by(Offer.created_at, Offer.distance_km)).all()
 
     def request(self, request_id: str):
-        from services.matching.model import MatchRequest
+        from services.matching.domain import MatchRequest
 
         with self.sessions() as session:
             return session.get(MatchRequest, uuid.UUID(request_id))
 
     def events(self, event_type: str | None = None) -> list[dict]:
-        from services.matching.model import outbox
+        from services.matching.adapters import outbox
 
         with self.sessions() as session:
             rows = session.scalars(sa.select(outbox.table).order_by(outbox.table.id)).all()
@@ -146,18 +148,18 @@ def test_silence_expires_a_batch_from_when_the_sms_went_and_the_last_round_leave
         register(client, token("coordinator"), f"V{n}", f"0791112347{n}")
     request_id = matching.submit(urgency="urgent")
     [first] = matching.offers(request_id)
-    with matching.sessions.begin() as session:
-        assert handlers.expire_offers(session, utcnow() + timedelta(days=1)) == 0  # not sent yet: no clock running
+    with matching.uow() as uow:  # not sent yet: no clock running
+        assert service_layer.expire_offers(uow, utcnow() + timedelta(days=1), matching.policy) == 0
     sent_at = datetime(2030, 1, 1, 9, 0, tzinfo=timezone.utc)
     matching.dispatch(load_event({**make_event("sms.sent", {"message_id": str(uuid.uuid4()), "purpose": "offer",
                                                             "provider_sid": "SM1", "offer_id": str(first.id)}),
                                   "occurred_at": sent_at.isoformat()}))
     assert matching.offers(request_id)[0].expires_at == sent_at + timedelta(minutes=10)  # urgent: 10 minutes
 
-    with matching.sessions.begin() as session:
-        assert handlers.expire_offers(session, sent_at + timedelta(minutes=9)) == 0
-    with matching.sessions.begin() as session:
-        assert handlers.expire_offers(session, sent_at + timedelta(minutes=10)) == 1
+    with matching.uow() as uow:
+        assert service_layer.expire_offers(uow, sent_at + timedelta(minutes=9), matching.policy) == 0
+    with matching.uow() as uow:
+        assert service_layer.expire_offers(uow, sent_at + timedelta(minutes=10), matching.policy) == 1
     first_again, second = matching.offers(request_id)
     assert first_again.status == "expired" and second.status == "open" and second.round == 2
     matching.reply(next(e["phone"] for e in matching.events("offer.made") if e["offer_id"] == str(second.id)),
@@ -260,8 +262,8 @@ def test_an_expiring_check_is_reminded_once(app_for, token):
         {"check": "criminal_record", "done_on": "2027-03-01", "expires_on": expires.isoformat()}])
     for today, reminded in ((expires - timedelta(days=31), 0), (expires - timedelta(days=30), 1),
                             (expires - timedelta(days=29), 0)):
-        with matching.sessions.begin() as session:
-            assert handlers.remind_expiring_checks(session, today) == reminded
+        with matching.uow() as uow:
+            assert service_layer.remind_expiring_checks(uow, today) == reminded
     [event] = matching.events("volunteer.check_expiring")
     assert (event["check"], event["expires_on"]) == ("criminal_record", "2030-03-01")
 
@@ -297,7 +299,7 @@ def test_two_yes_replies_at_the_same_moment_on_two_workers_assign_exactly_one_vo
 
 
 def test_only_one_process_holds_the_timer_lock_and_another_takes_over_when_it_goes(app_for):
-    from services.matching.timers import TimerLock
+    from services.matching.entrypoints.timers import TimerLock
 
     contexts = [app_for("matching").extensions["ccs"] for _ in range(2)]
     first, second = (TimerLock(c.engine, c.settings) for c in contexts)
@@ -312,8 +314,8 @@ def test_only_one_process_holds_the_timer_lock_and_another_takes_over_when_it_go
 
 
 def test_the_scheduler_expires_offers_that_were_sent_and_not_answered(app_for, token, monkeypatch):
-    from services.matching.model import Offer
-    from services.matching.timers import run_timers
+    from services.matching.domain import Offer
+    from services.matching.entrypoints.timers import run_timers
 
     monkeypatch.setenv("CCS_OFFER_BATCH", "1")
     app = app_for("matching")
@@ -325,7 +327,7 @@ def test_the_scheduler_expires_offers_that_were_sent_and_not_answered(app_for, t
         offer = session.scalars(sa.select(Offer)).one()
         offer.sent_at, offer.expires_at = utcnow() - timedelta(hours=1), utcnow() - timedelta(minutes=30)
     context, stop = app.extensions["ccs"], threading.Event()
-    timers = threading.Thread(target=run_timers, args=(context.engine, context.sessions, context.settings, stop, 0.2))
+    timers = threading.Thread(target=run_timers, args=(context.engine, context.uow, context.settings, stop, 0.2))
     timers.start()
     try:
         wait_for("the offer to expire and B to be asked", lambda: [o.status for o in matching.offers(request_id)]
@@ -367,3 +369,107 @@ def test_a_weekly_request_is_one_task_per_occurrence_and_the_same_volunteer_is_a
     assert matching.request(request_id).status == "completed"
     done = matching.events("task.completed")
     assert [(e["occurrence"], e["occurrences"], e["hours"]) for e in done] == [(1, 3, 2.0), (2, 3, None), (3, 3, 1.0)]
+
+
+def test_assigning_a_later_occurrence_of_a_weekly_request_offers_that_occurrence(app_for, token):
+    """Offers are made in one place: a coordinator's assignment makes the offer for the occurrence being matched,
+    as matching's own offers are, and withdraws the offer of that occurrence it replaces."""
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    regular = register(client, token("coordinator"), "Regular", "07911123560", postcode="FY2")
+    other = register(client, token("coordinator"), "Other", "07911123561")
+    request_id = matching.submit(repeat_every_weeks=1, repeat_occurrences=3)
+    first = next(o for o in matching.offers(request_id) if str(o.volunteer_id) == regular["id"])
+    matching.reply(regular["phone"], "YES", first.code)
+    matching.reply(regular["phone"], "DONE", first.code)
+    [asked] = [o for o in matching.offers(request_id) if o.status == "open"]
+    assert (str(asked.volunteer_id), asked.occurrence) == (regular["id"], 2)
+
+    answer = client.post(f"/matches/{request_id}/assign", json={"volunteer_id": other["id"]},
+                         headers=token("coordinator"))
+    assert answer.status_code == 200 and answer.json["status"] == "matched"
+    [assigned] = [o for o in matching.offers(request_id) if o.status == "accepted"]
+    assert (str(assigned.volunteer_id), assigned.occurrence, assigned.round) == (other["id"], 2, 1)
+    assert next(o for o in matching.offers(request_id) if o.id == asked.id).status == "withdrawn"
+    accepted = matching.events("offer.accepted")[-1]
+    assert (accepted["offer_id"], accepted["volunteer_id"], accepted["by"]) == (
+        str(assigned.id), other["id"], "coordinator")
+    assert str(assigned.id) not in {e["offer_id"] for e in matching.events("offer.made")}  # accepted at once
+
+    matching.reply(other["phone"], "DONE", assigned.code)  # the assigned task is this occurrence's, done
+    assert [(e["occurrence"], e["volunteer_id"]) for e in matching.events("task.completed")] == [
+        (1, regular["id"]), (2, other["id"])]
+    assert matching.request(request_id).occurrence == 3
+
+
+def test_every_withdrawn_offer_names_its_community_and_the_volunteers_language(app_for, token):
+    """notify keeps a withdrawal's text to the community's quiet hours and sender number, in the volunteer's
+    language: whether the offer was taken by another, cancelled while open, or cancelled after acceptance."""
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    polish = register(client, token("coordinator"), "Ola", "07911123570", languages=["pl", "en"])
+    english = register(client, token("coordinator"), "Ed", "07911123571", postcode="FY2")
+    language = {polish["id"]: "pl", english["id"]: "en"}
+
+    taken = matching.submit()
+    matching.reply(polish["phone"], "YES", next(o.code for o in matching.offers(taken)
+                                                if str(o.volunteer_id) == polish["id"]))
+    cancelled_open = matching.submit()
+    matching.deliver("request.cancelled", {"request_id": cancelled_open, "reason": "arranged"})
+    cancelled_accepted = matching.submit()
+    matching.reply(english["phone"], "YES", next(o.code for o in matching.offers(cancelled_accepted)
+                                                 if str(o.volunteer_id) == english["id"]))
+    matching.deliver("request.cancelled", {"request_id": cancelled_accepted, "reason": "arranged"})
+
+    withdrawn = matching.events("offer.withdrawn")
+    assert sorted((e["request_id"], e["volunteer_id"], e["reason"]) for e in withdrawn) == sorted([
+        (taken, english["id"], "taken"), (cancelled_open, polish["id"], "cancelled"),
+        (cancelled_open, english["id"], "cancelled"), (cancelled_accepted, polish["id"], "taken"),
+        (cancelled_accepted, english["id"], "cancelled")])
+    assert all(e["community"] == "fylde-coast" for e in withdrawn)
+    assert all(e["language"] == language[e["volunteer_id"]] for e in withdrawn)
+
+
+def test_the_policy_is_read_from_the_environment_once_and_a_number_it_cannot_use_is_named(tmp_path, monkeypatch):
+    from services.matching.bootstrap import MatchingSettings
+    from services.matching.domain import Policy
+    from shared.config import SettingsError
+
+    monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
+    settings = MatchingSettings.from_env({"CCS_OFFER_BATCH": "1", "CCS_MAX_ROUNDS": "2",
+                                          "CCS_REQUEST_RADIUS_KM": "7.5", "CCS_OFFER_MINUTES": "45"})
+    assert settings.service == "matching" and settings.policy == Policy(
+        batch_size=1, max_rounds=2, request_radius_km=7.5, offer_minutes={"routine": 45, "soon": 30, "urgent": 15})
+    assert MatchingSettings.from_env({}).policy == Policy()
+    for name, value in (("CCS_OFFER_BATCH", "lots"), ("CCS_MAX_ROUNDS", "0"), ("CCS_REQUEST_RADIUS_KM", "-1"),
+                        ("CCS_OFFER_MINUTES", "1.5")):
+        with pytest.raises(SettingsError, match=name):
+            MatchingSettings.from_env({name: value})
+
+
+def test_a_volunteer_is_shown_with_their_tasks_in_the_api_and_on_the_roster_pages(app_for, token):
+    from shared.web import claims_for
+
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    soon = (date.today() + timedelta(days=10)).isoformat()
+    ana = register(client, token("coordinator"), "Ana Pages", "07911123580", checks=[
+        *SAFEGUARDING, {"check": "criminal_record", "done_on": "2026-01-01", "expires_on": soon}])
+    request_id = matching.submit()
+    [offer] = matching.offers(request_id)
+    matching.reply(ana["phone"], "YES", offer.code)
+
+    detail = client.get(f"/volunteers/{ana['id']}", headers=token("coordinator")).json
+    assert (detail["name"], detail["active"]) == ("Ana Pages", True)
+    assert [(t["offer_id"], t["code"], t["status"]) for t in detail["tasks"]] == [(str(offer.id), offer.code,
+                                                                                  "accepted")]
+    with client.session_transaction() as session:
+        session["user"] = claims_for("test", "coordinator", ["fylde-coast"])
+    roster = client.get("/roster")
+    assert roster.status_code == 200
+    assert "Ana Pages</a>: Criminal record check" in roster.get_data(as_text=True)
+    page = client.get(f"/roster/{ana['id']}")
+    assert page.status_code == 200 and offer.code in page.get_data(as_text=True)
+    assert "(expiring)" in page.get_data(as_text=True)
+    assert client.get(f"/roster/{uuid.uuid4()}").status_code == 404
+    assert client.get("/roster/import").status_code == 200

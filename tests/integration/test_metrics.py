@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from shared.contracts import EXAMPLES, load_event, make_event
-from shared.runtime import make_dispatch
+from tests.helpers import dispatcher
 from shared.web import claims_for
 
 TODAY = date.today()
@@ -21,7 +21,7 @@ TODAY = date.today()
 class Metrics:
     def __init__(self, app):
         self.app, self.client = app, app.test_client()
-        self.dispatch = make_dispatch(app, "metrics")
+        self.dispatch = dispatcher(app, "metrics")
 
     def deliver(self, event_type: str, payload: dict, times: int = 1, at: datetime | None = None) -> None:
         envelope = make_event(event_type, payload)
@@ -61,6 +61,18 @@ class Metrics:
 def metrics(app_for, monkeypatch):
     monkeypatch.setenv("CCS_SUPPRESS_BELOW", "0")  # to see every count; suppression has its own test
     return Metrics(app_for("metrics"))
+
+
+def test_the_suppression_threshold_is_read_once_from_the_environment_and_checked(tmp_path, monkeypatch):
+    """CCS_SUPPRESS_BELOW becomes a setting, and a value that is not a number names the variable."""
+    from services.metrics.bootstrap import MetricsSettings
+    from shared.config import SettingsError
+
+    monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
+    assert MetricsSettings.from_env({}).suppress_below == 5
+    assert MetricsSettings.from_env({"CCS_SUPPRESS_BELOW": "10"}).suppress_below == 10
+    with pytest.raises(SettingsError, match="CCS_SUPPRESS_BELOW"):
+        MetricsSettings.from_env({"CCS_SUPPRESS_BELOW": "few"})
 
 
 def test_each_measure_counts_its_events_once_however_often_they_are_delivered(metrics, token):
@@ -122,6 +134,19 @@ def test_small_counts_read_less_than_five_in_the_api_and_the_csv(app_for, token,
     assert [TODAY.isoformat(), TODAY.isoformat(), "Requests received for shopping", "<5", "0"] in rows
     assert [TODAY.isoformat(), TODAY.isoformat(), "Requests received", "9", "0"] in rows
     assert "p_" not in sheet.get_data(as_text=True)  # no person's reference leaves
+
+
+def test_a_request_from_a_partner_is_counted_under_the_source_intake_gives_it(metrics, token):
+    """Intake says "partner"; metrics once checked sources against its own "partner_organisation", so asking for
+    partners' requests was refused (422) and the other spelling always counted 0."""
+    manager = token("manager")
+    metrics.request(source="partner", organisation="Age UK Blackpool")
+    metrics.request()
+    partners = metrics.today(manager, source="partner")["measures"]
+    assert (partners["requests_received"], partners["requests_by_source"]) == (1, {"partner": 1})
+    assert metrics.today(manager)["measures"]["requests_by_source"] == {"coordinator": 1, "partner": 1}
+    assert metrics.client.get("/activity", headers=manager, query_string={
+        "period": "day", "source": "partner_organisation"}).status_code == 422
 
 
 def test_each_period_has_the_period_before_beside_it(metrics, token):
@@ -232,8 +257,8 @@ def test_volunteers_registered_new_paused_and_left_come_from_matchings_events(ap
 def test_an_outcome_that_overtook_its_request_counts_and_a_rebuild_gives_the_live_counts(metrics, token):
     import sqlalchemy as sa
 
-    from services.metrics.handlers import rebuild
-    from services.metrics.model import Fact
+    from services.metrics.domain import Fact
+    from services.metrics.service_layer import rebuild
 
     manager = token("manager")
     early = str(uuid.uuid4())
@@ -260,8 +285,6 @@ def test_an_outcome_that_overtook_its_request_counts_and_a_rebuild_gives_the_liv
         outcomes = sa.update(Fact).where(Fact.event_type != "request.submitted", Fact.request_id.is_not(None))
         session.execute(outcomes.values(community=None, day=date(2000, 1, 1)))
     assert metrics.today(manager)["measures"] != live
-    with sessions.begin() as session:
-        assert rebuild(session) > 0
+    assert rebuild(metrics.app.extensions["ccs"].uow()) > 0
     assert metrics.today(manager)["measures"] == live
-    with sessions.begin() as session:
-        assert rebuild(session) == 0
+    assert rebuild(metrics.app.extensions["ccs"].uow()) == 0

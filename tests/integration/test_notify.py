@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from services.notify import handlers
-from services.notify.sms import signature_for
+from services.notify.adapters import signature_for
+from services.notify.entrypoints import handlers
 from shared.contracts import EXAMPLES, load_event, make_event
-from shared.runtime import make_dispatch
+from tests.helpers import dispatcher
 from tests.integration.test_matching import Matching, register
 
 VOLUNTEER = "+447911123456"
@@ -25,9 +25,10 @@ class Notify:
 
     def __init__(self, app):
         self.app, self.client = app, app.test_client()
-        self.dispatch = make_dispatch(app, "notify")
+        self.dispatch = dispatcher(app, "notify")
         self.sessions = app.extensions["ccs"].sessions
         self.settings = app.extensions["ccs"].settings
+        self.uow = app.extensions["ccs"].uow
 
     def text(self, body: str, phone: str = VOLUNTEER, sid: str | None = None, signature: str | None = None,
              **client_options):
@@ -42,14 +43,14 @@ class Notify:
         self.dispatch(load_event(make_event(event_type, payload)))
 
     def messages(self, purpose: str | None = None) -> list:
-        from services.notify.model import OutgoingMessage
+        from services.notify.domain import OutgoingMessage
 
         with self.sessions() as session:
             rows = session.scalars(sa.select(OutgoingMessage).order_by(OutgoingMessage.created_at)).all()
         return [row for row in rows if purpose in (None, row.purpose)]
 
     def events(self, event_type: str) -> list[dict]:
-        from services.notify.model import outbox
+        from services.notify.adapters import outbox
 
         with self.sessions() as session:
             rows = session.scalars(sa.select(outbox.table).order_by(outbox.table.id)).all()
@@ -143,7 +144,7 @@ def test_a_number_we_never_texted_is_answered_only_for_help_and_by_matching_othe
 
 
 def test_stop_opts_out_in_our_own_records_and_nothing_more_is_said_until_start(notify):
-    from services.notify.model import Contact
+    from services.notify.domain import Contact
 
     notify.deliver("offer.made", offer_made())
     assert answer_of(notify.text("Stop")) == ""  # the carrier confirms an opt-out itself
@@ -197,9 +198,10 @@ def test_the_accepted_volunteer_alone_gets_the_details_the_person_agreed_to_shar
     assert len(notify.messages("confirmation")) == 2
 
 
-def test_non_urgent_messages_wait_out_the_communitys_quiet_hours_and_urgent_offers_do_not(notify, clock,
+def test_non_urgent_messages_wait_out_the_communitys_quiet_hours_and_urgent_offers_do_not(app_for, clock,
                                                                                             monkeypatch):
     monkeypatch.delenv("CCS_QUIET_HOURS")
+    notify = Notify(app_for("notify"))  # its settings are read once, when the app is made
     late_in_blackpool = datetime(2026, 11, 25, 22, 30, tzinfo=timezone.utc)
     clock(late_in_blackpool)
     notify.deliver("offer.made", offer_made(code="1111"))
@@ -212,6 +214,20 @@ def test_non_urgent_messages_wait_out_the_communitys_quiet_hours_and_urgent_offe
     clock(datetime(2026, 11, 26, 3, 30, tzinfo=timezone.utc))  # 22:30 in Ottawa
     notify.deliver("offer.made", offer_made(code="4444", community="ottawa-west", phone="+16135550123"))
     assert notify.messages("offer")[-1].next_attempt_at == datetime(2026, 11, 26, 13, 0, tzinfo=timezone.utc)
+
+
+def test_a_withdrawn_offer_is_texted_in_its_language_from_its_communitys_number_after_its_quiet_hours(
+        app_for, clock, monkeypatch):
+    """offer.withdrawn now declares the community (and language): the text keeps to them (issue 11's drift)."""
+    monkeypatch.delenv("CCS_QUIET_HOURS")
+    notify = Notify(app_for("notify"))
+    clock(datetime(2026, 11, 26, 3, 30, tzinfo=timezone.utc))  # 22:30 in Ottawa
+    notify.deliver("offer.withdrawn", {**EXAMPLES[("offer.withdrawn", 1)], "offer_id": str(uuid.uuid4()),
+                                       "phone": "+16135550123", "community": "ottawa-west", "language": "fr"})
+    [withdrawn] = notify.messages("withdrawn")
+    assert withdrawn.from_phone == "+16135550100"  # Ottawa West's own sender
+    assert withdrawn.next_attempt_at == datetime(2026, 11, 26, 13, 0, tzinfo=timezone.utc)  # 08:00 in Ottawa
+    assert withdrawn.body == "Merci: l'offre 4821 est close, une autre personne l'a prise. Inutile de répondre."
 
 
 def test_an_accepted_task_gets_reminders_that_stop_when_it_is_done(notify, clock):
@@ -245,12 +261,12 @@ def test_a_reply_matching_could_not_act_on_is_answered_with_why(notify):
 
 
 def test_intake_shares_a_persons_details_with_the_accepting_volunteer_only_with_consent(app_for, token):
-    from services.intake.model import outbox
+    from services.intake.adapters import outbox
     from tests.integration.test_bus import SHOPPING
 
     app = app_for("intake")
     client = app.test_client()
-    dispatch = make_dispatch(app, "intake")
+    dispatch = dispatcher(app, "intake")
     consenting = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
     private = client.post("/requests", headers=token("coordinator"), json={
         **SHOPPING, "consent": {"share_contact": False, "sms_contact": True}}).json

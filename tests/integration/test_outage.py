@@ -8,7 +8,7 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from shared import bus
-from shared.demo import wait_for
+from tests.helpers import wait_for
 from tests.integration.test_bus import SHOPPING, drain
 from tests.proxy import TcpProxy
 
@@ -27,7 +27,7 @@ def rabbit_through_proxy(backend, monkeypatch):
 @pytest.mark.parametrize("backend", ["postgres+rabbitmq"], indirect=True)
 def test_requests_are_accepted_while_rabbitmq_is_unreachable_and_delivered_once_it_is_back(
         backend, rabbit_through_proxy, app_for, token, monkeypatch):
-    from services.intake.model import outbox
+    from services.intake.adapters import outbox
 
     proxy, direct = rabbit_through_proxy
     app = app_for("intake")

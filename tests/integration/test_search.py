@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from services.matching.model import CELL_DEGREES, MatchRequest, Volunteer, VolunteerCheck, grid_cell
-from services.matching.rules import EARTH_RADIUS_KM, Facts, Policy, distance_km, exclusion, task_slots
-from services.matching.search import near_query, nearby, prefilter
+from services.matching.adapters import CELL_DEGREES, VolunteerRepository, grid_cell, near_query
+from services.matching.domain import (EARTH_RADIUS_KM, Facts, MatchRequest, Policy, Volunteer, VolunteerCheck,
+                                      distance_km, exclusion, task_slots)
 from shared.communities import get as community
 from shared.config import database_url
 from shared.db import UtcDateTime, make_engine, make_sessions, migrations_config
@@ -22,6 +22,11 @@ from shared.taxonomy import CHECKS, KINDS, SKILLS
 from tests.integration.test_bus import SAFEGUARDING
 
 BLACKPOOL = (53.8142, -3.0503)
+
+
+def nearby(session, *place_and_radius, **suited_to):
+    """The volunteers matching's search finds, through its repository."""
+    return VolunteerRepository(session).nearby(*place_and_radius, **suited_to)
 
 
 def volunteer(n: int, latitude: float, longitude: float, community: str = "fylde-coast", status: str = "active"):
@@ -145,7 +150,7 @@ def test_what_the_database_rules_out_first_changes_nobody_the_rules_would_ask(se
                 return [v.id for v, d in found if exclusion(v, request, Facts(distance_km=d), slots, policy) is None]
 
             everyone = nearby(session, "fylde-coast", *BLACKPOOL, 15.0)
-            first = nearby(session, "fylde-coast", *BLACKPOOL, 15.0, where=prefilter(request, [d for d, _ in slots]))
+            first = nearby(session, "fylde-coast", *BLACKPOOL, 15.0, suited_to=request, days=[d for d, _ in slots])
             assert eligible(first) == eligible(everyone)
             asked, pruned = asked + len(eligible(first)), pruned + len(everyone) - len(first)
         assert asked > 50 and pruned > 5000  # some could be asked, and the database ruled many out

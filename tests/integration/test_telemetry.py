@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contracts import EXAMPLES, load_event, make_event
-from shared.runtime import make_dispatch
+from tests.helpers import dispatcher
 from tests.integration.test_bus import drain, publish, running_worker
 from tests.integration.test_matching import register
 
@@ -33,7 +33,7 @@ def test_events_handled_duplicates_errors_latency_and_the_outbox_backlog_are_cou
     before = scrape(client)
     assert before[backlog] == 1  # Sam's volunteer.registered, not yet published
 
-    dispatch = make_dispatch(app, "matching")
+    dispatch = dispatcher(app, "matching")
     event = load_event(make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)],
                                                         "request_id": str(uuid.uuid4())}))
     dispatch(event)
@@ -44,19 +44,18 @@ def test_events_handled_duplicates_errors_latency_and_the_outbox_backlog_are_cou
     assert after[timed] - before.get(timed, 0) == 1
     assert after[backlog] - before[backlog] == 1  # the offer to Sam, not yet published
 
-    def broken(session, event):
+    def broken(uow, event):
         raise RuntimeError("boom")
 
-    from services.matching import handlers
+    from services.matching.adapters import outbox
+    from shared.runtime import make_dispatch
+    from shared.service import WorkerParts
 
     errors = (handled[0], (("event_type", "request.cancelled"), ("outcome", "error"), ("service", "matching")))
-    original = handlers.HANDLERS["request.cancelled"]
-    handlers.HANDLERS["request.cancelled"] = broken
-    try:
-        with pytest.raises(RuntimeError):
-            dispatch(load_event(make_event("request.cancelled", EXAMPLES[("request.cancelled", 1)])))
-    finally:
-        handlers.HANDLERS["request.cancelled"] = original
+    failing = make_dispatch("matching", WorkerParts.from_handlers("matching", app, {"request.cancelled": broken},
+                                                                  outbox))
+    with pytest.raises(RuntimeError):
+        failing(load_event(make_event("request.cancelled", EXAMPLES[("request.cancelled", 1)])))
     assert scrape(client)[errors] - before.get(errors, 0) == 1
 
 

@@ -4,16 +4,19 @@ backends: retries with back-off, opt-outs and invalid numbers, no duplicates, an
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from services.notify import sms
-from services.notify.sms import Retry, development_webhook_token, signature_for
+from services.notify import service_layer
+from services.notify.adapters import TwilioGateway, gateway_for, signature_for
+from services.notify.domain import Retry
 from shared import bus
-from shared.demo import wait_for
+from shared.config import development_webhook_token
+from tests.helpers import wait_for
 from tests.integration.test_bus import running_worker
 from tests.integration.test_matching import Matching, register
 from tests.integration.test_notify import VOLUNTEER, Notify, offer_made
@@ -34,16 +37,22 @@ def twilio(monkeypatch):
         yield server
 
 
+def with_twilio(app) -> Notify:
+    """Notify with the gateway its settings choose: Twilio's."""
+    notify = Notify(app)
+    notify.gateway = gateway_for(notify.settings)
+    assert isinstance(notify.gateway, TwilioGateway)
+    return notify
+
+
 @pytest.fixture
 def notify(app_for, twilio):
-    app = Notify(app_for("notify"))
-    app.gateway = sms.gateway_for(app.settings)
-    assert isinstance(app.gateway, sms.TwilioGateway)
-    return app
+    return with_twilio(app_for("notify"))
 
 
 def send(notify: Notify, at: datetime = NOW) -> int:
-    return sms.send_queued(notify.sessions, notify.gateway, now=at, retry=Retry(max_attempts=3, base_seconds=2))
+    settings = replace(notify.settings, retry=Retry(max_attempts=3, base_seconds=2))
+    return service_layer.send_due(notify.uow(), notify.gateway, at, settings)
 
 
 def test_an_offer_goes_once_from_the_communitys_number_with_a_status_callback(notify, twilio):
@@ -63,8 +72,7 @@ def test_an_offer_goes_once_from_the_communitys_number_with_a_status_callback(no
 
 def test_with_a_messaging_service_twilio_picks_the_sender(app_for, twilio, monkeypatch):
     monkeypatch.setenv("TWILIO_MESSAGING_SERVICE_SID", "MG" + "c3" * 16)
-    notify = Notify(app_for("notify"))
-    notify.gateway = sms.gateway_for(notify.settings)
+    notify = with_twilio(app_for("notify"))
     notify.deliver("offer.made", offer_made())
     assert send(notify) == 1
     [created] = twilio.created
@@ -104,7 +112,7 @@ def test_after_the_last_attempt_the_message_fails_and_an_event_says_so(notify, t
 
 
 def test_21610_records_the_opt_out_tells_matching_and_nothing_more_is_sent_to_that_number(notify, twilio):
-    from services.notify.model import Contact
+    from services.notify.domain import Contact
 
     notify.deliver("offer.made", offer_made(code="1111"))
     twilio.script = [21610]
@@ -123,7 +131,7 @@ def test_21610_records_the_opt_out_tells_matching_and_nothing_more_is_sent_to_th
 
 @pytest.mark.parametrize("code", [21211, 21614])
 def test_an_invalid_or_landline_number_is_marked_and_the_coordinator_is_told(notify, twilio, code):
-    from services.notify.model import Contact
+    from services.notify.domain import Contact
 
     notify.deliver("offer.made", offer_made())
     twilio.script = [code]
@@ -161,7 +169,7 @@ def test_a_sender_that_stops_between_claiming_and_recording_never_sends_again(no
             raise SystemExit("killed")
 
     with pytest.raises(SystemExit):
-        sms.send_queued(notify.sessions, Killed(), now=NOW)
+        service_layer.send_due(notify.uow(), Killed(), NOW, notify.settings)
     assert [m.status for m in notify.messages()] == ["sending"]
     assert send(notify, NOW + timedelta(minutes=4)) == 0  # another sender may still be calling Twilio
     assert [m.status for m in notify.messages()] == ["sending"] and notify.events("sms.sent") == []
@@ -228,15 +236,14 @@ def relay(app, outbox) -> None:
 def offered(app_for, token, twilio, monkeypatch):
     """Matching and notify with their bus workers running, two volunteers, and a request whose offer to the
     nearer one (VOLUNTEER) notify has queued: (matching, notify, request_id)."""
-    from services.matching.model import outbox as matching_outbox
+    from services.matching.adapters import outbox as matching_outbox
 
     monkeypatch.setenv("CCS_OFFER_BATCH", "1")
     matching = Matching(app_for("matching"))
     client = matching.app.test_client()
     register(client, token("coordinator"), "Near", "07911 123456", postcode="FY1")
     register(client, token("coordinator"), "Further", "07911 123457", postcode="FY4")
-    notify = Notify(app_for("notify"))
-    notify.gateway = sms.gateway_for(notify.settings)
+    notify = with_twilio(app_for("notify"))
     with running_worker(matching.app, "matching"), running_worker(notify.app, "notify"):
         request_id = matching.submit()
         relay(matching.app, matching_outbox)
@@ -245,8 +252,8 @@ def offered(app_for, token, twilio, monkeypatch):
 
 
 def test_an_undelivered_offer_is_declined_at_once_and_the_next_volunteer_texted(offered, twilio):
-    from services.matching.model import outbox as matching_outbox
-    from services.notify.model import outbox as notify_outbox
+    from services.matching.adapters import outbox as matching_outbox
+    from services.notify.adapters import outbox as notify_outbox
 
     matching, notify, request_id = offered
     assert send(notify) == 1
@@ -273,8 +280,8 @@ def test_an_undelivered_offer_is_declined_at_once_and_the_next_volunteer_texted(
 
 @pytest.mark.parametrize("code, event", [(21610, "contact.opted_out"), (21614, "contact.invalid")])
 def test_a_number_twilio_will_not_text_is_no_longer_offered_by_sms(offered, twilio, code, event):
-    from services.matching.model import Volunteer
-    from services.notify.model import outbox as notify_outbox
+    from services.matching.domain import Volunteer
+    from services.notify.adapters import outbox as notify_outbox
 
     matching, notify, request_id = offered
     twilio.script = [code]
@@ -292,10 +299,11 @@ def test_a_number_twilio_will_not_text_is_no_longer_offered_by_sms(offered, twil
         assert session.get(Volunteer, offer.volunteer_id).phone == "+447911123457"
 
 
-def test_quiet_hours_hold_a_routine_message_until_morning_and_then_it_goes(notify, twilio, monkeypatch):
-    from services.notify import handlers
+def test_quiet_hours_hold_a_routine_message_until_morning_and_then_it_goes(app_for, twilio, monkeypatch):
+    from services.notify.entrypoints import handlers
 
     monkeypatch.delenv("CCS_QUIET_HOURS")
+    notify = with_twilio(app_for("notify"))  # its settings are read once, when the app is made
     late = datetime(2026, 11, 25, 22, 30, tzinfo=timezone.utc)
     monkeypatch.setattr(handlers, "utcnow", lambda: late)
     notify.deliver("offer.made", offer_made())

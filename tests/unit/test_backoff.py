@@ -9,7 +9,10 @@ import pytest
 import requests
 from twilio.base.exceptions import TwilioRestException
 
-from services.notify.sms import Retry, outcome_of
+from services.notify.adapters import outcome_of
+from services.notify.bootstrap import NotifySettings
+from services.notify.domain import Retry
+from shared.config import SettingsError
 
 
 def test_the_back_off_doubles_is_jittered_and_bounded():
@@ -24,13 +27,28 @@ def test_the_back_off_doubles_is_jittered_and_bounded():
     assert max(retry.delay(60, rng).total_seconds() for _ in range(50)) <= 60  # no overflow, still capped
 
 
-def test_the_settings_come_from_the_environment(monkeypatch):
+def test_the_settings_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("CCS_SMS_MAX_ATTEMPTS", "7")
     monkeypatch.setenv("CCS_SMS_RETRY_BASE_SECONDS", "0.5")
-    assert Retry.from_env() == Retry(max_attempts=7, base_seconds=0.5)
+    assert NotifySettings.from_env().retry == Retry(max_attempts=7, base_seconds=0.5)
     monkeypatch.delenv("CCS_SMS_MAX_ATTEMPTS")
     monkeypatch.delenv("CCS_SMS_RETRY_BASE_SECONDS")
-    assert Retry.from_env() == Retry(max_attempts=5, base_seconds=2.0)
+    assert NotifySettings.from_env().retry == Retry(max_attempts=5, base_seconds=2.0)
+
+
+@pytest.mark.parametrize("name, value", [("CCS_SMS_MAX_ATTEMPTS", "lots"), ("CCS_SMS_MAX_ATTEMPTS", "0"),
+                                         ("CCS_SMS_RETRY_BASE_SECONDS", "-1"), ("CCS_QUIET_HOURS", "nights")])
+def test_a_bad_setting_is_refused_by_name(monkeypatch, tmp_path, name, value):
+    monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
+    with pytest.raises(SettingsError, match=name):
+        NotifySettings.from_env({name: value})
+
+
+@pytest.mark.parametrize("value, hours", [(None, None), ("off", "off"), ("", "off"), ("22:00-07:00", "22:00-07:00")])
+def test_quiet_hours_are_each_communitys_own_unless_overridden(monkeypatch, tmp_path, value, hours):
+    monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
+    assert NotifySettings.from_env({} if value is None else {"CCS_QUIET_HOURS": value}).quiet_hours == hours
 
 
 def twilio_error(status: int, code: int | None) -> TwilioRestException:

@@ -2,7 +2,7 @@
 
 No Docker engine is needed: the compose file is read as YAML, its commands are parsed by the real `ccs` CLI,
 its environment is checked against what the code reads, and nginx's routing is checked against the
-development front door's ROUTES.
+routes each service declares (shared/service.py), from which `ccs deploy nginx` writes it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 
 from shared import cli, config, frontdoor
 from shared.config import SERVICES
+from shared.service import routes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -130,7 +131,7 @@ def owner_of(container: str, project: dict[str, dict]) -> str | None:
 
 def test_every_service_package_has_a_web_and_a_worker_from_the_project_image(project):
     """Each package under services/ is a configured service with a `<svc>-web` and a `<svc>-worker` container."""
-    packages = {path.parent.name for path in (ROOT / "services").glob("*/api.py")}
+    packages = {path.parent.name for path in (ROOT / "services").glob("*/bootstrap.py")}
     assert packages == set(SERVICES)
     for name in SERVICES:
         assert f"{name}-web" in project and f"{name}-worker" in project
@@ -298,7 +299,7 @@ def test_postgres_and_rabbitmq_have_healthchecks(compose):
 @pytest.mark.parametrize("name", SERVICES)
 def test_web_healthcheck_asks_the_port_and_path_the_service_answers(project, name, monkeypatch, tmp_path):
     """The healthcheck URL uses the port `ccs web` binds, and the service's app answers 200 on its path."""
-    from importlib import import_module
+    from shared.service import get
 
     spec = project[f"{name}-web"]
     url = re.search(r"https?://[^'\"\s]+", " ".join(spec["healthcheck"]["test"])).group(0)
@@ -308,7 +309,7 @@ def test_web_healthcheck_asks_the_port_and_path_the_service_answers(project, nam
     monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("CCS_SECRET_KEY", "test")
     monkeypatch.setenv(f"{name.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / name}.sqlite3")
-    app = import_module(f"services.{name}.api").create_app()
+    app = get(name).create_app()
     try:
         assert app.test_client().get(parts.path).status_code == 200
         assert app.test_client().get(f"/healthz/not-{name}").status_code == 404
@@ -383,7 +384,7 @@ def test_nginx_routes_every_path_where_the_development_front_door_does(project):
     upstreams = nginx_upstreams()
     locations = nginx_locations()
     paths = ["/", "/docs", "/docs/static/swagger-ui.css", "/openapi.json", "/no-such-thing"]
-    for prefix in frontdoor.ROUTES:
+    for prefix in routes():
         paths += [prefix, prefix + "/", prefix + "/3f2c/cancel", prefix + "x"]
     for path in paths:
         target = nginx_choose(locations, path)
@@ -391,6 +392,11 @@ def test_nginx_routes_every_path_where_the_development_front_door_does(project):
         hosts = {server.partition(":")[0] for server in upstreams.get(target, [target])}
         owners = {owner_of(host, project) for host in hosts}
         assert owners == {frontdoor.route(path)}, f"nginx sends {path} to {hosts}"
+
+
+def test_nginx_conf_is_what_ccs_deploy_nginx_writes_from_the_services_routes():
+    """The routes are declared once, by each service; deploy/nginx.conf is generated from them and kept current."""
+    assert read(DEPLOY / "nginx.conf") == frontdoor.nginx_config(), "run `ccs deploy nginx` and commit the result"
 
 
 def test_the_front_door_behind_nginx_serves_the_index_docs_and_merged_openapi(project):

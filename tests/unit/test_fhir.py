@@ -12,7 +12,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from marshmallow import ValidationError
 
 from services.intake import fhir
-from services.intake.api import ReferralIn
+from services.intake.entrypoints.api import ReferralIn
 from shared.web import field_errors
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
@@ -167,6 +167,24 @@ def test_without_a_reason_requester_or_window_referral_in_names_them():
         ReferralIn().load(referral)
     assert {fhir.expression_for(e["field"]) for e in field_errors(raised.value.messages)} == {
         "ServiceRequest.note", "ServiceRequest.requester", "ServiceRequest.occurrence"}
+
+
+def test_a_referral_comes_from_one_of_the_taxonomys_referrer_sources_spelled_as_metrics_counts_them():
+    """The drift fix: intake takes exactly shared.taxonomy's REFERRER_SOURCES ("partner", never
+    "partner_organisation"), the spelling request.submitted carries and metrics filters on."""
+    from shared.taxonomy import REFERRER_SOURCES, SOURCES
+
+    referral = fhir.to_referral(fixture("servicerequest-fylde-coast.json"))
+    assert tuple(ReferralIn().fields["referrer"].schema.fields["organisation_type"].validate.choices) == \
+        REFERRER_SOURCES
+    for source in REFERRER_SOURCES:
+        assert source in SOURCES
+        loaded = ReferralIn().load({**referral, "referrer": {**referral["referrer"], "organisation_type": source}})
+        assert loaded["referrer"]["organisation_type"] == source
+    for spelling in ("partner_organisation", "coordinator"):
+        with pytest.raises(ValidationError) as raised:
+            ReferralIn().load({**referral, "referrer": {**referral["referrer"], "organisation_type": spelling}})
+        assert [e["field"] for e in field_errors(raised.value.messages)] == ["referrer.organisation_type"]
 
 
 def test_a_bad_phone_is_named_at_the_patients_telecom():

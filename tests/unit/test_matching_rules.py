@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.matching.rules import Facts, Policy, distance_km, exclusion, explain, rank, task_slots
+from services.matching.domain import Facts, Policy, distance_km, exclusion, explain, rank, task_slots
 
 LONDON = ZoneInfo("Europe/London")
 TASK = datetime(2030, 1, 9, 14, tzinfo=timezone.utc)  # a Wednesday afternoon

@@ -181,19 +181,3 @@ def test_a_community_rewords_a_template_and_unknown_languages_fall_back_to_engli
 def test_flexible_windows_read_as_people_say_them(days, part, language, text):
     assert window_text(None, None, days, part, language) == text
 
-
-@pytest.mark.parametrize("slug, utc_hour, until", [
-    ("fylde-coast", 20, None),
-    ("fylde-coast", 21, datetime(2026, 11, 26, 8, tzinfo=timezone.utc)),
-    ("fylde-coast", 2, datetime(2026, 11, 25, 8, tzinfo=timezone.utc)),
-    ("fylde-coast", 8, None),
-    ("ottawa-west", 21, None),  # 16:00 in Ottawa
-    ("ottawa-west", 3, datetime(2026, 11, 25, 13, tzinfo=timezone.utc)),  # 22:00 in Ottawa, until 08:00 there
-])
-def test_quiet_hours_are_the_communitys_own_night(slug, utc_hour, until, monkeypatch):
-    from shared.communities import get
-
-    monkeypatch.delenv("CCS_QUIET_HOURS", raising=False)
-    assert get(slug).quiet_until(datetime(2026, 11, 25, utc_hour, 30, tzinfo=timezone.utc)) == until
-    monkeypatch.setenv("CCS_QUIET_HOURS", "off")
-    assert get(slug).quiet_until(datetime(2026, 11, 25, utc_hour, 30, tzinfo=timezone.utc)) is None

@@ -1,6 +1,6 @@
 """Alembic environment for the notify service's own database."""
 
-from services.notify.model import Base
+from services.notify.adapters import Base
 from shared.db import run_migrations
 
 run_migrations(Base.metadata, "notify")

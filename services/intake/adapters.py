@@ -1,0 +1,274 @@
+"""Intake's tables, the mapping of its domain onto them, its repositories and its unit of work.
+
+Tables: requests for support, the consents and timeline that go with them, users, the audit log, idempotency keys,
+and intake's outbox and inbox. The domain classes are mapped onto them imperatively, so domain.py knows no database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Session, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from services.intake.domain import (URGENCY_RANK, AuditEntry, Consent, IdempotencyKey, IdempotencyKeyInUse,
+                                    SupportRequest, TimelineEntry, User, referred_by, within_reach)
+from shared.auth import SYSTEM, Actor
+from shared.clock import utcnow
+from shared.db import UtcDateTime
+from shared.outbox import Outbox
+from shared.unit_of_work import SqlUnitOfWork
+from shared.web import page_of
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+outbox = Outbox.for_base(Base)
+metadata = Base.metadata
+
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("source", sa.String(20), default="coordinator", nullable=False),
+    sa.Column("status", sa.String(16), default="submitted", index=True, nullable=False),
+    sa.Column("outcome", sa.Text, default="", nullable=False),
+    # The person
+    sa.Column("person_name", sa.String(200), nullable=False),
+    sa.Column("person_phone", sa.String(20)),
+    sa.Column("address", sa.Text, default="", nullable=False),
+    sa.Column("postcode", sa.String(10)),
+    sa.Column("area", sa.String(8), default="", nullable=False),
+    sa.Column("latitude", sa.Float, nullable=False),
+    sa.Column("longitude", sa.Float, nullable=False),
+    sa.Column("preferred_language", sa.String(8), default="en", nullable=False),
+    sa.Column("date_of_birth", sa.Date),
+    sa.Column("is_carer", sa.Boolean, default=False, nullable=False),
+    # The help
+    sa.Column("support_type", sa.String(40), index=True, nullable=False),
+    sa.Column("urgency", sa.String(8), default="routine", index=True, nullable=False),
+    sa.Column("window_start", UtcDateTime),
+    sa.Column("window_end", UtcDateTime),
+    sa.Column("window_days", sa.JSON),
+    sa.Column("window_part", sa.String(10)),
+    sa.Column("repeat_every_weeks", sa.Integer),
+    sa.Column("repeat_occurrences", sa.Integer, default=1, nullable=False),
+    sa.Column("preferences", sa.JSON, default=dict, nullable=False),
+    sa.Column("coordinator_notes", sa.Text, default="", nullable=False),
+    # Referrals
+    sa.Column("referrer_organisation", sa.String(200), index=True),
+    sa.Column("referrer_name", sa.String(200)),
+    sa.Column("referrer_contact", sa.String(200)),
+    sa.Column("referral_reason", sa.Text, default="", nullable=False),
+    sa.Column("external_id", sa.String(64)),
+    sa.Column("source_document", sa.JSON),  # a FHIR ServiceRequest, as sent
+    sa.Column("created_by", sa.String(200), index=True, nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("updated_at", UtcDateTime, default=utcnow, onupdate=utcnow, nullable=False),
+)
+
+consents = sa.Table(
+    "consents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Uuid, sa.ForeignKey("requests.id"), index=True, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("given", sa.Boolean, nullable=False),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    sa.Column("recorded_at", UtcDateTime, default=utcnow, nullable=False),
+)
+
+timeline = sa.Table(
+    "timeline", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Uuid, sa.ForeignKey("requests.id"), index=True, nullable=False),
+    sa.Column("at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("what", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text, default="", nullable=False),
+    sa.Column("actor", sa.String(200), default="", nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, default=utcnow, index=True, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("request_id", sa.Uuid, index=True),
+    sa.Column("fields", sa.JSON, default=list, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("endpoint", sa.String(100), nullable=False),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("email", sa.String(200), unique=True, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("communities", sa.JSON, nullable=False),
+    sa.Column("organisation", sa.String(200)),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("active", sa.Boolean, default=True, nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+)
+
+mapper = Base.registry.map_imperatively
+mapper(Consent, consents)
+mapper(TimelineEntry, timeline)
+mapper(SupportRequest, requests, properties={
+    "consents": relationship(Consent, order_by=consents.c.recorded_at, lazy="selectin",
+                             cascade="all, delete-orphan"),
+    "timeline": relationship(TimelineEntry, order_by=timeline.c.id, lazy="selectin", cascade="all, delete-orphan"),
+})
+mapper(AuditEntry, audit_log)
+mapper(IdempotencyKey, idempotency_keys)
+mapper(User, users)
+
+
+# --- repositories -----------------------------------------------------------------------------------------------------
+
+
+def reach_of(actor: Actor) -> list:
+    """The SQL twin of domain.within_reach: the actor's communities (for a referrer, what they made)."""
+    if actor == SYSTEM:
+        return []
+    where = [requests.c.community.in_(actor.communities)]
+    if actor.role == "referrer":
+        where.append(requests.c.created_by == actor.subject)
+    return where
+
+
+def board_order(query):
+    """The SQL twin of domain.board_rank: unmatched first, then by urgency, then newest."""
+    return query.order_by(sa.case((requests.c.status == "unmatched", 0), else_=1),
+                          sa.case(URGENCY_RANK, value=requests.c.urgency, else_=2),
+                          requests.c.created_at.desc())
+
+
+class SqlRequests:
+    """Requests for support. Every read takes the actor it is for: nobody reads outside their reach."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, request: SupportRequest) -> None:
+        """Keep a new request."""
+        self.session.add(request)
+
+    def get(self, request_id: uuid.UUID, actor: Actor) -> SupportRequest | None:
+        """A request within the actor's reach, or None."""
+        request = self.session.get(SupportRequest, request_id)
+        return request if request is not None and within_reach(request, actor) else None
+
+    def get_referral(self, request_id: uuid.UUID, actor: Actor) -> SupportRequest | None:
+        """A referral the actor made, or None."""
+        request = self.session.get(SupportRequest, request_id)
+        return request if request is not None and referred_by(request, actor) else None
+
+    def list(self, actor: Actor, filters: dict[str, Any], page) -> list[SupportRequest]:
+        """One page of the requests within the actor's reach that match `filters`, in the board's order; sets
+        `page.item_count`."""
+        query = sa.select(SupportRequest).where(*reach_of(actor),
+                                                *(requests.c[name] == value for name, value in filters.items()))
+        return page_of(self.session, board_order(query), page)
+
+    def list_referrals(self, actor: Actor, page) -> list[SupportRequest]:
+        """One page of the referrals the actor made, newest first; sets `page.item_count`."""
+        query = sa.select(SupportRequest).where(requests.c.created_by == actor.subject,
+                                                requests.c.referrer_organisation.is_not(None))
+        return page_of(self.session, query.order_by(requests.c.created_at.desc()), page)
+
+
+class SqlAuditLog:
+    """The append-only audit log."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, entry: AuditEntry) -> None:
+        """Append an entry."""
+        self.session.add(entry)
+
+
+class SqlAnswers:
+    """The answers kept for Idempotency-Keys."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, subject: str, key: str) -> IdempotencyKey | None:
+        """The answer kept for this subject's key, or None."""
+        return self.session.get(IdempotencyKey, (subject, key))
+
+    def add(self, answer: IdempotencyKey) -> None:
+        """Keep an answer; IdempotencyKeyInUse if a create with the same key got there first."""
+        self.session.add(answer)
+        try:
+            self.session.flush()
+        except IntegrityError as err:
+            raise IdempotencyKeyInUse("A request with this Idempotency-Key is being made; retry it.") from err
+
+
+class SqlUsers:
+    """People who sign in."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, user: User) -> None:
+        """Keep a new user."""
+        self.session.add(user)
+
+    def by_email(self, email: str) -> User | None:
+        """The user with this email address, active or not."""
+        return self.session.scalar(sa.select(User).where(users.c.email == email))
+
+    def active(self, email: str) -> User | None:
+        """The active user with this email address, or None."""
+        return self.session.scalar(sa.select(User).where(users.c.email == email, users.c.active.is_(True)))
+
+
+class WerkzeugPasswords:
+    """Password hashes as werkzeug makes and checks them (the format the users table holds)."""
+
+    def hash(self, password: str) -> str:
+        """A salted hash of the password, to store."""
+        return generate_password_hash(password)
+
+    def matches(self, password_hash: str, password: str) -> bool:
+        """True when the password is the one the hash was made from."""
+        return check_password_hash(password_hash, password)
+
+
+passwords = WerkzeugPasswords()
+
+
+class IntakeUnitOfWork(SqlUnitOfWork):
+    """One transaction on intake's database: requests, audit log, idempotency answers, users, outbox."""
+
+    requests: SqlRequests
+    audit: SqlAuditLog
+    answers: SqlAnswers
+    users: SqlUsers
+
+    def open(self, session: Session) -> None:
+        """Attach intake's repositories to this transaction's session."""
+        self.requests = SqlRequests(session)
+        self.audit = SqlAuditLog(session)
+        self.answers = SqlAnswers(session)
+        self.users = SqlUsers(session)

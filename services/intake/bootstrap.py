@@ -1,0 +1,64 @@
+"""Intake built from its settings: the web app, the worker's parts, its commands, and its service definition."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from sqlalchemy.orm import sessionmaker
+
+from services.intake.adapters import IntakeUnitOfWork, metadata, outbox
+from shared import config
+from shared.config import Settings
+from shared.service import ServiceDefinition, WorkerParts
+from shared.web import create_service_app
+
+
+@dataclasses.dataclass(frozen=True)
+class IntakeSettings(Settings):
+    """Intake's settings: the base settings (intake keeps none of its own yet)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "IntakeSettings":
+        """Read intake's settings from the environment, once; SettingsError names a bad variable."""
+        base = config.load("intake", environ)
+        return cls(**{field.name: getattr(base, field.name) for field in dataclasses.fields(base)})
+
+
+def unit_of_work_for(sessions: sessionmaker) -> IntakeUnitOfWork:
+    """A new unit of work on intake's database."""
+    return IntakeUnitOfWork(sessions, outbox)
+
+
+def create_app(test_config=None):
+    """Intake's web app: the API (requests, referrals, FHIR) and the coordinators' pages."""
+    from services.intake.entrypoints import api, pages
+
+    return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, pages.blp],
+                              outbox, unit_of_work=unit_of_work_for, test_config=test_config)
+
+
+def worker(app) -> WorkerParts:
+    """Intake's worker: it follows matching's events (it has no loops of its own)."""
+    from services.intake.entrypoints.handlers import HANDLERS
+
+    return WorkerParts.from_handlers("intake", app, HANDLERS, outbox)
+
+
+def commands() -> list:
+    """Intake's `ccs` commands: `users` and `tokens`."""
+    from services.intake.entrypoints.cli import tokens, users
+
+    return [users, tokens]
+
+
+SERVICE = ServiceDefinition(
+    name="intake",
+    title="Intake",
+    package="services.intake",
+    routes=("/requests", "/referrals", "/fhir", "/login", "/logout", "/board"),
+    create_app=create_app,
+    worker=worker,
+    metadata=lambda: metadata,
+    commands=commands,
+)

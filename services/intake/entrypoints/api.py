@@ -1,0 +1,446 @@
+"""Intake's HTTP API: requests logged by coordinators, referrals from PCN staff, social prescribers and partner
+organisations, and FHIR ServiceRequests from health systems. Each view parses, calls one use case, and renders."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+from flask import Response, jsonify, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.intake import fhir, service_layer
+from services.intake.domain import (CONSENTS, IdempotencyKeyInUse, IdempotencyKeyReused, Idempotency, IntakeError,
+                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest)
+from shared import gazetteer
+from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
+from shared.web import PhoneNumber, current_actor, field_errors, known_postcode, requires, service
+
+blp = Blueprint("requests", __name__, url_prefix="/requests", description="Requests for support (coordinators)")
+referrals = Blueprint("referrals", __name__, url_prefix="/referrals",
+                      description="Referrals from PCN staff, social prescribers and partner organisations")
+fhir_blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="HL7 FHIR R4 ServiceRequest referrals")
+BEARER = [{"bearerAuth": []}]
+IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}}
+FHIR_JSON = "application/fhir+json"
+
+# --- what comes in ---------------------------------------------------------------------------------------------
+
+
+class PersonIn(Schema):
+    """The person who needs support."""
+
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    phone = PhoneNumber(load_default=None, allow_none=True)
+    address = fields.Str(load_default="", validate=validate.Length(max=500))
+    postcode = fields.Str(validate=[validate.Length(max=10), known_postcode])
+    latitude = fields.Float(validate=validate.Range(-90, 90))
+    longitude = fields.Float(validate=validate.Range(-180, 180))
+    preferred_language = fields.Str(load_default="en", validate=validate.Regexp(r"^[a-z]{2}$"))
+    date_of_birth = fields.Date(load_default=None, allow_none=True)
+    is_carer = fields.Bool(load_default=False, metadata={"description": "The person is an unpaid carer."})
+
+    @validates_schema
+    def check_place(self, data, partial=False, **kwargs):
+        """A postcode we know (its district and centre fill in the place), or both coordinates; in a change, only
+        a new postcode moves the place."""
+        if "postcode" in data:
+            try:
+                place = gazetteer.locate(data["postcode"])
+            except gazetteer.UnknownPostcode as err:
+                raise ValidationError({"postcode": [str(err)]}) from err
+            data["area"] = place.district
+            data.setdefault("latitude", place.latitude)
+            data.setdefault("longitude", place.longitude)
+        elif not partial and ("latitude" not in data or "longitude" not in data):
+            raise ValidationError({name: ["Give a postcode, or both latitude and longitude."]
+                                   for name in ("postcode", "latitude", "longitude") if name not in data})
+
+
+class WhenIn(Schema):
+    """A one-off window (start and end), or days and a part of the day ("any weekday afternoon")."""
+
+    start = fields.AwareDateTime()
+    end = fields.AwareDateTime()
+    days = fields.List(fields.Str(validate=validate.OneOf(DAYS)), validate=validate.Length(min=1))
+    part_of_day = fields.Str(validate=validate.OneOf(PARTS_OF_DAY))
+
+    @validates_schema
+    def check_shape(self, data, **kwargs):
+        """Either start and end, or days and part_of_day; an end after its start."""
+        one_off, flexible = ("start" in data or "end" in data), ("days" in data or "part_of_day" in data)
+        if one_off == flexible:
+            raise ValidationError("Give start and end, or days and part_of_day.")
+        needed = ("start", "end") if one_off else ("days", "part_of_day")
+        missing = {name: ["Missing data for required field."] for name in needed if name not in data}
+        if missing:
+            raise ValidationError(missing)
+        if one_off and data["end"] <= data["start"]:
+            raise ValidationError({"end": ["Must be after start."]})
+
+
+class RepeatIn(Schema):
+    """A recurring task, e.g. weekly shopping for six weeks."""
+
+    every_weeks = fields.Int(required=True, validate=validate.Range(min=1, max=8))
+    occurrences = fields.Int(required=True, validate=validate.Range(min=2, max=52))
+
+
+class PreferencesIn(Schema):
+    volunteer_language = fields.Str(validate=validate.Regexp(r"^[a-z]{2}$"))
+    volunteer_gender = fields.Str(validate=validate.OneOf(["female", "male", "non-binary"]))
+    pets = fields.Bool(metadata={"description": "There are pets in the home."})
+    smoking = fields.Bool(metadata={"description": "Someone smokes in the home."})
+    access_notes = fields.Str(validate=validate.Length(max=500))
+
+
+class ConsentIn(Schema):
+    share_contact = fields.Bool(required=True, metadata={
+        "description": "The person agrees their contact details go to the volunteer who accepts."})
+    sms_contact = fields.Bool(required=True, metadata={"description": "The person agrees to be contacted by SMS."})
+
+
+class HelpIn(Schema):
+    """What every request for support says, however it arrives: who, what help, when, and their consent."""
+
+    person = fields.Nested(PersonIn, required=True)
+    support_type = fields.Str(required=True, validate=validate.OneOf(sorted(KINDS)))
+    urgency = fields.Str(load_default="routine", validate=validate.OneOf(URGENCIES))
+    when = fields.Nested(WhenIn, required=True)
+    repeat = fields.Nested(RepeatIn, load_default=None, allow_none=True)
+    preferences = fields.Nested(PreferencesIn, load_default=dict)
+    consent = fields.Nested(ConsentIn, required=True)
+
+
+class RequestIn(HelpIn):
+    """A request for support, as a coordinator logs it."""
+
+    coordinator_notes = fields.Str(load_default="", validate=validate.Length(max=4000), metadata={
+        "description": "For coordinators only: never sent to volunteers or put on the bus."})
+
+
+class ReferrerIn(Schema):
+    organisation = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    organisation_type = fields.Str(required=True, validate=validate.OneOf(REFERRER_SOURCES))
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    contact = fields.Str(load_default="", validate=validate.Length(max=200))
+
+
+class ReferralIn(HelpIn):
+    """A referral from PCN staff, a social prescriber, a partner organisation or a health system."""
+
+    referrer = fields.Nested(ReferrerIn, required=True)
+    reason = fields.Str(required=True, validate=validate.Length(min=1, max=4000))
+    external_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=64))
+
+
+class RequestPatch(Schema):
+    """What a coordinator may change; only the fields given change."""
+
+    person = fields.Nested(PersonIn(partial=True))
+    support_type = fields.Str(validate=validate.OneOf(sorted(KINDS)))
+    urgency = fields.Str(validate=validate.OneOf(URGENCIES))
+    when = fields.Nested(WhenIn)
+    repeat = fields.Nested(RepeatIn, allow_none=True)
+    preferences = fields.Nested(PreferencesIn)
+    consent = fields.Nested(ConsentIn)
+    coordinator_notes = fields.Str(validate=validate.Length(max=4000))
+
+
+class CancelIn(Schema):
+    reason = fields.Str(required=True, validate=validate.Length(min=1, max=500))
+
+
+class RequestQuery(Schema):
+    status = fields.Str(validate=validate.OneOf(REQUEST_STATUSES))
+    support_type = fields.Str(validate=validate.OneOf(sorted(KINDS)))
+    urgency = fields.Str(validate=validate.OneOf(URGENCIES))
+
+
+# --- what goes out ---------------------------------------------------------------------------------------------
+
+
+class TimelineOut(Schema):
+    at = fields.AwareDateTime()
+    what = fields.Str()
+    detail = fields.Str()
+    actor = fields.Str()
+
+
+class ConsentOut(Schema):
+    kind = fields.Str()
+    given = fields.Bool()
+    recorded_by = fields.Str()
+    recorded_at = fields.AwareDateTime()
+
+
+class RequestOut(Schema):
+    """A request as its community's coordinators see it."""
+
+    id = fields.UUID()
+    community = fields.Str()
+    source = fields.Str()
+    status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
+    outcome = fields.Str()
+    person = fields.Method("_person")
+    support_type = fields.Str()
+    urgency = fields.Str()
+    when = fields.Method("_when")
+    repeat = fields.Method("_repeat")
+    preferences = fields.Dict()
+    consent = fields.Method("_consent")
+    consents = fields.List(fields.Nested(ConsentOut))
+    coordinator_notes = fields.Str()
+    referrer = fields.Method("_referrer")
+    reason = fields.Str(attribute="referral_reason")
+    created_by = fields.Str()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+    timeline = fields.List(fields.Nested(TimelineOut))
+
+    def _person(self, r: SupportRequest) -> dict:
+        """The person, as one object."""
+        return {"name": r.person_name, "phone": r.person_phone, "address": r.address, "postcode": r.postcode,
+                "area": r.area, "latitude": r.latitude, "longitude": r.longitude,
+                "preferred_language": r.preferred_language, "is_carer": r.is_carer,
+                "date_of_birth": r.date_of_birth.isoformat() if r.date_of_birth else None}
+
+    def _when(self, r: SupportRequest) -> dict:
+        """The window: start and end, or days and a part of the day."""
+        if r.window_start:
+            return {"start": r.window_start.isoformat(), "end": r.window_end.isoformat()}
+        return {"days": r.window_days, "part_of_day": r.window_part}
+
+    def _repeat(self, r: SupportRequest) -> dict | None:
+        """How often and how many times, for a recurring request."""
+        return {"every_weeks": r.repeat_every_weeks, "occurrences": r.repeat_occurrences} \
+            if r.repeat_every_weeks else None
+
+    def _consent(self, r: SupportRequest) -> dict:
+        """The latest answer for each kind of consent."""
+        return {kind: r.consent(kind) for kind in CONSENTS}
+
+    def _referrer(self, r: SupportRequest) -> dict | None:
+        """Who referred, for a referral."""
+        return {"organisation": r.referrer_organisation, "name": r.referrer_name,
+                "contact": r.referrer_contact} if r.referrer_organisation else None
+
+
+class RequestSummaryOut(RequestOut):
+    """A request as the board lists it: without its timeline and consent history."""
+
+    class Meta:
+        exclude = ("timeline", "consents")
+
+
+class ReferralOut(Schema):
+    """What a referrer sees of their own referral: where it got to, and nothing of the volunteers."""
+
+    id = fields.UUID()
+    status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
+    outcome = fields.Str(metadata={"description": "Why it could not be met, or how it was met."})
+    support_type = fields.Str()
+    person_name = fields.Str()
+    referrer_organisation = fields.Str()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+# --- what happens ------------------------------------------------------------------------------------------------
+
+# The answer to each refusal of the use cases.
+STATUS_OF = {NotFound: 404, NotOpen: 409, IdempotencyKeyInUse: 409, IdempotencyKeyReused: 422,
+             InvalidIdempotencyKey: 400}
+
+
+def answers_problems(view: Callable) -> Callable:
+    """Answer a use case's refusal (a domain error) as problem details with its status."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except IntakeError as err:
+            abort(STATUS_OF[type(err)], message=str(err))
+
+    return wrapper
+
+
+def idempotency(endpoint: str) -> Idempotency | None:
+    """The Idempotency-Key this create came with, if any."""
+    return Idempotency.of(request.headers.get("Idempotency-Key"), request.get_data(), endpoint)
+
+
+def created(submitted: service_layer.Submitted, mimetype: str, location: Callable[[], str]) -> Response:
+    """A create's answer: 201 with the new resource and where it lives, or the first answer to its key again."""
+    response = jsonify(submitted.body)
+    response.status_code = submitted.status_code
+    response.mimetype = mimetype
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        response.headers["Location"] = location()
+    return response
+
+
+def submit(endpoint: str, data: dict[str, Any], schema: Schema, source: str = "coordinator") -> Response:
+    """Create a request once per Idempotency-Key, and answer 201 with it."""
+    submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings,
+                                             source=source, idempotency=idempotency(endpoint), render=schema.dump)
+    return created(submitted, "application/json",
+                   lambda: url_for(f"{endpoint}.{'RequestById' if endpoint == 'requests' else 'ReferralById'}",
+                                   request_id=submitted.request.id))
+
+
+# --- coordinators ------------------------------------------------------------------------------------------------
+
+
+@blp.route("")
+class Requests(MethodView):
+    @requires("coordinator", "admin")
+    @blp.arguments(RequestIn)
+    @blp.response(201, RequestOut)
+    @blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
+    @answers_problems
+    def post(self, data):
+        """Log a request for support; matching is asked to find a volunteer."""
+        return submit("requests", data, RequestOut())
+
+    @requires("coordinator", "admin")
+    @blp.arguments(RequestQuery, location="query")
+    @blp.response(200, RequestSummaryOut(many=True))
+    @blp.paginate()
+    @blp.doc(security=BEARER)
+    def get(self, query, pagination_parameters):
+        """The community's requests: unmatched and urgent first, then newest."""
+        return service_layer.list_requests(service().uow(), current_actor(), query, pagination_parameters)
+
+
+@blp.route("/<uuid:request_id>")
+class RequestById(MethodView):
+    @requires("coordinator", "admin")
+    @blp.response(200, RequestOut)
+    @blp.doc(security=BEARER)
+    @answers_problems
+    def get(self, request_id):
+        """One request, with its consents and timeline."""
+        return service_layer.get_request(service().uow(), current_actor(), request_id)
+
+    @requires("coordinator", "admin")
+    @blp.arguments(RequestPatch)
+    @blp.response(200, RequestOut)
+    @blp.doc(security=BEARER)
+    @answers_problems
+    def patch(self, data, request_id):
+        """Change a request; matching hears of changes that matter to it."""
+        return service_layer.update_request(service().uow(), current_actor(), request_id, data, service().settings)
+
+
+@blp.route("/<uuid:request_id>/cancel")
+class CancelRequest(MethodView):
+    @requires("coordinator", "admin")
+    @blp.arguments(CancelIn)
+    @blp.response(200, RequestOut)
+    @blp.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, request_id):
+        """Cancel a request; matching withdraws any offers."""
+        return service_layer.cancel_request(service().uow(), current_actor(), request_id, data["reason"])
+
+
+# --- referrers ---------------------------------------------------------------------------------------------------
+
+
+@referrals.route("")
+class Referrals(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @referrals.arguments(ReferralIn)
+    @referrals.response(201, ReferralOut)
+    @referrals.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
+    @answers_problems
+    def post(self, data):
+        """Refer someone for support."""
+        return submit("referrals", data, ReferralOut(), source=data["referrer"]["organisation_type"])
+
+    @requires("referrer", "coordinator", "admin")
+    @referrals.response(200, ReferralOut(many=True))
+    @referrals.paginate()
+    @referrals.doc(security=BEARER)
+    def get(self, pagination_parameters):
+        """The referrals you made, newest first, with their outcomes."""
+        return service_layer.list_referrals(service().uow(), current_actor(), pagination_parameters)
+
+
+@referrals.route("/<uuid:request_id>")
+class ReferralById(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @referrals.response(200, ReferralOut)
+    @referrals.doc(security=BEARER)
+    @answers_problems
+    def get(self, request_id):
+        """The outcome of one of your referrals."""
+        return service_layer.get_referral(service().uow(), current_actor(), request_id)
+
+
+# --- health systems (FHIR) ---------------------------------------------------------------------------------------
+
+
+def fhir_error(status: int, issues: list[dict]) -> Response:
+    """An OperationOutcome answer."""
+    response = jsonify(fhir.operation_outcome(issues))
+    response.status_code = status
+    response.mimetype = FHIR_JSON
+    return response
+
+
+def fhir_referral(resource: dict[str, Any]) -> dict[str, Any]:
+    """A ServiceRequest as a loaded referral; raises FhirProblem naming, in the resource, each thing wrong."""
+    try:
+        return ReferralIn().load(fhir.to_referral(resource))
+    except ValidationError as err:
+        raise fhir.FhirProblem([{"severity": "error", "code": "invalid",
+                                 "diagnostics": f"{e['field']}: {e['detail']}",
+                                 "expression": [fhir.expression_for(e["field"], resource)]}
+                                for e in field_errors(err.messages)]) from err
+
+
+@fhir_blp.route("/ServiceRequest")
+class FhirServiceRequests(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @fhir_blp.doc(security=BEARER, requestBody={"content": {FHIR_JSON: {"schema": {"type": "object"}}}},
+                  responses={"201": {"description": "The stored ServiceRequest"},
+                             "422": {"description": "An OperationOutcome naming each problem"}})
+    @answers_problems
+    def post(self):
+        """Accept an HL7 FHIR R4 ServiceRequest as a referral."""
+        resource = request.get_json(force=True, silent=True)
+        if not isinstance(resource, dict):
+            return fhir_error(400, [{"severity": "error", "code": "structure",
+                                     "diagnostics": "The body is not a JSON object.",
+                                     "expression": ["ServiceRequest"]}])
+        try:
+            data = fhir_referral(resource)
+        except fhir.FhirProblem as problem:
+            return fhir_error(422, problem.issues)
+        submitted = service_layer.submit_request(
+            service().uow(), current_actor(), data, service().settings, source="health_system",
+            idempotency=idempotency("fhir"), document=resource,
+            render=lambda r: fhir.stored_resource(resource, str(r.id), r.status))
+        return created(submitted, FHIR_JSON, lambda: f"/fhir/ServiceRequest/{submitted.request.id}")
+
+
+@fhir_blp.route("/ServiceRequest/<uuid:request_id>")
+class FhirServiceRequestById(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @fhir_blp.doc(security=BEARER)
+    def get(self, request_id):
+        """A ServiceRequest you sent, with its status as it stands now."""
+        try:
+            r = service_layer.get_service_request(service().uow(), current_actor(), request_id)
+        except NotFound as err:
+            return fhir_error(404, [{"severity": "error", "code": "not-found", "diagnostics": str(err),
+                                     "expression": ["ServiceRequest"]}])
+        return Response(json.dumps(fhir.stored_resource(r.source_document, str(r.id), r.status)), mimetype=FHIR_JSON)

@@ -1,0 +1,157 @@
+"""A coordinator's pages: sign in, the requests board, the request form, and a request with its timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import redirect, render_template, request, session
+from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
+from werkzeug.datastructures import MultiDict
+
+from services.intake import service_layer
+from services.intake.adapters import passwords
+from services.intake.domain import NotFound, NotOpen, SupportRequest
+from services.intake.entrypoints.api import RequestIn
+from shared.communities import get as community
+from shared.taxonomy import DAYS, KINDS, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
+from shared.web import check_csrf, claims_for, current_actor, field_errors, local_time, page_requires, service
+
+blp = Blueprint("pages", __name__, description="Coordinators' pages")
+COORDINATORS = ("coordinator", "admin")
+BOARD_ROWS = 200  # the board shows the first rows of the list, with no pages
+LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Postcode", "support_type": "Kind of help",
+          "when.start": "From", "when.end": "Until", "when": "When", "when.days": "Days",
+          "when.part_of_day": "Part of the day", "repeat.occurrences": "How many times", "consent": "Consent"}
+
+
+def when(r: SupportRequest) -> str:
+    """A request's window in words."""
+    if r.window_start:
+        text = f"{local_time(r.window_start)}–{local_time(r.window_end)[-5:]}"
+    else:
+        text = f"{', '.join(d.title() for d in r.window_days or [])} {r.window_part or ''}".strip()
+    if r.repeat_every_weeks:
+        every = "every week" if r.repeat_every_weeks == 1 else f"every {r.repeat_every_weeks} weeks"
+        text += f", {every}, {r.repeat_occurrences} times"
+    return text
+
+
+def render(template: str, **context: Any):
+    """Render a page with what every intake page uses."""
+    return render_template(template, kinds=KINDS, statuses=REQUEST_STATUSES, urgencies=URGENCIES, when=when,
+                           open_statuses=OPEN_REQUEST_STATUSES, days=DAYS, parts_of_day=PARTS_OF_DAY,
+                           languages=LANGUAGES, **context)
+
+
+@blp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with email and password; the session works on every service behind the front door."""
+    next_path = request.values.get("next") or "/board"
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        next_path = "/board"
+    if request.method == "GET":
+        return render("login.html", next=next_path, email="")
+    email = request.form.get("email", "").strip().lower()
+    user = service_layer.sign_in(service().uow(), passwords, email, request.form.get("password", ""))
+    if user is None:
+        return render("login.html", next=next_path, email=email, error="That email and password do not match."), 401
+    session.clear()
+    session["user"] = claims_for(user.email, user.role, user.communities, user.organisation)
+    return redirect(next_path)
+
+
+@blp.route("/logout", methods=["POST"])
+def logout():
+    """Sign out."""
+    check_csrf()
+    session.clear()
+    return redirect("/login")
+
+
+@blp.route("/board")
+@page_requires(*COORDINATORS)
+def board():
+    """The community's requests, unmatched and urgent first, with filters."""
+    chosen = {name: request.args.get(name, "") for name in ("status", "support_type", "urgency")}
+    filters = {name: value for name, value in chosen.items() if value}
+    rows = service_layer.list_requests(service().uow(), current_actor(), filters,
+                                       service_layer.Page(page_size=BOARD_ROWS))
+    return render("board.html", rows=rows, chosen=chosen)
+
+
+LANGUAGES = [("en", "English"), ("fr", "French"), ("cy", "Welsh"), ("pl", "Polish"), ("ur", "Urdu"), ("pa", "Punjabi"),
+             ("gu", "Gujarati"), ("ar", "Arabic")]
+CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",
+              "preferences.smoking")
+# Which fields the form's "when" choice keeps: a one-off window, or days and a part of the day.
+WINDOW_FIELDS = {"once": ("when.start", "when.end"), "flexible": ("when.days", "when.part_of_day")}
+
+
+def nested(form) -> dict[str, Any]:
+    """Form fields named like `person.name` as the nested JSON the API takes; times in the community's zone."""
+    zone = community(current_actor().community).zone
+    data: dict[str, Any] = {"consent": {"share_contact": False, "sms_contact": False}}
+    chosen = form.get("when.kind", "once")
+    dropped = {name for kind, names in WINDOW_FIELDS.items() if kind != chosen for name in names}
+    for name in form:
+        value: Any = form.getlist(name) if name == "when.days" else form.get(name)
+        if name in ("csrf_token", "when.kind") or name in dropped or value in ("", []):
+            continue
+        if name in ("when.start", "when.end"):
+            try:
+                value = datetime.fromisoformat(value).replace(tzinfo=zone).isoformat()
+            except ValueError:
+                pass
+        if name in CHECKBOXES:
+            value = True
+        head, _, tail = name.partition(".")
+        if tail:
+            data.setdefault(head, {})[tail] = value
+        else:
+            data[name] = value
+    if "repeat" in data and "every_weeks" not in data["repeat"]:
+        del data["repeat"]  # "how many times" without "how often" is a one-off
+    return data
+
+
+@blp.route("/board/new", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def new_request():
+    """The request form; a valid form logs the request and shows it."""
+    if request.method == "GET":
+        return render("request_form.html", form=MultiDict(), errors=[], labels=LABELS)
+    check_csrf()
+    try:
+        data = RequestIn().load(nested(request.form))
+    except ValidationError as err:
+        return render("request_form.html", form=request.form, errors=field_errors(err.messages), labels=LABELS), 422
+    submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings)
+    return redirect(f"/board/{submitted.request.id}", 303)
+
+
+@blp.route("/board/<uuid:request_id>")
+@page_requires(*COORDINATORS)
+def show_request(request_id):
+    """A request with its timeline."""
+    try:
+        r = service_layer.get_request(service().uow(), current_actor(), request_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return render("request.html", r=r)
+
+
+@blp.route("/board/<uuid:request_id>/cancel", methods=["POST"])
+@page_requires(*COORDINATORS)
+def cancel_request(request_id):
+    """Cancel a request from its page."""
+    check_csrf()
+    reason = request.form.get("reason", "").strip() or "Cancelled by a coordinator"
+    try:
+        service_layer.cancel_request(service().uow(), current_actor(), request_id, reason)
+    except NotFound as err:
+        abort(404, message=str(err))
+    except NotOpen:
+        pass  # already ended: the page shows how
+    return redirect(f"/board/{request_id}", 303)

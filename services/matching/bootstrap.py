@@ -1,0 +1,67 @@
+"""Matching, assembled: its settings (read from the environment once), its web app, its worker's parts, and the
+definition the shared runtime finds it by."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Mapping
+
+from flask import Flask
+
+from services.matching.adapters import Base, MatchingUnitOfWork, outbox
+from services.matching.domain import Policy
+from services.matching.entrypoints import api, pages, timers
+from services.matching.entrypoints.handlers import HANDLERS
+from shared import config
+from shared.service import ServiceDefinition, WorkerParts
+from shared.web import create_service_app
+
+
+@dataclass(frozen=True)
+class MatchingSettings(config.Settings):
+    """Everything a matching process needs: where it runs, and the matching policy."""
+
+    policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "MatchingSettings":
+        """Read the settings once; SettingsError names a variable that cannot be used."""
+        environ = os.environ if environ is None else environ
+        base = config.load("matching", environ)
+        default = Policy()
+        policy = Policy(
+            batch_size=config.env_number(environ, "CCS_OFFER_BATCH", default.batch_size, minimum=1, maximum=50),
+            max_rounds=config.env_number(environ, "CCS_MAX_ROUNDS", default.max_rounds, minimum=1, maximum=50),
+            request_radius_km=config.env_number(environ, "CCS_REQUEST_RADIUS_KM", default.request_radius_km,
+                                                kind=float, minimum=0.1, maximum=500),
+            offer_minutes=Policy.minutes_by_urgency(config.env_number(
+                environ, "CCS_OFFER_MINUTES", default.offer_minutes["routine"], minimum=1, maximum=7 * 24 * 60)))
+        return cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, policy=policy)
+
+
+def create_app(test_config=None) -> Flask:
+    """Matching's web app: the volunteers and matches API, and the roster pages."""
+    return create_service_app(SERVICE, MatchingSettings.from_env(), [api.blp, api.matches, pages.blp], outbox,
+                              unit_of_work=lambda sessions: MatchingUnitOfWork(sessions, outbox),
+                              test_config=test_config)
+
+
+def worker(app: Flask) -> WorkerParts:
+    """Matching's worker: a handler for each event it consumes, and the timers."""
+    context = app.extensions["ccs"]
+    handlers = {event_type: partial(handler, settings=context.settings) for event_type, handler in HANDLERS.items()}
+    return WorkerParts.from_handlers("matching", app, handlers, outbox, loops={"timers": timers.timers_loop(context)})
+
+
+SERVICE = ServiceDefinition(
+    name="matching",
+    title="Matching",
+    package="services.matching",
+    routes=("/volunteers", "/matches", "/roster"),
+    create_app=create_app,
+    worker=worker,
+    metadata=lambda: Base.metadata,
+)

@@ -1,0 +1,533 @@
+"""Matching's domain: volunteers, the requests it is matching and the offers it makes, and the rules that decide
+who may be asked for a request, in what order, and why.
+
+Every eligibility rule has a name; `exclusion` gives the first rule that rules a volunteer out, so the same code
+that chooses volunteers also explains to a coordinator why nobody was asked ("12 too far, 3 without bereavement
+training"). Nothing here touches a database, Flask or the environment: the service layer gathers what the rules
+need (through the repositories) and passes it in. adapters.py maps these classes onto matching's tables.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from shared.taxonomy import CHECKS, DAYS, KINDS, VOLUNTEER_STATUSES
+
+EARTH_RADIUS_KM = 6371.0088
+SOON_DAYS = 30  # a check expiring within this many days is shown, and reminded, as expiring
+
+# open: waiting for an answer; accepted: the task is theirs; declined, expired, undeliverable: asked, no;
+# withdrawn: someone else said yes first (or the request was cancelled); given_back: they cancelled after
+# accepting; completed: done.
+OFFER_STATUSES = ("open", "accepted", "declined", "expired", "undeliverable", "withdrawn", "given_back", "completed")
+HOLDING = ("accepted", "completed")  # offers that became tasks
+LIVE = ("open", "accepted")  # offers someone can still act on
+# What each answer by SMS acts on: YES and NO an open offer, DONE and CANCEL an accepted one.
+ANSWERS = {"YES": ("open",), "NO": ("open",), "DONE": ("accepted",), "CANCEL": ("accepted",)}
+NOTIFY_ANSWERS = ("STOP", "START", "HELP")  # notify answers these itself, from any number
+# The fields of a request that matching keeps, as intake's events carry them.
+WHEN = ("window_start", "window_end", "window_days", "window_part")
+REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",
+                  "volunteer_gender", "person_ref", "repeat_every_weeks", "repeat_occurrences") + WHEN
+
+
+# --- errors the use cases raise ----------------------------------------------------------------------------------
+
+class MatchingError(Exception):
+    """A use case refused; the message says why, as the coordinator reads it."""
+
+
+class NotFound(MatchingError):
+    """No such volunteer or request, or not in the acting user's communities."""
+
+
+class Conflict(MatchingError):
+    """The change cannot be made in the state things are in (a phone already registered, a matched request)."""
+
+
+# --- entities ----------------------------------------------------------------------------------------------------
+
+@dataclass(eq=False, kw_only=True)
+class VolunteerCheck:
+    """That a check or training was done, and when it expires: never the certificate itself."""
+
+    check: str
+    done_on: date
+    expires_on: date | None = None
+    reminded_for: date | None = None  # the expiry date a reminder went out for
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    volunteer_id: uuid.UUID | None = None
+
+    def valid_on(self, day: date) -> bool:
+        """Done by `day`, and not expired before it."""
+        return self.done_on <= day and (self.expires_on is None or self.expires_on >= day)
+
+    def state(self, today: date) -> str:
+        """'expired', 'expiring' (within SOON_DAYS) or 'valid'."""
+        if self.expires_on is None or self.expires_on > today + timedelta(days=SOON_DAYS):
+            return "valid"
+        return "expired" if self.expires_on < today else "expiring"
+
+    def needs_reminder(self, today: date, days_ahead: int = SOON_DAYS) -> bool:
+        """It expires within `days_ahead` days (and has not expired), and no reminder went out for that date."""
+        return (self.expires_on is not None and today <= self.expires_on <= today + timedelta(days=days_ahead)
+                and self.reminded_for != self.expires_on)
+
+
+@dataclass(eq=False, kw_only=True)
+class TimeAway:
+    """Days a volunteer is away (holidays, illness): they are not asked for tasks on those days."""
+
+    starts_on: date
+    ends_on: date
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    volunteer_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a volunteer lives, as the gazetteer or a coordinator gives it."""
+
+    latitude: float
+    longitude: float
+    postcode: str | None = None
+    area: str = ""
+
+
+@dataclass(eq=False, kw_only=True)
+class Volunteer:
+    """A trained volunteer: what they can do, where they live, how far they will go, and when they are free."""
+
+    community: str
+    name: str = ""
+    phone: str = ""
+    postcode: str | None = None
+    area: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
+    max_distance_km: float = 10.0
+    skills: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    gender: str | None = None
+    availability: list[str] = field(default_factory=list)  # weekly windows as "mon:morning"; none: any time
+    weekly_cap: int = 3
+    status: str = "active"  # VOLUNTEER_STATUSES
+    sms_opted_out_at: datetime | None = None
+    created_at: datetime | None = None  # set when stored
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    checks: list[VolunteerCheck] = field(default_factory=list, repr=False)
+    time_away: list[TimeAway] = field(default_factory=list, repr=False)
+
+    @property
+    def first_language(self) -> str | None:
+        """The language a volunteer is texted in: the first they listed."""
+        return (self.languages or [None])[0]
+
+    def change_status(self, status: str) -> str | None:
+        """Pause, resume or record that they left; the previous status if it changed, else None."""
+        if status not in VOLUNTEER_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(VOLUNTEER_STATUSES)}")
+        if status == self.status:
+            return None
+        previous, self.status = self.status, status
+        return previous
+
+    def move_to(self, place: Place) -> None:
+        """Record where they now live."""
+        self.latitude, self.longitude = place.latitude, place.longitude
+        self.postcode, self.area = place.postcode, place.area
+
+    def update(self, profile: dict[str, Any], place: Place | None = None) -> None:
+        """Take the fields given (a validated profile): availability as weekly windows, checks given replace those
+        of the same kind, time away given replaces the list."""
+        profile = {name: value for name, value in profile.items() if name not in ("postcode", "latitude", "longitude")}
+        if place is not None:
+            self.move_to(place)
+        if "availability" in profile:
+            self.availability = sorted({f"{day}:{window['part_of_day']}" for window in profile.pop("availability")
+                                        for day in window["days"]})
+        if "checks" in profile:
+            given = {c["check"]: c for c in profile.pop("checks")}
+            kept = [c for c in self.checks if c.check not in given]
+            for existing in self.checks:
+                if existing.check in given:
+                    renewed = given.pop(existing.check)
+                    existing.done_on, existing.expires_on = renewed["done_on"], renewed["expires_on"]
+                    kept.append(existing)
+            self.checks = kept + [VolunteerCheck(**c) for c in given.values()]
+        if "time_away" in profile:
+            self.time_away = [TimeAway(**t) for t in profile.pop("time_away")]
+        for name, value in profile.items():
+            setattr(self, name, value)
+
+    def windows(self) -> list[dict[str, Any]]:
+        """Their availability as weekly windows: the days of each part of the day."""
+        by_part: dict[str, list[str]] = {}
+        for slot in self.availability:
+            day, part = slot.split(":")
+            by_part.setdefault(part, []).append(day)
+        return [{"days": sorted(days, key=DAYS.index), "part_of_day": part} for part, days in by_part.items()]
+
+
+@dataclass(eq=False, kw_only=True)
+class Offer:
+    """A request offered to one volunteer, answered by replying to an SMS with its code."""
+
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    code: str
+    volunteer: Volunteer | None = field(default=None, repr=False)
+    status: str = "open"  # OFFER_STATUSES
+    round: int = 1
+    occurrence: int = 1
+    distance_km: float = 0.0
+    created_at: datetime | None = None
+    sent_at: datetime | None = None  # when notify says the SMS went
+    expires_at: datetime | None = None  # set once it is sent
+    answered_at: datetime | None = None
+    completed_at: datetime | None = None
+    hours: float | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def sent(self, at: datetime, minutes_to_answer: int) -> None:
+        """Its SMS went: the time to answer starts now."""
+        self.sent_at = at
+        self.expires_at = at + timedelta(minutes=minutes_to_answer)
+
+    def accept(self, now: datetime) -> None:
+        """The volunteer has the task."""
+        self.status, self.answered_at = "accepted", now
+
+    def decline(self, now: datetime) -> None:
+        """The volunteer said no."""
+        self.status, self.answered_at = "declined", now
+
+    def complete(self, now: datetime, hours: float | None) -> None:
+        """The volunteer did the task (and may say how long it took)."""
+        self.status, self.completed_at, self.hours = "completed", now, hours
+
+    def give_back(self, now: datetime) -> None:
+        """The volunteer cancelled after accepting."""
+        self.status, self.answered_at = "given_back", now
+
+
+@dataclass(eq=False, kw_only=True)
+class MatchRequest:
+    """What matching knows of a request: only what it needs to find someone."""
+
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    community: str = ""
+    support_type: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
+    area: str = ""
+    urgency: str = "routine"
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    window_days: list[str] | None = None
+    window_part: str | None = None
+    volunteer_language: str | None = None
+    volunteer_gender: str | None = None
+    person_ref: str = ""  # a pseudonym, for continuity
+    status: str = "open"  # open, matched, unmatched, cancelled, completed
+    repeat_every_weeks: int | None = None
+    repeat_occurrences: int = 1
+    occurrence: int = 1  # which of the occurrences is being matched
+    round: int = 0  # batches of offers made so far
+    given_back: bool = False  # a volunteer cancelled: match it first
+    unmatched_reason: str | None = None
+    correlation_id: str = ""
+    offers: list[Offer] = field(default_factory=list, repr=False)
+
+    def when(self) -> dict[str, Any]:
+        """When the help is wanted, as the events carry it."""
+        return {name: getattr(self, name) for name in WHEN}
+
+    def current_offers(self) -> list[Offer]:
+        """The offers for the occurrence being matched (a recurring request has one task per occurrence)."""
+        return [o for o in self.offers if o.occurrence == self.occurrence]
+
+    def asked(self) -> set[uuid.UUID]:
+        """The volunteers asked for this occurrence."""
+        return {o.volunteer_id for o in self.current_offers()}
+
+    def previous_volunteer(self) -> uuid.UUID | None:
+        """Who did the previous occurrence of a recurring request, if anyone."""
+        return next((o.volunteer_id for o in self.offers
+                     if o.occurrence == self.occurrence - 1 and o.status == "completed"), None)
+
+    def offer_to(self, volunteer: Volunteer, code: str, now: datetime, distance_km: float = 0.0) -> Offer:
+        """Make an offer of this occurrence, in this round, to a volunteer: the one way an offer is made."""
+        offer = Offer(request_id=self.request_id, volunteer_id=volunteer.id, volunteer=volunteer, code=code,
+                      round=self.round, occurrence=self.occurrence, distance_km=round(distance_km, 2),
+                      created_at=now)
+        self.offers.append(offer)
+        return offer
+
+    def waiting_on_nobody(self) -> bool:
+        """Still open, and nobody in the current batch can still say yes (so the next batch is due)."""
+        return self.status == "open" and not any(o.status in LIVE for o in self.current_offers())
+
+    def give_up(self, reason: str) -> None:
+        """Nobody could be found; the reason is for the coordinator."""
+        self.status, self.unmatched_reason = "unmatched", reason[:500]
+
+    def given_back_by_volunteer(self) -> None:
+        """The volunteer who had it cancelled: it goes to the front of matching again, from the first round."""
+        self.status, self.given_back, self.round, self.urgency = "open", True, 0, "urgent"
+
+    def start_again(self) -> None:
+        """A coordinator has an unmatched request matched again, from the first round."""
+        self.status, self.round, self.unmatched_reason = "open", 0, None
+
+    def has_more_occurrences(self) -> bool:
+        """A recurring request with occurrences still to come."""
+        return self.occurrence < self.repeat_occurrences
+
+    def next_occurrence(self) -> None:
+        """Move a recurring request on to its next occurrence, its window a repeat later."""
+        self.occurrence += 1
+        self.round, self.given_back, self.status = 0, False, "open"
+        if self.window_start is not None:
+            shift = timedelta(weeks=self.repeat_every_weeks or 1)
+            self.window_start, self.window_end = self.window_start + shift, self.window_end + shift
+
+    def update_details(self, details: Any) -> None:
+        """Take the newer details of a request (an update carries every field matching uses)."""
+        for name in REQUEST_FIELDS:
+            setattr(self, name, getattr(details, name))
+
+
+@dataclass(eq=False, kw_only=True)
+class CancelledEarly:
+    """A cancellation that arrived before its request did (several workers, or a retry, can reorder events)."""
+
+    request_id: uuid.UUID
+    at: datetime | None = None
+
+
+# --- the policy and the rules -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Policy:
+    """The numbers a programme may tune (bootstrap reads them from the environment variables in brackets)."""
+
+    batch_size: int = 3  # offers sent at once; the first YES wins (CCS_OFFER_BATCH)
+    max_rounds: int = 3  # batches before a request is unmatched (CCS_MAX_ROUNDS)
+    request_radius_km: float = 15.0  # how far a volunteer may be from the person (CCS_REQUEST_RADIUS_KM)
+    # minutes to answer an offer, by urgency (CCS_OFFER_MINUTES sets routine; soon and urgent follow)
+    offer_minutes: dict[str, int] = field(default_factory=lambda: {"routine": 30, "soon": 20, "urgent": 10})
+    fairness_km: float = 2.0  # each offer or task in the last 28 days counts as this much further away
+    continuity_km: float = 10.0  # having helped this person before counts as this much nearer
+    recent_days: int = 28
+
+    @staticmethod
+    def minutes_by_urgency(routine: int) -> dict[str, int]:
+        """Minutes to answer for each urgency, from the routine minutes: soon two thirds, urgent a third."""
+        return {"routine": routine, "soon": max(1, routine * 2 // 3), "urgent": max(1, routine // 3)}
+
+    def minutes_to_answer(self, urgency: str) -> int:
+        """How long a volunteer has to answer an offer of this urgency."""
+        return self.offer_minutes.get(urgency, 30)
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance between two points, in kilometres."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+
+
+def part_of_day(moment: datetime) -> str:
+    """Morning before noon, afternoon until five, evening after."""
+    return "morning" if moment.hour < 12 else "afternoon" if moment.hour < 17 else "evening"
+
+
+def task_slots(request: Any, zone: ZoneInfo, today: date) -> list[tuple[date, str]]:
+    """The (day, part of day) slots the task could happen in, in the community's time zone.
+
+    A one-off window is one slot; "any weekday afternoon" is each such day in the coming week."""
+    if request.window_start is not None:
+        start = request.window_start.astimezone(zone)
+        return [(start.date(), part_of_day(start))]
+    days = [today + timedelta(days=n) for n in range(1, 8)]
+    wanted = set(request.window_days or DAYS)
+    return [(day, request.window_part or "afternoon") for day in days if DAYS[day.weekday()] in wanted]
+
+
+@dataclass
+class Facts:
+    """What the rules need to know about one volunteer beyond their profile, gathered by the caller."""
+
+    distance_km: float
+    tasks_in_week: dict[date, int] = field(default_factory=dict)  # tasks held, by the Monday of each week
+    recent_load: int = 0  # offers and tasks in the last `recent_days`
+    helped_before: bool = False
+    asked: bool = False  # already asked for this request
+
+
+@dataclass(frozen=True)
+class HeldTask:
+    """A task a volunteer holds or held (an accepted or completed offer), as the rules weigh it."""
+
+    volunteer_id: uuid.UUID
+    answered_at: datetime | None
+    window_start: datetime | None
+    person_ref: str
+
+
+def facts_for(request: MatchRequest, found: list[tuple[Any, float]], recent_load: dict[uuid.UUID, int],
+              held: Iterable[HeldTask], now: datetime) -> dict[uuid.UUID, Facts]:
+    """What the rules need about each volunteer found: their load, their tasks by week, and any history here."""
+    # Someone whose offer was withdrawn (another said yes first) may be asked again if the task comes back.
+    asked = {o.volunteer_id for o in request.current_offers() if o.status != "withdrawn"}
+    facts = {v.id: Facts(distance_km=d, asked=v.id in asked, recent_load=recent_load.get(v.id, 0))
+             for v, d in found}
+    for task in held:
+        day = (task.window_start or task.answered_at or now).date()
+        monday = day - timedelta(days=day.weekday())
+        weeks = facts[task.volunteer_id].tasks_in_week
+        weeks[monday] = weeks.get(monday, 0) + 1
+        if request.person_ref and task.person_ref == request.person_ref:
+            facts[task.volunteer_id].helped_before = True
+    return facts
+
+
+def _check_valid(volunteer: Any, check: str, on: date) -> bool:
+    """The volunteer holds this check, in date on that day."""
+    return any(c.check == check and c.done_on <= on and (c.expires_on is None or c.expires_on >= on)
+               for c in volunteer.checks)
+
+
+def _away(volunteer: Any, on: date) -> bool:
+    """The volunteer is away that day."""
+    return any(t.starts_on <= on <= t.ends_on for t in volunteer.time_away)
+
+
+def exclusion(volunteer: Any, request: Any, facts: Facts, slots: list[tuple[date, str]], policy: Policy) -> str | None:
+    """The first rule that rules this volunteer out for this request, or None if they may be asked.
+
+    Rules, in order: status, sms, skill, check:<name>, away, availability, too_far, language, gender,
+    weekly_cap, already_asked. Checks, time away, availability and the weekly cap are judged on the days the
+    task could happen: the volunteer must be able to take at least one of them."""
+    kind = KINDS[request.support_type]
+    if volunteer.status != "active":
+        return "status"
+    if volunteer.sms_opted_out_at is not None:
+        return "sms"
+    if kind.skill not in volunteer.skills:
+        return "skill"
+    for check in kind.checks:
+        if not any(_check_valid(volunteer, check, day) for day, _ in slots):
+            return f"check:{check}"
+    if slots and all(_away(volunteer, day) for day, _ in slots):
+        return "away"
+    free = [(day, part) for day, part in slots if not _away(volunteer, day)]
+    if volunteer.availability:
+        free = [(day, part) for day, part in free if f"{DAYS[day.weekday()]}:{part}" in volunteer.availability]
+        if not free:
+            return "availability"
+    if facts.distance_km > min(volunteer.max_distance_km, policy.request_radius_km):
+        return "too_far"
+    if request.volunteer_language and request.volunteer_language not in volunteer.languages:
+        return "language"
+    if request.volunteer_gender and request.volunteer_gender != volunteer.gender:
+        return "gender"
+    if free and all(facts.tasks_in_week.get(day - timedelta(days=day.weekday()), 0) >= volunteer.weekly_cap
+                    for day, _ in free):
+        return "weekly_cap"
+    if facts.asked:
+        return "already_asked"
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A volunteer who may be asked, with their place in the order and why."""
+
+    volunteer: Any
+    score: float
+    distance_km: float
+    reasons: tuple[str, ...]
+
+
+def rank(eligible: Iterable[tuple[Any, Facts]], policy: Policy) -> list[Candidate]:
+    """Order by distance, adjusted for fairness (fewer recent offers and tasks first) and continuity
+    (someone who helped this person before comes first); ties go by name."""
+    ranked = []
+    for volunteer, facts in eligible:
+        score = facts.distance_km + policy.fairness_km * facts.recent_load
+        reasons = [f"{facts.distance_km:.1f} km away",
+                   f"{facts.recent_load} offer{'s' if facts.recent_load != 1 else ''} or tasks "
+                   f"in {policy.recent_days} days"]
+        if facts.helped_before:
+            score -= policy.continuity_km
+            reasons.append("has helped this person before")
+        ranked.append(Candidate(volunteer, round(score, 3), facts.distance_km, tuple(reasons)))
+    return sorted(ranked, key=lambda c: (c.score, c.volunteer.name))
+
+
+def assess(request: Any, found: list[tuple[Any, float]], facts: dict[uuid.UUID, Facts],
+           slots: list[tuple[date, str]], policy: Policy) -> tuple[list[Candidate], Counter]:
+    """The volunteers found who may be asked, ranked, and how many of the others each rule ruled out."""
+    excluded: Counter = Counter()
+    eligible = []
+    for volunteer, _ in found:
+        rule = exclusion(volunteer, request, facts[volunteer.id], slots, policy)
+        if rule is None:
+            eligible.append((volunteer, facts[volunteer.id]))
+        else:
+            excluded[rule] += 1
+    return rank(eligible, policy), excluded
+
+
+def next_batch(request: MatchRequest, candidates: list[Candidate], policy: Policy) -> list[Candidate]:
+    """Who to ask next: the best `batch_size` candidates; but for the first round of a recurring request's next
+    occurrence, the volunteer who did the previous one alone, if they can."""
+    regular = request.previous_volunteer() if request.round == 0 else None
+    if regular is not None and any(c.volunteer.id == regular for c in candidates):
+        return [c for c in candidates if c.volunteer.id == regular]
+    return candidates[:policy.batch_size]
+
+
+RULE_TEXT = {
+    "status": "paused or left",
+    "sms": "opted out of SMS",
+    "skill": "without the skill",
+    "away": "away",
+    "availability": "not available then",
+    "too_far": "too far",
+    "language": "without the language asked for",
+    "gender": "not the gender asked for",
+    "weekly_cap": "at their weekly limit",
+    "already_asked": "already asked",
+}
+
+
+def rule_text(rule: str) -> str:
+    """A rule's name as a coordinator reads it."""
+    if rule.startswith("check:"):
+        return f"without {CHECKS[rule.split(':', 1)[1]][0].lower()}{CHECKS[rule.split(':', 1)[1]][1:]} in date"
+    return RULE_TEXT[rule]
+
+
+def explain(exclusions: Counter) -> str:
+    """'12 too far, 3 without bereavement-support training in date', largest first; or that nobody is registered."""
+    if not exclusions:
+        return "no volunteers are registered in this community"
+    ordered = sorted(exclusions.items(), key=lambda item: (-item[1], rule_text(item[0])))
+    return ", ".join(f"{n} {rule_text(rule)}" for rule, n in ordered)
+
+
+def why_unmatched(asked: int, excluded: Counter) -> str:
+    """Why nobody more can be asked: how many were asked, and what ruled out the rest."""
+    excluded = Counter({rule: n for rule, n in excluded.items() if rule != "already_asked"})
+    prefix = f"{asked} asked, none said yes; of the rest: " if asked else "nobody eligible: "
+    return prefix + explain(excluded)

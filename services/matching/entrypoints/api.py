@@ -1,0 +1,445 @@
+"""Matching's HTTP API: volunteers (with checks, availability and time away, registered one by one or from a
+spreadsheet), and how a request is matched. Each view parses, calls one use case, and renders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from http import HTTPStatus
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.matching import service_layer
+from services.matching.domain import MatchingError, NotFound
+from services.matching.service_layer import VolunteerSheet
+from shared import clock
+from shared.taxonomy import CHECKS, DAYS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
+from shared.web import PhoneNumber, current_actor, field_errors, known_postcode, problem, requires, service
+
+BEARER = [{"bearerAuth": []}]
+COORDINATORS = ("coordinator", "admin")
+blp = Blueprint("volunteers", __name__, url_prefix="/volunteers", description="Trained volunteers")
+matches = Blueprint("matches", __name__, url_prefix="/matches",
+                    description="How each request is matched: candidates, reasons, and a coordinator's choices")
+
+
+def refused(error: MatchingError):
+    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), else 409."""
+    status = HTTPStatus.NOT_FOUND if isinstance(error, NotFound) else HTTPStatus.CONFLICT
+    return problem(status.value, status.phrase, str(error))
+
+
+blp.register_error_handler(MatchingError, refused)
+matches.register_error_handler(MatchingError, refused)
+
+
+class CheckIn(Schema):
+    """That a check or training was done, and when it expires."""
+
+    check = fields.Str(required=True, validate=validate.OneOf(sorted(CHECKS)))
+    done_on = fields.Date(required=True)
+    expires_on = fields.Date(load_default=None, allow_none=True)
+
+    @validates_schema
+    def check_dates(self, data, **kwargs):
+        """A check expires after it was done."""
+        if data.get("expires_on") and data["expires_on"] <= data["done_on"]:
+            raise ValidationError({"expires_on": ["Must be after done_on."]})
+
+
+class WindowIn(Schema):
+    """A weekly window: these days, this part of the day."""
+
+    days = fields.List(fields.Str(validate=validate.OneOf(DAYS)), required=True, validate=validate.Length(min=1))
+    part_of_day = fields.Str(required=True, validate=validate.OneOf(PARTS_OF_DAY))
+
+
+class AwayIn(Schema):
+    """Days away, both included."""
+
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True)
+
+    @validates_schema
+    def check_dates(self, data, **kwargs):
+        """Time away ends on or after the day it starts."""
+        if data["ends_on"] < data["starts_on"]:
+            raise ValidationError({"ends_on": ["Must not be before starts_on."]})
+
+
+class VolunteerIn(Schema):
+    """A volunteer as a coordinator registers them; give a postcode, or both latitude and longitude."""
+
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    phone = PhoneNumber(required=True)
+    postcode = fields.Str(validate=[validate.Length(max=10), known_postcode])
+    latitude = fields.Float(validate=validate.Range(-90, 90))
+    longitude = fields.Float(validate=validate.Range(-180, 180))
+    max_distance_km = fields.Float(required=True, validate=validate.Range(min=0, max=200, min_inclusive=False))
+    skills = fields.List(fields.Str(validate=validate.OneOf(SKILLS)), required=True, validate=validate.Length(min=1))
+    languages = fields.List(fields.Str(validate=validate.Regexp(r"^[a-z]{2}$")), load_default=lambda: ["en"],
+                            validate=validate.Length(min=1))
+    gender = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(["female", "male", "non-binary"]))
+    availability = fields.List(fields.Nested(WindowIn), load_default=list,
+                               metadata={"description": "Weekly windows; none means any time."})
+    weekly_cap = fields.Int(load_default=3, validate=validate.Range(min=1, max=21))
+    checks = fields.List(fields.Nested(CheckIn), load_default=list)
+    time_away = fields.List(fields.Nested(AwayIn), load_default=list)
+
+    @validates_schema
+    def check_place(self, data, partial=False, **kwargs):
+        """A place is a postcode, or a latitude with a longitude."""
+        if partial and not {"postcode", "latitude", "longitude"} & set(data):
+            return
+        if "postcode" not in data and ("latitude" not in data or "longitude" not in data):
+            raise ValidationError({name: ["Give a postcode, or both latitude and longitude."]
+                                   for name in ("postcode", "latitude", "longitude") if name not in data})
+
+
+class VolunteerPatch(VolunteerIn):
+    """What may change; only the fields given change. `status` pauses, resumes or records that they left."""
+
+    status = fields.Str(validate=validate.OneOf(VOLUNTEER_STATUSES))
+
+
+class TaskOut(Schema):
+    """An offer made to a volunteer, and what became of it."""
+
+    offer_id = fields.UUID(attribute="id")
+    request_id = fields.UUID()
+    code = fields.Str()
+    status = fields.Str()
+    created_at = fields.AwareDateTime()
+    answered_at = fields.AwareDateTime(allow_none=True)
+    hours = fields.Float(allow_none=True)
+
+
+class VolunteerOut(Schema):
+    """A volunteer as coordinators see them."""
+
+    id = fields.UUID()
+    community = fields.Str()
+    name = fields.Str()
+    phone = fields.Str()
+    postcode = fields.Str(allow_none=True)
+    area = fields.Str()
+    latitude = fields.Float()
+    longitude = fields.Float()
+    max_distance_km = fields.Float()
+    skills = fields.List(fields.Str())
+    languages = fields.List(fields.Str())
+    gender = fields.Str(allow_none=True)
+    availability = fields.Method("_availability")
+    weekly_cap = fields.Int()
+    status = fields.Str()
+    active = fields.Method("_active")
+    sms_opted_out_at = fields.AwareDateTime(allow_none=True)
+    checks = fields.Method("_checks")
+    time_away = fields.List(fields.Nested(AwayIn))
+    created_at = fields.AwareDateTime()
+
+    def _availability(self, v) -> list[dict]:
+        """Their weekly windows."""
+        return v.windows()
+
+    def _active(self, v) -> bool:
+        """True unless paused or left."""
+        return v.status == "active"
+
+    def _checks(self, v) -> list[dict]:
+        """Each check with its dates, and whether it runs out soon."""
+        today = clock.today()
+        return [{"check": c.check, "done_on": c.done_on.isoformat(),
+                 "expires_on": c.expires_on.isoformat() if c.expires_on else None,
+                 "expires_soon": c.state(today) != "valid"} for c in v.checks]
+
+
+class VolunteerDetailOut(VolunteerOut):
+    """A volunteer with their latest offers and tasks."""
+
+    tasks = fields.List(fields.Nested(TaskOut))
+
+
+class VolunteerWithTasks:
+    """A looked-up volunteer as VolunteerDetailOut reads it: the volunteer's fields, and `tasks`."""
+
+    def __init__(self, record: service_layer.VolunteerRecord):
+        self.volunteer, self.tasks = record.volunteer, record.offers
+
+    def __getattr__(self, name: str):
+        return getattr(self.volunteer, name)
+
+
+class VolunteerQuery(Schema):
+    """Filters of the volunteer list."""
+
+    status = fields.Str(validate=validate.OneOf(VOLUNTEER_STATUSES))
+    expiring_within_days = fields.Int(validate=validate.Range(min=0, max=365),
+                                      metadata={"description": "Only volunteers with a check expiring this soon."})
+
+
+@blp.route("")
+class Volunteers(MethodView):
+    """The community's volunteers."""
+
+    @requires(*COORDINATORS)
+    @blp.arguments(VolunteerIn)
+    @blp.response(201, VolunteerOut)
+    @blp.doc(security=BEARER)
+    def post(self, data):
+        """Register a trained volunteer."""
+        with service().uow() as uow:
+            return service_layer.register_volunteer(uow, current_actor(), data)
+
+    @requires(*COORDINATORS)
+    @blp.arguments(VolunteerQuery, location="query")
+    @blp.response(200, VolunteerOut(many=True))
+    @blp.paginate()
+    @blp.doc(security=BEARER)
+    def get(self, query, pagination_parameters):
+        """The community's volunteers, by name (filter by status, or by a check expiring soon)."""
+        with service().uow() as uow:
+            return service_layer.list_volunteers(uow, current_actor(), pagination_parameters, clock.today(), **query)
+
+
+@blp.route("/<uuid:volunteer_id>")
+class VolunteerById(MethodView):
+    """One volunteer."""
+
+    @requires(*COORDINATORS)
+    @blp.response(200, VolunteerDetailOut)
+    @blp.doc(security=BEARER)
+    def get(self, volunteer_id):
+        """A volunteer, with their offers and tasks."""
+        with service().uow() as uow:
+            return VolunteerWithTasks(service_layer.volunteer_record(uow, current_actor(), volunteer_id))
+
+    @requires(*COORDINATORS)
+    @blp.arguments(VolunteerPatch(partial=True))
+    @blp.response(200, VolunteerOut)
+    @blp.doc(security=BEARER)
+    def patch(self, data, volunteer_id):
+        """Change a volunteer: checks given replace those of the same kind; time away given replaces the list."""
+        with service().uow() as uow:
+            return service_layer.update_volunteer(uow, current_actor(), volunteer_id, data)
+
+
+# --- reading a coordinator's spreadsheet ------------------------------------------------------------------------
+
+LIST_COLUMNS = ("skills", "languages")
+CHECK_COLUMNS = {f"{check}_{edge}": (check, edge) for check in CHECKS for edge in ("done", "expires")}
+COLUMNS = ("name", "phone", "postcode", "latitude", "longitude", "max_distance_km", "skills", "languages", "gender",
+           "availability", "weekly_cap", *CHECK_COLUMNS)
+_UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def _date(text: str) -> str:
+    """A spreadsheet's date as ISO: 2026-01-05 stays; 05/01/2026 (day first, as UK and Canadian sheets write
+    it) becomes 2026-01-05; anything else is left for the schema to refuse."""
+    found = _UK_DATE.match(text)
+    return f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}" if found else text
+
+
+def volunteer_from_row(row: dict[str, str]) -> dict:
+    """A CSV row as the body POST /volunteers takes: lists split on ';' or ',', availability as 'mon:morning',
+    each check as <check>_done and <check>_expires columns. Empty cells are left out."""
+    cells = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+    data: dict = {}
+    for name in ("name", "phone", "postcode", "gender", "latitude", "longitude", "max_distance_km", "weekly_cap"):
+        if cells.get(name):
+            data[name] = cells[name].lower() if name == "gender" else cells[name]
+    for name in LIST_COLUMNS:
+        if cells.get(name):
+            data[name] = [item.strip().lower() for item in re.split(r"[;,]", cells[name]) if item.strip()]
+    if cells.get("availability"):
+        windows = [item.strip().lower().replace(" ", ":") for item in re.split(r"[;,]", cells["availability"])
+                   if item.strip()]
+        data["availability"] = [{"days": [w.split(":")[0]], "part_of_day": w.partition(":")[2]} for w in windows]
+    checks = {}
+    for column, (check, edge) in CHECK_COLUMNS.items():
+        if cells.get(column):
+            checks.setdefault(check, {"check": check})["done_on" if edge == "done" else "expires_on"] = \
+                _date(cells[column])
+    if checks:
+        data["checks"] = list(checks.values())
+    return data
+
+
+def _column_of(field: str, data: dict) -> str:
+    """The spreadsheet column a schema error is about: `checks.1.expires_on` -> `criminal_record_expires`."""
+    parts = field.split(".")
+    if parts[0] == "checks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(data.get("checks", [])):
+        check = data["checks"][int(parts[1])]["check"]
+        return f"{check}_{'done' if parts[-1] == 'done_on' else 'expires'}" if len(parts) > 2 else f"{check}_done"
+    return parts[0]
+
+
+def read_csv(raw: bytes) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data row; line 1 is the header. Excel's byte-order mark and CRLF are fine,
+    and a sheet saved in Windows-1252 is read as such. ValueError says why a file cannot be read."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        if any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            rows.append((reader.line_num, row))
+    if reader.fieldnames is None:
+        raise ValueError("The file is empty.")
+    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS]
+    if unknown:
+        raise ValueError(f"Unknown column(s): {', '.join(unknown)}. The columns are: {', '.join(COLUMNS)}.")
+    return rows
+
+
+def read_sheet(raw: bytes) -> VolunteerSheet:
+    """A CSV spreadsheet with every row checked as POST /volunteers checks a body, each problem named by its line
+    and column. ValueError says why a file cannot be read."""
+    rows = read_csv(raw)
+    valid, problems = [], []
+    for line, row in rows:
+        data = volunteer_from_row(row)
+        try:
+            valid.append((line, VolunteerIn().load(data)))
+        except ValidationError as err:
+            problems += [{"line": line, "field": _column_of(e["field"], data), "detail": e["detail"]}
+                         for e in field_errors(err.messages)]
+    return VolunteerSheet(rows=len(rows), valid=valid, problems=problems)
+
+
+class ImportQuery(Schema):
+    """How to import."""
+
+    skip_invalid = fields.Bool(load_default=False, metadata={"description": "Import the good rows and report the "
+                                                             "bad ones, instead of importing nothing."})
+
+
+class ImportProblem(Schema):
+    """A bad row: its line (the header is line 1), the column, and what is wrong."""
+
+    line = fields.Int()
+    field = fields.Str()
+    detail = fields.Str()
+
+
+class ImportOut(Schema):
+    """What an import did."""
+
+    imported = fields.Int()
+    rows = fields.Int()
+    errors = fields.List(fields.Nested(ImportProblem), metadata={"description": "The rows skipped, and why."})
+
+
+@blp.route("/import")
+class VolunteerImport(MethodView):
+    """A spreadsheet of volunteers."""
+
+    @requires(*COORDINATORS)
+    @blp.arguments(ImportQuery, location="query")
+    @blp.response(201, ImportOut)
+    @blp.doc(security=BEARER, requestBody={"content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}}}})
+    def post(self, query):
+        """Import a coordinator's volunteer spreadsheet (CSV, with a header row), all or nothing.
+
+        Columns: name, phone, postcode (or latitude and longitude), max_distance_km, skills ("practical; driving"),
+        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each check
+        `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires; dates as 2026-01-05
+        or 05/01/2026). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
+        number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
+        upload = request.files.get("file")
+        try:
+            sheet = read_sheet(upload.read() if upload is not None else request.get_data())
+        except ValueError as err:
+            return problem(422, "The file cannot be read", str(err),
+                           errors=[{"line": 1, "field": "file", "detail": str(err)}])
+        with service().uow() as uow:
+            outcome = service_layer.import_volunteers(uow, current_actor(), sheet, query["skip_invalid"])
+        if outcome["errors"] and not query["skip_invalid"]:  # nothing was added
+            return problem(422, "Some rows are not valid; nothing was imported",
+                           f"{len({e['line'] for e in outcome['errors']})} of {outcome['rows']} rows have "
+                           "problems. Correct them, or import with skip_invalid=true.", errors=outcome["errors"])
+        return outcome
+
+
+# --- how a request is matched ----------------------------------------------------------------------------------
+
+class CandidateOut(Schema):
+    """A volunteer who could be asked, in their place in the order, and why there."""
+
+    rank = fields.Int()
+    volunteer_id = fields.UUID()
+    name = fields.Str()
+    distance_km = fields.Float()
+    score = fields.Float()
+    reasons = fields.List(fields.Str())
+
+
+class MatchOut(Schema):
+    """How a request is being matched."""
+
+    request_id = fields.UUID()
+    status = fields.Str()
+    round = fields.Int()
+    unmatched_reason = fields.Str(allow_none=True)
+    candidates = fields.List(fields.Nested(CandidateOut))
+    excluded = fields.Dict(keys=fields.Str(), values=fields.Int(),
+                           metadata={"description": "How many volunteers each rule ruled out."})
+    explanation = fields.Str()
+    offers = fields.List(fields.Nested(TaskOut))
+
+
+class AssignIn(Schema):
+    """The volunteer a coordinator chose."""
+
+    volunteer_id = fields.UUID(required=True)
+
+
+@matches.route("/<uuid:request_id>")
+class Match(MethodView):
+    """How a request is matched."""
+
+    @requires(*COORDINATORS)
+    @matches.response(200, MatchOut)
+    @matches.doc(security=BEARER)
+    def get(self, request_id):
+        """Who could be asked for this request, in what order and why, and which rule ruled out how many."""
+        with service().uow() as uow:
+            return service_layer.explain_match(uow, current_actor(), request_id, service().settings.policy,
+                                               clock.utcnow())
+
+
+@matches.route("/<uuid:request_id>/assign")
+class Assign(MethodView):
+    """A coordinator's choice of volunteer."""
+
+    @requires(*COORDINATORS)
+    @matches.arguments(AssignIn)
+    @matches.response(200, MatchOut)
+    @matches.doc(security=BEARER)
+    def post(self, data, request_id):
+        """Give the task to a chosen volunteer (who must be eligible); open offers are withdrawn."""
+        with service().uow() as uow:
+            return service_layer.assign(uow, current_actor(), request_id, data["volunteer_id"],
+                                        service().settings.policy, clock.utcnow())
+
+
+@matches.route("/<uuid:request_id>/rerun")
+class Rerun(MethodView):
+    """Matching an unmatched request again."""
+
+    @requires(*COORDINATORS)
+    @matches.response(200, MatchOut)
+    @matches.doc(security=BEARER)
+    def post(self, request_id):
+        """Match an unmatched request again, from the first round."""
+        with service().uow() as uow:
+            return service_layer.rerun(uow, current_actor(), request_id, service().settings.policy, clock.utcnow())

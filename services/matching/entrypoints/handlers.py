@@ -1,0 +1,54 @@
+"""Matching's bus handlers: each event it consumes, passed to one use case. Each handler is
+`handler(uow, event, settings)`; bootstrap.worker gives it the service's settings."""
+
+from __future__ import annotations
+
+from services.matching import service_layer
+from shared import clock
+from shared.contracts import Event
+
+
+def on_request_submitted(uow, event: Event, settings) -> None:
+    """Take a new request into matching and make the first offers."""
+    service_layer.take_request(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
+
+
+def on_request_updated(uow, event: Event, settings) -> None:
+    """Keep matching's copy of an open request current."""
+    service_layer.update_request(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
+
+
+def on_request_cancelled(uow, event: Event, settings) -> None:
+    """Stop matching a cancelled request, and withdraw its offers."""
+    service_layer.cancel_request(uow, event.payload.request_id)
+
+
+def on_sms_received(uow, event: Event, settings) -> None:
+    """Act on what a volunteer texted."""
+    service_layer.reply(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
+
+
+def on_sms_sent(uow, event: Event, settings) -> None:
+    """An offer's SMS went when the event says: its time to answer starts then."""
+    service_layer.offer_sent(uow, event.payload, event.occurred_at, settings.policy)
+
+
+def on_sms_failed(uow, event: Event, settings) -> None:
+    """An offer that could not be delivered counts as declined."""
+    service_layer.offer_failed(uow, event.payload, settings.policy, clock.utcnow())
+
+
+def on_opted_out(uow, event: Event, settings) -> None:
+    """A phone opted out of SMS, or cannot take texts: it is not offered tasks by SMS."""
+    service_layer.contact_changed(uow, event.payload.phone, opted_out_at=event.payload.at)
+
+
+def on_opted_in(uow, event: Event, settings) -> None:
+    """A phone opted back in: it may be offered tasks again."""
+    service_layer.contact_changed(uow, event.payload.phone, opted_out_at=None)
+
+
+HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
+            "request.cancelled": on_request_cancelled, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
+            "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
+            "contact.invalid": on_opted_out}

@@ -1,0 +1,516 @@
+"""Matching's use cases: one function each, given a unit of work (`uow.volunteers`, `uow.requests`, `uow.offers`,
+`uow.publish`), the acting user or the event, the policy and the time.
+
+Lock order: a request's row first (`uow.requests.lock(request_id)`), then its offers. Every use case that changes
+an offer locks the offer's request before it reads the offer again and changes it, so two replies, a reply and
+a cancellation, or a reply and the expiry timer are judged one at a time and never wait on each other in the
+opposite order.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from services.matching.domain import (ANSWERS, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
+                                      MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
+                                      distance_km, explain, facts_for, next_batch, rule_text, task_slots,
+                                      why_unmatched)
+from shared import gazetteer
+from shared.auth import Actor
+from shared.communities import get as community
+from shared.contracts.intake import RequestSubmitted
+from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved,
+                                       RequestMatched, RequestUnmatched, TaskCompleted, TaskGivenBack,
+                                       VolunteerRegistered, VolunteerStatusChanged)
+from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
+
+
+# --- finding and asking volunteers --------------------------------------------------------------------------------
+
+def candidates_for(uow, request: MatchRequest, policy: Policy, now: datetime,
+                   everyone: bool = False) -> tuple[list[Candidate], Counter]:
+    """The ranked candidates for a request, and how many volunteers each rule ruled out.
+
+    Normally only volunteers near enough, and passing the rules the database can judge, are looked at, through
+    the index; then the exclusion counts cover only those. `everyone` looks at the whole community, to tell a
+    coordinator why nobody was found."""
+    zone = community(request.community).zone
+    slots = task_slots(request, zone, now.astimezone(zone).date())
+    if everyone:
+        found = [(v, distance_km(v.latitude, v.longitude, request.latitude, request.longitude))
+                 for v in uow.volunteers.in_community(request.community)]
+    else:
+        found = uow.volunteers.nearby(request.community, request.latitude, request.longitude,
+                                      policy.request_radius_km, suited_to=request, days=[day for day, _ in slots])
+    ids = [v.id for v, _ in found]
+    facts = facts_for(request, found, uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)),
+                      uow.offers.held_by(ids), now)
+    return assess(request, found, facts, slots, policy)
+
+
+def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, distance: float = 0.0) -> Offer:
+    """Offer a request's current occurrence to a volunteer, with a code no open or accepted offer has: the one
+    place offers are made, whether matching asks or a coordinator assigns."""
+    taken = uow.offers.codes_in_use()
+    while (code := f"{secrets.randbelow(9000) + 1000}") in taken:
+        pass
+    return request.offer_to(volunteer, code, now, distance)
+
+
+def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> None:
+    """Offer the request to the next batch of the best volunteers not yet asked; with nobody left, or after the
+    last round, it is unmatched with the reasons."""
+    asked = len(request.asked())
+    if request.round >= policy.max_rounds:
+        _unmatched(uow, request, f"{asked} volunteers asked in {request.round} rounds; nobody said yes")
+        return
+    candidates, _ = candidates_for(uow, request, policy, now)
+    batch = next_batch(request, candidates, policy)
+    if not batch:
+        _, excluded = candidates_for(uow, request, policy, now, everyone=True)
+        _unmatched(uow, request, why_unmatched(asked, excluded))
+        return
+    request.round += 1
+    for candidate in batch:
+        offer = make_offer(uow, request, candidate.volunteer, now, candidate.distance_km)
+        uow.publish(OfferMade(
+            offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
+            phone=candidate.volunteer.phone, code=offer.code, support_type=request.support_type, area=request.area,
+            urgency=request.urgency, community=request.community, round=request.round,
+            occurrence=request.occurrence, occurrences=request.repeat_occurrences,
+            language=candidate.volunteer.first_language, **request.when()), correlation_id=request.correlation_id)
+
+
+def _unmatched(uow, request: MatchRequest, reason: str) -> None:
+    """Give up on a request and tell the coordinator why."""
+    request.give_up(reason)
+    uow.publish(RequestUnmatched(request_id=request.request_id, reason=request.unmatched_reason),
+                correlation_id=request.correlation_id)
+
+
+def _next_round_if_all_answered(uow, request: MatchRequest, policy: Policy, now: datetime) -> None:
+    """When nobody in the current batch can still say yes, ask the next batch."""
+    if request.waiting_on_nobody():
+        _offer_next(uow, request, policy, now)
+
+
+def _accept(uow, request: MatchRequest, offer: Offer, now: datetime, by: str = "volunteer") -> None:
+    """The volunteer has the task: every other open offer for the occurrence is withdrawn."""
+    offer.accept(now)
+    request.status = "matched"
+    uow.flush()  # the one-accepted-offer index refuses a second acceptance here
+    for other in request.current_offers():
+        if other is not offer and other.status == "open":
+            _withdraw(uow, request, other, "taken")
+    uow.publish(OfferAccepted(offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
+                              phone=offer.volunteer.phone, code=offer.code, by=by, community=request.community,
+                              language=offer.volunteer.first_language, **request.when()),
+                correlation_id=request.correlation_id)
+    uow.publish(RequestMatched(request_id=request.request_id, offer_id=offer.id, volunteer_id=offer.volunteer_id),
+                correlation_id=request.correlation_id)
+
+
+def _withdraw(uow, request: MatchRequest, offer: Offer, reason: str) -> None:
+    """Take back an offer (open, or accepted when the request is cancelled) and tell the volunteer, in their
+    language and within their community's quiet hours."""
+    offer.status = "withdrawn"
+    uow.publish(OfferWithdrawn(offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
+                               phone=offer.volunteer.phone, code=offer.code, reason=reason,
+                               community=request.community, language=offer.volunteer.first_language),
+                correlation_id=request.correlation_id)
+
+
+# --- requests, from intake ----------------------------------------------------------------------------------------
+
+def take_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
+                 correlation_id: str | None = None) -> None:
+    """Take a new request into matching and make the first offers.
+
+    Events about one request can arrive out of order: if its update came first, matching already has the newer
+    details and has offered it; if its cancellation came first, it is taken in as cancelled and never offered."""
+    if uow.requests.get(details.request_id) is not None:
+        return
+    request = MatchRequest(request_id=details.request_id, correlation_id=correlation_id or str(details.request_id),
+                           **{name: getattr(details, name) for name in REQUEST_FIELDS})
+    uow.requests.add(request)
+    if uow.requests.cancelled_early(details.request_id):
+        request.status = "cancelled"
+    else:
+        uow.flush()
+        _offer_next(uow, request, policy, now)
+    uow.commit()
+
+
+def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
+                   correlation_id: str | None = None) -> None:
+    """Keep matching's copy of an open request current (an update carries every field matching uses)."""
+    request = uow.requests.get(details.request_id)
+    if request is None:  # it overtook its request.submitted, whose details are older
+        take_request(uow, details, policy, now, correlation_id)
+    elif request.status == "open":
+        request.update_details(details)
+        uow.commit()
+
+
+def cancel_request(uow, request_id: uuid.UUID) -> None:
+    """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too)."""
+    request = uow.requests.lock(request_id)
+    if request is None:  # the cancellation overtook its request: keep it for when the request comes
+        uow.requests.note_cancelled_early(request_id)
+    else:
+        request.status = "cancelled"
+        for offer in request.offers:
+            if offer.status in ("open", "accepted"):
+                _withdraw(uow, request, offer, "cancelled")
+    uow.commit()
+
+
+# --- what volunteers text, and what notify says of the texts sent to them -------------------------------------
+
+def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None) -> None:
+    """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
+    PAUSE, RESUME. (STOP and START arrive as contact.opted_out and contact.opted_in.) What cannot be acted on is
+    sent back to notify as reply.unresolved, saying why."""
+    volunteer = uow.volunteers.by_phone(sms.from_phone)
+    if volunteer is None:
+        if sms.keyword not in NOTIFY_ANSWERS:
+            _unresolved(uow, sms, correlation_id, "unknown_sender")
+    elif sms.keyword is None:  # notify answered it, unless it never texted them: then say how to answer
+        if not uow.offers.any_to(volunteer.id):
+            _unresolved(uow, sms, correlation_id, "nothing_open", volunteer)
+    elif sms.keyword in ("PAUSE", "RESUME"):
+        if volunteer.status != "left":
+            _change_status(uow, volunteer, "paused" if sms.keyword == "PAUSE" else "active")
+    elif sms.keyword in ANSWERS:
+        _answer(uow, volunteer, sms, policy, now, correlation_id)
+    uow.commit()
+
+
+def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: datetime,
+            correlation_id: str | None) -> None:
+    """YES, NO, DONE or CANCEL: find the one offer it is about, lock its request, and act."""
+    wanted = ANSWERS[sms.keyword]
+    offers = uow.offers.of_volunteer(volunteer.id, wanted, sms.code)
+    if len(offers) != 1:  # a code that is not theirs or no longer open, or a bare YES with several open: say so
+        reason = "several_open" if len(offers) > 1 else "no_such_offer" if sms.code else "nothing_open"
+        _unresolved(uow, sms, correlation_id, reason, volunteer, [o.code for o in offers])
+        return
+    request = uow.requests.lock(offers[0].request_id)
+    offer = uow.offers.get(offers[0].id, fresh=True)
+    if offer.status not in wanted:
+        return  # changed while we waited for the lock
+    if sms.keyword == "YES":
+        if request.status == "open":
+            _accept(uow, request, offer, now)
+    elif sms.keyword == "NO":
+        offer.decline(now)
+        _next_round_if_all_answered(uow, request, policy, now)
+    elif sms.keyword == "DONE":
+        offer.complete(now, sms.hours)
+        uow.publish(TaskCompleted(
+            request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id, community=request.community,
+            support_type=request.support_type, hours=offer.hours, occurrence=request.occurrence,
+            occurrences=request.repeat_occurrences), correlation_id=request.correlation_id)
+        if request.has_more_occurrences():
+            request.next_occurrence()
+            uow.flush()
+            _offer_next(uow, request, policy, now)  # the one who did this occurrence is asked first
+        else:
+            request.status = "completed"
+    else:  # CANCEL: the volunteer gives the task back; it goes to the front of matching again
+        offer.give_back(now)
+        request.given_back_by_volunteer()
+        uow.publish(TaskGivenBack(request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id),
+                    correlation_id=request.correlation_id)
+        uow.flush()
+        _offer_next(uow, request, policy, now)
+
+
+def _unresolved(uow, sms: SmsReceived, correlation_id: str | None, reason: str, volunteer: Volunteer | None = None,
+                codes: list[str] | None = None) -> None:
+    """Ask notify to tell the sender why their SMS did nothing (and, for an unknown number, the coordinator)."""
+    uow.publish(ReplyUnresolved(phone=sms.from_phone, reason=reason, keyword=sms.keyword, code=sms.code,
+                                codes=codes or [], language=volunteer.first_language if volunteer else None),
+                correlation_id=correlation_id)
+
+
+def offer_sent(uow, sent: SmsSent, sent_at: datetime, policy: Policy) -> None:
+    """An offer's SMS went: its time to answer starts now (once)."""
+    if sent.offer_id is None or sent.purpose != "offer":
+        return
+    offer = uow.offers.get(sent.offer_id)
+    if offer is None or offer.sent_at is not None:
+        return
+    request = uow.requests.lock(offer.request_id)
+    offer = uow.offers.get(offer.id, fresh=True)
+    if offer.sent_at is None:
+        offer.sent(sent_at, policy.minutes_to_answer(request.urgency))
+        uow.commit()
+
+
+def offer_failed(uow, failed: SmsFailed, policy: Policy, now: datetime) -> None:
+    """An offer that could not be delivered counts as declined at once."""
+    offer = uow.offers.get(failed.offer_id) if failed.offer_id else None
+    if offer is None or offer.status != "open":
+        return
+    request = uow.requests.lock(offer.request_id)
+    offer = uow.offers.get(offer.id, fresh=True)
+    if offer.status == "open":
+        offer.status = "undeliverable"
+        _next_round_if_all_answered(uow, request, policy, now)
+        uow.commit()
+
+
+def contact_changed(uow, phone: str, opted_out_at: datetime | None) -> None:
+    """A volunteer's phone opted out of SMS (or cannot take texts: it counts as opted out until a coordinator
+    records a new number), or back in: they are offered tasks by SMS only while reachable."""
+    volunteer = uow.volunteers.by_phone(phone)
+    if volunteer is not None:
+        volunteer.sms_opted_out_at = opted_out_at
+        uow.commit()
+
+
+# --- timed jobs (each checks state first, so running one twice is harmless) ------------------------------------
+
+def expire_offers(uow, now: datetime, policy: Policy) -> int:
+    """Expire offers nobody answered in time, and ask the next batch where a whole batch has gone quiet; how many
+    offers expired."""
+    expired = 0
+    for request_id in uow.requests.with_offers_due(now):
+        request = uow.requests.lock(request_id)
+        due = [o for o in request.offers if o.status == "open" and o.expires_at is not None and o.expires_at <= now]
+        for offer in due:
+            offer.status = "expired"
+        expired += len(due)
+        uow.flush()
+        _next_round_if_all_answered(uow, request, policy, now)
+    uow.commit()
+    return expired
+
+
+def remind_expiring_checks(uow, today: date, days_ahead: int = SOON_DAYS) -> int:
+    """Tell the volunteer and the coordinator, once, when a check expires within `days_ahead` days; how many
+    reminders went."""
+    sent = 0
+    for volunteer in uow.volunteers.with_checks_expiring(today, today + timedelta(days=days_ahead)):
+        if volunteer.status == "left":
+            continue
+        for check in volunteer.checks:
+            if check.needs_reminder(today, days_ahead):
+                check.reminded_for = check.expires_on
+                uow.publish(CheckExpiring(volunteer_id=volunteer.id, community=volunteer.community,
+                                          phone=volunteer.phone, check=check.check, expires_on=check.expires_on))
+                sent += 1
+    uow.commit()
+    return sent
+
+
+# --- volunteers, for coordinators ---------------------------------------------------------------------------------
+
+def _place_of(profile: dict[str, Any]) -> Place | None:
+    """Where a profile says the volunteer lives: a postcode through the gazetteer (unless latitude and longitude
+    are given too), or latitude and longitude alone; None if it does not say."""
+    if "postcode" in profile:
+        found = gazetteer.locate(profile["postcode"])
+        return Place(latitude=profile.get("latitude", found.latitude), longitude=profile.get("longitude",
+                     found.longitude), postcode=profile["postcode"], area=found.district)
+    if "latitude" in profile:
+        return Place(latitude=profile["latitude"], longitude=profile["longitude"])
+    return None
+
+
+def _register(uow, community_slug: str, profile: dict[str, Any]) -> Volunteer:
+    """Add a volunteer to a community, and tell metrics they joined (their id, community and status only)."""
+    volunteer = Volunteer(community=community_slug)
+    volunteer.update(profile, _place_of(profile))
+    uow.volunteers.add(volunteer)
+    uow.publish(VolunteerRegistered(volunteer_id=volunteer.id, community=volunteer.community,
+                                    status=volunteer.status))
+    return volunteer
+
+
+def _change_status(uow, volunteer: Volunteer, status: str) -> None:
+    """Pause, resume or record that a volunteer left, and tell metrics when it is a change."""
+    previous = volunteer.change_status(status)
+    if previous is not None:
+        uow.publish(VolunteerStatusChanged(volunteer_id=volunteer.id, community=volunteer.community, status=status,
+                                           previous=previous))
+
+
+def register_volunteer(uow, actor: Actor, profile: dict[str, Any]) -> Volunteer:
+    """Register a trained volunteer (a validated profile) in the actor's community."""
+    if uow.volunteers.phones_taken([profile["phone"]]):
+        raise Conflict("A volunteer with this phone number is already registered.")
+    volunteer = _register(uow, actor.community, profile)
+    uow.commit()
+    return volunteer
+
+
+def _visible_volunteer(uow, actor: Actor, volunteer_id: uuid.UUID) -> Volunteer:
+    """A volunteer of one of the actor's communities; NotFound otherwise."""
+    volunteer = uow.volunteers.get(volunteer_id)
+    if volunteer is None or not actor.may_see(volunteer.community):
+        raise NotFound("No such volunteer.")
+    return volunteer
+
+
+def update_volunteer(uow, actor: Actor, volunteer_id: uuid.UUID, changes: dict[str, Any]) -> Volunteer:
+    """Change a volunteer: only the fields given; checks given replace those of the same kind, time away given
+    replaces the list, and a status pauses, resumes or records that they left."""
+    volunteer = _visible_volunteer(uow, actor, volunteer_id)
+    changes = dict(changes)
+    if "phone" in changes and uow.volunteers.phones_taken([changes["phone"]], other_than=volunteer.id):
+        raise Conflict("Another volunteer has this phone number.")
+    if "status" in changes:
+        _change_status(uow, volunteer, changes.pop("status"))
+    volunteer.update(changes, _place_of(changes))
+    uow.commit()
+    return volunteer
+
+
+@dataclass(frozen=True)
+class VolunteerRecord:
+    """A volunteer with their latest offers and tasks, as a coordinator looks them up."""
+
+    volunteer: Volunteer
+    offers: list[Offer]
+
+
+def volunteer_record(uow, actor: Actor, volunteer_id: uuid.UUID) -> VolunteerRecord:
+    """A volunteer, with their latest offers and tasks."""
+    volunteer = _visible_volunteer(uow, actor, volunteer_id)
+    return VolunteerRecord(volunteer, uow.offers.latest_to(volunteer.id))
+
+
+def list_volunteers(uow, actor: Actor, page, today: date, status: str | None = None,
+                    expiring_within_days: int | None = None) -> list[Volunteer]:
+    """One page of the actor's communities' volunteers by name: with a status, or with a check expiring soon."""
+    expiring_by = today + timedelta(days=expiring_within_days) if expiring_within_days is not None else None
+    return uow.volunteers.listing(actor.communities, page, status=status, expiring_by=expiring_by)
+
+
+@dataclass(frozen=True)
+class VolunteerSheet:
+    """A coordinator's spreadsheet as read: how many rows, each valid row's profile by line, and each problem
+    ({"line", "field", "detail"}) of the others."""
+
+    rows: int
+    valid: list[tuple[int, dict[str, Any]]]
+    problems: list[dict[str, Any]]
+
+
+def import_volunteers(uow, actor: Actor, sheet: VolunteerSheet, skip_invalid: bool = False) -> dict[str, Any]:
+    """Add a spreadsheet's volunteers: all of them, or none while any row is bad unless `skip_invalid`. A phone
+    already registered, or twice in the sheet, is a bad row. Returns counts and each bad row's problems."""
+    problems = list(sheet.problems)
+    known = uow.volunteers.phones_taken(profile["phone"] for _, profile in sheet.valid)
+    seen: dict[str, int] = {}
+    good = []
+    for line, profile in sheet.valid:
+        phone = profile["phone"]
+        if phone in known:
+            problems.append({"line": line, "field": "phone", "detail": "A volunteer with this phone is registered."})
+        elif phone in seen:
+            problems.append({"line": line, "field": "phone", "detail": f"The same phone as line {seen[phone]}."})
+        else:
+            seen[phone] = line
+            good.append(profile)
+    problems.sort(key=lambda problem: problem["line"])
+    if problems and not skip_invalid:
+        return {"imported": 0, "rows": sheet.rows, "errors": problems}
+    for profile in good:
+        _register(uow, actor.community, profile)
+    uow.commit()
+    return {"imported": len(good), "rows": sheet.rows, "errors": problems}
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A community's volunteers, their tasks this month, and the checks that have run out or soon will."""
+
+    volunteers: list[Volunteer]
+    tasks: Counter
+    attention: list[tuple[Volunteer, VolunteerCheck, str]]  # with "expired" or "expiring", soonest first
+
+
+def roster(uow, actor: Actor, today: date, status: str | None = None) -> Roster:
+    """The actor's communities' volunteers by name (with a status), with the checks needing attention first."""
+    volunteers = uow.volunteers.roster(actor.communities, status)
+    month = datetime.combine(today.replace(day=1), time.min, tzinfo=community(actor.community).zone)
+    tasks = uow.offers.tasks_since([v.id for v in volunteers], month)
+    attention = sorted(((v, c, c.state(today)) for v in volunteers for c in v.checks if c.state(today) != "valid"),
+                       key=lambda item: item[1].expires_on)
+    return Roster(volunteers, tasks, attention)
+
+
+def volunteer_tasks(uow, actor: Actor, volunteer_id: uuid.UUID) -> tuple[Volunteer, list[tuple[Offer, MatchRequest]]]:
+    """A volunteer and the tasks they took, with their requests, latest first."""
+    volunteer = _visible_volunteer(uow, actor, volunteer_id)
+    return volunteer, uow.offers.tasks_of(volunteer.id)
+
+
+# --- how a request is matched, for coordinators --------------------------------------------------------------
+
+def _visible_request(request: MatchRequest | None, actor: Actor) -> MatchRequest:
+    """The request if it is in one of the actor's communities; NotFound otherwise."""
+    if request is None or not actor.may_see(request.community):
+        raise NotFound("Matching has not heard of this request.")
+    return request
+
+
+def _report(uow, request: MatchRequest, policy: Policy, now: datetime) -> dict[str, Any]:
+    """The request's candidates in order with their reasons, what ruled the others out, and its offers."""
+    candidates, excluded = candidates_for(uow, request, policy, now, everyone=True)
+    return {
+        "request_id": request.request_id, "status": request.status, "round": request.round,
+        "unmatched_reason": request.unmatched_reason,
+        "candidates": [{"rank": n, "volunteer_id": c.volunteer.id, "name": c.volunteer.name,
+                        "distance_km": round(c.distance_km, 2), "score": c.score, "reasons": list(c.reasons)}
+                       for n, c in enumerate(candidates, start=1)],
+        "excluded": {rule_text(rule): n for rule, n in excluded.most_common()},
+        "explanation": explain(excluded) if excluded else "",
+        "offers": list(request.offers),
+    }
+
+
+def explain_match(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:
+    """Who could be asked for a request, in what order and why, and which rule ruled out how many."""
+    return _report(uow, _visible_request(uow.requests.get(request_id), actor), policy, now)
+
+
+def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, policy: Policy,
+           now: datetime) -> dict[str, Any]:
+    """Give the task to a volunteer a coordinator chose (who must be eligible, or have been asked already); open
+    offers are withdrawn."""
+    request = _visible_request(uow.requests.lock(request_id), actor)
+    if request.status not in ("open", "unmatched"):
+        raise Conflict(f"A {request.status} request cannot be assigned.")
+    volunteer = _visible_volunteer(uow, actor, volunteer_id)
+    candidates, _ = candidates_for(uow, request, policy, now, everyone=True)
+    if volunteer.id not in {c.volunteer.id for c in candidates} and volunteer.id not in {
+            o.volunteer_id for o in request.offers}:
+        raise Conflict("That volunteer is not eligible for this request; see GET /matches/<id>.")
+    offer = next((o for o in request.current_offers() if o.volunteer_id == volunteer.id and o.status == "open"),
+                 None) or make_offer(uow, request, volunteer, now)
+    request.status = "open"
+    _accept(uow, request, offer, now, by="coordinator")
+    report = _report(uow, request, policy, now)
+    uow.commit()
+    return report
+
+
+def rerun(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:
+    """Match an unmatched request again, from the first round."""
+    request = _visible_request(uow.requests.lock(request_id), actor)
+    if request.status != "unmatched":
+        raise Conflict(f"Only an unmatched request can be matched again; this one is {request.status}.")
+    request.start_again()
+    _offer_next(uow, request, policy, now)
+    report = _report(uow, request, policy, now)
+    uow.commit()
+    return report

@@ -1,0 +1,153 @@
+"""Metrics' tables (one fact per event it heard, and the group activities coordinators log), the queries over them,
+and its unit of work.
+
+Metrics publishes no events: its `outbox` table is there because every service's worker runs the shared relay,
+which finds nothing here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from services.metrics.domain import Activity, Fact
+from shared.clock import utcnow
+from shared.db import UtcDateTime
+from shared.outbox import Outbox
+from shared.unit_of_work import SqlUnitOfWork
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+outbox = Outbox.for_base(Base)
+
+facts = sa.Table(
+    "facts", Base.metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),  # in the community's time zone
+    sa.Column("community", sa.String(64)),
+    sa.Column("request_id", sa.Uuid, index=True),
+    sa.Column("source", sa.String(20)),
+    sa.Column("support_type", sa.String(40)),
+    sa.Column("person_ref", sa.String(64)),
+    sa.Column("is_carer", sa.Boolean, nullable=False, default=False),
+    sa.Column("volunteer_id", sa.Uuid),
+    sa.Column("organisation", sa.String(200)),
+    sa.Column("hours", sa.Float),
+    sa.Column("status", sa.String(12)),  # a volunteer's, when registered or changed
+    sa.Index("ix_facts_type_day", "event_type", "community", "day"),
+)
+
+activities = sa.Table(
+    "activities", Base.metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("held_on", sa.Date, nullable=False, index=True),
+    sa.Column("organisation", sa.String(200)),
+    sa.Column("organisation_type", sa.String(40)),
+    sa.Column("volunteer_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("attendance", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
+# The domain's classes are the rows (cosmicpython's imperative mapping): `Fact.community` is then also a column.
+Base.registry.map_imperatively(Fact, facts)
+Base.registry.map_imperatively(Activity, activities)
+
+VOLUNTEER_CHANGES = ("volunteer.registered", "volunteer.status_changed")
+
+
+class FactRepository:
+    """The facts, and the questions counting asks of them."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, event_id: uuid.UUID) -> Fact | None:
+        """The fact an event made, if it was heard before."""
+        return self.session.get(Fact, event_id)
+
+    def add(self, fact: Fact) -> None:
+        """Keep a new fact."""
+        self.session.add(fact)
+
+    def community_of_request(self, request_id: uuid.UUID) -> str | None:
+        """The community a request's facts are placed in (None until the request's own fact arrives)."""
+        return self.session.scalar(sa.select(Fact.community).where(
+            Fact.request_id == request_id, Fact.community.is_not(None)).limit(1))
+
+    def unplaced(self, request_id: uuid.UUID) -> list[Fact]:
+        """A request's facts that have no community yet (outcomes that overtook their request)."""
+        return list(self.session.scalars(sa.select(Fact).where(Fact.request_id == request_id,
+                                                               Fact.community.is_(None))))
+
+    def oldest_first(self) -> list[Fact]:
+        """Every fact, in the order the events happened."""
+        return list(self.session.scalars(sa.select(Fact).order_by(Fact.occurred_at)).all())
+
+    def in_span(self, communities: list[str], first: date, last: date) -> list[Fact]:
+        """The facts of these communities from `first` to `last`, with the outcomes of their requests that another
+        worker recorded while the request's fact was still being written (and so have no community yet)."""
+        ours = Fact.community.in_(communities)
+        theirs = sa.and_(Fact.community.is_(None), Fact.request_id.in_(sa.select(Fact.request_id).where(
+            ours, Fact.event_type == "request.submitted")))
+        return list(self.session.scalars(sa.select(Fact).where(sa.or_(ours, theirs),
+                                                               Fact.day.between(first, last))).all())
+
+    def requests_in(self, communities: list[str]) -> list[Fact]:
+        """Every request of these communities, on any day."""
+        return list(self.session.scalars(sa.select(Fact).where(Fact.event_type == "request.submitted",
+                                                               Fact.community.in_(communities))))
+
+    def submitted_at(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+        """When each of these requests was submitted (those whose fact has arrived)."""
+        if not request_ids:
+            return {}
+        return dict(self.session.execute(sa.select(Fact.request_id, Fact.occurred_at).where(
+            Fact.event_type == "request.submitted", Fact.request_id.in_(list(request_ids)))).all())
+
+    def volunteer_changes(self, communities: list[str], last: date) -> list[Fact]:
+        """Every volunteer's registration and status change in these communities up to `last`, oldest first."""
+        return list(self.session.scalars(sa.select(Fact).where(
+            Fact.event_type.in_(VOLUNTEER_CHANGES), Fact.community.in_(communities), Fact.day <= last)
+            .order_by(Fact.occurred_at)).all())
+
+
+class ActivityRepository:
+    """The group activities coordinators logged."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, activity: Activity) -> None:
+        """Keep a newly logged activity."""
+        self.session.add(activity)
+
+    def in_span(self, communities: list[str], first: date, last: date) -> list[Activity]:
+        """The activities held in these communities from `first` to `last`."""
+        return list(self.session.scalars(sa.select(Activity).where(Activity.community.in_(communities),
+                                                                   Activity.held_on.between(first, last))).all())
+
+
+class MetricsUnitOfWork(SqlUnitOfWork):
+    """One transaction over metrics' database: `uow.facts`, `uow.activities`."""
+
+    facts: FactRepository
+    activities: ActivityRepository
+
+    def __init__(self, sessions: sessionmaker):
+        super().__init__(sessions, outbox)
+
+    def open(self, session: Session) -> None:
+        """Attach the repositories to this transaction's session."""
+        self.facts = FactRepository(session)
+        self.activities = ActivityRepository(session)

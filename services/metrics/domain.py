@@ -1,0 +1,384 @@
+"""What metrics counts and how: a fact per event, the group activities coordinators log, the measures managers
+report for a community and a period (with the period before beside them), and the rules that keep people from
+being picked out. Pure: no Flask, no database session, no environment.
+
+Each measure is worked out from the facts and the activities, so it is the same however often an event was
+delivered. Small counts are shown as "<5" wherever they leave the service (`suppress`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, Iterable
+
+from shared.contracts import Event
+from shared.taxonomy import KINDS, SOURCES
+
+PERIODS = ("day", "week", "month", "quarter", "year")
+MAX_PERIODS = 400  # periods one query may ask for
+CHARTED = 6  # periods the dashboard charts by default
+ACTIVITY_KINDS = ("bereavement_group", "death_cafe", "dying_matters_event", "future_planning_session", "other")
+ORGANISATION_TYPES = ("voluntary", "community", "faith", "social_enterprise", "pcn", "hospice", "other")
+
+
+class NotYourCommunity(Exception):
+    """The actor asked about, or logged for, a community that is not theirs."""
+
+
+class UnknownFilter(ValueError):
+    """A query names a kind of help or a source that shared.taxonomy does not list."""
+
+
+# --- facts and activities ----------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Fact:
+    """What one event says that counting needs, keyed by the event, so it is never counted twice.
+
+    Only kinds, sources, communities, dates, hours, and the pseudonymous ids that distinct counts need (the
+    person's reference, a volunteer's id, an organisation's name). No names, phones or addresses."""
+
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    day: date | None = None  # in the community's time zone
+    community: str | None = None
+    request_id: uuid.UUID | None = None
+    source: str | None = None
+    support_type: str | None = None
+    person_ref: str | None = None
+    is_carer: bool = False
+    volunteer_id: uuid.UUID | None = None
+    organisation: str | None = None
+    hours: float | None = None
+    status: str | None = None  # a volunteer's, when registered or changed
+
+
+@dataclass(eq=False)
+class Activity:
+    """A group activity volunteers ran (a bereavement group, a Death Cafe ...), logged by a coordinator."""
+
+    id: uuid.UUID
+    community: str
+    kind: str
+    held_on: date
+    attendance: int
+    created_by: str
+    created_at: datetime
+    organisation: str | None = None
+    organisation_type: str | None = None
+    volunteer_ids: list[str] = field(default_factory=list)
+
+
+# The fields the measures read from each event they count. These are read without a guard, so a contract that
+# stops declaring one fails (tests/unit/test_metrics_service_layer.py); other events' fields are kept where
+# their contract declares them.
+COUNTED_FIELDS: dict[str, frozenset[str]] = {
+    "request.submitted": frozenset({"community", "request_id", "source", "support_type", "person_ref", "is_carer",
+                                    "referrer_organisation"}),
+    "request.matched": frozenset({"request_id", "volunteer_id"}),
+    "request.unmatched": frozenset({"request_id"}),
+    "request.cancelled": frozenset({"request_id"}),
+    "offer.accepted": frozenset({"community", "request_id", "volunteer_id"}),
+    "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours"}),
+    "volunteer.registered": frozenset({"community", "volunteer_id", "status"}),
+    "volunteer.status_changed": frozenset({"community", "volunteer_id", "status"}),
+}
+
+
+def fact_of(event: Event) -> Fact:
+    """The fact an event makes (without its day, which needs its community's time zone): what counting needs of
+    it, and nothing that names anyone."""
+    payload = event.payload
+    declared = type(payload).field_names()
+    counted = COUNTED_FIELDS.get(event.type, frozenset())
+
+    def read(name: str) -> Any:
+        return getattr(payload, name) if name in counted or name in declared else None
+
+    return Fact(
+        event_id=event.event_id, event_type=event.type, occurred_at=event.occurred_at, community=read("community"),
+        request_id=read("request_id"), source=read("source"), support_type=read("support_type"),
+        person_ref=read("person_ref") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
+        organisation=read("referrer_organisation"), hours=read("hours"),
+        status=read("status") if event.type.startswith("volunteer.") else None)
+
+
+def local_day(moment: datetime, zone: tzinfo | None) -> date:
+    """The day a moment falls on in a community's time zone (in UTC when the community is unknown)."""
+    return (moment.astimezone(zone) if zone else moment).date()
+
+
+def has_happened(day: date, today: date) -> bool:
+    """An activity is logged once it has happened (a day's grace for time zones)."""
+    return day <= today + timedelta(days=1)
+
+
+# --- who sees what ------------------------------------------------------------------------------------------------
+
+def communities_asked(mine: Iterable[str], community: str | None) -> list[str]:
+    """The communities a query asks about: all of the actor's, or the one named, which must be theirs."""
+    mine = list(mine)
+    if community is None:
+        return mine
+    if community not in mine:
+        raise NotYourCommunity("You may see only your own communities' counts.")
+    return [community]
+
+
+def communities_shown(mine: Iterable[str], community: str | None) -> list[str]:
+    """The communities a page shows: the one named if it is one of the actor's, else all of theirs."""
+    mine = list(mine)
+    return [community] if community in mine else mine
+
+
+def community_to_log(mine: Iterable[str], community: str | None) -> str:
+    """Where an activity is logged: the community named (it must be the actor's), else their first."""
+    mine = list(mine)
+    chosen = community or mine[0]
+    if chosen not in mine:
+        raise NotYourCommunity("You may log activities only for your own communities.")
+    return chosen
+
+
+# --- periods ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filters:
+    """What a query narrows the counts to: a community, a range of days, a kind of help, a source."""
+
+    community: str | None = None
+    start: date | None = None
+    end: date | None = None
+    kind: str | None = None
+    source: str | None = None  # as intake spells it: one of shared.taxonomy.SOURCES
+
+    def __post_init__(self):
+        """Only kinds of help and sources that shared.taxonomy lists (UnknownFilter otherwise)."""
+        if self.kind is not None and self.kind not in KINDS:
+            raise UnknownFilter(f"There is no kind of help {self.kind!r}.")
+        if self.source is not None and self.source not in SOURCES:
+            raise UnknownFilter(f"There is no source {self.source!r}; sources are {', '.join(SOURCES)}.")
+
+
+def period_of(period: str, day: date) -> tuple[date, date]:
+    """The first and last day of the period `day` falls in."""
+    if period == "day":
+        return day, day
+    if period == "week":
+        first = day - timedelta(days=day.weekday())
+        return first, first + timedelta(days=6)
+    if period == "month":
+        first = day.replace(day=1)
+    elif period == "quarter":
+        first = day.replace(month=3 * ((day.month - 1) // 3) + 1, day=1)
+    else:
+        first = day.replace(month=1, day=1)
+    months = {"month": 1, "quarter": 3, "year": 12}[period]
+    month = first.month - 1 + months
+    after = first.replace(year=first.year + month // 12, month=month % 12 + 1)
+    return first, after - timedelta(days=1)
+
+
+def periods_between(period: str, start: date, end: date) -> list[tuple[date, date]]:
+    """Every period from the one `start` falls in to the one `end` falls in."""
+    found, day = [], start
+    while day <= end:
+        first, last = period_of(period, day)
+        found.append((first, last))
+        day = last + timedelta(days=1)
+    return found
+
+
+def previous(period: str, first: date) -> tuple[date, date]:
+    """The period before the one starting on `first`."""
+    return period_of(period, first - timedelta(days=1))
+
+
+def spans(period: str, start: date, end: date) -> list[tuple[date, date]]:
+    """The periods from `start` to `end`, after the one before them: each period's "before" is the one listed
+    ahead of it, so every period is counted once."""
+    return [previous(period, period_of(period, start)[0]), *periods_between(period, start, end)]
+
+
+def a_year_before(period: str, end: date) -> date:
+    """Where the counts start by default: the start of the period a year before `end`."""
+    return period_of(period, end - timedelta(days=365))[0]
+
+
+def charted_from(period: str, end: date, periods: int = CHARTED) -> date:
+    """Where the dashboard starts by default: `periods` periods up to the one `end` falls in."""
+    start = end
+    for _ in range(periods - 1):
+        start = previous(period, period_of(period, start)[0])[0]
+    return start
+
+
+def last_whole(period: str, today: date) -> date:
+    """The first day of the last whole period before today's: what a funder asks about."""
+    return previous(period, period_of(period, today)[0])[0]
+
+
+# --- the measures -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measure:
+    """One measure a manager reports: its key in the counts, and its label on the pages and in the CSV."""
+
+    key: str
+    label: str
+    is_count: bool = True  # counts are suppressed when small; hours and times are not
+
+
+MEASURES = (
+    Measure("requests_received", "Requests received"),
+    Measure("requests_matched", "Requests matched"),
+    Measure("requests_unmatched", "Requests unmatched"),
+    Measure("requests_cancelled", "Requests cancelled"),
+    Measure("tasks_completed", "Tasks completed"),
+    Measure("volunteer_hours", "Volunteer hours", is_count=False),
+    Measure("volunteers_registered", "Volunteers registered (at the end of the period)"),
+    Measure("new_volunteers", "New volunteers"),
+    Measure("volunteers_paused", "Volunteers who paused"),
+    Measure("volunteers_left", "Volunteers who left"),
+    Measure("active_volunteers", "Active volunteers"),
+    Measure("people_reached", "People supported"),
+    Measure("carers_supported", "Carers supported"),
+    Measure("bereavement_supports", "Bereavement supports given"),
+    Measure("future_planning_reached", "People at future-life-planning education"),
+    Measure("group_activities", "Group activities"),
+    Measure("group_attendance", "People at group activities"),
+    Measure("active_partners", "Active partner organisations"),
+    Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
+    Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
+)
+BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
+              ("tasks_by_kind", "Tasks completed for"))
+
+
+def requests_of(facts: Iterable[Fact], kind: str | None = None, source: str | None = None) -> list[Fact]:
+    """The requests among the facts, of this kind and from this source (None: any)."""
+    return [f for f in facts if f.event_type == "request.submitted"
+            and (kind is None or f.support_type == kind) and (source is None or f.source == source)]
+
+
+def accepted_requests(facts: Iterable[Fact]) -> set[uuid.UUID]:
+    """The requests an acceptance among the facts is for (whose submission times the waits need)."""
+    return {f.request_id for f in facts if f.event_type == "offer.accepted"}
+
+
+def by_source(requests: Iterable[Fact]) -> dict[str, int]:
+    """Requests per source, in the order of the taxonomy's sources (a request without one came from a
+    coordinator); a source the taxonomy does not list is counted after them."""
+    counted = Counter(f.source or "coordinator" for f in requests)
+    return {source: counted[source] for source in (*SOURCES, *sorted(set(counted) - set(SOURCES)))
+            if counted[source]}
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """The value `fraction` of the way up the values (None when there are none), to two places."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return round(ordered[0], 2)
+    return round(statistics.quantiles(ordered, n=100, method="inclusive")[int(fraction * 100) - 1], 2)
+
+
+def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
+             submitted_at: dict[uuid.UUID, datetime], kept: set[uuid.UUID] | None = None, kind: str | None = None,
+             source: str | None = None) -> dict[str, Any]:
+    """Every measure of one span, unsuppressed.
+
+    `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
+    up to the span's end, oldest first; `submitted_at` when each accepted request was submitted. With a kind or
+    source asked for, outcomes count only for the requests in `kept` (those of that kind or source)."""
+    requests = requests_of(facts, kind, source)
+
+    def of(event_type: str) -> list[Fact]:
+        return [f for f in facts if f.event_type == event_type and (kept is None or f.request_id in kept)]
+
+    completed = [f for f in of("task.completed") if kind is None or f.support_type == kind]
+    volunteers = {f.volunteer_id for f in of("offer.accepted") + completed if f.volunteer_id}
+    volunteers |= {uuid.UUID(v) for a in activities for v in a.volunteer_ids}
+    bereavement = [f for f in completed if KINDS[f.support_type].category == "bereavement"]
+    planning = [f for f in completed if KINDS[f.support_type].category == "future_planning"]
+    planning_attendance = sum(a.attendance for a in activities if a.kind == "future_planning_session")
+    accepted: dict[uuid.UUID, datetime] = {}
+    for fact in of("offer.accepted"):
+        accepted[fact.request_id] = min(accepted.get(fact.request_id, fact.occurred_at), fact.occurred_at)
+    waits = [(at - submitted_at[rid]).total_seconds() / 3600 for rid, at in accepted.items() if rid in submitted_at]
+    standing: dict = {}
+    for change in volunteer_changes:
+        standing[change.volunteer_id] = change.status
+    changes = of("volunteer.status_changed")
+    partners = {f.organisation for f in requests if f.organisation} | {a.organisation for a in activities
+                                                                         if a.organisation}
+    return {
+        "requests_received": len(requests),
+        "requests_matched": len(of("request.matched")),
+        "requests_unmatched": len(of("request.unmatched")),
+        "requests_cancelled": len(of("request.cancelled")),
+        "tasks_completed": len(completed),
+        "volunteer_hours": round(sum(f.hours or 0 for f in completed), 2),
+        "volunteers_registered": sum(1 for status in standing.values() if status != "left"),
+        "new_volunteers": len(of("volunteer.registered")),
+        "volunteers_paused": len({f.volunteer_id for f in changes if f.status == "paused"}),
+        "volunteers_left": len({f.volunteer_id for f in changes if f.status == "left"}),
+        "active_volunteers": len(volunteers),
+        "people_reached": len({f.person_ref for f in requests if f.person_ref}),
+        "carers_supported": len({f.person_ref for f in requests if f.person_ref and f.is_carer}),
+        "bereavement_supports": len(bereavement),
+        "future_planning_reached": len(planning) + planning_attendance,
+        "group_activities": len(activities),
+        "group_attendance": sum(a.attendance for a in activities),
+        "active_partners": len(partners),
+        "hours_to_acceptance_median": _percentile(waits, 0.5),
+        "hours_to_acceptance_p90": _percentile(waits, 0.9),
+        "requests_by_source": by_source(requests),
+        "requests_by_kind": dict(sorted(Counter(f.support_type for f in requests).items())),
+        "tasks_by_kind": dict(sorted(Counter(f.support_type for f in completed).items())),
+    }
+
+
+# --- what may leave the service ------------------------------------------------------------------------------------
+
+def suppress(value: Any, below: int, is_count: bool = True) -> Any:
+    """A small count (from 1 to `below` minus one) as "<5", so no one can be picked out; zero and larger counts,
+    hours and times as they are."""
+    if is_count and isinstance(value, int) and 0 < value < below:
+        return f"<{below}"
+    return value
+
+
+def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
+    """Measures as they may leave the service: small counts suppressed, breakdowns too."""
+    counted = {m.key: m.is_count for m in MEASURES}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out[key] = {name: suppress(n, below) for name, n in value.items()}
+        else:
+            out[key] = suppress(value, below, counted.get(key, True))
+    return out
+
+
+def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The report as a table: one row per period and measure (breakdowns one row per part)."""
+    labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS)
+    rows = [["period_start", "period_end", "measure", "value", "previous_period_value"]]
+    for period in result["periods"]:
+        for key, value in period["measures"].items():
+            before = period["previous"].get(key)
+            if isinstance(value, dict):
+                for part in sorted(set(value) | set(before or {})):
+                    rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, 0),
+                                 (before or {}).get(part, 0)])
+            else:
+                rows.append([period["start"], period["end"], labels[key], "" if value is None else value,
+                             "" if before is None else before])
+    return rows

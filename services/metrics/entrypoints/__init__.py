@@ -1,0 +1,1 @@
+"""Metrics' entry points: the JSON API, the managers' pages, the bus handlers and the `ccs metrics` commands."""

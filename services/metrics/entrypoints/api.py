@@ -1,0 +1,135 @@
+"""Metrics' HTTP API: the counts managers report to funders and commissioners, and the group activities
+coordinators log (they never pass through matching)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.metrics import domain, service_layer
+from services.metrics.domain import ACTIVITY_KINDS, MAX_PERIODS, ORGANISATION_TYPES, PERIODS, Filters
+from shared import clock
+from shared.taxonomy import KINDS, SOURCES
+from shared.web import current_actor, requires, service
+
+BEARER = [{"bearerAuth": []}]
+MANAGERS = ("manager", "admin")
+blp = Blueprint("activity", __name__, description="Counts of volunteer-led activity")
+activities = Blueprint("activities", __name__, url_prefix="/activities", description="Group activities")
+
+
+class ActivityQuery(Schema):
+    community = fields.Str(metadata={"description": "One of your communities (default: all of them)."})
+    period = fields.Str(load_default="month", validate=validate.OneOf(PERIODS))
+    from_ = fields.Date(data_key="from", metadata={"description": "Default: the start of the period a year ago."})
+    to = fields.Date(metadata={"description": "Default: today."})
+    kind = fields.Str(validate=validate.OneOf(sorted(KINDS)), metadata={"description": "Only this kind of help."})
+    source = fields.Str(validate=validate.OneOf(SOURCES), metadata={"description": "Only from this source."})
+
+    @validates_schema
+    def check_range(self, data, **kwargs):
+        """`to` is not before `from`, and they span at most MAX_PERIODS periods."""
+        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+            raise ValidationError({"to": ["Must not be before from."]})
+        if "from_" in data and "to" in data and len(domain.periods_between(data["period"], data["from_"],
+                                                                           data["to"])) > MAX_PERIODS:
+            raise ValidationError({"from": [f"Ask for at most {MAX_PERIODS} periods at once."]})
+
+
+def filters_of(query: dict) -> Filters:
+    """What an ActivityQuery narrows the counts to."""
+    return Filters(community=query.get("community"), start=query.get("from_"), end=query.get("to"),
+                   kind=query.get("kind"), source=query.get("source"))
+
+
+class PeriodOut(Schema):
+    start = fields.Date()
+    end = fields.Date()
+    measures = fields.Dict(metadata={"description": "Each measure; counts from 1 to 4 read '<5'."})
+    previous = fields.Dict(metadata={"description": "The same measures for the period before."})
+
+
+class ReportOut(Schema):
+    period = fields.Str()
+    from_ = fields.Date(data_key="from", attribute="from")
+    to = fields.Date()
+    communities = fields.List(fields.Str())
+    periods = fields.List(fields.Nested(PeriodOut))
+
+
+def counts(query: dict) -> dict:
+    """The counts an ActivityQuery asks for (403 for a community that is not the caller's)."""
+    context = service()
+    try:
+        return service_layer.activity(context.uow(), current_actor(), query["period"], filters_of(query),
+                                      context.settings, clock.today())
+    except domain.NotYourCommunity as err:
+        abort(403, message=str(err))
+
+
+@blp.route("/activity")
+class ActivityView(MethodView):
+    @requires(*MANAGERS)
+    @blp.arguments(ActivityQuery, location="query")
+    @blp.response(200, ReportOut)
+    @blp.doc(security=BEARER)
+    def get(self, query):
+        """Every measure per period, with the period before beside it; counts only, small ones as "<5"."""
+        return counts(query)
+
+
+@blp.route("/activity.csv")
+class ActivityCsv(MethodView):
+    @requires(*MANAGERS)
+    @blp.arguments(ActivityQuery, location="query")
+    @blp.doc(security=BEARER, responses={"200": {"description": "The same as GET /activity, as a table",
+                                                 "content": {"text/csv": {"schema": {"type": "string"}}}}})
+    def get(self, query):
+        """The counts as CSV, one row per period and measure, as the dashboard's table shows them."""
+        out = io.StringIO()
+        csv.writer(out).writerows(domain.csv_rows(counts(query)))
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="activity.csv"'})
+
+
+def has_happened(day) -> None:
+    """An activity is logged once it has happened (a day's grace for time zones)."""
+    if not domain.has_happened(day, clock.today()):
+        raise ValidationError("Log an activity once it has happened.")
+
+
+class ActivityIn(Schema):
+    """A group activity volunteers ran."""
+
+    kind = fields.Str(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
+    held_on = fields.Date(required=True, validate=has_happened)
+    community = fields.Str(metadata={"description": "Default: your first community."})
+    organisation = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    organisation_type = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(ORGANISATION_TYPES))
+    volunteer_ids = fields.List(fields.UUID(), load_default=list)
+    attendance = fields.Int(required=True, validate=validate.Range(min=0, max=100_000))
+
+
+class ActivityOut(ActivityIn):
+    id = fields.UUID()
+    volunteer_ids = fields.List(fields.Str())
+    created_at = fields.AwareDateTime()
+
+
+@activities.route("")
+class Activities(MethodView):
+    @requires("coordinator", "admin")
+    @activities.arguments(ActivityIn)
+    @activities.response(201, ActivityOut)
+    @activities.doc(security=BEARER)
+    def post(self, data):
+        """Log a group activity: a bereavement group, a Death Cafe, a Dying Matters event, a planning session."""
+        try:
+            return service_layer.log_activity(service().uow(), current_actor(), data, clock.utcnow())
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))

@@ -1,0 +1,102 @@
+"""The managers' pages: the dashboard (this period's numbers beside the last, a chart of each over time, and the
+table that the CSV download holds) and the one-page report a manager sends to a funder. Counts from 1 to 4 show
+as "<5" here as everywhere."""
+
+from __future__ import annotations
+
+from flask import render_template, request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from services.metrics import service_layer
+from services.metrics.domain import BREAKDOWNS, MEASURES, PERIODS, csv_rows
+from services.metrics.entrypoints.api import MANAGERS, ActivityQuery, filters_of
+from shared import clock, communities
+from shared.taxonomy import KINDS
+from shared.web import current_actor, page_requires, service
+
+blp = Blueprint("dashboard", __name__, description="The managers' dashboard")
+
+
+def bars(points: list[tuple[str, object]], width: int = 300, height: int = 90) -> dict:
+    """An inline SVG bar chart's bars; a suppressed count draws as a hatched stub, labelled "<5"."""
+    numbers = [value if isinstance(value, (int, float)) else 0 for _, value in points]
+    top = max(numbers + [1])
+    step = width / max(len(points), 1)
+    out = []
+    for n, ((label, value), number) in enumerate(zip(points, numbers)):
+        high = 4 if isinstance(value, str) else round((height - 28) * number / top)  # room for the label
+        out.append({"x": round(n * step + 4), "y": height - 14 - high, "w": round(step - 8), "h": high,
+                    "label": label, "value": value, "hidden": isinstance(value, str)})
+    return {"width": width, "height": height, "bars": out}
+
+
+@blp.route("/dashboard")
+@page_requires(*MANAGERS)
+def dashboard():
+    """This period's numbers with the last period's, each measure over the last six periods, and the table."""
+    try:
+        query = ActivityQuery().load({k: v for k, v in request.args.items() if v})
+    except ValidationError as err:
+        return render_template("dashboard.html", errors=err.messages, result=None, charts=[], query={}), 422
+    period = query["period"]
+    result = service_layer.dashboard(service().uow(), current_actor(), period, filters_of(query),
+                                     service().settings, clock.today())
+    charts = [{"measure": m, "chart": bars([(p["start"].strftime("%d %b" if period in ("day", "week") else "%b %Y"),
+                                             p["measures"][m.key]) for p in result["periods"]])}
+              for m in MEASURES if m.is_count]
+    return render_template("dashboard.html", result=result, latest=result["periods"][-1], charts=charts,
+                           measures=MEASURES, table=csv_rows(result), query=request.args, periods=PERIODS,
+                           errors={}, csv_url="/activity.csv?" + request.query_string.decode())
+
+
+# The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
+SECTIONS = (
+    ("Requests for support", ("requests_received", "requests_matched", "requests_unmatched", "requests_cancelled",
+                              "hours_to_acceptance_median", "hours_to_acceptance_p90")),
+    ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
+                       "bereavement_supports", "future_planning_reached")),
+    ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
+                    "volunteers_left")),
+    ("In the community", ("group_activities", "group_attendance", "active_partners")),
+)
+
+
+def part_label(part: str) -> str:
+    """A breakdown's part as a funder reads it: a kind of help's label, or a source in words."""
+    return KINDS[part].label if part in KINDS else part.replace("_", " ").capitalize().replace("Pcn", "PCN")
+
+
+def change(now, before) -> str:
+    """How a measure moved since the period before, when both are numbers that may be shown."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (now, before)):
+        return ""
+    difference = round(now - before, 2)
+    return f"{difference:+g}" if difference else "same"
+
+
+@blp.route("/report")
+@page_requires(*MANAGERS)
+def report():
+    """One period on one printable page: each measure beside the period before's, and where requests came from."""
+    args = {k: v for k, v in request.args.items() if v and k in ("period", "community", "to")}
+    try:
+        query = ActivityQuery().load(args)
+    except ValidationError as err:
+        return render_template("report.html", errors=err.messages, result=None, query=request.args,
+                               periods=PERIODS), 422
+    result = service_layer.report(service().uow(), current_actor(), query["period"], filters_of(query),
+                                  service().settings, clock.today())
+    known = communities.all_communities()
+    labels = {m.key: m.label for m in MEASURES}
+    shown = result["periods"][0]
+    sections = [(title, [(labels[key], shown["measures"][key], shown["previous"][key],
+                          change(shown["measures"][key], shown["previous"][key])) for key in keys])
+                for title, keys in SECTIONS]
+    breakdowns = [(title, [(part_label(part), shown["measures"][key].get(part, 0), shown["previous"][key].get(part, 0))
+                           for part in sorted(set(shown["measures"][key]) | set(shown["previous"][key]))])
+                  for key, title in BREAKDOWNS]
+    return render_template("report.html", result=result, shown=shown, before=result["before"],
+                           sections=sections, breakdowns=breakdowns, errors={}, query=request.args,
+                           periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],
+                           made=clock.today().strftime("%d %B %Y"))

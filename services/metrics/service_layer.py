@@ -1,0 +1,134 @@
+"""Metrics' use cases: record an event as a fact, place facts again, log a group activity, and the counts a
+manager sees (the API's and the CSV's, the dashboard's, and the one-page report's).
+
+Each takes a unit of work, the acting user and the settings as arguments; the counts are scoped to the actor's
+communities, so a manager sees counts of their own communities only, and never a person.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from services.metrics import domain
+from services.metrics.domain import Activity, Fact, Filters
+from shared import communities as known_communities
+from shared.auth import Actor
+from shared.contracts import Event
+
+if TYPE_CHECKING:
+    from services.metrics.adapters import MetricsUnitOfWork
+    from services.metrics.bootstrap import MetricsSettings
+
+
+# --- the facts: from the bus ---------------------------------------------------------------------------------------
+
+def _place(uow: MetricsUnitOfWork, fact: Fact) -> None:
+    """Give a fact its community (an outcome without one takes its request's) and its day in that community."""
+    if fact.community is None and fact.request_id is not None:
+        fact.community = uow.facts.community_of_request(fact.request_id)
+    community = known_communities.all_communities().get(fact.community or "")
+    fact.day = domain.local_day(fact.occurred_at, community.zone if community else None)
+
+
+def record_event(uow: MetricsUnitOfWork, event: Event) -> None:
+    """Keep what an event says that counting needs, once however often it is delivered, in the caller's unit of
+    work (the handler's, which records the event as handled in the same transaction)."""
+    if uow.facts.get(event.event_id) is not None:
+        return
+    fact = domain.fact_of(event)
+    _place(uow, fact)
+    uow.facts.add(fact)
+    if fact.community is not None and fact.request_id is not None:
+        # an outcome that overtook its request (a cancellation published a moment after it) takes its place now
+        for early in uow.facts.unplaced(fact.request_id):
+            _place(uow, early)
+
+
+def rebuild(uow: MetricsUnitOfWork) -> int:
+    """Work out every fact's community and day again (after events arrived out of order, or a community's time
+    zone changed); returns how many changed."""
+    changed = 0
+    with uow:
+        for fact in uow.facts.oldest_first():
+            before = (fact.community, fact.day)
+            _place(uow, fact)
+            changed += (fact.community, fact.day) != before
+        uow.commit()
+    return changed
+
+
+# --- group activities ----------------------------------------------------------------------------------------------
+
+def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now: datetime) -> Activity:
+    """Log a group activity volunteers ran, in the community named (one of the actor's) or the actor's first."""
+    community = domain.community_to_log(actor.communities, data.get("community"))
+    activity = Activity(
+        id=uuid.uuid4(), community=community, kind=data["kind"], held_on=data["held_on"],
+        attendance=data["attendance"], organisation=data.get("organisation"),
+        organisation_type=data.get("organisation_type"),
+        volunteer_ids=[str(v) for v in data.get("volunteer_ids", [])], created_by=actor.subject, created_at=now)
+    with uow:
+        uow.activities.add(activity)
+        uow.commit()
+    return activity
+
+
+# --- the counts ----------------------------------------------------------------------------------------------------
+
+def _measures(uow: MetricsUnitOfWork, communities: list[str], first: date, last: date, kind: str | None,
+              source: str | None, kept: set[uuid.UUID] | None) -> dict[str, Any]:
+    """Every measure of these communities from `first` to `last` (inclusive), unsuppressed."""
+    facts = uow.facts.in_span(communities, first, last)
+    return domain.measures(
+        facts, uow.activities.in_span(communities, first, last),
+        volunteer_changes=uow.facts.volunteer_changes(communities, last),
+        submitted_at=uow.facts.submitted_at(domain.accepted_requests(facts)), kept=kept, kind=kind, source=source)
+
+
+def _counts(uow: MetricsUnitOfWork, communities: list[str], period: str, start: date, end: date, below: int,
+            kind: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """Each period from `start` to `end` with every measure and the period before's beside it (suppressed)."""
+    kept = None  # with a kind or source asked for, outcomes count only for requests of that kind or source
+    if kind or source:
+        kept = {f.request_id for f in domain.requests_of(uow.facts.requests_in(communities), kind, source)}
+    spans = domain.spans(period, start, end)
+    counted = [domain.shown(_measures(uow, communities, first, last, kind, source, kept), below)
+               for first, last in spans]
+    rows = [{"start": first, "end": last, "measures": now, "previous": before}
+            for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
+    return {"period": period, "from": start, "to": end, "communities": communities, "periods": rows}
+
+
+def activity(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
+             today: date) -> dict[str, Any]:
+    """The counts a manager asks the API for: each period (by default from a year before `to`, itself by default
+    today) beside the one before; only the actor's communities (NotYourCommunity for another's)."""
+    communities = domain.communities_asked(actor.communities, filters.community)
+    end = filters.end or today
+    start = filters.start or domain.a_year_before(period, end)
+    with uow:
+        return _counts(uow, communities, period, start, end, settings.suppress_below, filters.kind, filters.source)
+
+
+def dashboard(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
+              today: date) -> dict[str, Any]:
+    """The dashboard's counts: by default the last few periods up to today, for the community asked about if it is
+    the actor's, else for all of theirs."""
+    communities = domain.communities_shown(actor.communities, filters.community)
+    end = filters.end or today
+    start = filters.start or domain.charted_from(period, end)
+    with uow:
+        return _counts(uow, communities, period, start, end, settings.suppress_below, filters.kind, filters.source)
+
+
+def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
+           today: date) -> dict[str, Any]:
+    """One period (the one `filters.end` falls in, by default the last whole one) beside the period before, for a
+    funder; `before` is that earlier period's first and last day."""
+    communities = domain.communities_shown(actor.communities, filters.community)
+    first, last = domain.period_of(period, filters.end or domain.last_whole(period, today))
+    with uow:
+        result = _counts(uow, communities, period, first, last, settings.suppress_below)
+    return {**result, "before": domain.previous(period, first)}

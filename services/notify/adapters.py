@@ -1,0 +1,426 @@
+"""Notify's tables (every SMS sent and received, the phones, its outbox and inbox), the repositories over them,
+its unit of work, and what it talks to outside: the SMS gateways (Twilio, or the development one that records
+to var/sms/sent.jsonl), Twilio's webhook signatures, and the simulator's phone."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import uuid
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import phonenumbers
+import requests
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Session, aliased, sessionmaker
+
+from services.notify.domain import Contact, InboundMessage, OutgoingMessage, Scope, SendFailed
+from services.notify.messages import segments
+from shared.clock import utcnow
+from shared.config import Settings
+from shared.db import UtcDateTime, is_postgres
+from shared.outbox import Outbox
+from shared.unit_of_work import SqlUnitOfWork
+from shared.web import page_of
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+outbox = Outbox.for_base(Base)
+
+contacts = sa.Table(
+    "contacts", Base.metadata,
+    sa.Column("phone", sa.String(20), primary_key=True),
+    sa.Column("language", sa.String(8)),
+    sa.Column("opted_out_at", UtcDateTime),
+    sa.Column("opted_in_at", UtcDateTime),
+    sa.Column("invalid_at", UtcDateTime),
+    sa.Column("invalid_reason", sa.String(200)),
+)
+
+outgoing_messages = sa.Table(
+    "outgoing_messages", Base.metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("key", sa.String(80), nullable=False, unique=True),
+    sa.Column("purpose", sa.String(20), nullable=False),
+    sa.Column("to_phone", sa.String(20), nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False, default="queued", index=True),
+    sa.Column("provider_sid", sa.String(64), index=True),
+    sa.Column("error", sa.Text),
+    sa.Column("correlation_id", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False, default=utcnow),
+    sa.Column("sent_at", UtcDateTime),
+    sa.Column("next_attempt_at", UtcDateTime, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("delivered_at", UtcDateTime),
+    sa.Column("from_phone", sa.String(20)),  # the community's sender number
+)
+
+inbound_messages = sa.Table(
+    "inbound_messages", Base.metadata,
+    sa.Column("message_sid", sa.String(64), primary_key=True),
+    sa.Column("from_phone", sa.String(20), nullable=False, index=True),
+    sa.Column("to_phone", sa.String(20), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("keyword", sa.String(12)),
+    sa.Column("code", sa.String(4)),
+    sa.Column("received_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
+# The domain's classes are the rows (cosmicpython's imperative mapping): `OutgoingMessage.key` is also a column.
+Base.registry.map_imperatively(Contact, contacts)
+Base.registry.map_imperatively(OutgoingMessage, outgoing_messages)
+Base.registry.map_imperatively(InboundMessage, inbound_messages)
+
+
+def _skip_locked(session: Session, query):
+    """On PostgreSQL, lock the rows a query takes, skipping those another sender holds."""
+    return query.with_for_update(skip_locked=True) if is_postgres(session) else query
+
+
+def _detached(session: Session, rows: list) -> list:
+    """Rows to read after the unit of work has ended (read-only use cases end without committing)."""
+    for row in rows:
+        if row in session:
+            session.expunge(row)
+    return rows
+
+
+# --- repositories ----------------------------------------------------------------------------------------------
+
+class ContactRepository:
+    """The phones we text or hear from."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, phone: str) -> Contact | None:
+        """The phone's contact, if we have one."""
+        return self.session.get(Contact, phone)
+
+    def of(self, phone: str) -> Contact:
+        """The phone's contact, made when we have none yet."""
+        contact = self.session.get(Contact, phone)
+        if contact is None:
+            contact = Contact(phone)
+            self.session.add(contact)
+        return contact
+
+
+class MessageRepository:
+    """The messages we send: queued, being sent, and what became of them."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, message: OutgoingMessage) -> None:
+        """Keep a new message."""
+        self.session.add(message)
+
+    def get(self, message_id: uuid.UUID) -> OutgoingMessage | None:
+        """One message."""
+        return self.session.get(OutgoingMessage, message_id)
+
+    def has_key(self, key: str) -> bool:
+        """True when a message with this key was queued before."""
+        return self.session.scalar(sa.select(OutgoingMessage.id).where(OutgoingMessage.key == key)) is not None
+
+    def by_provider_sid(self, sid: str) -> OutgoingMessage | None:
+        """The message the provider knows by this SID."""
+        return self.session.scalar(sa.select(OutgoingMessage).where(OutgoingMessage.provider_sid == sid))
+
+    def queued_with_keys(self, keys: list[str]) -> list[OutgoingMessage]:
+        """The messages with these keys that are still waiting to go."""
+        return list(self.session.scalars(sa.select(OutgoingMessage).where(OutgoingMessage.key.in_(keys),
+                                                                          OutgoingMessage.status == "queued")))
+
+    def next_due(self, now: datetime) -> OutgoingMessage | None:
+        """The oldest queued message that is due, locked against other senders."""
+        query = sa.select(OutgoingMessage).where(
+            OutgoingMessage.status == "queued",
+            sa.or_(OutgoingMessage.next_attempt_at.is_(None), OutgoingMessage.next_attempt_at <= now),
+        ).order_by(OutgoingMessage.created_at).limit(1)
+        return self.session.scalars(_skip_locked(self.session, query)).first()
+
+    def left_sending(self, now: datetime) -> list[OutgoingMessage]:
+        """The messages still `sending` after they should have been recorded as sent, locked."""
+        query = sa.select(OutgoingMessage).where(OutgoingMessage.status == "sending",
+                                                 OutgoingMessage.next_attempt_at <= now)
+        return list(self.session.scalars(_skip_locked(self.session, query)).all())
+
+    def texted_before(self, phone: str) -> bool:
+        """True when we have texted this phone anything but an answer to its own texts."""
+        return self.session.scalar(sa.select(OutgoingMessage.id).where(
+            OutgoingMessage.to_phone == phone, OutgoingMessage.purpose != "answer").limit(1)) is not None
+
+    def newest_first(self, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
+        """One page of the messages sent (to one phone, if given), newest first."""
+        query = sa.select(OutgoingMessage).order_by(OutgoingMessage.created_at.desc())
+        if to_phone is not None:
+            query = query.where(OutgoingMessage.to_phone == to_phone)
+        return _detached(self.session, page_of(self.session, query, pagination_parameters))
+
+
+class InboundRepository:
+    """The messages phones sent us."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, message_sid: str) -> InboundMessage | None:
+        """The message the provider knows by this SID, if we have it."""
+        return self.session.get(InboundMessage, message_sid)
+
+    def add(self, message: InboundMessage) -> None:
+        """Keep a message a phone sent."""
+        self.session.add(message)
+
+
+class ConversationRepository:
+    """The conversations coordinators read: messages both ways with the numbers in a coordinator's scope, i.e.
+    those their communities texted from their sender numbers, or that texted those numbers (or a number that is
+    no community's, which nobody else could see). Rows come back detached, to read after the unit of work."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def _phones(self, scope: Scope):
+        """The phones in scope, as a subquery with one column, `phone`."""
+        return sa.union(
+            sa.select(OutgoingMessage.to_phone.label("phone")).where(OutgoingMessage.from_phone.in_(scope.ours)),
+            sa.select(InboundMessage.from_phone.label("phone")).where(
+                sa.or_(InboundMessage.to_phone.in_(scope.ours), InboundMessage.to_phone.not_in(scope.every))),
+        ).subquery()
+
+    def _latest(self, scope: Scope, model, phone, at) -> dict[str, Any]:
+        """Each in-scope phone's newest row of `model`, by phone."""
+        phones = self._phones(scope)
+        ranked = sa.select(model, sa.func.row_number().over(partition_by=phone, order_by=at.desc()).label("n")) \
+            .where(phone.in_(sa.select(phones.c.phone))).subquery()
+        row = aliased(model, ranked)
+        rows = _detached(self.session, list(self.session.scalars(sa.select(row).where(ranked.c.n == 1))))
+        return {getattr(m, phone.key): m for m in rows}
+
+    def latest_sent(self, scope: Scope) -> dict[str, OutgoingMessage]:
+        """Each in-scope phone's newest message from us."""
+        return self._latest(scope, OutgoingMessage, OutgoingMessage.to_phone,
+                            sa.func.coalesce(OutgoingMessage.sent_at, OutgoingMessage.created_at))
+
+    def latest_received(self, scope: Scope) -> dict[str, InboundMessage]:
+        """Each in-scope phone's newest message to us."""
+        return self._latest(scope, InboundMessage, InboundMessage.from_phone, InboundMessage.received_at)
+
+    def texted(self, scope: Scope) -> set[str]:
+        """The in-scope phones we texted anything but answers."""
+        return set(self.session.scalars(sa.select(OutgoingMessage.to_phone).distinct().where(
+            OutgoingMessage.to_phone.in_(sa.select(self._phones(scope).c.phone)), OutgoingMessage.purpose != "answer")))
+
+    def contacts(self, scope: Scope) -> dict[str, Contact]:
+        """The in-scope phones' contacts."""
+        rows = list(self.session.scalars(sa.select(Contact).where(
+            Contact.phone.in_(sa.select(self._phones(scope).c.phone)))))
+        return {c.phone: c for c in _detached(self.session, rows)}
+
+    def in_scope(self, scope: Scope, phone: str) -> bool:
+        """True when the phone is one this scope sees."""
+        phones = self._phones(scope)
+        return self.session.scalar(sa.select(phones.c.phone).where(phones.c.phone == phone).limit(1)) is not None
+
+    def with_phone(self, phone: str) -> tuple[list[OutgoingMessage], list[InboundMessage], Contact | None]:
+        """Every message to and from one phone, and its contact."""
+        outgoing = list(self.session.scalars(sa.select(OutgoingMessage).where(OutgoingMessage.to_phone == phone)))
+        inbound = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone == phone)))
+        contact = self.session.get(Contact, phone)
+        return (_detached(self.session, outgoing), _detached(self.session, inbound),
+                _detached(self.session, [contact])[0] if contact else None)
+
+    def received_by_phones(self, scope: Scope, statuses: tuple[str, ...]) -> tuple[list[OutgoingMessage],
+                                                                                  list[InboundMessage]]:
+        """What the in-scope phones received from us (in these statuses), and every message those phones sent."""
+        phones = sa.select(self._phones(scope).c.phone)
+        received = list(self.session.scalars(sa.select(OutgoingMessage).where(
+            OutgoingMessage.status.in_(statuses), OutgoingMessage.to_phone.in_(phones))))
+        numbers = {m.to_phone for m in received}
+        sent = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone.in_(numbers))))
+        return _detached(self.session, received), _detached(self.session, sent)
+
+
+class NotifyUnitOfWork(SqlUnitOfWork):
+    """One transaction over notify's database: `uow.contacts`, `uow.messages`, `uow.inbound`,
+    `uow.conversations`."""
+
+    contacts: ContactRepository
+    messages: MessageRepository
+    inbound: InboundRepository
+    conversations: ConversationRepository
+
+    def __init__(self, sessions: sessionmaker):
+        super().__init__(sessions, outbox)
+
+    def open(self, session: Session) -> None:
+        """Attach the repositories to this transaction's session."""
+        self.contacts = ContactRepository(session)
+        self.messages = MessageRepository(session)
+        self.inbound = InboundRepository(session)
+        self.conversations = ConversationRepository(session)
+
+
+# --- SMS gateways ------------------------------------------------------------------------------------------------
+
+class SmsGateway(Protocol):
+    """Sends one SMS (from the community's own number, when given) and returns the provider's id for it; raises
+    SendFailed saying whether to retry, or that the number opted out or cannot take SMS."""
+
+    def send(self, to: str, body: str, from_: str | None = None) -> str: ...
+
+
+# Twilio's error codes that say something about the number rather than the message.
+OPTED_OUT_CODES = {21610}  # the person texted STOP: Twilio will not deliver to them
+INVALID_CODES = {21211, 21217, 21614}  # not a valid number; not a number that can take SMS (a landline)
+
+
+def outcome_of(exc: Exception) -> tuple[str, str]:
+    """What a failed send means: ("retry" | "opted_out" | "invalid" | "failed", a reason without personal data)."""
+    from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+    if isinstance(exc, (TwilioRestException, TwilioServiceException)):
+        reason = f"{exc.status} {exc.code}" if exc.code else str(exc.status)
+        if exc.code in OPTED_OUT_CODES:
+            return "opted_out", reason
+        if exc.code in INVALID_CODES:
+            return "invalid", reason
+        if exc.status == 429 or exc.status >= 500:
+            return "retry", reason
+        return "failed", reason
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, OSError)):
+        return "retry", type(exc).__name__
+    return "failed", type(exc).__name__
+
+
+class DevelopmentGateway:
+    """Sends nothing: records each message in var/sms/sent.jsonl and prints it."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "sms" / "sent.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def send(self, to: str, body: str, from_: str | None = None) -> str:
+        """Record and print the message."""
+        sid = "SMdev" + uuid.uuid4().hex[:27]
+        try:
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"sid": sid, "to": to, "from": from_, "body": body,
+                                         "at": utcnow().isoformat()}) + "\n")
+        except OSError as exc:
+            raise SendFailed(*outcome_of(exc)) from exc
+        print(f"[development SMS gateway] to {to}: {body}", flush=True)
+        return sid
+
+
+class TwilioGateway:
+    """Sends through Twilio's Messages API with the real `twilio` client.
+
+    From a Messaging Service when one is configured (Twilio then picks the sender from its pool), else from the
+    community's own number, else the deployment's TWILIO_FROM_NUMBER. Twilio reports delivery to /sms/status."""
+
+    def __init__(self, settings: Settings):
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
+                             http_client=TwilioHttpClient(timeout=15))
+        if settings.twilio_base_url:
+            self.client.api.base_url = settings.twilio_base_url
+        self.from_number = settings.twilio_from_number
+        self.messaging_service_sid = settings.twilio_messaging_service_sid
+        self.status_callback = f"{settings.public_url}/sms/status"
+
+    def send(self, to: str, body: str, from_: str | None = None) -> str:
+        """Create the message at Twilio; returns its SID. Twilio's refusals raise SendFailed."""
+        sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
+                  else {"from_": from_ or self.from_number})
+        try:
+            message = self.client.messages.create(to=to, body=body, status_callback=self.status_callback, **sender)
+        except Exception as exc:
+            raise SendFailed(*outcome_of(exc)) from exc
+        return message.sid
+
+
+def gateway_for(settings: Settings) -> SmsGateway:
+    """Twilio when credentials are configured, else the development gateway."""
+    if settings.uses_twilio:
+        return TwilioGateway(settings)
+    return DevelopmentGateway(settings.var_dir)
+
+
+# --- Twilio's webhooks ---------------------------------------------------------------------------------------------
+
+def signature_for(settings: Settings, path: str, form: dict[str, str]) -> str:
+    """The X-Twilio-Signature Twilio would send with `form` to our public URL + `path` (for the simulator)."""
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(settings.webhook_token).compute_signature(settings.public_url + path, form)
+
+
+def signed_by_twilio(settings: Settings, path: str, form: dict[str, str], signature: str) -> bool:
+    """True when `signature` is Twilio's (or, in development, the simulator's) for `form` posted to our public
+    URL + `path`: the public URL from configuration, so it still matches behind a proxy that reached us by
+    another host name."""
+    from twilio.request_validator import RequestValidator
+
+    return RequestValidator(settings.webhook_token).validate(settings.public_url + path, form, signature)
+
+
+class SimulatedPhone:
+    """A phone texting us, as the SMS simulator plays it: Twilio's form, signed as Twilio signs it, posted to this
+    service's own /sms/inbound (at `address`, where this web process listens)."""
+
+    def __init__(self, settings: Settings, address: str):
+        self.settings, self.address = settings, address
+
+    def form(self, sender: str, to: str, body: str) -> dict[str, str]:
+        """The fields Twilio posts to the inbound webhook for an SMS from `sender` to our number `to`."""
+        sid = "SM" + secrets.token_hex(16)
+
+        def country(number: str) -> str:
+            try:
+                return phonenumbers.region_code_for_number(phonenumbers.parse(number)) or ""
+            except phonenumbers.NumberParseException:
+                return ""
+
+        return {"ToCountry": country(to), "SmsMessageSid": sid, "NumMedia": "0", "SmsSid": sid,
+                "SmsStatus": "received", "Body": body, "FromCountry": country(sender), "To": to,
+                "NumSegments": str(segments(body).count), "MessageSid": sid,
+                "AccountSid": self.settings.twilio_account_sid or "AC" + "0" * 32, "From": sender,
+                "ApiVersion": "2010-04-01"}
+
+    def text(self, sender: str, to: str, body: str) -> dict[str, str]:
+        """Send the SMS; what came of it: {"answer": the text sent straight back} or {"error": why it failed}."""
+        fields = self.form(sender, to, body)
+        signature = signature_for(self.settings, "/sms/inbound", fields)
+        try:
+            answered = requests.post(self.address + "/sms/inbound", data=fields, timeout=15,
+                                     headers={"X-Twilio-Signature": signature})
+        except requests.RequestException as err:
+            return {"error": f"The webhook did not answer ({type(err).__name__})."}
+        if not answered.ok:
+            return {"error": f"The webhook answered {answered.status_code}."}
+        return {"answer": answer_in(answered.text)}
+
+
+def answer_in(twiml: str) -> str | None:
+    """The text of the <Message> a TwiML answer sends back, if any."""
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return None
+    texts = [(m.findtext("Body") or m.text or "").strip() for m in root.iter("Message")]
+    return "\n".join(t for t in texts if t) or None

@@ -1,0 +1,380 @@
+"""What notify knows: the phones it texts (and whether it may), the messages it sends and receives, when a message
+may go, what each event makes it say, and what becomes of a send. Pure: no Flask, no database session, no
+environment. The wording itself, the segment count and the reply parser are in services/notify/messages.py.
+
+A message is queued once per key (`offer:<offer id>`, `reminder_soon:<offer id>` ...), so a redelivered event
+never texts anyone twice. Non-urgent messages wait out the community's quiet hours.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Iterable
+
+from services.notify.messages import KEYWORD_IN, Reply, answer_for, language_of, offer_text, render, window_text
+from shared.communities import Community
+from shared.contracts.intake import TaskDetailsShared, When
+from shared.contracts.matching import CheckExpiring, OfferMade, OfferWithdrawn, ReplyUnresolved
+from shared.taxonomy import CHECKS
+
+
+class SendFailed(Exception):
+    """A gateway could not send a message: `outcome` is "retry", "opted_out", "invalid" or "failed"; `reason`
+    says why without personal data (e.g. "500 20500")."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(f"{outcome}: {reason}")
+        self.outcome, self.reason = outcome, reason
+
+
+class NotInScope(Exception):
+    """The number is none the acting user's communities texted or heard from."""
+
+
+# --- the phones we text ----------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Contact:
+    """A phone number we text or hear from: its language, and whether it may be texted at all.
+
+    opted_out_at is set by STOP (or Twilio's error 21610) and cleared by START; invalid_at when Twilio says the
+    number cannot take SMS (21211, 21614). Nothing but an opt-in confirmation goes to such a number.
+    """
+
+    phone: str
+    language: str | None = None
+    opted_out_at: datetime | None = None
+    opted_in_at: datetime | None = None
+    invalid_at: datetime | None = None
+    invalid_reason: str | None = None
+
+    def remember_language(self, language: str | None) -> str:
+        """Keep the language the phone is texted in (when given), so answers to its own texts use it too."""
+        if language:
+            self.language = language_of(language)
+        return self.language or "en"
+
+    def opt_out(self, now: datetime) -> bool:
+        """STOP: no more texts. True when it was not opted out before."""
+        if self.opted_out_at is not None:
+            return False
+        self.opted_out_at = now
+        return True
+
+    def opt_in(self, now: datetime) -> bool:
+        """START after a STOP: texts again. True when it had opted out."""
+        if self.opted_out_at is None:
+            return False
+        self.opted_out_at, self.opted_in_at = None, now
+        return True
+
+    def mark_invalid(self, now: datetime, reason: str) -> None:
+        """The provider says this number cannot take SMS."""
+        self.invalid_at, self.invalid_reason = now, reason
+
+    def refusal(self) -> str | None:
+        """Why nothing may be sent to this number ("opted_out", "invalid_number"), or None when it may."""
+        if self.opted_out_at:
+            return "opted_out"
+        return "invalid_number" if self.invalid_at else None
+
+
+def language_for(contact: Contact | None, given: str | None = None) -> str:
+    """The language to text a phone in: as the event says, or as we last knew, or English."""
+    if given:
+        return language_of(given)
+    return language_of(contact.language if contact else None)
+
+
+# --- the messages we send ----------------------------------------------------------------------------------------
+
+# How long a message may stay `sending`: far longer than a gateway call takes (its timeout is 15 s), so only a
+# sender that stopped between claiming a message and recording the provider's answer leaves one longer.
+UNCONFIRMED_AFTER = timedelta(minutes=5)
+
+# How far along a message is; a status callback that arrives late never moves it back.
+PROGRESS = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How failed sends are retried: exponential back-off with jitter, a bounded number of times."""
+
+    max_attempts: int = 5
+    base_seconds: float = 2.0
+    cap_seconds: float = 300.0
+
+    def delay(self, attempts: int, rng: random.Random | None = None) -> timedelta:
+        """The wait after `attempts` failed tries: half the exponential step fixed, half random ("equal jitter")."""
+        step = min(self.cap_seconds, self.base_seconds * 2 ** (attempts - 1))
+        return timedelta(seconds=step / 2 + (rng or random).uniform(0, step / 2))
+
+
+@dataclass(eq=False, kw_only=True)
+class OutgoingMessage:
+    """An SMS we mean to send. Its key makes it unique: the same offer is never texted twice.
+
+    status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled (a reminder no longer
+    needed). A message that a crash left in `sending` is never sent again (the provider may already have it):
+    after a while it counts as sent, without a provider SID.
+    next_attempt_at: not before then (quiet hours, a reminder's time, or a retry's back-off); None means now.
+    While `sending`, when a message still not recorded as sent counts as left by a crash.
+    """
+
+    key: str
+    purpose: str
+    to_phone: str
+    body: str
+    correlation_id: str
+    from_phone: str | None = None  # the community's sender number
+    next_attempt_at: datetime | None = None
+    status: str = "queued"
+    attempts: int = 0
+    provider_sid: str | None = None
+    error: str | None = None
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime | None = None  # set when it is kept
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def offer_id(self) -> uuid.UUID | None:
+        """The offer an offer's SMS is for (its key is `offer:<offer id>`), so matching can start its clock."""
+        return uuid.UUID(self.key.split(":", 1)[1]) if self.purpose == "offer" else None
+
+    def claim(self, now: datetime) -> None:
+        """Mark it `sending` before the gateway is called; if nothing records the answer, it is left so."""
+        self.status, self.attempts = "sending", (self.attempts or 0) + 1
+        self.next_attempt_at = now + UNCONFIRMED_AFTER  # when it counts as left by a stopped sender
+
+    def sent(self, provider_sid: str, now: datetime) -> None:
+        """The gateway took it."""
+        self.status, self.provider_sid, self.sent_at, self.error, self.next_attempt_at = \
+            "sent", provider_sid, now, None, None
+
+    def settle_unconfirmed(self, now: datetime) -> None:
+        """Count it as sent (without a SID), as a stopped sender left it: it is never sent again."""
+        self.status, self.sent_at, self.next_attempt_at = "sent", now, None
+        self.error = "unconfirmed: the sender stopped before Twilio's answer was recorded"
+
+    def retry_later(self, now: datetime, retry: Retry, reason: str) -> bool:
+        """Queue it again after a back-off, unless it has had all its attempts. True when it will be retried."""
+        self.error = reason
+        if self.attempts >= retry.max_attempts:
+            return False
+        self.status, self.next_attempt_at = "queued", now + retry.delay(self.attempts)
+        return True
+
+    def fail(self, reason: str) -> None:
+        """It will not be sent."""
+        self.status, self.error, self.next_attempt_at = "failed", reason, None
+
+    def cancel(self) -> None:
+        """A queued reminder no longer needed."""
+        self.status = "cancelled"
+
+    def advance(self, status: str, now: datetime, error_code: str | None = None) -> bool:
+        """Record what the provider says became of it; False for a status we do not track, a duplicate or one
+        out of order (a message never moves back)."""
+        if status not in PROGRESS or PROGRESS[status] <= PROGRESS.get(self.status, 3):
+            return False
+        self.status = status
+        if status == "delivered":
+            self.delivered_at = now
+        elif status in ("undelivered", "failed"):
+            self.error = f"{status} {error_code or ''}".strip()
+        return True
+
+
+@dataclass(eq=False, kw_only=True)
+class InboundMessage:
+    """An SMS a phone sent us, kept once per provider MessageSid."""
+
+    message_sid: str
+    from_phone: str
+    to_phone: str
+    body: str
+    received_at: datetime
+    keyword: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """What the provider's webhook says of an SMS a phone sent us (the sender's number in E.164 where it is one)."""
+
+    message_sid: str
+    sender: str
+    to: str
+    body: str
+
+
+def answer_to(reply: Reply, language: str | None, was_opted_out: bool, texted_before: bool) -> str | None:
+    """What an SMS gets by return: help, or what we did not understand; None when matching answers it, or the
+    carrier does (opt-out and opt-in), or the number opted out."""
+    if reply.keyword in ("STOP", "START") or (was_opted_out and reply.keyword != "START"):
+        return None
+    if not texted_before and reply.keyword != "HELP":
+        return None  # matching answers a number we never texted: it knows whether it is a volunteer's
+    return answer_for(reply, language)
+
+
+# --- when a message may go ----------------------------------------------------------------------------------------
+
+def quiet_until(hours: str, zone: tzinfo, now: datetime) -> datetime | None:
+    """If `now` falls in `hours` ("21:00-08:00" in `zone`; "off" for none), when they end; else None."""
+    if hours.strip().lower() in ("", "off", "none"):
+        return None
+    start, end = (time.fromisoformat(part) for part in hours.strip().split("-"))
+    local = now.astimezone(zone)
+    at = local.time().replace(tzinfo=None)
+    quiet = (start <= at or at < end) if start > end else (start <= at < end)
+    if not quiet:
+        return None
+    day = local.date() + timedelta(days=1) if start > end and at >= start else local.date()
+    return datetime.combine(day, end, tzinfo=zone).astimezone(now.tzinfo)
+
+
+def send_time(now: datetime, place: Community | None, *, urgent: bool = False, not_before: datetime | None = None,
+              quiet_hours: str | None = None) -> datetime | None:
+    """When a message may go: not before `not_before`, and unless urgent not in the community's quiet hours
+    (`quiet_hours` overrides every community's). None means now."""
+    at = max(not_before or now, now)
+    if not urgent and place is not None:
+        at = quiet_until(quiet_hours or place.quiet_hours, place.zone, at) or at
+    return at if at > now else None
+
+
+# Reminders of an accepted task with a fixed time: (name, offset, from the window's start or end).
+REMINDERS = (("reminder_day_before", timedelta(days=-1), "start"), ("reminder_soon", timedelta(hours=-2), "start"),
+             ("prompt_done", timedelta(hours=1), "end"))
+
+
+def reminder_keys(offer_id: uuid.UUID) -> list[str]:
+    """The keys of an accepted task's reminders."""
+    return [f"{name}:{offer_id}" for name, _, _ in REMINDERS]
+
+
+def reminders_due(start: datetime, end: datetime, now: datetime) -> list[tuple[str, datetime]]:
+    """The reminders of a task in that window still to come: (name, when)."""
+    edges = {"start": start, "end": end}
+    return [(name, edges[edge] + offset) for name, offset, edge in REMINDERS if edges[edge] + offset > now]
+
+
+# --- what each message says -------------------------------------------------------------------------------------
+
+def wording(place: Community | None) -> dict:
+    """A community's own wording of our texts, by language then template name."""
+    return place.sms_templates if place else {}
+
+
+def when_text(when: When, place: Community | None, language: str) -> str:
+    """An event's window, as the community's clocks show it."""
+    start, end = when.window_start, when.window_end
+    if place is not None and start and end:
+        start, end = start.astimezone(place.zone), end.astimezone(place.zone)
+    return window_text(start, end, when.window_days, when.window_part, language)
+
+
+def offer_body(offer: OfferMade, place: Community | None, language: str) -> str:
+    """The offer: the kind of help, district, window and code only."""
+    return offer_text(offer.support_type, offer.area, when_text(offer, place, language), offer.code, language,
+                      wording(place))
+
+
+def details_body(shared: TaskDetailsShared, place: Community | None, language: str) -> str:
+    """What the volunteer who accepted is told: the person's first name, address and phone where the person
+    consented; otherwise that the coordinator will call."""
+    texts = wording(place)
+    if shared.shared:
+        details = render("details", language, texts, first_name=shared.first_name or "", code=shared.code,
+                         address=shared.address or "", phone=shared.person_phone or "-")
+    else:
+        details = render("no_details", language, texts, code=shared.code)
+    return render("accepted", language, texts, code=shared.code, details=details)
+
+
+def reminder_body(name: str, code: str, when: str, place: Community | None, language: str) -> str:
+    """A reminder of an accepted task (`name` is one of REMINDERS)."""
+    return render(name, language, wording(place), code=code, when=when)
+
+
+def withdrawn_body(withdrawn: OfferWithdrawn, place: Community | None, language: str) -> str:
+    """That an offer is closed: taken by someone else, or no longer needed."""
+    name = "withdrawn_taken" if withdrawn.reason == "taken" else "withdrawn"
+    return render(name, language, wording(place), code=withdrawn.code)
+
+
+def unresolved_body(unresolved: ReplyUnresolved, language: str) -> str:
+    """Why an SMS did nothing, and what to send instead."""
+    if unresolved.reason == "unknown_sender":
+        return render("unknown_sender", language)
+    if unresolved.reason == "several_open":
+        keyword = KEYWORD_IN.get(language, {}).get(unresolved.keyword, unresolved.keyword)
+        return render("which", language, codes=", ".join(unresolved.codes), keyword=keyword,
+                      first=unresolved.codes[0])
+    if unresolved.reason == "no_such_offer":
+        return render("not_open", language, code=unresolved.code)
+    return render("nothing_open", language, help=render("help", language))
+
+
+def expiring_body(expiring: CheckExpiring, language: str) -> str:
+    """That a check or training runs out soon."""
+    return render("expiring", language, check=CHECKS[expiring.check].lower(), date=f"{expiring.expires_on:%d %b %Y}")
+
+
+# --- conversations, as a phone shows them -------------------------------------------------------------------------
+
+RECEIVED = ("sent", "delivered")  # what a phone has in its inbox
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose conversations a coordinator reads: the numbers their communities text from (`ours`), beside every
+    community's number (`every`). They see the phones texted from theirs, or that texted theirs or a number that
+    is no community's (which nobody else could see)."""
+
+    ours: list[str]
+    every: list[str]
+
+    @classmethod
+    def of(cls, communities: Iterable[str], known: dict[str, Community]) -> "Scope":
+        """The scope of a user of these communities, among the communities known."""
+        return cls(ours=[known[slug].sms_from for slug in communities], every=[c.sms_from for c in known.values()])
+
+
+@dataclass
+class Entry:
+    """One message in a thread: sent to the phone ("out") or received from it ("in")."""
+
+    direction: str
+    at: datetime
+    message: OutgoingMessage | InboundMessage
+
+
+def shown_at(message: OutgoingMessage) -> datetime:
+    """When a message went, or is to go if it waits (quiet hours, a reminder's time), or else was written."""
+    waits = message.next_attempt_at if message.status == "queued" else None
+    return message.sent_at or waits or message.created_at
+
+
+def thread(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> list[Entry]:
+    """Messages both ways in the order the phone sees them; those still waiting last."""
+    both = [Entry("out", shown_at(m), m) for m in outgoing]
+    both += [Entry("in", m.received_at, m) for m in inbound]
+    return sorted(both, key=lambda e: e.at)
+
+
+def last_entry(outgoing: OutgoingMessage | None, inbound: InboundMessage | None) -> Entry:
+    """The newer of a phone's last message each way."""
+    happened = [Entry("out", outgoing.sent_at or outgoing.created_at, outgoing)] if outgoing else []
+    happened += [Entry("in", inbound.received_at, inbound)] if inbound else []
+    return max(happened, key=lambda e: e.at)
+
+
+def is_unknown(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> bool:
+    """A number that texted us but that we only ever answered: someone to follow up."""
+    return bool(list(inbound)) and not any(m.purpose != "answer" for m in outgoing)

@@ -1,0 +1,60 @@
+"""How notify hears the other services: each event it consumes queues one SMS (or cancels reminders), through one
+use case, in the unit of work that records the event as handled. `bound(settings)` gives the worker each handler
+as `handler(uow, event)`, with this process's settings and the time it runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from services.notify import service_layer
+from shared.clock import utcnow
+from shared.contracts import Event
+
+if TYPE_CHECKING:
+    from services.notify.bootstrap import NotifySettings
+
+
+def on_offer_made(uow, event: Event, settings: NotifySettings) -> None:
+    """Text the volunteer the offer."""
+    service_layer.queue_offer(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_offer_accepted(uow, event: Event, settings: NotifySettings) -> None:
+    """Schedule the accepted task's reminders."""
+    service_layer.queue_reminders(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_details_shared(uow, event: Event, settings: NotifySettings) -> None:
+    """Tell the volunteer who accepted what they need to know."""
+    service_layer.queue_details(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_offer_withdrawn(uow, event: Event, settings: NotifySettings) -> None:
+    """Tell the volunteer their offer is closed."""
+    service_layer.queue_withdrawn(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_task_ended(uow, event: Event, settings: NotifySettings) -> None:
+    """A task done or given back needs no more reminders."""
+    service_layer.cancel_reminders(uow, event.payload.offer_id)
+
+
+def on_reply_unresolved(uow, event: Event, settings: NotifySettings) -> None:
+    """Answer an SMS matching could not act on."""
+    service_layer.queue_answer(uow, event.payload, event.event_id, event.correlation_id, utcnow(), settings)
+
+
+def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
+    """Remind the volunteer that a check runs out soon."""
+    service_layer.queue_expiry_reminder(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
+            "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
+            "reply.unresolved": on_reply_unresolved, "volunteer.check_expiring": on_check_expiring}
+
+
+def bound(settings: NotifySettings) -> dict[str, Callable]:
+    """HANDLERS as the worker calls them, `handler(uow, event)`, with these settings."""
+    return {event_type: (lambda uow, event, handler=handler: handler(uow, event, settings))
+            for event_type, handler in HANDLERS.items()}

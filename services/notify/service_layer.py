@@ -1,0 +1,320 @@
+"""Notify's use cases: queue what the other services' events call for, hear the SMS phones send, send what is due
+(each message at most once), record what the provider says became of it, and the conversations coordinators read.
+
+Each takes a unit of work and the settings (and the acting user, the gateway or the time where it needs them).
+The queueing use cases run in the caller's unit of work (the bus handler's, which records the event as handled
+in the same transaction); the others open and commit their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from services.notify import domain
+from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
+from services.notify.messages import parse_reply
+from shared.auth import Actor
+from shared.contracts.intake import TaskDetailsShared
+from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
+from shared.contracts.notify import ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsReceived, SmsSent
+from shared.telemetry import SMS
+
+if TYPE_CHECKING:
+    from services.notify.adapters import NotifyUnitOfWork, SmsGateway
+    from services.notify.bootstrap import NotifySettings
+
+log = logging.getLogger(__name__)
+
+
+# --- queueing what the other services' events call for --------------------------------------------------------------
+
+def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, key: str, purpose: str, to: str,
+           body: str, correlation_id: str, community: str | None = None, urgent: bool = False,
+           not_before: datetime | None = None) -> None:
+    """Queue an SMS for the sender, once per key, from the community's number; non-urgent ones wait until the
+    community's quiet hours end."""
+    if uow.messages.has_key(key):
+        return
+    place = settings.community(community)
+    uow.messages.add(OutgoingMessage(
+        key=key, purpose=purpose, to_phone=to, body=body, correlation_id=correlation_id,
+        from_phone=place.sms_from if place else None,
+        next_attempt_at=domain.send_time(now, place, urgent=urgent, not_before=not_before,
+                                         quiet_hours=settings.quiet_hours)))
+
+
+def queue_offer(uow: NotifyUnitOfWork, offer: OfferMade, correlation_id: str, now: datetime,
+                settings: NotifySettings) -> None:
+    """Text a volunteer an offer (the kind of help, district, window and code only), in their language."""
+    language = uow.contacts.of(offer.phone).remember_language(offer.language)
+    body = domain.offer_body(offer, settings.community(offer.community), language)
+    _queue(uow, settings, now, key=f"offer:{offer.offer_id}", purpose="offer", to=offer.phone, body=body,
+           correlation_id=correlation_id, community=offer.community, urgent=offer.urgency == "urgent")
+
+
+def queue_reminders(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_id: str, now: datetime,
+                    settings: NotifySettings) -> None:
+    """Schedule the reminders of an accepted task with a fixed time: the day before, two hours before, and a
+    prompt for DONE afterwards (the details themselves come from intake)."""
+    if not (accepted.window_start and accepted.window_end):
+        return
+    language = uow.contacts.of(accepted.phone).remember_language(accepted.language)
+    place = settings.community(accepted.community)
+    when = domain.when_text(accepted, place, language)
+    for name, at in domain.reminders_due(accepted.window_start, accepted.window_end, now):
+        body = domain.reminder_body(name, accepted.code, when, place, language)
+        _queue(uow, settings, now, key=f"{name}:{accepted.offer_id}", purpose="reminder", to=accepted.phone,
+               body=body, correlation_id=correlation_id, community=accepted.community, not_before=at)
+
+
+def queue_details(uow: NotifyUnitOfWork, shared: TaskDetailsShared, correlation_id: str, now: datetime,
+                  settings: NotifySettings) -> None:
+    """Tell the volunteer who accepted what they need, at once (it answers their own YES)."""
+    language = domain.language_for(uow.contacts.get(shared.phone), shared.language)
+    body = domain.details_body(shared, settings.community(shared.community), language)
+    _queue(uow, settings, now, key=f"accepted:{shared.offer_id}", purpose="confirmation", to=shared.phone,
+           body=body, correlation_id=correlation_id, community=shared.community, urgent=True)
+
+
+def cancel_reminders(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> None:
+    """Drop the reminders still waiting for a task that is no longer the volunteer's, or is done."""
+    for message in uow.messages.queued_with_keys(domain.reminder_keys(offer_id)):
+        message.cancel()
+
+
+def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlation_id: str, now: datetime,
+                    settings: NotifySettings) -> None:
+    """Tell a volunteer their offer is no longer open, so a late YES is not a surprise: in the language the event
+    gives, from the offer's community's number, after its quiet hours."""
+    cancel_reminders(uow, withdrawn.offer_id)
+    language = domain.language_for(uow.contacts.get(withdrawn.phone), withdrawn.language)
+    body = domain.withdrawn_body(withdrawn, settings.community(withdrawn.community), language)
+    _queue(uow, settings, now, key=f"withdrawn:{withdrawn.offer_id}", purpose="withdrawn", to=withdrawn.phone,
+           body=body, correlation_id=correlation_id, community=withdrawn.community)
+
+
+def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: uuid.UUID, correlation_id: str,
+                 now: datetime, settings: NotifySettings) -> None:
+    """Answer an SMS that did nothing, at once, saying why and what to send instead."""
+    language = domain.language_for(uow.contacts.get(unresolved.phone), unresolved.language)
+    _queue(uow, settings, now, key=f"answer:{event_id}", purpose="answer", to=unresolved.phone,
+           body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, urgent=True)
+
+
+def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,
+                          settings: NotifySettings) -> None:
+    """Remind a volunteer that a check or training runs out soon."""
+    language = domain.language_for(uow.contacts.get(expiring.phone))
+    _queue(uow, settings, now, key=f"expiring:{expiring.volunteer_id}:{expiring.check}:{expiring.expires_on}",
+           purpose="reminder", to=expiring.phone, body=domain.expiring_body(expiring, language),
+           correlation_id=correlation_id, community=expiring.community)
+
+
+# --- what phones send us, and what the provider says of what we sent ------------------------------------------------
+
+def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime) -> str | None:
+    """Record an SMS a phone sent, once per MessageSid, act on opt-out and opt-in keywords, and pass it on as
+    `sms.received`. Returns the answer to send straight back, if any."""
+    reply = parse_reply(sms.body)
+    with uow:
+        if uow.inbound.get(sms.message_sid) is not None:
+            return None  # the provider retried a webhook we already have
+        contact = uow.contacts.of(sms.sender)
+        was_opted_out = contact.opted_out_at is not None
+        if reply.keyword == "STOP" and contact.opt_out(now):
+            uow.publish(ContactOptedOut(phone=sms.sender, at=now, source="keyword"))
+        elif reply.keyword == "START" and contact.opt_in(now):
+            uow.publish(ContactOptedIn(phone=sms.sender, at=now, source="keyword"))
+        keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
+        uow.inbound.add(InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
+                                       body=sms.body, keyword=keyword, code=reply.code, received_at=now))
+        uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
+                                keyword=keyword, code=reply.code, hours=reply.hours))
+        language, texted_before = contact.language, uow.messages.texted_before(sms.sender)
+        uow.commit()
+    SMS.labels("received").inc()
+    return domain.answer_to(reply, language, was_opted_out, texted_before)
+
+
+def record_status(uow: NotifyUnitOfWork, provider_sid: str, status: str, error_code: str | None,
+                  now: datetime) -> None:
+    """Record what the provider says became of a message we sent. An offer's SMS that could not be delivered
+    counts as declined at once (`sms.failed`), so the cascade moves on without waiting for the offer to time out.
+    A status for a message not ours, one we do not track, a duplicate or one out of order changes nothing."""
+    with uow:
+        message = uow.messages.by_provider_sid(provider_sid)
+        if message is None or not message.advance(status, now, error_code):
+            return
+        if status in ("undelivered", "failed"):
+            uow.publish(SmsFailed(message_id=message.id, purpose=message.purpose, reason=message.error,
+                                  offer_id=message.offer_id), correlation_id=message.correlation_id)
+        uow.commit()
+    if status == "delivered":
+        SMS.labels("delivered").inc()
+    elif status in ("undelivered", "failed"):
+        SMS.labels("undelivered").inc()
+
+
+# --- sending ---------------------------------------------------------------------------------------------------------
+
+def _failed(uow: NotifyUnitOfWork, message: OutgoingMessage, reason: str) -> None:
+    """The message will not go: say so, so an offer's cascade moves on."""
+    message.fail(reason)
+    uow.publish(SmsFailed(message_id=message.id, purpose=message.purpose, reason=reason, offer_id=message.offer_id),
+                correlation_id=message.correlation_id)
+    SMS.labels("failed").inc()
+
+
+def settle_unconfirmed(uow: NotifyUnitOfWork, now: datetime) -> int:
+    """Count a message a stopped sender left `sending` as sent, without a SID, and never send it again.
+
+    The provider may well have it (the gateway call is what takes time), so `sms.sent` starts an offer's clock:
+    the volunteer can still answer it, and if it never went the offer times out and the cascade moves on."""
+    with uow:
+        stuck = uow.messages.left_sending(now)
+        for message in stuck:
+            log.warning("SMS %s was left sending; counted as sent, not sent again", message.id)
+            message.settle_unconfirmed(now)
+            uow.publish(SmsSent(message_id=message.id, purpose=message.purpose, provider_sid=None,
+                                offer_id=message.offer_id), correlation_id=message.correlation_id)
+        uow.commit()
+    return len(stuck)
+
+
+def _claim(uow: NotifyUnitOfWork, now: datetime) -> OutgoingMessage | None:
+    """Take the oldest message that is due, and mark it `sending` (committed) before the gateway is called; one
+    for a number that opted out or cannot take SMS fails at once, so an offer's cascade moves on."""
+    while True:
+        with uow:
+            message = uow.messages.next_due(now)
+            if message is None:
+                return None
+            contact = uow.contacts.get(message.to_phone)
+            refusal = contact.refusal() if contact is not None else None
+            if refusal is None:
+                message.claim(now)
+            else:
+                _failed(uow, message, refusal)
+            uow.commit()
+        if refusal is None:
+            return message
+
+
+def _record_failure(uow: NotifyUnitOfWork, message_id: uuid.UUID, failure: SendFailed, now: datetime,
+                    settings: NotifySettings) -> None:
+    """After a send failed: retry later (with back-off, a bounded number of times) or fail the message; a number
+    that opted out or cannot take SMS is recorded as such, with an event for matching and the coordinator."""
+    with uow:
+        message = uow.messages.get(message_id)
+        if failure.outcome == "retry" and message.retry_later(now, settings.retry, failure.reason):
+            SMS.labels("retried").inc()
+        else:
+            if failure.outcome == "opted_out":
+                uow.contacts.of(message.to_phone).opt_out(now)
+                uow.publish(ContactOptedOut(phone=message.to_phone, at=now, source="provider"))
+            elif failure.outcome == "invalid":
+                uow.contacts.of(message.to_phone).mark_invalid(now, failure.reason)
+                uow.publish(ContactInvalid(phone=message.to_phone, at=now, reason=failure.reason))
+            _failed(uow, message, {"opted_out": "opted_out", "invalid": "invalid_number"}.get(failure.outcome,
+                                                                                              failure.reason))
+        uow.commit()
+
+
+def send_due(uow: NotifyUnitOfWork, gateway: SmsGateway, now: datetime, settings: NotifySettings,
+             limit: int = 20) -> int:
+    """Send the messages that are due at `now`, each at most once; returns how many went.
+
+    Each is claimed (committed as `sending`) before the gateway is called. A send that fails for a while (429,
+    5xx, the network) is queued again after a back-off, up to a limit; then, or for any other refusal, the message
+    fails and `sms.failed` says so. A number that opted out (21610) or cannot take SMS (21211, 21614) is recorded
+    so, and nothing more is sent to it."""
+    settle_unconfirmed(uow, now)
+    sent = 0
+    for _ in range(limit):
+        message = _claim(uow, now)
+        if message is None:
+            break
+        try:
+            sid = gateway.send(message.to_phone, message.body, message.from_phone)
+        except Exception as exc:
+            failure = exc if isinstance(exc, SendFailed) else SendFailed("failed", type(exc).__name__)
+            log.warning("sending SMS %s failed (attempt %d): %s", message.id, message.attempts, failure.reason)
+            _record_failure(uow, message.id, failure, now, settings)
+            continue
+        with uow:
+            row = uow.messages.get(message.id)
+            row.sent(sid, now)
+            uow.publish(SmsSent(message_id=row.id, purpose=row.purpose, provider_sid=sid, offer_id=row.offer_id),
+                        correlation_id=row.correlation_id)
+            uow.commit()
+        SMS.labels("sent").inc()
+        sent += 1
+    return sent
+
+
+# --- what coordinators read ------------------------------------------------------------------------------------------
+
+def list_messages(uow: NotifyUnitOfWork, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
+    """One page of the messages sent to volunteers (to one phone, if given), newest first."""
+    with uow:
+        return uow.messages.newest_first(to_phone, pagination_parameters)
+
+
+def _scope(actor: Actor, settings: NotifySettings) -> domain.Scope:
+    """Whose conversations the actor reads."""
+    return domain.Scope.of(actor.communities, settings.communities)
+
+
+CONVERSATIONS_SHOWN = 500
+
+
+def conversations(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettings) -> tuple[list[dict[str, Any]], int]:
+    """Every number the actor's communities text or hear from, newest first, with its last message and flags
+    (the latest CONVERSATIONS_SHOWN); and how many numbers there are."""
+    scope = _scope(actor, settings)
+    with uow:
+        sent, received = uow.conversations.latest_sent(scope), uow.conversations.latest_received(scope)
+        texted, contacts = uow.conversations.texted(scope), uow.conversations.contacts(scope)
+    rows = [{"phone": phone, "last": domain.last_entry(sent.get(phone), received.get(phone)),
+             "contact": contacts.get(phone), "unknown": phone in received and phone not in texted}
+            for phone in set(sent) | set(received)]
+    rows.sort(key=lambda r: r["last"].at, reverse=True)
+    return rows[:CONVERSATIONS_SHOWN], len(rows)
+
+
+def conversation(uow: NotifyUnitOfWork, actor: Actor, phone: str, settings: NotifySettings) -> dict[str, Any]:
+    """Every message sent to and received from one number, in time order, with its contact and whether it is an
+    unknown sender; NotInScope when the actor's communities never texted or heard from it."""
+    scope = _scope(actor, settings)
+    with uow:
+        if not uow.conversations.in_scope(scope, phone):
+            raise domain.NotInScope(phone)
+        outgoing, inbound, contact = uow.conversations.with_phone(phone)
+    return {"thread": domain.thread(outgoing, inbound), "contact": contact,
+            "unknown": domain.is_unknown(outgoing, inbound)}
+
+
+def simulator_phones(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettings) -> list[dict[str, Any]]:
+    """One card per in-scope phone that received messages: what it received and sent, the number it was texted
+    from (to reply to), newest phone first."""
+    with uow:
+        received, sent = uow.conversations.received_by_phones(_scope(actor, settings), domain.RECEIVED)
+    cards = []
+    for number in {m.to_phone for m in received}:
+        entries = domain.thread([m for m in received if m.to_phone == number],
+                                [m for m in sent if m.from_phone == number])
+        ours = next((e.message.from_phone for e in reversed(entries) if e.direction == "out" and e.message.from_phone),
+                    None)
+        cards.append({"phone": number, "thread": entries, "to": ours})
+    return sorted(cards, key=lambda c: c["thread"][-1].at, reverse=True)
+
+
+def text_as_phone(phone, sender: str, to: str | None, body: str, actor: Actor, settings: NotifySettings
+                  ) -> dict[str, Any]:
+    """Text the system as a phone would (the simulator), to `to` or the actor's community's number; what came of it:
+    the answer sent straight back, or why it failed."""
+    to = to or settings.communities[actor.community].sms_from
+    return {"phone": sender, "body": body, **phone.text(sender, to, body)}

@@ -1,0 +1,91 @@
+"""The events intake publishes: requests to match, their changes and cancellations, and the details a volunteer
+who accepted may be told."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from marshmallow import validate
+
+from shared.contracts import EventPayload, contract, rule
+from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, SOURCES, URGENCIES
+
+REQUEST = "6f1c2d5e-8a41-4c57-9d0e-1b2a3c4d5e6f"
+OFFER = "0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+
+
+@dataclass(frozen=True, kw_only=True)
+class When(EventPayload):
+    """When help is wanted: a one-off window, or days and a part of the day ("any weekday afternoon")."""
+
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    window_days: list[str] | None = rule(validate.ContainsOnly(DAYS), default=None)
+    window_part: str | None = rule(validate.OneOf(PARTS_OF_DAY), default=None)
+
+
+SUBMITTED_EXAMPLE = {
+    "request_id": REQUEST, "community": "fylde-coast", "source": "coordinator", "support_type": "shopping",
+    "urgency": "routine", "latitude": 53.8175, "longitude": -3.0357, "area": "FY1",
+    "window_start": "2026-11-25T14:00:00+00:00", "window_end": "2026-11-25T16:00:00+00:00", "window_days": None,
+    "window_part": None, "repeat_every_weeks": 1, "repeat_occurrences": 6, "volunteer_language": "en",
+    "volunteer_gender": None, "person_ref": "p_4f1c2a9d0b7e", "is_carer": False, "referrer_organisation": None,
+}
+
+
+@contract("request.submitted", 1, example=SUBMITTED_EXAMPLE)
+class RequestSubmitted(When):
+    """A request matching should find someone for. Carries no name, phone, address or notes."""
+
+    request_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    latitude: float = rule(validate.Range(-90, 90))
+    longitude: float = rule(validate.Range(-180, 180))
+    source: str = rule(validate.OneOf(SOURCES), default="coordinator")
+    urgency: str = rule(validate.OneOf(URGENCIES), default="routine")
+    area: str = ""
+    repeat_every_weeks: int | None = None
+    repeat_occurrences: int = 1
+    volunteer_language: str | None = None
+    volunteer_gender: str | None = None
+    person_ref: str = ""
+    is_carer: bool = False
+    referrer_organisation: str | None = None
+
+
+@contract("request.updated", 1, example={**SUBMITTED_EXAMPLE, "urgency": "urgent"})
+class RequestUpdated(RequestSubmitted):
+    """The matching-relevant fields of a request after a coordinator changed it."""
+
+
+@contract("request.cancelled", 1, example={"request_id": REQUEST, "reason": "The family have arranged help."})
+class RequestCancelled(EventPayload):
+    """A coordinator cancelled a request: matching withdraws its offers."""
+
+    request_id: uuid.UUID
+    reason: str = ""
+
+
+@contract("task.details_shared", 1, example={
+    "offer_id": OFFER, "request_id": REQUEST, "phone": "+447700900123", "code": "4821", "language": "en",
+    "community": "fylde-coast", "shared": True, "first_name": "Margaret",
+    "address": "12 Dickson Road, Blackpool FY1 2AB", "person_phone": "+441253000111"})
+class TaskDetailsShared(EventPayload):
+    """Intake's answer to an acceptance: what the volunteer who accepted, and only they, may be told.
+
+    It carries personal data, so it goes to notify alone; the details are null where the person did not consent
+    to sharing their contact details (the volunteer is then told the coordinator will call)."""
+
+    offer_id: uuid.UUID
+    request_id: uuid.UUID
+    phone: str  # the volunteer's
+    code: str
+    shared: bool
+    language: str | None = None
+    community: str | None = None
+    first_name: str | None = None
+    address: str | None = None
+    person_phone: str | None = None

@@ -1,0 +1,161 @@
+"""The events matching publishes: offers and their answers, how each request ended, and volunteers' changes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from marshmallow import validate
+
+from shared.contracts import EventPayload, contract, rule
+from shared.contracts.intake import OFFER, REQUEST, When
+from shared.taxonomy import ACCEPTED_BY, CHECKS, KINDS, UNRESOLVED_BECAUSE, URGENCIES, VOLUNTEER_STATUSES, \
+    WITHDRAWN_BECAUSE
+
+VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+PHONE = "+447700900123"
+
+
+@contract("offer.made", 1, example={
+    "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
+    "support_type": "shopping", "area": "FY1", "urgency": "routine", "community": "fylde-coast", "round": 1,
+    "occurrence": 1, "occurrences": 1, "window_start": None, "window_end": None,
+    "window_days": ["mon", "tue", "wed", "thu", "fri"], "window_part": "afternoon", "language": "en"})
+class OfferMade(When):
+    """A volunteer is asked: only the kind of help, the postcode district, the window and a reference."""
+
+    offer_id: uuid.UUID
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    phone: str
+    code: str = rule(validate.Regexp(r"^\d{4}$"))
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    community: str
+    area: str = ""
+    urgency: str = rule(validate.OneOf(URGENCIES), default="routine")
+    round: int = 1
+    occurrence: int = 1
+    occurrences: int = 1
+    language: str | None = None  # the volunteer's first language, for the SMS
+
+
+@contract("offer.accepted", 1, example={
+    "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
+    "by": "volunteer", "community": "fylde-coast", "language": "en", "window_start": "2026-11-25T14:00:00+00:00",
+    "window_end": "2026-11-25T16:00:00+00:00", "window_days": None, "window_part": None})
+class OfferAccepted(When):
+    """A volunteer has the task (by YES, or a coordinator's assignment); the window is for reminders."""
+
+    offer_id: uuid.UUID
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    phone: str
+    code: str
+    community: str
+    by: str = rule(validate.OneOf(ACCEPTED_BY), default="volunteer")
+    language: str | None = None
+
+
+@contract("offer.withdrawn", 1, example={
+    "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
+    "reason": "taken", "community": "fylde-coast", "language": "en"})
+class OfferWithdrawn(EventPayload):
+    """An open offer taken back: someone else said yes first, or the request was cancelled."""
+
+    offer_id: uuid.UUID
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    phone: str
+    code: str
+    reason: str = rule(validate.OneOf(WITHDRAWN_BECAUSE))
+    community: str  # whose quiet hours and sender number the "it has been taken" text keeps to
+    language: str | None = None
+
+
+@contract("reply.unresolved", 1, example={
+    "phone": PHONE, "reason": "several_open", "keyword": "YES", "code": None, "codes": ["4821", "5532"],
+    "language": "en"})
+class ReplyUnresolved(EventPayload):
+    """A volunteer's SMS that matching could not act on, so notify can say why: an unknown number, a bare YES
+    with several offers open, a code that is not theirs or no longer open."""
+
+    phone: str
+    reason: str = rule(validate.OneOf(UNRESOLVED_BECAUSE))
+    keyword: str | None = None
+    code: str | None = None
+    codes: list[str] = rule(default_factory=list)
+    language: str | None = None
+
+
+@contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
+class RequestMatched(EventPayload):
+    """A volunteer has the request's task."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+
+
+@contract("request.unmatched", 1, example={"request_id": REQUEST,
+                                           "reason": "no active volunteer with that skill in range"})
+class RequestUnmatched(EventPayload):
+    """Nobody could be found; the reason is for the coordinator."""
+
+    request_id: uuid.UUID
+    reason: str
+
+
+@contract("task.completed", 1, example={
+    "request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER, "community": "fylde-coast",
+    "support_type": "shopping", "hours": 1.5, "occurrence": 1, "occurrences": 6})
+class TaskCompleted(EventPayload):
+    """The volunteer reported the task (one occurrence of a recurring request) done."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    hours: float | None = None
+    occurrence: int = 1
+    occurrences: int = 1
+
+
+@contract("task.given_back", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
+class TaskGivenBack(EventPayload):
+    """The volunteer who accepted cancelled; the request is being matched again."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+
+
+@contract("volunteer.check_expiring", 1, example={
+    "volunteer_id": VOLUNTEER, "community": "fylde-coast", "phone": PHONE, "check": "criminal_record",
+    "expires_on": "2026-12-20"})
+class CheckExpiring(EventPayload):
+    """A volunteer's check or training runs out soon: they and the coordinator are told once."""
+
+    volunteer_id: uuid.UUID
+    community: str
+    phone: str
+    check: str = rule(validate.OneOf(sorted(CHECKS)))
+    expires_on: date
+
+
+@contract("volunteer.registered", 1, example={"volunteer_id": VOLUNTEER, "community": "fylde-coast",
+                                              "status": "active"})
+class VolunteerRegistered(EventPayload):
+    """A volunteer joined (registered by a coordinator, or imported). No name or phone: counts only."""
+
+    volunteer_id: uuid.UUID
+    community: str
+    status: str = rule(validate.OneOf(VOLUNTEER_STATUSES))
+
+
+@contract("volunteer.status_changed", 1, example={"volunteer_id": VOLUNTEER, "community": "fylde-coast",
+                                                  "status": "paused", "previous": "active"})
+class VolunteerStatusChanged(VolunteerRegistered):
+    """A volunteer paused (by SMS or a coordinator), came back, or left."""
+
+    previous: str = rule(validate.OneOf(VOLUNTEER_STATUSES))

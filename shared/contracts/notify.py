@@ -1,0 +1,78 @@
+"""The events notify publishes: SMS received, sent and failed, and phones that opted out, back in, or cannot
+take texts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from marshmallow import validate
+
+from shared.contracts import EventPayload, contract, rule
+from shared.contracts.intake import OFFER
+from shared.contracts.matching import PHONE
+from shared.taxonomy import OPTED_VIA
+
+MESSAGE = "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a"
+
+
+@contract("sms.received", 1, example={
+    "message_sid": "SM0123456789abcdef0123456789abcdef", "from_phone": PHONE, "to_phone": "+447700900000",
+    "body": "YES 4821", "keyword": "YES", "code": "4821"})
+class SmsReceived(EventPayload):
+    """A text from a phone, with what the reply parser understood of it."""
+
+    message_sid: str
+    from_phone: str
+    to_phone: str
+    body: str
+    keyword: str | None = None
+    code: str | None = None
+    hours: float | None = None
+
+
+@contract("sms.sent", 1, example={"message_id": MESSAGE, "purpose": "offer",
+                                  "provider_sid": "SMfedcba9876543210fedcba9876543210", "offer_id": OFFER})
+class SmsSent(EventPayload):
+    """A message went; for an offer, its time to answer starts now."""
+
+    message_id: uuid.UUID
+    purpose: str
+    provider_sid: str | None  # None: a crash left it unconfirmed (see notify's sender)
+    offer_id: uuid.UUID | None = None
+
+
+@contract("sms.failed", 1, example={"message_id": MESSAGE, "purpose": "offer", "reason": "undelivered",
+                                    "offer_id": OFFER})
+class SmsFailed(EventPayload):
+    """A message that could not be sent or delivered."""
+
+    message_id: uuid.UUID
+    purpose: str
+    reason: str
+    offer_id: uuid.UUID | None = None
+
+
+@contract("contact.opted_out", 1, example={"phone": PHONE, "at": "2026-11-25T21:14:00+00:00", "source": "keyword"})
+class ContactOptedOut(EventPayload):
+    """A phone opted out of SMS (STOP, or Twilio's error 21610): matching stops offering to it."""
+
+    phone: str
+    at: datetime
+    source: str = rule(validate.OneOf(OPTED_VIA))
+
+
+@contract("contact.opted_in", 1, example={"phone": PHONE, "at": "2026-11-26T08:02:00+00:00", "source": "keyword"})
+class ContactOptedIn(ContactOptedOut):
+    """A phone opted back in (START): matching may offer to it again."""
+
+
+@contract("contact.invalid", 1, example={"phone": "+441253000111", "at": "2026-11-25T10:00:00+00:00",
+                                         "reason": "21614: not a mobile number"})
+class ContactInvalid(EventPayload):
+    """Twilio says a number cannot take SMS (21211 invalid, 21614 a landline): matching stops offering to it and
+    the coordinator is told."""
+
+    phone: str
+    at: datetime
+    reason: str

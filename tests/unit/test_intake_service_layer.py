@@ -1,0 +1,454 @@
+"""Intake's use cases with in-memory repositories: no database, no bus, no Flask app."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from services.intake import service_layer
+from services.intake.domain import (AuditEntry, Idempotency, IdempotencyKeyInUse, IdempotencyKeyReused,
+                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest, User, UserExists,
+                                    board_rank, referred_by, within_reach)
+from shared.auth import Actor
+from shared.config import Settings
+from shared.contracts import load_event, make_event
+from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TaskDetailsShared
+from shared.taxonomy import SOURCES
+from tests.unit.fakes import FakeUnitOfWork
+
+SETTINGS = Settings(service="intake", var_dir=Path("."), database_url="", broker_url="", secret_key="a secret",
+                    public_url="", twilio_account_sid=None, twilio_auth_token=None, twilio_from_number=None,
+                    twilio_base_url=None, twilio_messaging_service_sid=None, default_region="GB", max_attempts=5,
+                    poll_interval=0.1)
+KIM = Actor(subject="kim@fylde.org", role="coordinator", communities=("fylde-coast",))
+OTTAWA = Actor(subject="lou@ottawa.example", role="coordinator", communities=("ottawa-west",))
+GP = Actor(subject="asha@pcn.nhs.uk", role="referrer", communities=("fylde-coast",), organisation="Fylde Coast PCN")
+EHR = Actor(subject="ehr@fylde-pcn.nhs.uk", role="referrer", communities=("fylde-coast",))
+START = datetime(2030, 1, 7, 14, 0, tzinfo=timezone.utc)
+SHOPPING = {
+    "person": {"name": "Pat Example", "phone": "+441253477000", "address": "1 Promenade, Blackpool",
+               "postcode": "FY1 4AB", "area": "FY1", "latitude": 53.8175, "longitude": -3.0357,
+               "preferred_language": "en", "date_of_birth": None, "is_carer": False},
+    "support_type": "shopping", "urgency": "routine", "when": {"start": START, "end": START + timedelta(hours=2)},
+    "repeat": None, "preferences": {}, "consent": {"share_contact": True, "sms_contact": True},
+    "coordinator_notes": "Lives alone",
+}
+REFERRAL = {**{k: v for k, v in SHOPPING.items() if k != "coordinator_notes"}, "support_type": "bereavement_visit",
+            "referrer": {"organisation": "Age UK Blackpool", "organisation_type": "partner", "name": "Sam Lee",
+                         "contact": "01253 000222"},
+            "reason": "Recently bereaved.", "external_id": None}
+
+
+class Table:
+    """Rows of one in-memory repository: what is committed, and what this unit of work added."""
+
+    def __init__(self):
+        self.rows: dict = {}
+        self.pending: dict = {}
+
+    def put(self, key, row) -> None:
+        self.pending[key] = row
+
+    def find(self, key):
+        return self.pending.get(key, self.rows.get(key))
+
+    def all(self) -> list:
+        return [*self.rows.values(), *self.pending.values()]
+
+
+class FakeRequests(Table):
+    def add(self, request):
+        self.put(request.id, request)
+
+    def get(self, request_id, actor):
+        request = self.find(request_id)
+        return request if request is not None and within_reach(request, actor) else None
+
+    def get_referral(self, request_id, actor):
+        request = self.find(request_id)
+        return request if request is not None and referred_by(request, actor) else None
+
+    def list(self, actor, filters, page):
+        rows = sorted((r for r in self.all() if within_reach(r, actor)
+                       and all(getattr(r, name) == value for name, value in filters.items())), key=board_rank)
+        page.item_count = len(rows)
+        return rows[page.first_item:page.first_item + page.page_size]
+
+    def list_referrals(self, actor, page):
+        rows = sorted((r for r in self.all() if referred_by(r, actor)), key=lambda r: r.created_at, reverse=True)
+        page.item_count = len(rows)
+        return rows[page.first_item:page.first_item + page.page_size]
+
+
+class FakeAudit(Table):
+    def add(self, entry):
+        self.put(len(self.rows) + len(self.pending), entry)
+
+
+class FakeAnswers(Table):
+    def __init__(self):
+        super().__init__()
+        self.in_flight: set = set()  # keys another create has taken but not yet committed
+
+    def get(self, subject, key):
+        return self.rows.get((subject, key))
+
+    def add(self, answer):
+        if (answer.subject, answer.key) in self.in_flight or (answer.subject, answer.key) in self.rows:
+            raise IdempotencyKeyInUse("A request with this Idempotency-Key is being made; retry it.")
+        self.put((answer.subject, answer.key), answer)
+
+
+class FakeUsers(Table):
+    def add(self, user):
+        self.put(user.email, user)
+
+    def by_email(self, email):
+        return self.find(email)
+
+    def active(self, email):
+        user = self.find(email)
+        return user if user is not None and user.active else None
+
+
+class FakeIntakeUnitOfWork(FakeUnitOfWork):
+    """Intake's unit of work in memory: what was added is kept only if the use case commits."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests, self.audit, self.answers, self.users = FakeRequests(), FakeAudit(), FakeAnswers(), FakeUsers()
+        self.tables = (self.requests, self.audit, self.answers, self.users)
+
+    def commit(self):
+        super().commit()
+        for table in self.tables:
+            table.rows.update(table.pending)
+            table.pending.clear()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        for table in self.tables:
+            table.pending.clear()
+
+    def entries(self) -> list[tuple[str, str, list[str]]]:
+        """The committed audit log as (actor, action, fields)."""
+        return [(e.actor, e.action, e.fields) for e in self.audit.rows.values()]
+
+
+@pytest.fixture
+def uow():
+    return FakeIntakeUnitOfWork()
+
+
+class ReversedPasswords:
+    """A stand-in for the password hasher: quick, and a hash is never the password itself."""
+
+    def hash(self, password: str) -> str:
+        return "hash:" + password[::-1]
+
+    def matches(self, password_hash: str, password: str) -> bool:
+        return password_hash == self.hash(password)
+
+
+PASSWORDS = ReversedPasswords()
+
+
+def submitted(uow, actor=KIM, data=SHOPPING, **kwargs) -> SupportRequest:
+    """A request submitted through the use case, and the unit of work's record of it reset."""
+    request = service_layer.submit_request(uow, actor, data, SETTINGS, **kwargs).request
+    uow.published.clear()
+    uow.committed = False
+    return request
+
+
+def event(event_type: str, request: SupportRequest, **fields):
+    """One of matching's events about `request`, as the worker hands it to a handler."""
+    from shared.contracts import EXAMPLES
+
+    return load_event(make_event(event_type, {**EXAMPLES[(event_type, 1)], "request_id": str(request.id), **fields},
+                                 correlation_id="corr-1"))
+
+
+def handled(uow, matching_event) -> None:
+    """Handle one of matching's events as the worker does: once, in one unit of work that it commits."""
+    with uow:
+        if uow.first_time("intake", matching_event.event_id):
+            service_layer.follow_matching(uow, matching_event)
+            uow.commit()
+
+
+# --- submitting -------------------------------------------------------------------------------------------------------
+
+
+def test_a_coordinators_request_is_stored_audited_and_published_without_personal_details(uow):
+    result = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS)
+    r = result.request
+    assert uow.committed and not result.replayed and result.status_code == 201
+    assert uow.requests.rows[r.id] is r
+    assert (r.community, r.source, r.status, r.created_by) == ("fylde-coast", "coordinator", "submitted", KIM.subject)
+    assert [(c.kind, c.given, c.recorded_by) for c in r.consents] == [
+        ("share_contact", True, KIM.subject), ("sms_contact", True, KIM.subject)]
+    assert [(t.what, t.detail) for t in r.timeline] == [("submitted", "Shopping, routine")]
+    [(actor, action, fields)] = uow.entries()
+    assert (actor, action) == (KIM.subject, "create") and fields == sorted(fields)
+    assert {"person_name", "person_phone", "coordinator_notes", "source"} <= set(fields)
+    [sent] = uow.published
+    assert isinstance(sent, RequestSubmitted) and uow.correlations == [str(r.id)]
+    assert (sent.request_id, sent.community, sent.source, sent.area) == (r.id, "fylde-coast", "coordinator", "FY1")
+    assert sent.window_start == START and sent.person_ref.startswith("p_")
+    assert "Pat" not in repr(sent) and "477000" not in repr(sent) and "Lives alone" not in repr(sent)
+
+
+def test_the_person_ref_is_a_keyed_pseudonym_the_same_for_the_same_person(uow):
+    first = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS).request
+    again = service_layer.submit_request(uow, KIM, {**SHOPPING, "urgency": "urgent"}, SETTINGS).request
+    other_key = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS.__class__(
+        **{**SETTINGS.__dict__, "secret_key": "another"})).request
+    refs = [e.person_ref for e in uow.events(RequestSubmitted)]
+    assert refs[0] == refs[1] != refs[2]
+    assert len({first.id, again.id, other_key.id}) == 3
+
+
+def test_a_partner_organisations_referral_carries_the_source_partner(uow):
+    r = service_layer.submit_request(uow, GP, REFERRAL, SETTINGS, source="partner").request
+    [sent] = uow.published
+    assert sent.source == r.source == "partner" and sent.referrer_organisation == "Age UK Blackpool"
+    assert "partner" in SOURCES and "partner_organisation" not in SOURCES
+    assert r.timeline[0].detail == "Bereavement support visit, routine (referred by Age UK Blackpool)"
+    assert (r.referrer_name, r.referral_reason) == ("Sam Lee", "Recently bereaved.")
+
+
+def test_a_fhir_service_request_keeps_its_document_and_the_rendered_answer(uow):
+    document = {"resourceType": "ServiceRequest", "status": "active"}
+    result = service_layer.submit_request(
+        uow, EHR, {**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation_type": "health_system"}},
+        SETTINGS, source="health_system", document=document, idempotency=Idempotency.of("m-1", b"{}", "fhir"),
+        render=lambda r: {"id": r.id, "status": r.status})
+    assert result.request.source_document == document and result.request.source == "health_system"
+    assert result.body == {"id": result.request.id, "status": "submitted"}
+    assert uow.answers.rows[(EHR.subject, "m-1")].response == {"id": str(result.request.id), "status": "submitted"}
+
+
+# --- idempotency ------------------------------------------------------------------------------------------------------
+
+
+def test_the_same_key_and_body_answer_the_first_result_again_and_publish_nothing_more(uow):
+    key = Idempotency.of("form-123", b'{"a": 1}', "requests")
+    first = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=key,
+                                         render=lambda r: {"id": r.id})
+    again = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=key,
+                                         render=lambda r: {"id": r.id})
+    assert again.replayed and again.request is None and again.status_code == 201
+    assert again.body == {"id": str(first.request.id)}
+    assert len(uow.requests.rows) == 1 and len(uow.published) == 1
+    other = service_layer.submit_request(uow, OTTAWA, SHOPPING, SETTINGS, idempotency=key, render=lambda r: {})
+    assert not other.replayed and len(uow.requests.rows) == 2  # keys are per subject
+
+
+@pytest.mark.parametrize("body, endpoint", [(b'{"a": 2}', "requests"), (b'{"a": 1}', "referrals")])
+def test_a_key_used_again_with_another_body_or_endpoint_is_refused_and_nothing_is_stored(uow, body, endpoint):
+    service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=Idempotency.of(
+        "form-123", b'{"a": 1}', "requests"), render=lambda r: {})
+    uow.committed = False
+    with pytest.raises(IdempotencyKeyReused, match="different request body"):
+        service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS,
+                                     idempotency=Idempotency.of("form-123", body, endpoint), render=lambda r: {})
+    assert not uow.committed and len(uow.requests.rows) == 1 and len(uow.published) == 1
+
+
+def test_a_key_another_create_is_using_is_refused_and_the_request_is_not_kept(uow):
+    uow.answers.in_flight.add((KIM.subject, "form-9"))
+    with pytest.raises(IdempotencyKeyInUse):
+        service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS,
+                                     idempotency=Idempotency.of("form-9", b"{}", "requests"), render=lambda r: {})
+    assert not uow.committed and uow.published == [] and uow.requests.all() == [] and uow.entries() == []
+
+
+def test_an_idempotency_key_is_optional_but_never_longer_than_200_characters():
+    assert Idempotency.of(None, b"{}", "requests") is None and Idempotency.of("", b"{}", "requests") is None
+    assert Idempotency.of("k" * 200, b"{}", "requests").key == "k" * 200
+    with pytest.raises(InvalidIdempotencyKey, match="at most 200"):
+        Idempotency.of("k" * 201, b"{}", "requests")
+
+
+# --- changing and cancelling ------------------------------------------------------------------------------------------
+
+
+def test_matching_hears_of_an_edit_only_when_it_touches_what_matching_knows(uow):
+    r = submitted(uow)
+    service_layer.update_request(uow, KIM, r.id, {"coordinator_notes": "Daughter visits Sundays"}, SETTINGS)
+    assert uow.committed and uow.published == [] and r.coordinator_notes == "Daughter visits Sundays"
+    service_layer.update_request(uow, KIM, r.id, {"urgency": "urgent", "person": {"postcode": "FY8 1AA",
+                                                                                   "area": "FY8"}}, SETTINGS)
+    [sent] = uow.published
+    assert isinstance(sent, RequestUpdated) and (sent.urgency, sent.area) == ("urgent", "FY8")
+    assert [(t.what, t.detail) for t in r.timeline][1:] == [
+        ("edited", "coordinator_notes"), ("edited", "area, postcode, urgency")]
+    assert uow.entries()[1:] == [(KIM.subject, "update", ["coordinator_notes"]),
+                                 (KIM.subject, "update", ["area", "postcode", "urgency"])]
+
+
+def test_an_edit_that_changes_nothing_is_not_noted_and_a_new_consent_is_recorded(uow):
+    r = submitted(uow)
+    service_layer.update_request(uow, KIM, r.id, {"urgency": "routine"}, SETTINGS)
+    assert len(r.timeline) == 1 and len(uow.entries()) == 1 and uow.published == []
+    service_layer.update_request(uow, KIM, r.id, {"consent": {"share_contact": False, "sms_contact": True}},
+                                 SETTINGS)
+    assert r.consent("share_contact") is False and len(r.consents) == 3
+    assert uow.entries()[-1] == (KIM.subject, "update", ["consent"]) and uow.published == []
+
+
+def test_cancelling_tells_matching_and_an_ended_request_can_neither_change_nor_be_cancelled(uow):
+    r = submitted(uow)
+    cancelled = service_layer.cancel_request(uow, KIM, r.id, "Family arranged help")
+    assert (cancelled.status, cancelled.outcome, cancelled.timeline[-1].what) == (
+        "cancelled", "Family arranged help", "cancelled")
+    assert uow.published == [RequestCancelled(request_id=r.id, reason="Family arranged help")]
+    assert uow.entries()[-1] == (KIM.subject, "cancel", ["status"])
+    uow.committed = False
+    with pytest.raises(NotOpen, match="A cancelled request cannot be cancelled."):
+        service_layer.cancel_request(uow, KIM, r.id, "again")
+    with pytest.raises(NotOpen, match="A cancelled request cannot be changed."):
+        service_layer.update_request(uow, KIM, r.id, {"urgency": "soon"}, SETTINGS)
+    assert not uow.committed and len(uow.published) == 1 and r.urgency == "routine"
+
+
+def test_another_communitys_request_is_not_found_for_any_use_case(uow):
+    r = submitted(uow)
+    for attempt in (lambda: service_layer.get_request(uow, OTTAWA, r.id),
+                    lambda: service_layer.update_request(uow, OTTAWA, r.id, {"urgency": "soon"}, SETTINGS),
+                    lambda: service_layer.cancel_request(uow, OTTAWA, r.id, "no"),
+                    lambda: service_layer.get_request(uow, KIM, uuid.uuid4())):
+        with pytest.raises(NotFound, match="No such request."):
+            attempt()
+    assert not uow.committed and uow.published == [] and r.status == "submitted"
+
+
+# --- reading ----------------------------------------------------------------------------------------------------------
+
+
+def test_viewing_a_request_is_audited(uow):
+    r = submitted(uow)
+    assert service_layer.get_request(uow, KIM, r.id) is r
+    assert uow.committed and uow.entries()[-1] == (KIM.subject, "view", [])
+
+
+def test_the_list_is_the_actors_communities_unmatched_and_urgent_first_in_pages_and_audited(uow):
+    made = {name: submitted(uow, data={**SHOPPING, "urgency": urgency}) for name, urgency in (
+        ("routine", "routine"), ("urgent", "urgent"), ("soon", "soon"), ("stuck", "routine"))}
+    made["stuck"].status = "unmatched"
+    submitted(uow, actor=OTTAWA)
+    page = service_layer.Page(page_size=3)
+    rows = service_layer.list_requests(uow, KIM, {}, page)
+    assert rows == [made["stuck"], made["urgent"], made["soon"]] and page.item_count == 4
+    assert uow.committed and uow.entries()[-1] == (KIM.subject, "list", ["area", "person_name"])
+    assert service_layer.list_requests(uow, KIM, {"urgency": "urgent"}, service_layer.Page()) == [made["urgent"]]
+    assert service_layer.list_requests(uow, OTTAWA, {"urgency": "urgent"}, service_layer.Page()) == []
+
+
+def test_a_referrer_sees_only_the_referrals_they_made(uow):
+    mine = submitted(uow, actor=GP, data=REFERRAL)
+    theirs = submitted(uow, actor=EHR, data=REFERRAL)
+    submitted(uow, actor=GP)  # not a referral
+    page = service_layer.Page()
+    assert service_layer.list_referrals(uow, GP, page) == [mine] and page.item_count == 1
+    assert service_layer.get_referral(uow, GP, mine.id) is mine
+    with pytest.raises(NotFound, match="No such referral."):
+        service_layer.get_referral(uow, GP, theirs.id)
+
+
+def test_only_its_sender_reads_a_service_request_and_other_referrals_are_not_service_requests(uow):
+    health = {**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation_type": "health_system"}}
+    sent = submitted(uow, actor=EHR, data=health, source="health_system", document={"resourceType": "x"})
+    referral = submitted(uow, actor=EHR, data=REFERRAL)
+    assert service_layer.get_service_request(uow, EHR, sent.id) is sent
+    for actor, request_id in ((GP, sent.id), (EHR, referral.id), (EHR, uuid.uuid4())):
+        with pytest.raises(NotFound, match="No such ServiceRequest."):
+            service_layer.get_service_request(uow, actor, request_id)
+
+
+# --- matching's events ------------------------------------------------------------------------------------------------
+
+
+def test_matchings_events_move_the_status_on_and_never_back(uow):
+    r = submitted(uow)
+    for event_type in ("offer.made", "offer.accepted", "request.matched"):
+        handled(uow, event(event_type, r))
+    handled(uow, event("offer.made", r, offer_id=str(uuid.uuid4())))
+    assert r.status == "matched", "a late offer does not move a matched request back"
+    assert [t.what for t in r.timeline] == ["submitted", "offered", "accepted", "matched", "offered"]
+    assert r.timeline[1].detail == "Offered to a volunteer (ref 4821)" and r.timeline[1].actor == "matching"
+
+
+def test_nobody_found_is_the_outcome_and_a_given_back_task_is_offered_again(uow):
+    r = submitted(uow)
+    handled(uow, event("request.unmatched", r, reason="nobody in range"))
+    assert (r.status, r.outcome, r.timeline[-1].detail) == ("unmatched", "nobody in range", "nobody in range")
+    handled(uow, event("request.matched", r))
+    handled(uow, event("task.given_back", r))
+    assert r.status == "offered" and r.timeline[-1].what == "given back"
+
+
+def test_a_recurring_request_is_completed_by_its_last_occurrence(uow):
+    r = submitted(uow, data={**SHOPPING, "repeat": {"every_weeks": 1, "occurrences": 2}})
+    handled(uow, event("request.matched", r))
+    handled(uow, event("task.completed", r, occurrence=1, occurrences=2, hours=2))
+    assert r.status == "matched" and r.timeline[-1].detail == "Occurrence 1 of 2 done (2 hours)"
+    handled(uow, event("task.completed", r, occurrence=2, occurrences=2, hours=None))
+    assert (r.status, r.outcome, r.timeline[-1].detail) == ("completed", "Completed", "The volunteer reported it done")
+
+
+def test_an_acceptance_shares_the_persons_details_with_that_volunteer_only_with_consent(uow):
+    r = submitted(uow)
+    handled(uow, event("offer.accepted", r))
+    [details] = uow.published
+    assert isinstance(details, TaskDetailsShared) and uow.correlations[-1] == "corr-1"
+    assert (details.shared, details.first_name, details.address, details.person_phone, details.code) == (
+        True, "Pat", "1 Promenade, Blackpool, FY1 4AB", "+441253477000", "4821")
+    private = submitted(uow, data={**SHOPPING, "consent": {"share_contact": False, "sms_contact": True}})
+    handled(uow, event("offer.accepted", private))
+    [withheld] = uow.published
+    assert (withheld.shared, withheld.first_name, withheld.address, withheld.person_phone) == (
+        False, None, None, None)
+    assert withheld.community == "fylde-coast" and withheld.request_id == private.id
+
+
+def test_an_event_about_a_request_intake_does_not_have_changes_nothing(uow):
+    stranger = SupportRequest(community="x", created_by="y", person_name="Z", latitude=0, longitude=0,
+                              support_type="shopping")
+    handled(uow, event("offer.accepted", stranger))
+    assert uow.published == [] and uow.requests.all() == []
+
+
+# --- people who sign in -----------------------------------------------------------------------------------------------
+
+
+def test_a_user_is_created_once_and_signs_in_with_their_password(uow):
+    user = service_layer.create_user(uow, PASSWORDS, "mo@example.org", "Mo", "manager", ["fylde-coast"], None,
+                                     "correct horse")
+    assert uow.committed and user.password_hash == PASSWORDS.hash("correct horse") != "correct horse"
+    uow.committed = False
+    with pytest.raises(UserExists, match="a user mo@example.org already exists"):
+        service_layer.create_user(uow, PASSWORDS, "mo@example.org", "Mo", "coordinator", ["fylde-coast"], None,
+                                  "pw")
+    assert not uow.committed and uow.users.rows["mo@example.org"].role == "manager"
+    assert service_layer.sign_in(uow, PASSWORDS, " Mo@Example.org ", "correct horse") is user
+    assert service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "wrong") is None
+    assert service_layer.active_user(uow, "nobody@example.org") is None
+
+
+def test_a_user_who_left_can_neither_sign_in_nor_be_issued_a_token(uow):
+    service_layer.create_user(uow, PASSWORDS, "al@example.org", "Al", "coordinator", ["fylde-coast"], None, "pw")
+    uow.users.rows["al@example.org"].active = False
+    assert service_layer.sign_in(uow, PASSWORDS, "al@example.org", "pw") is None
+    assert service_layer.active_user(uow, "al@example.org") is None
+    assert isinstance(uow.users.rows["al@example.org"], User)
+
+
+def test_an_audit_entry_names_the_actor_and_the_fields_in_order():
+    entry = AuditEntry.of(KIM, "update", None, {"urgency", "area"})
+    assert (entry.actor, entry.role, entry.action, entry.fields) == (KIM.subject, "coordinator", "update",
+                                                                    ["area", "urgency"])

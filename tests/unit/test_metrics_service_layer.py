@@ -1,0 +1,319 @@
+"""Metrics' use cases with in-memory repositories: facts recorded once and placed in their community's day, the
+rebuild, group activities, and the counts a manager sees (scoped to their communities, small ones suppressed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from services.metrics import domain, service_layer
+from services.metrics.domain import Activity, Fact, Filters, NotYourCommunity, UnknownFilter
+from services.metrics.entrypoints.handlers import HANDLERS
+from shared.auth import Actor
+from shared.contracts import EVENTS, EXAMPLES, load_event, make_event
+from tests.unit.fakes import FakeUnitOfWork
+
+DAY = date(2026, 3, 10)
+NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
+MANAGER = Actor(subject="manager@example.org", role="manager", communities=("fylde-coast",))
+COORDINATOR = Actor(subject="co@example.org", role="coordinator", communities=("fylde-coast", "cheshire-east"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    suppress_below: int = 0  # every count as it is; suppression has its own tests
+
+
+class FakeFacts:
+    """The facts, in memory, answering what adapters.FactRepository's queries answer."""
+
+    def __init__(self):
+        self.rows: dict[uuid.UUID, Fact] = {}
+
+    def get(self, event_id):
+        return self.rows.get(event_id)
+
+    def add(self, fact):
+        self.rows[fact.event_id] = fact
+
+    def community_of_request(self, request_id):
+        return next((f.community for f in self.rows.values()
+                     if f.request_id == request_id and f.community is not None), None)
+
+    def unplaced(self, request_id):
+        return [f for f in self.rows.values() if f.request_id == request_id and f.community is None]
+
+    def oldest_first(self):
+        return sorted(self.rows.values(), key=lambda f: f.occurred_at)
+
+    def in_span(self, communities, first, last):
+        theirs = {f.request_id for f in self.requests_in(communities)}
+        return [f for f in self.rows.values() if first <= f.day <= last and (
+            f.community in communities or (f.community is None and f.request_id in theirs))]
+
+    def requests_in(self, communities):
+        return [f for f in self.rows.values() if f.event_type == "request.submitted" and f.community in communities]
+
+    def submitted_at(self, request_ids):
+        return {f.request_id: f.occurred_at for f in self.rows.values()
+                if f.event_type == "request.submitted" and f.request_id in request_ids}
+
+    def volunteer_changes(self, communities, last):
+        return [f for f in self.oldest_first() if f.event_type in ("volunteer.registered", "volunteer.status_changed")
+                and f.community in communities and f.day <= last]
+
+
+class FakeActivities:
+    def __init__(self):
+        self.rows: list[Activity] = []
+
+    def add(self, activity):
+        self.rows.append(activity)
+
+    def in_span(self, communities, first, last):
+        return [a for a in self.rows if a.community in communities and first <= a.held_on <= last]
+
+
+class FakeMetricsUnitOfWork(FakeUnitOfWork):
+    def __init__(self):
+        super().__init__()
+        self.facts = FakeFacts()
+        self.activities = FakeActivities()
+
+
+def event(event_type: str, at: datetime = NOON, **fields):
+    """An event as the worker hands it over: its example payload with `fields` changed, happening `at`."""
+    envelope = make_event(event_type, {**EXAMPLES[(event_type, 1)], **fields})
+    envelope["occurred_at"] = at.isoformat()
+    return load_event(envelope)
+
+
+def deliver(uow, *events) -> None:
+    """What the worker does with each event (shared.outbox.handle_once): its handler, once, in a unit of work that
+    commits."""
+    for each in events:
+        with uow:
+            if uow.first_time("metrics", each.event_id):
+                HANDLERS[each.type](uow, each)
+                uow.commit()
+
+
+def submitted(request_id=None, at=NOON, **fields):
+    """A request, from a person of its own unless one is named."""
+    fields.setdefault("person_ref", f"p_{uuid.uuid4().hex[:12]}")
+    return event("request.submitted", at, request_id=str(request_id or uuid.uuid4()), **fields)
+
+
+def today(uow, actor=MANAGER, settings=Settings(), **filters) -> dict:
+    """The measures of DAY as the API gives them."""
+    answer = service_layer.activity(uow, actor, "day", Filters(**filters), settings, DAY)
+    return answer["periods"][-1]["measures"]
+
+
+# --- recording ------------------------------------------------------------------------------------------------------
+
+def test_an_event_becomes_one_fact_however_often_it_is_delivered():
+    uow = FakeMetricsUnitOfWork()
+    request = submitted(person_ref="p_000000000001", is_carer=True, referrer_organisation="Fylde PCN", source="pcn")
+    deliver(uow, request, request, request)
+    [fact] = uow.facts.rows.values()
+    assert uow.committed
+    assert (fact.event_type, fact.community, fact.day, fact.source, fact.person_ref, fact.is_carer,
+            fact.organisation) == ("request.submitted", "fylde-coast", DAY, "pcn", "p_000000000001", True,
+                                   "Fylde PCN")
+    service_layer.record_event(uow, request)  # even without the inbox's record of it
+    assert len(uow.facts.rows) == 1
+
+
+def test_a_facts_day_is_the_day_in_its_communitys_time_zone():
+    uow = FakeMetricsUnitOfWork()
+    late = datetime(2026, 3, 10, 2, tzinfo=timezone.utc)  # 10 March in Blackpool, still 9 March in Ottawa
+    deliver(uow, submitted(at=late, community="ottawa-west"), submitted(at=late))
+    assert sorted((f.community, f.day) for f in uow.facts.rows.values()) == [
+        ("fylde-coast", DAY), ("ottawa-west", DAY - timedelta(days=1))]
+
+
+def test_an_outcome_that_overtook_its_request_takes_its_community_and_day_when_the_request_arrives():
+    uow = FakeMetricsUnitOfWork()
+    request_id = uuid.uuid4()
+    evening = datetime(2026, 3, 11, 2, tzinfo=timezone.utc)  # 10 March, 10pm in Ottawa
+    deliver(uow, event("request.cancelled", evening, request_id=str(request_id)))
+    [early] = uow.facts.rows.values()
+    assert (early.community, early.day) == (None, DAY + timedelta(days=1))  # UTC's day, until its community is known
+    deliver(uow, submitted(request_id, at=evening - timedelta(hours=20), community="ottawa-west"))
+    assert (early.community, early.day) == ("ottawa-west", DAY)
+    assert today(uow, Actor("m", "manager", ("ottawa-west",)))["requests_cancelled"] == 1
+
+
+def test_every_event_type_records_only_what_its_contract_declares():
+    """Every event metrics hears, at its example, makes a fact without reading a field its contract lacks."""
+    uow = FakeMetricsUnitOfWork()
+    for event_type, version in EVENTS:
+        if event_type in HANDLERS:
+            deliver(uow, event(event_type))
+    facts = {f.event_type: f for f in uow.facts.rows.values()}
+    assert set(facts) == set(HANDLERS)
+    assert facts["volunteer.status_changed"].status == "paused"
+    assert facts["volunteer.check_expiring"].status is None  # it has no status (reading one once raised)
+    assert facts["task.completed"].hours == 1.5 and facts["task.completed"].support_type == "shopping"
+    assert facts["sms.received"].community is None and facts["sms.received"].request_id is None
+    assert facts["request.matched"].community == "fylde-coast"  # its request's (the examples share a request)
+
+
+def test_a_counted_event_whose_contract_lacks_a_field_the_measures_need_fails():
+    """The fields the measures need are read without a guard, so a contract that drops one cannot go unnoticed."""
+    lacking = dataclasses.replace(event("request.matched"), type="task.completed")  # as if its contract lost them
+    with pytest.raises(AttributeError):
+        domain.fact_of(lacking)
+
+
+def test_a_rebuild_places_every_fact_again_and_says_how_many_changed():
+    uow = FakeMetricsUnitOfWork()
+    request_id = uuid.uuid4()
+    deliver(uow, submitted(request_id), event("request.matched", request_id=str(request_id)))
+    outcome = next(f for f in uow.facts.rows.values() if f.event_type == "request.matched")
+    outcome.community, outcome.day = None, date(2000, 1, 1)
+    uow.committed = False
+    assert service_layer.rebuild(uow) == 1
+    assert (outcome.community, outcome.day, uow.committed) == ("fylde-coast", DAY, True)
+    assert service_layer.rebuild(uow) == 0
+
+
+# --- group activities -----------------------------------------------------------------------------------------------
+
+def test_an_activity_is_logged_in_the_coordinators_first_community_unless_another_of_theirs_is_named():
+    uow = FakeMetricsUnitOfWork()
+    volunteer = uuid.uuid4()
+    data = {"kind": "death_cafe", "held_on": DAY, "attendance": 14, "organisation": "St Anne's Church",
+            "organisation_type": "faith", "volunteer_ids": [volunteer]}
+    logged = service_layer.log_activity(uow, COORDINATOR, dict(data), NOON)
+    assert uow.committed and uow.activities.rows == [logged]
+    assert (logged.community, logged.created_by, logged.volunteer_ids, logged.created_at, logged.attendance) == (
+        "fylde-coast", "co@example.org", [str(volunteer)], NOON, 14)
+    elsewhere = service_layer.log_activity(uow, COORDINATOR, {**data, "community": "cheshire-east"}, NOON)
+    assert elsewhere.community == "cheshire-east"
+
+
+def test_an_activity_in_another_community_is_refused_and_nothing_is_kept():
+    uow = FakeMetricsUnitOfWork()
+    with pytest.raises(NotYourCommunity):
+        service_layer.log_activity(uow, COORDINATOR, {"kind": "death_cafe", "held_on": DAY, "attendance": 3,
+                                                      "community": "ottawa-west"}, NOON)
+    assert (uow.activities.rows, uow.committed) == ([], False)
+
+
+# --- the counts -----------------------------------------------------------------------------------------------------
+
+def test_each_measure_counts_the_days_facts_and_activities():
+    uow = FakeMetricsUnitOfWork()
+    carer, volunteers = "p_carer0000001", [uuid.uuid4() for _ in range(2)]
+    shopping, bereaved, lonely = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    deliver(uow, submitted(shopping, NOON - timedelta(hours=3), person_ref=carer, is_carer=True),
+            submitted(bereaved, support_type="bereavement_visit", source="social_prescriber",
+                      referrer_organisation="Fylde PCN"),
+            submitted(lonely, support_type="home_visit"),
+            event("offer.accepted", request_id=str(shopping), volunteer_id=str(volunteers[0])),
+            event("request.matched", request_id=str(shopping), volunteer_id=str(volunteers[0])),
+            event("task.completed", request_id=str(shopping), volunteer_id=str(volunteers[0]), hours=1.5),
+            event("task.completed", request_id=str(bereaved), volunteer_id=str(volunteers[1]), hours=2.0,
+                  support_type="bereavement_visit"),
+            event("request.unmatched", request_id=str(lonely)),
+            event("volunteer.registered", volunteer_id=str(volunteers[0])),
+            event("volunteer.registered", volunteer_id=str(volunteers[1])),
+            event("volunteer.status_changed", volunteer_id=str(volunteers[1]), status="left"))
+    service_layer.log_activity(uow, COORDINATOR, {"kind": "future_planning_session", "held_on": DAY,
+                                                  "attendance": 9, "volunteer_ids": [volunteers[0]]}, NOON)
+    measures = today(uow)
+    assert {key: measures[key] for key in (
+        "requests_received", "requests_matched", "requests_unmatched", "tasks_completed", "volunteer_hours",
+        "active_volunteers", "people_reached", "carers_supported", "bereavement_supports", "future_planning_reached",
+        "group_activities", "group_attendance", "active_partners", "volunteers_registered", "new_volunteers",
+        "volunteers_left", "hours_to_acceptance_median")} == {
+        "requests_received": 3, "requests_matched": 1, "requests_unmatched": 1, "tasks_completed": 2,
+        "volunteer_hours": 3.5, "active_volunteers": 2, "people_reached": 3, "carers_supported": 1,
+        "bereavement_supports": 1, "future_planning_reached": 9, "group_activities": 1, "group_attendance": 9,
+        "active_partners": 1, "volunteers_registered": 1, "new_volunteers": 2, "volunteers_left": 1,
+        "hours_to_acceptance_median": 3.0}
+    assert measures["requests_by_source"] == {"coordinator": 2, "social_prescriber": 1}
+    assert measures["tasks_by_kind"] == {"bereavement_visit": 1, "shopping": 1}
+    assert uow.published == []  # metrics publishes nothing
+
+
+def test_a_request_from_a_partner_is_counted_by_intakes_spelling_of_the_source():
+    """Intake says "partner" (shared.taxonomy.SOURCES); metrics once knew only "partner_organisation"."""
+    uow = FakeMetricsUnitOfWork()
+    partners, coordinators = uuid.uuid4(), uuid.uuid4()
+    deliver(uow, submitted(partners, source="partner", referrer_organisation="Age UK Blackpool"),
+            submitted(coordinators), submitted(source="pcn"), event("request.matched", request_id=str(partners)),
+            event("request.matched", request_id=str(coordinators)))
+    only_partners = today(uow, source="partner")
+    assert (only_partners["requests_received"], only_partners["requests_matched"]) == (1, 1)
+    assert only_partners["requests_by_source"] == {"partner": 1}
+    assert list(today(uow)["requests_by_source"].items()) == [("coordinator", 1), ("pcn", 1), ("partner", 1)]
+    with pytest.raises(UnknownFilter):
+        today(uow, source="partner_organisation")
+
+
+def test_outcomes_count_only_for_requests_of_the_kind_asked_for():
+    uow = FakeMetricsUnitOfWork()
+    meals = uuid.uuid4()
+    deliver(uow, submitted(meals, support_type="meals"), submitted(),
+            event("request.cancelled", request_id=str(meals)))
+    assert (today(uow, kind="meals")["requests_received"], today(uow, kind="meals")["requests_cancelled"]) == (1, 1)
+    assert (today(uow, kind="shopping")["requests_received"],
+            today(uow, kind="shopping")["requests_cancelled"]) == (1, 0)
+
+
+def test_a_manager_sees_only_their_own_communities_counts():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, submitted())
+    elsewhere = Actor("m", "manager", ("cheshire-east",))
+    assert today(uow, elsewhere)["requests_received"] == 0
+    with pytest.raises(NotYourCommunity):
+        today(uow, elsewhere, community="fylde-coast")
+    assert today(uow, community="fylde-coast")["requests_received"] == 1
+
+
+def test_small_counts_are_suppressed_as_the_settings_say():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, *[submitted() for _ in range(3)], *[submitted(support_type="meals") for _ in range(6)])
+    measures = today(uow, settings=Settings(suppress_below=5))
+    assert (measures["requests_received"], measures["requests_matched"]) == (9, 0)
+    assert measures["requests_by_kind"] == {"meals": 6, "shopping": "<5"}
+    assert today(uow, settings=Settings(suppress_below=10))["requests_received"] == "<10"
+
+
+def test_each_period_has_the_period_before_beside_it_and_starts_a_year_back_by_default():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, submitted(at=NOON - timedelta(days=31)), submitted())
+    answer = service_layer.activity(uow, MANAGER, "month", Filters(), Settings(), DAY)
+    assert (answer["from"], answer["to"], len(answer["periods"])) == (date(2025, 3, 1), DAY, 13)
+    march = answer["periods"][-1]
+    assert (march["start"], march["end"], march["measures"]["requests_received"],
+            march["previous"]["requests_received"]) == (date(2026, 3, 1), date(2026, 3, 31), 1, 1)
+
+
+def test_the_dashboard_charts_six_periods_and_falls_back_to_all_the_managers_communities():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, submitted())
+    answer = service_layer.dashboard(uow, MANAGER, "week", Filters(community="ottawa-west"), Settings(), DAY)
+    assert answer["communities"] == ["fylde-coast"]
+    assert [p["start"] for p in answer["periods"]] == [date(2026, 2, 2) + timedelta(weeks=n) for n in range(6)]
+    assert answer["periods"][-1]["measures"]["requests_received"] == 1
+
+
+def test_the_report_shows_the_last_whole_period_by_default_beside_the_one_before():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, submitted(at=NOON - timedelta(days=31)), submitted())
+    answer = service_layer.report(uow, MANAGER, "month", Filters(), Settings(), DAY)
+    [february] = answer["periods"]
+    assert (february["start"], february["end"], answer["before"]) == (
+        date(2026, 2, 1), date(2026, 2, 28), (date(2026, 1, 1), date(2026, 1, 31)))
+    assert (february["measures"]["requests_received"], february["previous"]["requests_received"]) == (1, 0)
+    march = service_layer.report(uow, MANAGER, "month", Filters(end=DAY), Settings(suppress_below=5), DAY)
+    assert march["periods"][0]["measures"]["requests_received"] == "<5"
+

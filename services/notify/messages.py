@@ -188,7 +188,6 @@ WORD_TO_ANSWER = {word: keyword for keyword, words in ANSWERS.items() for word i
 # ARRET is the French opt-out Canadian carriers honour.
 OPT_OUT = {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "ARRET", "REVOKE", "OPTOUT"}
 OPT_IN = {"START", "UNSTOP"}
-HELP_WORDS = {"HELP", "INFO", "AIDE"}
 # Words that say a number is hours or minutes: "1.5h", "2 hrs", "90 mins", "2 heures".
 HOURS_UNITS = {"H", "HR", "HRS", "HOUR", "HOURS", "HEURE", "HEURES"}
 MINUTE_UNITS = {"M", "MIN", "MINS", "MINUTE", "MINUTES"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,3 +36,8 @@ class Actor:
 
 
 SYSTEM = Actor(subject="system", role="admin", communities=())
+
+
+def subject_digest(secret_key: str, subject: str) -> str:
+    """A token holder's subject as a revocation names it (`token.revoked`): a keyed digest, never the address."""
+    return hmac.new(secret_key.encode(), b"token subject:" + subject.encode(), hashlib.sha256).hexdigest()

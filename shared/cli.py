@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from shared import config
-from shared.config import SERVICES
+from shared.config import ACCESS_LOG, SERVICES
 from shared.service import get as get_service
 from shared.service import registry
 
@@ -114,8 +114,7 @@ def web(service, port, host, workers):
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"ccs-{service}-metrics-")
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-                               str(workers), "--threads", "4", "--access-logfile", "-",
-                               get_service(service).wsgi])
+                               str(workers), "--threads", "4", *ACCESS_LOG, get_service(service).wsgi])
 
 
 @main.command()
@@ -124,7 +123,7 @@ def web(service, port, host, workers):
 def frontdoor(port, host):
     """Serve the front door, routing to the services named by CCS_<SERVICE>_URL."""
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", "2",
-                               "--threads", "8", "--access-logfile", "-", "shared.frontdoor:create_app_from_env()"])
+                               "--threads", "8", *ACCESS_LOG, "shared.frontdoor:create_app_from_env()"])
 
 
 @main.command()

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Mapping
 
 SERVICES = ("intake", "matching", "notify", "metrics")
+# What the web processes' access logs keep of a request: its path without the query string, which can hold a phone
+# number or a name (`/sms/messages?to=...`).
+ACCESS_LOG = ["--access-logfile", "-", "--access-logformat", '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss']
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Settings:
     default_region: str
     max_attempts: int
     poll_interval: float
+    token_lifetime_days: int = 30  # how long an API token lets its holder in (`CCS_TOKEN_LIFETIME_DAYS`)
 
     @property
     def broker_is_filesystem(self) -> bool:
@@ -139,4 +143,5 @@ def load(service: str, environ: Mapping[str, str] | None = None) -> Settings:
         default_region=env_text(environ, "CCS_DEFAULT_REGION", "GB", choices=("GB", "CA")),
         max_attempts=env_number(environ, "CCS_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
         poll_interval=env_number(environ, "CCS_POLL_INTERVAL", 0.1, kind=float, minimum=0.001, maximum=60),
+        token_lifetime_days=env_number(environ, "CCS_TOKEN_LIFETIME_DAYS", 30, minimum=1, maximum=366),
     )

@@ -13,6 +13,9 @@ from flask import Flask, Response, request, send_from_directory
 
 from shared.config import SERVICES
 from shared.service import routes
+from shared.web import add_security_headers
+
+STATIC = Path(__file__).with_name("static")  # scripts the pages load (no page has inline script)
 
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -46,7 +49,7 @@ DOCS = """<!doctype html>
 <title>Compassionate Communities API</title><link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+<script src="/static/docs.js"></script>
 </body></html>
 """
 
@@ -61,12 +64,16 @@ NGINX_HEAD = """\
 
 # Docker's DNS; names are looked up again every 10s, so scaled or restarted containers get traffic.
 resolver 127.0.0.11 valid=10s ipv6=off;
+
+# Access logs keep each request's path without its query string, which can hold a phone number or a name.
+log_format ccs '$remote_addr [$time_local] "$request_method $uri" $status $body_bytes_sent $request_time';
 """
 
 NGINX_SERVER = """\
 server {
     listen 8000;
     server_tokens off;
+    access_log /var/log/nginx/access.log ccs;
     client_max_body_size 2m;
 
     proxy_http_version 1.1;
@@ -125,9 +132,11 @@ def route(path: str) -> str | None:
     return table[max(matches, key=len)] if matches else None
 
 
-def create_app(backends: dict[str, str]) -> Flask:
-    """The front door, forwarding to `backends` (service name -> base URL)."""
-    app = Flask(__name__)
+def create_app(backends: dict[str, str], public_url: str = "") -> Flask:
+    """The front door, forwarding to `backends` (service name -> base URL). Its own answers carry the security
+    headers the services' do (HSTS when `public_url` is https); theirs pass through as they are."""
+    app = Flask(__name__, static_folder=None)
+    add_security_headers(app, public_url)
     http = requests.Session()
     # Pass each browser's cookies through, but keep none here: a kept session cookie would go out with every
     # later request that brings none of its own, signing anonymous visitors in as whoever signed in last.
@@ -159,6 +168,11 @@ def create_app(backends: dict[str, str]) -> Flask:
     def docs_static(filename):
         return send_from_directory(Path(swagger_ui_bundle.swagger_ui_path), filename)
 
+    @app.get("/static/<path:filename>")
+    def static_files(filename):
+        """The scripts the pages load (Swagger UI's set-up, the print button)."""
+        return send_from_directory(STATIC, filename)
+
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     def forward(path):
         """Pass the request to the service that owns the path, and its answer back."""
@@ -169,6 +183,9 @@ def create_app(backends: dict[str, str]) -> Flask:
         headers = {k: v for k, v in request.headers if k.lower() not in HOP_BY_HOP}
         headers["X-Forwarded-Host"] = request.host
         headers["X-Forwarded-Proto"] = request.scheme
+        # The address the request came from, after any the proxies before us added (shared/web.py client_address).
+        headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"),
+                                                             request.remote_addr]))
         try:
             upstream = http.request(request.method, backends[name] + request.full_path.rstrip("?"),
                                     headers=headers, data=request.get_data(), allow_redirects=False, timeout=30)
@@ -186,4 +203,4 @@ def create_app_from_env() -> Flask:
     """The front door, with each service's address from `CCS_<SERVICE>_URL` (defaults: ports 8001-8004)."""
     backends = {name: os.environ.get(f"CCS_{name.upper()}_URL", f"http://127.0.0.1:{8001 + i}")
                 for i, name in enumerate(SERVICES)}
-    return create_app(backends)
+    return create_app(backends, os.environ.get("PUBLIC_URL", "http://localhost:8000"))

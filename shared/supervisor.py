@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from shared.config import SERVICES, secret_key
+from shared.config import ACCESS_LOG, SERVICES, secret_key
 from shared.service import registry
 
 
@@ -44,7 +44,7 @@ def free_port() -> int:
 def gunicorn(app: str, port: int, workers: int = 1) -> list[str]:
     """The command that serves a WSGI app factory with gunicorn."""
     return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--threads", "8", "--graceful-timeout", "5", "--access-logfile", "-", app]
+            "--threads", "8", "--graceful-timeout", "5", *ACCESS_LOG, app]
 
 
 @dataclass

@@ -64,6 +64,8 @@ VOLUNTEER_STATUSES: tuple[str, ...] = ("active", "paused", "left")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PARTS_OF_DAY: tuple[str, ...] = ("morning", "afternoon", "evening")
 ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")
-WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled")
+# Why an open offer was taken back: another volunteer said yes first, the request was cancelled, or the volunteer
+# opted out of SMS (STOP, or Twilio's error 21610).
+WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out")
 OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
 UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")

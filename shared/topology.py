@@ -22,27 +22,34 @@ DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 
 # Events that carry a person's details: only the service that must act on them hears them, never metrics.
 PERSONAL = {"task.details_shared"}
+# Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
+# a revoked token is refused by every service.
+EVERY_SERVICE = {"token.revoked"}
 
 # consumer -> {group name: (producer, [event types])}
 SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
-        "outcomes": ("matching", ["offer.made", "offer.accepted", "request.matched", "request.unmatched",
-                                  "task.completed", "task.given_back"]),
+        "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
+                                  "request.unmatched", "task.completed", "task.given_back",
+                                  "task.volunteer_opted_out"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),
         "replies": ("notify", ["sms.received", "sms.sent", "sms.failed", "contact.opted_out", "contact.opted_in",
                                "contact.invalid"]),
+        "tokens": ("intake", sorted(EVERY_SERVICE)),
     },
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "task.completed", "task.given_back"]),
         "details": ("intake", ["task.details_shared"]),
+        "tokens": ("intake", sorted(EVERY_SERVICE)),
     },
     "metrics": {
-        f"{producer}-all": (producer, sorted({c.TYPE for c in EVENTS.values()
-                                              if c.PRODUCER == producer and c.TYPE not in PERSONAL}))
-        for producer in PRODUCERS
+        **{f"{producer}-all": (producer, sorted({c.TYPE for c in EVENTS.values() if c.PRODUCER == producer
+                                                 and c.TYPE not in PERSONAL | EVERY_SERVICE}))
+           for producer in PRODUCERS},
+        "tokens": ("intake", sorted(EVERY_SERVICE)),
     },
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
+import re
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +18,14 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 import jinja2
 import phonenumbers
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, session
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from shared import gazetteer
@@ -35,7 +39,15 @@ from shared.telemetry import add_metrics_endpoint
 
 log = logging.getLogger(__name__)
 
-TOKEN_MAX_AGE = 90 * 24 * 3600
+DEFAULT_TOKEN_LIFETIME_DAYS = 30  # a deployment sets its own: CCS_TOKEN_LIFETIME_DAYS (Settings.token_lifetime_days)
+TOKEN_CLAIMS = frozenset({"sub", "role", "communities", "jti", "iat", "exp"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# No inline script anywhere (pages load theirs from /static/ on the front door); inline styles are allowed, as the
+# templates and Swagger UI use them.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
+    "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"])
+csrf = CSRFProtect()
 PROBLEM = "application/problem+json"
 
 
@@ -48,6 +60,7 @@ class ServiceContext:
     engine: Engine
     sessions: sessionmaker
     unit_of_work: Callable[[], Any] | None = None
+    revoked: Any = None  # shared.revocation.RevocationList: the revoked tokens `requires` refuses
 
     def uow(self):
         """A new unit of work for this service."""
@@ -88,10 +101,12 @@ def field_errors(messages: dict[str, Any], prefix: str = "") -> list[dict[str, s
 
 
 class FieldError(Schema):
-    """One bad field: its dotted name, a JSON pointer to it in the request, and what is wrong."""
+    """One bad field: its dotted name, where it is (a JSON pointer into the request, or a spreadsheet's line), and
+    what is wrong."""
 
     field = fields.Str(required=True)
-    pointer = fields.Str(required=True)
+    pointer = fields.Str(metadata={"description": "A JSON pointer to the field in the request."})
+    line = fields.Int(metadata={"description": "The spreadsheet's line (the header is line 1).", "minimum": 1})
     detail = fields.Str(required=True)
 
 
@@ -118,6 +133,25 @@ class Api(flask_smorest.Api):
             if "application/json" in content:
                 response["content"] = {PROBLEM: content["application/json"]}
 
+    def init_app(self, app, *, spec_kwargs=None):
+        """Set up the API on `app`, refusing text that cannot be stored before any view reads it."""
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        app.before_request(refuse_unstorable_text)
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Register a blueprint; pages (`Pages`) are routed but left out of the OpenAPI document."""
+        if isinstance(blp, Pages):
+            self._app.register_blueprint(blp, **options)
+        else:
+            super().register_blueprint(blp, parameters=parameters, **options)
+
+    def _register_pagination_header(self):
+        """Document X-Pagination as what it is: a JSON object (flask-smorest documents it as a plain object, which
+        OpenAPI reads as `total,3,total_pages,1`)."""
+        self.spec.components.header("PAGINATION", {
+            "description": "Where this page is among the pages, as a JSON object.",
+            "content": {"application/json": {"schema": PaginationOut}}}, lazy=True)
+
     def handle_http_exception(self, error: HTTPException):
         """Turn any HTTP error (including marshmallow validation errors) into problem details."""
         data = getattr(error, "data", None) or {}
@@ -134,6 +168,9 @@ class Api(flask_smorest.Api):
         if error.code == 500:
             detail = "An unexpected error occurred."
         response = problem(error.code or 500, error.name, detail, **extra)
+        for name, value in error.get_headers():  # e.g. the Allow of a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
         return response
@@ -158,14 +195,35 @@ def claims_for(subject: str, role: str, communities: Iterable[str] | None = None
 
 
 def issue_token(secret: str, subject: str, role: str, communities: Iterable[str] | None = None,
-                organisation: str | None = None) -> str:
-    """A signed bearer token that every service can check without asking another."""
-    return _serializer(secret).dumps(claims_for(subject, role, communities, organisation))
+                organisation: str | None = None, *, days: float = DEFAULT_TOKEN_LIFETIME_DAYS) -> str:
+    """A signed bearer token that every service can check without asking another. It has an id (`jti`, which
+    `ccs tokens revoke` takes) and expires `days` after it is issued; its times (`iat`, `exp`, seconds since the
+    epoch) are on the machine's clock, not the rehearsal clock (shared/clock.py)."""
+    if not days > 0:
+        raise ValueError("a token must last more than 0 days")
+    issued = time.time()
+    return _serializer(secret).dumps({**claims_for(subject, role, communities, organisation),
+                                      "jti": uuid.uuid4().hex, "iat": issued, "exp": issued + days * 86400})
 
 
 def read_token(secret: str, token: str) -> dict[str, Any]:
-    """The claims of a valid token; raises BadSignature (or SignatureExpired) otherwise."""
-    return _serializer(secret).loads(token, max_age=TOKEN_MAX_AGE)
+    """The claims of a valid token; raises SignatureExpired once it has expired, BadSignature if it is not one of
+    ours or lacks an id or expiry (tokens made before they had them are no longer taken)."""
+    claims = _serializer(secret).loads(token)
+    if not isinstance(claims, dict) or not TOKEN_CLAIMS <= claims.keys():
+        raise BadSignature("The token has no id or expiry.")
+    if time.time() >= claims["exp"]:
+        raise SignatureExpired("The token has expired.")
+    return claims
+
+
+def token_id(secret: str, token: str) -> str | None:
+    """The id (`jti`) of one of this deployment's tokens, expired or not; None if it is not one."""
+    try:
+        claims = _serializer(secret).loads(token.strip())
+    except BadSignature:
+        return None
+    return claims.get("jti") if isinstance(claims, dict) else None
 
 
 def requires(*roles: str):
@@ -184,10 +242,15 @@ def requires(*roles: str):
                 flask_smorest.abort(401, message="The token has expired.", headers={"WWW-Authenticate": "Bearer"})
             except BadSignature:
                 flask_smorest.abort(401, message="The token is not valid.", headers={"WWW-Authenticate": "Bearer"})
+            revoked = service().revoked
+            if revoked is not None and revoked.revokes(g.user):
+                flask_smorest.abort(401, message="The token has been revoked.",
+                                    headers={"WWW-Authenticate": "Bearer"})
             if g.user["role"] not in roles:
                 flask_smorest.abort(403, message=f"This needs one of the roles: {', '.join(roles)}.")
             return view(*args, **kwargs)
 
+        wrapper.csrf_exempt = True  # a bearer token is sent by code, never by a cross-site form
         return wrapper
 
     return decorator
@@ -229,18 +292,58 @@ def url_for_login(next_path: str) -> str:
     return "/login?" + urlencode({"next": next_path})
 
 
-def csrf_token() -> str:
-    """The signed-in session's token for forms; made on first use."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(24)
-    return session["csrf"]
+def csrf_exempt(view):
+    """Mark a view that needs no CSRF token because a cross-site form cannot forge what it checks instead (Twilio's
+    webhooks: a signature). Views behind `requires` (a bearer token) are exempt already."""
+    view.csrf_exempt = True
+    return view
 
 
-def check_csrf() -> None:
-    """Refuse a form post that does not carry the session's token."""
-    sent = request.form.get("csrf_token", "")
-    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
-        flask_smorest.abort(400, message="The form has expired; reload the page and try again.")
+def protect_forms() -> None:
+    """Refuse a POST, PUT, PATCH or DELETE that does not carry the session's CSRF token (flask-wtf's CSRFProtect:
+    the `csrf_token` form field or the X-CSRFToken header), unless its view is exempt. Every page and every new
+    view is protected unless it says otherwise."""
+    if request.method in SAFE_METHODS or request.endpoint is None:
+        return  # nothing changes, or no such route (answered 404 or 405 later)
+    view = current_app.view_functions.get(request.endpoint)
+    handler = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    if not getattr(handler, "csrf_exempt", False):
+        csrf.protect()
+
+
+def form_expired(error: CSRFError) -> Response:
+    """A form post without a valid CSRF token: 400, saying what to do."""
+    return problem(400, "Bad Request", "The form has expired or did not come from this site; reload the page and "
+                                       f"try again. ({error.description})")
+
+
+def security_headers(public_url: str) -> dict[str, str]:
+    """The headers every answer carries: a Content-Security-Policy with no inline script and no framing, no
+    content-type sniffing, no address sent to other sites, and (when the public address is https) HSTS."""
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
+               "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
+    if public_url.startswith("https://"):
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+def add_security_headers(app: Flask, public_url: str) -> None:
+    """Give every answer of `app` the security headers (keeping any a view set itself)."""
+    headers = security_headers(public_url)
+
+    @app.after_request
+    def secure(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def client_address() -> str:
+    """The address a request came from: the last hop that the proxy in front (nginx, or the front door) added to
+    X-Forwarded-For, else the connection's. (Services are reachable only through a proxy; one reached directly
+    could be told any address.)"""
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    return hops[-1] if hops else (request.remote_addr or "")
 
 
 def schema_name(schema) -> str:
@@ -254,9 +357,11 @@ def schema_name(schema) -> str:
 
 def create_service_app(definition, settings: Settings, blueprints: list, outbox,
                        unit_of_work: Callable[[sessionmaker], Any] | None = None,
-                       test_config: dict[str, Any] | None = None) -> Flask:
+                       test_config: dict[str, Any] | None = None, revocations=None) -> Flask:
     """A service's Flask app: its settings (read once by its bootstrap), its database and unit of work, the API
-    with problem details, its pages, Prometheus metrics and a health check."""
+    with problem details, its pages, Prometheus metrics and a health check; bearer tokens checked against the
+    service's `revocations` (shared/revocation.py), CSRF tokens on every form post, and security headers on every
+    answer."""
     name = definition.name
     app = Flask(definition.package, static_folder=None)
     app.jinja_loader = jinja2.ChoiceLoader([
@@ -275,13 +380,21 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
         OPENAPI_JSON_PATH=f"openapi/{name}.json",
         SECRET_KEY=settings.secret_key,
         JSON_SORT_KEYS=False,
+        WTF_CSRF_CHECK_DEFAULT=False,  # protect_forms decides, view by view
+        WTF_CSRF_TIME_LIMIT=None,  # a form's token lasts as long as the session it was made for
     )
     if test_config:
         app.config.update(test_config)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    app.extensions["ccs"] = ServiceContext(settings=settings, engine=engine, sessions=sessions,
-                                           unit_of_work=(lambda: unit_of_work(sessions)) if unit_of_work else None)
+    app.extensions["ccs"] = ServiceContext(
+        settings=settings, engine=engine, sessions=sessions,
+        unit_of_work=(lambda: unit_of_work(sessions)) if unit_of_work else None,
+        revoked=revocations.list_for(sessions, settings.secret_key) if revocations is not None else None)
+    csrf.init_app(app)
+    app.before_request(protect_forms)
+    app.register_error_handler(CSRFError, form_expired)
+    add_security_headers(app, settings.public_url)
     api = Api(app, spec_kwargs={
         "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name),
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}})
@@ -290,7 +403,7 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
 
     @app.context_processor
     def page_context():
-        return {"csrf_token": csrf_token, "user": session.get("user"), "service_name": name,
+        return {"csrf_token": generate_csrf, "user": session.get("user"), "service_name": name,
                 "development_sms": not settings.uses_twilio, "local": local_time}
 
     add_metrics_endpoint(app, name, outbox)
@@ -329,6 +442,11 @@ def normalise_phone(value: str, region: str = "GB") -> str:
 class PhoneNumber(fields.String):
     """A phone number, loaded as E.164 in the service's default region."""
 
+    def __init__(self, **kwargs):
+        metadata = {"description": "A valid phone number: national in your community's country, or international "
+                                   "(+44 ..., +1 ...); kept in E.164.", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         text_value = super()._deserialize(value, attr, data, **kwargs)
         region = phone_region()
@@ -352,3 +470,198 @@ def page_of(session, query, pagination_parameters) -> list:
         sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
     return session.scalars(query.offset(pagination_parameters.first_item)
                            .limit(pagination_parameters.page_size)).all()
+
+
+# --- what the API takes in: media types, text that can be stored, strict fields, capped pages ---------------------
+
+MAX_PAGE = 10_000  # with at most 100 a page, a million rows in: beyond that a page number is refused, not a 500
+CONTROLS = "\\x00-\\x1f\\x7f-\\x9f"  # control characters (C0, DEL, C1), as a regex class body (Python and ECMA)
+CONTROLS_BUT_LINE_BREAKS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f"  # the same, less tab, LF and CR
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def is_json(mimetype: str) -> bool:
+    """application/json, or a JSON dialect such as application/fhir+json."""
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored (a lone surrogate cannot be encoded as UTF-8; PostgreSQL refuses NUL), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Is not valid text: it has a lone surrogate, which cannot be encoded as UTF-8."
+    if "\x00" in value:
+        return "Must not contain a NUL character."
+    return None
+
+
+def unstorable(value: Any, pointer: str = "") -> list[tuple[str, str]]:
+    """(JSON pointer, why) for each string in a parsed JSON value, names of members included, that cannot be stored."""
+    found = []
+    if isinstance(value, str):
+        why = text_problem(value)
+        found += [(pointer, why)] if why else []
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            why = text_problem(str(key))
+            found += [(here, f"The member's name: {why[0].lower()}{why[1:]}")] if why else []
+            found += unstorable(item, here)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += unstorable(item, f"{pointer}/{index}")
+    return found
+
+
+def checks_own_text(view: Callable) -> Callable:
+    """Mark a view that refuses text that cannot be stored itself (in its own format, e.g. a FHIR OperationOutcome)."""
+    view.checks_own_text = True
+    return view
+
+
+def refuse_unstorable_text():
+    """Before any view: 422 naming each query parameter, form field or string in a JSON body that cannot be stored,
+    wherever it is and whatever the endpoint would do with it."""
+    view = current_app.view_functions.get(request.endpoint)
+    handler = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    if view is None or getattr(handler, "checks_own_text", False):
+        return None
+    found = [(f"/{name}", why) for name, values in request.args.lists() for value in (name, *values)
+             if isinstance(value, str) and (why := text_problem(value))]
+    if request.mimetype in FORMS:
+        found += [(f"/{name}", why) for name, values in request.form.lists() for value in (name, *values)
+                  if isinstance(value, str) and (why := text_problem(value))]
+    elif is_json(request.mimetype):
+        found += unstorable(request.get_json(silent=True))
+    if not found:
+        return None
+    errors = [{"field": pointer.lstrip("/").replace("/", ".") or "body", "pointer": "#" + pointer, "detail": why}
+              for pointer, why in found]
+    return problem(422, "Unprocessable Content", "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                   errors=errors)
+
+
+class Parser(FlaskParser):
+    """webargs' parser, refusing a body of another media type than the endpoint takes with 415 (rather than reading
+    it as no body at all and answering 422 for every required field)."""
+
+    def _raw_load_json(self, req):
+        """The JSON body; 415 for a body that is not JSON."""
+        if not is_json(req.mimetype) and (req.mimetype or req.content_length):
+            flask_smorest.abort(415, message=f"Send the body as application/json, not {req.mimetype or 'untyped'}.")
+        return super()._raw_load_json(req)
+
+    def load_form(self, req, schema):
+        """The form fields; 415 for a body that is not a form."""
+        if req.mimetype not in FORMS and (req.mimetype or req.content_length):
+            flask_smorest.abort(415, message=f"Send the body as {FORMS[0]}, not {req.mimetype or 'untyped'}.")
+        return super().load_form(req, schema)
+
+
+class PaginationOut(Schema):
+    """Where a page is among the pages: the X-Pagination header, a JSON object."""
+
+    total = fields.Int(required=True, metadata={"description": "How many items there are.", "minimum": 0})
+    total_pages = fields.Int(required=True, metadata={"description": "How many pages there are.", "minimum": 0})
+    first_page = fields.Int(metadata={"description": "The first page (when there are items).", "minimum": 1})
+    last_page = fields.Int(metadata={"description": "The last page (when there are items).", "minimum": 1})
+    page = fields.Int(metadata={"description": "This page (when it has items).", "minimum": 1})
+    previous_page = fields.Int(metadata={"description": "The page before this one.", "minimum": 1})
+    next_page = fields.Int(metadata={"description": "The page after this one.", "minimum": 1})
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint as every service's API uses it: a body of the wrong media type gets 415, and a
+    page number past MAX_PAGE is refused; the OpenAPI document says both."""
+
+    ARGUMENTS_PARSER = Parser()
+    PAGINATION_ARGUMENTS_PARSER = Parser()
+
+    def arguments(self, schema, *, location="json", **kwargs):
+        """Parse and validate `schema` from `location`; a JSON or form body also documents its 415."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location not in ("json", "form"):
+            return parse
+        return lambda view: self.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")(parse(view))
+
+    def paginate(self, pager=None, *, page=None, page_size=None, max_page_size=None):
+        """flask-smorest's pagination (`page`, `page_size` at most 100), with `page` at most MAX_PAGE."""
+        paginate = super().paginate(pager, page=page, page_size=page_size, max_page_size=max_page_size)
+
+        def decorator(view):
+            paginated = paginate(view)
+            parameters = paginated._apidoc["pagination"]["parameters"]["schema"]  # made for this view alone
+            parameters._declared_fields["page"] = fields.Integer(
+                load_default=page or self.DEFAULT_PAGINATION_PARAMETERS["page"],
+                validate=validate.Range(min=1, max=MAX_PAGE),
+                metadata={"description": f"Which page, from 1 (at most {MAX_PAGE})."})
+            return paginated
+
+        return decorator
+
+
+class Pages(flask_smorest.Blueprint):
+    """HTML pages for signed-in browsers: routed as any blueprint is, but not part of the API's OpenAPI document."""
+
+
+class Integer(fields.Integer):
+    """An integer given as a JSON number without a fraction: "3", 2.5 and true are refused."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+
+class Float(fields.Float):
+    """A number given as a JSON number: "53.8" and true are refused."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Boolean(fields.Boolean):
+    """A boolean given as a JSON boolean: "yes", "true", 1 and the like are refused."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A boolean in a query string: `true` or `false`, nothing else."""
+
+    truthy, falsy = {"true"}, {"false"}
+    default_error_messages = {"invalid": "Must be true or false."}
+
+
+class Text(fields.String):
+    """Text that can be stored and shown: without control characters (tabs and line breaks only in `multiline`
+    text), trimmed of surrounding space, and with something besides space unless `blank` is allowed. The
+    OpenAPI document states it as a pattern (or states the field's own Regexp, which is stricter)."""
+
+    def __init__(self, *, multiline: bool = False, blank: bool = True, **kwargs):
+        self.multiline, self.blank = multiline, blank
+        banned = CONTROLS_BUT_LINE_BREAKS if multiline else CONTROLS
+        self.banned = re.compile(f"[{banned}]")
+        super().__init__(**kwargs)
+        if not any(isinstance(check, validate.Regexp) for check in self.validators):
+            pattern = f"^[^{banned}]*$" if blank else f"^[^{banned}]*[^\\s{banned}][^{banned}]*$"
+            self.metadata = {"pattern": pattern, **self.metadata}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        why = text_problem(text)
+        if why:
+            raise ValidationError(why)
+        if self.banned.search(text):
+            raise ValidationError("Must not contain control characters." if self.multiline else
+                                  "Must be one line, without control characters.")
+        text = text.strip()
+        if not text and not self.blank:
+            raise ValidationError("Must not be blank.")
+        return text

@@ -6,7 +6,11 @@ and intake's outbox and inbox. The domain classes are mapped onto them imperativ
 
 from __future__ import annotations
 
+import functools
+import gzip
 import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,12 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from services.intake.domain import (URGENCY_RANK, AuditEntry, Consent, IdempotencyKey, IdempotencyKeyInUse,
+from services.intake.domain import (SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent, FailedSignIn, IdempotencyKey,
+                                    IdempotencyKeyInUse,
                                     SupportRequest, TimelineEntry, User, referred_by, within_reach)
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
 from shared.outbox import Outbox
+from shared.revocation import Revocations
+from shared.scoping import in_scope
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
 
@@ -29,7 +36,9 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox.for_base(Base)
+revocations = Revocations.for_base(Base)
 metadata = Base.metadata
+COMMON_PASSWORDS = Path(__file__).with_name("data") / "common-passwords.txt.gz"
 
 requests = sa.Table(
     "requests", metadata,
@@ -38,6 +47,7 @@ requests = sa.Table(
     sa.Column("source", sa.String(20), default="coordinator", nullable=False),
     sa.Column("status", sa.String(16), default="submitted", index=True, nullable=False),
     sa.Column("outcome", sa.Text, default="", nullable=False),
+    sa.Column("matching_sequence", sa.Integer, default=0, nullable=False),  # of matching's event that set the status
     # The person
     sa.Column("person_name", sa.String(200), nullable=False),
     sa.Column("person_phone", sa.String(20)),
@@ -127,17 +137,28 @@ users = sa.Table(
     sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
 )
 
+# Failed sign-ins of the last SIGN_IN_WINDOW, for the lock-out (older ones are dropped as new ones come).
+sign_in_attempts = sa.Table(
+    "sign_in_attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(200), index=True, nullable=False),
+    sa.Column("address", sa.String(64), index=True, nullable=False),
+    sa.Column("at", UtcDateTime, index=True, nullable=False),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Consent, consents)
 mapper(TimelineEntry, timeline)
 mapper(SupportRequest, requests, properties={
     "consents": relationship(Consent, order_by=consents.c.recorded_at, lazy="selectin",
                              cascade="all, delete-orphan"),
-    "timeline": relationship(TimelineEntry, order_by=timeline.c.id, lazy="selectin", cascade="all, delete-orphan"),
+    "timeline": relationship(TimelineEntry, order_by=(timeline.c.at, timeline.c.id), lazy="selectin",
+                             cascade="all, delete-orphan"),  # in the order things happened, whenever heard of
 })
 mapper(AuditEntry, audit_log)
 mapper(IdempotencyKey, idempotency_keys)
 mapper(User, users)
+mapper(FailedSignIn, sign_in_attempts)
 
 
 # --- repositories -----------------------------------------------------------------------------------------------------
@@ -147,7 +168,7 @@ def reach_of(actor: Actor) -> list:
     """The SQL twin of domain.within_reach: the actor's communities (for a referrer, what they made)."""
     if actor == SYSTEM:
         return []
-    where = [requests.c.community.in_(actor.communities)]
+    where = [in_scope(requests.c.community, actor)]
     if actor.role == "referrer":
         where.append(requests.c.created_by == actor.subject)
     return where
@@ -176,7 +197,7 @@ class SqlRequests:
         return request if request is not None and within_reach(request, actor) else None
 
     def get_referral(self, request_id: uuid.UUID, actor: Actor) -> SupportRequest | None:
-        """A referral the actor made, or None."""
+        """A referral the actor made in one of their communities, or None."""
         request = self.session.get(SupportRequest, request_id)
         return request if request is not None and referred_by(request, actor) else None
 
@@ -188,8 +209,9 @@ class SqlRequests:
         return page_of(self.session, board_order(query), page)
 
     def list_referrals(self, actor: Actor, page) -> list[SupportRequest]:
-        """One page of the referrals the actor made, newest first; sets `page.item_count`."""
-        query = sa.select(SupportRequest).where(requests.c.created_by == actor.subject,
+        """One page of the referrals the actor made in their communities, newest first; sets `page.item_count`."""
+        query = sa.select(SupportRequest).where(in_scope(requests.c.community, actor),
+                                                requests.c.created_by == actor.subject,
                                                 requests.c.referrer_organisation.is_not(None))
         return page_of(self.session, query.order_by(requests.c.created_at.desc()), page)
 
@@ -211,9 +233,9 @@ class SqlAnswers:
     def __init__(self, session: Session):
         self.session = session
 
-    def get(self, subject: str, key: str) -> IdempotencyKey | None:
-        """The answer kept for this subject's key, or None."""
-        return self.session.get(IdempotencyKey, (subject, key))
+    def get(self, actor: Actor, key: str) -> IdempotencyKey | None:
+        """The answer kept for this actor's key (their subject in their communities), or None."""
+        return self.session.get(IdempotencyKey, (IdempotencyKey.owner(actor), key))
 
     def add(self, answer: IdempotencyKey) -> None:
         """Keep an answer; IdempotencyKeyInUse if a create with the same key got there first."""
@@ -243,16 +265,56 @@ class SqlUsers:
         return self.session.scalar(sa.select(User).where(users.c.email == email, users.c.active.is_(True)))
 
 
+class SqlSignIns:
+    """Failed sign-ins, for the lock-out."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def failures(self, account: str, address: str, since: datetime) -> tuple[list[datetime], list[datetime]]:
+        """When sign-in failed since `since`: for this account, and from this address."""
+        t = sign_in_attempts.c
+        rows = self.session.execute(sa.select(t.account, t.address, t.at).where(
+            t.at > since, sa.or_(t.account == account, t.address == address))).all()
+        return [r.at for r in rows if r.account == account], [r.at for r in rows if r.address == address]
+
+    def add(self, failure: FailedSignIn) -> None:
+        """Keep a failure (and drop those too old to count)."""
+        self.session.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.at <= failure.at - SIGN_IN_WINDOW))
+        self.session.add(failure)
+
+    def forget(self, account: str) -> None:
+        """Drop an account's failures (it signed in)."""
+        self.session.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.account == account))
+
+
 class WerkzeugPasswords:
-    """Password hashes as werkzeug makes and checks them (the format the users table holds)."""
+    """Password hashes as werkzeug makes and checks them (the format the users table holds): scrypt, salted; and
+    Django's list of 20,000 common passwords (services/intake/data/, BSD licence: see its NOTICE)."""
+
+    METHOD = "scrypt:32768:8:1"  # werkzeug's default; older hashes (pbkdf2) are made again at the next sign-in
 
     def hash(self, password: str) -> str:
         """A salted hash of the password, to store."""
-        return generate_password_hash(password)
+        return generate_password_hash(password, method=self.METHOD)
 
     def matches(self, password_hash: str, password: str) -> bool:
         """True when the password is the one the hash was made from."""
         return check_password_hash(password_hash, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made some other way than new ones are."""
+        return not password_hash.startswith(self.METHOD + "$")
+
+    @functools.cached_property
+    def common(self) -> frozenset[str]:
+        """The common passwords, lower case."""
+        with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as lines:
+            return frozenset(line.strip() for line in lines if line.strip())
+
+    def is_common(self, password: str) -> bool:
+        """True when the password, in any case, is on the list."""
+        return password.strip().lower() in self.common
 
 
 passwords = WerkzeugPasswords()
@@ -265,6 +327,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
     audit: SqlAuditLog
     answers: SqlAnswers
     users: SqlUsers
+    sign_ins: SqlSignIns
 
     def open(self, session: Session) -> None:
         """Attach intake's repositories to this transaction's session."""
@@ -272,3 +335,5 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.audit = SqlAuditLog(session)
         self.answers = SqlAnswers(session)
         self.users = SqlUsers(session)
+        self.sign_ins = SqlSignIns(session)
+        self.revoked_tokens = revocations.repository(session)

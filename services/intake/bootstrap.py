@@ -7,7 +7,7 @@ from typing import Mapping
 
 from sqlalchemy.orm import sessionmaker
 
-from services.intake.adapters import IntakeUnitOfWork, metadata, outbox
+from services.intake.adapters import IntakeUnitOfWork, metadata, outbox, revocations
 from shared import config
 from shared.config import Settings
 from shared.service import ServiceDefinition, WorkerParts
@@ -35,7 +35,8 @@ def create_app(test_config=None):
     from services.intake.entrypoints import api, pages
 
     return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, pages.blp],
-                              outbox, unit_of_work=unit_of_work_for, test_config=test_config)
+                              outbox, unit_of_work=unit_of_work_for, test_config=test_config,
+                              revocations=revocations)
 
 
 def worker(app) -> WorkerParts:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Protocol
+from datetime import date, datetime, time, timedelta
+from typing import Any, Iterable, Protocol
+from urllib.parse import unquote, urlsplit
 
-from shared.auth import SYSTEM, Actor
+from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
-from shared.contracts.intake import RequestSubmitted, TaskDetailsShared
-from shared.contracts.matching import OfferAccepted, RequestUnmatched, TaskCompleted
+from shared.contracts.intake import RequestSubmitted, TaskDetailsShared, TokenRevoked
+from shared.contracts.matching import OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
 from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
@@ -31,8 +35,28 @@ TIMELINE = {
     "request.unmatched": ("unmatched", "{reason}"),
     "task.completed": ("completed", "The volunteer reported it done"),
     "task.given_back": ("given back", "The volunteer can no longer do it; asking others first"),
+    "offer.withdrawn": ("withdrawn", "Offer withdrawn (ref {code})"),  # and why: WITHDRAWN_WHY
+    "task.volunteer_opted_out": ("volunteer opted out", "The volunteer with the task (ref {code}) opted out of SMS: "
+                                                        "no reminder reaches them by text; call them to check it "
+                                                        "still stands"),
 }
-# The statuses an event moves a request on from, and to.
+# Why an offer was withdrawn, as the timeline says it (a withdrawal alone never moves the status).
+WITHDRAWN_WHY = {
+    "taken": "another volunteer took it",
+    "cancelled": "the request was cancelled",
+    "opted_out": "the volunteer opted out of SMS",
+}
+# The status a request has while an event is the latest one matching published about it (the highest sequence):
+# the state matching is then in, as intake names it. An event not listed (a withdrawal) says nothing of the status.
+IMPLIED_STATUS = {
+    "offer.made": "offered",
+    "offer.accepted": "matched",
+    "request.matched": "matched",
+    "request.unmatched": "unmatched",
+    "task.given_back": "offered",  # matching asks others at once: an offer.made or request.unmatched follows
+    "task.completed": "completed",  # of the last occurrence; of an earlier one "offered": the next is being asked
+}
+# How an event not numbered (published before events had a sequence) moves a request: only on, from these statuses.
 MOVES = {
     "offer.made": ({"submitted", "unmatched"}, "offered"),
     "request.matched": ({"submitted", "offered", "unmatched"}, "matched"),
@@ -81,6 +105,24 @@ class IdempotencyKeyInUse(IntakeError):
 
 class UserExists(IntakeError):
     """A user with this email address exists already."""
+
+
+class WeakPassword(IntakeError):
+    """A password that would be too easy to guess; the message says why."""
+
+
+class TooManySignIns(IntakeError):
+    """Sign-in is refused for a while: this account, or this address, failed too often lately."""
+
+    def __init__(self, retry_after: int):
+        minutes = math.ceil(retry_after / 60)
+        super().__init__(f"Too many failed sign-ins for this account or from this address. Try again in {minutes} "
+                         f"minute{'s' if minutes != 1 else ''}.")
+        self.retry_after = retry_after
+
+
+class InvalidRevocation(IntakeError):
+    """A revocation that names no token: neither a token id nor a holder, or an id that cannot be one."""
 
 
 # --- a request for support --------------------------------------------------------------------------------------------
@@ -139,6 +181,7 @@ class SupportRequest:
                                                                                  referrer_contact)
         self.referral_reason, self.external_id, self.source_document = referral_reason, external_id, source_document
         self.created_by, self.created_at, self.updated_at = created_by, now, now
+        self.matching_sequence = 0  # of matching's latest event that set the status (`standing_after`)
         self.consents = []
         self.timeline = []
 
@@ -178,8 +221,10 @@ class SupportRequest:
                 self.consents.append(Consent(kind=kind, given=answers[kind], recorded_by=recorded_by))
 
     def note(self, what: str, detail: str = "", actor: str = "", at: datetime | None = None) -> None:
-        """Add an entry to the request's timeline."""
-        self.timeline.append(TimelineEntry(what=what, detail=detail, actor=actor, at=at))
+        """Add an entry to the request's timeline, in the order things happened (after those at the same time)."""
+        entry = TimelineEntry(what=what, detail=detail, actor=actor, at=at)
+        later = next((n for n, e in enumerate(self.timeline) if e.at > entry.at), len(self.timeline))
+        self.timeline.insert(later, entry)
 
     def edit(self, columns: dict[str, Any], consent: dict[str, bool] | None, by: str) -> list[str]:
         """Change what is different, record new consent answers, and note it; the names of what changed."""
@@ -203,19 +248,16 @@ class SupportRequest:
         self.note("cancelled", reason, by)
 
     def follow(self, event_type: str, facts: EventPayload, at: datetime) -> None:
-        """Note what matching did on the timeline, and move the status on where the event allows it."""
+        """Note what matching did on the timeline, in the order it happened, and set the status matching's latest
+        event implies (`standing_after`): an event older than one already followed changes only the timeline."""
         what, detail = TIMELINE[event_type]
-        sources, status = MOVES.get(event_type, (set(), None))
         if isinstance(facts, TaskCompleted):
-            detail, last = completion(facts)
-            status = status if last else None  # a recurring request stays matched until its last occurrence
+            detail = completion(facts)[0]
+        if isinstance(facts, OfferWithdrawn):
+            detail += f": {WITHDRAWN_WHY[facts.reason]}"
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
-        if status and self.status in sources:
-            self.status = status
-            if isinstance(facts, RequestUnmatched):
-                self.outcome = facts.reason
-            elif status == "completed":
-                self.outcome = "Completed"
+        standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
+        self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
 
     def for_matching(self, event: type[RequestSubmitted], secret_key: str) -> RequestSubmitted:
         """What matching may know of the request (`RequestSubmitted` or `RequestUpdated`): no name, phone,
@@ -241,6 +283,45 @@ class SupportRequest:
             first_name=self.person_name.split()[0] if shared and self.person_name.strip() else None,
             address=", ".join(part for part in (self.address, self.postcode) if part) if shared else None,
             person_phone=self.person_phone if shared else None)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A request's status and outcome, and the sequence of matching's event that set them (0: none yet)."""
+
+    status: str
+    outcome: str = ""
+    sequence: int = 0
+
+
+def implied(event_type: str, facts: EventPayload) -> tuple[str, str] | None:
+    """The status and outcome a request has while this event is the latest matching published about it; None for
+    an event that says nothing of the status."""
+    status = IMPLIED_STATUS.get(event_type)
+    if isinstance(facts, TaskCompleted) and not completion(facts)[1]:
+        status = "offered"  # an earlier occurrence done: matching is asking for the next one
+    if status is None:
+        return None
+    return status, facts.reason if isinstance(facts, RequestUnmatched) else "Completed" if status == "completed" else ""
+
+
+def standing_after(standing: Standing, event_type: str, facts: EventPayload) -> Standing:
+    """Where a request stands once it has also heard of this event of matching's.
+
+    The rule: after any set of matching's events, the status is the one the highest-sequence event implies
+    (`implied`), whatever order they arrived in; an event with a lower sequence than the one that set the status
+    changes nothing. A cancelled or completed request stays so (a cancellation is intake's own, so matching's
+    events published before it heard of it are older news). An event published before events were numbered
+    (sequence 0) moves the request only on, as MOVES allows, and only while nothing numbered has been followed."""
+    moved = implied(event_type, facts)
+    if moved is None or standing.status in FINAL_STATUSES:
+        return standing
+    if facts.sequence == 0 == standing.sequence:  # not numbered, and nothing numbered followed yet: as before
+        sources, status = MOVES.get(event_type, ((), None))
+        return Standing(*moved) if standing.status in sources and moved[0] == status else standing
+    if facts.sequence <= standing.sequence:
+        return standing
+    return Standing(*moved, sequence=facts.sequence)
 
 
 def completion(done: TaskCompleted) -> tuple[str, bool]:
@@ -298,8 +379,10 @@ def within_reach(request: SupportRequest, actor: Actor) -> bool:
 
 
 def referred_by(request: SupportRequest, actor: Actor) -> bool:
-    """True when the request is a referral the actor made."""
-    return request.created_by == actor.subject and request.referrer_organisation is not None
+    """True when the request is a referral the actor made, in one of their communities (a subject is not unique
+    across communities: a token of another community with the same subject sees nothing)."""
+    return (request.created_by == actor.subject and request.referrer_organisation is not None
+            and actor.may_see(request.community))
 
 
 def board_rank(request: SupportRequest) -> tuple:
@@ -357,11 +440,18 @@ class IdempotencyKey:
         self.response = json.loads(json.dumps(response, default=str))  # as it is stored, and answered again
         self.created_at = created_at or utcnow()
 
+    @staticmethod
+    def owner(actor: Actor) -> str:
+        """Whose keys these are (kept as `subject`): the subject within the actor's communities, so a token of
+        another community with the same subject has keys of its own and never gets this one's answers."""
+        owner = f"{'+'.join(sorted(actor.communities))}/{actor.subject}"
+        return owner if len(owner) <= 200 else hashlib.sha256(owner.encode()).hexdigest()
+
     @classmethod
     def remember(cls, actor: Actor, idempotency: Idempotency, status_code: int,
                  response: dict[str, Any]) -> "IdempotencyKey":
         """The answer to keep for the actor's key."""
-        return cls(subject=actor.subject, key=idempotency.key, endpoint=idempotency.endpoint,
+        return cls(subject=cls.owner(actor), key=idempotency.key, endpoint=idempotency.endpoint,
                    body_hash=idempotency.body_hash, status_code=status_code, response=response)
 
     def check(self, idempotency: Idempotency) -> None:
@@ -370,7 +460,42 @@ class IdempotencyKey:
             raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body.")
 
 
+# --- where signing in and out lead ---------------------------------------------------------------------------------
+
+
+def _leads_off_site(path: str) -> bool:
+    """True when a browser could read `path` as another site (`//host`, `/\\host`) or would change it first (tabs,
+    newlines and other control characters are dropped by browsers, spaces trimmed)."""
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in path):
+        return True
+    if not path.startswith("/") or path[1:2] in ("/", "\\"):
+        return True
+    parts = urlsplit(path)
+    return bool(parts.scheme or parts.netloc)
+
+
+def local_path(target: str | None, default: str) -> str:
+    """Where to send someone after signing in or out: `target` when it is a path on this site, else `default`.
+
+    Refused: anything with a scheme or host (`https://evil.example`, `//evil.example`), a backslash (browsers read
+    `/\\evil.example` as `//evil.example`), whitespace or control characters anywhere (`/\\t/evil` becomes
+    `//evil`), and the same once percent-decoded (`/%2F/evil.example`)."""
+    if not target or len(target) > 2000 or "\\" in target:
+        return default
+    if _leads_off_site(target) or _leads_off_site(unquote(target).replace(" ", "")):
+        return default
+    return target
+
+
 # --- people who sign in -----------------------------------------------------------------------------------------------
+
+
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 256  # hashing is slow on purpose: a bound keeps one sign-in from costing much more
+# Sign-in is refused (429) for an account, and for an address, that failed this many times within the window.
+SIGN_IN_LIMIT = 5
+SIGN_IN_WINDOW = timedelta(minutes=15)
+TOKEN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Passwords(Protocol):
@@ -381,6 +506,60 @@ class Passwords(Protocol):
 
     def matches(self, password_hash: str, password: str) -> bool:
         """True when the password is the one the hash was made from."""
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with an older algorithm than new ones are."""
+
+    def is_common(self, password: str) -> bool:
+        """True when the password is on the list of commonly used passwords."""
+
+
+def check_password(password: str, passwords: Passwords, email: str = "") -> None:
+    """A password someone may set: at least PASSWORD_MIN_LENGTH characters, not on the list of common passwords,
+    not their email address; WeakPassword says what is wrong."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise WeakPassword(f"The password must be at least {PASSWORD_MIN_LENGTH} characters long (this one has "
+                           f"{len(password)}); a few words that do not belong together make a good one.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise WeakPassword(f"The password must be at most {PASSWORD_MAX_LENGTH} characters long.")
+    if email and password.strip().lower() == email.strip().lower():
+        raise WeakPassword("The password must not be the email address.")
+    if passwords.is_common(password):
+        raise WeakPassword("That password is on a list of commonly used passwords, so it would be easy to guess: "
+                           "choose another.")
+
+
+class FailedSignIn:
+    """A sign-in that failed: for which account (as typed), from which address, when. Kept for the lock-out."""
+
+    def __init__(self, account: str, address: str, at: datetime, id: int | None = None):
+        self.id, self.account, self.address, self.at = id, account, address, at
+
+
+def locked_for(failures: Iterable[datetime], now: datetime) -> int:
+    """Seconds before another sign-in may be tried after these failures (of one account, or from one address): none
+    while fewer than SIGN_IN_LIMIT fell within the last SIGN_IN_WINDOW, else until the oldest of the latest
+    SIGN_IN_LIMIT leaves it."""
+    recent = sorted(at for at in failures if at > now - SIGN_IN_WINDOW)
+    if len(recent) < SIGN_IN_LIMIT:
+        return 0
+    return max(1, math.ceil((recent[-SIGN_IN_LIMIT] + SIGN_IN_WINDOW - now).total_seconds()))
+
+
+def revocation(secret_key: str, *, jti: str | None = None, subject: str | None = None,
+               now: datetime | None = None) -> TokenRevoked:
+    """What `ccs tokens revoke` announces: one token by its id, or every token of `subject` issued before `now`
+    (the holder named only by a keyed digest); InvalidRevocation if it names neither, or an id that cannot be one."""
+    if (jti is None) == (subject is None):
+        raise InvalidRevocation("Name a token by its id, or a user whose tokens to revoke (not both).")
+    if jti is not None:
+        jti = jti.strip().lower()
+        if not TOKEN_ID.fullmatch(jti):
+            raise InvalidRevocation(f"{jti!r} is not a token id (32 hexadecimal digits).")
+        return TokenRevoked(jti=jti)
+    if not subject.strip() or now is None:
+        raise InvalidRevocation("Name the user whose tokens to revoke, and when from.")
+    return TokenRevoked(subject_digest=subject_digest(secret_key, subject.strip()), issued_before=now)
 
 
 class User:
@@ -393,3 +572,35 @@ class User:
         self.email, self.name, self.role, self.communities = email, name, role, communities
         self.organisation, self.password_hash, self.active = organisation, password_hash, active
         self.created_at = created_at or utcnow()
+
+
+# --- what is plausible ------------------------------------------------------------------------------------------------
+
+EARLIEST_BIRTH = date(1900, 1, 1)
+WINDOW_AHEAD = timedelta(days=365)  # a one-off window ends at most a year ahead
+LONGEST_WINDOW = timedelta(days=31)  # longer help is asked for as a recurring request
+
+
+def window_problems(start: datetime, end: datetime, now: datetime) -> dict[str, str]:
+    """What is implausible about a one-off window, by field: it starts from yesterday, ends after its start and at
+    most a year ahead, and lasts at most 31 days (longer help is a recurring request)."""
+    yesterday = datetime.combine(now.date() - timedelta(days=1), time.min, tzinfo=now.tzinfo)
+    problems = {}
+    if start < yesterday:
+        problems["start"] = f"Must not be before yesterday ({yesterday.date().isoformat()})."
+    if end <= start:
+        problems["end"] = "Must be after start."
+    elif end - start > LONGEST_WINDOW:
+        problems["end"] = "Must be at most 31 days after start; ask for longer help as a recurring request (repeat)."
+    elif end > now + WINDOW_AHEAD:
+        problems["end"] = "Must be at most a year ahead."
+    return problems
+
+
+def birth_date_problem(born: date, today: date) -> str | None:
+    """What is implausible about a date of birth: it is in the past, and not before 1900."""
+    if born >= today:
+        return "Must be in the past."
+    if born < EARLIEST_BIRTH:
+        return f"Must not be before {EARLIEST_BIRTH.isoformat()}."
+    return None

@@ -7,12 +7,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from services.intake.domain import (MATCHING_FIELDS, AuditEntry, Idempotency, IdempotencyKey, NotFound, Passwords,
-                                    SupportRequest, User, UserExists, columns_from)
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, Idempotency,
+                                    IdempotencyKey, NotFound, Passwords, SupportRequest, TooManySignIns, User,
+                                    UserExists, check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
+from shared.clock import utcnow
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated
+from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TokenRevoked
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
     consents, timeline, audit entry and `request.submitted`; with an Idempotency-Key, once: a retry with the same
     body gets the first answer again. `render` makes the answer kept for the key, in the same transaction."""
     with uow:
-        if idempotency is not None and (earlier := uow.answers.get(actor.subject, idempotency.key)) is not None:
+        if idempotency is not None and (earlier := uow.answers.get(actor, idempotency.key)) is not None:
             earlier.check(idempotency)
             return Submitted(request=None, body=earlier.response, status_code=earlier.status_code, replayed=True)
         columns = columns_from(data)
@@ -171,7 +173,9 @@ def share_details(uow, request: SupportRequest, event: Event) -> None:
 
 def create_user(uow, passwords: Passwords, email: str, name: str, role: str, communities: list[str],
                 organisation: str | None, password: str) -> User:
-    """A new user who can sign in and be issued tokens; UserExists if the email address is taken."""
+    """A new user who can sign in and be issued tokens; WeakPassword if the password would be easy to guess,
+    UserExists if the email address is taken."""
+    check_password(password, passwords, email)
     with uow:
         if uow.users.by_email(email) is not None:
             raise UserExists(f"a user {email} already exists")
@@ -190,7 +194,38 @@ def active_user(uow, email: str) -> User | None:
     return user
 
 
-def sign_in(uow, passwords: Passwords, email: str, password: str) -> User | None:
-    """The active user whose email and password these are, or None."""
-    user = active_user(uow, email)
-    return user if user is not None and passwords.matches(user.password_hash, password) else None
+def sign_in(uow, passwords: Passwords, email: str, password: str, address: str = "", now=None) -> User | None:
+    """The active user whose email and password these are, or None.
+
+    While this account, or this address, has failed SIGN_IN_LIMIT times within SIGN_IN_WINDOW, TooManySignIns
+    (with the seconds to wait), whatever the password: it is not even checked. A failure counts against both; a
+    success clears the account's. A hash made the old way is made again with the password just given."""
+    account, now = email.strip().lower()[:200], now or utcnow()
+    with uow:
+        by_account, by_address = uow.sign_ins.failures(account, address, now - SIGN_IN_WINDOW)
+        wait = max(locked_for(by_account, now), locked_for(by_address, now) if address else 0)
+        if wait:
+            raise TooManySignIns(wait)
+        user = uow.users.active(account)
+        if user is None or not passwords.matches(user.password_hash, password):
+            uow.sign_ins.add(FailedSignIn(account=account, address=address, at=now))
+            uow.commit()
+            return None
+        if passwords.needs_rehash(user.password_hash):
+            user.password_hash = passwords.hash(password)
+        uow.sign_ins.forget(account)
+        uow.commit()
+    return user
+
+
+def revoke_tokens(uow, settings: Settings, *, jti: str | None = None, subject: str | None = None,
+                  now=None) -> TokenRevoked:
+    """Revoke one API token by its id, or every token of `subject` issued before `now` (token times are on the
+    machine's clock): kept in intake's `revoked_tokens`, and published as `token.revoked` for every other service.
+    InvalidRevocation if it names no token."""
+    revoked = revocation(settings.secret_key, jti=jti, subject=subject, now=now)
+    with uow:
+        uow.revoked_tokens.add(revoked)
+        uow.publish(revoked)
+        uow.commit()
+    return revoked

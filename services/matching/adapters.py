@@ -23,9 +23,12 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 
 from services.matching.domain import (EARTH_RADIUS_KM, HOLDING, CancelledEarly, HeldTask, MatchRequest, Offer,
                                       TimeAway, Volunteer, VolunteerCheck, distance_km)
+from shared.auth import Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
 from shared.outbox import Outbox
+from shared.revocation import Revocations
+from shared.scoping import in_scope
 from shared.taxonomy import KINDS
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
@@ -36,6 +39,7 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox.for_base(Base)
+revocations = Revocations.for_base(Base)
 metadata = Base.metadata
 
 # --- the tables ---------------------------------------------------------------------------------------------------
@@ -106,6 +110,7 @@ match_requests = sa.Table(
     sa.Column("given_back", sa.Boolean, nullable=False, default=False),
     sa.Column("unmatched_reason", sa.String(500)),
     sa.Column("correlation_id", sa.String(64), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False, default=0),  # of the last event published about it
 )
 
 cancelled_early = sa.Table(
@@ -269,9 +274,10 @@ class VolunteerRepository:
         """Store a new volunteer."""
         self.session.add(volunteer)
 
-    def get(self, volunteer_id: uuid.UUID) -> Volunteer | None:
-        """A volunteer by id."""
-        return self.session.get(Volunteer, volunteer_id)
+    def get(self, volunteer_id: uuid.UUID, scope: Actor) -> Volunteer | None:
+        """A volunteer by id, if they are in the scope's communities (`SYSTEM`: any)."""
+        return self.session.scalar(sa.select(Volunteer).where(Volunteer.id == volunteer_id,
+                                                              in_scope(Volunteer.community, scope)))
 
     def by_phone(self, phone: str) -> Volunteer | None:
         """The volunteer with this phone number."""
@@ -301,10 +307,10 @@ class VolunteerRepository:
         """Every volunteer of a community, whatever their status."""
         return self.session.scalars(sa.select(Volunteer).where(Volunteer.community == community)).all()
 
-    def listing(self, communities: Iterable[str], page, status: str | None = None,
+    def listing(self, scope: Actor, page, status: str | None = None,
                 expiring_by: date | None = None) -> list[Volunteer]:
-        """One page of the communities' volunteers by name (with a status; with a check expiring by a date)."""
-        query = sa.select(Volunteer).where(Volunteer.community.in_(list(communities))).order_by(Volunteer.name)
+        """One page of the scope's volunteers by name (with a status; with a check expiring by a date)."""
+        query = sa.select(Volunteer).where(in_scope(Volunteer.community, scope)).order_by(Volunteer.name)
         if status is not None:
             query = query.where(Volunteer.status == status)
         if expiring_by is not None:
@@ -312,9 +318,9 @@ class VolunteerRepository:
                                                  .where(VolunteerCheck.expires_on <= expiring_by)))
         return page_of(self.session, query, page)
 
-    def roster(self, communities: Iterable[str], status: str | None = None) -> list[Volunteer]:
-        """The communities' volunteers by name (with a status)."""
-        query = sa.select(Volunteer).where(Volunteer.community.in_(list(communities))).order_by(Volunteer.name)
+    def roster(self, scope: Actor, status: str | None = None) -> list[Volunteer]:
+        """The scope's volunteers by name (with a status)."""
+        query = sa.select(Volunteer).where(in_scope(Volunteer.community, scope)).order_by(Volunteer.name)
         if status is not None:
             query = query.where(Volunteer.status == status)
         return self.session.scalars(query).all()
@@ -335,14 +341,18 @@ class RequestRepository:
         """Take in a new request."""
         self.session.add(request)
 
-    def get(self, request_id: uuid.UUID) -> MatchRequest | None:
-        """A request by id, not locked (to read, or to change nothing but its own details)."""
-        return self.session.get(MatchRequest, request_id)
+    def get(self, request_id: uuid.UUID, scope: Actor) -> MatchRequest | None:
+        """A request by id in the scope's communities (`SYSTEM`: any), not locked (to read, or to change nothing
+        but its own details)."""
+        return self.session.scalar(sa.select(MatchRequest).where(MatchRequest.request_id == request_id,
+                                                                 in_scope(MatchRequest.community, scope)))
 
-    def lock(self, request_id: uuid.UUID) -> MatchRequest | None:
-        """A request, freshly read and locked until the transaction ends (on PostgreSQL; SQLite has one writer at
-        a time anyway), so that changes to it and its offers are made one at a time."""
-        return self.session.scalar(sa.select(MatchRequest).where(MatchRequest.request_id == request_id)
+    def lock(self, request_id: uuid.UUID, scope: Actor) -> MatchRequest | None:
+        """A request in the scope's communities (`SYSTEM`: any), freshly read and locked until the transaction
+        ends (on PostgreSQL; SQLite has one writer at a time anyway), so that changes to it and its offers are
+        made one at a time."""
+        return self.session.scalar(sa.select(MatchRequest).where(MatchRequest.request_id == request_id,
+                                                                 in_scope(MatchRequest.community, scope))
                                    .with_for_update().execution_options(populate_existing=True))
 
     def cancelled_early(self, request_id: uuid.UUID) -> bool:

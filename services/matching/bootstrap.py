@@ -11,7 +11,7 @@ from typing import Mapping
 
 from flask import Flask
 
-from services.matching.adapters import Base, MatchingUnitOfWork, outbox
+from services.matching.adapters import Base, MatchingUnitOfWork, outbox, revocations
 from services.matching.domain import Policy
 from services.matching.entrypoints import api, pages, timers
 from services.matching.entrypoints.handlers import HANDLERS
@@ -46,7 +46,7 @@ def create_app(test_config=None) -> Flask:
     """Matching's web app: the volunteers and matches API, and the roster pages."""
     return create_service_app(SERVICE, MatchingSettings.from_env(), [api.blp, api.matches, pages.blp], outbox,
                               unit_of_work=lambda sessions: MatchingUnitOfWork(sessions, outbox),
-                              test_config=test_config)
+                              test_config=test_config, revocations=revocations)
 
 
 def worker(app: Flask) -> WorkerParts:

@@ -23,8 +23,8 @@ EARTH_RADIUS_KM = 6371.0088
 SOON_DAYS = 30  # a check expiring within this many days is shown, and reminded, as expiring
 
 # open: waiting for an answer; accepted: the task is theirs; declined, expired, undeliverable: asked, no;
-# withdrawn: someone else said yes first (or the request was cancelled); given_back: they cancelled after
-# accepting; completed: done.
+# withdrawn: someone else said yes first (or the request was cancelled, or they opted out of SMS); given_back: they
+# cancelled after accepting; completed: done.
 OFFER_STATUSES = ("open", "accepted", "declined", "expired", "undeliverable", "withdrawn", "given_back", "completed")
 HOLDING = ("accepted", "completed")  # offers that became tasks
 LIVE = ("open", "accepted")  # offers someone can still act on
@@ -243,11 +243,18 @@ class MatchRequest:
     given_back: bool = False  # a volunteer cancelled: match it first
     unmatched_reason: str | None = None
     correlation_id: str = ""
+    sequence: int = 0  # the number of the last event published about it (`numbered`)
     offers: list[Offer] = field(default_factory=list, repr=False)
 
     def when(self) -> dict[str, Any]:
         """When the help is wanted, as the events carry it."""
         return {name: getattr(self, name) for name in WHEN}
+
+    def numbered(self, event: Any) -> Any:
+        """An event about this request with the request's next sequence number, so that whoever reads them can
+        tell which is the latest whatever order they arrive in (the caller holds the request's lock)."""
+        self.sequence += 1
+        return event.replace(sequence=self.sequence)
 
     def current_offers(self) -> list[Offer]:
         """The offers for the occurrence being matched (a recurring request has one task per occurrence)."""
@@ -531,3 +538,43 @@ def why_unmatched(asked: int, excluded: Counter) -> str:
     excluded = Counter({rule: n for rule, n in excluded.items() if rule != "already_asked"})
     prefix = f"{asked} asked, none said yes; of the rest: " if asked else "nobody eligible: "
     return prefix + explain(excluded)
+
+
+# --- what is plausible --------------------------------------------------------------------------------------------
+
+EARLIEST_CHECK = date(1900, 1, 1)
+CHECK_LIFE_YEARS = 10  # a check or training expires at most ten years after it was done
+AWAY_WITHIN = timedelta(days=365)  # time away is recorded from a year back to a year ahead
+
+
+def check_problems(done_on: date, expires_on: date | None, today: date) -> dict[str, str]:
+    """What is implausible about a check's dates, by field: it was done by today (and not before 1900), and it
+    expires after it was done, within ten years of it."""
+    problems = {}
+    if done_on > today:
+        problems["done_on"] = "Must not be in the future: record a check once it is done."
+    elif done_on < EARLIEST_CHECK:
+        problems["done_on"] = f"Must not be before {EARLIEST_CHECK.isoformat()}."
+    if expires_on is not None and expires_on <= done_on:
+        problems["expires_on"] = "Must be after done_on."
+    elif expires_on is not None and "done_on" not in problems and expires_on > _years_after(done_on, CHECK_LIFE_YEARS):
+        problems["expires_on"] = "Must be at most ten years after done_on."
+    return problems
+
+
+def _years_after(day: date, years: int) -> date:
+    """The same day `years` later (29 February becomes the 28th)."""
+    return day.replace(year=day.year + years, day=min(day.day, 28) if day.month == 2 else day.day)
+
+
+def time_away_problems(starts_on: date, ends_on: date, today: date) -> dict[str, str]:
+    """What is implausible about time away, by field: it ends on or after the day it starts, starts at most a
+    year ago and ends at most a year ahead."""
+    problems = {}
+    if starts_on < today - AWAY_WITHIN:
+        problems["starts_on"] = "Must be at most a year ago."
+    if ends_on < starts_on:
+        problems["ends_on"] = "Must not be before starts_on."
+    elif ends_on > today + AWAY_WITHIN:
+        problems["ends_on"] = "Must be at most a year ahead."
+    return problems

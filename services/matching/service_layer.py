@@ -1,7 +1,7 @@
 """Matching's use cases: one function each, given a unit of work (`uow.volunteers`, `uow.requests`, `uow.offers`,
 `uow.publish`), the acting user or the event, the policy and the time.
 
-Lock order: a request's row first (`uow.requests.lock(request_id)`), then its offers. Every use case that changes
+Lock order: a request's row first (`uow.requests.lock(request_id, scope)`), then its offers. Every use case that changes
 an offer locks the offer's request before it reads the offer again and changes it, so two replies, a reply and
 a cancellation, or a reply and the expiry timer are judged one at a time and never wait on each other in the
 opposite order.
@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from services.matching.domain import (ANSWERS, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
+from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
                                       MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
                                       distance_km, explain, facts_for, next_batch, rule_text, task_slots,
                                       why_unmatched)
 from shared import gazetteer
-from shared.auth import Actor
+from shared.auth import SYSTEM, Actor
 from shared.communities import get as community
 from shared.contracts.intake import RequestSubmitted
-from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved,
-                                       RequestMatched, RequestUnmatched, TaskCompleted, TaskGivenBack,
-                                       VolunteerRegistered, VolunteerStatusChanged)
+from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn,
+                                       ReplyUnresolved, RequestMatched, RequestUnmatched, TaskCompleted,
+                                       TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
+                                       VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 
 
@@ -51,6 +52,12 @@ def candidates_for(uow, request: MatchRequest, policy: Policy, now: datetime,
     facts = facts_for(request, found, uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)),
                       uow.offers.held_by(ids), now)
     return assess(request, found, facts, slots, policy)
+
+
+def _publish(uow, request: MatchRequest, event: AboutRequest) -> None:
+    """Publish an event about a request: the one place matching does, so each carries the request's next
+    sequence number (`MatchRequest.numbered`; the request is locked, or new in this unit of work)."""
+    uow.publish(request.numbered(event), correlation_id=request.correlation_id)
 
 
 def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, distance: float = 0.0) -> Offer:
@@ -78,19 +85,18 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
     request.round += 1
     for candidate in batch:
         offer = make_offer(uow, request, candidate.volunteer, now, candidate.distance_km)
-        uow.publish(OfferMade(
+        _publish(uow, request, OfferMade(
             offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
             phone=candidate.volunteer.phone, code=offer.code, support_type=request.support_type, area=request.area,
             urgency=request.urgency, community=request.community, round=request.round,
             occurrence=request.occurrence, occurrences=request.repeat_occurrences,
-            language=candidate.volunteer.first_language, **request.when()), correlation_id=request.correlation_id)
+            language=candidate.volunteer.first_language, **request.when()))
 
 
 def _unmatched(uow, request: MatchRequest, reason: str) -> None:
     """Give up on a request and tell the coordinator why."""
     request.give_up(reason)
-    uow.publish(RequestUnmatched(request_id=request.request_id, reason=request.unmatched_reason),
-                correlation_id=request.correlation_id)
+    _publish(uow, request, RequestUnmatched(request_id=request.request_id, reason=request.unmatched_reason))
 
 
 def _next_round_if_all_answered(uow, request: MatchRequest, policy: Policy, now: datetime) -> None:
@@ -107,22 +113,21 @@ def _accept(uow, request: MatchRequest, offer: Offer, now: datetime, by: str = "
     for other in request.current_offers():
         if other is not offer and other.status == "open":
             _withdraw(uow, request, other, "taken")
-    uow.publish(OfferAccepted(offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
-                              phone=offer.volunteer.phone, code=offer.code, by=by, community=request.community,
-                              language=offer.volunteer.first_language, **request.when()),
-                correlation_id=request.correlation_id)
-    uow.publish(RequestMatched(request_id=request.request_id, offer_id=offer.id, volunteer_id=offer.volunteer_id),
-                correlation_id=request.correlation_id)
+    _publish(uow, request, OfferAccepted(
+        offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id, phone=offer.volunteer.phone,
+        code=offer.code, by=by, community=request.community, language=offer.volunteer.first_language,
+        **request.when()))
+    _publish(uow, request, RequestMatched(request_id=request.request_id, offer_id=offer.id,
+                                          volunteer_id=offer.volunteer_id))
 
 
 def _withdraw(uow, request: MatchRequest, offer: Offer, reason: str) -> None:
     """Take back an offer (open, or accepted when the request is cancelled) and tell the volunteer, in their
     language and within their community's quiet hours."""
     offer.status = "withdrawn"
-    uow.publish(OfferWithdrawn(offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
-                               phone=offer.volunteer.phone, code=offer.code, reason=reason,
-                               community=request.community, language=offer.volunteer.first_language),
-                correlation_id=request.correlation_id)
+    _publish(uow, request, OfferWithdrawn(
+        offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id, phone=offer.volunteer.phone,
+        code=offer.code, reason=reason, community=request.community, language=offer.volunteer.first_language))
 
 
 # --- requests, from intake ----------------------------------------------------------------------------------------
@@ -133,7 +138,7 @@ def take_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
 
     Events about one request can arrive out of order: if its update came first, matching already has the newer
     details and has offered it; if its cancellation came first, it is taken in as cancelled and never offered."""
-    if uow.requests.get(details.request_id) is not None:
+    if uow.requests.get(details.request_id, SYSTEM) is not None:
         return
     request = MatchRequest(request_id=details.request_id, correlation_id=correlation_id or str(details.request_id),
                            **{name: getattr(details, name) for name in REQUEST_FIELDS})
@@ -149,7 +154,7 @@ def take_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
 def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
                    correlation_id: str | None = None) -> None:
     """Keep matching's copy of an open request current (an update carries every field matching uses)."""
-    request = uow.requests.get(details.request_id)
+    request = uow.requests.get(details.request_id, SYSTEM)
     if request is None:  # it overtook its request.submitted, whose details are older
         take_request(uow, details, policy, now, correlation_id)
     elif request.status == "open":
@@ -159,7 +164,7 @@ def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime
 
 def cancel_request(uow, request_id: uuid.UUID) -> None:
     """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too)."""
-    request = uow.requests.lock(request_id)
+    request = uow.requests.lock(request_id, SYSTEM)
     if request is None:  # the cancellation overtook its request: keep it for when the request comes
         uow.requests.note_cancelled_early(request_id)
     else:
@@ -200,7 +205,7 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
         reason = "several_open" if len(offers) > 1 else "no_such_offer" if sms.code else "nothing_open"
         _unresolved(uow, sms, correlation_id, reason, volunteer, [o.code for o in offers])
         return
-    request = uow.requests.lock(offers[0].request_id)
+    request = uow.requests.lock(offers[0].request_id, SYSTEM)
     offer = uow.offers.get(offers[0].id, fresh=True)
     if offer.status not in wanted:
         return  # changed while we waited for the lock
@@ -212,10 +217,10 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
         _next_round_if_all_answered(uow, request, policy, now)
     elif sms.keyword == "DONE":
         offer.complete(now, sms.hours)
-        uow.publish(TaskCompleted(
+        _publish(uow, request, TaskCompleted(
             request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id, community=request.community,
             support_type=request.support_type, hours=offer.hours, occurrence=request.occurrence,
-            occurrences=request.repeat_occurrences), correlation_id=request.correlation_id)
+            occurrences=request.repeat_occurrences))
         if request.has_more_occurrences():
             request.next_occurrence()
             uow.flush()
@@ -225,8 +230,8 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
     else:  # CANCEL: the volunteer gives the task back; it goes to the front of matching again
         offer.give_back(now)
         request.given_back_by_volunteer()
-        uow.publish(TaskGivenBack(request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id),
-                    correlation_id=request.correlation_id)
+        _publish(uow, request, TaskGivenBack(request_id=request.request_id, offer_id=offer.id,
+                                             volunteer_id=volunteer.id))
         uow.flush()
         _offer_next(uow, request, policy, now)
 
@@ -246,7 +251,7 @@ def offer_sent(uow, sent: SmsSent, sent_at: datetime, policy: Policy) -> None:
     offer = uow.offers.get(sent.offer_id)
     if offer is None or offer.sent_at is not None:
         return
-    request = uow.requests.lock(offer.request_id)
+    request = uow.requests.lock(offer.request_id, SYSTEM)
     offer = uow.offers.get(offer.id, fresh=True)
     if offer.sent_at is None:
         offer.sent(sent_at, policy.minutes_to_answer(request.urgency))
@@ -258,7 +263,7 @@ def offer_failed(uow, failed: SmsFailed, policy: Policy, now: datetime) -> None:
     offer = uow.offers.get(failed.offer_id) if failed.offer_id else None
     if offer is None or offer.status != "open":
         return
-    request = uow.requests.lock(offer.request_id)
+    request = uow.requests.lock(offer.request_id, SYSTEM)
     offer = uow.offers.get(offer.id, fresh=True)
     if offer.status == "open":
         offer.status = "undeliverable"
@@ -267,12 +272,36 @@ def offer_failed(uow, failed: SmsFailed, policy: Policy, now: datetime) -> None:
 
 
 def contact_changed(uow, phone: str, opted_out_at: datetime | None) -> None:
-    """A volunteer's phone opted out of SMS (or cannot take texts: it counts as opted out until a coordinator
-    records a new number), or back in: they are offered tasks by SMS only while reachable."""
+    """A volunteer's phone cannot take texts (it counts as opted out until a coordinator records a new number), or
+    opted back in: they are offered tasks by SMS only while reachable."""
     volunteer = uow.volunteers.by_phone(phone)
     if volunteer is not None:
         volunteer.sms_opted_out_at = opted_out_at
         uow.commit()
+
+
+def opted_out(uow, phone: str, at: datetime, policy: Policy, now: datetime) -> None:
+    """A volunteer's phone opted out of SMS (STOP, or Twilio's error 21610): nothing more is offered to them by
+    SMS, and every open offer of theirs is withdrawn at once, each request's cascade moving on, so a later YES
+    wins nothing. A task they hold stays theirs, and its coordinator is told to call them. Requests are locked
+    in the order of their ids, each before its offer is read again."""
+    volunteer = uow.volunteers.by_phone(phone)
+    if volunteer is None:
+        return
+    volunteer.sms_opted_out_at = at
+    live = sorted(uow.offers.of_volunteer(volunteer.id, LIVE), key=lambda o: (str(o.request_id), o.created_at))
+    for offer_id, request_id in [(o.id, o.request_id) for o in live]:
+        request = uow.requests.lock(request_id, SYSTEM)
+        offer = uow.offers.get(offer_id, fresh=True)
+        if offer.status == "open":
+            _withdraw(uow, request, offer, "opted_out")
+            uow.flush()
+            _next_round_if_all_answered(uow, request, policy, now)
+        elif offer.status == "accepted":
+            _publish(uow, request, TaskVolunteerOptedOut(
+                request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id, code=offer.code,
+                community=request.community))
+    uow.commit()
 
 
 # --- timed jobs (each checks state first, so running one twice is harmless) ------------------------------------
@@ -282,7 +311,7 @@ def expire_offers(uow, now: datetime, policy: Policy) -> int:
     offers expired."""
     expired = 0
     for request_id in uow.requests.with_offers_due(now):
-        request = uow.requests.lock(request_id)
+        request = uow.requests.lock(request_id, SYSTEM)
         due = [o for o in request.offers if o.status == "open" and o.expires_at is not None and o.expires_at <= now]
         for offer in due:
             offer.status = "expired"
@@ -353,8 +382,8 @@ def register_volunteer(uow, actor: Actor, profile: dict[str, Any]) -> Volunteer:
 
 def _visible_volunteer(uow, actor: Actor, volunteer_id: uuid.UUID) -> Volunteer:
     """A volunteer of one of the actor's communities; NotFound otherwise."""
-    volunteer = uow.volunteers.get(volunteer_id)
-    if volunteer is None or not actor.may_see(volunteer.community):
+    volunteer = uow.volunteers.get(volunteer_id, actor)
+    if volunteer is None:
         raise NotFound("No such volunteer.")
     return volunteer
 
@@ -391,7 +420,7 @@ def list_volunteers(uow, actor: Actor, page, today: date, status: str | None = N
                     expiring_within_days: int | None = None) -> list[Volunteer]:
     """One page of the actor's communities' volunteers by name: with a status, or with a check expiring soon."""
     expiring_by = today + timedelta(days=expiring_within_days) if expiring_within_days is not None else None
-    return uow.volunteers.listing(actor.communities, page, status=status, expiring_by=expiring_by)
+    return uow.volunteers.listing(actor, page, status=status, expiring_by=expiring_by)
 
 
 @dataclass(frozen=True)
@@ -440,7 +469,7 @@ class Roster:
 
 def roster(uow, actor: Actor, today: date, status: str | None = None) -> Roster:
     """The actor's communities' volunteers by name (with a status), with the checks needing attention first."""
-    volunteers = uow.volunteers.roster(actor.communities, status)
+    volunteers = uow.volunteers.roster(actor, status)
     month = datetime.combine(today.replace(day=1), time.min, tzinfo=community(actor.community).zone)
     tasks = uow.offers.tasks_since([v.id for v in volunteers], month)
     attention = sorted(((v, c, c.state(today)) for v in volunteers for c in v.checks if c.state(today) != "valid"),
@@ -456,9 +485,9 @@ def volunteer_tasks(uow, actor: Actor, volunteer_id: uuid.UUID) -> tuple[Volunte
 
 # --- how a request is matched, for coordinators --------------------------------------------------------------
 
-def _visible_request(request: MatchRequest | None, actor: Actor) -> MatchRequest:
-    """The request if it is in one of the actor's communities; NotFound otherwise."""
-    if request is None or not actor.may_see(request.community):
+def _visible_request(request: MatchRequest | None) -> MatchRequest:
+    """The request the actor's scope found; NotFound when it found none."""
+    if request is None:
         raise NotFound("Matching has not heard of this request.")
     return request
 
@@ -480,14 +509,14 @@ def _report(uow, request: MatchRequest, policy: Policy, now: datetime) -> dict[s
 
 def explain_match(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:
     """Who could be asked for a request, in what order and why, and which rule ruled out how many."""
-    return _report(uow, _visible_request(uow.requests.get(request_id), actor), policy, now)
+    return _report(uow, _visible_request(uow.requests.get(request_id, actor)), policy, now)
 
 
 def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, policy: Policy,
            now: datetime) -> dict[str, Any]:
     """Give the task to a volunteer a coordinator chose (who must be eligible, or have been asked already); open
     offers are withdrawn."""
-    request = _visible_request(uow.requests.lock(request_id), actor)
+    request = _visible_request(uow.requests.lock(request_id, actor))
     if request.status not in ("open", "unmatched"):
         raise Conflict(f"A {request.status} request cannot be assigned.")
     volunteer = _visible_volunteer(uow, actor, volunteer_id)
@@ -506,7 +535,7 @@ def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, po
 
 def rerun(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:
     """Match an unmatched request again, from the first round."""
-    request = _visible_request(uow.requests.lock(request_id), actor)
+    request = _visible_request(uow.requests.lock(request_id, actor))
     if request.status != "unmatched":
         raise Conflict(f"Only an unmatched request can be matched again; this one is {request.status}.")
     request.start_again()

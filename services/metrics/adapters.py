@@ -14,9 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from services.metrics.domain import Activity, Fact
+from shared.auth import Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
 from shared.outbox import Outbox
+from shared.revocation import Revocations
+from shared.scoping import in_scope
 from shared.unit_of_work import SqlUnitOfWork
 
 
@@ -25,6 +28,7 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox.for_base(Base)
+revocations = Revocations.for_base(Base)
 
 facts = sa.Table(
     "facts", Base.metadata,
@@ -94,19 +98,19 @@ class FactRepository:
         """Every fact, in the order the events happened."""
         return list(self.session.scalars(sa.select(Fact).order_by(Fact.occurred_at)).all())
 
-    def in_span(self, communities: list[str], first: date, last: date) -> list[Fact]:
-        """The facts of these communities from `first` to `last`, with the outcomes of their requests that another
-        worker recorded while the request's fact was still being written (and so have no community yet)."""
-        ours = Fact.community.in_(communities)
+    def in_span(self, scope: Actor, first: date, last: date) -> list[Fact]:
+        """The facts of the scope's communities from `first` to `last`, with the outcomes of their requests that
+        another worker recorded while the request's fact was still being written (and so have no community yet)."""
+        ours = in_scope(Fact.community, scope)
         theirs = sa.and_(Fact.community.is_(None), Fact.request_id.in_(sa.select(Fact.request_id).where(
             ours, Fact.event_type == "request.submitted")))
         return list(self.session.scalars(sa.select(Fact).where(sa.or_(ours, theirs),
                                                                Fact.day.between(first, last))).all())
 
-    def requests_in(self, communities: list[str]) -> list[Fact]:
-        """Every request of these communities, on any day."""
+    def requests_in(self, scope: Actor) -> list[Fact]:
+        """Every request of the scope's communities, on any day."""
         return list(self.session.scalars(sa.select(Fact).where(Fact.event_type == "request.submitted",
-                                                               Fact.community.in_(communities))))
+                                                               in_scope(Fact.community, scope))))
 
     def submitted_at(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, datetime]:
         """When each of these requests was submitted (those whose fact has arrived)."""
@@ -115,10 +119,11 @@ class FactRepository:
         return dict(self.session.execute(sa.select(Fact.request_id, Fact.occurred_at).where(
             Fact.event_type == "request.submitted", Fact.request_id.in_(list(request_ids)))).all())
 
-    def volunteer_changes(self, communities: list[str], last: date) -> list[Fact]:
-        """Every volunteer's registration and status change in these communities up to `last`, oldest first."""
+    def volunteer_changes(self, scope: Actor, last: date) -> list[Fact]:
+        """Every volunteer's registration and status change in the scope's communities up to `last`, oldest
+        first."""
         return list(self.session.scalars(sa.select(Fact).where(
-            Fact.event_type.in_(VOLUNTEER_CHANGES), Fact.community.in_(communities), Fact.day <= last)
+            Fact.event_type.in_(VOLUNTEER_CHANGES), in_scope(Fact.community, scope), Fact.day <= last)
             .order_by(Fact.occurred_at)).all())
 
 
@@ -132,9 +137,9 @@ class ActivityRepository:
         """Keep a newly logged activity."""
         self.session.add(activity)
 
-    def in_span(self, communities: list[str], first: date, last: date) -> list[Activity]:
-        """The activities held in these communities from `first` to `last`."""
-        return list(self.session.scalars(sa.select(Activity).where(Activity.community.in_(communities),
+    def in_span(self, scope: Actor, first: date, last: date) -> list[Activity]:
+        """The activities held in the scope's communities from `first` to `last`."""
+        return list(self.session.scalars(sa.select(Activity).where(in_scope(Activity.community, scope),
                                                                    Activity.held_on.between(first, last))).all())
 
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from services.metrics.adapters import Base, MetricsUnitOfWork, outbox
+from services.metrics.adapters import Base, MetricsUnitOfWork, outbox, revocations
 from services.metrics.entrypoints import api, pages
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared import config
@@ -35,7 +35,7 @@ class MetricsSettings(Settings):
 def create_app(test_config=None):
     """Metrics' web app: the counts API, the group activities, and the managers' dashboard and report."""
     return create_service_app(SERVICE, MetricsSettings.from_env(), [api.blp, api.activities, pages.blp], outbox,
-                              unit_of_work=MetricsUnitOfWork, test_config=test_config)
+                              unit_of_work=MetricsUnitOfWork, test_config=test_config, revocations=revocations)
 
 
 def worker(app) -> WorkerParts:

@@ -118,6 +118,18 @@ def has_happened(day: date, today: date) -> bool:
     return day <= today + timedelta(days=1)
 
 
+LOGGED_WITHIN = timedelta(days=366)  # an activity is logged within a year of it
+
+
+def activity_day_problem(day: date, today: date) -> str | None:
+    """What is implausible about the day of an activity: it has happened, at most a year ago."""
+    if not has_happened(day, today):
+        return "Log an activity once it has happened."
+    if day < today - LOGGED_WITHIN:
+        return "Must be at most a year ago."
+    return None
+
+
 # --- who sees what ------------------------------------------------------------------------------------------------
 
 def communities_asked(mine: Iterable[str], community: str | None) -> list[str]:

@@ -16,6 +16,7 @@ from services.metrics.domain import Activity, Fact, Filters
 from shared import communities as known_communities
 from shared.auth import Actor
 from shared.contracts import Event
+from shared.scoping import narrowed
 
 if TYPE_CHECKING:
     from services.metrics.adapters import MetricsUnitOfWork
@@ -77,28 +78,29 @@ def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now
 
 # --- the counts ----------------------------------------------------------------------------------------------------
 
-def _measures(uow: MetricsUnitOfWork, communities: list[str], first: date, last: date, kind: str | None,
+def _measures(uow: MetricsUnitOfWork, scope: Actor, first: date, last: date, kind: str | None,
               source: str | None, kept: set[uuid.UUID] | None) -> dict[str, Any]:
-    """Every measure of these communities from `first` to `last` (inclusive), unsuppressed."""
-    facts = uow.facts.in_span(communities, first, last)
+    """Every measure of the scope's communities from `first` to `last` (inclusive), unsuppressed."""
+    facts = uow.facts.in_span(scope, first, last)
     return domain.measures(
-        facts, uow.activities.in_span(communities, first, last),
-        volunteer_changes=uow.facts.volunteer_changes(communities, last),
+        facts, uow.activities.in_span(scope, first, last),
+        volunteer_changes=uow.facts.volunteer_changes(scope, last),
         submitted_at=uow.facts.submitted_at(domain.accepted_requests(facts)), kept=kept, kind=kind, source=source)
 
 
-def _counts(uow: MetricsUnitOfWork, communities: list[str], period: str, start: date, end: date, below: int,
+def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end: date, below: int,
             kind: str | None = None, source: str | None = None) -> dict[str, Any]:
-    """Each period from `start` to `end` with every measure and the period before's beside it (suppressed)."""
+    """Each period from `start` to `end` with every measure and the period before's beside it (suppressed), of
+    the scope's communities only."""
     kept = None  # with a kind or source asked for, outcomes count only for requests of that kind or source
     if kind or source:
-        kept = {f.request_id for f in domain.requests_of(uow.facts.requests_in(communities), kind, source)}
+        kept = {f.request_id for f in domain.requests_of(uow.facts.requests_in(scope), kind, source)}
     spans = domain.spans(period, start, end)
-    counted = [domain.shown(_measures(uow, communities, first, last, kind, source, kept), below)
+    counted = [domain.shown(_measures(uow, scope, first, last, kind, source, kept), below)
                for first, last in spans]
     rows = [{"start": first, "end": last, "measures": now, "previous": before}
             for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
-    return {"period": period, "from": start, "to": end, "communities": communities, "periods": rows}
+    return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows}
 
 
 def activity(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -109,7 +111,8 @@ def activity(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters
     end = filters.end or today
     start = filters.start or domain.a_year_before(period, end)
     with uow:
-        return _counts(uow, communities, period, start, end, settings.suppress_below, filters.kind, filters.source)
+        return _counts(uow, narrowed(actor, communities), period, start, end, settings.suppress_below, filters.kind,
+                       filters.source)
 
 
 def dashboard(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -120,7 +123,8 @@ def dashboard(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filter
     end = filters.end or today
     start = filters.start or domain.charted_from(period, end)
     with uow:
-        return _counts(uow, communities, period, start, end, settings.suppress_below, filters.kind, filters.source)
+        return _counts(uow, narrowed(actor, communities), period, start, end, settings.suppress_below, filters.kind,
+                       filters.source)
 
 
 def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -130,5 +134,5 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
     communities = domain.communities_shown(actor.communities, filters.community)
     first, last = domain.period_of(period, filters.end or domain.last_whole(period, today))
     with uow:
-        result = _counts(uow, communities, period, first, last, settings.suppress_below)
+        result = _counts(uow, narrowed(actor, communities), period, first, last, settings.suppress_below)
     return {**result, "before": domain.previous(period, first)}

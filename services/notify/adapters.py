@@ -20,10 +20,12 @@ from sqlalchemy.orm import DeclarativeBase, Session, aliased, sessionmaker
 
 from services.notify.domain import Contact, InboundMessage, OutgoingMessage, Scope, SendFailed
 from services.notify.messages import segments
+from shared import scoping
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import UtcDateTime, is_postgres
 from shared.outbox import Outbox
+from shared.revocation import Revocations
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
 
@@ -33,6 +35,7 @@ class Base(DeclarativeBase):
 
 
 outbox = Outbox.for_base(Base)
+revocations = Revocations.for_base(Base)
 
 contacts = sa.Table(
     "contacts", Base.metadata,
@@ -61,6 +64,7 @@ outgoing_messages = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("delivered_at", UtcDateTime),
     sa.Column("from_phone", sa.String(20)),  # the community's sender number
+    sa.Column("community", sa.String(64), index=True),  # whose message it is: reads are scoped by it
 )
 
 inbound_messages = sa.Table(
@@ -132,6 +136,14 @@ class MessageRepository:
         """True when a message with this key was queued before."""
         return self.session.scalar(sa.select(OutgoingMessage.id).where(OutgoingMessage.key == key)) is not None
 
+    def with_key(self, key: str, lock: bool = False) -> OutgoingMessage | None:
+        """The message with this key, if one was queued; `lock` reads it afresh and locks it (on PostgreSQL) until
+        the transaction ends, so a sender claiming it at the same moment is waited for, not overwritten."""
+        query = sa.select(OutgoingMessage).where(OutgoingMessage.key == key)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalar(query)
+
     def by_provider_sid(self, sid: str) -> OutgoingMessage | None:
         """The message the provider knows by this SID."""
         return self.session.scalar(sa.select(OutgoingMessage).where(OutgoingMessage.provider_sid == sid))
@@ -160,9 +172,9 @@ class MessageRepository:
         return self.session.scalar(sa.select(OutgoingMessage.id).where(
             OutgoingMessage.to_phone == phone, OutgoingMessage.purpose != "answer").limit(1)) is not None
 
-    def newest_first(self, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
-        """One page of the messages sent (to one phone, if given), newest first."""
-        query = sa.select(OutgoingMessage).order_by(OutgoingMessage.created_at.desc())
+    def newest_first(self, scope: Scope, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
+        """One page of the messages the scope's communities sent (to one phone, if given), newest first."""
+        query = sa.select(OutgoingMessage).where(_sent_in(scope)).order_by(OutgoingMessage.created_at.desc())
         if to_phone is not None:
             query = query.where(OutgoingMessage.to_phone == to_phone)
         return _detached(self.session, page_of(self.session, query, pagination_parameters))
@@ -182,11 +194,28 @@ class InboundRepository:
         """Keep a message a phone sent."""
         self.session.add(message)
 
+    def latest_from(self, phone: str) -> InboundMessage | None:
+        """The newest message this phone sent us (to tell which community's number it texted)."""
+        return self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone == phone)
+                                    .order_by(InboundMessage.received_at.desc()).limit(1)).first()
+
+
+def _sent_in(scope: Scope) -> sa.ColumnElement[bool]:
+    """The messages we sent that the scope reads: its communities'."""
+    return scoping.in_scope(OutgoingMessage.community, scope)
+
+
+def _received_in(scope: Scope) -> sa.ColumnElement[bool]:
+    """The messages phones sent that the scope reads: to its communities' numbers, or to a number that is no
+    community's."""
+    return sa.or_(InboundMessage.to_phone.in_(scope.ours), InboundMessage.to_phone.not_in(scope.every))
+
 
 class ConversationRepository:
-    """The conversations coordinators read: messages both ways with the numbers in a coordinator's scope, i.e.
-    those their communities texted from their sender numbers, or that texted those numbers (or a number that is
-    no community's, which nobody else could see). Rows come back detached, to read after the unit of work."""
+    """The conversations coordinators read: the messages in a coordinator's scope both ways, i.e. those their
+    communities sent, and those phones sent to their communities' numbers (or to a number that is no
+    community's, which nobody else could see); never another community's message to the same phone. Every
+    method takes the scope. Rows come back detached, to read after the unit of work."""
 
     def __init__(self, session: Session):
         self.session = session
@@ -194,33 +223,32 @@ class ConversationRepository:
     def _phones(self, scope: Scope):
         """The phones in scope, as a subquery with one column, `phone`."""
         return sa.union(
-            sa.select(OutgoingMessage.to_phone.label("phone")).where(OutgoingMessage.from_phone.in_(scope.ours)),
-            sa.select(InboundMessage.from_phone.label("phone")).where(
-                sa.or_(InboundMessage.to_phone.in_(scope.ours), InboundMessage.to_phone.not_in(scope.every))),
+            sa.select(OutgoingMessage.to_phone.label("phone")).where(_sent_in(scope)),
+            sa.select(InboundMessage.from_phone.label("phone")).where(_received_in(scope)),
         ).subquery()
 
-    def _latest(self, scope: Scope, model, phone, at) -> dict[str, Any]:
-        """Each in-scope phone's newest row of `model`, by phone."""
-        phones = self._phones(scope)
+    def _latest(self, model, phone, at, where) -> dict[str, Any]:
+        """Each phone's newest row of `model` among those `where` keeps, by phone."""
         ranked = sa.select(model, sa.func.row_number().over(partition_by=phone, order_by=at.desc()).label("n")) \
-            .where(phone.in_(sa.select(phones.c.phone))).subquery()
+            .where(where).subquery()
         row = aliased(model, ranked)
         rows = _detached(self.session, list(self.session.scalars(sa.select(row).where(ranked.c.n == 1))))
         return {getattr(m, phone.key): m for m in rows}
 
     def latest_sent(self, scope: Scope) -> dict[str, OutgoingMessage]:
-        """Each in-scope phone's newest message from us."""
-        return self._latest(scope, OutgoingMessage, OutgoingMessage.to_phone,
-                            sa.func.coalesce(OutgoingMessage.sent_at, OutgoingMessage.created_at))
+        """Each in-scope phone's newest message from the scope's communities."""
+        return self._latest(OutgoingMessage, OutgoingMessage.to_phone,
+                            sa.func.coalesce(OutgoingMessage.sent_at, OutgoingMessage.created_at), _sent_in(scope))
 
     def latest_received(self, scope: Scope) -> dict[str, InboundMessage]:
-        """Each in-scope phone's newest message to us."""
-        return self._latest(scope, InboundMessage, InboundMessage.from_phone, InboundMessage.received_at)
+        """Each in-scope phone's newest message to the scope's numbers."""
+        return self._latest(InboundMessage, InboundMessage.from_phone, InboundMessage.received_at,
+                            _received_in(scope))
 
     def texted(self, scope: Scope) -> set[str]:
-        """The in-scope phones we texted anything but answers."""
+        """The phones the scope's communities texted anything but answers."""
         return set(self.session.scalars(sa.select(OutgoingMessage.to_phone).distinct().where(
-            OutgoingMessage.to_phone.in_(sa.select(self._phones(scope).c.phone)), OutgoingMessage.purpose != "answer")))
+            _sent_in(scope), OutgoingMessage.purpose != "answer")))
 
     def contacts(self, scope: Scope) -> dict[str, Contact]:
         """The in-scope phones' contacts."""
@@ -233,22 +261,26 @@ class ConversationRepository:
         phones = self._phones(scope)
         return self.session.scalar(sa.select(phones.c.phone).where(phones.c.phone == phone).limit(1)) is not None
 
-    def with_phone(self, phone: str) -> tuple[list[OutgoingMessage], list[InboundMessage], Contact | None]:
-        """Every message to and from one phone, and its contact."""
-        outgoing = list(self.session.scalars(sa.select(OutgoingMessage).where(OutgoingMessage.to_phone == phone)))
-        inbound = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone == phone)))
+    def with_phone(self, scope: Scope, phone: str) -> tuple[list[OutgoingMessage], list[InboundMessage],
+                                                          Contact | None]:
+        """Every message in scope to and from one phone, and its contact."""
+        outgoing = list(self.session.scalars(sa.select(OutgoingMessage).where(OutgoingMessage.to_phone == phone,
+                                                                              _sent_in(scope))))
+        inbound = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone == phone,
+                                                                            _received_in(scope))))
         contact = self.session.get(Contact, phone)
         return (_detached(self.session, outgoing), _detached(self.session, inbound),
                 _detached(self.session, [contact])[0] if contact else None)
 
     def received_by_phones(self, scope: Scope, statuses: tuple[str, ...]) -> tuple[list[OutgoingMessage],
                                                                                   list[InboundMessage]]:
-        """What the in-scope phones received from us (in these statuses), and every message those phones sent."""
-        phones = sa.select(self._phones(scope).c.phone)
+        """What phones received from the scope's communities (in these statuses), and what those phones sent to
+        the scope's numbers."""
         received = list(self.session.scalars(sa.select(OutgoingMessage).where(
-            OutgoingMessage.status.in_(statuses), OutgoingMessage.to_phone.in_(phones))))
+            OutgoingMessage.status.in_(statuses), _sent_in(scope))))
         numbers = {m.to_phone for m in received}
-        sent = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone.in_(numbers))))
+        sent = list(self.session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone.in_(numbers),
+                                                                         _received_in(scope))))
         return _detached(self.session, received), _detached(self.session, sent)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Mapping
 
-from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, outbox
+from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, outbox, revocations
 from services.notify.domain import Retry
 from services.notify.entrypoints import api, handlers, pages
 from services.notify.entrypoints.sender import sender
@@ -65,7 +65,7 @@ class NotifySettings(Settings):
 def create_app(test_config=None):
     """Notify's web app: Twilio's webhooks, the messages API, and the SMS pages."""
     return create_service_app(SERVICE, NotifySettings.from_env(), [api.blp, pages.blp], outbox,
-                              unit_of_work=NotifyUnitOfWork, test_config=test_config)
+                              unit_of_work=NotifyUnitOfWork, test_config=test_config, revocations=revocations)
 
 
 def worker(app) -> WorkerParts:

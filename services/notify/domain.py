@@ -117,8 +117,9 @@ class Retry:
 class OutgoingMessage:
     """An SMS we mean to send. Its key makes it unique: the same offer is never texted twice.
 
-    status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled (a reminder no longer
-    needed). A message that a crash left in `sending` is never sent again (the provider may already have it):
+    status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled: it no longer applies
+    (an offer withdrawn or accepted before its SMS went, a task's reminders once it ended, a "that offer is
+    closed" text to someone whose offer never went), kept with why in `error` and shown as not sent. A message that a crash left in `sending` is never sent again (the provider may already have it):
     after a while it counts as sent, without a provider SID.
     next_attempt_at: not before then (quiet hours, a reminder's time, or a retry's back-off); None means now.
     While `sending`, when a message still not recorded as sent counts as left by a crash.
@@ -130,6 +131,7 @@ class OutgoingMessage:
     body: str
     correlation_id: str
     from_phone: str | None = None  # the community's sender number
+    community: str | None = None  # whose message it is: only that community's coordinators read it
     next_attempt_at: datetime | None = None
     status: str = "queued"
     attempts: int = 0
@@ -172,9 +174,15 @@ class OutgoingMessage:
         """It will not be sent."""
         self.status, self.error, self.next_attempt_at = "failed", reason, None
 
-    def cancel(self) -> None:
-        """A queued reminder no longer needed."""
-        self.status = "cancelled"
+    def cancel(self, why: str | None = None) -> None:
+        """It will not be sent: it no longer applies (`why` is kept, for the conversation view)."""
+        self.status, self.next_attempt_at = "cancelled", None
+        if why:
+            self.error = why
+
+    def postpone(self, until: datetime) -> None:
+        """Leave it queued until then."""
+        self.next_attempt_at = until
 
     def advance(self, status: str, now: datetime, error_code: str | None = None) -> bool:
         """Record what the provider says became of it; False for a status we do not track, a duplicate or one
@@ -246,6 +254,60 @@ def send_time(now: datetime, place: Community | None, *, urgent: bool = False, n
     if not urgent and place is not None:
         at = quiet_until(quiet_hours or place.quiet_hours, place.zone, at) or at
     return at if at > now else None
+
+
+# --- whether a message still applies ------------------------------------------------------------------------------
+
+# How long a "that offer is closed" text waits, at a time, for the offer it closes while that offer is being sent.
+WAIT_FOR_OFFER = timedelta(seconds=30)
+NOT_SENT = {  # why a message was cancelled, as the conversation view shows it
+    "withdrawn": "not sent: the offer was withdrawn before its text went",
+    "accepted": "not sent: the offer was accepted before its text went",
+    "never_offered": "not sent: the offer it closes never reached them",
+    "opted_out": "not sent: they opted out of SMS",
+    "task_ended": "not sent: the task was withdrawn, given back or done",
+}
+
+
+def offer_key(offer_id: uuid.UUID) -> str:
+    """The key of an offer's SMS."""
+    return f"offer:{offer_id}"
+
+
+def withdrawn_key(offer_id: uuid.UUID) -> str:
+    """The key of the "that offer is closed" text for an offer (also kept, cancelled, when no text is due, so an
+    offer whose withdrawal overtook it is never texted)."""
+    return f"withdrawn:{offer_id}"
+
+
+def closed_offer_key(message: OutgoingMessage) -> str | None:
+    """The key of the offer SMS a "that offer is closed" text closes; None for any other message."""
+    return offer_key(uuid.UUID(message.key.split(":", 1)[1])) if message.purpose == "withdrawn" else None
+
+
+def closed_text_fate(offer: OutgoingMessage | None) -> str:
+    """What becomes of a "that offer is closed" text, by what became of the offer's SMS: "send" once it went
+    (sent or delivered); "wait" while it is still to go or being sent (a closed text never arrives before the
+    offer it closes); "cancel" when it never went (never queued, cancelled, failed or undelivered): nobody is
+    told that an offer they never had is closed."""
+    if offer is None:
+        return "cancel"
+    if offer.status in RECEIVED:
+        return "send"
+    return "wait" if offer.status in ("queued", "sending") else "cancel"
+
+
+def before_sending(message: OutgoingMessage, contact: Contact | None,
+                   offer: OutgoingMessage | None = None) -> tuple[str, str | None]:
+    """What the sender does with a due message, and why: ("send", None); ("wait", None) or ("cancel", why) for a
+    closed text whose offer (`offer`, the SMS it closes) is still to go or never went; ("fail", why) for a
+    number that opted out or cannot take SMS."""
+    if message.purpose == "withdrawn":
+        fate = closed_text_fate(offer)
+        if fate != "send":
+            return fate, NOT_SENT["never_offered"] if fate == "cancel" else None
+    refusal = contact.refusal() if contact is not None else None
+    return ("fail", refusal) if refusal else ("send", None)
 
 
 # Reminders of an accepted task with a fixed time: (name, offset, from the window's start or end).
@@ -333,17 +395,34 @@ RECEIVED = ("sent", "delivered")  # what a phone has in its inbox
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose conversations a coordinator reads: the numbers their communities text from (`ours`), beside every
-    community's number (`every`). They see the phones texted from theirs, or that texted theirs or a number that
-    is no community's (which nobody else could see)."""
+    """Whose messages and conversations a coordinator reads: the messages their communities sent (`communities`),
+    and those phones sent to the numbers their communities text from (`ours`) or to a number that is no
+    community's (not one of `every`, so nobody else could see them)."""
 
+    communities: tuple[str, ...]
     ours: list[str]
     every: list[str]
 
     @classmethod
     def of(cls, communities: Iterable[str], known: dict[str, Community]) -> "Scope":
         """The scope of a user of these communities, among the communities known."""
-        return cls(ours=[known[slug].sms_from for slug in communities], every=[c.sms_from for c in known.values()])
+        communities = tuple(communities)
+        return cls(communities=communities, ours=[known[slug].sms_from for slug in communities],
+                   every=[c.sms_from for c in known.values()])
+
+    def sees_sent(self, message: OutgoingMessage) -> bool:
+        """True when a message we sent is one of the scope's communities'."""
+        return message.community in self.communities
+
+    def sees_received(self, message: InboundMessage) -> bool:
+        """True when a message a phone sent reached one of the scope's numbers, or a number that is no
+        community's."""
+        return message.to_phone in self.ours or message.to_phone not in self.every
+
+
+def community_of_number(number: str | None, known: dict[str, Community]) -> str | None:
+    """The community that texts from this number, if any."""
+    return next((slug for slug, place in known.items() if number and place.sms_from == number), None)
 
 
 @dataclass

@@ -33,33 +33,58 @@ log = logging.getLogger(__name__)
 
 def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, key: str, purpose: str, to: str,
            body: str, correlation_id: str, community: str | None = None, urgent: bool = False,
-           not_before: datetime | None = None) -> None:
+           not_before: datetime | None = None) -> OutgoingMessage | None:
     """Queue an SMS for the sender, once per key, from the community's number; non-urgent ones wait until the
-    community's quiet hours end."""
+    community's quiet hours end. The message queued, or None when its key was queued before."""
     if uow.messages.has_key(key):
-        return
+        return None
     place = settings.community(community)
-    uow.messages.add(OutgoingMessage(
+    message = OutgoingMessage(
         key=key, purpose=purpose, to_phone=to, body=body, correlation_id=correlation_id,
-        from_phone=place.sms_from if place else None,
+        from_phone=place.sms_from if place else None, community=place.slug if place else None,
         next_attempt_at=domain.send_time(now, place, urgent=urgent, not_before=not_before,
-                                         quiet_hours=settings.quiet_hours)))
+                                         quiet_hours=settings.quiet_hours))
+    uow.messages.add(message)
+    return message
+
+
+def _cancel_waiting(uow: NotifyUnitOfWork, key: str, why: str) -> OutgoingMessage | None:
+    """Cancel the message with this key if it has not gone yet (read afresh and locked, so a sender claiming it at
+    this moment is waited for); the message, whatever became of it, or None if none was queued."""
+    message = uow.messages.with_key(key, lock=True)
+    if message is not None and message.status == "queued":
+        message.cancel(domain.NOT_SENT[why])
+    return message
 
 
 def queue_offer(uow: NotifyUnitOfWork, offer: OfferMade, correlation_id: str, now: datetime,
                 settings: NotifySettings) -> None:
-    """Text a volunteer an offer (the kind of help, district, window and code only), in their language."""
+    """Text a volunteer an offer (the kind of help, district, window and code only), in their language; one whose
+    withdrawal overtook it is kept cancelled, never sent."""
     language = uow.contacts.of(offer.phone).remember_language(offer.language)
     body = domain.offer_body(offer, settings.community(offer.community), language)
-    _queue(uow, settings, now, key=f"offer:{offer.offer_id}", purpose="offer", to=offer.phone, body=body,
-           correlation_id=correlation_id, community=offer.community, urgent=offer.urgency == "urgent")
+    message = _queue(uow, settings, now, key=domain.offer_key(offer.offer_id), purpose="offer", to=offer.phone,
+                     body=body, correlation_id=correlation_id, community=offer.community,
+                     urgent=offer.urgency == "urgent")
+    if message is not None and uow.messages.has_key(domain.withdrawn_key(offer.offer_id)):
+        message.cancel(domain.NOT_SENT["withdrawn"])
+
+
+def task_accepted(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_id: str, now: datetime,
+                  settings: NotifySettings) -> None:
+    """A volunteer has the task: the offer's SMS, if it has not gone (a coordinator assigned them while it waited
+    out the quiet hours), no longer asks anything and is cancelled; the task's reminders are scheduled."""
+    _cancel_waiting(uow, domain.offer_key(accepted.offer_id), "accepted")
+    queue_reminders(uow, accepted, correlation_id, now, settings)
 
 
 def queue_reminders(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_id: str, now: datetime,
                     settings: NotifySettings) -> None:
     """Schedule the reminders of an accepted task with a fixed time: the day before, two hours before, and a
-    prompt for DONE afterwards (the details themselves come from intake)."""
-    if not (accepted.window_start and accepted.window_end):
+    prompt for DONE afterwards (the details themselves come from intake). None for a task withdrawn already
+    (its withdrawal overtook its acceptance)."""
+    if not (accepted.window_start and accepted.window_end) or uow.messages.has_key(
+            domain.withdrawn_key(accepted.offer_id)):
         return
     language = uow.contacts.of(accepted.phone).remember_language(accepted.language)
     place = settings.community(accepted.community)
@@ -72,36 +97,58 @@ def queue_reminders(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_
 
 def queue_details(uow: NotifyUnitOfWork, shared: TaskDetailsShared, correlation_id: str, now: datetime,
                   settings: NotifySettings) -> None:
-    """Tell the volunteer who accepted what they need, at once (it answers their own YES)."""
+    """Tell the volunteer who accepted what they need, at once (it answers their own YES), as the offer's community
+    (the event names it; an older one without it is the community the offer was texted for)."""
     language = domain.language_for(uow.contacts.get(shared.phone), shared.language)
-    body = domain.details_body(shared, settings.community(shared.community), language)
+    community = shared.community or _community_of_offer(uow, shared.offer_id)
+    body = domain.details_body(shared, settings.community(community), language)
     _queue(uow, settings, now, key=f"accepted:{shared.offer_id}", purpose="confirmation", to=shared.phone,
-           body=body, correlation_id=correlation_id, community=shared.community, urgent=True)
+           body=body, correlation_id=correlation_id, community=community, urgent=True)
+
+
+def _community_of_offer(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> str | None:
+    """The community an offer's SMS was queued for, if it was."""
+    offer = uow.messages.with_key(domain.offer_key(offer_id))
+    return offer.community if offer is not None else None
 
 
 def cancel_reminders(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> None:
     """Drop the reminders still waiting for a task that is no longer the volunteer's, or is done."""
     for message in uow.messages.queued_with_keys(domain.reminder_keys(offer_id)):
-        message.cancel()
+        message.cancel(domain.NOT_SENT["task_ended"])
 
 
 def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlation_id: str, now: datetime,
                     settings: NotifySettings) -> None:
-    """Tell a volunteer their offer is no longer open, so a late YES is not a surprise: in the language the event
-    gives, from the offer's community's number, after its quiet hours."""
+    """An offer withdrawn: its SMS, if it has not gone, is cancelled, and so are its task's reminders. A volunteer
+    whose offer SMS went is told it is no longer open, so a late YES is not a surprise: in the language the event
+    gives, from the offer's community's number, after its quiet hours, and never before the offer itself (the
+    sender waits for it). Where no text is due (the offer never went, or they opted out) it is kept cancelled,
+    so an offer whose withdrawal overtook it is never sent either."""
     cancel_reminders(uow, withdrawn.offer_id)
+    offer = _cancel_waiting(uow, domain.offer_key(withdrawn.offer_id), "withdrawn")
     language = domain.language_for(uow.contacts.get(withdrawn.phone), withdrawn.language)
     body = domain.withdrawn_body(withdrawn, settings.community(withdrawn.community), language)
-    _queue(uow, settings, now, key=f"withdrawn:{withdrawn.offer_id}", purpose="withdrawn", to=withdrawn.phone,
-           body=body, correlation_id=correlation_id, community=withdrawn.community)
+    message = _queue(uow, settings, now, key=domain.withdrawn_key(withdrawn.offer_id), purpose="withdrawn",
+                     to=withdrawn.phone, body=body, correlation_id=correlation_id, community=withdrawn.community)
+    if message is None:
+        return
+    if withdrawn.reason == "opted_out":
+        message.cancel(domain.NOT_SENT["opted_out"])
+    elif domain.closed_text_fate(offer) == "cancel":
+        message.cancel(domain.NOT_SENT["never_offered"])
 
 
 def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: uuid.UUID, correlation_id: str,
                  now: datetime, settings: NotifySettings) -> None:
-    """Answer an SMS that did nothing, at once, saying why and what to send instead."""
+    """Answer an SMS that did nothing, at once, saying why and what to send instead: from the number it was sent to,
+    as that number's community."""
     language = domain.language_for(uow.contacts.get(unresolved.phone), unresolved.language)
+    texted = uow.inbound.latest_from(unresolved.phone)
+    community = domain.community_of_number(texted.to_phone if texted else None, settings.communities)
     _queue(uow, settings, now, key=f"answer:{event_id}", purpose="answer", to=unresolved.phone,
-           body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, urgent=True)
+           body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, community=community,
+           urgent=True)
 
 
 def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,
@@ -186,20 +233,27 @@ def settle_unconfirmed(uow: NotifyUnitOfWork, now: datetime) -> int:
 
 def _claim(uow: NotifyUnitOfWork, now: datetime) -> OutgoingMessage | None:
     """Take the oldest message that is due, and mark it `sending` (committed) before the gateway is called; one
-    for a number that opted out or cannot take SMS fails at once, so an offer's cascade moves on."""
+    for a number that opted out or cannot take SMS fails at once, so an offer's cascade moves on. A "that offer is
+    closed" text goes only after the offer it closes went: it waits while that offer is being sent, and is
+    cancelled if it never went."""
     while True:
         with uow:
             message = uow.messages.next_due(now)
             if message is None:
                 return None
-            contact = uow.contacts.get(message.to_phone)
-            refusal = contact.refusal() if contact is not None else None
-            if refusal is None:
+            closes = domain.closed_offer_key(message)
+            offer = uow.messages.with_key(closes) if closes else None
+            action, why = domain.before_sending(message, uow.contacts.get(message.to_phone), offer)
+            if action == "send":
                 message.claim(now)
+            elif action == "fail":
+                _failed(uow, message, why)
+            elif action == "cancel":
+                message.cancel(why)
             else:
-                _failed(uow, message, refusal)
+                message.postpone(now + domain.WAIT_FOR_OFFER)
             uow.commit()
-        if refusal is None:
+        if action == "send":
             return message
 
 
@@ -257,10 +311,11 @@ def send_due(uow: NotifyUnitOfWork, gateway: SmsGateway, now: datetime, settings
 
 # --- what coordinators read ------------------------------------------------------------------------------------------
 
-def list_messages(uow: NotifyUnitOfWork, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
-    """One page of the messages sent to volunteers (to one phone, if given), newest first."""
+def list_messages(uow: NotifyUnitOfWork, actor: Actor, to_phone: str | None, pagination_parameters,
+                  settings: NotifySettings) -> list[OutgoingMessage]:
+    """One page of the messages the actor's communities sent (to one phone, if given), newest first."""
     with uow:
-        return uow.messages.newest_first(to_phone, pagination_parameters)
+        return uow.messages.newest_first(_scope(actor, settings), to_phone, pagination_parameters)
 
 
 def _scope(actor: Actor, settings: NotifySettings) -> domain.Scope:
@@ -286,13 +341,13 @@ def conversations(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettings)
 
 
 def conversation(uow: NotifyUnitOfWork, actor: Actor, phone: str, settings: NotifySettings) -> dict[str, Any]:
-    """Every message sent to and received from one number, in time order, with its contact and whether it is an
-    unknown sender; NotInScope when the actor's communities never texted or heard from it."""
+    """Every message the actor's communities sent to and received from one number, in time order, with its contact
+    and whether it is an unknown sender; NotInScope when the actor's communities never texted or heard from it."""
     scope = _scope(actor, settings)
     with uow:
         if not uow.conversations.in_scope(scope, phone):
             raise domain.NotInScope(phone)
-        outgoing, inbound, contact = uow.conversations.with_phone(phone)
+        outgoing, inbound, contact = uow.conversations.with_phone(scope, phone)
     return {"thread": domain.thread(outgoing, inbound), "contact": contact,
             "unknown": domain.is_unknown(outgoing, inbound)}
 
@@ -312,9 +367,19 @@ def simulator_phones(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettin
     return sorted(cards, key=lambda c: c["thread"][-1].at, reverse=True)
 
 
-def text_as_phone(phone, sender: str, to: str | None, body: str, actor: Actor, settings: NotifySettings
-                  ) -> dict[str, Any]:
-    """Text the system as a phone would (the simulator), to `to` or the actor's community's number; what came of it:
-    the answer sent straight back, or why it failed."""
+def text_as_phone(uow: NotifyUnitOfWork, phone, sender: str, to: str | None, body: str, actor: Actor,
+                  settings: NotifySettings) -> dict[str, Any]:
+    """Text the system as a phone would (the simulator), to `to` (one of the actor's communities' numbers) or the
+    actor's community's number; what came of it: the answer sent straight back, or why it failed. NotInScope
+    (naming "to" or "phone") for another community's number, or a phone only other communities text or hear
+    from: nobody acts as another community's volunteer."""
+    scope = _scope(actor, settings)
     to = to or settings.communities[actor.community].sms_from
+    if to not in scope.ours:
+        raise domain.NotInScope("to")
+    with uow:
+        theirs = (not uow.conversations.in_scope(scope, sender)
+                  and uow.conversations.in_scope(domain.Scope.of(settings.communities, settings.communities), sender))
+    if theirs:
+        raise domain.NotInScope("phone")
     return {"phone": sender, "body": body, **phone.text(sender, to, body)}

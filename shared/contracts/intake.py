@@ -89,3 +89,15 @@ class TaskDetailsShared(EventPayload):
     first_name: str | None = None
     address: str | None = None
     person_phone: str | None = None
+
+
+@contract("token.revoked", 1, example={"jti": "3f2a9c1d5e7b4a608c9d0e1f2a3b4c5d", "subject_digest": None,
+                                       "issued_before": None})
+class TokenRevoked(EventPayload):
+    """An API token no longer lets anyone in: one token by its id (`jti`), or every token of one holder issued before
+    `issued_before`. The holder is named only by a keyed digest of their subject (shared/revocation.py), never by
+    their email address. Every service keeps it and refuses the token with 401."""
+
+    jti: str | None = rule(validate.Regexp(r"^[0-9a-f]{32}$"), default=None)
+    subject_digest: str | None = rule(validate.Regexp(r"^[0-9a-f]{64}$"), default=None)
+    issued_before: datetime | None = None

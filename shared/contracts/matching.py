@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date
 
 from marshmallow import validate
@@ -16,12 +17,26 @@ VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 PHONE = "+447700900123"
 
 
+@dataclass(frozen=True, kw_only=True)
+class AboutRequest(EventPayload):
+    """An event matching publishes about one request (offers, their answers, how the request ended).
+
+    `sequence` numbers a request's events 1, 2, 3 ... in the order matching published them (it counts them on the
+    request's row, under the request's lock), so a consumer can tell which is the latest whatever order they
+    arrive in. It defaults to 0 so that an event published before the field existed still loads: 0 means "not
+    numbered", older than every numbered event."""
+
+    sequence: int = rule(validate.Range(min=0), default=0,
+                         description="Per request, strictly increasing in the order matching published; 0: not "
+                                     "numbered (published before sequences existed).")
+
+
 @contract("offer.made", 1, example={
     "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
     "support_type": "shopping", "area": "FY1", "urgency": "routine", "community": "fylde-coast", "round": 1,
     "occurrence": 1, "occurrences": 1, "window_start": None, "window_end": None,
     "window_days": ["mon", "tue", "wed", "thu", "fri"], "window_part": "afternoon", "language": "en"})
-class OfferMade(When):
+class OfferMade(When, AboutRequest):
     """A volunteer is asked: only the kind of help, the postcode district, the window and a reference."""
 
     offer_id: uuid.UUID
@@ -43,7 +58,7 @@ class OfferMade(When):
     "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
     "by": "volunteer", "community": "fylde-coast", "language": "en", "window_start": "2026-11-25T14:00:00+00:00",
     "window_end": "2026-11-25T16:00:00+00:00", "window_days": None, "window_part": None})
-class OfferAccepted(When):
+class OfferAccepted(When, AboutRequest):
     """A volunteer has the task (by YES, or a coordinator's assignment); the window is for reminders."""
 
     offer_id: uuid.UUID
@@ -59,8 +74,9 @@ class OfferAccepted(When):
 @contract("offer.withdrawn", 1, example={
     "offer_id": OFFER, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "phone": PHONE, "code": "4821",
     "reason": "taken", "community": "fylde-coast", "language": "en"})
-class OfferWithdrawn(EventPayload):
-    """An open offer taken back: someone else said yes first, or the request was cancelled."""
+class OfferWithdrawn(AboutRequest):
+    """An offer taken back: someone else said yes first, the request was cancelled (an accepted one too), or the
+    volunteer opted out of SMS."""
 
     offer_id: uuid.UUID
     request_id: uuid.UUID
@@ -88,7 +104,7 @@ class ReplyUnresolved(EventPayload):
 
 
 @contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
-class RequestMatched(EventPayload):
+class RequestMatched(AboutRequest):
     """A volunteer has the request's task."""
 
     request_id: uuid.UUID
@@ -98,7 +114,7 @@ class RequestMatched(EventPayload):
 
 @contract("request.unmatched", 1, example={"request_id": REQUEST,
                                            "reason": "no active volunteer with that skill in range"})
-class RequestUnmatched(EventPayload):
+class RequestUnmatched(AboutRequest):
     """Nobody could be found; the reason is for the coordinator."""
 
     request_id: uuid.UUID
@@ -108,7 +124,7 @@ class RequestUnmatched(EventPayload):
 @contract("task.completed", 1, example={
     "request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER, "community": "fylde-coast",
     "support_type": "shopping", "hours": 1.5, "occurrence": 1, "occurrences": 6})
-class TaskCompleted(EventPayload):
+class TaskCompleted(AboutRequest):
     """The volunteer reported the task (one occurrence of a recurring request) done."""
 
     request_id: uuid.UUID
@@ -122,12 +138,25 @@ class TaskCompleted(EventPayload):
 
 
 @contract("task.given_back", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
-class TaskGivenBack(EventPayload):
+class TaskGivenBack(AboutRequest):
     """The volunteer who accepted cancelled; the request is being matched again."""
 
     request_id: uuid.UUID
     offer_id: uuid.UUID
     volunteer_id: uuid.UUID
+
+
+@contract("task.volunteer_opted_out", 1, example={
+    "request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER, "code": "4821", "community": "fylde-coast"})
+class TaskVolunteerOptedOut(AboutRequest):
+    """The volunteer who has a request's task opted out of SMS (STOP, or Twilio's error 21610): the task stays
+    theirs, but no reminder or detail will reach them by text, so the coordinator is told to call them."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    code: str
+    community: str
 
 
 @contract("volunteer.check_expiring", 1, example={

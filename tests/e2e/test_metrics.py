@@ -26,6 +26,10 @@ PHONES = {"Vera": "+447911126001", "Walt": "+447911126002", "Ada": "+44791112600
 # Next month, so the rehearsal clock only ever moves forward.
 MONTH = (date.today().replace(day=1) + timedelta(days=32)).replace(day=1)
 MONTH_END = (MONTH + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+# Every request asks for help on one Monday after the month: a window each day of the rehearsal takes as plausible
+# (from yesterday to a year ahead), whose reminders fall after the rehearsal.
+WINDOW_DAY = MONTH_END + timedelta(days=28 + 7 - (MONTH_END + timedelta(days=28)).weekday())
+WINDOW = {"start": f"{WINDOW_DAY.isoformat()}T14:00:00+00:00", "end": f"{WINDOW_DAY.isoformat()}T16:00:00+00:00"}
 
 # Day of the month, what happens, and with whom. For a request: who says YES, and the hours they report when done
 # ("held": not done by the month's end; None as the hours: done without saying how long). A carer is marked so.
@@ -158,7 +162,7 @@ def month(site) -> Record:
 def request_in(client, site, day: date, plan: dict, record: Record, volunteers: dict) -> None:
     """One request through intake, matching and notify, as far as the plan says it goes."""
     person = {**SHOPPING["person"], "name": f"{plan['person']} Metrics", "is_carer": plan.get("carer", False)}
-    request = client.call("POST", "/requests", 201, json={**SHOPPING, "person": person,
+    request = client.call("POST", "/requests", 201, json={**SHOPPING, "person": person, "when": WINDOW,
                                                           "support_type": plan.get("kind", "shopping")})
     record.add(day, "received", plan)
     if plan.get("cancel"):

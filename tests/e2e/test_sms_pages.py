@@ -170,9 +170,11 @@ def test_the_simulator_does_not_exist_where_twilio_sends(app_for, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-real-auth-token")
     client = signed_in(app_for("notify"))
     assert client.get("/simulator").status_code == 404
-    assert client.post("/simulator", data={"phone": "+447911123456", "body": "YES 1234"}).status_code == 404
     page = client.get("/sms/conversations")
     assert page.status_code == 200 and 'href="/simulator"' not in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # the sign-out form's
+    assert client.post("/simulator", data={"phone": "+447911123456", "body": "YES 1234",
+                                           "csrf_token": token}).status_code == 404
 
 
 def test_a_coordinator_sees_only_their_communitys_conversations(app_for):
@@ -180,10 +182,11 @@ def test_a_coordinator_sees_only_their_communitys_conversations(app_for):
     now = utcnow()
     with app.extensions["ccs"].sessions.begin() as db:
         db.add(OutgoingMessage(key="offer:fylde", purpose="offer", to_phone="+447911000101", body="Fylde offer",
-                               status="sent", correlation_id="c", from_phone="+447700900100", sent_at=now))
+                               status="sent", correlation_id="c", from_phone="+447700900100", community="fylde-coast",
+                               sent_at=now))
         db.add(OutgoingMessage(key="offer:cheshire", purpose="offer", to_phone="+447911000202",
                                body="Cheshire offer", status="sent", correlation_id="c", from_phone="+447700900200",
-                               sent_at=now))
+                               community="cheshire-east", sent_at=now))
         db.add(InboundMessage(message_sid="SM" + "a" * 32, from_phone="+447911000303", to_phone="+447700900200",
                               body="Cheshire stranger", received_at=now))
     fylde, cheshire = signed_in(app), signed_in(app, communities=("cheshire-east",))

@@ -14,14 +14,14 @@ import sqlalchemy as sa
 
 from shared import bus, config, topology
 from shared.contracts import EXAMPLES, make_event
-from tests.helpers import wait_for
+from tests.helpers import NEXT_MONDAY, wait_for
 from tests.helpers import dispatcher
 
 SHOPPING = {
     "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
                "postcode": "FY1 4AB"},
     "support_type": "shopping",
-    "when": {"start": "2030-01-07T14:00:00+00:00", "end": "2030-01-07T16:00:00+00:00"},
+    "when": {"start": f"{NEXT_MONDAY}T14:00:00+00:00", "end": f"{NEXT_MONDAY}T16:00:00+00:00"},
     "consent": {"share_contact": True, "sms_contact": True},
     "coordinator_notes": "Lives alone",
 }
@@ -139,7 +139,7 @@ def test_invalid_input_gets_a_problem_naming_each_bad_field_and_nothing_is_store
     # The checks that need the other fields to be valid still name their field.
     response = app.test_client().post("/requests", headers=token("coordinator"), json={
         **SHOPPING, "person": {**SHOPPING["person"], "postcode": "ZZ99 9ZZ"},
-        "when": {"start": "2030-01-07T14:00:00+00:00", "end": "2030-01-07T13:00:00+00:00"}})
+        "when": {"start": f"{NEXT_MONDAY}T14:00:00+00:00", "end": f"{NEXT_MONDAY}T13:00:00+00:00"}})
     assert {e["field"] for e in response.json["errors"]} == {"person.postcode", "when.end"}
 
 
@@ -277,7 +277,7 @@ def test_times_come_back_with_their_time_zone(app_for, token):
     client = app_for("intake").test_client()
     created = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
     fetched = client.get(f"/requests/{created['id']}", headers=token("coordinator")).json
-    assert fetched["when"]["start"] == "2030-01-07T14:00:00+00:00"
+    assert fetched["when"]["start"] == f"{NEXT_MONDAY}T14:00:00+00:00"
     assert fetched["created_at"].endswith("+00:00")
 
 

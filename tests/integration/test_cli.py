@@ -9,6 +9,7 @@ from shared import config, gazetteer
 from shared.cli import main
 from shared.web import read_token
 
+PASSWORD = "a long enough passphrase"
 PERSON = {"name": "Lee Leeds", "phone": "0113 496 0000", "postcode": "LS1 4DY"}
 REQUEST = {"support_type": "shopping", "consent": {"share_contact": True, "sms_contact": True},
            "when": {"days": ["mon"], "part_of_day": "morning"}}
@@ -23,7 +24,7 @@ def ccs(*args: str, expect: int = 0) -> str:
 
 def test_a_user_is_created_and_issued_a_token_with_their_role_and_communities(migrated):
     out = ccs("users", "create", "--email", "Mo@Example.org", "--name", "Mo", "--role", "manager",
-              "--community", "fylde-coast", "--community", "cheshire-east", "--password", "correct horse")
+              "--community", "fylde-coast", "--community", "cheshire-east", "--password", PASSWORD)
     assert out.strip() == "mo@example.org: manager in cheshire-east, fylde-coast"
     claims = read_token(config.load("cli").secret_key, ccs("tokens", "issue", "--user", "mo@example.org").strip())
     assert claims["sub"] == "mo@example.org"
@@ -32,13 +33,49 @@ def test_a_user_is_created_and_issued_a_token_with_their_role_and_communities(mi
 
 
 def test_a_user_cannot_be_created_twice_or_with_a_role_that_does_not_exist(migrated):
-    ccs("users", "create", "--email", "al@example.org", "--name", "Al", "--role", "coordinator", "--password", "pw")
+    ccs("users", "create", "--email", "al@example.org", "--name", "Al", "--role", "coordinator", "--password",
+        PASSWORD)
     again = CliRunner().invoke(main, ["users", "create", "--email", "al@example.org", "--name", "Al",
-                                      "--role", "coordinator", "--password", "pw"])
+                                      "--role", "coordinator", "--password", PASSWORD])
     assert again.exit_code == 1
     assert "a user al@example.org already exists" in again.output
     assert "'superuser' is not one of" in ccs("users", "create", "--email", "x@example.org", "--name", "X",
-                                              "--role", "superuser", "--password", "pw", expect=2)
+                                              "--role", "superuser", "--password", PASSWORD, expect=2)
+
+
+@pytest.mark.parametrize("password, why", [
+    ("pw", "The password must be at least 12 characters long (this one has 2)"),
+    ("qwerty123456", "That password is on a list of commonly used passwords"),
+])
+def test_a_password_that_would_be_easy_to_guess_is_refused_and_no_user_is_made(migrated, password, why):
+    out = ccs("users", "create", "--email", "al@example.org", "--name", "Al", "--role", "coordinator",
+              "--password", password, expect=1)
+    assert why in out
+    assert "no active user al@example.org" in ccs("tokens", "issue", "--user", "al@example.org", expect=2)
+
+
+def test_a_token_has_an_id_and_lasts_the_deployments_lifetime_or_less(migrated, monkeypatch):
+    secret = config.load("cli").secret_key
+    claims = read_token(secret, ccs("tokens", "issue", "--role", "coordinator").strip())
+    assert len(claims["jti"]) == 32 and claims["exp"] - claims["iat"] == pytest.approx(30 * 86400)
+    claims = read_token(secret, ccs("tokens", "issue", "--role", "coordinator", "--days", "2").strip())
+    assert claims["exp"] - claims["iat"] == pytest.approx(2 * 86400)
+    monkeypatch.setenv("CCS_TOKEN_LIFETIME_DAYS", "7")
+    claims = read_token(secret, ccs("tokens", "issue", "--role", "coordinator", "--days", "90").strip())
+    assert claims["exp"] - claims["iat"] == pytest.approx(7 * 86400)  # --days may shorten it, never lengthen it
+    assert "0 is not in the range x>=1" in ccs("tokens", "issue", "--role", "coordinator", "--days", "0", expect=2)
+
+
+def test_tokens_are_revoked_by_id_by_the_token_itself_or_for_a_user(migrated):
+    token = ccs("tokens", "issue", "--role", "coordinator").strip()
+    jti = read_token(config.load("cli").secret_key, token)["jti"]
+    assert ccs("tokens", "revoke", jti).strip() == f"revoked token {jti}"
+    assert ccs("tokens", "revoke", token).strip() == f"revoked token {jti}"
+    assert ccs("tokens", "revoke", "--user", "Mo@Example.org").strip() == \
+        "revoked every token of mo@example.org issued until now"
+    assert "is not a token id" in ccs("tokens", "revoke", "12345", expect=2)
+    assert "that is not a token of this deployment" in ccs("tokens", "revoke", "a.forged.token", expect=2)
+    assert "give a token (or its id), or --user EMAIL" in ccs("tokens", "revoke", expect=2)
 
 
 def test_tokens_for_a_role_and_for_nobody(migrated):

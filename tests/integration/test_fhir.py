@@ -12,6 +12,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from shared.contracts import load_event
+from tests.helpers import EXAMPLE_DAY, NEXT_MONDAY
 from tests.integration.test_intake import REFERRAL, rows, staged_events
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
@@ -20,8 +21,8 @@ EHR = "ehr@fylde-pcn.nhs.uk"
 
 
 def fixture(name: str) -> dict:
-    """A fresh copy of an example resource."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    """A fresh copy of an example resource, asking for help next week (see EXAMPLE_DAY)."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8").replace(EXAMPLE_DAY, NEXT_MONDAY))
 
 
 @pytest.fixture

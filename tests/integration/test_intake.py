@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 import uuid
+from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from shared.contracts import load_event
+from tests.helpers import NEXT_MONDAY
 from tests.integration.test_bus import SHOPPING, drain
 
 REFERRAL = {
@@ -51,14 +54,29 @@ def staged_events(sessions) -> list[dict]:
     ("support_type", "gardening", "support_type"),
     ("urgency", "whenever", "urgency"),
     ("when.start", "tomorrow", "when.start"),
-    ("when.end", "2030-01-07T13:00:00+00:00", "when.end"),
-    ("when.start", "2030-01-07T14:00:00", "when.start"),
+    ("when.end", f"{NEXT_MONDAY}T13:00:00+00:00", "when.end"),
+    ("when.start", f"{NEXT_MONDAY}T14:00:00", "when.start"),
     ("repeat", {"every_weeks": 0, "occurrences": 6}, "repeat.every_weeks"),
     ("repeat", {"every_weeks": 1, "occurrences": 100}, "repeat.occurrences"),
     ("preferences.volunteer_gender", "any", "preferences.volunteer_gender"),
     ("consent.share_contact", "maybe", "consent.share_contact"),
     ("consent", None, "consent"),
     ("coordinator_notes", "x" * 4001, "coordinator_notes"),
+    # implausible, or not what the document says: refused with the field named
+    ("when", {"start": "1900-01-08T14:00:00+00:00", "end": "1900-01-08T16:00:00+00:00"}, "when.start"),
+    ("when", {"start": "9999-01-04T14:00:00+00:00", "end": "9999-01-04T16:00:00+00:00"}, "when.end"),
+    ("when.end", (date.fromisoformat(NEXT_MONDAY) + timedelta(days=400)).isoformat() + "T16:00:00+00:00", "when.end"),
+    ("person.date_of_birth", (date.today() + timedelta(days=1)).isoformat(), "person.date_of_birth"),
+    ("person.date_of_birth", "1899-12-31", "person.date_of_birth"),
+    ("person.name", "   ", "person.name"),
+    ("person.name", "Pat\x00Example", "person.name"),
+    ("person.name", "Pat\nExample", "person.name"),
+    ("person.name", "Pat \ud800", "person.name"),
+    ("coordinator_notes", "Lives alone \udfff", "coordinator_notes"),
+    ("consent.share_contact", "yes", "consent.share_contact"),
+    ("person.is_carer", 1, "person.is_carer"),
+    ("person.latitude", "53.81", "person.latitude"),
+    ("repeat", {"every_weeks": 1.5, "occurrences": 6}, "repeat.every_weeks"),
 ])
 def test_each_bad_field_is_named_in_a_problem_and_nothing_is_stored(intake, token, field, value, pointer):
     from services.intake.domain import SupportRequest
@@ -297,3 +315,94 @@ def test_a_recurring_request_stays_matched_until_its_last_occurrence_is_done_and
     assert [t["detail"] for t in final["timeline"] if t["what"] == "completed"] == [
         "Occurrence 1 of 2 done (2 hours)", "The volunteer reported it done"]
     assert [t["what"] for t in final["timeline"]][3] == "given back"
+
+
+# --- bad input never loses or half-writes data ------------------------------------------------------------------------
+
+def every_count(sessions) -> dict[str, int]:
+    """How many rows each of intake's tables holds: requests, timelines, consents, audit, keys, outbox, inbox."""
+    from services.intake.adapters import metadata
+
+    with sessions() as session:
+        return {table.name: session.scalar(sa.select(sa.func.count()).select_from(table))
+                for table in metadata.sorted_tables}
+
+
+LATER = (date.fromisoformat(NEXT_MONDAY) + timedelta(days=400)).isoformat()
+BAD_BODIES = {  # a kind of bad input, as a change to a good body
+    "a window in 1900": lambda b: b.update(when={"start": "1900-01-08T14:00:00+00:00",
+                                                 "end": "1900-01-08T16:00:00+00:00"}),
+    "a 400-day window": lambda b: b.update(when={"start": f"{NEXT_MONDAY}T14:00:00+00:00",
+                                                 "end": f"{LATER}T16:00:00+00:00"}),
+    "consent given as yes": lambda b: b["consent"].update(share_contact="yes"),
+    "a name with a lone surrogate": lambda b: b["person"].update(name="Pat \ud800"),
+    "a name of spaces": lambda b: b["person"].update(name="   "),
+    "notes with a NUL": lambda b: b.update(coordinator_notes="Lives alone\x00"),
+    "a field that does not exist": lambda b: b.update(password="hunter2"),
+}
+
+
+def refusals(client, method: str, path: str, good: dict, headers: dict) -> list[tuple[str, int]]:
+    """Each kind of bad body sent (and the good one as text/plain): what was refused, and how."""
+    answers = []
+    for kind, spoil in BAD_BODIES.items():
+        body = copy.deepcopy(good)
+        spoil(body)
+        answers.append((kind, client.open(path, method=method, json=body, headers=headers).status_code))
+    answers.append(("JSON sent as text/plain", client.open(path, method=method, data=json.dumps(good),
+                                                           content_type="text/plain", headers=headers).status_code))
+    return answers
+
+
+@pytest.mark.parametrize("method, path, good", [("POST", "/requests", SHOPPING), ("POST", "/referrals", REFERRAL)])
+def test_a_refused_create_stores_nothing_and_publishes_nothing(intake, token, method, path, good):
+    client, sessions = intake
+    before = every_count(sessions)
+    answers = refusals(client, method, path, good, {**token("referrer" if path == "/referrals" else "coordinator"),
+                                                    "Idempotency-Key": "one-key-for-every-try"})
+    assert answers == [(kind, 422) for kind in BAD_BODIES] + [("JSON sent as text/plain", 415)]
+    assert every_count(sessions) == before
+    assert client.post(path, json=good, headers={**token("referrer" if path == "/referrals" else "coordinator"),
+                                                 "Idempotency-Key": "one-key-for-every-try"}).status_code == 201
+
+
+def test_a_refused_change_changes_nothing_and_publishes_nothing(intake, token):
+    client, sessions = intake
+    created = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json
+    shown = client.get(f"/requests/{created['id']}", headers=token("coordinator")).json
+    before = every_count(sessions)  # after the read, which is audited
+    answers = refusals(client, "PATCH", f"/requests/{created['id']}",
+                       {k: SHOPPING[k] for k in ("person", "when", "consent", "coordinator_notes")},
+                       token("coordinator"))
+    assert answers == [(kind, 422) for kind in BAD_BODIES] + [("JSON sent as text/plain", 415)]
+    assert every_count(sessions) == before
+    assert client.get(f"/requests/{created['id']}", headers=token("coordinator")).json == shown
+
+
+def test_a_refused_service_request_stores_nothing_and_publishes_nothing(intake, token):
+    from tests.integration.test_fhir import FHIR_JSON, expressions, fixture
+
+    client, sessions = intake
+    ehr = token("referrer", subject="ehr@fylde-pcn.nhs.uk")
+    spoilt = {
+        "a window in 1900": ("occurrencePeriod", {"start": "1900-01-08T14:00:00+00:00",
+                                                  "end": "1900-01-08T16:00:00+00:00"}),
+        "a date of birth in the future": ("contained.0.birthDate", (date.today() + timedelta(days=3)).isoformat()),
+        "a name with a NUL": ("contained.0.name.0.family", "Exa\x00mple"),
+        "a lone surrogate in a text nothing reads": ("category.0.coding.0.display", "Patient \udc00referral"),
+    }
+    before = every_count(sessions)
+    for kind, (where, value) in spoilt.items():
+        resource = fixture("servicerequest-fylde-coast.json")
+        *parents, last = where.split(".")
+        target = resource
+        for step in parents:
+            target = target[int(step)] if step.isdigit() else target[step]
+        target[last] = value
+        answer = client.post("/fhir/ServiceRequest", data=json.dumps(resource), content_type=FHIR_JSON, headers=ehr)
+        assert answer.status_code == 422, kind
+        assert expressions(answer), kind
+    as_text = client.post("/fhir/ServiceRequest", data=json.dumps(fixture("servicerequest-fylde-coast.json")),
+                          content_type="text/plain", headers=ehr)
+    assert as_text.status_code == 415 and expressions(as_text) == {"ServiceRequest"}
+    assert every_count(sessions) == before

@@ -76,7 +76,8 @@ def test_a_volunteer_registered_by_postcode_with_checks_windows_and_time_away_re
     client = app_for("matching").test_client()
     made = register(client, token("coordinator"), "Ana Lopez", "07911 123450", languages=["en", "es"],
                     gender="female", weekly_cap=2, availability=[{"days": ["mon", "wed"], "part_of_day": "morning"}],
-                    time_away=[{"starts_on": "2030-08-01", "ends_on": "2030-08-14"}],
+                    time_away=[{"starts_on": (date.today() + timedelta(days=60)).isoformat(),
+                                "ends_on": (date.today() + timedelta(days=73)).isoformat()}],
                     checks=[*SAFEGUARDING, {"check": "criminal_record", "done_on": "2026-01-01",
                                             "expires_on": (date.today() + timedelta(days=10)).isoformat()}])
     assert (made["area"], made["phone"], made["status"]) == ("FY1", "+447911123450", "active")
@@ -259,7 +260,7 @@ def test_an_expiring_check_is_reminded_once(app_for, token):
     client, matching = app.test_client(), Matching(app)
     expires = date(2030, 3, 1)
     register(client, token("coordinator"), "Soon", "07911123520", checks=[
-        {"check": "criminal_record", "done_on": "2027-03-01", "expires_on": expires.isoformat()}])
+        {"check": "criminal_record", "done_on": "2026-03-01", "expires_on": expires.isoformat()}])
     for today, reminded in ((expires - timedelta(days=31), 0), (expires - timedelta(days=30), 1),
                             (expires - timedelta(days=29), 0)):
         with matching.uow() as uow:

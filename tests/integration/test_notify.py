@@ -221,10 +221,22 @@ def test_a_withdrawn_offer_is_texted_in_its_language_from_its_communitys_number_
     """offer.withdrawn now declares the community (and language): the text keeps to them (issue 11's drift)."""
     monkeypatch.delenv("CCS_QUIET_HOURS")
     notify = Notify(app_for("notify"))
+    afternoon = datetime(2026, 11, 25, 21, 0, tzinfo=timezone.utc)  # 16:00 in Ottawa: the offer goes at once
+    clock(afternoon)
+    offer = offer_made(phone="+16135550123", community="ottawa-west", language="fr")
+    notify.deliver("offer.made", offer)
+    from services.notify import service_layer
+
+    class Gateway:
+        def send(self, to, body, from_=None):
+            return "SM" + uuid.uuid4().hex
+
+    assert service_layer.send_due(notify.uow(), Gateway(), afternoon, notify.settings) == 1
     clock(datetime(2026, 11, 26, 3, 30, tzinfo=timezone.utc))  # 22:30 in Ottawa
-    notify.deliver("offer.withdrawn", {**EXAMPLES[("offer.withdrawn", 1)], "offer_id": str(uuid.uuid4()),
+    notify.deliver("offer.withdrawn", {**EXAMPLES[("offer.withdrawn", 1)], "offer_id": offer["offer_id"],
                                        "phone": "+16135550123", "community": "ottawa-west", "language": "fr"})
     [withdrawn] = notify.messages("withdrawn")
+    assert withdrawn.status == "queued"  # the offer went, so its closing is texted (issue 12: only then)
     assert withdrawn.from_phone == "+16135550100"  # Ottawa West's own sender
     assert withdrawn.next_attempt_at == datetime(2026, 11, 26, 13, 0, tzinfo=timezone.utc)  # 08:00 in Ottawa
     assert withdrawn.body == "Merci: l'offre 4821 est close, une autre personne l'a prise. Inutile de répondre."

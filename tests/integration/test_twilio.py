@@ -278,8 +278,12 @@ def test_an_undelivered_offer_is_declined_at_once_and_the_next_volunteer_texted(
     assert [o.status for o in matching.offers(request_id)] == ["undeliverable", "open"]  # delivered: still asked
 
 
-@pytest.mark.parametrize("code, event", [(21610, "contact.opted_out"), (21614, "contact.invalid")])
-def test_a_number_twilio_will_not_text_is_no_longer_offered_by_sms(offered, twilio, code, event):
+# An opted-out number's open offers are withdrawn, as when the volunteer texts STOP; an invalid one's is undeliverable.
+@pytest.mark.parametrize(
+    "code, event, first_offer",
+    [(21610, "contact.opted_out", "withdrawn"), (21614, "contact.invalid", "undeliverable")],
+)
+def test_a_number_twilio_will_not_text_is_no_longer_offered_by_sms(offered, twilio, code, event, first_offer):
     from services.matching.domain import Volunteer
     from services.notify.adapters import outbox as notify_outbox
 
@@ -289,7 +293,7 @@ def test_a_number_twilio_will_not_text_is_no_longer_offered_by_sms(offered, twil
     assert len(notify.events(event)) == 1
     relay(notify.app, notify_outbox)
     wait_for("matching to ask the next volunteer", lambda: len(matching.offers(request_id)) == 2)
-    assert [o.status for o in matching.offers(request_id)] == ["undeliverable", "open"]
+    assert [o.status for o in matching.offers(request_id)] == [first_offer, "open"]
     with matching.sessions() as session:
         near = session.scalar(sa.select(Volunteer).where(Volunteer.phone == VOLUNTEER))
         assert near.sms_opted_out_at == NOW

@@ -14,14 +14,15 @@ from marshmallow import ValidationError
 from services.intake import fhir
 from services.intake.entrypoints.api import ReferralIn
 from shared.web import field_errors
+from tests.helpers import EXAMPLE_DAY, NEXT_MONDAY
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 GOOD = ("servicerequest-fylde-coast.json", "servicerequest-ottawa-west.json")
 
 
 def fixture(name: str) -> dict:
-    """A fresh copy of an example resource."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    """A fresh copy of an example resource, asking for help next week (see EXAMPLE_DAY)."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8").replace(EXAMPLE_DAY, NEXT_MONDAY))
 
 
 def problems(resource: dict) -> dict[str, str]:
@@ -37,7 +38,7 @@ def test_the_fylde_coast_example_becomes_a_referral():
                    "postcode": "FY1 4AB", "date_of_birth": "1948-03-02", "preferred_language": "en"},
         "support_type": "bereavement_visit",
         "urgency": "soon",
-        "when": {"start": "2030-01-07T14:00:00Z", "end": "2030-01-07T16:00:00Z"},
+        "when": {"start": f"{NEXT_MONDAY}T14:00:00Z", "end": f"{NEXT_MONDAY}T16:00:00Z"},
         "consent": {"share_contact": True, "sms_contact": True},
         "referrer": {"organisation_type": "health_system", "name": "Dr Asha Rao", "organisation": "Fylde Coast PCN",
                      "contact": "asha.rao@fylde-pcn.example"},
@@ -197,7 +198,7 @@ def test_a_bad_phone_is_named_at_the_patients_telecom():
 
 
 def test_other_shapes_of_time_place_code_language_and_requester():
-    resource = changed(occurrencePeriod=None, occurrenceDateTime="2030-01-07T10:30:00+00:00", priority="stat",
+    resource = changed(occurrencePeriod=None, occurrenceDateTime=f"{NEXT_MONDAY}T10:30:00+00:00", priority="stat",
                        code=None, category=[{"coding": [{"system": fhir.CODE_SYSTEM, "code": "meals"}]}],
                        requester={"reference": "#pcn"}, reasonCode=[{"coding": [{"display": "Lives alone"}]}])
     patient = resource["contained"][0]
@@ -207,7 +208,7 @@ def test_other_shapes_of_time_place_code_language_and_requester():
         {"url": fhir.GEOLOCATION, "extension": [{"url": "latitude", "valueDecimal": 53.8},
                                                 {"url": "longitude", "valueDecimal": -3.05}]}]}]
     referral = fhir.to_referral(resource)
-    assert referral["when"] == {"start": "2030-01-07T10:30:00+00:00", "end": "2030-01-07T11:30:00+00:00"}
+    assert referral["when"] == {"start": f"{NEXT_MONDAY}T10:30:00+00:00", "end": f"{NEXT_MONDAY}T11:30:00+00:00"}
     assert (referral["urgency"], referral["support_type"]) == ("urgent", "meals")
     assert referral["person"] == {"name": "Pat Example", "phone": "+447911123456", "address": "Flat 2, The Mill",
                                   "latitude": 53.8, "longitude": -3.05}

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from services.intake import service_layer
-from services.intake.domain import (AuditEntry, Idempotency, IdempotencyKeyInUse, IdempotencyKeyReused,
+from services.intake.domain import (AuditEntry, Idempotency, IdempotencyKey, IdempotencyKeyInUse,
+                                    IdempotencyKeyReused,
                                     InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest, User, UserExists,
                                     board_rank, referred_by, within_reach)
-from shared.auth import Actor
+from services.intake.domain import (SIGN_IN_LIMIT, InvalidRevocation, TooManySignIns, WeakPassword,
+                                    locked_for)
+from shared.auth import Actor, subject_digest
 from shared.config import Settings
 from shared.contracts import load_event, make_event
-from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TaskDetailsShared
+from shared.contracts.intake import (RequestCancelled, RequestSubmitted, RequestUpdated, TaskDetailsShared,
+                                    TokenRevoked)
 from shared.taxonomy import SOURCES
 from tests.unit.fakes import FakeUnitOfWork
 
@@ -93,8 +99,8 @@ class FakeAnswers(Table):
         super().__init__()
         self.in_flight: set = set()  # keys another create has taken but not yet committed
 
-    def get(self, subject, key):
-        return self.rows.get((subject, key))
+    def get(self, actor, key):
+        return self.rows.get((IdempotencyKey.owner(actor), key))
 
     def add(self, answer):
         if (answer.subject, answer.key) in self.in_flight or (answer.subject, answer.key) in self.rows:
@@ -114,13 +120,32 @@ class FakeUsers(Table):
         return user if user is not None and user.active else None
 
 
+class FakeSignIns(Table):
+    def failures(self, account, address, since):
+        recent = [f for f in self.all() if f.at > since]
+        return [f.at for f in recent if f.account == account], [f.at for f in recent if f.address == address]
+
+    def add(self, failure):
+        self.put(len(self.rows) + len(self.pending), failure)
+
+    def forget(self, account):
+        self.rows = {k: f for k, f in self.rows.items() if f.account != account}
+        self.pending = {k: f for k, f in self.pending.items() if f.account != account}
+
+
+class FakeRevokedTokens(Table):
+    def add(self, revoked):
+        self.put(len(self.rows) + len(self.pending), revoked)
+
+
 class FakeIntakeUnitOfWork(FakeUnitOfWork):
     """Intake's unit of work in memory: what was added is kept only if the use case commits."""
 
     def __init__(self):
         super().__init__()
         self.requests, self.audit, self.answers, self.users = FakeRequests(), FakeAudit(), FakeAnswers(), FakeUsers()
-        self.tables = (self.requests, self.audit, self.answers, self.users)
+        self.sign_ins, self.revoked_tokens = FakeSignIns(), FakeRevokedTokens()
+        self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens)
 
     def commit(self):
         super().commit()
@@ -144,13 +169,22 @@ def uow():
 
 
 class ReversedPasswords:
-    """A stand-in for the password hasher: quick, and a hash is never the password itself."""
+    """A stand-in for the password hasher: quick, and a hash is never the password itself. Hashes made the old way
+    start `old:`; the common passwords are a short list."""
+
+    COMMON = {"password1234", "qwertyuiop12"}
 
     def hash(self, password: str) -> str:
         return "hash:" + password[::-1]
 
     def matches(self, password_hash: str, password: str) -> bool:
-        return password_hash == self.hash(password)
+        return password_hash in (self.hash(password), "old:" + password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return not password_hash.startswith("hash:")
+
+    def is_common(self, password: str) -> bool:
+        return password.strip().lower() in self.COMMON
 
 
 PASSWORDS = ReversedPasswords()
@@ -229,7 +263,8 @@ def test_a_fhir_service_request_keeps_its_document_and_the_rendered_answer(uow):
         render=lambda r: {"id": r.id, "status": r.status})
     assert result.request.source_document == document and result.request.source == "health_system"
     assert result.body == {"id": result.request.id, "status": "submitted"}
-    assert uow.answers.rows[(EHR.subject, "m-1")].response == {"id": str(result.request.id), "status": "submitted"}
+    assert uow.answers.rows[(IdempotencyKey.owner(EHR), "m-1")].response == {"id": str(result.request.id),
+                                                                              "status": "submitted"}
 
 
 # --- idempotency ------------------------------------------------------------------------------------------------------
@@ -248,6 +283,19 @@ def test_the_same_key_and_body_answer_the_first_result_again_and_publish_nothing
     assert not other.replayed and len(uow.requests.rows) == 2  # keys are per subject
 
 
+def test_a_key_is_the_subjects_in_their_communities_so_another_community_never_gets_the_answer(uow):
+    """The same subject in another community (tokens are per community) makes a new request with the same key and
+    body, and never sees the first community's answer."""
+    key = Idempotency.of("form-123", b'{"a": 1}', "requests")
+    first = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=key,
+                                         render=lambda r: {"id": r.id, "community": r.community})
+    elsewhere = replace(KIM, communities=("ottawa-west",))
+    other = service_layer.submit_request(uow, elsewhere, SHOPPING, SETTINGS, idempotency=key,
+                                         render=lambda r: {"id": r.id, "community": r.community})
+    assert not other.replayed and other.body["id"] != first.body["id"]
+    assert other.body["community"] == "ottawa-west"
+
+
 @pytest.mark.parametrize("body, endpoint", [(b'{"a": 2}', "requests"), (b'{"a": 1}', "referrals")])
 def test_a_key_used_again_with_another_body_or_endpoint_is_refused_and_nothing_is_stored(uow, body, endpoint):
     service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=Idempotency.of(
@@ -260,7 +308,7 @@ def test_a_key_used_again_with_another_body_or_endpoint_is_refused_and_nothing_i
 
 
 def test_a_key_another_create_is_using_is_refused_and_the_request_is_not_kept(uow):
-    uow.answers.in_flight.add((KIM.subject, "form-9"))
+    uow.answers.in_flight.add((IdempotencyKey.owner(KIM), "form-9"))
     with pytest.raises(IdempotencyKeyInUse):
         service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS,
                                      idempotency=Idempotency.of("form-9", b"{}", "requests"), render=lambda r: {})
@@ -370,6 +418,24 @@ def test_only_its_sender_reads_a_service_request_and_other_referrals_are_not_ser
             service_layer.get_service_request(uow, actor, request_id)
 
 
+def test_a_referral_is_seen_only_in_its_community_whoever_has_the_same_subject(uow):
+    """A token of another community with the same subject (and organisation) reads none of the referrals made in
+    this one: not in the list, not by id, not as a ServiceRequest."""
+    health = {**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation_type": "health_system"}}
+    referral = submitted(uow, actor=GP, data=REFERRAL)
+    sent = submitted(uow, actor=GP, data=health, source="health_system", document={"resourceType": "x"})
+    same_person_elsewhere = replace(GP, communities=("ottawa-west",))
+    page = service_layer.Page()
+    assert service_layer.list_referrals(uow, same_person_elsewhere, page) == [] and page.item_count == 0
+    for request_id in (referral.id, sent.id):
+        with pytest.raises(NotFound):
+            service_layer.get_referral(uow, same_person_elsewhere, request_id)
+        with pytest.raises(NotFound):
+            service_layer.get_service_request(uow, same_person_elsewhere, request_id)
+        assert not referred_by(uow.requests.find(request_id), same_person_elsewhere)
+    assert len(service_layer.list_referrals(uow, GP, service_layer.Page())) == 2
+
+
 # --- matching's events ------------------------------------------------------------------------------------------------
 
 
@@ -399,6 +465,39 @@ def test_a_recurring_request_is_completed_by_its_last_occurrence(uow):
     assert r.status == "matched" and r.timeline[-1].detail == "Occurrence 1 of 2 done (2 hours)"
     handled(uow, event("task.completed", r, occurrence=2, occurrences=2, hours=None))
     assert (r.status, r.outcome, r.timeline[-1].detail) == ("completed", "Completed", "The volunteer reported it done")
+
+
+@pytest.mark.parametrize("reason, why", [
+    ("opted_out", "the volunteer opted out of SMS"),
+    ("taken", "another volunteer took it"),
+    ("cancelled", "the request was cancelled"),
+])
+def test_a_withdrawn_offer_is_on_the_timeline_with_why_and_moves_no_status(uow, reason, why):
+    from services.intake.entrypoints.handlers import HANDLERS
+
+    r = submitted(uow)
+    handled(uow, event("offer.made", r))
+    withdrawn = event("offer.withdrawn", r, reason=reason)
+    with uow:
+        HANDLERS[withdrawn.type](uow, withdrawn)
+        uow.commit()
+    assert r.status == "offered" and uow.published == []
+    assert (r.timeline[-1].what, r.timeline[-1].detail, r.timeline[-1].actor) == (
+        "withdrawn", f"Offer withdrawn (ref 4821): {why}", "matching")
+
+
+def test_the_coordinator_is_told_when_the_volunteer_with_the_task_opts_out_and_the_task_stays_matched(uow):
+    from services.intake.entrypoints.handlers import HANDLERS
+
+    r = submitted(uow)
+    for each in (event("offer.accepted", r), event("request.matched", r), event("task.volunteer_opted_out", r)):
+        with uow:
+            HANDLERS[each.type](uow, each)
+            uow.commit()
+    assert r.status == "matched"
+    assert (r.timeline[-1].what, r.timeline[-1].detail) == (
+        "volunteer opted out", "The volunteer with the task (ref 4821) opted out of SMS: no reminder reaches them by "
+                               "text; call them to check it still stands")
 
 
 def test_an_acceptance_shares_the_persons_details_with_that_volunteer_only_with_consent(uow):
@@ -433,7 +532,7 @@ def test_a_user_is_created_once_and_signs_in_with_their_password(uow):
     uow.committed = False
     with pytest.raises(UserExists, match="a user mo@example.org already exists"):
         service_layer.create_user(uow, PASSWORDS, "mo@example.org", "Mo", "coordinator", ["fylde-coast"], None,
-                                  "pw")
+                                  "another long passphrase")
     assert not uow.committed and uow.users.rows["mo@example.org"].role == "manager"
     assert service_layer.sign_in(uow, PASSWORDS, " Mo@Example.org ", "correct horse") is user
     assert service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "wrong") is None
@@ -441,11 +540,108 @@ def test_a_user_is_created_once_and_signs_in_with_their_password(uow):
 
 
 def test_a_user_who_left_can_neither_sign_in_nor_be_issued_a_token(uow):
-    service_layer.create_user(uow, PASSWORDS, "al@example.org", "Al", "coordinator", ["fylde-coast"], None, "pw")
+    service_layer.create_user(uow, PASSWORDS, "al@example.org", "Al", "coordinator", ["fylde-coast"], None,
+                              "a long enough passphrase")
     uow.users.rows["al@example.org"].active = False
-    assert service_layer.sign_in(uow, PASSWORDS, "al@example.org", "pw") is None
+    assert service_layer.sign_in(uow, PASSWORDS, "al@example.org", "a long enough passphrase") is None
     assert service_layer.active_user(uow, "al@example.org") is None
     assert isinstance(uow.users.rows["al@example.org"], User)
+
+
+@pytest.mark.parametrize("password, why", [
+    ("short words", "at least 12 characters long (this one has 11)"),
+    ("Password1234", "on a list of commonly used passwords"),
+    (" QWERTYUIOP12 ", "on a list of commonly used passwords"),
+    ("Mo@Example.org", "must not be the email address"),
+    ("x" * 257, "at most 256 characters long"),
+])
+def test_a_password_that_would_be_easy_to_guess_is_refused_with_the_reason(uow, password, why):
+    with pytest.raises(WeakPassword, match=re.escape(why)):
+        service_layer.create_user(uow, PASSWORDS, "mo@example.org", "Mo", "manager", ["fylde-coast"], None, password)
+    assert not uow.committed and not uow.users.all()
+
+
+def test_a_password_of_twelve_characters_not_on_the_list_is_taken(uow):
+    user = service_layer.create_user(uow, PASSWORDS, "mo@example.org", "Mo", "manager", ["fylde-coast"], None,
+                                     "tram lantern")
+    assert uow.committed and user.password_hash == PASSWORDS.hash("tram lantern")
+
+
+def signed_up(uow, email="mo@example.org", password="correct horse battery"):
+    return service_layer.create_user(uow, PASSWORDS, email, "Mo", "manager", ["fylde-coast"], None, password)
+
+
+def test_five_failures_of_an_account_lock_it_for_fifteen_minutes_even_with_the_right_password(uow):
+    signed_up(uow)
+    start = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
+    for n in range(SIGN_IN_LIMIT):
+        at = start + timedelta(minutes=n)
+        assert service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "wrong", f"10.0.0.{n}", now=at) is None
+    with pytest.raises(TooManySignIns, match="Try again in 11 minutes") as locked:
+        service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "correct horse battery", "10.0.1.1",
+                              now=start + timedelta(minutes=4))
+    assert locked.value.retry_after == 11 * 60  # until the first failure is 15 minutes old
+    assert len(uow.sign_ins.all()) == SIGN_IN_LIMIT  # refused attempts are not counted: the lock ends on time
+    # Another account from another address is not affected.
+    signed_up(uow, "al@example.org")
+    assert service_layer.sign_in(uow, PASSWORDS, "al@example.org", "correct horse battery", "10.0.1.1",
+                                 now=start + timedelta(minutes=4)) is not None
+    user = service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "correct horse battery", "10.0.1.1",
+                                 now=start + timedelta(minutes=15, seconds=1))
+    assert user is not None and user.email == "mo@example.org"
+    assert [f.account for f in uow.sign_ins.all()] == []  # a success clears the account's failures
+
+
+def test_five_failures_from_an_address_lock_it_whatever_the_account(uow):
+    signed_up(uow)
+    start = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
+    for n in range(SIGN_IN_LIMIT):
+        assert service_layer.sign_in(uow, PASSWORDS, f"guess{n}@example.org", "wrong", "192.0.2.7",
+                                     now=start + timedelta(seconds=n)) is None
+    with pytest.raises(TooManySignIns):
+        service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "correct horse battery", "192.0.2.7",
+                              now=start + timedelta(minutes=1))
+    assert service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "correct horse battery", "192.0.2.8",
+                                 now=start + timedelta(minutes=1)) is not None
+
+
+def test_failures_spread_wider_than_the_window_never_lock():
+    start = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
+    every_four_minutes = [start + timedelta(minutes=4 * n) for n in range(10)]
+    assert locked_for(every_four_minutes, start + timedelta(minutes=37)) == 0
+    assert locked_for(every_four_minutes[:SIGN_IN_LIMIT - 1], every_four_minutes[3]) == 0
+    bunched = [start + timedelta(seconds=n) for n in range(SIGN_IN_LIMIT)]
+    assert locked_for(bunched, start + timedelta(minutes=1)) == 14 * 60
+
+
+def test_a_hash_made_the_old_way_is_made_again_at_sign_in(uow):
+    user = signed_up(uow)
+    user.password_hash = "old:correct horse battery"
+    assert service_layer.sign_in(uow, PASSWORDS, "mo@example.org", "correct horse battery") is user
+    assert uow.users.rows["mo@example.org"].password_hash == PASSWORDS.hash("correct horse battery")
+
+
+def test_a_token_is_revoked_by_its_id_in_intake_and_for_every_other_service(uow):
+    revoked = service_layer.revoke_tokens(uow, SETTINGS, jti=" 3F2A9C1D5E7B4A608C9D0E1F2A3B4C5D ")
+    assert revoked == TokenRevoked(jti="3f2a9c1d5e7b4a608c9d0e1f2a3b4c5d")
+    assert uow.committed and uow.published == [revoked] and uow.revoked_tokens.all() == [revoked]
+
+
+def test_every_token_of_a_user_is_revoked_by_a_digest_of_their_address_never_the_address(uow):
+    now = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
+    revoked = service_layer.revoke_tokens(uow, SETTINGS, subject="mo@example.org", now=now)
+    assert revoked.issued_before == now and revoked.jti is None
+    assert revoked.subject_digest == subject_digest(SETTINGS.secret_key, "mo@example.org")
+    assert "mo@example.org" not in str(make_event(revoked))
+    assert uow.published == [revoked]
+
+
+@pytest.mark.parametrize("named", [{}, {"jti": "not-a-token-id"}, {"jti": "3f2a9c1d5e7b4a608c9d0e1f2a3b4c5d",
+                                                                   "subject": "mo@example.org"}])
+def test_a_revocation_that_names_no_token_is_refused_and_publishes_nothing(uow, named):
+    with pytest.raises(InvalidRevocation):
+        service_layer.revoke_tokens(uow, SETTINGS, now=datetime(2030, 1, 7, tzinfo=timezone.utc), **named)
+    assert not uow.committed and not uow.published and not uow.revoked_tokens.all()
 
 
 def test_an_audit_entry_names_the_actor_and_the_fields_in_order():

@@ -16,12 +16,13 @@ from services.matching import service_layer
 from services.matching.domain import (HOLDING, Conflict, HeldTask, MatchRequest, NotFound, Policy, TimeAway,
                                       Volunteer, VolunteerCheck, distance_km)
 from services.matching.service_layer import VolunteerSheet
-from shared.auth import Actor
+from shared.auth import SYSTEM, Actor
 from shared.contracts.intake import RequestSubmitted
 from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved,
                                        RequestMatched, RequestUnmatched, TaskCompleted, TaskGivenBack,
-                                       VolunteerRegistered, VolunteerStatusChanged)
+                                       TaskVolunteerOptedOut, VolunteerRegistered, VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
+from shared.scoping import sees
 from tests.unit.fakes import FakeUnitOfWork
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # a Monday morning
@@ -49,8 +50,9 @@ class FakeVolunteers:
     def add(self, volunteer):
         self.rows[volunteer.id] = volunteer
 
-    def get(self, volunteer_id):
-        return self.rows.get(volunteer_id)
+    def get(self, volunteer_id, scope):
+        found = self.rows.get(volunteer_id)
+        return found if found is not None and sees(scope, found.community) else None
 
     def by_phone(self, phone):
         return next((v for v in self.rows.values() if v.phone == phone), None)
@@ -66,12 +68,12 @@ class FakeVolunteers:
     def in_community(self, community):
         return [v for v in self.rows.values() if v.community == community]
 
-    def roster(self, communities, status=None):
-        return sorted((v for v in self.rows.values() if v.community in communities and status in (None, v.status)),
+    def roster(self, scope, status=None):
+        return sorted((v for v in self.rows.values() if sees(scope, v.community) and status in (None, v.status)),
                       key=lambda v: v.name)
 
-    def listing(self, communities, page, status=None, expiring_by=None):
-        chosen = [v for v in self.roster(communities, status)
+    def listing(self, scope, page, status=None, expiring_by=None):
+        chosen = [v for v in self.roster(scope, status)
                   if expiring_by is None or any(c.expires_on and c.expires_on <= expiring_by for c in v.checks)]
         page.item_count = len(chosen)
         return chosen[page.first_item:page.first_item + page.page_size]
@@ -91,12 +93,13 @@ class FakeRequests:
     def add(self, request):
         self.rows[request.request_id] = request
 
-    def get(self, request_id):
-        return self.rows.get(request_id)
+    def get(self, request_id, scope):
+        found = self.rows.get(request_id)
+        return found if found is not None and sees(scope, found.community) else None
 
-    def lock(self, request_id):
+    def lock(self, request_id, scope):
         self.log.append(("lock", request_id))
-        return self.rows.get(request_id)
+        return self.get(request_id, scope)
 
     def cancelled_early(self, request_id):
         return request_id in self.early
@@ -201,7 +204,7 @@ def submit(uow, policy=POLICY, **changes) -> MatchRequest:
     """Deliver a new request, and return matching's copy of it."""
     request = details(**changes)
     service_layer.take_request(uow, request, policy, NOW, "corr-1")
-    return uow.requests.get(request.request_id)
+    return uow.requests.get(request.request_id, SYSTEM)
 
 
 def text(uow, who: Volunteer | str, keyword: str | None, code: str | None = None, hours: float | None = None,
@@ -267,7 +270,7 @@ def test_a_request_delivered_twice_is_taken_once_and_one_cancelled_before_it_cam
     service_layer.cancel_request(uow, early)
     assert uow.requests.cancelled_early(early) and uow.published == []
     service_layer.take_request(uow, details(request_id=early), POLICY, NOW, "corr-3")
-    assert uow.requests.get(early).status == "cancelled" and uow.requests.get(early).offers == []
+    assert uow.requests.get(early, SYSTEM).status == "cancelled" and uow.requests.get(early, SYSTEM).offers == []
     assert uow.events(OfferMade) == []
 
 
@@ -280,7 +283,7 @@ def test_an_update_changes_an_open_request_and_one_that_overtook_its_request_tak
 
     overtaking = details(urgency="urgent")
     service_layer.update_request(uow.anew(), overtaking, POLICY, NOW, "corr-9")
-    taken = uow.requests.get(overtaking.request_id)
+    taken = uow.requests.get(overtaking.request_id, SYSTEM)
     assert taken.urgency == "urgent" and taken.correlation_id == "corr-9" and len(uow.events(OfferMade)) == 1
 
     taken.status = "matched"
@@ -320,7 +323,7 @@ def test_the_first_yes_wins_and_the_others_are_withdrawn_with_the_community_and_
     assert (accepted.offer_id, accepted.by, accepted.community, accepted.language, accepted.window_start) == (
         offer.id, "volunteer", "fylde-coast", "fr", TASK)
     assert uow.events(RequestMatched) == [RequestMatched(request_id=request.request_id, offer_id=offer.id,
-                                                         volunteer_id=b.id)]
+                                                         volunteer_id=b.id, sequence=7)]  # 3 offers, 2 withdrawn, 1 yes
     assert uow.log == [("lock", request.request_id), ("read again", request.request_id)]  # the lock order
 
     text(uow.anew(), a, "YES", offer_of(request, a, "withdrawn").code)  # too late
@@ -462,6 +465,68 @@ def test_opting_out_or_an_invalid_number_stops_offers_by_sms_until_opting_back_i
     assert not uow.committed
 
 
+def test_stop_withdraws_every_open_offer_at_once_each_cascade_moves_on_and_a_later_yes_wins_nothing():
+    """Issue 12: a volunteer who texted STOP kept their open offers, and a later YES still won the task."""
+    stopper, other, third = (volunteer(n, f"+44791112300{i}", north_km=i) for i, n in enumerate(("Stopper", "B", "C")))
+    uow = uow_with(stopper, other, third)
+    policy = replace(POLICY, batch_size=2)
+    first, second = submit(uow, policy), submit(uow, policy)
+    codes = {r.request_id: offer_of(r, stopper).code for r in (first, second)}
+    service_layer.opted_out(uow.anew(), stopper.phone, NOW, policy, NOW + timedelta(seconds=1))
+    assert uow.committed and stopper.sms_opted_out_at == NOW
+    withdrawn = uow.events(OfferWithdrawn)
+    assert sorted((e.request_id, e.code, e.reason, e.volunteer_id) for e in withdrawn) == sorted(
+        (r.request_id, codes[r.request_id], "opted_out", stopper.id) for r in (first, second))
+    assert [e.request_id for e in withdrawn] == sorted((first.request_id, second.request_id), key=str)
+    assert uow.log == [entry for rid in sorted((first.request_id, second.request_id), key=str)
+                       for entry in (("lock", rid), ("read again", rid))]  # the lock order, request by request
+    # each request still waits on B; once B says no, the next batch is C alone (the stopper is never asked again)
+    assert uow.events(OfferMade) == [] and {r.status for r in (first, second)} == {"open"}
+    text(uow.anew(), other, "NO", offer_of(first, other).code, policy=policy)
+    assert [(e.volunteer_id, e.round) for e in uow.events(OfferMade)] == [(third.id, 2)]
+
+    text(uow.anew(), stopper, "YES", codes[second.request_id], policy=policy)
+    assert uow.events(OfferAccepted) == [] and second.status == "open"
+    [unresolved] = uow.events(ReplyUnresolved)
+    assert (unresolved.reason, unresolved.code) == ("no_such_offer", codes[second.request_id])
+
+
+def test_stop_from_the_only_one_asked_moves_the_cascade_on_at_once_to_the_next_batch_or_unmatched():
+    stopper, other = volunteer("Stopper", "+447911123001"), volunteer("Other", "+447911123002", north_km=1)
+    uow = uow_with(stopper, other)
+    policy = replace(POLICY, batch_size=1)
+    request = submit(uow, policy)
+    service_layer.opted_out(uow.anew(), stopper.phone, NOW, policy, NOW)
+    [made] = uow.events(OfferMade)
+    assert (made.volunteer_id, made.round) == (other.id, 2)
+    service_layer.opted_out(uow.anew(), other.phone, NOW, policy, NOW)
+    assert request.status == "unmatched" and [o.status for o in request.offers] == ["withdrawn", "withdrawn"]
+    [unmatched] = uow.events(RequestUnmatched)
+    assert unmatched.reason == "2 asked, none said yes; of the rest: 2 opted out of SMS"
+
+
+def test_a_volunteer_holding_a_task_who_opts_out_keeps_it_and_the_coordinator_is_told():
+    holder, other = volunteer("Holder", "+447911123001"), volunteer("Other", "+447911123002", north_km=1)
+    uow = uow_with(holder, other)
+    matched, open_one = submit(uow), submit(uow)
+    text(uow, holder, "YES", offer_of(matched, holder).code)
+    service_layer.opted_out(uow.anew(), holder.phone, NOW, POLICY, NOW)
+    task = offer_of(matched, holder, "accepted")
+    assert matched.status == "matched"
+    [told] = uow.events(TaskVolunteerOptedOut)
+    assert (told.request_id, told.offer_id, told.volunteer_id, told.code, told.community) == (
+        matched.request_id, task.id, holder.id, task.code, "fylde-coast")
+    [withdrawn] = uow.events(OfferWithdrawn)  # the open offer of the other request, not the task
+    assert (withdrawn.request_id, withdrawn.reason) == (open_one.request_id, "opted_out")
+    assert uow.events(OfferMade) == []  # the other volunteer still has that one open
+
+
+def test_an_opt_out_from_a_number_that_is_no_volunteers_changes_nothing():
+    uow = uow_with(volunteer("Sam", "+447911123001"))
+    service_layer.opted_out(uow, "+447700900999", NOW, POLICY, NOW)
+    assert not uow.committed and uow.published == []
+
+
 # --- timed jobs ------------------------------------------------------------------------------------------------
 
 def test_expiry_expires_unanswered_offers_and_asks_the_next_batch_where_a_whole_batch_went_quiet():
@@ -506,7 +571,7 @@ def test_a_volunteer_registered_by_postcode_is_placed_by_the_gazetteer_and_metri
     made = service_layer.register_volunteer(uow, COORDINATOR, profile(
         "Ana", "+447911123450", availability=[{"days": ["wed", "mon"], "part_of_day": "morning"}],
         time_away=[{"starts_on": date(2030, 8, 1), "ends_on": date(2030, 8, 14)}]))
-    assert uow.committed and uow.volunteers.get(made.id) is made
+    assert uow.committed and uow.volunteers.get(made.id, SYSTEM) is made
     assert (made.community, made.postcode, made.area, made.latitude) == ("fylde-coast", "FY1", "FY1", 53.8142)
     assert made.availability == ["mon:morning", "wed:morning"]
     assert made.windows() == [{"days": ["mon", "wed"], "part_of_day": "morning"}]

@@ -83,6 +83,9 @@ class FakeMessages:
     def has_key(self, key):
         return any(m.key == key for m in self.rows)
 
+    def with_key(self, key, lock=False):
+        return next((m for m in self.rows if m.key == key), None)
+
     def by_provider_sid(self, sid):
         return next((m for m in self.rows if m.provider_sid == sid), None)
 
@@ -99,9 +102,9 @@ class FakeMessages:
     def texted_before(self, phone):
         return any(m.to_phone == phone and m.purpose != "answer" for m in self.rows)
 
-    def newest_first(self, to_phone, pagination_parameters):
-        return sorted((m for m in self.rows if to_phone in (None, m.to_phone)), key=lambda m: m.created_at,
-                      reverse=True)
+    def newest_first(self, scope, to_phone, pagination_parameters):
+        return sorted((m for m in self.rows if scope.sees_sent(m) and to_phone in (None, m.to_phone)),
+                      key=lambda m: m.created_at, reverse=True)
 
     def keyed(self, key) -> OutgoingMessage:
         return next(m for m in self.rows if m.key == key)
@@ -117,6 +120,10 @@ class FakeInbound:
     def add(self, message):
         self.rows[message.message_sid] = message
 
+    def latest_from(self, phone):
+        return max((m for m in self.rows.values() if m.from_phone == phone), key=lambda m: m.received_at,
+                   default=None)
+
 
 class FakeConversations:
     """The conversations, worked out from the other fakes as adapters.ConversationRepository's queries do."""
@@ -125,26 +132,25 @@ class FakeConversations:
         self._contacts, self._messages, self._inbound = contacts, messages, inbound
 
     def _phones(self, scope):
-        return ({m.to_phone for m in self._messages.rows if m.from_phone in scope.ours}
-                | {m.from_phone for m in self._inbound.rows.values()
-                   if m.to_phone in scope.ours or m.to_phone not in scope.every})
+        return ({m.to_phone for m in self._messages.rows if scope.sees_sent(m)}
+                | {m.from_phone for m in self._inbound.rows.values() if scope.sees_received(m)})
 
     def latest_sent(self, scope):
         latest = {}
         for m in sorted(self._messages.rows, key=lambda m: m.sent_at or m.created_at):
-            if m.to_phone in self._phones(scope):
+            if scope.sees_sent(m):
                 latest[m.to_phone] = m
         return latest
 
     def latest_received(self, scope):
         latest = {}
         for m in sorted(self._inbound.rows.values(), key=lambda m: m.received_at):
-            if m.from_phone in self._phones(scope):
+            if scope.sees_received(m):
                 latest[m.from_phone] = m
         return latest
 
     def texted(self, scope):
-        return {m.to_phone for m in self._messages.rows if m.to_phone in self._phones(scope) and m.purpose != "answer"}
+        return {m.to_phone for m in self._messages.rows if scope.sees_sent(m) and m.purpose != "answer"}
 
     def contacts(self, scope):
         return {p: c for p, c in self._contacts.rows.items() if p in self._phones(scope)}
@@ -152,14 +158,15 @@ class FakeConversations:
     def in_scope(self, scope, phone):
         return phone in self._phones(scope)
 
-    def with_phone(self, phone):
-        return ([m for m in self._messages.rows if m.to_phone == phone],
-                [m for m in self._inbound.rows.values() if m.from_phone == phone], self._contacts.get(phone))
+    def with_phone(self, scope, phone):
+        return ([m for m in self._messages.rows if m.to_phone == phone and scope.sees_sent(m)],
+                [m for m in self._inbound.rows.values() if m.from_phone == phone and scope.sees_received(m)],
+                self._contacts.get(phone))
 
     def received_by_phones(self, scope, statuses):
-        received = [m for m in self._messages.rows if m.status in statuses and m.to_phone in self._phones(scope)]
+        received = [m for m in self._messages.rows if m.status in statuses and scope.sees_sent(m)]
         numbers = {m.to_phone for m in received}
-        return received, [m for m in self._inbound.rows.values() if m.from_phone in numbers]
+        return received, [m for m in self._inbound.rows.values() if m.from_phone in numbers and scope.sees_received(m)]
 
 
 class FakeNotifyUnitOfWork(FakeUnitOfWork):
@@ -260,13 +267,24 @@ def test_a_task_that_ended_has_its_waiting_reminders_cancelled_and_no_others(uow
     assert [m.status for m in uow.messages.rows] == ["sent", "cancelled", "cancelled", "queued"]
 
 
+def offer_went(uow, offer_id, status: str = "sent") -> OutgoingMessage:
+    """An offer's SMS that went (or became `status`), as the sender leaves it."""
+    message = OutgoingMessage(key=f"offer:{offer_id}", purpose="offer", to_phone=VOLUNTEER, body="Can you help?",
+                              correlation_id="c", from_phone=FYLDE_NUMBER)
+    message.sent(f"SM{uuid.uuid4().hex}", MORNING - timedelta(hours=1))
+    message.status = status
+    uow.messages.add(message)
+    return message
+
+
 def test_a_withdrawn_offer_is_texted_from_its_communitys_number_after_its_quiet_hours_in_its_language(uow):
     """The drift of issue 11: offer.withdrawn's community (and language) were not in its contract, so the text
     went from the deployment's number, at night, in English. It now keeps to the offer's community."""
     withdrawn = payload("offer.withdrawn", phone=OTTAWA_VOLUNTEER, community="ottawa-west", language="fr",
                         reason="taken")
+    offer_went(uow, withdrawn.offer_id)
     handled(uow, service_layer.queue_withdrawn, withdrawn, "corr-9", NIGHT_IN_OTTAWA, SETTINGS)
-    [message] = uow.messages.rows
+    _, message = uow.messages.rows
     assert message.from_phone == OTTAWA_NUMBER
     assert message.next_attempt_at == datetime(2026, 11, 26, 13, tzinfo=timezone.utc)  # 08:00 in Ottawa
     assert message.body == "Merci: l'offre 4821 est close, une autre personne l'a prise. Inutile de répondre."
@@ -279,15 +297,105 @@ def test_a_withdrawn_offer_goes_at_once_where_it_is_day_and_cancels_the_tasks_re
     accepted = payload("offer.accepted", window_start=start.isoformat(),
                        window_end=(start + timedelta(hours=2)).isoformat())
     handled(uow, service_layer.queue_reminders, accepted, "c", MORNING, SETTINGS)
+    offer_went(uow, accepted.offer_id, "delivered")
     withdrawn = payload("offer.withdrawn", offer_id=str(accepted.offer_id), reason="cancelled", language=None)
     handled(uow, service_layer.queue_withdrawn, withdrawn, "c", MORNING, SETTINGS)
-    *reminders, message = uow.messages.rows
-    assert {m.status for m in reminders} == {"cancelled"}
+    *reminders, offer, message = uow.messages.rows
+    assert {m.status for m in reminders} == {"cancelled"} and offer.status == "delivered"
+    assert message.status == "queued"
     assert (message.from_phone, message.next_attempt_at) == (FYLDE_NUMBER, None)
     assert message.body == "Thank you: offer 4821 is closed, it is no longer needed. No need to reply."
     ottawa = payload("offer.withdrawn", offer_id=str(uuid.uuid4()), phone=OTTAWA_VOLUNTEER, community="ottawa-west")
+    offer_went(uow, ottawa.offer_id)
     handled(uow, service_layer.queue_withdrawn, ottawa, "c", EVENING_IN_OTTAWA, SETTINGS)
     assert (uow.messages.rows[-1].from_phone, uow.messages.rows[-1].next_attempt_at) == (OTTAWA_NUMBER, None)
+
+
+NIGHT = datetime(2026, 11, 25, 22, 30, tzinfo=timezone.utc)  # quiet hours in Blackpool until 08:00
+EIGHT = datetime(2026, 11, 26, 8, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("reason", ["taken", "cancelled", "opted_out"])
+def test_an_offer_held_by_quiet_hours_is_cancelled_when_withdrawn_and_nothing_goes_at_eight(uow, reason):
+    """Issue 12: an offer held by quiet hours went out at 08:00 after its request was matched or cancelled."""
+    offer = payload("offer.made", phone=VOLUNTEER)
+    handled(uow, service_layer.queue_offer, offer, "c", NIGHT, SETTINGS)
+    assert uow.messages.keyed(f"offer:{offer.offer_id}").next_attempt_at == EIGHT
+    withdrawn = payload("offer.withdrawn", offer_id=str(offer.offer_id), phone=VOLUNTEER, reason=reason)
+    handled(uow, service_layer.queue_withdrawn, withdrawn, "c", NIGHT + timedelta(minutes=5), SETTINGS)
+    gateway = FakeGateway()
+    assert service_layer.send_due(uow, gateway, EIGHT, SETTINGS) == 0
+    assert gateway.sent == [] and uow.events(SmsSent) == [] and uow.events(SmsFailed) == []
+    held, closed = uow.messages.rows
+    assert (held.status, held.error, held.next_attempt_at) == (
+        "cancelled", "not sent: the offer was withdrawn before its text went", None)
+    assert (closed.key, closed.status) == (f"withdrawn:{offer.offer_id}", "cancelled")  # they never had the offer
+    # both stay in the conversation, as not sent
+    thread = service_layer.conversation(uow, COORDINATOR, VOLUNTEER, SETTINGS)["thread"]
+    assert [(e.message.purpose, e.message.status) for e in thread] == [("offer", "cancelled"),
+                                                                       ("withdrawn", "cancelled")]
+
+
+def test_a_withdrawal_that_overtakes_its_offer_keeps_the_offer_and_its_reminders_from_ever_going(uow):
+    offer = payload("offer.made", phone=VOLUNTEER)
+    withdrawn = payload("offer.withdrawn", offer_id=str(offer.offer_id), phone=VOLUNTEER, reason="cancelled")
+    handled(uow, service_layer.queue_withdrawn, withdrawn, "c", MORNING, SETTINGS)
+    handled(uow, service_layer.queue_offer, offer, "c", MORNING, SETTINGS)
+    start = MORNING + timedelta(days=2)
+    accepted = payload("offer.accepted", offer_id=str(offer.offer_id), phone=VOLUNTEER,
+                       window_start=start.isoformat(), window_end=(start + timedelta(hours=2)).isoformat())
+    handled(uow, service_layer.task_accepted, accepted, "c", MORNING, SETTINGS)
+    gateway = FakeGateway()
+    assert service_layer.send_due(uow, gateway, MORNING + timedelta(days=3), SETTINGS) == 0
+    assert gateway.sent == []
+    assert [(m.purpose, m.status) for m in uow.messages.rows] == [("withdrawn", "cancelled"), ("offer", "cancelled")]
+
+
+def test_a_closed_text_goes_only_after_the_offer_it_closes_went_and_never_if_it_did_not(uow):
+    being_sent, went_astray = payload("offer.made", phone=VOLUNTEER), payload(
+        "offer.made", phone=VOLUNTEER, offer_id=str(uuid.uuid4()), code="5532")
+    for offer in (being_sent, went_astray):
+        handled(uow, service_layer.queue_offer, offer, "c", MORNING, SETTINGS)
+    first, second = uow.messages.rows
+    first.claim(MORNING)  # another sender is calling the gateway with it right now
+    second.sent("SM" + "b" * 32, MORNING)
+    for offer in (being_sent, went_astray):
+        handled(uow, service_layer.queue_withdrawn, payload("offer.withdrawn", offer_id=str(offer.offer_id),
+                                                            phone=VOLUNTEER, code=offer.code), "c", MORNING, SETTINGS)
+    service_layer.record_status(uow, "SM" + "b" * 32, "undelivered", "30003", MORNING)
+    gateway = FakeGateway()
+    assert service_layer.send_due(uow, gateway, MORNING, SETTINGS) == 0  # the first's closed text waits for it
+    waiting, astray = (uow.messages.keyed(f"withdrawn:{o.offer_id}") for o in (being_sent, went_astray))
+    assert (waiting.status, waiting.next_attempt_at) == ("queued", MORNING + domain.WAIT_FOR_OFFER)
+    assert (astray.status, astray.error) == ("cancelled", "not sent: the offer it closes never reached them")
+    first.sent("SM" + "a" * 32, MORNING + timedelta(seconds=2))
+    assert service_layer.send_due(uow, gateway, MORNING + timedelta(seconds=30), SETTINGS) == 1
+    assert waiting.status == "sent" and gateway.sent == [(VOLUNTEER, waiting.body, FYLDE_NUMBER)]
+    assert waiting.sent_at > first.sent_at
+
+
+def test_someone_who_opted_out_is_not_told_their_offer_closed(uow):
+    offer_went(uow, uuid.UUID(EXAMPLES[("offer.withdrawn", 1)]["offer_id"]))
+    handled(uow, service_layer.queue_withdrawn, payload("offer.withdrawn", phone=VOLUNTEER, reason="opted_out"), "c",
+            MORNING, SETTINGS)
+    offer, closed = uow.messages.rows
+    assert (offer.status, closed.status, closed.error) == ("sent", "cancelled", "not sent: they opted out of SMS")
+
+
+def test_an_offer_accepted_before_its_sms_went_is_cancelled_and_the_tasks_reminders_queued(uow):
+    """A coordinator assigned the volunteer while their offer waited out the quiet hours: it must not ask at 08:00."""
+    offer = payload("offer.made", phone=VOLUNTEER)
+    handled(uow, service_layer.queue_offer, offer, "c", NIGHT, SETTINGS)
+    start = EIGHT + timedelta(days=2)
+    accepted = payload("offer.accepted", offer_id=str(offer.offer_id), phone=VOLUNTEER, by="coordinator",
+                       window_start=start.isoformat(), window_end=(start + timedelta(hours=2)).isoformat())
+    handled(uow, service_layer.task_accepted, accepted, "c", NIGHT, SETTINGS)
+    held, *reminders = uow.messages.rows
+    assert (held.status, held.error) == ("cancelled", "not sent: the offer was accepted before its text went")
+    assert [(m.purpose, m.status) for m in reminders] == [("reminder", "queued")] * 3
+    gateway = FakeGateway()
+    service_layer.send_due(uow, gateway, EIGHT, SETTINGS)
+    assert gateway.sent == []
 
 
 def test_a_reply_matching_could_not_act_on_is_answered_at_once_with_why(uow):
@@ -392,8 +500,9 @@ def test_an_undelivered_offer_fails_with_an_event_for_matching(uow):
 # --- sending ---------------------------------------------------------------------------------------------------------
 
 def queued(uow, to: str = VOLUNTEER, purpose: str = "offer", **changes) -> OutgoingMessage:
+    changes = {"community": "fylde-coast", "from_phone": FYLDE_NUMBER, **changes}
     message = OutgoingMessage(key=f"{purpose}:{uuid.uuid4()}", purpose=purpose, to_phone=to, body="Can you help?",
-                              correlation_id="corr-3", from_phone=FYLDE_NUMBER, **changes)
+                              correlation_id="corr-3", **changes)
     uow.messages.add(message)
     return message
 
@@ -485,7 +594,7 @@ def conversation_world(uow):
     fylde = queued(uow, to="+447911000101")
     fylde.sent("SM1", MORNING)
     cheshire = queued(uow, to="+447911000202")
-    cheshire.from_phone = CHESHIRE_NUMBER
+    cheshire.from_phone, cheshire.community = CHESHIRE_NUMBER, "cheshire-east"
     cheshire.sent("SM2", MORNING)
     uow.inbound.add(InboundMessage(message_sid="SMa", from_phone="+447911000101", to_phone=FYLDE_NUMBER, body="YES",
                                    keyword="YES", code=None, received_at=MORNING + timedelta(minutes=1)))
@@ -536,16 +645,83 @@ def test_the_simulator_texts_as_the_phone_to_the_communitys_number_unless_told(u
             return {"answer": None}
 
     phone = Phone()
-    assert service_layer.text_as_phone(phone, VOLUNTEER, None, "YES 4821", COORDINATOR, SETTINGS) == {
+    both = replace(COORDINATOR, communities=("fylde-coast", "cheshire-east"))
+    assert service_layer.text_as_phone(uow, phone, VOLUNTEER, None, "YES 4821", COORDINATOR, SETTINGS) == {
         "phone": VOLUNTEER, "body": "YES 4821", "answer": None}
-    service_layer.text_as_phone(phone, VOLUNTEER, CHESHIRE_NUMBER, "NO", COORDINATOR, SETTINGS)
+    service_layer.text_as_phone(uow, phone, VOLUNTEER, CHESHIRE_NUMBER, "NO", both, SETTINGS)
     assert phone.texts == [(VOLUNTEER, FYLDE_NUMBER, "YES 4821"), (VOLUNTEER, CHESHIRE_NUMBER, "NO")]
+
+
+def test_the_simulator_acts_for_no_other_community(uow):
+    """A coordinator texts only their own communities' numbers, as their own phones or new ones: never as a
+    phone only another community texts, which could answer that community's offers."""
+    conversation_world(uow)
+    sent = []
+
+    class Phone:
+        def text(self, sender, to, body):
+            sent.append((sender, to, body))
+            return {"answer": None}
+
+    with pytest.raises(domain.NotInScope, match="to"):
+        service_layer.text_as_phone(uow, Phone(), "+447911000101", CHESHIRE_NUMBER, "YES", COORDINATOR, SETTINGS)
+    with pytest.raises(domain.NotInScope, match="phone"):
+        service_layer.text_as_phone(uow, Phone(), "+447911000202", None, "YES 4821", COORDINATOR, SETTINGS)
+    assert sent == []
+    service_layer.text_as_phone(uow, Phone(), "+447911000999", None, "HELP", COORDINATOR, SETTINGS)  # a new phone
+    service_layer.text_as_phone(uow, Phone(), "+447911000101", None, "NO", COORDINATOR, SETTINGS)  # one of theirs
+    assert sent == [("+447911000999", FYLDE_NUMBER, "HELP"), ("+447911000101", FYLDE_NUMBER, "NO")]
 
 
 def test_the_messages_list_is_newest_first_and_for_one_phone_when_asked(uow):
     first, second = queued(uow), queued(uow, to="+447911000202")
-    assert service_layer.list_messages(uow, None, None) == [second, first]
-    assert service_layer.list_messages(uow, VOLUNTEER, None) == [first]
+    assert service_layer.list_messages(uow, COORDINATOR, None, None, SETTINGS) == [second, first]
+    assert service_layer.list_messages(uow, COORDINATOR, VOLUNTEER, None, SETTINGS) == [first]
+
+
+def test_the_messages_list_is_the_callers_communities_only(uow):
+    """Another community's messages, even to the same phone, are never listed (the details text above all)."""
+    ours = queued(uow)
+    theirs = queued(uow, purpose="confirmation", community="ottawa-west", from_phone=OTTAWA_NUMBER)
+    ottawa = Actor(subject="ow@example.org", role="coordinator", communities=("ottawa-west",))
+    assert service_layer.list_messages(uow, COORDINATOR, None, None, SETTINGS) == [ours]
+    assert service_layer.list_messages(uow, COORDINATOR, VOLUNTEER, None, SETTINGS) == [ours]
+    assert service_layer.list_messages(uow, ottawa, VOLUNTEER, None, SETTINGS) == [theirs]
+    nobody = Actor(subject="x", role="coordinator", communities=())
+    assert service_layer.list_messages(uow, nobody, None, None, SETTINGS) == []
+
+
+def test_a_conversation_shows_only_the_callers_communitys_messages_to_a_shared_phone(uow):
+    """A phone both communities text: each coordinator's thread has their own community's messages only."""
+    ours = queued(uow)
+    ours.sent("SM1", MORNING)
+    theirs = queued(uow, purpose="confirmation", community="cheshire-east", from_phone=CHESHIRE_NUMBER)
+    theirs.sent("SM2", MORNING + timedelta(minutes=1))
+    uow.inbound.add(InboundMessage(message_sid="SMc", from_phone=VOLUNTEER, to_phone=CHESHIRE_NUMBER, body="YES",
+                                   keyword="YES", code=None, received_at=MORNING + timedelta(minutes=2)))
+    found = service_layer.conversation(uow, COORDINATOR, VOLUNTEER, SETTINGS)
+    assert [e.message for e in found["thread"]] == [ours]
+    [row], _ = service_layer.conversations(uow, COORDINATOR, SETTINGS)
+    assert row["last"].message is ours
+    [card] = service_layer.simulator_phones(uow, COORDINATOR, SETTINGS)
+    assert [e.message for e in card["thread"]] == [ours]
+
+
+def test_each_message_is_queued_as_its_communitys(uow):
+    """Every message names the community it is for: from the event, from the offer for details that do not say,
+    and for an answer the community whose number the phone texted."""
+    service_layer.queue_offer(uow, payload("offer.made", community="ottawa-west", phone=OTTAWA_VOLUNTEER),
+                              "c", MORNING, SETTINGS)
+    offer = uow.messages.rows[-1]
+    assert (offer.community, offer.from_phone) == ("ottawa-west", OTTAWA_NUMBER)
+    details = payload("task.details_shared", community=None, offer_id=str(offer.offer_id), phone=OTTAWA_VOLUNTEER)
+    service_layer.queue_details(uow, details, "c", MORNING, SETTINGS)
+    assert uow.messages.rows[-1].community == "ottawa-west"
+    uow.inbound.add(InboundMessage(message_sid="SMd", from_phone="+447911000777", to_phone=CHESHIRE_NUMBER,
+                                   body="hello?", keyword=None, code=None, received_at=MORNING))
+    service_layer.queue_answer(uow, payload("reply.unresolved", phone="+447911000777", reason="unknown_sender"),
+                               uuid.uuid4(), "c", MORNING, SETTINGS)
+    assert (uow.messages.rows[-1].community, uow.messages.rows[-1].from_phone) == ("cheshire-east", CHESHIRE_NUMBER)
 
 
 # --- the quiet-hours rule --------------------------------------------------------------------------------------------
@@ -565,3 +741,26 @@ def test_quiet_hours_are_the_communitys_own_night_unless_overridden(slug, utc_ho
     assert domain.send_time(now, place) == until
     assert domain.send_time(now, place, quiet_hours="off") is None
     assert domain.send_time(now, place, urgent=True) is None
+
+
+# --- the closed-text rule --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("offer_status, fate", [
+    (None, "cancel"),  # the withdrawal overtook the offer: nothing was offered
+    ("queued", "wait"), ("sending", "wait"),  # never before the offer it closes
+    ("sent", "send"), ("delivered", "send"),
+    ("cancelled", "cancel"), ("failed", "cancel"), ("undelivered", "cancel"),  # it never reached them
+])
+def test_a_closed_text_is_sent_only_once_the_offer_it_closes_went(offer_status, fate):
+    offer = None
+    if offer_status is not None:
+        offer = OutgoingMessage(key="offer:x", purpose="offer", to_phone=VOLUNTEER, body="b", correlation_id="c",
+                                status=offer_status)
+    assert domain.closed_text_fate(offer) == fate
+    closed = OutgoingMessage(key=f"withdrawn:{uuid.uuid4()}", purpose="withdrawn", to_phone=VOLUNTEER, body="b",
+                             correlation_id="c")
+    opted_out = Contact(VOLUNTEER, opted_out_at=MORNING)
+    assert domain.before_sending(closed, None, offer)[0] == fate
+    assert domain.before_sending(closed, opted_out, offer) == (
+        ("fail", "opted_out") if fate == "send" else (fate, domain.NOT_SENT["never_offered"] if fate == "cancel"
+                                                      else None))

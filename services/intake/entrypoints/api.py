@@ -9,39 +9,65 @@ from typing import Any, Callable
 
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
 from services.intake.domain import (CONSENTS, IdempotencyKeyInUse, IdempotencyKeyReused, Idempotency, IntakeError,
-                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest)
-from shared import gazetteer
+                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest, birth_date_problem,
+                                    window_problems)
+from shared import clock, gazetteer
 from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
-from shared.web import PhoneNumber, current_actor, field_errors, known_postcode, requires, service
+from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
+                        field_errors, is_json, known_postcode, requires, service, unstorable)
 
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Requests for support (coordinators)")
 referrals = Blueprint("referrals", __name__, url_prefix="/referrals",
                       description="Referrals from PCN staff, social prescribers and partner organisations")
 fhir_blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="HL7 FHIR R4 ServiceRequest referrals")
 BEARER = [{"bearerAuth": []}]
-IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "maxLength": 200},
+                   "description": "Send the same key and body again to get the first answer again, not a second "
+                                  "request."}
 FHIR_JSON = "application/fhir+json"
+RESOURCE = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
+OPERATION_OUTCOME = {"type": "object", "required": ["resourceType", "issue"], "properties": {
+    "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+    "issue": {"type": "array", "items": {"type": "object"}}}}
+
+
+def fhir_answer(description: str, schema: dict[str, Any] = OPERATION_OUTCOME, problem: bool = False) -> dict:
+    """How a FHIR endpoint documents an answer: a FHIR resource (and problem details for what is not FHIR's)."""
+    content = {FHIR_JSON: {"schema": schema}}
+    if problem:
+        content[PROBLEM] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {"description": description, "content": content}
+
 
 # --- what comes in ---------------------------------------------------------------------------------------------
+
+
+def plausible_birth(born) -> None:
+    """A date of birth the domain finds plausible."""
+    why = birth_date_problem(born, clock.today())
+    if why:
+        raise ValidationError(why)
 
 
 class PersonIn(Schema):
     """The person who needs support."""
 
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(required=True, blank=False, validate=validate.Length(max=200))
     phone = PhoneNumber(load_default=None, allow_none=True)
-    address = fields.Str(load_default="", validate=validate.Length(max=500))
-    postcode = fields.Str(validate=[validate.Length(max=10), known_postcode])
-    latitude = fields.Float(validate=validate.Range(-90, 90))
-    longitude = fields.Float(validate=validate.Range(-180, 180))
-    preferred_language = fields.Str(load_default="en", validate=validate.Regexp(r"^[a-z]{2}$"))
-    date_of_birth = fields.Date(load_default=None, allow_none=True)
-    is_carer = fields.Bool(load_default=False, metadata={"description": "The person is an unpaid carer."})
+    address = Text(multiline=True, load_default="", validate=validate.Length(max=500))
+    postcode = Text(validate=[validate.Length(max=10), known_postcode], metadata={
+        "description": "A postcode the gazetteer knows (its district, e.g. FY1, is enough)."})
+    latitude = Float(validate=validate.Range(-90, 90))
+    longitude = Float(validate=validate.Range(-180, 180))
+    preferred_language = Text(load_default="en", validate=validate.Regexp(r"^[a-z]{2}$"))
+    date_of_birth = fields.Date(load_default=None, allow_none=True, validate=plausible_birth,
+                                metadata={"description": "In the past, and not before 1900."})
+    is_carer = Boolean(load_default=False, metadata={"description": "The person is an unpaid carer."})
 
     @validates_schema
     def check_place(self, data, partial=False, **kwargs):
@@ -63,14 +89,15 @@ class PersonIn(Schema):
 class WhenIn(Schema):
     """A one-off window (start and end), or days and a part of the day ("any weekday afternoon")."""
 
-    start = fields.AwareDateTime()
-    end = fields.AwareDateTime()
+    start = fields.AwareDateTime(metadata={"description": "From yesterday on."})
+    end = fields.AwareDateTime(metadata={"description": "After start, at most 31 days after it (longer help is a "
+                                                        "recurring request: see repeat), and at most a year ahead."})
     days = fields.List(fields.Str(validate=validate.OneOf(DAYS)), validate=validate.Length(min=1))
     part_of_day = fields.Str(validate=validate.OneOf(PARTS_OF_DAY))
 
     @validates_schema
     def check_shape(self, data, **kwargs):
-        """Either start and end, or days and part_of_day; an end after its start."""
+        """Either start and end, or days and part_of_day; a plausible window (the domain's rules)."""
         one_off, flexible = ("start" in data or "end" in data), ("days" in data or "part_of_day" in data)
         if one_off == flexible:
             raise ValidationError("Give start and end, or days and part_of_day.")
@@ -78,29 +105,30 @@ class WhenIn(Schema):
         missing = {name: ["Missing data for required field."] for name in needed if name not in data}
         if missing:
             raise ValidationError(missing)
-        if one_off and data["end"] <= data["start"]:
-            raise ValidationError({"end": ["Must be after start."]})
+        problems = window_problems(data["start"], data["end"], clock.utcnow()) if one_off else {}
+        if problems:
+            raise ValidationError({name: [why] for name, why in problems.items()})
 
 
 class RepeatIn(Schema):
     """A recurring task, e.g. weekly shopping for six weeks."""
 
-    every_weeks = fields.Int(required=True, validate=validate.Range(min=1, max=8))
-    occurrences = fields.Int(required=True, validate=validate.Range(min=2, max=52))
+    every_weeks = Integer(required=True, validate=validate.Range(min=1, max=8))
+    occurrences = Integer(required=True, validate=validate.Range(min=2, max=52))
 
 
 class PreferencesIn(Schema):
-    volunteer_language = fields.Str(validate=validate.Regexp(r"^[a-z]{2}$"))
+    volunteer_language = Text(validate=validate.Regexp(r"^[a-z]{2}$"))
     volunteer_gender = fields.Str(validate=validate.OneOf(["female", "male", "non-binary"]))
-    pets = fields.Bool(metadata={"description": "There are pets in the home."})
-    smoking = fields.Bool(metadata={"description": "Someone smokes in the home."})
-    access_notes = fields.Str(validate=validate.Length(max=500))
+    pets = Boolean(metadata={"description": "There are pets in the home."})
+    smoking = Boolean(metadata={"description": "Someone smokes in the home."})
+    access_notes = Text(multiline=True, validate=validate.Length(max=500))
 
 
 class ConsentIn(Schema):
-    share_contact = fields.Bool(required=True, metadata={
+    share_contact = Boolean(required=True, metadata={
         "description": "The person agrees their contact details go to the volunteer who accepts."})
-    sms_contact = fields.Bool(required=True, metadata={"description": "The person agrees to be contacted by SMS."})
+    sms_contact = Boolean(required=True, metadata={"description": "The person agrees to be contacted by SMS."})
 
 
 class HelpIn(Schema):
@@ -118,23 +146,23 @@ class HelpIn(Schema):
 class RequestIn(HelpIn):
     """A request for support, as a coordinator logs it."""
 
-    coordinator_notes = fields.Str(load_default="", validate=validate.Length(max=4000), metadata={
+    coordinator_notes = Text(multiline=True, load_default="", validate=validate.Length(max=4000), metadata={
         "description": "For coordinators only: never sent to volunteers or put on the bus."})
 
 
 class ReferrerIn(Schema):
-    organisation = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    organisation = Text(required=True, blank=False, validate=validate.Length(max=200))
     organisation_type = fields.Str(required=True, validate=validate.OneOf(REFERRER_SOURCES))
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
-    contact = fields.Str(load_default="", validate=validate.Length(max=200))
+    name = Text(required=True, blank=False, validate=validate.Length(max=200))
+    contact = Text(load_default="", validate=validate.Length(max=200))
 
 
 class ReferralIn(HelpIn):
     """A referral from PCN staff, a social prescriber, a partner organisation or a health system."""
 
     referrer = fields.Nested(ReferrerIn, required=True)
-    reason = fields.Str(required=True, validate=validate.Length(min=1, max=4000))
-    external_id = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    reason = Text(multiline=True, blank=False, required=True, validate=validate.Length(max=4000))
+    external_id = Text(load_default=None, allow_none=True, validate=validate.Length(max=64))
 
 
 class RequestPatch(Schema):
@@ -147,11 +175,11 @@ class RequestPatch(Schema):
     repeat = fields.Nested(RepeatIn, allow_none=True)
     preferences = fields.Nested(PreferencesIn)
     consent = fields.Nested(ConsentIn)
-    coordinator_notes = fields.Str(validate=validate.Length(max=4000))
+    coordinator_notes = Text(multiline=True, validate=validate.Length(max=4000))
 
 
 class CancelIn(Schema):
-    reason = fields.Str(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(multiline=True, blank=False, required=True, validate=validate.Length(max=500))
 
 
 class RequestQuery(Schema):
@@ -396,6 +424,12 @@ def fhir_error(status: int, issues: list[dict]) -> Response:
     return response
 
 
+def fhir_path(pointer: str) -> str:
+    """The FHIRPath of a JSON pointer into a ServiceRequest: /contained/0/name -> ServiceRequest.contained[0].name."""
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+    return "ServiceRequest" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts)
+
+
 def fhir_referral(resource: dict[str, Any]) -> dict[str, Any]:
     """A ServiceRequest as a loaded referral; raises FhirProblem naming, in the resource, each thing wrong."""
     try:
@@ -410,17 +444,32 @@ def fhir_referral(resource: dict[str, Any]) -> dict[str, Any]:
 @fhir_blp.route("/ServiceRequest")
 class FhirServiceRequests(MethodView):
     @requires("referrer", "coordinator", "admin")
-    @fhir_blp.doc(security=BEARER, requestBody={"content": {FHIR_JSON: {"schema": {"type": "object"}}}},
-                  responses={"201": {"description": "The stored ServiceRequest"},
-                             "422": {"description": "An OperationOutcome naming each problem"}})
+    @fhir_blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY], requestBody={"required": True, "content": {
+        FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
+        responses={"201": fhir_answer("The stored ServiceRequest", RESOURCE),
+                   "400": fhir_answer("The body is not a JSON object (or the Idempotency-Key is too long)",
+                                      problem=True),
+                   "409": fhir_answer("A request with this Idempotency-Key is still being made", problem=True),
+                   "415": fhir_answer("The body is not FHIR JSON"),
+                   "422": fhir_answer("An OperationOutcome naming each problem (or problem details: the "
+                                      "Idempotency-Key came before with another body)", problem=True)})
     @answers_problems
+    @checks_own_text
     def post(self):
         """Accept an HL7 FHIR R4 ServiceRequest as a referral."""
-        resource = request.get_json(force=True, silent=True)
+        if not is_json(request.mimetype):
+            return fhir_error(415, [{"severity": "error", "code": "structure", "expression": ["ServiceRequest"],
+                                     "diagnostics": f"Send the resource as {FHIR_JSON}, not "
+                                                    f"{request.mimetype or 'untyped'}."}])
+        resource = request.get_json(silent=True)
         if not isinstance(resource, dict):
             return fhir_error(400, [{"severity": "error", "code": "structure",
                                      "diagnostics": "The body is not a JSON object.",
                                      "expression": ["ServiceRequest"]}])
+        bad_text = unstorable(resource)
+        if bad_text:
+            return fhir_error(422, [{"severity": "error", "code": "invalid", "diagnostics": why,
+                                     "expression": [fhir_path(pointer)]} for pointer, why in bad_text])
         try:
             data = fhir_referral(resource)
         except fhir.FhirProblem as problem:
@@ -435,7 +484,8 @@ class FhirServiceRequests(MethodView):
 @fhir_blp.route("/ServiceRequest/<uuid:request_id>")
 class FhirServiceRequestById(MethodView):
     @requires("referrer", "coordinator", "admin")
-    @fhir_blp.doc(security=BEARER)
+    @fhir_blp.doc(security=BEARER, responses={"200": fhir_answer("The ServiceRequest, with its status now", RESOURCE),
+                                              "404": fhir_answer("No such ServiceRequest of yours", problem=True)})
     def get(self, request_id):
         """A ServiceRequest you sent, with its status as it stands now."""
         try:

@@ -1,18 +1,20 @@
-"""Intake's `ccs` commands: `ccs users create` (people who sign in are kept by intake) and `ccs tokens issue`."""
+"""Intake's `ccs` commands: `ccs users create` (people who sign in are kept by intake), `ccs tokens issue` and
+`ccs tokens revoke`."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import click
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.bootstrap import IntakeSettings, unit_of_work_for
-from services.intake.domain import UserExists
+from services.intake.domain import InvalidRevocation, UserExists, WeakPassword
 from shared.auth import ROLES
 from shared.db import make_engine, make_sessions, upgrade
-from shared.web import claims_for, issue_token
+from shared.web import claims_for, issue_token, token_id
 
 
 @click.group()
@@ -26,7 +28,7 @@ def users():
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--community", "communities", multiple=True, help="Repeat for several (admins, regional managers).")
 @click.option("--organisation", default=None, help="A referrer's organisation, e.g. 'Fylde Coast PCN'.")
-@click.password_option(help="Asked for when not given.")
+@click.password_option(help="Asked for when not given: at least 12 characters, and not a common password.")
 def create_user(email, name, role, communities, organisation, password):
     """Create a user who can sign in to the pages and be issued API tokens."""
     claims = claims_for(email.lower(), role, communities, organisation)
@@ -34,7 +36,7 @@ def create_user(email, name, role, communities, organisation, password):
         try:
             service_layer.create_user(uow, passwords, claims["sub"], name, role, claims["communities"], organisation,
                                       password)
-        except UserExists as err:
+        except (UserExists, WeakPassword) as err:
             raise click.ClickException(str(err)) from err
     click.echo(f"{claims['sub']}: {role} in {', '.join(claims['communities'])}")
 
@@ -49,19 +51,45 @@ def tokens():
 @click.option("--role", type=click.Choice(ROLES), default=None, help="Without --user: a token for this role.")
 @click.option("--community", "communities", multiple=True, help="Without --user: the communities (default: the first).")
 @click.option("--subject", default="cli", show_default=True, help="Without --user: who the token is for.")
-def issue(email, role, communities, subject):
-    """Print a signed bearer token."""
-    secret = IntakeSettings.from_env().secret_key
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Expire sooner than the deployment's lifetime (CCS_TOKEN_LIFETIME_DAYS, default 30).")
+def issue(email, role, communities, subject, days):
+    """Print a signed bearer token, which expires after the deployment's token lifetime (or --days, if sooner)."""
+    settings = IntakeSettings.from_env()
+    lifetime = min(days or settings.token_lifetime_days, settings.token_lifetime_days)
     if email:
         with intake_unit_of_work() as uow:
             user = service_layer.active_user(uow, email)
         if user is None:
             raise click.UsageError(f"no active user {email}")
-        click.echo(issue_token(secret, user.email, user.role, user.communities, user.organisation))
+        click.echo(issue_token(settings.secret_key, user.email, user.role, user.communities, user.organisation,
+                               days=lifetime))
     elif role:
-        click.echo(issue_token(secret, subject, role, communities or None))
+        click.echo(issue_token(settings.secret_key, subject, role, communities or None, days=lifetime))
     else:
         raise click.UsageError("give --user EMAIL, or --role ROLE")
+
+
+@tokens.command("revoke")
+@click.argument("token", required=False)
+@click.option("--user", "subject", default=None,
+              help="Instead: revoke every token of this user (or --subject) issued before now.")
+def revoke(token, subject):
+    """Revoke one token, by its id (`jti`) or the token itself; or with --user, all of one holder's tokens issued
+    until now. Every service refuses them (401) once it has heard."""
+    settings = IntakeSettings.from_env()
+    if (token is None) == (subject is None):
+        raise click.UsageError("give a token (or its id), or --user EMAIL")
+    jti = token_id(settings.secret_key, token) if token and "." in token else token
+    if token and jti is None:
+        raise click.UsageError("that is not a token of this deployment")
+    with intake_unit_of_work() as uow:
+        try:
+            service_layer.revoke_tokens(uow, settings, jti=jti, subject=subject and subject.strip().lower(),
+                                        now=datetime.now(timezone.utc))
+        except InvalidRevocation as err:
+            raise click.UsageError(str(err)) from err
+    click.echo(f"revoked token {jti}" if jti else f"revoked every token of {subject.strip().lower()} issued until now")
 
 
 @contextmanager

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (OfferAccepted, OfferMade, RequestMatched, RequestUnmatched, TaskCompleted,
-                                       TaskGivenBack)
+from shared.contracts.matching import (OfferAccepted, OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched,
+                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
 
 
 def follow_matching(uow, event: Event) -> None:
@@ -13,5 +13,6 @@ def follow_matching(uow, event: Event) -> None:
     service_layer.follow_matching(uow, event)
 
 
-HANDLERS = {event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, RequestMatched, RequestUnmatched,
-                                                       TaskCompleted, TaskGivenBack)}
+HANDLERS = {event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
+                                                       RequestUnmatched, TaskCompleted, TaskGivenBack,
+                                                       TaskVolunteerOptedOut)}

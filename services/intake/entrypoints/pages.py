@@ -6,19 +6,20 @@ from datetime import datetime
 from typing import Any
 
 from flask import redirect, render_template, request, session
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, SupportRequest
+from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns, local_path
 from services.intake.entrypoints.api import RequestIn
 from shared.communities import get as community
 from shared.taxonomy import DAYS, KINDS, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
-from shared.web import check_csrf, claims_for, current_actor, field_errors, local_time, page_requires, service
+from shared.web import (Pages, claims_for, client_address, current_actor, field_errors, local_time, page_requires,
+                        service)
 
-blp = Blueprint("pages", __name__, description="Coordinators' pages")
+blp = Pages("pages", __name__, description="Coordinators' pages")
 COORDINATORS = ("coordinator", "admin")
 BOARD_ROWS = 200  # the board shows the first rows of the list, with no pages
 LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Postcode", "support_type": "Kind of help",
@@ -48,13 +49,16 @@ def render(template: str, **context: Any):
 @blp.route("/login", methods=["GET", "POST"])
 def login():
     """Sign in with email and password; the session works on every service behind the front door."""
-    next_path = request.values.get("next") or "/board"
-    if not next_path.startswith("/") or next_path.startswith("//"):
-        next_path = "/board"
+    next_path = local_path(request.values.get("next"), "/board")
     if request.method == "GET":
         return render("login.html", next=next_path, email="")
     email = request.form.get("email", "").strip().lower()
-    user = service_layer.sign_in(service().uow(), passwords, email, request.form.get("password", ""))
+    try:
+        user = service_layer.sign_in(service().uow(), passwords, email, request.form.get("password", ""),
+                                     client_address())
+    except TooManySignIns as err:
+        return (render("login.html", next=next_path, email=email, error=str(err)), 429,
+                {"Retry-After": str(err.retry_after)})
     if user is None:
         return render("login.html", next=next_path, email=email, error="That email and password do not match."), 401
     session.clear()
@@ -65,9 +69,8 @@ def login():
 @blp.route("/logout", methods=["POST"])
 def logout():
     """Sign out."""
-    check_csrf()
     session.clear()
-    return redirect("/login")
+    return redirect(local_path(request.values.get("next"), "/login"))
 
 
 @blp.route("/board")
@@ -85,6 +88,7 @@ LANGUAGES = [("en", "English"), ("fr", "French"), ("cy", "Welsh"), ("pl", "Polis
              ("gu", "Gujarati"), ("ar", "Arabic")]
 CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",
               "preferences.smoking")
+WHOLE_NUMBERS = ("repeat.every_weeks", "repeat.occurrences")
 # Which fields the form's "when" choice keeps: a one-off window, or days and a part of the day.
 WINDOW_FIELDS = {"once": ("when.start", "when.end"), "flexible": ("when.days", "when.part_of_day")}
 
@@ -106,6 +110,8 @@ def nested(form) -> dict[str, Any]:
                 pass
         if name in CHECKBOXES:
             value = True
+        if name in WHOLE_NUMBERS and value.strip().isdigit():
+            value = int(value)  # the API takes numbers as JSON numbers
         head, _, tail = name.partition(".")
         if tail:
             data.setdefault(head, {})[tail] = value
@@ -122,7 +128,6 @@ def new_request():
     """The request form; a valid form logs the request and shows it."""
     if request.method == "GET":
         return render("request_form.html", form=MultiDict(), errors=[], labels=LABELS)
-    check_csrf()
     try:
         data = RequestIn().load(nested(request.form))
     except ValidationError as err:
@@ -146,7 +151,6 @@ def show_request(request_id):
 @page_requires(*COORDINATORS)
 def cancel_request(request_id):
     """Cancel a request from its page."""
-    check_csrf()
     reason = request.form.get("reason", "").strip() or "Cancelled by a coordinator"
     try:
         service_layer.cancel_request(service().uow(), current_actor(), request_id, reason)

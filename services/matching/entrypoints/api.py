@@ -10,15 +10,15 @@ from http import HTTPStatus
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.matching import service_layer
-from services.matching.domain import MatchingError, NotFound
+from services.matching.domain import MatchingError, NotFound, check_problems, time_away_problems
 from services.matching.service_layer import VolunteerSheet
 from shared import clock
 from shared.taxonomy import CHECKS, DAYS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
-from shared.web import PhoneNumber, current_actor, field_errors, known_postcode, problem, requires, service
+from shared.web import (Blueprint, Float, Integer, PhoneNumber, QueryBoolean, Text, current_actor, field_errors,
+                        known_postcode, problem, requires, service)
 
 BEARER = [{"bearerAuth": []}]
 COORDINATORS = ("coordinator", "admin")
@@ -41,14 +41,17 @@ class CheckIn(Schema):
     """That a check or training was done, and when it expires."""
 
     check = fields.Str(required=True, validate=validate.OneOf(sorted(CHECKS)))
-    done_on = fields.Date(required=True)
-    expires_on = fields.Date(load_default=None, allow_none=True)
+    done_on = fields.Date(required=True, metadata={"description": "By today, and not before 1900."})
+    expires_on = fields.Date(load_default=None, allow_none=True,
+                             metadata={"description": "After done_on, and at most ten years after it."})
 
     @validates_schema
     def check_dates(self, data, **kwargs):
-        """A check expires after it was done."""
-        if data.get("expires_on") and data["expires_on"] <= data["done_on"]:
-            raise ValidationError({"expires_on": ["Must be after done_on."]})
+        """Plausible dates (the domain's rules): done by today, expiring after that and within ten years."""
+        problems = check_problems(data["done_on"], data.get("expires_on"), clock.today()) \
+            if "done_on" in data else {}
+        if problems:
+            raise ValidationError({name: [why] for name, why in problems.items()})
 
 
 class WindowIn(Schema):
@@ -61,32 +64,35 @@ class WindowIn(Schema):
 class AwayIn(Schema):
     """Days away, both included."""
 
-    starts_on = fields.Date(required=True)
-    ends_on = fields.Date(required=True)
+    starts_on = fields.Date(required=True, metadata={"description": "At most a year ago."})
+    ends_on = fields.Date(required=True, metadata={"description": "On or after starts_on, at most a year ahead."})
 
     @validates_schema
     def check_dates(self, data, **kwargs):
-        """Time away ends on or after the day it starts."""
-        if data["ends_on"] < data["starts_on"]:
-            raise ValidationError({"ends_on": ["Must not be before starts_on."]})
+        """Plausible dates (the domain's rules): from at most a year ago to at most a year ahead, in order."""
+        problems = time_away_problems(data["starts_on"], data["ends_on"], clock.today()) \
+            if "starts_on" in data and "ends_on" in data else {}
+        if problems:
+            raise ValidationError({name: [why] for name, why in problems.items()})
 
 
 class VolunteerIn(Schema):
     """A volunteer as a coordinator registers them; give a postcode, or both latitude and longitude."""
 
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(required=True, blank=False, validate=validate.Length(max=200))
     phone = PhoneNumber(required=True)
-    postcode = fields.Str(validate=[validate.Length(max=10), known_postcode])
-    latitude = fields.Float(validate=validate.Range(-90, 90))
-    longitude = fields.Float(validate=validate.Range(-180, 180))
-    max_distance_km = fields.Float(required=True, validate=validate.Range(min=0, max=200, min_inclusive=False))
+    postcode = Text(validate=[validate.Length(max=10), known_postcode], metadata={
+        "description": "A postcode the gazetteer knows (its district, e.g. FY1, is enough)."})
+    latitude = Float(validate=validate.Range(-90, 90))
+    longitude = Float(validate=validate.Range(-180, 180))
+    max_distance_km = Float(required=True, validate=validate.Range(min=0, max=200, min_inclusive=False))
     skills = fields.List(fields.Str(validate=validate.OneOf(SKILLS)), required=True, validate=validate.Length(min=1))
-    languages = fields.List(fields.Str(validate=validate.Regexp(r"^[a-z]{2}$")), load_default=lambda: ["en"],
+    languages = fields.List(Text(validate=validate.Regexp(r"^[a-z]{2}$")), load_default=lambda: ["en"],
                             validate=validate.Length(min=1))
     gender = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(["female", "male", "non-binary"]))
     availability = fields.List(fields.Nested(WindowIn), load_default=list,
                                metadata={"description": "Weekly windows; none means any time."})
-    weekly_cap = fields.Int(load_default=3, validate=validate.Range(min=1, max=21))
+    weekly_cap = Integer(load_default=3, validate=validate.Range(min=1, max=21))
     checks = fields.List(fields.Nested(CheckIn), load_default=list)
     time_away = fields.List(fields.Nested(AwayIn), load_default=list)
 
@@ -219,7 +225,7 @@ class VolunteerById(MethodView):
             return VolunteerWithTasks(service_layer.volunteer_record(uow, current_actor(), volunteer_id))
 
     @requires(*COORDINATORS)
-    @blp.arguments(VolunteerPatch(partial=True))
+    @blp.arguments(VolunteerPatch(partial=tuple(VolunteerPatch._declared_fields)))  # a check or time away is whole
     @blp.response(200, VolunteerOut)
     @blp.doc(security=BEARER)
     def patch(self, data, volunteer_id):
@@ -234,6 +240,8 @@ LIST_COLUMNS = ("skills", "languages")
 CHECK_COLUMNS = {f"{check}_{edge}": (check, edge) for check in CHECKS for edge in ("done", "expires")}
 COLUMNS = ("name", "phone", "postcode", "latitude", "longitude", "max_distance_km", "skills", "languages", "gender",
            "availability", "weekly_cap", *CHECK_COLUMNS)
+SHEETS = ("text/csv", "multipart/form-data")  # how a spreadsheet may come
+NUMBER_COLUMNS = ("latitude", "longitude", "max_distance_km", "weekly_cap")
 _UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
@@ -244,6 +252,17 @@ def _date(text: str) -> str:
     return f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}" if found else text
 
 
+def _number(text: str) -> int | float | str:
+    """A spreadsheet's number as a number ("3" -> 3, "53.81" -> 53.81); anything else is left for the schema to
+    refuse."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def volunteer_from_row(row: dict[str, str]) -> dict:
     """A CSV row as the body POST /volunteers takes: lists split on ';' or ',', availability as 'mon:morning',
     each check as <check>_done and <check>_expires columns. Empty cells are left out."""
@@ -252,6 +271,9 @@ def volunteer_from_row(row: dict[str, str]) -> dict:
     for name in ("name", "phone", "postcode", "gender", "latitude", "longitude", "max_distance_km", "weekly_cap"):
         if cells.get(name):
             data[name] = cells[name].lower() if name == "gender" else cells[name]
+    for name in NUMBER_COLUMNS:
+        if name in data:
+            data[name] = _number(data[name])
     for name in LIST_COLUMNS:
         if cells.get(name):
             data[name] = [item.strip().lower() for item in re.split(r"[;,]", cells[name]) if item.strip()]
@@ -284,12 +306,18 @@ def read_csv(raw: bytes) -> list[tuple[int, dict[str, str]]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = raw.decode("cp1252")
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError as err:
+            raise ValueError("The file is not text in UTF-8 or Windows-1252; save it as CSV (UTF-8).") from err
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
-    for row in reader:
-        if any((value or "").strip() for value in row.values() if isinstance(value, str)):
-            rows.append((reader.line_num, row))
+    try:
+        for row in reader:
+            if any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                rows.append((reader.line_num, row))
+    except csv.Error as err:
+        raise ValueError(f"The file is not CSV: line {reader.line_num}: {err}.") from err
     if reader.fieldnames is None:
         raise ValueError("The file is empty.")
     unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS]
@@ -316,7 +344,7 @@ def read_sheet(raw: bytes) -> VolunteerSheet:
 class ImportQuery(Schema):
     """How to import."""
 
-    skip_invalid = fields.Bool(load_default=False, metadata={"description": "Import the good rows and report the "
+    skip_invalid = QueryBoolean(load_default=False, metadata={"description": "Import the good rows and report the "
                                                              "bad ones, instead of importing nothing."})
 
 
@@ -343,9 +371,10 @@ class VolunteerImport(MethodView):
     @requires(*COORDINATORS)
     @blp.arguments(ImportQuery, location="query")
     @blp.response(201, ImportOut)
-    @blp.doc(security=BEARER, requestBody={"content": {
+    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
+    @blp.doc(security=BEARER, requestBody={"required": True, "content": {
         "text/csv": {"schema": {"type": "string"}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary"}}}}}})
     def post(self, query):
         """Import a coordinator's volunteer spreadsheet (CSV, with a header row), all or nothing.
@@ -355,6 +384,9 @@ class VolunteerImport(MethodView):
         `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires; dates as 2026-01-05
         or 05/01/2026). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
         number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
+        if request.mimetype not in SHEETS and (request.mimetype or request.content_length):
+            return problem(415, "Unsupported Media Type", "Send the spreadsheet as text/csv or as a "
+                           f"multipart/form-data `file`, not {request.mimetype or 'untyped'}.")
         upload = request.files.get("file")
         try:
             sheet = read_sheet(upload.read() if upload is not None else request.get_data())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from services.matching import service_layer
+from services.matching.adapters import revocations
 from shared import clock
 from shared.contracts import Event
 
@@ -39,7 +40,12 @@ def on_sms_failed(uow, event: Event, settings) -> None:
 
 
 def on_opted_out(uow, event: Event, settings) -> None:
-    """A phone opted out of SMS, or cannot take texts: it is not offered tasks by SMS."""
+    """A phone opted out of SMS: it is offered nothing more by SMS, and its open offers are withdrawn."""
+    service_layer.opted_out(uow, event.payload.phone, event.payload.at, settings.policy, clock.utcnow())
+
+
+def on_invalid(uow, event: Event, settings) -> None:
+    """A phone cannot take texts: it is not offered tasks by SMS (its queued offers fail as they are sent)."""
     service_layer.contact_changed(uow, event.payload.phone, opted_out_at=event.payload.at)
 
 
@@ -51,4 +57,4 @@ def on_opted_in(uow, event: Event, settings) -> None:
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
             "request.cancelled": on_request_cancelled, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
             "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
-            "contact.invalid": on_opted_out}
+            "contact.invalid": on_invalid, "token.revoked": revocations.handle}

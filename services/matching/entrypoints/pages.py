@@ -4,16 +4,15 @@ spreadsheet of volunteers. Each page parses, calls one use case, and renders."""
 from __future__ import annotations
 
 from flask import render_template, request
-from flask_smorest import Blueprint
 
 from services.matching import service_layer
 from services.matching.domain import NotFound
 from services.matching.entrypoints.api import COLUMNS, read_sheet
 from shared import clock
 from shared.taxonomy import CHECKS, KINDS, VOLUNTEER_STATUSES
-from shared.web import check_csrf, current_actor, page_requires, service
+from shared.web import Pages, current_actor, page_requires, service
 
-blp = Blueprint("roster", __name__, description="Coordinators' volunteer pages")
+blp = Pages("roster", __name__, description="Coordinators' volunteer pages")
 COORDINATORS = ("coordinator", "admin")
 
 
@@ -53,7 +52,6 @@ def import_page():
     """Upload a volunteer spreadsheet: every row checked, each problem shown by line, all or nothing."""
     outcome, error = None, None
     if request.method == "POST":
-        check_csrf()
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             error = "Choose a CSV file to import."

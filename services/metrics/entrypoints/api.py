@@ -8,14 +8,14 @@ import io
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.metrics import domain, service_layer
 from services.metrics.domain import ACTIVITY_KINDS, MAX_PERIODS, ORGANISATION_TYPES, PERIODS, Filters
 from shared import clock
 from shared.taxonomy import KINDS, SOURCES
-from shared.web import current_actor, requires, service
+from shared.web import Blueprint, Integer, Text, current_actor, requires, service
 
 BEARER = [{"bearerAuth": []}]
 MANAGERS = ("manager", "admin")
@@ -97,22 +97,24 @@ class ActivityCsv(MethodView):
                         headers={"Content-Disposition": 'attachment; filename="activity.csv"'})
 
 
-def has_happened(day) -> None:
-    """An activity is logged once it has happened (a day's grace for time zones)."""
-    if not domain.has_happened(day, clock.today()):
-        raise ValidationError("Log an activity once it has happened.")
+def plausible_day(day) -> None:
+    """The day of an activity as the domain finds plausible: it has happened, at most a year ago."""
+    why = domain.activity_day_problem(day, clock.today())
+    if why:
+        raise ValidationError(why)
 
 
 class ActivityIn(Schema):
     """A group activity volunteers ran."""
 
     kind = fields.Str(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
-    held_on = fields.Date(required=True, validate=has_happened)
+    held_on = fields.Date(required=True, validate=plausible_day, metadata={
+        "description": "By today (a day's grace for time zones), and at most a year ago."})
     community = fields.Str(metadata={"description": "Default: your first community."})
-    organisation = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    organisation = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
     organisation_type = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(ORGANISATION_TYPES))
     volunteer_ids = fields.List(fields.UUID(), load_default=list)
-    attendance = fields.Int(required=True, validate=validate.Range(min=0, max=100_000))
+    attendance = Integer(required=True, validate=validate.Range(min=0, max=100_000))
 
 
 class ActivityOut(ActivityIn):

@@ -10,8 +10,9 @@ as counting live did.
 from __future__ import annotations
 
 from services.metrics import service_layer
+from services.metrics.adapters import revocations
 from shared.contracts import EVENTS, Event
-from shared.topology import PERSONAL
+from shared.topology import EVERY_SERVICE, PERSONAL
 
 
 def record(uow, event: Event) -> None:
@@ -19,4 +20,5 @@ def record(uow, event: Event) -> None:
     service_layer.record_event(uow, event)
 
 
-HANDLERS = {event_type: record for event_type, _version in EVENTS if event_type not in PERSONAL}
+HANDLERS = {**{event_type: record for event_type, _version in EVENTS if event_type not in PERSONAL | EVERY_SERVICE},
+            "token.revoked": revocations.handle}  # a revoked token is kept (and refused), not counted

@@ -5,7 +5,6 @@ as "<5" here as everywhere."""
 from __future__ import annotations
 
 from flask import render_template, request
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from services.metrics import service_layer
@@ -13,9 +12,9 @@ from services.metrics.domain import BREAKDOWNS, MEASURES, PERIODS, csv_rows
 from services.metrics.entrypoints.api import MANAGERS, ActivityQuery, filters_of
 from shared import clock, communities
 from shared.taxonomy import KINDS
-from shared.web import current_actor, page_requires, service
+from shared.web import Pages, current_actor, page_requires, service
 
-blp = Blueprint("dashboard", __name__, description="The managers' dashboard")
+blp = Pages("dashboard", __name__, description="The managers' dashboard")
 
 
 def bars(points: list[tuple[str, object]], width: int = 300, height: int = 90) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -13,7 +13,7 @@ from services.notify import service_layer
 from services.notify.adapters import signed_by_twilio
 from services.notify.domain import InboundSms
 from shared.clock import utcnow
-from shared.web import normalise_phone, requires, service
+from shared.web import Blueprint, Text, csrf_exempt, current_actor, normalise_phone, requires, service
 
 blp = Blueprint("sms", __name__, url_prefix="/sms", description="SMS to and from volunteers")
 
@@ -24,10 +24,10 @@ class InboundForm(Schema):
     class Meta:
         unknown = "exclude"
 
-    From = fields.Str(required=True)
-    To = fields.Str(required=True)
-    Body = fields.Str(required=True)
-    MessageSid = fields.Str(required=True)
+    From = Text(required=True)
+    To = Text(required=True)
+    Body = Text(required=True, multiline=True)
+    MessageSid = Text(required=True)
 
 
 def twiml(text: str | None = None) -> Response:
@@ -56,6 +56,7 @@ def sender_of(number: str) -> str:
 
 @blp.route("/inbound")
 class Inbound(MethodView):
+    @csrf_exempt  # signed by Twilio instead (check_signature)
     @blp.arguments(InboundForm, location="form")
     @blp.doc(responses={"403": {"description": "Not signed by Twilio"}})
     def post(self, form):
@@ -74,13 +75,14 @@ class StatusForm(Schema):
     class Meta:
         unknown = "exclude"
 
-    MessageSid = fields.Str(required=True)
-    MessageStatus = fields.Str(required=True)
-    ErrorCode = fields.Str(load_default=None)
+    MessageSid = Text(required=True)
+    MessageStatus = Text(required=True)
+    ErrorCode = Text(load_default=None)
 
 
 @blp.route("/status")
 class Status(MethodView):
+    @csrf_exempt  # signed by Twilio instead (check_signature)
     @blp.arguments(StatusForm, location="form")
     @blp.response(204)
     @blp.doc(responses={"403": {"description": "Not signed by Twilio"}})
@@ -125,4 +127,5 @@ class Messages(MethodView):
                 to = normalise_phone(query["to"], service().settings.default_region)
             except ValueError:
                 abort(422, errors={"query": {"to": ["is not a valid phone number"]}})
-        return service_layer.list_messages(service().uow(), to, pagination_parameters)
+        return service_layer.list_messages(service().uow(), current_actor(), to, pagination_parameters,
+                                           service().settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from services.notify import service_layer
+from services.notify.adapters import revocations
 from shared.clock import utcnow
 from shared.contracts import Event
 
@@ -20,8 +21,8 @@ def on_offer_made(uow, event: Event, settings: NotifySettings) -> None:
 
 
 def on_offer_accepted(uow, event: Event, settings: NotifySettings) -> None:
-    """Schedule the accepted task's reminders."""
-    service_layer.queue_reminders(uow, event.payload, event.correlation_id, utcnow(), settings)
+    """Cancel the offer's SMS if it has not gone, and schedule the accepted task's reminders."""
+    service_layer.task_accepted(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
 def on_details_shared(uow, event: Event, settings: NotifySettings) -> None:
@@ -30,7 +31,7 @@ def on_details_shared(uow, event: Event, settings: NotifySettings) -> None:
 
 
 def on_offer_withdrawn(uow, event: Event, settings: NotifySettings) -> None:
-    """Tell the volunteer their offer is closed."""
+    """Cancel the offer's SMS if it has not gone, or tell the volunteer it is closed if it did."""
     service_layer.queue_withdrawn(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
@@ -51,7 +52,8 @@ def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
 
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
-            "reply.unresolved": on_reply_unresolved, "volunteer.check_expiring": on_check_expiring}
+            "reply.unresolved": on_reply_unresolved, "volunteer.check_expiring": on_check_expiring,
+            "token.revoked": revocations.handle}
 
 
 def bound(settings: NotifySettings) -> dict[str, Callable]:

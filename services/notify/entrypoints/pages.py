@@ -9,15 +9,16 @@ import functools
 from typing import Any
 
 from flask import abort, redirect, render_template, request, session
-from flask_smorest import Blueprint
 
 from services.notify import service_layer
 from services.notify.adapters import SimulatedPhone
 from services.notify.domain import NotInScope
-from shared.web import check_csrf, current_actor, normalise_phone, page_requires, phone_region, service
+from shared.web import Pages, current_actor, normalise_phone, page_requires, phone_region, service
 
-blp = Blueprint("sms-pages", __name__, description="Coordinators' SMS pages: conversations and the simulator")
+blp = Pages("sms-pages", __name__, description="Coordinators' SMS pages: conversations and the simulator")
 COORDINATORS = ("coordinator", "admin")
+NOT_YOURS = {"to": "Text one of your community's numbers.",
+             "phone": "That phone is another community's: text as one of yours, or a new number."}
 
 
 def render(template: str, **context: Any):
@@ -97,7 +98,6 @@ def own_address() -> str:
 @page_requires(*COORDINATORS)
 def simulate_reply():
     """Text the system as a phone would: Twilio's form, signed as Twilio signs it, posted to /sms/inbound."""
-    check_csrf()
     form = {"phone": request.form.get("phone", "").strip(), "body": request.form.get("body", "").strip(),
             "to": request.form.get("to", "").strip()}
     errors = {}
@@ -110,7 +110,12 @@ def simulate_reply():
     if errors:
         cards = service_layer.simulator_phones(service().uow(), current_actor(), service().settings)
         return render("simulator.html", cards=cards, last=None, errors=errors, form=form), 422
-    session["simulated"] = service_layer.text_as_phone(SimulatedPhone(service().settings, own_address()), sender,
-                                                       form["to"] or None, form["body"], current_actor(),
-                                                       service().settings)
+    try:
+        session["simulated"] = service_layer.text_as_phone(
+            service().uow(), SimulatedPhone(service().settings, own_address()), sender, form["to"] or None,
+            form["body"], current_actor(), service().settings)
+    except NotInScope as err:
+        errors[str(err)] = NOT_YOURS[str(err)]
+        cards = service_layer.simulator_phones(service().uow(), current_actor(), service().settings)
+        return render("simulator.html", cards=cards, last=None, errors=errors, form=form), 422
     return redirect(f"/simulator#{card_id(sender)}", 303)

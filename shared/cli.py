@@ -50,14 +50,23 @@ def run(port):
     """Start all four services and the front door on this machine, and print the address."""
     from shared.supervisor import System
 
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def ignore_stop_signals():
+        for signum in stop_signals:
+            signal.signal(signum, signal.SIG_IGN)
+
     def interrupted(signum, frame):
-        raise KeyboardInterrupt  # a service manager's SIGTERM, a closed terminal's SIGHUP: stop as Ctrl+C does
+        # Ctrl+C, a service manager's SIGTERM, a closed terminal's SIGHUP: stop. Only the first one counts; another
+        # (make sends its own) must not cut the stopping short and leave the processes we started running.
+        ignore_stop_signals()
+        raise KeyboardInterrupt
 
     system = System(var_dir=config.var_dir(), port=port)
     click.echo("Setting up the databases ...")
     system.migrate()
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    for signum in stop_signals:
+        signal.signal(signum, interrupted)
     try:
         system.start()
         system.wait_until_ready()
@@ -72,6 +81,7 @@ def run(port):
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_stop_signals()  # also when we stop because a process exited
         click.echo("\nStopping ...")
         system.stop()
 

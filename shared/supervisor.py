@@ -7,6 +7,7 @@ RabbitMQ when their URLs are set.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -39,6 +41,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGTERM the child when this process dies, even by SIGKILL (Linux's
+    parent-death signal), so nothing `ccs run` started outlives it; None elsewhere. A gunicorn master stops its
+    workers on SIGTERM. The kernel signals when the thread that started the child exits: start from the main one."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child should do as little as it can
+    parent, pr_set_pdeathsig, sigterm = os.getpid(), 1, int(signal.SIGTERM)
+
+    def preexec() -> None:
+        if prctl(pr_set_pdeathsig, sigterm, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the prctl took effect: it will not signal us now
+            os._exit(1)
+
+    return preexec
 
 
 def gunicorn(app: str, port: int, workers: int = 1) -> list[str]:
@@ -103,7 +123,8 @@ class System:
                 raise RuntimeError(f"migrating {name} failed:\n{done.stderr}")
 
     def start(self, only: list[str] | None = None) -> None:
-        """Start the processes (all, or those named), logging each to var/log/<name>.log."""
+        """Start the processes (all, or those named), logging each to var/log/<name>.log. Each runs in a session of
+        its own, so a Ctrl+C in the terminal reaches only us (and we stop each once), and stops when we die."""
         busy = [p for p in range(self.port, self.port + 5) if not port_is_free(p)] if only is None else []
         if busy:
             raise SystemExit(f"Port {busy[0]} is already in use. Stop whatever uses it, or choose another "
@@ -112,12 +133,14 @@ class System:
         log_dir.mkdir(parents=True, exist_ok=True)
         secret_key(self.var_dir)  # made once, before the processes that share it start
         env = self.environment()
+        preexec = stop_with_parent()
         for name, command in self.commands().items():
             if only is not None and name not in only:
                 continue
             log = open(log_dir / f"{name}.log", "ab")
             self.processes[name] = subprocess.Popen(command, env={**env, **self.metrics_env(name)}, stdout=log,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                                    preexec_fn=preexec)
             log.close()
 
     def wait_until_ready(self, timeout: float = 60) -> None:

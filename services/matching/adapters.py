@@ -410,11 +410,13 @@ class OfferRepository:
             .group_by(Offer.volunteer_id)).all())
 
     def held_by(self, volunteer_ids: list[uuid.UUID]) -> list[HeldTask]:
-        """The tasks (accepted or completed offers) these volunteers hold or held, with their request's window."""
+        """The tasks (accepted or completed offers) these volunteers hold or held, with their request's window and
+        occurrence, from which `HeldTask.when` finds each task's own."""
         if not volunteer_ids:
             return []
         return [HeldTask(*row) for row in self.session.execute(
-            sa.select(Offer.volunteer_id, Offer.answered_at, MatchRequest.window_start, MatchRequest.person_ref)
+            sa.select(Offer.volunteer_id, Offer.answered_at, MatchRequest.window_start, MatchRequest.person_ref,
+                      Offer.occurrence, MatchRequest.occurrence, MatchRequest.repeat_every_weeks)
             .join(MatchRequest, Offer.request_id == MatchRequest.request_id)
             .where(Offer.volunteer_id.in_(volunteer_ids), Offer.status.in_(HOLDING)))]
 

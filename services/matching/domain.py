@@ -306,9 +306,13 @@ class MatchRequest:
             self.window_start, self.window_end = self.window_start + shift, self.window_end + shift
 
     def update_details(self, details: Any) -> None:
-        """Take the newer details of a request (an update carries every field matching uses)."""
+        """Take the newer details of a request (an update carries every field matching uses). Its window is the
+        first occurrence's, as logged: a recurring request past its first keeps to its own occurrence's window."""
         for name in REQUEST_FIELDS:
             setattr(self, name, getattr(details, name))
+        if self.window_start is not None and self.occurrence > 1:
+            shift = timedelta(weeks=(self.repeat_every_weeks or 1) * (self.occurrence - 1))
+            self.window_start, self.window_end = self.window_start + shift, self.window_end + shift
 
 
 @dataclass(eq=False, kw_only=True)
@@ -382,12 +386,25 @@ class Facts:
 
 @dataclass(frozen=True)
 class HeldTask:
-    """A task a volunteer holds or held (an accepted or completed offer), as the rules weigh it."""
+    """A task a volunteer holds or held (an accepted or completed offer), as the rules weigh it.
+
+    `window_start` is its request's window now, at the request's `request_occurrence`; the task is of
+    `occurrence`, whose window was that many repeats earlier (`when`)."""
 
     volunteer_id: uuid.UUID
     answered_at: datetime | None
     window_start: datetime | None
     person_ref: str
+    occurrence: int
+    request_occurrence: int
+    repeat_every_weeks: int | None
+
+    def when(self) -> datetime | None:
+        """The start of this task's own window (its occurrence's), else when it was accepted."""
+        if self.window_start is None:
+            return self.answered_at
+        repeats = self.request_occurrence - self.occurrence
+        return self.window_start - timedelta(weeks=(self.repeat_every_weeks or 1) * repeats)
 
 
 def facts_for(request: MatchRequest, found: list[tuple[Any, float]], recent_load: dict[uuid.UUID, int],
@@ -398,7 +415,7 @@ def facts_for(request: MatchRequest, found: list[tuple[Any, float]], recent_load
     facts = {v.id: Facts(distance_km=d, asked=v.id in asked, recent_load=recent_load.get(v.id, 0))
              for v, d in found}
     for task in held:
-        day = (task.window_start or task.answered_at or now).date()
+        day = (task.when() or now).date()
         monday = day - timedelta(days=day.weekday())
         weeks = facts[task.volunteer_id].tasks_in_week
         weeks[monday] = weeks.get(monday, 0) + 1

@@ -116,9 +116,9 @@ def _accept(uow, request: MatchRequest, offer: Offer, now: datetime, by: str = "
     _publish(uow, request, OfferAccepted(
         offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id, phone=offer.volunteer.phone,
         code=offer.code, by=by, community=request.community, language=offer.volunteer.first_language,
-        **request.when()))
+        occurrence=offer.occurrence, **request.when()))
     _publish(uow, request, RequestMatched(request_id=request.request_id, offer_id=offer.id,
-                                          volunteer_id=offer.volunteer_id))
+                                          volunteer_id=offer.volunteer_id, occurrence=offer.occurrence))
 
 
 def _withdraw(uow, request: MatchRequest, offer: Offer, reason: str) -> None:
@@ -153,11 +153,13 @@ def take_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
 
 def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
                    correlation_id: str | None = None) -> None:
-    """Keep matching's copy of an open request current (an update carries every field matching uses)."""
-    request = uow.requests.get(details.request_id, SYSTEM)
+    """Keep matching's copy of a request current while it may still be matched (open, unmatched and waiting for a
+    coordinator to run it again, or matched with occurrences to come): an update carries every field matching
+    uses, and a corrected kind of help is what the next round, run or occurrence looks for."""
+    request = uow.requests.lock(details.request_id, SYSTEM)
     if request is None:  # it overtook its request.submitted, whose details are older
         take_request(uow, details, policy, now, correlation_id)
-    elif request.status == "open":
+    elif request.status in ("open", "unmatched", "matched"):
         request.update_details(details)
         uow.commit()
 

@@ -8,12 +8,12 @@ which finds nothing here.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from services.metrics.domain import Activity, Fact
+from services.metrics.domain import REQUEST_HISTORY, Activity, Fact
 from shared.auth import Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
@@ -46,6 +46,7 @@ facts = sa.Table(
     sa.Column("organisation", sa.String(200)),
     sa.Column("hours", sa.Float),
     sa.Column("status", sa.String(12)),  # a volunteer's, when registered or changed
+    sa.Column("occurrence", sa.Integer),  # of a recurring request: a match's, an acceptance's or a task's
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
 
@@ -108,16 +109,16 @@ class FactRepository:
                                                                Fact.day.between(first, last))).all())
 
     def requests_in(self, scope: Actor) -> list[Fact]:
-        """Every request of the scope's communities, on any day."""
-        return list(self.session.scalars(sa.select(Fact).where(Fact.event_type == "request.submitted",
-                                                               in_scope(Fact.community, scope))))
+        """Every request of the scope's communities, on any day: its submission and any corrections."""
+        return list(self.session.scalars(sa.select(Fact).where(
+            Fact.event_type.in_(("request.submitted", "request.updated")), in_scope(Fact.community, scope))))
 
-    def submitted_at(self, request_ids: set[uuid.UUID]) -> dict[uuid.UUID, datetime]:
-        """When each of these requests was submitted (those whose fact has arrived)."""
+    def history_of(self, request_ids: set[uuid.UUID]) -> list[Fact]:
+        """These requests' facts that the measures look back on (domain.REQUEST_HISTORY), on any day."""
         if not request_ids:
-            return {}
-        return dict(self.session.execute(sa.select(Fact.request_id, Fact.occurred_at).where(
-            Fact.event_type == "request.submitted", Fact.request_id.in_(list(request_ids)))).all())
+            return []
+        return list(self.session.scalars(sa.select(Fact).where(
+            Fact.request_id.in_(list(request_ids)), Fact.event_type.in_(REQUEST_HISTORY))))
 
     def volunteer_changes(self, scope: Actor, last: date) -> list[Fact]:
         """Every volunteer's registration and status change in the scope's communities up to `last`, oldest

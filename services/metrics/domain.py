@@ -56,6 +56,7 @@ class Fact:
     organisation: str | None = None
     hours: float | None = None
     status: str | None = None  # a volunteer's, when registered or changed
+    occurrence: int | None = None  # of a recurring request, for a match, an acceptance or a task (None: the first)
 
 
 @dataclass(eq=False)
@@ -80,11 +81,12 @@ class Activity:
 COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "request.submitted": frozenset({"community", "request_id", "source", "support_type", "person_ref", "is_carer",
                                     "referrer_organisation"}),
-    "request.matched": frozenset({"request_id", "volunteer_id"}),
+    "request.updated": frozenset({"request_id", "support_type"}),
+    "request.matched": frozenset({"request_id", "volunteer_id", "occurrence"}),
     "request.unmatched": frozenset({"request_id"}),
     "request.cancelled": frozenset({"request_id"}),
-    "offer.accepted": frozenset({"community", "request_id", "volunteer_id"}),
-    "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours"}),
+    "offer.accepted": frozenset({"community", "request_id", "volunteer_id", "occurrence"}),
+    "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours", "occurrence"}),
     "volunteer.registered": frozenset({"community", "volunteer_id", "status"}),
     "volunteer.status_changed": frozenset({"community", "volunteer_id", "status"}),
 }
@@ -105,7 +107,7 @@ def fact_of(event: Event) -> Fact:
         request_id=read("request_id"), source=read("source"), support_type=read("support_type"),
         person_ref=read("person_ref") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
         organisation=read("referrer_organisation"), hours=read("hours"),
-        status=read("status") if event.type.startswith("volunteer.") else None)
+        status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"))
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:
@@ -249,6 +251,8 @@ class Measure:
 MEASURES = (
     Measure("requests_received", "Requests received"),
     Measure("requests_matched", "Requests matched"),
+    Measure("occurrences_matched", "Later occurrences of recurring requests matched"),
+    Measure("requests_rematched", "Tasks matched again after a volunteer gave one back"),
     Measure("requests_unmatched", "Requests unmatched"),
     Measure("requests_cancelled", "Requests cancelled"),
     Measure("tasks_completed", "Tasks completed"),
@@ -271,16 +275,60 @@ MEASURES = (
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"))
 
+# A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
+REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
+                   "task.completed")
 
-def requests_of(facts: Iterable[Fact], kind: str | None = None, source: str | None = None) -> list[Fact]:
-    """The requests among the facts, of this kind and from this source (None: any)."""
+
+def kinds_now(facts: Iterable[Fact]) -> dict[uuid.UUID, str]:
+    """The kind of help each request has now: as submitted, or as a coordinator last corrected it."""
+    kinds: dict[uuid.UUID, str] = {}
+    for fact in sorted((f for f in facts if f.event_type in ("request.submitted", "request.updated")),
+                       key=lambda f: f.occurred_at):
+        kinds[fact.request_id] = fact.support_type
+    return kinds
+
+
+def requests_of(facts: Iterable[Fact], kinds: dict[uuid.UUID, str], kind: str | None = None,
+                source: str | None = None) -> list[Fact]:
+    """The requests among the facts (their submissions) of this kind now and from this source (None: any)."""
     return [f for f in facts if f.event_type == "request.submitted"
-            and (kind is None or f.support_type == kind) and (source is None or f.source == source)]
+            and (kind is None or kinds.get(f.request_id, f.support_type) == kind)
+            and (source is None or f.source == source)]
 
 
-def accepted_requests(facts: Iterable[Fact]) -> set[uuid.UUID]:
-    """The requests an acceptance among the facts is for (whose submission times the waits need)."""
-    return {f.request_id for f in facts if f.event_type == "offer.accepted"}
+def _firsts(history: Iterable[Fact], event_type: str, per_occurrence: bool) -> dict[Any, Fact]:
+    """The earliest fact of a type for each request (or each occurrence of each request)."""
+    firsts: dict[Any, Fact] = {}
+    for fact in sorted((f for f in history if f.event_type == event_type), key=lambda f: f.occurred_at):
+        firsts.setdefault((fact.request_id, fact.occurrence or 1) if per_occurrence else fact.request_id, fact)
+    return firsts
+
+
+def is_first(fact: Fact, firsts: dict[Any, Fact], per_occurrence: bool) -> bool:
+    """The fact is the earliest of its kind for its request (or occurrence)."""
+    key = (fact.request_id, fact.occurrence or 1) if per_occurrence else fact.request_id
+    return key in firsts and firsts[key].event_id == fact.event_id
+
+
+def hours_to_acceptance(accepted: Iterable[Fact], history: Iterable[Fact]) -> list[float]:
+    """For each occurrence first accepted among `accepted`, the hours from when it became due to that acceptance.
+
+    The first occurrence is due when the request was logged; a later one when the one before it was done (matching
+    offers it then). Acceptances after a volunteer gave the task back are not waits."""
+    history = list(history)
+    first_accepted = _firsts(history, "offer.accepted", per_occurrence=True)
+    logged = {rid: f.occurred_at for rid, f in _firsts(history, "request.submitted", per_occurrence=False).items()}
+    done = {key: f.occurred_at for key, f in _firsts(history, "task.completed", per_occurrence=True).items()}
+    waits = []
+    for fact in accepted:
+        occurrence = fact.occurrence or 1
+        if not is_first(fact, first_accepted, per_occurrence=True):
+            continue
+        due = logged.get(fact.request_id) if occurrence == 1 else done.get((fact.request_id, occurrence - 1))
+        if due is not None:
+            waits.append(max(0.0, (fact.occurred_at - due).total_seconds() / 3600))
+    return waits
 
 
 def by_source(requests: Iterable[Fact]) -> dict[str, int]:
@@ -302,28 +350,34 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 
 def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
-             submitted_at: dict[uuid.UUID, datetime], kept: set[uuid.UUID] | None = None, kind: str | None = None,
+             history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
              source: str | None = None) -> dict[str, Any]:
-    """Every measure of one span, unsuppressed.
+    """Every measure of one span, unsuppressed (each one's definition is in the README's "What the counts mean").
 
     `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
-    up to the span's end, oldest first; `submitted_at` when each accepted request was submitted. With a kind or
-    source asked for, outcomes count only for the requests in `kept` (those of that kind or source)."""
-    requests = requests_of(facts, kind, source)
+    up to the span's end, oldest first; `history` the REQUEST_HISTORY facts, on any day, of the requests the
+    span's facts are about. With a kind or source asked for, outcomes count only for the requests in `kept` (those
+    of that kind now, or from that source)."""
+    kinds = kinds_now(history)
+    requests = requests_of(facts, kinds, kind, source)
 
     def of(event_type: str) -> list[Fact]:
         return [f for f in facts if f.event_type == event_type and (kept is None or f.request_id in kept)]
 
-    completed = [f for f in of("task.completed") if kind is None or f.support_type == kind]
+    def kind_of(fact: Fact) -> str:
+        return kinds.get(fact.request_id, fact.support_type)
+
+    completed = [f for f in of("task.completed") if kind is None or kind_of(f) == kind]
     volunteers = {f.volunteer_id for f in of("offer.accepted") + completed if f.volunteer_id}
     volunteers |= {uuid.UUID(v) for a in activities for v in a.volunteer_ids}
-    bereavement = [f for f in completed if KINDS[f.support_type].category == "bereavement"]
-    planning = [f for f in completed if KINDS[f.support_type].category == "future_planning"]
+    bereavement = [f for f in completed if KINDS[kind_of(f)].category == "bereavement"]
+    planning = [f for f in completed if KINDS[kind_of(f)].category == "future_planning"]
     planning_attendance = sum(a.attendance for a in activities if a.kind == "future_planning_session")
-    accepted: dict[uuid.UUID, datetime] = {}
-    for fact in of("offer.accepted"):
-        accepted[fact.request_id] = min(accepted.get(fact.request_id, fact.occurred_at), fact.occurred_at)
-    waits = [(at - submitted_at[rid]).total_seconds() / 3600 for rid, at in accepted.items() if rid in submitted_at]
+    first_match = _firsts(history, "request.matched", per_occurrence=False)
+    first_match_of_occurrence = _firsts(history, "request.matched", per_occurrence=True)
+    matches = of("request.matched")
+    first_unmatched = _firsts(history, "request.unmatched", per_occurrence=False)
+    waits = hours_to_acceptance(of("offer.accepted"), history)
     standing: dict = {}
     for change in volunteer_changes:
         standing[change.volunteer_id] = change.status
@@ -332,9 +386,12 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
                                                                          if a.organisation}
     return {
         "requests_received": len(requests),
-        "requests_matched": len(of("request.matched")),
-        "requests_unmatched": len(of("request.unmatched")),
-        "requests_cancelled": len(of("request.cancelled")),
+        "requests_matched": sum(is_first(f, first_match, per_occurrence=False) for f in matches),
+        "occurrences_matched": sum((f.occurrence or 1) > 1 and is_first(f, first_match_of_occurrence, True)
+                                   for f in matches),
+        "requests_rematched": sum(not is_first(f, first_match_of_occurrence, True) for f in matches),
+        "requests_unmatched": sum(is_first(f, first_unmatched, False) for f in of("request.unmatched")),
+        "requests_cancelled": len({f.request_id for f in of("request.cancelled")}),
         "tasks_completed": len(completed),
         "volunteer_hours": round(sum(f.hours or 0 for f in completed), 2),
         "volunteers_registered": sum(1 for status in standing.values() if status != "left"),
@@ -352,8 +409,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "hours_to_acceptance_median": _percentile(waits, 0.5),
         "hours_to_acceptance_p90": _percentile(waits, 0.9),
         "requests_by_source": by_source(requests),
-        "requests_by_kind": dict(sorted(Counter(f.support_type for f in requests).items())),
-        "tasks_by_kind": dict(sorted(Counter(f.support_type for f in completed).items())),
+        "requests_by_kind": dict(sorted(Counter(kind_of(f) for f in requests).items())),
+        "tasks_by_kind": dict(sorted(Counter(kind_of(f) for f in completed).items())),
     }
 
 

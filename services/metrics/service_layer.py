@@ -85,16 +85,18 @@ def _measures(uow: MetricsUnitOfWork, scope: Actor, first: date, last: date, kin
     return domain.measures(
         facts, uow.activities.in_span(scope, first, last),
         volunteer_changes=uow.facts.volunteer_changes(scope, last),
-        submitted_at=uow.facts.submitted_at(domain.accepted_requests(facts)), kept=kept, kind=kind, source=source)
+        history=uow.facts.history_of({f.request_id for f in facts if f.request_id is not None}),
+        kept=kept, kind=kind, source=source)
 
 
 def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end: date, below: int,
             kind: str | None = None, source: str | None = None) -> dict[str, Any]:
     """Each period from `start` to `end` with every measure and the period before's beside it (suppressed), of
     the scope's communities only."""
-    kept = None  # with a kind or source asked for, outcomes count only for requests of that kind or source
+    kept = None  # with a kind or source asked for, outcomes count only for requests of that kind now, or source
     if kind or source:
-        kept = {f.request_id for f in domain.requests_of(uow.facts.requests_in(scope), kind, source)}
+        requests = uow.facts.requests_in(scope)
+        kept = {f.request_id for f in domain.requests_of(requests, domain.kinds_now(requests), kind, source)}
     spans = domain.spans(period, start, end)
     counted = [domain.shown(_measures(uow, scope, first, last, kind, source, kept), below)
                for first, last in spans]

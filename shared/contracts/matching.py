@@ -69,6 +69,8 @@ class OfferAccepted(When, AboutRequest):
     community: str
     by: str = rule(validate.OneOf(ACCEPTED_BY), default="volunteer")
     language: str | None = None
+    occurrence: int = rule(validate.Range(min=1), default=1,
+                           description="Which occurrence of a recurring request the task is (1: the first or only).")
 
 
 @contract("offer.withdrawn", 1, example={
@@ -105,11 +107,14 @@ class ReplyUnresolved(EventPayload):
 
 @contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
 class RequestMatched(AboutRequest):
-    """A volunteer has the request's task."""
+    """A volunteer has the request's task (of its current occurrence: a recurring request is matched once per
+    occurrence, and again when a volunteer gives the task back)."""
 
     request_id: uuid.UUID
     offer_id: uuid.UUID
     volunteer_id: uuid.UUID
+    occurrence: int = rule(validate.Range(min=1), default=1,
+                           description="Which occurrence of a recurring request the task is (1: the first or only).")
 
 
 @contract("request.unmatched", 1, example={"request_id": REQUEST,

@@ -212,6 +212,20 @@ def test_a_coordinator_sees_the_candidates_ranked_with_reasons_and_can_assign_or
     assert client.get(f"/matches/{shopping}", headers=token("coordinator", ("ottawa-west",))).status_code == 404
 
 
+def test_a_kind_corrected_after_nobody_was_found_is_what_a_rerun_looks_for(app_for, token):
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    register(client, token("coordinator"), "Shopper", "07911123495")  # practical help only
+    request_id = matching.submit(support_type="bereavement_visit")  # logged as the wrong kind: nobody has the skill
+    assert matching.request(request_id).status == "unmatched"
+    matching.deliver("request.updated", {**SHOPPING, "request_id": request_id, "support_type": "shopping"})
+    assert matching.request(request_id).support_type == "shopping"
+    rerun = client.post(f"/matches/{request_id}/rerun", headers=token("coordinator"))
+    assert rerun.status_code == 200, rerun.json
+    assert [o.status for o in matching.offers(request_id)] == ["open"]
+    assert matching.events("offer.made")[-1]["support_type"] == "shopping"
+
+
 def test_done_with_hours_completes_and_cancel_puts_the_task_back_first_in_line(app_for, token):
     app = app_for("matching")
     client, matching = app.test_client(), Matching(app)
@@ -370,6 +384,37 @@ def test_a_weekly_request_is_one_task_per_occurrence_and_the_same_volunteer_is_a
     assert matching.request(request_id).status == "completed"
     done = matching.events("task.completed")
     assert [(e["occurrence"], e["occurrences"], e["hours"]) for e in done] == [(1, 3, 2.0), (2, 3, None), (3, 3, 1.0)]
+
+
+def test_the_weekly_cap_counts_the_tasks_a_volunteer_holds_in_that_week_not_every_occurrence(app_for, token):
+    """Each task of a recurring request counts in the week of its own occurrence: a volunteer who did the first
+    two weeks of a weekly request holds one task in the third week, not three."""
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    regular = register(client, token("coordinator"), "Regular", "07911123590", weekly_cap=2)
+    weekly = matching.submit(repeat_every_weeks=1, repeat_occurrences=3)
+    for occurrence in (1, 2):
+        [offer] = [o for o in matching.offers(weekly) if o.status == "open"]
+        assert (str(offer.volunteer_id), offer.occurrence) == (regular["id"], occurrence)
+        matching.reply(regular["phone"], "YES", offer.code)
+        matching.reply(regular["phone"], "DONE", offer.code)
+
+    request = matching.request(weekly)  # the third week: two tasks held, in the first and second weeks
+    assert (request.status, request.occurrence, request.unmatched_reason) == ("open", 3, None)
+    [third] = [o for o in matching.offers(weekly) if o.status == "open"]
+    assert (str(third.volunteer_id), third.occurrence) == (regular["id"], 3)
+    matching.reply(regular["phone"], "YES", third.code)
+
+    def one_off(weeks: int) -> str:
+        start = TOMORROW + timedelta(weeks=weeks)
+        return matching.submit(window_start=start.isoformat(), window_end=(start + timedelta(hours=2)).isoformat())
+
+    second_task = one_off(2)  # one task held that week, the cap is two: asked
+    [offer] = matching.offers(second_task)
+    assert (str(offer.volunteer_id), offer.status) == (regular["id"], "open")
+    matching.reply(regular["phone"], "YES", offer.code)
+    assert matching.request(one_off(2)).unmatched_reason == "nobody eligible: 1 at their weekly limit"
+    assert [str(o.volunteer_id) for o in matching.offers(one_off(1))] == [regular["id"]]  # one task that week
 
 
 def test_assigning_a_later_occurrence_of_a_weekly_request_offers_that_occurrence(app_for, token):

@@ -51,6 +51,30 @@ class Metrics:
                                         "offer_id": str(uuid.uuid4()), "volunteer_id": volunteer,
                                         "support_type": kind, "hours": hours})
 
+    def update(self, request_id: str, kind: str, at: datetime | None = None) -> None:
+        """A coordinator corrects the request's kind (intake publishes every field again)."""
+        self.deliver("request.updated", {**EXAMPLES[("request.updated", 1)], "request_id": request_id,
+                                         "support_type": kind}, at=at)
+
+    def matched(self, request_id: str, volunteer: str, occurrence: int = 1, at: datetime | None = None) -> None:
+        """A volunteer takes this occurrence: matching's acceptance and match, as it publishes them."""
+        offer = str(uuid.uuid4())
+        self.deliver("offer.accepted", {**EXAMPLES[("offer.accepted", 1)], "request_id": request_id,
+                                        "offer_id": offer, "volunteer_id": volunteer, "occurrence": occurrence},
+                     at=at)
+        self.deliver("request.matched", {"request_id": request_id, "offer_id": offer, "volunteer_id": volunteer,
+                                         "occurrence": occurrence}, at=at)
+
+    def done(self, request_id: str, volunteer: str, occurrence: int = 1, hours: float | None = None,
+             kind: str = "shopping", at: datetime | None = None) -> None:
+        self.deliver("task.completed", {**EXAMPLES[("task.completed", 1)], "request_id": request_id,
+                                        "offer_id": str(uuid.uuid4()), "volunteer_id": volunteer,
+                                        "support_type": kind, "hours": hours, "occurrence": occurrence}, at=at)
+
+    def on(self, headers, day: date, **params) -> dict:
+        """One day's measures."""
+        return self.today(headers, **{"from": day.isoformat(), "to": day.isoformat(), **params})["measures"]
+
     def today(self, headers, **params) -> dict:
         answer = self.client.get("/activity", headers=headers, query_string={"period": "day", **params})
         assert answer.status_code == 200, answer.json
@@ -288,3 +312,55 @@ def test_an_outcome_that_overtook_its_request_counts_and_a_rebuild_gives_the_liv
     assert rebuild(metrics.app.extensions["ccs"].uow()) > 0
     assert metrics.today(manager)["measures"] == live
     assert rebuild(metrics.app.extensions["ccs"].uow()) == 0
+
+
+# --- one definition per measure (README, "What the counts mean") -------------------------------------------------
+
+def at_hour(day: date, hour: int) -> datetime:
+    return datetime.combine(day, datetime.min.time(), timezone.utc).replace(hour=hour)
+
+
+def test_a_request_whose_kind_was_corrected_counts_under_its_kind_now_everywhere(metrics, token):
+    manager, volunteer = token("manager"), str(uuid.uuid4())
+    request_id = metrics.request(kind="shopping", at=at_hour(TODAY, 1))
+    metrics.update(request_id, "meals", at=at_hour(TODAY, 2))  # the coordinator logged the wrong kind
+    metrics.matched(request_id, volunteer, at=at_hour(TODAY, 3))
+    metrics.done(request_id, volunteer, hours=2.0, kind="meals", at=at_hour(TODAY, 5))
+
+    every = metrics.on(manager, TODAY)
+    assert (every["requests_by_kind"], every["tasks_by_kind"]) == ({"meals": 1}, {"meals": 1})
+    meals, shopping = metrics.on(manager, TODAY, kind="meals"), metrics.on(manager, TODAY, kind="shopping")
+    assert [meals[k] for k in ("requests_received", "requests_matched", "tasks_completed", "volunteer_hours")] == [
+        1, 1, 1, 2.0]
+    assert [shopping[k] for k in ("requests_received", "requests_matched", "tasks_completed", "volunteer_hours")] == [
+        0, 0, 0, 0]
+
+
+def test_a_recurring_request_is_matched_once_and_each_later_occurrence_is_counted_on_its_own(metrics, token):
+    manager, volunteer = token("manager"), str(uuid.uuid4())
+    first_day, second_day = TODAY - timedelta(days=2), TODAY - timedelta(days=1)
+    request_id = metrics.request(at=at_hour(first_day, 9))
+    metrics.matched(request_id, volunteer, 1, at=at_hour(first_day, 10))  # 1 hour after it was logged
+    metrics.done(request_id, volunteer, 1, hours=1.0, at=at_hour(first_day, 15))  # occurrence 2 is due now
+    metrics.matched(request_id, volunteer, 2, at=at_hour(second_day, 9))  # 18 hours after it was due
+    metrics.done(request_id, volunteer, 2, hours=1.0, at=at_hour(second_day, 12))
+    metrics.matched(request_id, volunteer, 3, at=at_hour(second_day, 14))  # 2 hours after it was due
+
+    keys = ("requests_received", "requests_matched", "occurrences_matched", "tasks_completed",
+            "hours_to_acceptance_median", "hours_to_acceptance_p90")
+    first, second = metrics.on(manager, first_day), metrics.on(manager, second_day)
+    assert [first[k] for k in keys] == [1, 1, 0, 1, 1.0, 1.0]
+    assert [second[k] for k in keys] == [0, 0, 2, 1, 10.0, 16.4]  # waits of 18 and 2 hours, not 24 and 29
+
+
+def test_a_task_given_back_and_matched_again_is_a_rematch_not_another_request_matched(metrics, token):
+    manager, first_volunteer, second_volunteer = token("manager"), str(uuid.uuid4()), str(uuid.uuid4())
+    request_id = metrics.request(at=at_hour(TODAY, 1))
+    metrics.matched(request_id, first_volunteer, at=at_hour(TODAY, 3))
+    metrics.deliver("task.given_back", {"request_id": request_id, "offer_id": str(uuid.uuid4()),
+                                        "volunteer_id": first_volunteer}, at=at_hour(TODAY, 4))
+    metrics.matched(request_id, second_volunteer, at=at_hour(TODAY, 8))
+
+    today = metrics.on(manager, TODAY)
+    assert [today[k] for k in ("requests_received", "requests_matched", "requests_rematched",
+                               "hours_to_acceptance_median")] == [1, 1, 1, 2.0]  # waited 2 hours for the first YES

@@ -330,8 +330,11 @@ def test_any_order_of_delivery_ends_where_matching_is_and_where_in_order_deliver
     order = data.draw(st.permutations(range(len(history.events))), label="metrics hears (by index)")
     assert history.to_metrics([history.events[n] for n in order]) == counted
     totals = {key: sum(p["measures"][key] for p in counted["periods"]) for key in (
-        "requests_received", "requests_matched", "requests_cancelled", "tasks_completed")}
-    assert totals == {"requests_received": 1,
-                      "requests_matched": sum(e.type == "request.matched" for e in history.events),
+        "requests_received", "requests_matched", "occurrences_matched", "requests_rematched", "requests_cancelled",
+        "tasks_completed")}
+    matches = [e.payload.occurrence for e in history.events if e.type == "request.matched"]
+    assert totals == {"requests_received": 1, "requests_matched": int(bool(matches)),
+                      "occurrences_matched": len(set(matches) - {1}),
+                      "requests_rematched": len(matches) - len(set(matches)),
                       "requests_cancelled": int(history.cancelled is not None),
                       "tasks_completed": sum(e.type == "task.completed" for e in history.events)}

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.matching.domain import Facts, Policy, distance_km, exclusion, explain, rank, task_slots
+from services.matching.domain import (Facts, HeldTask, MatchRequest, Policy, distance_km, exclusion, explain, facts_for,
+                                      rank, task_slots)
 
 LONDON = ZoneInfo("Europe/London")
 TASK = datetime(2030, 1, 9, 14, tzinfo=timezone.utc)  # a Wednesday afternoon
@@ -80,6 +81,17 @@ def test_each_rule_rules_a_volunteer_out(changes, request_changes, facts, rule):
 ])
 def test_the_edges_of_each_rule_let_a_volunteer_through(changes, request_changes, facts):
     assert rule_for(volunteer(**changes), request(**request_changes), facts) is None
+
+
+def test_each_task_of_a_recurring_request_counts_in_the_week_of_its_own_occurrence():
+    sam = volunteer()
+    fortnightly = dict(window_start=TASK, person_ref="", request_occurrence=3, repeat_every_weeks=2)
+    held = [HeldTask(sam.id, None, occurrence=n, **fortnightly) for n in (1, 2, 3)]
+    held.append(HeldTask(sam.id, TASK + timedelta(days=1), None, "", 1, 1, None))  # no window: when accepted
+    facts = facts_for(MatchRequest(), [(sam, 1.0)], {}, held, TASK)
+    assert facts[sam.id].tasks_in_week == {MONDAY - timedelta(weeks=4): 1, MONDAY - timedelta(weeks=2): 1,
+                                           MONDAY: 2}
+    assert rule_for(sam, facts=facts[sam.id]) == "weekly_cap"  # two this week, and their cap is two
 
 
 def test_a_flexible_window_needs_only_one_day_the_volunteer_can_do():

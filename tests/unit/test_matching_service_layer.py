@@ -146,7 +146,8 @@ class FakeOffers:
                        and o.created_at >= since)
 
     def held_by(self, volunteer_ids):
-        return [HeldTask(o.volunteer_id, o.answered_at, r.window_start, r.person_ref) for o, r in self._all()
+        return [HeldTask(o.volunteer_id, o.answered_at, r.window_start, r.person_ref, o.occurrence, r.occurrence,
+                         r.repeat_every_weeks) for o, r in self._all()
                 if o.volunteer_id in volunteer_ids and o.status in HOLDING]
 
     def tasks_since(self, volunteer_ids, since):
@@ -286,9 +287,25 @@ def test_an_update_changes_an_open_request_and_one_that_overtook_its_request_tak
     taken = uow.requests.get(overtaking.request_id, SYSTEM)
     assert taken.urgency == "urgent" and taken.correlation_id == "corr-9" and len(uow.events(OfferMade)) == 1
 
-    taken.status = "matched"
+    taken.status = "matched"  # a matched request takes it too: a recurring one's next occurrence is matched by it
     service_layer.update_request(uow.anew(), replace(overtaking, area="FY4"), POLICY, NOW)
-    assert taken.area == "FY1" and not uow.committed  # a request no longer open keeps its details
+    assert taken.area == "FY4" and uow.committed
+
+    for finished in ("completed", "cancelled"):
+        taken.status = finished
+        service_layer.update_request(uow.anew(), replace(overtaking, area="FY5"), POLICY, NOW)
+        assert taken.area == "FY4" and not uow.committed  # a finished request keeps its details
+
+
+def test_an_update_to_a_recurring_request_keeps_the_window_of_the_occurrence_being_matched():
+    uow = uow_with(volunteer("Sam", "+447911123001"))
+    request = submit(uow, repeat_every_weeks=2, repeat_occurrences=3)
+    logged = (request.window_start, request.window_end)
+    request.next_occurrence()
+    service_layer.update_request(uow.anew(), details(request_id=request.request_id, repeat_every_weeks=2,
+                                                     repeat_occurrences=3, support_type="meals"), POLICY, NOW)
+    assert request.support_type == "meals"
+    assert (request.window_start, request.window_end) == (logged[0] + timedelta(weeks=2), logged[1] + timedelta(weeks=2))
 
 
 def test_a_cancellation_withdraws_open_and_accepted_offers_telling_each_volunteer_in_their_language():

@@ -57,11 +57,12 @@ class FakeFacts:
             sees(scope, f.community) or (f.community is None and f.request_id in theirs))]
 
     def requests_in(self, scope):
-        return [f for f in self.rows.values() if f.event_type == "request.submitted" and sees(scope, f.community)]
+        return [f for f in self.rows.values() if f.event_type in ("request.submitted", "request.updated")
+                and sees(scope, f.community)]
 
-    def submitted_at(self, request_ids):
-        return {f.request_id: f.occurred_at for f in self.rows.values()
-                if f.event_type == "request.submitted" and f.request_id in request_ids}
+    def history_of(self, request_ids):
+        return [f for f in self.rows.values() if f.request_id in request_ids
+                and f.event_type in domain.REQUEST_HISTORY]
 
     def volunteer_changes(self, scope, last):
         return [f for f in self.oldest_first() if f.event_type in ("volunteer.registered", "volunteer.status_changed")

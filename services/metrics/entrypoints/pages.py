@@ -51,8 +51,9 @@ def dashboard():
 
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
 SECTIONS = (
-    ("Requests for support", ("requests_received", "requests_matched", "requests_unmatched", "requests_cancelled",
-                              "hours_to_acceptance_median", "hours_to_acceptance_p90")),
+    ("Requests for support", ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
+                              "requests_unmatched", "requests_cancelled", "hours_to_acceptance_median",
+                              "hours_to_acceptance_p90")),
     ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
                        "bereavement_supports", "future_planning_reached")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",

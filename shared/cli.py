@@ -81,18 +81,19 @@ def run(port):
     except KeyboardInterrupt:
         pass
     finally:
-        ignore_stop_signals()  # also when we stop because a process exited
+        ignore_stop_signals()  # also when we stop because something failed
         click.echo("\nStopping ...")
         system.stop()
 
 
 def follow_sms(system) -> None:
-    """Print each SMS the development gateway records, until a process exits."""
+    """Print each SMS the development gateway records, and restart (after a back-off) any process that exits, until
+    we are stopped."""
     path = system.var_dir / "sms" / "sent.jsonl"
     offset = path.stat().st_size if path.exists() else 0
     while True:
-        if exited := system.exited():
-            raise SystemExit(f"{', '.join(exited)} stopped; see {system.var_dir / 'log'}")
+        for line in system.restart_exited():
+            click.echo(line)
         if path.exists() and path.stat().st_size > offset:
             with path.open(encoding="utf-8") as handle:
                 handle.seek(offset)
@@ -200,6 +201,85 @@ def nginx(output):
 
     output.write_text(nginx_config(), encoding="utf-8")
     click.echo(f"{output}: written")
+
+
+
+# --- dead letters ---------------------------------------------------------------------------------------------------
+
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(value: str | None) -> float | None:
+    """An age such as `30m`, `2h` or `7d`, in seconds."""
+    if value is None:
+        return None
+    number, unit = value[:-1], value[-1:]
+    if unit not in AGE_UNITS or not number.isdigit():
+        raise click.BadParameter(f"an age such as 30m, 2h or 7d, not {value!r}", param_hint="--older-than")
+    return int(number) * AGE_UNITS[unit]
+
+
+def chosen_dead_letters(function):
+    """The options that choose dead letters: by queue, by event type, by age."""
+    function = click.option("--older-than", help="Only those dead for longer than this: 30m, 2h, 7d.")(function)
+    function = click.option("--type", "event_type", help="Only events of this type, e.g. request.submitted.")(function)
+    return click.option("--queue", help="Only this queue's, e.g. matching.intake.requests.")(function)
+
+
+@main.group("dead-letters")
+def dead_letters():
+    """Messages no handler could take: list, show, replay or purge them (by queue, event type or age)."""
+
+
+def _dead_letter_store():
+    from shared.bus import DeadLetters
+
+    return DeadLetters(config.load("cli"))
+
+
+def _echo_letters(letters, verb: str) -> None:
+    for letter in letters:
+        summary = letter.summary()
+        since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(summary["dead_since"])) if summary["dead_since"] else "?"
+        click.echo(f"{verb}{summary['queue']}  {summary['type']}  {summary['event_id'] or '-'}  since {since} UTC  "
+                   f"{summary['reason'][:120]}")
+    click.echo(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+
+
+@dead_letters.command("list")
+@chosen_dead_letters
+def list_dead_letters(queue, event_type, older_than):
+    """One line each: queue, event type, event id, since when, and why."""
+    _echo_letters(_dead_letter_store().list(queue, event_type, parse_age(older_than)), "")
+
+
+@dead_letters.command("show")
+@click.argument("event_id")
+def show_dead_letter(event_id):
+    """One dead letter's details as JSON (its headers and reason, not its payload, which may name a person)."""
+    found = [letter for letter in _dead_letter_store().list() if letter.event_id == event_id]
+    if not found:
+        raise click.ClickException(f"no dead letter with event id {event_id}")
+    for letter in found:
+        headers = {k: v for k, v in (letter.message.headers or {}).items() if k.startswith("x-")}
+        click.echo(json.dumps({**letter.summary(), "headers": headers}, indent=2, default=str))
+
+
+@dead_letters.command("replay")
+@chosen_dead_letters
+@click.option("--event-id", help="Only this event.")
+def replay_dead_letters(queue, event_type, older_than, event_id):
+    """Put them back on their queues to be handled again, after the cause is fixed."""
+    _echo_letters(_dead_letter_store().replay(queue, event_type, parse_age(older_than), event_id), "replayed ")
+
+
+@dead_letters.command("purge")
+@chosen_dead_letters
+@click.option("--event-id", help="Only this event.")
+@click.confirmation_option(prompt="Drop these dead letters for good?")
+def purge_dead_letters(queue, event_type, older_than, event_id):
+    """Drop them for good."""
+    _echo_letters(_dead_letter_store().purge(queue, event_type, parse_age(older_than), event_id), "purged ")
 
 
 if __name__ == "__main__":

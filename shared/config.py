@@ -35,6 +35,8 @@ class Settings:
     max_attempts: int
     poll_interval: float
     token_lifetime_days: int = 30  # how long an API token lets its holder in (`CCS_TOKEN_LIFETIME_DAYS`)
+    # seconds a failed message waits before its next try, by try (the last repeats): `CCS_RETRY_DELAYS`
+    retry_delays: tuple[float, ...] = (1, 5, 30, 120, 600)
 
     @property
     def broker_is_filesystem(self) -> bool:
@@ -114,6 +116,20 @@ def env_number(environ: Mapping[str, str], name: str, default: float, *, kind: t
     return value
 
 
+def env_delays(environ: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """Rising waits in seconds, comma-separated (e.g. `1,5,30,120,600`): from 0.01 s to a day each."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be seconds separated by commas, such as 1,5,30, not {raw!r}") from None
+    if any(not 0.01 <= d <= 86400 for d in delays) or list(delays) != sorted(delays):
+        raise SettingsError(f"{name} must be rising waits from 0.01 to 86400 seconds, not {raw!r}")
+    return delays
+
+
 def env_text(environ: Mapping[str, str], name: str, default: str = "", *, choices: tuple[str, ...] = ()) -> str:
     """A text setting, one of `choices` if given."""
     value = environ.get(name, default).strip()
@@ -144,4 +160,5 @@ def load(service: str, environ: Mapping[str, str] | None = None) -> Settings:
         max_attempts=env_number(environ, "CCS_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
         poll_interval=env_number(environ, "CCS_POLL_INTERVAL", 0.1, kind=float, minimum=0.001, maximum=60),
         token_lifetime_days=env_number(environ, "CCS_TOKEN_LIFETIME_DAYS", 30, minimum=1, maximum=366),
+        retry_delays=env_delays(environ, "CCS_RETRY_DELAYS", (1, 5, 30, 120, 600)),
     )

@@ -9,10 +9,12 @@ import threading
 import time
 from typing import Callable
 
+import sqlalchemy as sa
+
 from shared import bus, topology
 from shared.contracts import Event
 from shared.service import ServiceDefinition, WorkerParts, get
-from shared.telemetry import EVENTS_HANDLED, HANDLER_SECONDS, serve_worker_metrics
+from shared.telemetry import EVENTS_HANDLED, HANDLER_SECONDS, check_sessions, mark_ready, serve_worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,19 @@ def make_dispatch(name: str, parts: WorkerParts) -> Callable[[Event], None]:
     return dispatch
 
 
+def database_answers(sessions) -> Callable[[], bool]:
+    """Whether the service's database answers now (the worker waits for this after a transient fault)."""
+
+    def ready() -> bool:
+        try:
+            check_sessions(sessions)
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    return ready
+
+
 def background_threads(name: str, parts: WorkerParts, settings, stop: threading.Event) -> list[threading.Thread]:
     """The outbox relay, then the service's own loops, each in a thread."""
     relay = lambda stop_: parts.outbox.run_relay(parts.sessions, bus.Publisher(settings), stop_,  # noqa: E731
@@ -53,7 +68,8 @@ def run_worker(name: str, definition: ServiceDefinition | None = None) -> None:
     parts = definition.worker(app)
     settings = app.extensions["ccs"].settings
     stop = threading.Event()
-    worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name], make_dispatch(name, parts))
+    worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name], make_dispatch(name, parts),
+                        ready=database_answers(parts.sessions), on_ready_changed=mark_ready)
 
     def shut_down(signum, _frame):
         log.info("%s worker stopping (signal %s)", name, signum)

@@ -108,10 +108,11 @@ def registry() -> dict[str, ServiceDefinition]:
 
 
 def routes() -> dict[str, str]:
-    """Path prefix -> service, for every service: its declared routes, health check and OpenAPI document."""
+    """Path prefix -> service, for every service: its declared routes, health and readiness checks and OpenAPI
+    document."""
     table: dict[str, str] = {}
     for name, definition in registry().items():
-        for prefix in (*definition.routes, f"/healthz/{name}", f"/openapi/{name}.json"):
+        for prefix in (*definition.routes, f"/healthz/{name}", f"/readyz/{name}", f"/openapi/{name}.json"):
             if prefix in table:
                 raise RuntimeError(f"{prefix} is claimed by {table[prefix]} and {name}")
             table[prefix] = name

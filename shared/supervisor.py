@@ -61,6 +61,21 @@ def stop_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+# A process that exits on its own is started again after 1 s, then 2 s, 4 s ... up to a minute if it keeps exiting;
+# once it has stayed up a minute, from 1 s again.
+FIRST_BACKOFF, MAX_BACKOFF, STEADY = 1.0, 60.0, 60.0
+
+
+def ended(code: int) -> str:
+    """How a process with this return code ended: "exited with code 1", "was killed by SIGKILL"."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
+
+
 def gunicorn(app: str, port: int, workers: int = 1) -> list[str]:
     """The command that serves a WSGI app factory with gunicorn."""
     return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
@@ -75,6 +90,9 @@ class System:
     port: int = 8000
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)  # when each process last started (monotonic)
+    backoff: dict[str, float] = field(default_factory=dict)  # each process's last wait before a restart
+    restart_at: dict[str, float] = field(default_factory=dict)  # processes that exited: when they start again
 
     @property
     def url(self) -> str:
@@ -141,6 +159,7 @@ class System:
             self.processes[name] = subprocess.Popen(command, env={**env, **self.metrics_env(name)}, stdout=log,
                                                     stderr=subprocess.STDOUT, start_new_session=True,
                                                     preexec_fn=preexec)
+            self.started[name] = time.monotonic()
             log.close()
 
     def wait_until_ready(self, timeout: float = 60) -> None:
@@ -165,6 +184,7 @@ class System:
         """Stop processes (all, or those named): SIGTERM, or SIGKILL to simulate a crash."""
         chosen = [n for n in self.processes if names is None or n in names]
         for name in chosen:
+            self.restart_at.pop(name, None)
             process = self.processes[name]
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -179,6 +199,26 @@ class System:
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
         return [name for name, process in self.processes.items() if process.poll() is not None]
+
+    def restart_exited(self) -> list[str]:
+        """Start again, after its back-off, each process that exited on its own (those we stop are no longer ours);
+        its Prometheus folder is kept. Never waits: call it often. Returns a line to print for each exit and start."""
+        now, said = time.monotonic(), []
+        for name in self.exited():
+            if name in self.restart_at:
+                continue
+            steady = now - self.started[name] >= STEADY
+            delay = FIRST_BACKOFF if steady or name not in self.backoff else min(2 * self.backoff[name], MAX_BACKOFF)
+            self.backoff[name], self.restart_at[name] = delay, now + delay
+            said.append(f"{name} {ended(self.processes[name].returncode)}; see {self.var_dir / 'log' / name}.log. "
+                        f"Restarting it in {delay:g}s.")
+        due = [name for name, at in self.restart_at.items() if at <= now]
+        if due:
+            self.start(only=due)
+        for name in due:
+            del self.restart_at[name]
+            said.append(f"{name} restarted (pid {self.processes[name].pid}).")
+        return said
 
     def __enter__(self) -> "System":
         self.migrate()

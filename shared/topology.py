@@ -3,15 +3,31 @@
 Each producing service publishes on its own topic exchange, `<producer>.events`, with the event type as
 routing key. Each consuming service has one durable queue per group of events it handles, named
 `<consumer>.<producer>.<group>`, bound to exact routing keys. Every queue also has a binding on the
-`retry` exchange (a handler error is put back through it) and its own dead-letter queue on the
+`retry` exchange (a message whose handler failed comes back through it) and its own dead-letter queue on the
 `dead-letter` exchange. Every process declares all of it at start-up.
+
+A message that must wait before it is tried again waits on RabbitMQ in a delay queue, one per wait
+(`delay.5000ms`): it has no consumer, and after its time-to-live the broker moves the message to the `retry`
+exchange with the routing key it was published with, its queue's name. (The filesystem transport has no
+time-to-live; shared/bus.py keeps its waiting messages in a folder.)
 """
 
 from __future__ import annotations
 
+import os
+
 from kombu import Connection, Exchange, Queue, binding
 
 from shared.contracts import EVENTS
+
+# `CCS_QUEUE_TYPE=quorum` declares every queue as a RabbitMQ quorum queue (replicated across the cluster's nodes;
+# deploy/kubernetes sets it). A queue's type is fixed when it is first declared: an existing deployment keeps its
+# classic queues unless they are drained and deleted first. Read here, once, because every process's queues must
+# agree with what was declared.
+QUEUE_TYPE = os.environ.get("CCS_QUEUE_TYPE", "classic").strip() or "classic"
+if QUEUE_TYPE not in ("classic", "quorum"):
+    raise ValueError(f"CCS_QUEUE_TYPE must be classic or quorum, not {QUEUE_TYPE!r}")
+QUEUE_ARGUMENTS = {"x-queue-type": QUEUE_TYPE} if QUEUE_TYPE == "quorum" else {}
 
 PRODUCERS = sorted({contract.PRODUCER for contract in EVENTS.values()})
 EXCHANGES: dict[str, Exchange] = {
@@ -58,7 +74,7 @@ def _queue(consumer: str, group: str, producer: str, event_types: list[str]) -> 
     name = f"{consumer}.{producer}.{group.removeprefix(producer + '-')}"
     bindings = [binding(EXCHANGES[producer], routing_key=event_type) for event_type in event_types]
     bindings.append(binding(RETRY, routing_key=name))
-    return Queue(name, bindings=bindings, durable=True)
+    return Queue(name, bindings=bindings, durable=True, queue_arguments=dict(QUEUE_ARGUMENTS))
 
 
 QUEUES: dict[str, list[Queue]] = {
@@ -69,16 +85,32 @@ QUEUES: dict[str, list[Queue]] = {
 
 def dead_letter_queue(queue_name: str) -> Queue:
     """The queue that keeps what `queue_name` could not handle, with the reason in its headers."""
-    return Queue(f"{queue_name}.dead", exchange=DEAD_LETTER, routing_key=queue_name, durable=True)
+    return Queue(f"{queue_name}.dead", exchange=DEAD_LETTER, routing_key=queue_name, durable=True,
+                 queue_arguments=dict(QUEUE_ARGUMENTS))
 
 
 DEAD_LETTER_QUEUES: list[Queue] = [dead_letter_queue(q.name) for qs in QUEUES.values() for q in qs]
 
 
-def declare_all(connection: Connection) -> None:
-    """Declare every exchange, queue and binding (idempotent; every process calls it at start-up)."""
+def delay_exchange(seconds: float) -> Exchange:
+    """Where a message waits `seconds` before it goes back to its queue (RabbitMQ)."""
+    return Exchange(f"delay.{round(seconds * 1000)}ms", type="fanout", durable=True)
+
+
+def delay_queue(seconds: float) -> Queue:
+    """The queue behind a delay exchange: no consumer; what expires goes to `retry`, keeping its routing key."""
+    exchange = delay_exchange(seconds)
+    return Queue(exchange.name, exchange=exchange, durable=True, queue_arguments={
+        **QUEUE_ARGUMENTS, "x-message-ttl": round(seconds * 1000), "x-dead-letter-exchange": RETRY.name})
+
+
+def declare_all(connection: Connection, delays: tuple[float, ...] = ()) -> None:
+    """Declare every exchange, queue and binding, and a delay queue for each of `delays` (idempotent; every
+    process calls it at start-up)."""
     channel = connection.default_channel
     for exchange in [*EXCHANGES.values(), RETRY, DEAD_LETTER]:
         exchange(channel).declare()
     for queue in [q for qs in QUEUES.values() for q in qs] + DEAD_LETTER_QUEUES:
         queue(channel).declare()
+    for seconds in delays:
+        delay_queue(seconds)(channel).declare()

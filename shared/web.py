@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,14 +15,16 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
 import flask_smorest
+from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 import jinja2
 import phonenumbers
+import psycopg
 from flask import Flask, Response, current_app, g, jsonify, redirect, render_template, request, session
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from kombu.exceptions import OperationalError as BrokerUnavailable
 import sqlalchemy as sa
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from marshmallow import Schema, ValidationError, fields, validate
@@ -29,13 +32,15 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from shared import gazetteer
+from shared.bus import unavailable_dependency
 from shared.auth import ROLES, Actor
 from shared.communities import all_communities
 from shared.communities import get as community
 from shared.communities import default_slug as default_community
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.telemetry import add_metrics_endpoint
+from shared.telemetry import (RETRY_AFTER_SECONDS, Check, add_metrics_endpoint, check_broker, check_database,
+                              check_migrations, readiness)
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +131,17 @@ class Api(flask_smorest.Api):
     ERROR_SCHEMA = Problem
 
     def _register_responses(self):
-        """Document every error response as `application/problem+json` with the Problem schema."""
+        """Document every error response as `application/problem+json` with the Problem schema, and 503 (which any
+        operation may answer while a dependency is down) with its Retry-After."""
         super()._register_responses()
         for name, response in self.spec.components.responses_lazy.items():
             content = response.get("content", {})
             if "application/json" in content:
                 response["content"] = {PROBLEM: content["application/json"]}
+        unavailable = self.spec.components.responses_lazy["SERVICE_UNAVAILABLE"]
+        unavailable["description"] = UNAVAILABLE_DESCRIPTION
+        unavailable["headers"] = {"Retry-After": {
+            "description": "How many seconds to wait before trying again.", "schema": {"type": "integer"}}}
 
     def init_app(self, app, *, spec_kwargs=None):
         """Set up the API on `app`, refusing text that cannot be stored before any view reads it."""
@@ -174,6 +184,84 @@ class Api(flask_smorest.Api):
         for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
         return response
+
+
+# --- a dependency down: 503 with Retry-After ----------------------------------------------------------------------
+
+UNAVAILABLE_DESCRIPTION = ("Service Unavailable: the service's database (or message bus) cannot be reached for the "
+                           "moment. Try again after the seconds in Retry-After (a create that takes an "
+                           "Idempotency-Key: with the same key, so that it is made only once).")
+# What SQLite says when another process holds the database, or its file cannot be opened: worth trying again. Its
+# other OperationalErrors ("no such table", a syntax error) are faults that waiting does not mend.
+# Errors whose handler looks closer (unavailable_dependency); Flask finds it for their subclasses too.
+MAYBE_UNAVAILABLE = (sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error, psycopg.Error, BrokerUnavailable)
+
+
+def is_page_request() -> bool:
+    """True when this request is for one of the HTML pages (a `Pages` blueprint), not the API."""
+    return isinstance(current_app.blueprints.get(request.blueprint or ""), Pages)
+
+
+def answer_unavailable(error: BaseException):
+    """503 with Retry-After while a dependency is down: problem details for the API, a page for a browser. The
+    unit of work has rolled back whatever the request began. Any other error goes on to be a 500."""
+    dependency = unavailable_dependency(error)
+    if dependency is None:
+        raise error
+    cause = getattr(error, "orig", None)
+    log.warning("%s %s answered 503: its %s is unavailable (%s%s)", request.method, request.endpoint, dependency,
+                type(error).__name__, f": {type(cause).__name__}" if cause is not None else "")
+    what = "database" if dependency == "database" else "message bus"
+    if is_page_request():
+        response = Response(render_template("unavailable.html", what=what, retry_after=RETRY_AFTER_SECONDS),
+                            status=503, mimetype="text/html")
+    else:
+        response = problem(503, "Service Unavailable",
+                           f"The service is briefly unavailable: its {what} cannot be reached. Try again in "
+                           f"{RETRY_AFTER_SECONDS} seconds.")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- what the OpenAPI document says of every operation ------------------------------------------------------------
+
+IDEMPOTENCY_WHY = ("Send an Idempotency-Key (a new random one, such as a UUID, for each new create) so that a retry "
+                   "cannot make a duplicate: after a timeout, a 502 or a 503 you cannot tell whether the first "
+                   "attempt was made, so send it again with the same key and body and you get the first answer "
+                   "again (marked Idempotent-Replayed), never a second one. The same key with a different body "
+                   "is refused with 422; keys are kept per caller.")
+IDEMPOTENCY_KEY_WHY = "Why: a retry after a timeout or a 502 must not create a duplicate."
+
+
+def has_idempotency_key(operation: dict[str, Any]) -> bool:
+    """True when an operation takes an Idempotency-Key header."""
+    return any(isinstance(p, dict) and p.get("in") == "header" and str(p.get("name", "")).lower() == "idempotency-key"
+               for p in operation.get("parameters", []))
+
+
+class OperationsPlugin(BasePlugin):
+    """Says on every operation what shared/web.py does for all: it may answer 503 (with Retry-After) while a
+    dependency is down, and a create that takes an Idempotency-Key says why to send one."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            if 503 not in responses and "503" not in responses:
+                responses["503"] = "SERVICE_UNAVAILABLE"
+            if has_idempotency_key(operation):
+                description = operation.get("description", "")
+                if IDEMPOTENCY_WHY not in description:
+                    operation["description"] = f"{description}\n\n{IDEMPOTENCY_WHY}".strip()
+                # The parameter dict may be shared by several operations: give each its own copy.
+                operation["parameters"] = [
+                    {**p, "description": f"{p.get('description', '')} {IDEMPOTENCY_KEY_WHY}".strip()}
+                    if isinstance(p, dict) and p.get("in") == "header"
+                    and str(p.get("name", "")).lower() == "idempotency-key"
+                    and IDEMPOTENCY_KEY_WHY not in p.get("description", "") else p
+                    for p in operation["parameters"]]
 
 
 # --- tokens and sign-in ----------------------------------------------------------------------------------------
@@ -359,9 +447,9 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
                        unit_of_work: Callable[[sessionmaker], Any] | None = None,
                        test_config: dict[str, Any] | None = None, revocations=None) -> Flask:
     """A service's Flask app: its settings (read once by its bootstrap), its database and unit of work, the API
-    with problem details, its pages, Prometheus metrics and a health check; bearer tokens checked against the
-    service's `revocations` (shared/revocation.py), CSRF tokens on every form post, and security headers on every
-    answer."""
+    with problem details, its pages, Prometheus metrics, /healthz (alive) and /readyz (ready); 503 with Retry-After
+    while its database or broker cannot be reached; bearer tokens checked against the service's `revocations`
+    (shared/revocation.py), CSRF tokens on every form post, and security headers on every answer."""
     name = definition.name
     app = Flask(definition.package, static_folder=None)
     app.jinja_loader = jinja2.ChoiceLoader([
@@ -394,9 +482,12 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
     csrf.init_app(app)
     app.before_request(protect_forms)
     app.register_error_handler(CSRFError, form_expired)
+    for kind in MAYBE_UNAVAILABLE:
+        app.register_error_handler(kind, answer_unavailable)
     add_security_headers(app, settings.public_url)
     api = Api(app, spec_kwargs={
         "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name),
+        "extra_plugins": [OperationsPlugin()],
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}})
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
@@ -410,10 +501,25 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
 
     @app.get(f"/healthz/{name}")
     def healthz():
-        """Answer 200 when the service's database answers."""
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        """Alive: 200 while this process answers. It asks nothing of the database or the broker, so an outage of
+        theirs does not get every instance restarted; /readyz says whether to send it traffic."""
         return {"service": name, "status": "ok"}
+
+    @app.get(f"/readyz/{name}")
+    def readyz():
+        """Ready: 200 when the database answers, is at the newest migration, and the broker can be reached; else 503
+        (problem details, with Retry-After) naming each check that failed."""
+        status, body = readiness(name, [
+            Check("database", lambda: check_database(engine)),
+            Check("migrations", lambda: check_migrations(name, engine), needs="database"),
+            Check("broker", lambda: check_broker(settings))])
+        response = jsonify(body)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"
+        if status != 200:
+            response.mimetype = PROBLEM
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     return app
 

@@ -19,6 +19,8 @@ REQUIRE_REAL = os.environ.get("CCS_REQUIRE_REAL_BACKENDS") == "1"
 # Routine SMS wait out each community's night-time quiet hours; tests run at any hour, so only the tests of
 # quiet hours themselves have them (they remove this).
 os.environ["CCS_QUIET_HOURS"] = "off"
+# A failed message waits on the broker before it is tried again: tenths of a second here, not seconds to minutes.
+os.environ.setdefault("CCS_RETRY_DELAYS", "0.1,0.2,0.4,0.8")
 
 
 def _reachable(host: str, port: int) -> bool:

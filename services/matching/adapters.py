@@ -325,10 +325,23 @@ class VolunteerRepository:
             query = query.where(Volunteer.status == status)
         return self.session.scalars(query).all()
 
-    def with_checks_expiring(self, first: date, last: date) -> list[Volunteer]:
-        """The volunteers with a check expiring between two dates."""
-        return self.session.scalars(sa.select(Volunteer).where(Volunteer.id.in_(
-            sa.select(VolunteerCheck.volunteer_id).where(VolunteerCheck.expires_on.between(first, last))))).all()
+    def claim_checks_to_remind(self, first: date, last: date) -> list[tuple[VolunteerCheck, Volunteer]]:
+        """The checks expiring between two dates with no reminder yet for that date, of volunteers who have not
+        left, each with its volunteer: the check rows locked until the transaction ends, skipping those another
+        transaction has locked (on PostgreSQL, `FOR UPDATE OF volunteer_checks SKIP LOCKED`: two timer runs at once
+        never remind of the same check; the volunteers are read, not locked)."""
+        return [tuple(row) for row in self.session.execute(
+            sa.select(VolunteerCheck, Volunteer).join(Volunteer, VolunteerCheck.volunteer_id == Volunteer.id)
+            .where(VolunteerCheck.expires_on.between(first, last), Volunteer.status != "left",
+                   sa.or_(VolunteerCheck.reminded_for.is_(None),
+                          VolunteerCheck.reminded_for != VolunteerCheck.expires_on))
+            .order_by(VolunteerCheck.id)
+            .with_for_update(of=VolunteerCheck, skip_locked=True).execution_options(populate_existing=True))]
+
+
+# Keys of matching's transaction-level advisory locks (two-number keys, apart from the timers' one-number key).
+REQUEST_IDS = 0x6D726571  # "mreq", with a request id's first four bytes: taking a request in
+OFFER_CODES = 0x6D636F64  # "mcod", with an offer code: making an offer with that code
 
 
 class RequestRepository:
@@ -355,6 +368,23 @@ class RequestRepository:
                                                                  in_scope(MatchRequest.community, scope))
                                    .with_for_update().execution_options(populate_existing=True))
 
+    def claim(self, request_id: uuid.UUID) -> MatchRequest | None:
+        """A request locked as `lock` locks it, but without waiting: None while another transaction holds it (on
+        PostgreSQL, `FOR UPDATE SKIP LOCKED`), so a timer job leaves it to whoever is changing it, or to its next
+        run, and two timer runs at once never work on the same request."""
+        return self.session.scalar(sa.select(MatchRequest).where(MatchRequest.request_id == request_id)
+                                   .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+
+    def lock_new(self, request_id: uuid.UUID) -> None:
+        """Hold a request's id until the transaction ends, whether or not the request is stored yet (on PostgreSQL,
+        a transaction-level advisory lock on the id): taking a request in and a cancellation or update that
+        overtook it are judged one at a time, as `lock` makes changes to a stored request. SQLite has one writer
+        at a time anyway."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(request_id.bytes[:4], "big", signed=True)  # ids sharing it just wait on each other
+            self.session.execute(sa.text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                                 {"space": REQUEST_IDS, "key": key})
+
     def cancelled_early(self, request_id: uuid.UUID) -> bool:
         """True if its cancellation arrived before the request did."""
         return self.session.get(CancelledEarly, request_id) is not None
@@ -365,9 +395,11 @@ class RequestRepository:
             self.session.add(CancelledEarly(request_id=request_id))
 
     def with_offers_due(self, now: datetime) -> list[uuid.UUID]:
-        """The requests with an open offer whose time to answer is up."""
+        """The requests with an open offer whose time to answer is up, in the order of their ids (not locked: the
+        timer claims each in turn)."""
         return self.session.scalars(sa.select(Offer.request_id).distinct()
-                                    .where(Offer.status == "open", Offer.expires_at <= now)).all()
+                                    .where(Offer.status == "open", Offer.expires_at <= now)
+                                    .order_by(Offer.request_id)).all()
 
 
 class OfferRepository:
@@ -383,6 +415,20 @@ class OfferRepository:
     def codes_in_use(self) -> set[str]:
         """The codes of offers open or accepted: a new offer's code must not be one of them."""
         return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted")))))
+
+    def reserve_code(self, code: str) -> bool:
+        """Take a code for an offer this transaction makes; False if it cannot have it. On PostgreSQL two
+        transactions making offers for different requests must not pick the same code: the second would wait on
+        the first's row in the unique index (and, holding its own request's lock, could deadlock with it). So the
+        code is held with a transaction-level advisory lock, tried without waiting, and then looked up again
+        (a statement after the lock sees every offer committed before it). SQLite has one writer at a time."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return True
+        if not self.session.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:space, :code)"),
+                                   {"space": OFFER_CODES, "code": int(code)}):
+            return False
+        return self.session.scalar(sa.select(Offer.id).where(Offer.code == code, Offer.status.in_(("open", "accepted")))
+                                   .limit(1)) is None
 
     def of_volunteer(self, volunteer_id: uuid.UUID, statuses: Iterable[str], code: str | None = None) -> list[Offer]:
         """A volunteer's offers in these statuses (with this code), oldest first."""

@@ -1,10 +1,26 @@
 """Matching's use cases: one function each, given a unit of work (`uow.volunteers`, `uow.requests`, `uow.offers`,
 `uow.publish`), the acting user or the event, the policy and the time.
 
-Lock order: a request's row first (`uow.requests.lock(request_id, scope)`), then its offers. Every use case that changes
-an offer locks the offer's request before it reads the offer again and changes it, so two replies, a reply and
-a cancellation, or a reply and the expiry timer are judged one at a time and never wait on each other in the
-opposite order.
+Lock order. Several matching workers (and, for a moment after a lost timer lock, two timer leaders) change the same
+requests at once, so every use case takes its locks in one order, and none waits for a lock while holding a lock
+that comes later in it:
+
+1. the request's row (`uow.requests.lock`, or `uow.requests.claim` in a timer job, which skips a request another
+   transaction holds); when a use case changes several requests (an opt-out), it locks them all first, in the
+   order of their ids. A request not stored yet is held by its id (`uow.requests.lock_new`) before its row exists,
+   so that its request.submitted, request.updated and request.cancelled are judged one at a time;
+2. then its offers: read again once the request is locked (`uow.offers.get(..., fresh=True)`) and only then
+   changed. No use case changes an offer without holding its request, so an offer's row is never waited for; an
+   offer's code is taken without waiting (`uow.offers.reserve_code`), so two requests' cascades never wait on
+   each other in the offers' unique index;
+3. volunteers last, if at all: a use case that changes a volunteer holds no request lock (a coordinator's change,
+   PAUSE and RESUME, contact.opted_in and contact.invalid) or has taken all of its requests' locks first (an
+   opt-out). Making an offer to a volunteer takes only the foreign key's share lock on their row, after the
+   request's lock, as the order says.
+
+Check reminders lock the rows of the checks they remind of (skipping those another run holds), and nothing else.
+The handlers of sms.sent, sms.failed, the replies (YES, NO, DONE, CANCEL), contact.opted_out, request.updated and
+request.cancelled, the expiry timer and its cascades, and a coordinator's assignment and rerun all follow it.
 """
 
 from __future__ import annotations
@@ -60,12 +76,16 @@ def _publish(uow, request: MatchRequest, event: AboutRequest) -> None:
     uow.publish(request.numbered(event), correlation_id=request.correlation_id)
 
 
-def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, distance: float = 0.0) -> Offer:
+def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, distance: float = 0.0,
+               taken: set[str] | None = None) -> Offer:
     """Offer a request's current occurrence to a volunteer, with a code no open or accepted offer has: the one
-    place offers are made, whether matching asks or a coordinator assigns."""
-    taken = uow.offers.codes_in_use()
-    while (code := f"{secrets.randbelow(9000) + 1000}") in taken:
-        pass
+    place offers are made, whether matching asks or a coordinator assigns. `taken`, the codes known to be in use
+    (read once for a batch of offers, and added to here), spares reading them again for each offer; a code is only
+    a candidate until `uow.offers.reserve_code` takes it."""
+    taken = uow.offers.codes_in_use() if taken is None else taken
+    while (code := f"{secrets.randbelow(9000) + 1000}") in taken or not uow.offers.reserve_code(code):
+        taken.add(code)  # in use, or being given by another transaction now
+    taken.add(code)
     return request.offer_to(volunteer, code, now, distance)
 
 
@@ -83,8 +103,9 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
         _unmatched(uow, request, why_unmatched(asked, excluded))
         return
     request.round += 1
+    taken = uow.offers.codes_in_use()
     for candidate in batch:
-        offer = make_offer(uow, request, candidate.volunteer, now, candidate.distance_km)
+        offer = make_offer(uow, request, candidate.volunteer, now, candidate.distance_km, taken)
         _publish(uow, request, OfferMade(
             offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
             phone=candidate.volunteer.phone, code=offer.code, support_type=request.support_type, area=request.area,
@@ -137,7 +158,9 @@ def take_request(uow, details: RequestSubmitted, policy: Policy, now: datetime,
     """Take a new request into matching and make the first offers.
 
     Events about one request can arrive out of order: if its update came first, matching already has the newer
-    details and has offered it; if its cancellation came first, it is taken in as cancelled and never offered."""
+    details and has offered it; if its cancellation came first, it is taken in as cancelled and never offered.
+    The request's id is held first, so a cancellation handled at the same moment waits for it, and then sees it."""
+    uow.requests.lock_new(details.request_id)
     if uow.requests.get(details.request_id, SYSTEM) is not None:
         return
     request = MatchRequest(request_id=details.request_id, correlation_id=correlation_id or str(details.request_id),
@@ -156,7 +179,7 @@ def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime
     """Keep matching's copy of a request current while it may still be matched (open, unmatched and waiting for a
     coordinator to run it again, or matched with occurrences to come): an update carries every field matching
     uses, and a corrected kind of help is what the next round, run or occurrence looks for."""
-    request = uow.requests.lock(details.request_id, SYSTEM)
+    request = uow.requests.lock(details.request_id, SYSTEM) or _lock_new(uow, details.request_id)
     if request is None:  # it overtook its request.submitted, whose details are older
         take_request(uow, details, policy, now, correlation_id)
     elif request.status in ("open", "unmatched", "matched"):
@@ -164,9 +187,16 @@ def update_request(uow, details: RequestSubmitted, policy: Policy, now: datetime
         uow.commit()
 
 
+def _lock_new(uow, request_id: uuid.UUID) -> MatchRequest | None:
+    """For a request not found: hold its id, then look again (it may have been being taken in), locking it if it
+    is there now."""
+    uow.requests.lock_new(request_id)
+    return uow.requests.lock(request_id, SYSTEM)
+
+
 def cancel_request(uow, request_id: uuid.UUID) -> None:
     """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too)."""
-    request = uow.requests.lock(request_id, SYSTEM)
+    request = uow.requests.lock(request_id, SYSTEM) or _lock_new(uow, request_id)
     if request is None:  # the cancellation overtook its request: keep it for when the request comes
         uow.requests.note_cancelled_early(request_id)
     else:
@@ -285,15 +315,19 @@ def contact_changed(uow, phone: str, opted_out_at: datetime | None) -> None:
 def opted_out(uow, phone: str, at: datetime, policy: Policy, now: datetime) -> None:
     """A volunteer's phone opted out of SMS (STOP, or Twilio's error 21610): nothing more is offered to them by
     SMS, and every open offer of theirs is withdrawn at once, each request's cascade moving on, so a later YES
-    wins nothing. A task they hold stays theirs, and its coordinator is told to call them. Requests are locked
-    in the order of their ids, each before its offer is read again."""
+    wins nothing. A task they hold stays theirs, and its coordinator is told to call them. In the lock order: the
+    requests first, in the order of their ids, then the volunteer, then each offer, read again."""
     volunteer = uow.volunteers.by_phone(phone)
     if volunteer is None:
         return
-    volunteer.sms_opted_out_at = at
     live = sorted(uow.offers.of_volunteer(volunteer.id, LIVE), key=lambda o: (str(o.request_id), o.created_at))
-    for offer_id, request_id in [(o.id, o.request_id) for o in live]:
-        request = uow.requests.lock(request_id, SYSTEM)
+    live = [(o.id, o.request_id) for o in live]
+    requests = {request_id: uow.requests.lock(request_id, SYSTEM)
+                for request_id in sorted({request_id for _, request_id in live}, key=str)}
+    volunteer.sms_opted_out_at = at
+    uow.flush()
+    for offer_id, request_id in live:
+        request = requests[request_id]
         offer = uow.offers.get(offer_id, fresh=True)
         if offer.status == "open":
             _withdraw(uow, request, offer, "opted_out")
@@ -306,37 +340,43 @@ def opted_out(uow, phone: str, at: datetime, policy: Policy, now: datetime) -> N
     uow.commit()
 
 
-# --- timed jobs (each checks state first, so running one twice is harmless) ------------------------------------
+# --- timed jobs -------------------------------------------------------------------------------------------------
+# Two may run at once (a timer leader that lost its lock and has not yet looked, beside the new one): each claims
+# the rows it works on, skipping those another transaction holds, and checks them again once claimed, so every
+# expiry, cascade step and reminder happens once.
 
 def expire_offers(uow, now: datetime, policy: Policy) -> int:
     """Expire offers nobody answered in time, and ask the next batch where a whole batch has gone quiet; how many
-    offers expired."""
+    offers expired. Each request is claimed (skipped while a reply, report or another run has it: the next run
+    looks again) and done in a transaction of its own, so its lock is held only while it is judged."""
     expired = 0
     for request_id in uow.requests.with_offers_due(now):
-        request = uow.requests.lock(request_id, SYSTEM)
+        request = uow.requests.claim(request_id)
+        if request is None:
+            continue
         due = [o for o in request.offers if o.status == "open" and o.expires_at is not None and o.expires_at <= now]
         for offer in due:
             offer.status = "expired"
         expired += len(due)
         uow.flush()
         _next_round_if_all_answered(uow, request, policy, now)
+        uow.commit()
     uow.commit()
     return expired
 
 
 def remind_expiring_checks(uow, today: date, days_ahead: int = SOON_DAYS) -> int:
     """Tell the volunteer and the coordinator, once, when a check expires within `days_ahead` days; how many
-    reminders went."""
+    reminders went. The checks due a reminder are claimed (another run at the same moment skips them, and a
+    later one sees them reminded)."""
     sent = 0
-    for volunteer in uow.volunteers.with_checks_expiring(today, today + timedelta(days=days_ahead)):
-        if volunteer.status == "left":
+    for check, volunteer in uow.volunteers.claim_checks_to_remind(today, today + timedelta(days=days_ahead)):
+        if volunteer.status == "left" or not check.needs_reminder(today, days_ahead):
             continue
-        for check in volunteer.checks:
-            if check.needs_reminder(today, days_ahead):
-                check.reminded_for = check.expires_on
-                uow.publish(CheckExpiring(volunteer_id=volunteer.id, community=volunteer.community,
-                                          phone=volunteer.phone, check=check.check, expires_on=check.expires_on))
-                sent += 1
+        check.reminded_for = check.expires_on
+        uow.publish(CheckExpiring(volunteer_id=volunteer.id, community=volunteer.community,
+                                  phone=volunteer.phone, check=check.check, expires_on=check.expires_on))
+        sent += 1
     uow.commit()
     return sent
 

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import uuid
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.demo import five_free_ports
+from shared import config, supervisor
+from shared.demo import Client, five_free_ports, text_in
+from shared.web import issue_token
 from tests.helpers import wait_for
-from shared.supervisor import port_is_free
+from shared.supervisor import System, port_is_free
 from tests.e2e.conftest import api
-from tests.integration.test_bus import SHOPPING
+from tests.integration.test_bus import SHOPPING, VOLUNTEER
 
 
 def samples(url: str) -> dict[tuple[str, tuple], float]:
@@ -154,5 +161,164 @@ def test_every_process_make_run_started_exits_when_it_is_killed(tmp_path):
         wait_for("every process to let go of its port", lambda: all(port_is_free(port + n) for n in range(5)))
     finally:
         run.kill()
+        run.stdout.close()
+        kill_leftovers(children)
+
+
+class Crashing(System):
+    """A system of one process, "matching-worker", that exits with code 3 as soon as it starts."""
+
+    def commands(self) -> dict[str, list[str]]:
+        return {"matching-worker": [sys.executable, "-c", "raise SystemExit(3)"]}
+
+
+def test_a_process_that_keeps_exiting_is_restarted_after_a_back_off_that_doubles_up_to_a_minute(tmp_path,
+                                                                                              monkeypatch):
+    """Each exit is said once, with the log to read and the wait; the process starts again when the wait is over
+    (1 s, 2 s, 4 s ... at most 60 s), from 1 s again once it stayed up a minute; one we stop is not started again."""
+    clock = SimpleNamespace(now=0)
+    monkeypatch.setattr(supervisor, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    system = Crashing(var_dir=tmp_path)
+    exited = f"matching-worker exited with code 3; see {tmp_path / 'log' / 'matching-worker.log'}."
+    system.start(only=["matching-worker"])
+    try:
+        waits = []
+        for _ in range(8):
+            crashed = system.processes["matching-worker"]
+            crashed.wait(timeout=30)
+            (said,) = system.restart_exited()
+            assert said.startswith(exited)
+            waits.append(wait := int(re.fullmatch(r".* Restarting it in (\d+)s\.", said)[1]))
+            clock.now += wait - 1
+            assert system.restart_exited() == [], "not before its time, and said once"
+            clock.now += 1
+            said = system.restart_exited()
+            assert system.processes["matching-worker"] is not crashed
+            assert said == [f"matching-worker restarted (pid {system.processes['matching-worker'].pid})."]
+        assert waits == [1, 2, 4, 8, 16, 32, 60, 60]
+        system.processes["matching-worker"].wait(timeout=30)
+        clock.now += 60
+        assert system.restart_exited() == [f"{exited} Restarting it in 1s."], "it had stayed up a minute"
+        system.stop()
+        clock.now += 1
+        assert system.restart_exited() == [] and system.processes == {}
+    finally:
+        system.stop()
+
+
+def printed_by(run: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """What `ccs run` prints from now on, gathered as it comes by a thread that ends when `ccs run` does."""
+    lines: list[str] = []
+
+    def gather():
+        for line in run.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=gather, daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def says(run: subprocess.Popen, lines: list[str], text: str, times: int = 1):
+    """A probe: `ccs run` has printed `text` (in `times` lines); it must not have exited meanwhile."""
+    def probe():
+        if run.poll() is not None:
+            raise AssertionError(f"`ccs run` exited ({run.returncode}); it printed: {''.join(lines[-5:])}")
+        return sum(text in line for line in lines) >= times
+
+    return probe
+
+
+def worker_pid(run: subprocess.Popen, service: str) -> int | None:
+    """The pid of the service's worker that `ccs run` started, while it runs."""
+    for pid, (state, ppid, _session) in process_table().items():
+        if ppid == run.pid and state != "Z":
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            except OSError:
+                continue
+            if command[-2:] == [b"worker", service.encode()]:
+                return pid
+    return None
+
+
+def open_offers(client: Client, request_id: str) -> list[str]:
+    """The codes of the request's open offers, as matching shows them (none while it has not heard of it)."""
+    match = client.http.get(f"{client.url}/matches/{request_id}", timeout=10)
+    return [o["code"] for o in match.json()["offers"] if o["status"] == "open"] if match.status_code == 200 else []
+
+
+def texted(var_dir: Path) -> list[str]:
+    """The body of every SMS the development gateway has sent."""
+    path = var_dir / "sms" / "sent.jsonl"
+    return [json.loads(line)["body"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("service", ["matching", "notify"])
+def test_a_worker_killed_under_make_run_is_restarted_and_nothing_is_lost_or_texted_twice(tmp_path, backend, service):
+    """SIGKILL a worker twice while requests and replies are on their way: `ccs run` says so and starts it again
+    (after 1 s, then 2 s); every request is offered and matched once, and no SMS goes twice."""
+    run, port = start_make_run(tmp_path)
+    children: set[int] = set()
+    reader = None
+    try:
+        read_until(run, "is running at")
+        children, (lines, reader) = descendants(run), printed_by(run)
+        client = Client(f"http://localhost:{port}", issue_token(config.secret_key(tmp_path), "e2e", "coordinator"))
+        phone = "+447911127001"
+        client.call("POST", "/volunteers", 201, json={**VOLUNTEER, "phone": phone})
+
+        def crash(wait: int) -> int:
+            """SIGKILL the worker; returns its pid. `ccs run` says it will start it again in `wait` seconds."""
+            pid = worker_pid(run, service)
+            os.killpg(pid, signal.SIGKILL)
+            wait_for("`ccs run` to say the worker was killed", says(
+                run, lines, f"{service}-worker was killed by SIGKILL; see {tmp_path / 'log'}/{service}-worker.log. "
+                            f"Restarting it in {wait}s."))
+            return pid
+
+        def back(killed: int, times: int) -> None:
+            """Until `ccs run` has restarted the worker `times` times, and a new one runs."""
+            wait_for("`ccs run` to restart the worker", says(run, lines, f"{service}-worker restarted (pid", times))
+            wait_for("a new worker", lambda: worker_pid(run, service) not in (None, killed))
+
+        ids = [client.call("POST", "/requests", 201, json=SHOPPING)["id"] for _ in range(4)]
+        wait_for("the first offer to be texted", lambda: texted(tmp_path))
+        killed = crash(wait=1)
+        ids += [client.call("POST", "/requests", 201, json=SHOPPING)["id"] for _ in range(4)]
+        back(killed, times=1)
+        codes = wait_for("an open offer for every request",
+                        lambda: (found := [open_offers(client, i) for i in ids]) and all(found) and found,
+                        timeout=60)
+        assert all(len(c) == 1 for c in codes), "one volunteer, offered each request once"
+        text_in(client.url, phone, f"YES {codes[0][0]}", var_dir=tmp_path)
+        killed = crash(wait=2)
+        for (code,) in codes[1:]:
+            text_in(client.url, phone, f"YES {code}", var_dir=tmp_path)
+        back(killed, times=2)
+
+        wait_for("every request to be matched", lambda: all(
+            client.call("GET", f"/requests/{i}")["status"] == "matched" for i in ids), timeout=60)
+        for request_id, (code,) in zip(ids, codes):
+            match = client.call("GET", f"/matches/{request_id}")
+            assert match["status"] == "matched"
+            assert [(o["code"], o["status"]) for o in match["offers"]] == [(code, "accepted")]
+        # every offer and confirmation has gone to the gateway; one being sent as the worker was killed stays
+        # `sending`, not sent again (at most once, by design)
+        wait_for("every offer and confirmation to be sent", timeout=60, probe=lambda: Counter(
+            m["purpose"] for m in client.call("GET", "/sms/messages", params={"page_size": 100})
+            if m["status"] != "queued") >= Counter(offer=len(ids), confirmation=len(ids)))
+        messages = Counter(m["purpose"] for m in client.call("GET", "/sms/messages", params={"page_size": 100}))
+        assert (messages["offer"], messages["confirmation"]) == (len(ids), len(ids))
+        twice = [body for body, times in Counter(texted(tmp_path)).items() if times > 1]
+        assert twice == [], "no SMS is sent twice"
+
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) is not None
+    finally:
+        run.kill()
+        run.wait()
+        if reader is not None:
+            reader.join(timeout=10)  # it has read to the end
         run.stdout.close()
         kill_leftovers(children)

@@ -10,6 +10,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 
 from shared import bus, config, topology
@@ -72,11 +73,11 @@ def publish(envelope_or_bytes, routing_key: str, exchange=None, content_type="ap
 
 
 @contextmanager
-def running_worker(app, name: str, dispatch=None, max_attempts: int | None = None):
+def running_worker(app, name: str, dispatch=None, max_attempts: int | None = None, ready=None):
     """A service's bus worker in a thread, as `ccs worker` runs it, stopped on exit."""
     settings = app.extensions["ccs"].settings
     worker = bus.Worker(bus.connect(settings), settings, topology.QUEUES[name],
-                        dispatch or dispatcher(app, name), max_attempts=max_attempts)
+                        dispatch or dispatcher(app, name), max_attempts=max_attempts, ready=ready)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -345,3 +346,95 @@ def test_a_cancellation_or_update_that_overtakes_its_request_is_not_lost(app_for
     assert cancelled.status == "cancelled"
     assert updated.status == "open" and updated.urgency == "urgent"
     assert [str(o.request_id) for o in offers] == [updated_first]
+
+
+def test_dead_letters_can_be_listed_by_type_replayed_once_the_cause_is_fixed_and_purged(app_for):
+    """`ccs dead-letters`: what no handler could take is listed without its payload, chosen by type or queue, and
+    replayed back to its queue (handled once) or purged; what is only listed stays."""
+    from tests.integration.test_cli import ccs
+
+    app = app_for("matching")
+    submitted = make_event("request.submitted", EXAMPLES[("request.submitted", 1)])
+    cancelled = make_event("request.cancelled", {"request_id": submitted["payload"]["request_id"], "reason": "x"})
+    publish(submitted, "request.submitted")
+    publish(cancelled, "request.cancelled")
+
+    def broken(event):
+        raise RuntimeError("a bug, fixed in the next release")
+
+    with running_worker(app, "matching", broken, max_attempts=1):
+        wait_for("both to be dead-lettered", lambda: ccs("dead-letters", "list").endswith("2 dead letters\n"))
+    listed = ccs("dead-letters", "list", "--type", "request.submitted")
+    assert listed.splitlines()[-1] == "1 dead letter"
+    assert submitted["event_id"] in listed and "matching.intake.requests" in listed and "a bug" in listed
+    assert "Pat" not in listed and "latitude" not in listed  # never the payload
+    assert ccs("dead-letters", "list", "--queue", "notify.matching.offers").endswith("0 dead letters\n")
+    assert ccs("dead-letters", "list", "--older-than", "1h").endswith("0 dead letters\n")
+    assert submitted["event_id"] in ccs("dead-letters", "show", submitted["event_id"])
+
+    handled = []
+    with running_worker(app, "matching", lambda event: handled.append(event.event_id)):
+        assert ccs("dead-letters", "replay", "--type", "request.submitted").endswith("1 dead letter\n")
+        wait_for("the replayed event to be handled", lambda: handled == [uuid.UUID(submitted["event_id"])])
+    assert ccs("dead-letters", "purge", "--yes").endswith("1 dead letter\n")
+    assert ccs("dead-letters", "list").endswith("0 dead letters\n")
+    assert handled == [uuid.UUID(submitted["event_id"])]
+
+
+@pytest.mark.real_backends
+@pytest.mark.parametrize("backend", ["postgres+rabbitmq"], indirect=True)
+def test_with_ccs_queue_type_quorum_every_queue_is_a_quorum_queue_and_delays_still_come_back(backend):
+    """Production (deploy/kubernetes) replicates the queues: CCS_QUEUE_TYPE=quorum declares them so, delay queues
+    included, and a message put back to wait still returns to its queue."""
+    script = """
+import time
+from shared import bus, config, topology
+settings = config.load("cli")
+publisher = bus.Publisher(settings)
+publisher.publish_later({"hello": "again"}, "matching.intake.requests", 0.1, {"x-attempts": 1})
+with bus.connect(settings) as connection:
+    queue = topology.QUEUES["matching"][0](connection.default_channel)
+    deadline = time.monotonic() + 20
+    while (message := queue.get(no_ack=True)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+print(message.payload if message else None)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "CCS_QUEUE_TYPE": "quorum"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'hello': 'again'}"
+    vhost = os.environ["BROKER_URL"].rsplit("/", 1)[1]
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type"], capture_output=True,
+                            text=True, check=True).stdout
+    types = dict(line.split() for line in listed.splitlines()[1:] if line.strip())
+    assert types and set(types.values()) == {"quorum"}, types
+    assert types["delay.100ms"] == "quorum" and types["matching.intake.requests.dead"] == "quorum"
+
+
+def test_messages_a_killed_worker_had_taken_but_not_acknowledged_go_back_to_their_queue(app_for):
+    """RabbitMQ redelivers what a dead consumer had not acknowledged; the embedded bus does the same, so a worker
+    killed with messages in hand (its prefetch) loses none."""
+    app_for("matching")
+    events = [make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": str(uuid.uuid4())})
+              for _ in range(3)]
+    for event in events:
+        publish(event, "request.submitted")
+    script = """
+import sys
+from shared import bus, config, topology
+with bus.connect(config.load("cli")) as connection:
+    queue = topology.QUEUES["matching"][0](connection.default_channel)
+    taken = [queue.get(no_ack=False) for _ in range(3)]
+    print(sum(m is not None for m in taken), flush=True)
+    sys.stdin.read()  # holds them, unacknowledged, until killed
+"""
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "3"
+            drain("matching.intake.requests", expect=0)  # in its hands: nobody else gets them
+        finally:
+            holder.kill()  # SIGKILL: no chance to give them back
+            holder.wait()
+    back = drain("matching.intake.requests", expect=3, timeout=20)
+    assert sorted(m.payload["event_id"] for m in back) == sorted(e["event_id"] for e in events)

@@ -78,8 +78,9 @@ class FakeVolunteers:
         page.item_count = len(chosen)
         return chosen[page.first_item:page.first_item + page.page_size]
 
-    def with_checks_expiring(self, first, last):
-        return [v for v in self.rows.values() if any(c.expires_on and first <= c.expires_on <= last for c in v.checks)]
+    def claim_checks_to_remind(self, first, last):
+        return [(c, v) for v in self.rows.values() if v.status != "left" for c in v.checks
+                if c.expires_on and first <= c.expires_on <= last and c.reminded_for != c.expires_on]
 
 
 class FakeRequests:
@@ -100,6 +101,13 @@ class FakeRequests:
     def lock(self, request_id, scope):
         self.log.append(("lock", request_id))
         return self.get(request_id, scope)
+
+    def claim(self, request_id):
+        self.log.append(("lock", request_id))  # one process: never held by another
+        return self.rows.get(request_id)
+
+    def lock_new(self, request_id):
+        pass
 
     def cancelled_early(self, request_id):
         return request_id in self.early
@@ -129,6 +137,9 @@ class FakeOffers:
 
     def codes_in_use(self):
         return {o.code for o, _ in self._all() if o.status in ("open", "accepted")}
+
+    def reserve_code(self, code):
+        return code not in self.codes_in_use()
 
     def of_volunteer(self, volunteer_id, statuses, code=None):
         return sorted((o for o, _ in self._all() if o.volunteer_id == volunteer_id and o.status in statuses
@@ -495,8 +506,8 @@ def test_stop_withdraws_every_open_offer_at_once_each_cascade_moves_on_and_a_lat
     assert sorted((e.request_id, e.code, e.reason, e.volunteer_id) for e in withdrawn) == sorted(
         (r.request_id, codes[r.request_id], "opted_out", stopper.id) for r in (first, second))
     assert [e.request_id for e in withdrawn] == sorted((first.request_id, second.request_id), key=str)
-    assert uow.log == [entry for rid in sorted((first.request_id, second.request_id), key=str)
-                       for entry in (("lock", rid), ("read again", rid))]  # the lock order, request by request
+    ids = sorted((first.request_id, second.request_id), key=str)  # the lock order: every request, then the offers
+    assert uow.log == [("lock", rid) for rid in ids] + [("read again", rid) for rid in ids]
     # each request still waits on B; once B says no, the next batch is C alone (the stopper is never asked again)
     assert uow.events(OfferMade) == [] and {r.status for r in (first, second)} == {"open"}
     text(uow.anew(), other, "NO", offer_of(first, other).code, policy=policy)
@@ -560,6 +571,39 @@ def test_expiry_expires_unanswered_offers_and_asks_the_next_batch_where_a_whole_
     assert [e.volunteer_id for e in uow.events(OfferMade)] == [c.id]
     assert uow.log[0] == ("lock", request.request_id)
     assert service_layer.expire_offers(uow.anew(), NOW + timedelta(minutes=30), policy) == 0  # twice is harmless
+
+
+def test_expiry_leaves_a_request_another_transaction_holds_to_its_next_run_and_does_each_in_its_own_commit(
+        monkeypatch):
+    a, b, c = (volunteer(n, f"+44791112300{i}", north_km=i) for i, n in enumerate("ABC"))
+    uow = uow_with(a, b, c)
+    policy = replace(POLICY, batch_size=1)
+    held, free = submit(uow, policy), submit(uow, policy)
+    for request in (held, free):
+        request.offers[0].sent(NOW, 30)
+    claim = uow.requests.claim
+    monkeypatch.setattr(uow.requests, "claim", lambda rid: None if rid == held.request_id else claim(rid))
+    commits = []
+    monkeypatch.setattr(uow, "commit", lambda: commits.append([o.status for o in free.offers]))
+    assert service_layer.expire_offers(uow.anew(), NOW + timedelta(minutes=30), policy) == 1
+    assert [o.status for o in held.offers] == ["open"]  # a reply or another run has it: the next run looks again
+    assert commits[0] == ["expired", "open"]  # the claimed request's own transaction
+    monkeypatch.setattr(uow.requests, "claim", claim)
+    assert service_layer.expire_offers(uow.anew(), NOW + timedelta(minutes=30), policy) == 1
+    assert [o.status for o in held.offers] == ["expired", "open"]
+
+
+def test_an_offer_never_takes_a_code_another_transaction_is_giving_now(monkeypatch):
+    """Two requests' cascades at the same moment must not draw the same code: the second would wait on the first
+    in the unique index of open codes. A code `reserve_code` refuses (another transaction holds it) is passed over."""
+    sam = volunteer("Sam", "+447911123001")
+    uow = uow_with(sam)
+    draws = iter([1234, 1234, 5678])  # codes 2234 (being given by another transaction), 2234 again, 6678
+    monkeypatch.setattr(service_layer.secrets, "randbelow", lambda n: next(draws))
+    tried = []
+    monkeypatch.setattr(uow.offers, "reserve_code", lambda code: tried.append(code) or code != "2234")
+    request = submit(uow)
+    assert [o.code for o in request.offers] == ["6678"] and tried == ["2234", "6678"]
 
 
 def test_a_check_expiring_within_30_days_is_reminded_once_and_not_for_someone_who_left():

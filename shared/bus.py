@@ -113,8 +113,18 @@ class FolderChannel(filesystem.Channel):
         self._settle(delivery_tag)
 
     def _restore(self, message):
-        super()._restore(message)  # a new file in the queue (on close, for what was never acknowledged)
-        self._settle(message.delivery_tag)
+        """Give a message back (rejected, or never acknowledged when the channel closes): its claimed file goes back
+        under its own name, to its own queue only (kombu would publish it again through its exchange, to every
+        queue bound there)."""
+        claim = self._claims.pop(message.delivery_tag, None)
+        if claim is None:
+            super()._restore(message)
+            return
+        folder, name = os.path.split(claim)
+        try:
+            os.rename(claim, os.path.join(folder, name.removeprefix(".inhand.").partition(".")[2]))
+        except FileNotFoundError:
+            pass
 
     def _recover_abandoned(self) -> None:
         """Put back on their queues the messages claimed by a process that has since died."""
@@ -195,13 +205,21 @@ SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database 
                     "unable to open database file")
 
 
+# PostgreSQL's answers that mean "try again": serialization failure, deadlock, lock not available, the server
+# shutting down or starting, too many connections (class 08, connection exceptions, too). Not a full disk, a
+# statement timeout or a query too big: those would fail every time, and are dead-lettered after their tries.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+
+
 def _driver_fault_is_transient(error: BaseException, *, otherwise: bool) -> bool:
     """Whether a database driver's own error is one that passes: a connection to PostgreSQL lost, refused or
     closed (psycopg's OperationalError, InterfaceError), SQLite busy or locked; `otherwise` for other drivers."""
     if isinstance(error, sqlite3.Error):
         return isinstance(error, sqlite3.OperationalError) and str(error).lower().startswith(SQLITE_TRANSIENT)
     if isinstance(error, psycopg.Error):
-        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+        if error.sqlstate is None:  # from the client: the connection refused, lost or closed
+            return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+        return error.sqlstate.startswith("08") or error.sqlstate in TRANSIENT_SQLSTATES
     return otherwise
 
 
@@ -263,27 +281,34 @@ class FolderDelays:
     def release_due(self, publisher: "Publisher") -> int:
         """Put each message that is due back on its queue; returns how many."""
         now, released = time.time(), 0
-        for path in sorted(self.folder.glob("*.json")):
+        self._put_back_stale_claims(now)
+        for path in sorted(self.folder.glob("[0-9]*.json")):  # not drafts or claims, which start with a dot
             if float(path.name.split("_", 1)[0]) > now:
                 break
-            claimed = path.with_name(f".claimed.{path.name}")
+            claimed = path.with_name(f".claimed.{int(now * 1000)}.{path.name}")
             try:
                 os.rename(path, claimed)
+                waiting = json.loads(claimed.read_text())
             except FileNotFoundError:
                 continue  # another worker has it
-            os.utime(claimed)
-            waiting = json.loads(claimed.read_text())
             publisher.publish(waiting["body"], exchange=topology.RETRY, routing_key=waiting["queue"],
                               headers=waiting["headers"])
-            claimed.unlink()
-            released += 1
-        for stale in self.folder.glob(".claimed.*"):
             try:
-                if now - stale.stat().st_mtime > self.STALE_CLAIM:
-                    os.rename(stale, stale.with_name(stale.name.removeprefix(".claimed.")))
+                claimed.unlink()
             except FileNotFoundError:
-                pass
+                pass  # put back as stale meanwhile: it will come again, once more, and be skipped as handled
+            released += 1
         return released
+
+    def _put_back_stale_claims(self, now: float) -> None:
+        """A claim older than STALE_CLAIM (its worker died between claiming and publishing) is due again."""
+        for claim in self.folder.glob(".claimed.*"):
+            claimed_ms, _, original = claim.name.removeprefix(".claimed.").partition(".")
+            if claimed_ms.isdigit() and now - int(claimed_ms) / 1000 > self.STALE_CLAIM:
+                try:
+                    os.rename(claim, claim.with_name(original))
+                except FileNotFoundError:
+                    pass
 
 
 class Publisher:

@@ -100,8 +100,11 @@ def delay_exchange(seconds: float) -> Exchange:
 def delay_queue(seconds: float) -> Queue:
     """The queue behind a delay exchange: no consumer; what expires goes to `retry`, keeping its routing key."""
     exchange = delay_exchange(seconds)
+    # a quorum queue dead-letters at most once unless told otherwise: a message whose wait is over must not be
+    # dropped if its queue cannot take it at that moment
+    safely = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"} if QUEUE_ARGUMENTS else {}
     return Queue(exchange.name, exchange=exchange, durable=True, queue_arguments={
-        **QUEUE_ARGUMENTS, "x-message-ttl": round(seconds * 1000), "x-dead-letter-exchange": RETRY.name})
+        **QUEUE_ARGUMENTS, **safely, "x-message-ttl": round(seconds * 1000), "x-dead-letter-exchange": RETRY.name})
 
 
 def declare_all(connection: Connection, delays: tuple[float, ...] = ()) -> None:

@@ -324,9 +324,14 @@ class Publisher:
         if self._producer is None:
             self._connection = connect(self.settings)
             self._connection.ensure_connection(max_retries=1)
-            topology.declare_all(self._connection, () if self.delays else self.settings.retry_delays)
+            topology.declare_all(self._connection, self.delay_queues)
             self._producer = Producer(self._connection.default_channel)
         return self._producer
+
+    @property
+    def delay_queues(self) -> tuple[float, ...]:
+        """The waits RabbitMQ needs a delay queue for (none on the filesystem bus, which keeps a folder)."""
+        return () if self.delays else self.settings.retry_delays
 
     def publish_later(self, body: Any, queue_name: str, delay: float, headers: dict[str, Any]) -> None:
         """Put a message back on a queue after `delay` seconds (one of the settings' retry delays), kept by the
@@ -407,7 +412,7 @@ class Worker(ConsumerMixin):
 
     def on_consume_ready(self, connection, channel, consumers, **kwargs):
         """Declare the whole topology once connected."""
-        topology.declare_all(connection, () if self.publisher.delays else self.settings.retry_delays)
+        topology.declare_all(connection, self.publisher.delay_queues)
         self.on_ready_changed(True)
         log.info("%s worker consuming %s", self.settings.service, ", ".join(q.name for q in self.queues))
 
@@ -491,13 +496,18 @@ class Worker(ConsumerMixin):
         log.error("dead-lettering a message from %s: %s", queue.name, reason)
         DEAD_LETTERED.labels(queue.name).inc()
         self.publisher.publish_raw(
-            message.body if isinstance(message.body, bytes) else str(message.body).encode(),
+            raw_body(message),
             exchange=topology.DEAD_LETTER, routing_key=queue.name,
             headers={**(message.headers or {}), "x-dead-letter-reason": reason[:1000], "x-original-queue": queue.name,
                      "x-dead-lettered-at": time.time()},
             content_type=message.content_type, content_encoding=message.content_encoding,
         )
         message.ack()
+
+
+def raw_body(message: Message) -> bytes:
+    """A message's body as it came, for publishing it again unchanged."""
+    return message.body if isinstance(message.body, bytes) else str(message.body).encode()
 
 
 class DeadLetter:
@@ -530,7 +540,7 @@ class DeadLetters:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def _each(self, queue: str | None, event_type: str | None, older_than: float | None,
+    def _each(self, queue: str | None, event_type: str | None, older_than: float | None, event_id: str | None,
               settle: Callable[[DeadLetter], bool]) -> list[DeadLetter]:
         """Take each chosen dead letter off its queue, and acknowledge it when `settle` says so; the rest go
         back when the channel closes."""
@@ -545,17 +555,17 @@ class DeadLetters:
                     bound = dead_queue(channel)
                     while (message := bound.get(no_ack=False)) is not None:
                         letter = DeadLetter(dead_queue.name, message)
-                        if (event_type in (None, letter.event_type) and (
+                        if (event_type in (None, letter.event_type) and event_id in (None, letter.event_id) and (
                                 older_than is None or (letter.dead_since or 0) <= now - older_than)):
                             chosen.append(letter)
                             if settle(letter):
                                 message.ack()
         return chosen
 
-    def list(self, queue: str | None = None, event_type: str | None = None,
-             older_than: float | None = None) -> list[DeadLetter]:
+    def list(self, queue: str | None = None, event_type: str | None = None, older_than: float | None = None,
+             event_id: str | None = None) -> list[DeadLetter]:
         """The dead letters chosen, left where they are."""
-        return self._each(queue, event_type, older_than, lambda _letter: False)
+        return self._each(queue, event_type, older_than, event_id, lambda _letter: False)
 
     def replay(self, queue: str | None = None, event_type: str | None = None, older_than: float | None = None,
                event_id: str | None = None) -> list[DeadLetter]:
@@ -563,29 +573,23 @@ class DeadLetters:
         publisher = Publisher(self.settings)
 
         def replay_one(letter: DeadLetter) -> bool:
-            if event_id and letter.event_id != event_id:
-                return False
             headers = {k: v for k, v in (letter.message.headers or {}).items()
                        if k not in ("x-attempts", "x-transient-waits", "x-dead-letter-reason", "x-dead-lettered-at")}
-            publisher.publish_raw(letter.message.body if isinstance(letter.message.body, bytes)
-                                  else str(letter.message.body).encode(), exchange=topology.RETRY,
+            publisher.publish_raw(raw_body(letter.message), exchange=topology.RETRY,
                                   routing_key=letter.original_queue, headers=headers,
                                   content_type=letter.message.content_type,
                                   content_encoding=letter.message.content_encoding)
             return True
 
         try:
-            return [letter for letter in self._each(queue, event_type, older_than, replay_one)
-                    if not event_id or letter.event_id == event_id]
+            return self._each(queue, event_type, older_than, event_id, replay_one)
         finally:
             publisher.reset()
 
     def purge(self, queue: str | None = None, event_type: str | None = None, older_than: float | None = None,
               event_id: str | None = None) -> list[DeadLetter]:
         """Drop the chosen dead letters for good."""
-        return [letter for letter in self._each(queue, event_type, older_than,
-                                                lambda letter: not event_id or letter.event_id == event_id)
-                if not event_id or letter.event_id == event_id]
+        return self._each(queue, event_type, older_than, event_id, lambda _letter: True)
 
 
 __all__ = ["Consumer", "Connection", "DeadLetters", "Publisher", "Worker", "connect"]

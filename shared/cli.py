@@ -257,7 +257,7 @@ def list_dead_letters(queue, event_type, older_than):
 @click.argument("event_id")
 def show_dead_letter(event_id):
     """One dead letter's details as JSON (its headers and reason, not its payload, which may name a person)."""
-    found = [letter for letter in _dead_letter_store().list() if letter.event_id == event_id]
+    found = _dead_letter_store().list(event_id=event_id)
     if not found:
         raise click.ClickException(f"no dead letter with event id {event_id}")
     for letter in found:

@@ -35,7 +35,7 @@ from marshmallow import ValidationError
 from shared import topology
 from shared.config import Settings
 from shared.contracts import Event, load_event
-from shared.telemetry import DEAD_LETTERED, RETRIED
+from shared.telemetry import DEAD_LETTERED, RETRIED, describe, frames
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ class FolderChannel(filesystem.Channel):
 
     kombu also deletes a message's file as soon as a consumer takes it, keeping it only in memory until it is
     acknowledged: a worker killed with messages in hand (up to its prefetch) lost them. Here taking a message
-    renames its file to `.inhand.<pid>.<name>`; acknowledging deletes it; and a claim whose process has died goes
-    back to the queue (the handlers' once-only record absorbs a message that was handled but not acknowledged)."""
+    renames its file to `.inhand.<pid>-<start>.<name>` (`start`: when that process started, so a later process
+    that happens to get the same pid does not keep a dead one's claims); acknowledging deletes it; and a claim
+    whose process has died goes back to the queue (the handlers' once-only record absorbs a message that was
+    handled but not acknowledged)."""
 
     RECOVER_EVERY = 2.0  # seconds between looks for claims whose process died
 
@@ -78,7 +80,7 @@ class FolderChannel(filesystem.Channel):
         for filename in sorted(os.listdir(self.data_folder_in)):
             if filename.partition(".")[2] != wanted:
                 continue
-            claim = os.path.join(self.data_folder_in, f".inhand.{os.getpid()}.{filename}")
+            claim = os.path.join(self.data_folder_in, f".inhand.{_THIS_PROCESS}.{filename}")
             try:
                 os.rename(os.path.join(self.data_folder_in, filename), claim)
             except OSError:
@@ -134,8 +136,8 @@ class FolderChannel(filesystem.Channel):
         for name in os.listdir(self.data_folder_in):
             if not name.startswith(".inhand."):
                 continue
-            pid, _, original = name.removeprefix(".inhand.").partition(".")
-            if not pid.isdigit() or _alive(int(pid)):
+            holder, _, original = name.removeprefix(".inhand.").partition(".")
+            if _alive(holder):
                 continue
             try:
                 os.rename(os.path.join(self.data_folder_in, name), os.path.join(self.data_folder_in, original))
@@ -158,15 +160,37 @@ class FolderChannel(filesystem.Channel):
         super()._queue_bind(exchange, routing_key, pattern, queue)
 
 
-def _alive(pid: int) -> bool:
-    """The process is still running (or is a zombie its parent has not reaped yet)."""
+def _started(pid: int) -> str:
+    """When a process started, in clock ticks since boot (Linux's /proc/<pid>/stat); "" where that cannot be read."""
     try:
-        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[19].decode()  # field 22, counting from the pid
+    except (OSError, IndexError):
+        return ""
+
+
+def _name_this_process() -> None:
+    global _THIS_PROCESS
+    _THIS_PROCESS = f"{os.getpid()}-{_started(os.getpid())}"
+
+
+_name_this_process()
+os.register_at_fork(after_in_child=_name_this_process)
+
+
+def _alive(holder: str) -> bool:
+    """The process a claim names (`<pid>-<start>`, or a bare pid) is still running, or is a zombie its parent has
+    not reaped yet; not if its pid now belongs to a process that started later."""
+    pid, _, start = holder.partition("-")
+    if not pid.isdigit():
+        return True  # not a claim this code made: leave it alone
+    try:
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not start or _started(int(pid)) in ("", start)
 
 
 class FolderTransport(filesystem.Transport):
@@ -469,9 +493,9 @@ class Worker(ConsumerMixin):
                 return
             attempts = int(headers.get("x-attempts", 0)) + 1
             if attempts >= self.max_attempts:
-                log.exception("%s failed on %s %s after %d attempts; dead-lettered",
-                              queue.name, event.type, event.event_id, attempts)
-                self.dead_letter(queue, message, f"handler failed {attempts} times: {type(exc).__name__}: {exc}")
+                log.error("%s failed on %s %s after %d attempts; dead-lettered: %s\n%s", queue.name, event.type,
+                          event.event_id, attempts, describe(exc), frames(exc))
+                self.dead_letter(queue, message, f"handler failed {attempts} times: {describe(exc)}")
                 return
             log.warning("%s failed on %s %s (attempt %d); trying again in %gs: %s",
                         queue.name, event.type, event.event_id, attempts, self.delay(attempts), type(exc).__name__)

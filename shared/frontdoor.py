@@ -11,6 +11,7 @@ import requests
 import swagger_ui_bundle
 from flask import Flask, Response, request, send_from_directory
 
+from shared import tracing
 from shared.config import SERVICES
 from shared.service import routes
 from shared.web import add_security_headers
@@ -137,6 +138,8 @@ def create_app(backends: dict[str, str], public_url: str = "") -> Flask:
     headers the services' do (HSTS when `public_url` is https); theirs pass through as they are."""
     app = Flask(__name__, static_folder=None)
     add_security_headers(app, public_url)
+    if tracing.configure("frontdoor"):
+        tracing.trace_requests(app)
     http = requests.Session()
     # Pass each browser's cookies through, but keep none here: a kept session cookie would go out with every
     # later request that brings none of its own, signing anonymous visitors in as whoever signed in last.
@@ -186,6 +189,9 @@ def create_app(backends: dict[str, str], public_url: str = "") -> Flask:
         # The address the request came from, after any the proxies before us added (shared/web.py client_address).
         headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"),
                                                              request.remote_addr]))
+        trace_context = tracing.current_context()
+        if trace_context:  # the service's span continues this one's
+            headers = {k: v for k, v in headers.items() if k.lower() not in trace_context} | trace_context
         try:
             upstream = http.request(request.method, backends[name] + request.full_path.rstrip("?"),
                                     headers=headers, data=request.get_data(), allow_redirects=False, timeout=30)

@@ -17,11 +17,11 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from shared import bus
+from shared import bus, tracing
 from shared.clock import utcnow
 from shared.contracts import Event, EventPayload, make_event
 from shared.db import UtcDateTime, is_postgres
-from shared.telemetry import EVENTS_PUBLISHED
+from shared.telemetry import EVENTS_PUBLISHED, describe
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ class Outbox:
 
     def add(self, session: Session, event: EventPayload | str, payload: dict[str, Any] | None = None, *,
             correlation_id: str | None = None) -> dict[str, Any]:
-        """Check an event against its contract and stage it in the caller's transaction."""
-        envelope = make_event(event, payload, correlation_id=correlation_id)
+        """Check an event against its contract and stage it in the caller's transaction, with the trace context of
+        the span it happens in (shared/tracing.py)."""
+        envelope = make_event(event, payload, correlation_id=correlation_id, trace_context=tracing.current_context())
         event_type = envelope["type"]
         session.add(self.table(event_id=uuid.UUID(envelope["event_id"]), event_type=event_type, body=envelope))
         return envelope
@@ -72,6 +73,13 @@ class Outbox:
         """How many events are waiting to be published."""
         return session.scalar(sa.select(sa.func.count()).where(self.table.published_at.is_(None))) or 0
 
+    def oldest_waiting_seconds(self, session: Session) -> float:
+        """How long the oldest event waiting to be published has waited, in seconds; 0 when none waits. One query
+        that the index on published_at answers from the waiting rows alone, however many have been published
+        (a relay that keeps failing shows here as an age that grows, where the backlog's size may stay small)."""
+        oldest = session.scalar(sa.select(sa.func.min(self.table.created_at)).where(self.table.published_at.is_(None)))
+        return max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
     def relay_once(self, sessions: sessionmaker, publisher: bus.Publisher, limit: int = 100) -> int:
         """Publish a batch of waiting events in order; mark each one published once the broker confirms it."""
         with sessions.begin() as session:
@@ -79,15 +87,25 @@ class Outbox:
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
             rows = session.scalars(query).all()
-            try:
-                for row in rows:
-                    publisher.publish(row.body)
-                    row.published_at = utcnow()
-                    EVENTS_PUBLISHED.labels(row.body.get("producer", "")).inc()
-            finally:
-                # Whatever was confirmed stays marked even if a later publish fails; the rest wait.
-                session.flush()
-            return len(rows)
+            failed = None
+            for row in rows:
+                try:
+                    with tracing.span_from(row.body, f"{row.event_type} publish", tracing.SpanKind.PRODUCER, {
+                            "messaging.system": "rabbitmq", "messaging.operation.type": "publish",
+                            "messaging.destination.name": row.event_type,
+                            "messaging.message.id": str(row.event_id)}):
+                        # Its consumers continue from this span (the one that made the event is its parent).
+                        publisher.publish({**row.body, **tracing.current_context()})
+                except Exception as exc:  # this one and those after it wait for the next try
+                    failed = exc
+                    break
+                row.published_at = utcnow()
+                EVENTS_PUBLISHED.labels(row.body.get("producer", "")).inc()
+            # Leaving the block commits what the broker confirmed, even when a later publish failed: those are not
+            # published again.
+        if failed is not None:
+            raise failed
+        return len(rows)
 
     def run_relay(self, sessions: sessionmaker, publisher: bus.Publisher, stop: threading.Event,
                   interval: float) -> None:
@@ -97,8 +115,8 @@ class Outbox:
             try:
                 published = self.relay_once(sessions, publisher)
                 delay = interval
-            except Exception:  # broker or database down: keep the events, try again later
-                log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)
+            except Exception as exc:  # broker or database down: keep the events, try again later
+                log.warning("outbox relay failed; retrying in %.1fs: %s", delay, describe(exc))
                 publisher.reset()
                 stop.wait(delay)
                 delay = min(delay * 2 if delay >= 0.5 else 0.5, 10.0)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from shared import bus, topology
+from shared import bus, topology, tracing
 from shared.contracts import Event
 from shared.service import ServiceDefinition, WorkerParts, get
 from shared.telemetry import EVENTS_HANDLED, HANDLER_SECONDS, check_sessions, mark_ready, serve_worker_metrics
@@ -28,7 +28,8 @@ def make_dispatch(name: str, parts: WorkerParts) -> Callable[[Event], None]:
             return
         started = time.perf_counter()
         try:
-            first = parts.handle(event)
+            with tracing.consuming(event):
+                first = parts.handle(event)
         except Exception:
             EVENTS_HANDLED.labels(name, event.type, "error").inc()
             raise
@@ -64,6 +65,7 @@ def background_threads(name: str, parts: WorkerParts, settings, stop: threading.
 def run_worker(name: str, definition: ServiceDefinition | None = None) -> None:
     """Run a service's worker until SIGTERM or SIGINT."""
     definition = definition or get(name)
+    tracing.configure(name)
     app = definition.create_app()
     parts = definition.worker(app)
     settings = app.extensions["ccs"].settings

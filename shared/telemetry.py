@@ -1,5 +1,6 @@
-"""Prometheus metrics for whoever runs the system: events handled, handler errors and latency, the outbox backlog,
-dead-lettered messages, SMS sent and failed. Counts only: never a phone number, name or event payload.
+"""Prometheus metrics for whoever runs the system: events handled, handler errors and latency, the outbox backlog
+and the age of its oldest event, dead-lettered messages, SMS sent and failed. Counts only: never a phone number,
+name or event payload.
 
 Each service's web process serves them at `/metrics` on its own port; the front door does not publish that path.
 A service runs several processes (gunicorn's workers and its bus worker). On one machine they share a folder,
@@ -19,6 +20,8 @@ import logging
 import os
 import tempfile
 import threading
+import traceback
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from socketserver import ThreadingMixIn
@@ -51,21 +54,39 @@ SMS = Counter("ccs_sms", "SMS by outcome: sent, failed, retried, delivered, unde
               ["outcome"])
 
 
+def describe(error: BaseException) -> str:
+    """A fault fit for a log line, a span or a dead letter's reason: its kind and the first line of its message.
+    The rest (PostgreSQL's DETAIL, the statement and its parameters) can quote the values being written, a phone
+    number or a name, and stays out; the code's own messages name no person."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def frames(error: BaseException) -> str:
+    """Where a fault happened (the traceback's frames, without its message), for a log."""
+    return "".join(traceback.format_tb(error.__traceback__))
+
+
 class OutboxBacklog:
-    """The number of events written but not yet published, read from the service's database when scraped."""
+    """The events written but not yet published, read from the service's database when scraped: how many, and how
+    long the oldest has waited (a relay stuck on one event shows as an age that grows, however small the count)."""
 
     def __init__(self, name: str, sessions, outbox):
         self.name, self.sessions, self.outbox = name, sessions, outbox
 
     def collect(self):
-        family = GaugeMetricFamily("ccs_outbox_backlog", "Events in the outbox not yet published to the bus",
-                                   labels=["service"])
+        backlog = GaugeMetricFamily("ccs_outbox_backlog", "Events in the outbox not yet published to the bus",
+                                    labels=["service"])
+        oldest = GaugeMetricFamily("ccs_outbox_oldest_age_seconds", "How long the oldest event in the outbox not yet "
+                                   "published has waited, in seconds (0 when none waits)", labels=["service"])
         try:
             with self.sessions() as session:
-                family.add_metric([self.name], self.outbox.backlog(session))
+                backlog.add_metric([self.name], self.outbox.backlog(session))
+                oldest.add_metric([self.name], self.outbox.oldest_waiting_seconds(session))
         except Exception:  # the database is down: say nothing rather than fail the scrape
             log.warning("could not read the outbox backlog of %s", self.name)
-        yield family
+        yield backlog
+        yield oldest
 
 
 class _ThisProcess:
@@ -127,7 +148,7 @@ def run_checks(checks: list[Check]) -> dict[str, str]:
         except NotReady as err:
             results[check.name] = str(err)
         except Exception as err:  # whatever the dependency raised: name its kind, keep its words for the log
-            log.warning("readiness check %s failed: %s: %s", check.name, type(err).__name__, err)
+            log.warning("readiness check %s failed: %s", check.name, describe(err))
             results[check.name] = f"failed: {type(err).__name__}"
         else:
             results[check.name] = "ok"
@@ -181,7 +202,7 @@ def check_migrations(service: str, engine: "Engine") -> None:
         raise NotReady(f"the database is at {at}, the newest migration is {', '.join(sorted(newest))}")
 
 
-def check_broker(settings: "Settings") -> None:
+def open_broker(settings: "Settings") -> None:
     """A connection to the broker opens (RabbitMQ), or the bus's folders take a file (the filesystem transport)."""
     from shared import bus
 
@@ -196,6 +217,40 @@ def check_broker(settings: "Settings") -> None:
             connection.ensure_connection(max_retries=0, interval_start=0, timeout=10)
     finally:
         connection.release()
+
+
+class BrokerCheck:
+    """The broker check of /readyz, remembering a success for FRESH seconds: probes from Kubernetes, compose and
+    load balancers, or a storm of them, then open one broker connection per process every few seconds rather than
+    one per call. A failure is never remembered (the next call looks again, so a broker back up is seen at once);
+    callers that arrive while a check is under way wait for it and share its outcome, success or failure."""
+
+    FRESH = 5.0  # seconds a success is taken on trust: a broker that goes down is reported at most this late
+
+    def __init__(self, look: Callable[["Settings"], None] = open_broker, clock: Callable[[], float] = time.monotonic):
+        self.look, self.clock = look, clock
+        self._lock = threading.Lock()
+        self._outcomes: dict[str, tuple[float, Exception | None]] = {}  # by broker: when last looked, what failed
+
+    def __call__(self, settings: "Settings") -> None:
+        """Pass when the broker was reachable a moment ago or is now; raise what the look raised when it is not."""
+        broker = str(settings.var_dir / "broker") if settings.broker_is_filesystem else settings.broker_url
+        asked = self.clock()
+        with self._lock:
+            looked, failure = self._outcomes.get(broker, (float("-inf"), None))
+            if looked >= asked or (failure is None and asked - looked < self.FRESH):
+                if failure is not None:  # looked at while this call waited: the same answer, not another look
+                    raise failure
+                return
+            try:
+                self.look(settings)
+            except Exception as err:
+                self._outcomes[broker] = (self.clock(), err)
+                raise
+            self._outcomes[broker] = (self.clock(), None)
+
+
+check_broker = BrokerCheck()  # this process's: every /readyz of it shares what it remembers
 
 
 class WorkerReadiness:

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
-from shared import gazetteer
+from shared import gazetteer, tracing
 from shared.bus import unavailable_dependency
 from shared.auth import ROLES, Actor
 from shared.communities import all_communities
@@ -39,8 +40,9 @@ from shared.communities import get as community
 from shared.communities import default_slug as default_community
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
+from shared.idempotency import IdempotencyProblem
 from shared.telemetry import (RETRY_AFTER_SECONDS, Check, add_metrics_endpoint, check_broker, check_database,
-                              check_migrations, readiness)
+                              check_migrations, describe, frames, readiness)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,21 @@ MAYBE_UNAVAILABLE = (sa.exc.DBAPIError, sa.exc.TimeoutError, sqlite3.Error, psyc
 def is_page_request() -> bool:
     """True when this request is for one of the HTML pages (a `Pages` blueprint), not the API."""
     return isinstance(current_app.blueprints.get(request.blueprint or ""), Pages)
+
+
+def answer_conflict(error: sa.exc.IntegrityError):
+    """409 when two requests made the same thing at the same moment (a unique phone number, say) and the second
+    lost: nothing of it was kept, and sending it again gets the plain answer (already there, or made)."""
+    log.warning("%s %s answered 409: %s", request.method, request.endpoint, describe(error))
+    return problem(409, "Conflict", "Another change made the same thing at the same moment; nothing of this one "
+                                    "was kept. Send it again to see where it stands.")
+
+
+def log_fault(exc_info) -> None:
+    """Flask's log of an unhandled error, without the error's words past their first line: a database's DETAIL
+    or a statement can quote a person's details (shared/telemetry.py describe)."""
+    rule = request.url_rule.rule if request.url_rule else "(no route)"  # a path can hold a phone number
+    log.error("%s %s failed: %s\n%s", request.method, rule, describe(exc_info[1]), frames(exc_info[1]))
 
 
 def answer_unavailable(error: BaseException):
@@ -449,7 +466,8 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
     """A service's Flask app: its settings (read once by its bootstrap), its database and unit of work, the API
     with problem details, its pages, Prometheus metrics, /healthz (alive) and /readyz (ready); 503 with Retry-After
     while its database or broker cannot be reached; bearer tokens checked against the service's `revocations`
-    (shared/revocation.py), CSRF tokens on every form post, and security headers on every answer."""
+    (shared/revocation.py), CSRF tokens on every form post, security headers on every answer, and a span for each
+    request when tracing is on (shared/tracing.py)."""
     name = definition.name
     app = Flask(definition.package, static_folder=None)
     app.jinja_loader = jinja2.ChoiceLoader([
@@ -473,6 +491,8 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
     )
     if test_config:
         app.config.update(test_config)
+    if tracing.configure(name):
+        tracing.trace_requests(app)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     app.extensions["ccs"] = ServiceContext(
@@ -482,6 +502,10 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
     csrf.init_app(app)
     app.before_request(protect_forms)
     app.register_error_handler(CSRFError, form_expired)
+    app.register_error_handler(IdempotencyProblem, lambda error: problem(
+        error.status, HTTPStatus(error.status).phrase, str(error)))
+    app.register_error_handler(sa.exc.IntegrityError, answer_conflict)
+    app.log_exception = log_fault
     for kind in MAYBE_UNAVAILABLE:
         app.register_error_handler(kind, answer_unavailable)
     add_security_headers(app, settings.public_url)
@@ -507,8 +531,9 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
 
     @app.get(f"/readyz/{name}")
     def readyz():
-        """Ready: 200 when the database answers, is at the newest migration, and the broker can be reached; else 503
-        (problem details, with Retry-After) naming each check that failed."""
+        """Ready: 200 when the database answers, is at the newest migration, and the broker can be reached (a success
+        taken on trust for a few seconds: `check_broker`); else 503 (problem details, with Retry-After) naming each
+        check that failed."""
         status, body = readiness(name, [
             Check("database", lambda: check_database(engine)),
             Check("migrations", lambda: check_migrations(name, engine), needs="database"),

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from services.intake.domain import (SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent, FailedSignIn, IdempotencyKey,
-                                    IdempotencyKeyInUse,
+from services.intake.domain import (SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent, FailedSignIn,
                                     SupportRequest, TimelineEntry, User, referred_by, within_reach)
+from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
@@ -113,16 +112,7 @@ audit_log = sa.Table(
     sa.Column("fields", sa.JSON, default=list, nullable=False),
 )
 
-idempotency_keys = sa.Table(
-    "idempotency_keys", metadata,
-    sa.Column("subject", sa.String(200), primary_key=True),
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("endpoint", sa.String(100), nullable=False),
-    sa.Column("body_hash", sa.String(64), nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=False),
-    sa.Column("response", sa.JSON, nullable=False),
-    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
-)
+idempotency_keys = idempotency.table(metadata)
 
 users = sa.Table(
     "users", metadata,
@@ -156,7 +146,6 @@ mapper(SupportRequest, requests, properties={
                              cascade="all, delete-orphan"),  # in the order things happened, whenever heard of
 })
 mapper(AuditEntry, audit_log)
-mapper(IdempotencyKey, idempotency_keys)
 mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
 
@@ -225,25 +214,6 @@ class SqlAuditLog:
     def add(self, entry: AuditEntry) -> None:
         """Append an entry."""
         self.session.add(entry)
-
-
-class SqlAnswers:
-    """The answers kept for Idempotency-Keys."""
-
-    def __init__(self, session: Session):
-        self.session = session
-
-    def get(self, actor: Actor, key: str) -> IdempotencyKey | None:
-        """The answer kept for this actor's key (their subject in their communities), or None."""
-        return self.session.get(IdempotencyKey, (IdempotencyKey.owner(actor), key))
-
-    def add(self, answer: IdempotencyKey) -> None:
-        """Keep an answer; IdempotencyKeyInUse if a create with the same key got there first."""
-        self.session.add(answer)
-        try:
-            self.session.flush()
-        except IntegrityError as err:
-            raise IdempotencyKeyInUse("A request with this Idempotency-Key is being made; retry it.") from err
 
 
 class SqlUsers:
@@ -325,7 +295,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
 
     requests: SqlRequests
     audit: SqlAuditLog
-    answers: SqlAnswers
+    answers: idempotency.Answers
     users: SqlUsers
     sign_ins: SqlSignIns
 
@@ -333,7 +303,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         """Attach intake's repositories to this transaction's session."""
         self.requests = SqlRequests(session)
         self.audit = SqlAuditLog(session)
-        self.answers = SqlAnswers(session)
+        self.answers = idempotency.Answers(session, idempotency_keys)
         self.users = SqlUsers(session)
         self.sign_ins = SqlSignIns(session)
         self.revoked_tokens = revocations.repository(session)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 import unicodedata
@@ -69,7 +68,6 @@ MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
 # The board's order: unmatched first, then by urgency (urgent, soon, the rest), then newest.
 URGENCY_RANK = {"urgent": 0, "soon": 1}
-IDEMPOTENCY_KEY_LENGTH = 200
 
 
 # --- errors -----------------------------------------------------------------------------------------------------------
@@ -89,18 +87,6 @@ class NotOpen(IntakeError):
     def __init__(self, status: str, verb: str):
         super().__init__(f"A {status} request cannot be {verb}.")
         self.status = status
-
-
-class InvalidIdempotencyKey(IntakeError):
-    """An Idempotency-Key header that cannot be one."""
-
-
-class IdempotencyKeyReused(IntakeError):
-    """An Idempotency-Key sent again with a different request."""
-
-
-class IdempotencyKeyInUse(IntakeError):
-    """Another create with the same Idempotency-Key is being made at this moment."""
 
 
 class UserExists(IntakeError):
@@ -407,57 +393,6 @@ class AuditEntry:
     def of(cls, actor: Actor, action: str, request_id: uuid.UUID | None, fields=()) -> "AuditEntry":
         """An entry for what `actor` did, naming the fields touched."""
         return cls(actor=actor.subject, role=actor.role, action=action, request_id=request_id, fields=sorted(fields))
-
-
-# --- idempotency keys -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A create sent with an Idempotency-Key: the key, a digest of the body, and the endpoint it was sent to."""
-
-    key: str
-    body_hash: str
-    endpoint: str
-
-    @classmethod
-    def of(cls, key: str | None, body: bytes, endpoint: str) -> "Idempotency | None":
-        """The create's idempotency (None without a key); InvalidIdempotencyKey if the key is too long."""
-        if not key:
-            return None
-        if len(key) > IDEMPOTENCY_KEY_LENGTH:
-            raise InvalidIdempotencyKey(f"Idempotency-Key must be at most {IDEMPOTENCY_KEY_LENGTH} characters.")
-        return cls(key=key, body_hash=hashlib.sha256(body).hexdigest(), endpoint=endpoint)
-
-
-class IdempotencyKey:
-    """The first answer to a create made with an Idempotency-Key, to give again for the same key and body."""
-
-    def __init__(self, subject: str, key: str, endpoint: str, body_hash: str, status_code: int,
-                 response: dict[str, Any], created_at: datetime | None = None):
-        self.subject, self.key, self.endpoint, self.body_hash = subject, key, endpoint, body_hash
-        self.status_code = status_code
-        self.response = json.loads(json.dumps(response, default=str))  # as it is stored, and answered again
-        self.created_at = created_at or utcnow()
-
-    @staticmethod
-    def owner(actor: Actor) -> str:
-        """Whose keys these are (kept as `subject`): the subject within the actor's communities, so a token of
-        another community with the same subject has keys of its own and never gets this one's answers."""
-        owner = f"{'+'.join(sorted(actor.communities))}/{actor.subject}"
-        return owner if len(owner) <= 200 else hashlib.sha256(owner.encode()).hexdigest()
-
-    @classmethod
-    def remember(cls, actor: Actor, idempotency: Idempotency, status_code: int,
-                 response: dict[str, Any]) -> "IdempotencyKey":
-        """The answer to keep for the actor's key."""
-        return cls(subject=cls.owner(actor), key=idempotency.key, endpoint=idempotency.endpoint,
-                   body_hash=idempotency.body_hash, status_code=status_code, response=response)
-
-    def check(self, idempotency: Idempotency) -> None:
-        """Raise IdempotencyKeyReused unless the key comes again with the same endpoint and body."""
-        if self.endpoint != idempotency.endpoint or self.body_hash != idempotency.body_hash:
-            raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body.")
 
 
 # --- where signing in and out lead ---------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, Idempotency,
-                                    IdempotencyKey, NotFound, Passwords, SupportRequest, TooManySignIns, User,
-                                    UserExists, check_password, columns_from, locked_for, revocation)
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound, Passwords,
+                                    SupportRequest, TooManySignIns, User, UserExists, check_password, columns_from,
+                                    locked_for, revocation)
 from shared.auth import SYSTEM, Actor
+from shared.idempotency import Idempotency, keep, replay
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.contracts import Event
@@ -49,19 +50,17 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
     consents, timeline, audit entry and `request.submitted`; with an Idempotency-Key, once: a retry with the same
     body gets the first answer again. `render` makes the answer kept for the key, in the same transaction."""
     with uow:
-        if idempotency is not None and (earlier := uow.answers.get(actor, idempotency.key)) is not None:
-            earlier.check(idempotency)
-            return Submitted(request=None, body=earlier.response, status_code=earlier.status_code, replayed=True)
+        if (earlier := replay(uow.answers, actor, idempotency)) is not None:
+            return Submitted(request=None, body=earlier.body, status_code=earlier.status_code, replayed=True)
         columns = columns_from(data)
         columns.setdefault("source", source)
         request = SupportRequest.submit(actor, columns, data["consent"], document)
         uow.requests.add(request)
         uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
         uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
-        uow.flush()  # the request is stored before its answer is kept, so a clash below is the key's alone
+        uow.flush()  # stored before its answer is made, with every default filled in
         body = render(request) if render else {}
-        if idempotency is not None:
-            uow.answers.add(IdempotencyKey.remember(actor, idempotency, 201, body))
+        keep(uow.answers, actor, idempotency, request, body)
         uow.commit()
     return Submitted(request=request, body=body)
 

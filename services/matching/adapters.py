@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 
 from services.matching.domain import (EARTH_RADIUS_KM, HOLDING, CancelledEarly, HeldTask, MatchRequest, Offer,
                                       TimeAway, Volunteer, VolunteerCheck, distance_km)
+from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
@@ -41,6 +42,7 @@ class Base(DeclarativeBase):
 outbox = Outbox.for_base(Base)
 revocations = Revocations.for_base(Base)
 metadata = Base.metadata
+idempotency_keys = idempotency.table(metadata)
 
 # --- the tables ---------------------------------------------------------------------------------------------------
 
@@ -480,10 +482,12 @@ class OfferRepository:
 
 
 class MatchingUnitOfWork(SqlUnitOfWork):
-    """One transaction over matching's database: `uow.volunteers`, `uow.requests`, `uow.offers`, and its outbox."""
+    """One transaction over matching's database: `uow.volunteers`, `uow.requests`, `uow.offers`, the answers kept
+    for Idempotency-Keys (`uow.answers`), and its outbox."""
 
     def open(self, session: Session) -> None:
         """Attach matching's repositories to this transaction's session."""
+        self.answers = idempotency.Answers(session, idempotency_keys)
         self.volunteers = VolunteerRepository(session)
         self.requests = RequestRepository(session)
         self.offers = OfferRepository(session)

@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
                                       MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
@@ -38,6 +38,7 @@ from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIE
                                       why_unmatched)
 from shared import gazetteer
 from shared.auth import SYSTEM, Actor
+from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
 from shared.contracts.intake import RequestSubmitted
 from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn,
@@ -413,13 +414,19 @@ def _change_status(uow, volunteer: Volunteer, status: str) -> None:
                                            previous=previous))
 
 
-def register_volunteer(uow, actor: Actor, profile: dict[str, Any]) -> Volunteer:
-    """Register a trained volunteer (a validated profile) in the actor's community."""
+def register_volunteer(uow, actor: Actor, profile: dict[str, Any], key: Idempotency | None = None,
+                       render: Callable[[Volunteer], dict[str, Any]] = lambda v: {}) -> Created:
+    """Register a trained volunteer (a validated profile) in the actor's community; with an Idempotency-Key, once:
+    a retry with the same body gets the first answer (`render`ed in the same transaction) again."""
+    if (earlier := replay(uow.answers, actor, key)) is not None:
+        return earlier
     if uow.volunteers.phones_taken([profile["phone"]]):
         raise Conflict("A volunteer with this phone number is already registered.")
     volunteer = _register(uow, actor.community, profile)
+    uow.flush()  # stored before its answer is made, with every default filled in
+    created = keep(uow.answers, actor, key, volunteer, render(volunteer))
     uow.commit()
-    return volunteer
+    return created
 
 
 def _visible_volunteer(uow, actor: Actor, volunteer_id: uuid.UUID) -> Volunteer:

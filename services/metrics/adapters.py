@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from services.metrics.domain import REQUEST_HISTORY, Activity, Fact
+from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
 from shared.db import UtcDateTime
@@ -49,6 +50,8 @@ facts = sa.Table(
     sa.Column("occurrence", sa.Integer),  # of a recurring request: a match's, an acceptance's or a task's
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
+
+idempotency_keys = idempotency.table(Base.metadata)
 
 activities = sa.Table(
     "activities", Base.metadata,
@@ -145,10 +148,12 @@ class ActivityRepository:
 
 
 class MetricsUnitOfWork(SqlUnitOfWork):
-    """One transaction over metrics' database: `uow.facts`, `uow.activities`."""
+    """One transaction over metrics' database: `uow.facts`, `uow.activities`, and the answers kept for
+    Idempotency-Keys (`uow.answers`)."""
 
     facts: FactRepository
     activities: ActivityRepository
+    answers: idempotency.Answers
 
     def __init__(self, sessions: sessionmaker):
         super().__init__(sessions, outbox)
@@ -157,3 +162,4 @@ class MetricsUnitOfWork(SqlUnitOfWork):
         """Attach the repositories to this transaction's session."""
         self.facts = FactRepository(session)
         self.activities = ActivityRepository(session)
+        self.answers = idempotency.Answers(session, idempotency_keys)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from services.metrics.adapters import Base, MetricsUnitOfWork, outbox, revocations
-from services.metrics.entrypoints import api, pages
+from services.metrics.entrypoints import api, dead_letters, pages
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared import config
 from shared.config import Settings, env_number
@@ -33,8 +33,10 @@ class MetricsSettings(Settings):
 
 
 def create_app(test_config=None):
-    """Metrics' web app: the counts API, the group activities, and the managers' dashboard and report."""
-    return create_service_app(SERVICE, MetricsSettings.from_env(), [api.blp, api.activities, pages.blp], outbox,
+    """Metrics' web app: the counts API, the group activities, the managers' dashboard and report, and the admins'
+    dead-letters page."""
+    return create_service_app(SERVICE, MetricsSettings.from_env(), [api.blp, api.activities, pages.blp,
+                                                                     dead_letters.blp], outbox,
                               unit_of_work=MetricsUnitOfWork, test_config=test_config, revocations=revocations)
 
 
@@ -55,7 +57,7 @@ SERVICE = ServiceDefinition(
     name="metrics",
     title="Metrics",
     package="services.metrics",
-    routes=("/activities", "/dashboard", "/report", "/activity.csv", "/activity"),
+    routes=("/activities", "/dashboard", "/report", "/activity.csv", "/activity", "/dead-letters"),
     create_app=create_app,
     worker=worker,
     metadata=lambda: Base.metadata,

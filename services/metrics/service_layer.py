@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
 from services.metrics.domain import Activity, Fact, Filters
 from shared import communities as known_communities
 from shared.auth import Actor
 from shared.contracts import Event
+from shared.idempotency import Created, Idempotency, keep, replay
 from shared.scoping import narrowed
 
 if TYPE_CHECKING:
@@ -62,8 +63,11 @@ def rebuild(uow: MetricsUnitOfWork) -> int:
 
 # --- group activities ----------------------------------------------------------------------------------------------
 
-def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now: datetime) -> Activity:
-    """Log a group activity volunteers ran, in the community named (one of the actor's) or the actor's first."""
+def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now: datetime,
+                 key: Idempotency | None = None,
+                 render: Callable[[Activity], dict[str, Any]] = lambda a: {}) -> Created:
+    """Log a group activity volunteers ran, in the community named (one of the actor's) or the actor's first; with
+    an Idempotency-Key, once, so a retried log never counts an activity twice."""
     community = domain.community_to_log(actor.communities, data.get("community"))
     activity = Activity(
         id=uuid.uuid4(), community=community, kind=data["kind"], held_on=data["held_on"],
@@ -71,9 +75,13 @@ def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now
         organisation_type=data.get("organisation_type"),
         volunteer_ids=[str(v) for v in data.get("volunteer_ids", [])], created_by=actor.subject, created_at=now)
     with uow:
+        if (earlier := replay(uow.answers, actor, key)) is not None:
+            return earlier
         uow.activities.add(activity)
+        uow.flush()  # stored before its answer is made, with every default filled in
+        created = keep(uow.answers, actor, key, activity, render(activity))
         uow.commit()
-    return activity
+    return created
 
 
 # --- the counts ----------------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ outgoing_messages = sa.Table(
     sa.Column("delivered_at", UtcDateTime),
     sa.Column("from_phone", sa.String(20)),  # the community's sender number
     sa.Column("community", sa.String(64), index=True),  # whose message it is: reads are scoped by it
+    sa.Column("traceparent", sa.String(55)),  # the trace it was queued in, when tracing is on (shared/tracing.py)
 )
 
 inbound_messages = sa.Table(

@@ -140,6 +140,7 @@ class OutgoingMessage:
     sent_at: datetime | None = None
     delivered_at: datetime | None = None
     created_at: datetime | None = None  # set when it is kept
+    traceparent: str | None = None  # the trace it was queued in; its send is part of that trace
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
 from services.notify.messages import parse_reply
+from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
 from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
@@ -42,6 +43,7 @@ def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, ke
     message = OutgoingMessage(
         key=key, purpose=purpose, to_phone=to, body=body, correlation_id=correlation_id,
         from_phone=place.sms_from if place else None, community=place.slug if place else None,
+        traceparent=tracing.current_context().get("traceparent"),
         next_attempt_at=domain.send_time(now, place, urgent=urgent, not_before=not_before,
                                          quiet_hours=settings.quiet_hours))
     uow.messages.add(message)
@@ -291,19 +293,23 @@ def send_due(uow: NotifyUnitOfWork, gateway: SmsGateway, now: datetime, settings
         message = _claim(uow, now)
         if message is None:
             break
-        try:
-            sid = gateway.send(message.to_phone, message.body, message.from_phone)
-        except Exception as exc:
-            failure = exc if isinstance(exc, SendFailed) else SendFailed("failed", type(exc).__name__)
-            log.warning("sending SMS %s failed (attempt %d): %s", message.id, message.attempts, failure.reason)
-            _record_failure(uow, message.id, failure, now, settings)
-            continue
-        with uow:
-            row = uow.messages.get(message.id)
-            row.sent(sid, now)
-            uow.publish(SmsSent(message_id=row.id, purpose=row.purpose, provider_sid=sid, offer_id=row.offer_id),
-                        correlation_id=row.correlation_id)
-            uow.commit()
+        # Part of the trace that queued it; what it publishes (sms.sent) continues from here.
+        with tracing.span_from({"traceparent": message.traceparent}, "sms send", tracing.SpanKind.CLIENT,
+                               {"ccs.sms.purpose": message.purpose, "ccs.sms.message_id": str(message.id)}) as span:
+            try:
+                sid = gateway.send(message.to_phone, message.body, message.from_phone)
+            except Exception as exc:
+                failure = exc if isinstance(exc, SendFailed) else SendFailed("failed", type(exc).__name__)
+                log.warning("sending SMS %s failed (attempt %d): %s", message.id, message.attempts, failure.reason)
+                span.set_status(tracing.Status(tracing.StatusCode.ERROR, failure.outcome))
+                _record_failure(uow, message.id, failure, now, settings)
+                continue
+            with uow:
+                row = uow.messages.get(message.id)
+                row.sent(sid, now)
+                uow.publish(SmsSent(message_id=row.id, purpose=row.purpose, provider_sid=sid, offer_id=row.offer_id),
+                            correlation_id=row.correlation_id)
+                uow.commit()
         SMS.labels("sent").inc()
         sent += 1
     return sent

@@ -144,6 +144,8 @@ class Event:
     producer: str
     correlation_id: str
     payload: EventPayload
+    traceparent: str | None = None  # the W3C trace context of the span that published it (shared/tracing.py)
+    tracestate: str | None = None
 
 
 class Envelope(Schema):
@@ -159,6 +161,10 @@ class Envelope(Schema):
     producer = fields.Str(required=True)
     correlation_id = fields.Str(required=True)
     payload = fields.Dict(required=True)
+    # W3C trace context, present only while tracing is on; a consumer that does not trace ignores it, and one
+    # that does ignores a malformed one (it never costs an event).
+    traceparent = fields.Str()
+    tracestate = fields.Str()
 
 
 def build(event_type: str, payload: dict[str, Any], version: int = 1) -> EventPayload:
@@ -171,8 +177,10 @@ def build(event_type: str, payload: dict[str, Any], version: int = 1) -> EventPa
 
 
 def make_event(event: EventPayload | str, payload: dict[str, Any] | None = None, *,
-               correlation_id: str | None = None, version: int = 1) -> dict[str, Any]:
-    """A wire-ready envelope for a typed event (or a type name and payload), checked strictly against its contract."""
+               correlation_id: str | None = None, version: int = 1,
+               trace_context: dict[str, str] | None = None) -> dict[str, Any]:
+    """A wire-ready envelope for a typed event (or a type name and payload), checked strictly against its contract;
+    `trace_context` (`traceparent`, `tracestate`) is the span it continues, when tracing is on."""
     if isinstance(event, str):
         event = build(event, payload or {}, version)
     schema = event.schema(unknown=RAISE)
@@ -187,6 +195,7 @@ def make_event(event: EventPayload | str, payload: dict[str, Any] | None = None,
         "producer": event.PRODUCER,
         "correlation_id": correlation_id or str(event_id),
         "payload": wire,
+        **{key: value for key, value in (trace_context or {}).items() if key in ("traceparent", "tracestate")},
     })
 
 

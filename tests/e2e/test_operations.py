@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -17,14 +18,16 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import config, supervisor
+from shared import bus, config, supervisor, topology
+from shared.contracts import EXAMPLES, make_event
 from shared.demo import Client, five_free_ports, text_in
 from shared.web import issue_token
 from tests.helpers import wait_for
 from shared.supervisor import System, port_is_free
-from tests.e2e.conftest import api
+from tests.e2e.conftest import api, sign_in
 from tests.integration.test_bus import SHOPPING, VOLUNTEER
 
 
@@ -49,6 +52,55 @@ def test_each_service_counts_what_its_worker_handled_on_its_own_port_and_the_fro
     intake = samples(site.service_url("intake"))
     assert intake[published] >= 1
     assert intake[("ccs_outbox_backlog", (("service", "intake"),))] >= 0
+
+
+def dead_letter_in(site, monkeypatch, queue: str, reason: str) -> dict:
+    """A valid event left on `queue`'s dead-letter queue with `reason`, as a worker leaves one whose handler failed
+    (here one whose cause is fixed: replayed, it is handled)."""
+    monkeypatch.setenv("CCS_VAR_DIR", str(site.var_dir))
+    event = make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": str(uuid.uuid4())})
+    publisher = bus.Publisher(config.load("cli"))
+    try:
+        publisher.publish(event, exchange=topology.DEAD_LETTER, routing_key=queue, headers={
+            "x-dead-letter-reason": reason, "x-original-queue": queue, "x-dead-lettered-at": time.time() - 7200})
+    finally:
+        publisher.reset()
+    return event
+
+
+def test_an_admin_sees_a_dead_letter_with_its_reason_and_replays_it_to_be_handled(page, site, monkeypatch):
+    queue = "metrics.intake.all"
+    event = dead_letter_in(site, monkeypatch, queue, "handler failed 5 times: RuntimeError: a bug, since fixed")
+    handled = ("ccs_events_handled_total", (("event_type", "request.submitted"), ("outcome", "handled"),
+                                            ("service", "metrics")))
+    before = samples(site.service_url("metrics")).get(handled, 0)
+    sign_in(page, "admin")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
+    expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+    page.get_by_label("Queue", exact=True).select_option(queue)
+    page.get_by_label("Event type", exact=True).select_option("request.submitted")
+    page.get_by_role("button", name="Show").click()
+    row = page.locator(f'tr[data-event-id="{event["event_id"]}"]')
+    expect(row).to_contain_text(queue)
+    expect(row).to_contain_text("request.submitted")
+    expect(row).to_contain_text("RuntimeError: a bug, since fixed")
+    expect(row).to_contain_text(re.compile(r"2 h( \d+ min)? ago"))  # dead for two hours
+    assert event["payload"]["request_id"] not in page.content()  # never the payload
+
+    row.get_by_role("button", name=f"Replay request.submitted {event['event_id']}").click()
+    expect(page.get_by_role("status")).to_have_text("Replayed 1 dead letter.")
+    expect(page.get_by_label("Queue", exact=True)).to_have_value(queue)  # the list as it was filtered
+    expect(page.locator(f'tr[data-event-id="{event["event_id"]}"]')).to_have_count(0)
+    wait_for("metrics' worker to handle the replayed event",
+             lambda: samples(site.service_url("metrics")).get(handled, 0) == before + 1)
+
+
+def test_a_coordinator_is_refused_the_dead_letters_page(page):
+    sign_in(page, "coordinator")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters")).to_have_count(0)
+    answer = page.goto("/dead-letters")
+    assert answer.status == 403
+    expect(page.get_by_role("heading", name="This page is not for your role")).to_be_visible()
 
 
 def start_make_run(var_dir) -> tuple[subprocess.Popen, int]:

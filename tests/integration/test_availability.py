@@ -23,7 +23,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from shared import frontdoor
 from shared.config import SERVICES, database_url
 from shared.db import make_engine, make_sessions, migrations_config
-from shared.telemetry import WORKER_READY, WorkerReadiness, mark_ready, serve_worker_metrics
+from shared.telemetry import WORKER_READY, WorkerReadiness, check_broker, mark_ready, serve_worker_metrics
 from shared.web import Pages, claims_for, unavailable_dependency
 from tests.integration.test_bus import SHOPPING
 from tests.proxy import TcpProxy
@@ -209,7 +209,6 @@ NOT_TRANSIENT = {
     "sqlite no such table": wrapped(sa.exc.OperationalError, sqlite3.OperationalError("no such table: requests")),
     "sqlite syntax": wrapped(sa.exc.OperationalError, sqlite3.OperationalError('near "SELEC": syntax error')),
     "sqlite binding": wrapped(sa.exc.InterfaceError, sqlite3.InterfaceError("Error binding parameter 1")),
-    "integrity": wrapped(sa.exc.IntegrityError, psycopg.IntegrityError("duplicate key")),
     "programming": wrapped(sa.exc.ProgrammingError, psycopg.ProgrammingError("syntax error")),
     "data": wrapped(sa.exc.DataError, psycopg.DataError("invalid input")),
     "sqlalchemy other": sa.exc.InvalidRequestError("not a dependency"),
@@ -258,6 +257,19 @@ def test_any_other_fault_stays_a_500_without_retry_after(backend, raising_app, e
     assert answer.json["detail"] == "An unexpected error occurred."
 
 
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_unique_clash_with_a_change_made_at_the_same_moment_answers_409_not_500(backend, raising_app, caplog):
+    """The second of two requests that make the same thing at once loses at the database's unique index: nothing
+    of it was kept, so it is a conflict to retry, not a fault; the log names the clash, not the values."""
+    raising_app.fault["error"] = wrapped(sa.exc.IntegrityError, psycopg.IntegrityError(
+        'duplicate key value violates unique constraint "volunteers_phone_key"\n'
+        "DETAIL:  Key (phone)=(+447911123456) already exists."))
+    answer = raising_app.test_client().get("/requests-test-fault")
+    assert answer.status_code == 409 and answer.mimetype == PROBLEM and "Retry-After" not in answer.headers
+    assert "same moment" in answer.json["detail"] and "7911" not in answer.get_data(as_text=True)
+    assert "volunteers_phone_key" in caplog.text and "7911" not in caplog.text
+
+
 def test_the_openapi_documents_say_503_and_why_a_create_takes_an_idempotency_key(backend, app_for):
     """Every operation documents its 503 (with Retry-After); each create that honours an Idempotency-Key says that
     a retry after a timeout or a 502 must not create a duplicate."""
@@ -277,7 +289,8 @@ def test_the_openapi_documents_say_503_and_why_a_create_takes_an_idempotency_key
                     assert "a retry after a timeout or a 502 must not create a duplicate" in \
                         parameters[0]["description"].lower()
                     assert "cannot make a duplicate" in operation["description"]
-    assert keyed >= {("POST", "/requests"), ("POST", "/referrals"), ("POST", "/fhir/ServiceRequest")}
+    assert keyed >= {("POST", "/requests"), ("POST", "/referrals"), ("POST", "/fhir/ServiceRequest"),
+                     ("POST", "/volunteers"), ("POST", "/activities")}
 
 
 # --- readiness ----------------------------------------------------------------------------------------------------
@@ -333,6 +346,9 @@ def test_a_broker_that_cannot_be_reached_is_named_by_readyz(backend, app_for, mo
         client = app_for("intake").test_client()
         assert readyz(client).status_code == 200
         cut()
+        # A success is remembered for a few seconds (a storm of probes opens no connection each) ...
+        assert readyz(client).status_code == 200
+        monkeypatch.setattr(check_broker, "FRESH", 0)  # ... and then the broker is looked at again
         down = readyz(client)
         assert down.status_code == 503 and down.json["failing"] == ["broker"]
         assert down.json["checks"]["broker"].startswith("failed: ") and "broker" in down.json["detail"]

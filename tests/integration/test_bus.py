@@ -9,6 +9,7 @@ import sys
 import threading
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -210,6 +211,28 @@ def test_a_failing_handler_is_retried_a_bounded_number_of_times_then_dead_letter
         [dead] = drain("matching.intake.requests.dead", expect=1)
     assert len(attempts) == 3 and len(set(attempts)) == 1
     assert "handler failed 3 times: RuntimeError: database is on fire" in dead.headers["x-dead-letter-reason"]
+
+
+def test_a_dead_letters_reason_and_the_workers_log_never_quote_the_values_a_failed_statement_wrote(app_for, caplog):
+    """A unique phone number written twice: the database's error names the constraint, and its DETAIL and the
+    statement's parameters (the phone number) stay out of the dead letter and the log."""
+    app = app_for("matching")
+    sessions, phone = app.extensions["ccs"].sessions, "+447911123456"
+    with sessions.begin() as session:
+        session.execute(sa.text("CREATE TABLE phones_seen (phone VARCHAR(20) UNIQUE)"))
+        session.execute(sa.text("INSERT INTO phones_seen VALUES (:phone)"), {"phone": phone})
+    publish(make_event("request.submitted", EXAMPLES[("request.submitted", 1)]), "request.submitted")
+
+    def writes_the_phone_again(event):
+        with sessions.begin() as session:
+            session.execute(sa.text("INSERT INTO phones_seen VALUES (:phone)"), {"phone": phone})
+
+    with running_worker(app, "matching", writes_the_phone_again, max_attempts=2):
+        [dead] = drain("matching.intake.requests.dead", expect=1)
+    reason = dead.headers["x-dead-letter-reason"]
+    assert reason.startswith("handler failed 2 times: IntegrityError: ") and "phones_seen" in reason.lower()
+    assert "7911" not in reason and "7911" not in caplog.text
+    assert "dead-lettered: IntegrityError" in caplog.text and "writes_the_phone_again" in caplog.text  # the frames
 
 
 def test_a_handler_that_fails_once_succeeds_on_retry_and_nothing_is_dead_lettered(app_for):
@@ -438,3 +461,21 @@ with bus.connect(config.load("cli")) as connection:
             holder.wait()
     back = drain("matching.intake.requests", expect=3, timeout=20)
     assert sorted(m.payload["event_id"] for m in back) == sorted(e["event_id"] for e in events)
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_claim_whose_pid_now_belongs_to_a_later_process_goes_back_to_its_queue(app_for):
+    """Pids are reused: a claim names its process's pid and start time, so a message a dead worker had taken is
+    not held for ever by whichever process gets that pid next (here, this one: same pid, another start)."""
+    app_for("matching")
+    event = make_event("request.submitted", {**EXAMPLES[("request.submitted", 1)], "request_id": str(uuid.uuid4())})
+    publish(event, "request.submitted")
+    messages = Path(os.environ["CCS_VAR_DIR"]) / "broker" / "messages"
+    [queued] = [p for p in messages.iterdir() if p.name.endswith(".matching.intake.requests.msg")]
+    queued.rename(messages / f".inhand.{os.getpid()}-1.{queued.name}")  # "started" at tick 1: long before us
+    still_held = messages / f".inhand.{os.getpid()}-{bus._started(os.getpid())}.held.matching.intake.requests.msg"
+    still_held.write_text("{}")  # a claim of this very process: left alone
+
+    [back] = drain("matching.intake.requests", expect=1, timeout=20)
+    assert back.payload["event_id"] == event["event_id"]
+    assert still_held.exists()

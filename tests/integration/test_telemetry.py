@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,6 +58,35 @@ def test_events_handled_duplicates_errors_latency_and_the_outbox_backlog_are_cou
     with pytest.raises(RuntimeError):
         failing(load_event(make_event("request.cancelled", EXAMPLES[("request.cancelled", 1)])))
     assert scrape(client)[errors] - before.get(errors, 0) == 1
+
+
+def test_the_age_of_the_oldest_unpublished_outbox_event_is_exported_until_the_relay_publishes_it(app_for, token):
+    """ccs_outbox_oldest_age_seconds: how long the oldest event not yet published has waited, 0 once none waits."""
+    import sqlalchemy as sa
+
+    from services.matching.adapters import outbox
+    from shared.bus import Publisher
+
+    app = app_for("matching")
+    client = app.test_client()
+    oldest = ("ccs_outbox_oldest_age_seconds", (("service", "matching"),))
+    assert scrape(client)[oldest] == 0  # nothing waits
+    register(client, token("coordinator"), "Sam Patel", "07911 123456")  # volunteer.registered, not yet published
+    assert 0 <= scrape(client)[oldest] < 60
+    context = app.extensions["ccs"]
+    with context.sessions.begin() as session:  # as though the relay had been failing on it for ten minutes
+        [row] = session.scalars(sa.select(outbox.table).where(outbox.table.published_at.is_(None))).all()
+        row.created_at -= timedelta(minutes=10)
+    register(client, token("coordinator"), "Kim Lee", "07911 123457")  # a newer one waits behind it
+    samples = scrape(client)
+    assert samples[("ccs_outbox_backlog", (("service", "matching"),))] == 2
+    assert 600 <= samples[oldest] < 660
+    publisher = Publisher(context.settings)
+    try:
+        assert outbox.relay_once(context.sessions, publisher) == 2
+    finally:
+        publisher.reset()
+    assert scrape(client)[oldest] == 0
 
 
 def test_a_dead_lettered_message_is_counted_by_queue(app_for):

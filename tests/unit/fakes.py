@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from shared.contracts import EventPayload
+from shared.idempotency import IdempotencyKey, IdempotencyKeyInUse
 
 
 class FakeUnitOfWork:
@@ -51,3 +52,39 @@ class FakeUnitOfWork:
     def events(self, cls: type[EventPayload]) -> list:
         """The published events of one type."""
         return [e for e in self.published if isinstance(e, cls)]
+
+
+class Table:
+    """Rows of one in-memory repository: what is committed, and what this unit of work added."""
+
+    def __init__(self):
+        self.rows: dict = {}
+        self.pending: dict = {}
+
+    def put(self, key, row) -> None:
+        self.pending[key] = row
+
+    def find(self, key):
+        return self.pending.get(key, self.rows.get(key))
+
+    def all(self) -> list:
+        return [*self.rows.values(), *self.pending.values()]
+
+
+class FakeAnswers(Table):
+    """shared.idempotency.Answers in memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight: set = set()  # keys another create has taken but not yet committed
+
+    def get(self, actor, key):
+        return self.rows.get((IdempotencyKey.owner(actor), key))
+
+    def reserve(self, answer):
+        if (answer.subject, answer.key) in self.in_flight or (answer.subject, answer.key) in self.rows:
+            raise IdempotencyKeyInUse("A create with this Idempotency-Key is being made; retry it.")
+        self.put((answer.subject, answer.key), answer)
+
+    def fill(self, answer):
+        self.put((answer.subject, answer.key), answer)

@@ -296,25 +296,57 @@ def test_postgres_and_rabbitmq_have_healthchecks(compose):
     assert "rabbitmq-diagnostics" in compose["services"]["rabbitmq"]["healthcheck"]["test"]
 
 
+def healthcheck_url(spec: dict):
+    """The parts of the address a container's healthcheck asks."""
+    return urlsplit(re.search(r"https?://[^'\"\s]+", " ".join(spec["healthcheck"]["test"])).group(0))
+
+
 @pytest.mark.parametrize("name", SERVICES)
-def test_web_healthcheck_asks_the_port_and_path_the_service_answers(project, name, monkeypatch, tmp_path):
-    """The healthcheck URL uses the port `ccs web` binds, and the service's app answers 200 on its path."""
+def test_web_healthcheck_asks_readiness_on_the_port_the_service_answers(project, name, monkeypatch, tmp_path):
+    """Healthy means ready to serve (workers and nginx wait on it): the healthcheck asks /readyz/<service> on the
+    port `ccs web` binds, which answers 200 once the database is migrated and the broker reachable, 503 before."""
+    from shared.db import upgrade
     from shared.service import get
 
     spec = project[f"{name}-web"]
-    url = re.search(r"https?://[^'\"\s]+", " ".join(spec["healthcheck"]["test"])).group(0)
-    parts = urlsplit(url)
+    parts = healthcheck_url(spec)
     assert parts.port == listening_port(spec)
-    assert parts.path == f"/healthz/{name}"
+    assert parts.path == f"/readyz/{name}"
+    assert spec["depends_on"]["rabbitmq"]["condition"] == "service_healthy"  # ready needs the broker
     monkeypatch.setenv("CCS_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("CCS_SECRET_KEY", "test")
+    monkeypatch.delenv("BROKER_URL", raising=False)  # the filesystem bus in tmp_path
     monkeypatch.setenv(f"{name.upper()}_DATABASE_URL", f"sqlite:///{tmp_path / name}.sqlite3")
     app = get(name).create_app()
     try:
+        assert app.test_client().get(parts.path).status_code == 503  # not migrated yet (`ccs migrate` runs first)
+        upgrade(name, f"sqlite:///{tmp_path / name}.sqlite3")
         assert app.test_client().get(parts.path).status_code == 200
-        assert app.test_client().get(f"/healthz/not-{name}").status_code == 404
+        assert app.test_client().get(f"/readyz/not-{name}").status_code == 404
     finally:
         app.extensions["ccs"].engine.dispose()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_worker_healthcheck_asks_readiness_on_its_metrics_port(project, name):
+    """A worker is healthy once its consumer is connected and its database answers: its /readyz, on the port its
+    CCS_METRICS_PORT names, which a worker with its consumer connected answers 200 and one without 503."""
+    from shared.telemetry import WorkerReadiness, worker_app
+
+    spec = project[f"{name}-worker"]
+    parts = healthcheck_url(spec)
+    assert parts.port == int(spec["environment"]["CCS_METRICS_PORT"]) and parts.path == "/readyz"
+    flag = WorkerReadiness()
+    app = worker_app(name, None, None, flag)
+
+    def status() -> str:
+        answered = []
+        app({"PATH_INFO": parts.path, "REQUEST_METHOD": "GET"}, lambda status, headers: answered.append(status))
+        return answered[0]
+
+    assert status().startswith("503")
+    flag.set(True)
+    assert status().startswith("200")
 
 
 def test_named_volumes_are_declared(compose):

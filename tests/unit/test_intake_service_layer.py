@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 from services.intake import service_layer
-from services.intake.domain import (AuditEntry, Idempotency, IdempotencyKey, IdempotencyKeyInUse,
-                                    IdempotencyKeyReused,
-                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest, User, UserExists,
-                                    board_rank, referred_by, within_reach)
+from services.intake.domain import (AuditEntry, NotFound, NotOpen, SupportRequest, User, UserExists, board_rank,
+                                    referred_by, within_reach)
 from services.intake.domain import (SIGN_IN_LIMIT, InvalidRevocation, TooManySignIns, WeakPassword,
                                     locked_for)
 from shared.auth import Actor, subject_digest
 from shared.config import Settings
+from shared.idempotency import (Idempotency, IdempotencyKey, IdempotencyKeyInUse, IdempotencyKeyReused,
+                                InvalidIdempotencyKey)
 from shared.contracts import load_event, make_event
 from shared.contracts.intake import (RequestCancelled, RequestSubmitted, RequestUpdated, TaskDetailsShared,
                                     TokenRevoked)
 from shared.taxonomy import SOURCES
-from tests.unit.fakes import FakeUnitOfWork
+from tests.unit.fakes import FakeAnswers, FakeUnitOfWork, Table
 
 SETTINGS = Settings(service="intake", var_dir=Path("."), database_url="", broker_url="", secret_key="a secret",
                     public_url="", twilio_account_sid=None, twilio_auth_token=None, twilio_from_number=None,
@@ -46,23 +46,6 @@ REFERRAL = {**{k: v for k, v in SHOPPING.items() if k != "coordinator_notes"}, "
             "referrer": {"organisation": "Age UK Blackpool", "organisation_type": "partner", "name": "Sam Lee",
                          "contact": "01253 000222"},
             "reason": "Recently bereaved.", "external_id": None}
-
-
-class Table:
-    """Rows of one in-memory repository: what is committed, and what this unit of work added."""
-
-    def __init__(self):
-        self.rows: dict = {}
-        self.pending: dict = {}
-
-    def put(self, key, row) -> None:
-        self.pending[key] = row
-
-    def find(self, key):
-        return self.pending.get(key, self.rows.get(key))
-
-    def all(self) -> list:
-        return [*self.rows.values(), *self.pending.values()]
 
 
 class FakeRequests(Table):
@@ -92,20 +75,6 @@ class FakeRequests(Table):
 class FakeAudit(Table):
     def add(self, entry):
         self.put(len(self.rows) + len(self.pending), entry)
-
-
-class FakeAnswers(Table):
-    def __init__(self):
-        super().__init__()
-        self.in_flight: set = set()  # keys another create has taken but not yet committed
-
-    def get(self, actor, key):
-        return self.rows.get((IdempotencyKey.owner(actor), key))
-
-    def add(self, answer):
-        if (answer.subject, answer.key) in self.in_flight or (answer.subject, answer.key) in self.rows:
-            raise IdempotencyKeyInUse("A request with this Idempotency-Key is being made; retry it.")
-        self.put((answer.subject, answer.key), answer)
 
 
 class FakeUsers(Table):

@@ -705,7 +705,7 @@ def test_the_exported_metrics_are_found():
     metrics = exported_metrics()
     assert metrics["ccs_events_handled_total"] == {"service", "event_type", "outcome"}
     assert metrics["ccs_event_handler_seconds_bucket"] == {"service", "event_type", "le"}
-    assert metrics["ccs_outbox_backlog"] == {"service"}
+    assert metrics["ccs_outbox_backlog"] == metrics["ccs_outbox_oldest_age_seconds"] == {"service"}
     assert {"ccs_outbox_published_total", "ccs_messages_dead_lettered_total", "ccs_sms_total"} <= set(metrics)
     assert "ccs_events_handled" not in metrics and not [name for name in metrics if not name.startswith("ccs_")]
 
@@ -786,8 +786,8 @@ def test_the_alert_rules_use_only_exported_metrics():
         assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), rule["alert"]
         assert promql_problems(rule["expr"]) == [], rule["alert"]
     used = " ".join(rule["expr"] for rule in rules)
-    for metric in ("ccs_messages_dead_lettered_total", "ccs_outbox_backlog", "rabbitmq_queue_messages_ready",
-                   "ccs_sms_total", "nginx_ingress_controller_requests"):
+    for metric in ("ccs_messages_dead_lettered_total", "ccs_outbox_backlog", "ccs_outbox_oldest_age_seconds",
+                   "rabbitmq_queue_messages_ready", "ccs_sms_total", "nginx_ingress_controller_requests"):
         assert metric in used, f"no alert on {metric}"
 
 

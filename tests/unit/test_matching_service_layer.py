@@ -23,7 +23,7 @@ from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, 
                                        TaskVolunteerOptedOut, VolunteerRegistered, VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 from shared.scoping import sees
-from tests.unit.fakes import FakeUnitOfWork
+from tests.unit.fakes import FakeAnswers, FakeUnitOfWork
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # a Monday morning
 TASK = datetime(2030, 1, 8, 14, 0, tzinfo=timezone.utc)  # Tuesday afternoon
@@ -179,6 +179,7 @@ class FakeMatchingUnitOfWork(FakeUnitOfWork):
         self.volunteers = FakeVolunteers()
         self.requests = FakeRequests(self.log)
         self.offers = FakeOffers(self.requests)
+        self.answers = FakeAnswers()
 
     def anew(self):
         """Forget what was committed so far, to see what the next use case does."""
@@ -631,7 +632,7 @@ def test_a_volunteer_registered_by_postcode_is_placed_by_the_gazetteer_and_metri
     uow = uow_with()
     made = service_layer.register_volunteer(uow, COORDINATOR, profile(
         "Ana", "+447911123450", availability=[{"days": ["wed", "mon"], "part_of_day": "morning"}],
-        time_away=[{"starts_on": date(2030, 8, 1), "ends_on": date(2030, 8, 14)}]))
+        time_away=[{"starts_on": date(2030, 8, 1), "ends_on": date(2030, 8, 14)}])).made
     assert uow.committed and uow.volunteers.get(made.id, SYSTEM) is made
     assert (made.community, made.postcode, made.area, made.latitude) == ("fylde-coast", "FY1", "FY1", 53.8142)
     assert made.availability == ["mon:morning", "wed:morning"]

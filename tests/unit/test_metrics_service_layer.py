@@ -16,7 +16,7 @@ from services.metrics.entrypoints.handlers import HANDLERS
 from shared.auth import Actor
 from shared.contracts import EVENTS, EXAMPLES, load_event, make_event
 from shared.scoping import sees
-from tests.unit.fakes import FakeUnitOfWork
+from tests.unit.fakes import FakeAnswers, FakeUnitOfWork
 
 DAY = date(2026, 3, 10)
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
@@ -85,6 +85,7 @@ class FakeMetricsUnitOfWork(FakeUnitOfWork):
         super().__init__()
         self.facts = FakeFacts()
         self.activities = FakeActivities()
+        self.answers = FakeAnswers()
 
 
 def event(event_type: str, at: datetime = NOON, **fields):
@@ -193,11 +194,11 @@ def test_an_activity_is_logged_in_the_coordinators_first_community_unless_anothe
     volunteer = uuid.uuid4()
     data = {"kind": "death_cafe", "held_on": DAY, "attendance": 14, "organisation": "St Anne's Church",
             "organisation_type": "faith", "volunteer_ids": [volunteer]}
-    logged = service_layer.log_activity(uow, COORDINATOR, dict(data), NOON)
+    logged = service_layer.log_activity(uow, COORDINATOR, dict(data), NOON).made
     assert uow.committed and uow.activities.rows == [logged]
     assert (logged.community, logged.created_by, logged.volunteer_ids, logged.created_at, logged.attendance) == (
         "fylde-coast", "co@example.org", [str(volunteer)], NOON, 14)
-    elsewhere = service_layer.log_activity(uow, COORDINATOR, {**data, "community": "cheshire-east"}, NOON)
+    elsewhere = service_layer.log_activity(uow, COORDINATOR, {**data, "community": "cheshire-east"}, NOON).made
     assert elsewhere.community == "cheshire-east"
 
 

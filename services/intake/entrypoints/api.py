@@ -13,10 +13,9 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IdempotencyKeyInUse, IdempotencyKeyReused, Idempotency, IntakeError,
-                                    InvalidIdempotencyKey, NotFound, NotOpen, SupportRequest, birth_date_problem,
+from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOpen, SupportRequest, birth_date_problem,
                                     window_problems)
-from shared import clock, gazetteer
+from shared import clock, gazetteer, idempotency
 from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
                         field_errors, is_json, known_postcode, requires, service, unstorable)
@@ -26,9 +25,6 @@ referrals = Blueprint("referrals", __name__, url_prefix="/referrals",
                       description="Referrals from PCN staff, social prescribers and partner organisations")
 fhir_blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="HL7 FHIR R4 ServiceRequest referrals")
 BEARER = [{"bearerAuth": []}]
-IDEMPOTENCY_KEY = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "maxLength": 200},
-                   "description": "Send the same key and body again to get the first answer again, not a second "
-                                  "request."}
 FHIR_JSON = "application/fhir+json"
 RESOURCE = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
 OPERATION_OUTCOME = {"type": "object", "required": ["resourceType", "issue"], "properties": {
@@ -280,8 +276,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, IdempotencyKeyInUse: 409, IdempotencyKeyReused: 422,
-             InvalidIdempotencyKey: 400}
+STATUS_OF = {NotFound: 404, NotOpen: 409}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -297,30 +292,21 @@ def answers_problems(view: Callable) -> Callable:
     return wrapper
 
 
-def idempotency(endpoint: str) -> Idempotency | None:
-    """The Idempotency-Key this create came with, if any."""
-    return Idempotency.of(request.headers.get("Idempotency-Key"), request.get_data(), endpoint)
-
-
-def created(submitted: service_layer.Submitted, mimetype: str, location: Callable[[], str]) -> Response:
-    """A create's answer: 201 with the new resource and where it lives, or the first answer to its key again."""
-    response = jsonify(submitted.body)
-    response.status_code = submitted.status_code
-    response.mimetype = mimetype
-    if submitted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        response.headers["Location"] = location()
-    return response
+def created(submitted: service_layer.Submitted, mimetype: str, location: Callable[[str], str]) -> Response:
+    """A create's answer: 201 with the new resource and where it lives (`location(id)`), or the first answer to its
+    key again."""
+    return idempotency.answer(submitted.body, submitted.status_code, submitted.replayed,
+                              location(submitted.body["id"]), mimetype)
 
 
 def submit(endpoint: str, data: dict[str, Any], schema: Schema, source: str = "coordinator") -> Response:
     """Create a request once per Idempotency-Key, and answer 201 with it."""
     submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings,
-                                             source=source, idempotency=idempotency(endpoint), render=schema.dump)
+                                             source=source, idempotency=idempotency.Idempotency.of_request(endpoint),
+                                             render=schema.dump)
     return created(submitted, "application/json",
-                   lambda: url_for(f"{endpoint}.{'RequestById' if endpoint == 'requests' else 'ReferralById'}",
-                                   request_id=submitted.request.id))
+                   lambda id_: url_for(f"{endpoint}.{'RequestById' if endpoint == 'requests' else 'ReferralById'}",
+                                       request_id=id_))
 
 
 # --- coordinators ------------------------------------------------------------------------------------------------
@@ -331,7 +317,7 @@ class Requests(MethodView):
     @requires("coordinator", "admin")
     @blp.arguments(RequestIn)
     @blp.response(201, RequestOut)
-    @blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
+    @blp.doc(security=BEARER, parameters=[idempotency.PARAMETER])
     @answers_problems
     def post(self, data):
         """Log a request for support; matching is asked to find a volunteer."""
@@ -387,7 +373,7 @@ class Referrals(MethodView):
     @requires("referrer", "coordinator", "admin")
     @referrals.arguments(ReferralIn)
     @referrals.response(201, ReferralOut)
-    @referrals.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY])
+    @referrals.doc(security=BEARER, parameters=[idempotency.PARAMETER])
     @answers_problems
     def post(self, data):
         """Refer someone for support."""
@@ -444,7 +430,7 @@ def fhir_referral(resource: dict[str, Any]) -> dict[str, Any]:
 @fhir_blp.route("/ServiceRequest")
 class FhirServiceRequests(MethodView):
     @requires("referrer", "coordinator", "admin")
-    @fhir_blp.doc(security=BEARER, parameters=[IDEMPOTENCY_KEY], requestBody={"required": True, "content": {
+    @fhir_blp.doc(security=BEARER, parameters=[idempotency.PARAMETER], requestBody={"required": True, "content": {
         FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
         responses={"201": fhir_answer("The stored ServiceRequest", RESOURCE),
                    "400": fhir_answer("The body is not a JSON object (or the Idempotency-Key is too long)",
@@ -476,9 +462,9 @@ class FhirServiceRequests(MethodView):
             return fhir_error(422, problem.issues)
         submitted = service_layer.submit_request(
             service().uow(), current_actor(), data, service().settings, source="health_system",
-            idempotency=idempotency("fhir"), document=resource,
+            idempotency=idempotency.Idempotency.of_request("fhir"), document=resource,
             render=lambda r: fhir.stored_resource(resource, str(r.id), r.status))
-        return created(submitted, FHIR_JSON, lambda: f"/fhir/ServiceRequest/{submitted.request.id}")
+        return created(submitted, FHIR_JSON, lambda id_: f"/fhir/ServiceRequest/{id_}")
 
 
 @fhir_blp.route("/ServiceRequest/<uuid:request_id>")

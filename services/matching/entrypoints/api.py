@@ -8,14 +8,14 @@ import io
 import re
 from http import HTTPStatus
 
-from flask import request
+from flask import request, url_for
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.matching import service_layer
 from services.matching.domain import MatchingError, NotFound, check_problems, time_away_problems
 from services.matching.service_layer import VolunteerSheet
-from shared import clock
+from shared import clock, idempotency
 from shared.taxonomy import CHECKS, DAYS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
 from shared.web import (Blueprint, Float, Integer, PhoneNumber, QueryBoolean, Text, current_actor, field_errors,
                         known_postcode, problem, requires, service)
@@ -195,11 +195,15 @@ class Volunteers(MethodView):
     @requires(*COORDINATORS)
     @blp.arguments(VolunteerIn)
     @blp.response(201, VolunteerOut)
-    @blp.doc(security=BEARER)
+    @blp.doc(security=BEARER, parameters=[idempotency.PARAMETER])
     def post(self, data):
-        """Register a trained volunteer."""
+        """Register a trained volunteer (once per Idempotency-Key)."""
         with service().uow() as uow:
-            return service_layer.register_volunteer(uow, current_actor(), data)
+            created = service_layer.register_volunteer(uow, current_actor(), data,
+                                                       idempotency.Idempotency.of_request("volunteers"),
+                                                       render=VolunteerOut().dump)
+        return idempotency.answer(created.body, created.status_code, created.replayed,
+                                  url_for("volunteers.VolunteerById", volunteer_id=created.body["id"]))
 
     @requires(*COORDINATORS)
     @blp.arguments(VolunteerQuery, location="query")

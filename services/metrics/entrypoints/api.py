@@ -13,7 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.metrics import domain, service_layer
 from services.metrics.domain import ACTIVITY_KINDS, MAX_PERIODS, ORGANISATION_TYPES, PERIODS, Filters
-from shared import clock
+from shared import clock, idempotency
 from shared.taxonomy import KINDS, SOURCES
 from shared.web import Blueprint, Integer, Text, current_actor, requires, service
 
@@ -128,10 +128,14 @@ class Activities(MethodView):
     @requires("coordinator", "admin")
     @activities.arguments(ActivityIn)
     @activities.response(201, ActivityOut)
-    @activities.doc(security=BEARER)
+    @activities.doc(security=BEARER, parameters=[idempotency.PARAMETER])
     def post(self, data):
-        """Log a group activity: a bereavement group, a Death Cafe, a Dying Matters event, a planning session."""
+        """Log a group activity: a bereavement group, a Death Cafe, a Dying Matters event, a planning session (once
+        per Idempotency-Key)."""
         try:
-            return service_layer.log_activity(service().uow(), current_actor(), data, clock.utcnow())
+            created = service_layer.log_activity(service().uow(), current_actor(), data, clock.utcnow(),
+                                                 idempotency.Idempotency.of_request("activities"),
+                                                 render=ActivityOut().dump)
         except domain.NotYourCommunity as err:
             abort(403, message=str(err))
+        return idempotency.answer(created.body, created.status_code, created.replayed)

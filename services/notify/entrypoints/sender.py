@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from services.notify import service_layer
 from shared.clock import utcnow
+from shared.telemetry import describe
 
 if TYPE_CHECKING:
     from services.notify.adapters import NotifyUnitOfWork, SmsGateway
@@ -26,8 +27,8 @@ def sender(unit_of_work: Callable[[], NotifyUnitOfWork], gateway: SmsGateway,
             try:
                 if not service_layer.send_due(unit_of_work(), gateway, utcnow(), settings):
                     stop.wait(settings.poll_interval)
-            except Exception:  # database unreachable: try again shortly
-                log.warning("SMS sender failed; retrying", exc_info=True)
+            except Exception as exc:  # database unreachable: try again shortly
+                log.warning("SMS sender failed; retrying: %s", describe(exc))
                 stop.wait(1.0)
 
     return run

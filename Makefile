@@ -29,6 +29,7 @@ test: $(STAMP) $(CHROMIUM)
 bench: $(STAMP)
 	$(BIN)/python -c 'import numpy' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.metrics
 
 demo: $(STAMP)
 	$(BIN)/ccs demo

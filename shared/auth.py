@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 ROLES = ("admin", "coordinator", "referrer", "manager")
+# Where each role's pages start: where signing in with nowhere else to go lands, and where the site's name leads.
+# A manager's is the dashboard (the board would refuse them); a referrer's the API's documentation (their referrals
+# arrive through the API or FHIR).
+HOMES = {"admin": "/board", "coordinator": "/board", "referrer": "/docs", "manager": "/dashboard"}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ INDEX = """<!doctype html>
 <title>Compassionate Communities</title></head>
 <body><main>
 <h1>Compassionate Communities volunteer support</h1>
-<p>Coordinators: <a href="/board">sign in to the requests board</a>.</p>
+<p><a href="/login">Sign in</a>: coordinators to the requests board, managers to the dashboard.</p>
 <p>Trying it out without Twilio? The <a href="/simulator">SMS simulator</a> shows the texts each volunteer's phone
 received, and lets you reply as them.</p>
 <p>The API lives at this address (<a href="/docs">API documentation</a>, <a href="/openapi.json">OpenAPI</a>).

@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import gazetteer, tracing
 from shared.bus import unavailable_dependency
-from shared.auth import ROLES, Actor
+from shared.auth import HOMES, ROLES, Actor
 from shared.communities import all_communities
 from shared.communities import get as community
 from shared.communities import default_slug as default_community
@@ -518,8 +518,9 @@ def create_service_app(definition, settings: Settings, blueprints: list, outbox,
 
     @app.context_processor
     def page_context():
-        return {"csrf_token": generate_csrf, "user": session.get("user"), "service_name": name,
-                "development_sms": not settings.uses_twilio, "local": local_time}
+        user = session.get("user")
+        return {"csrf_token": generate_csrf, "user": user, "home": HOMES.get(user["role"], "/") if user else "/",
+                "service_name": name, "development_sms": not settings.uses_twilio, "local": local_time}
 
     add_metrics_endpoint(app, name, outbox)
 

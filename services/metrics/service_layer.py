@@ -8,7 +8,8 @@ communities, so a manager sees counts of their own communities only, and never a
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from collections import defaultdict
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
@@ -86,15 +87,36 @@ def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now
 
 # --- the counts ----------------------------------------------------------------------------------------------------
 
-def _measures(uow: MetricsUnitOfWork, scope: Actor, first: date, last: date, kind: str | None,
-              source: str | None, kept: set[uuid.UUID] | None) -> dict[str, Any]:
-    """Every measure of the scope's communities from `first` to `last` (inclusive), unsuppressed."""
-    facts = uow.facts.in_span(scope, first, last)
-    return domain.measures(
-        facts, uow.activities.in_span(scope, first, last),
-        volunteer_changes=uow.facts.volunteer_changes(scope, last),
-        history=uow.facts.history_of({f.request_id for f in facts if f.request_id is not None}),
-        kept=kept, kind=kind, source=source)
+def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[date, date]], kind: str | None,
+                      source: str | None, kept: set[uuid.UUID] | None) -> list[dict[str, Any]]:
+    """Every measure of each span (consecutive, oldest first) of the scope's communities, unsuppressed. The whole
+    range is read at once, in four queries however many spans there are, and split by day here."""
+    first, last = spans[0][0], spans[-1][1]
+    in_range = uow.facts.in_span(scope, first, last)
+    facts_on: dict[date, list] = defaultdict(list)
+    for fact in in_range:
+        facts_on[fact.day].append(fact)
+    activities_on: dict[date, list] = defaultdict(list)
+    for activity in uow.activities.in_span(scope, first, last):
+        activities_on[activity.held_on].append(activity)
+    changes = uow.facts.volunteer_changes(scope, last)  # oldest first
+    # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
+    # yet placed in a community), in the order the events happened.
+    history_of: dict[uuid.UUID, list] = defaultdict(list)
+    for fact in sorted([f for f in in_range if f.event_type in domain.REQUEST_HISTORY and f.request_id is not None]
+                       + uow.facts.history_of(scope, first, last), key=lambda f: (f.occurred_at, str(f.event_id))):
+        history_of[fact.request_id].append(fact)
+    counted = []
+    for span_first, span_last in spans:
+        days = [span_first + timedelta(days=n) for n in range((span_last - span_first).days + 1)]
+        facts = [fact for day in days for fact in facts_on.get(day, ())]
+        requests = {fact.request_id for fact in facts if fact.request_id is not None}
+        counted.append(domain.measures(
+            facts, [activity for day in days for activity in activities_on.get(day, ())],
+            volunteer_changes=[change for change in changes if change.day <= span_last],
+            history=[fact for request in requests for fact in history_of.get(request, ())],
+            kept=kept, kind=kind, source=source))
+    return counted
 
 
 def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end: date, below: int,
@@ -106,8 +128,7 @@ def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end:
         requests = uow.facts.requests_in(scope)
         kept = {f.request_id for f in domain.requests_of(requests, domain.kinds_now(requests), kind, source)}
     spans = domain.spans(period, start, end)
-    counted = [domain.shown(_measures(uow, scope, first, last, kind, source, kept), below)
-               for first, last in spans]
+    counted = [domain.shown(measures, below) for measures in _measures_of_each(uow, scope, spans, kind, source, kept)]
     rows = [{"start": first, "end": last, "measures": now, "previous": before}
             for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
     return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows}

@@ -4,6 +4,7 @@ suppressed, group activities, the CSV, and who may see what."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import uuid
@@ -189,6 +190,66 @@ def test_only_managers_see_the_counts(metrics, token, role, status):
     assert metrics.client.get("/activity", headers=token(role)).status_code == status
     assert metrics.client.get("/activity.csv", headers=token(role)).status_code == status
     assert metrics.client.get("/activity").status_code == 401
+
+
+@pytest.mark.parametrize("chosen", ["period=day", "period=week&from=2026-01-05&to=2026-02-20"])
+def test_the_dashboards_download_is_its_table_for_a_manager_signed_in_and_no_one_else(metrics, token, chosen):
+    """The dashboard's "Download the CSV" link: the browser sends the session cookie, never a token, and gets the
+    table the page shows (its default periods too), which is the API's CSV for the same periods."""
+    from tests.integration.test_security import signed_in
+
+    metrics.request()
+    manager = signed_in(metrics.app, "manager")
+    page = manager.get(f"/dashboard?{chosen}").text
+    table = [[html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+             for row in re.findall(r"<tr>(.*?)</tr>", page.split('<table class="board activity">', 1)[1])]
+    link = re.search(r'href="([^"]*activity\.csv[^"]*)"', page)[1]
+    download = manager.get(html.unescape(link))
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    assert download.headers["Content-Disposition"] == 'attachment; filename="activity.csv"'
+    rows = list(csv.reader(io.StringIO(download.get_data(as_text=True))))
+    assert rows[0][:4] == ["period_start", "period_end", "measure", "value"] and rows == table
+    if "from" in chosen:
+        api_sheet = metrics.client.get(f"/activity.csv?{chosen}", headers=token("manager"))
+        assert download.get_data(as_text=True) == api_sheet.get_data(as_text=True)
+    assert signed_in(metrics.app, "coordinator").get(link).status_code == 403
+    assert metrics.app.test_client().get(link).status_code == 302  # to the sign-in page
+    assert manager.get("/dashboard/activity.csv?period=fortnight").status_code == 422
+
+
+def test_a_dashboard_filter_refused_keeps_every_choice_and_says_what_is_wrong_beside_its_field(metrics):
+    from tests.integration.test_security import signed_in
+
+    manager = signed_in(metrics.app, "manager")
+    page = manager.get("/dashboard?period=day&from=2019-01-01&to=2026-01-31")  # too many days at once
+    assert page.status_code == 422
+    text = page.text
+    assert re.search(r'<option value="day"\s+selected>', text) and re.search(r'<option value="month"\s*>', text)
+    assert 'value="2019-01-01" aria-invalid="true" aria-describedby="from-error"' in text
+    assert 'value="2026-01-31">' in text  # kept, and not marked
+    assert re.search(r'<p class="error" id="from-error">Ask for at most \d+ periods at once.</p>', text)
+    assert '<a href="#from">From</a>: Ask for at most' in text
+
+
+def test_a_match_not_yet_placed_in_a_community_still_makes_a_later_match_a_rematch(metrics):
+    """A request's history is every fact of it, placed in a community or not yet: a match recorded before its
+    request's community was known (a race between workers) still makes the next match of it a rematch."""
+    from services.metrics import service_layer
+    from services.metrics.adapters import MetricsUnitOfWork
+    from services.metrics.domain import Fact, Filters
+    from shared.auth import Actor
+
+    request, sessions = uuid.uuid4(), metrics.app.extensions["ccs"].sessions
+    with sessions.begin() as session:
+        for day, community in ((date(2026, 10, 5), None), (date(2026, 11, 5), "fylde-coast")):
+            session.add(Fact(event_id=uuid.uuid4(), event_type="request.matched", day=day, community=community,
+                             occurred_at=datetime.combine(day, datetime.min.time(), timezone.utc),
+                             request_id=request, volunteer_id=uuid.uuid4(), support_type="shopping"))
+    manager = Actor(subject="m", role="manager", communities=("fylde-coast",))
+    counted = service_layer.activity(MetricsUnitOfWork(sessions), manager, "month", Filters(
+        start=date(2026, 11, 1), end=date(2026, 11, 30)), metrics.app.extensions["ccs"].settings, date(2026, 12, 1))
+    november = counted["periods"][0]["measures"]
+    assert (november["requests_matched"], november["requests_rematched"]) == (0, 1)
 
 
 def test_hours_from_request_to_acceptance_are_the_median_and_90th_percentile_of_the_waits(metrics, token):

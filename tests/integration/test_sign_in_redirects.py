@@ -42,7 +42,7 @@ def test_sign_in_with_an_off_site_next_lands_on_the_board_and_a_path_here_is_fol
             assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
             assert answer.headers["Location"] == "/board", (target, raw)
         form = intake.test_client().get("/login", query_string={"next": target}).get_data(as_text=True)
-        assert 'name="next" value="/board"' in form, target  # the form carries only a safe path on
+        assert 'name="next" value=""' in form, target  # the form carries only a safe path on (or none)
     answer = sign_in(intake.test_client(), "/board?status=unmatched")
     assert (answer.status_code, answer.headers["Location"]) == (302, "/board?status=unmatched")
 
@@ -55,3 +55,19 @@ def test_sign_out_with_an_off_site_next_lands_on_the_sign_in_page(intake):
         answer = client.post("/logout", data={"csrf_token": token, "next": target})
         assert (answer.status_code, answer.headers["Location"]) == (302, "/login"), target
         assert client.get("/board").status_code == 302  # signed out
+
+
+@pytest.mark.parametrize("role, home", [("coordinator", "/board"), ("admin", "/board"), ("manager", "/dashboard"),
+                                        ("referrer", "/docs")])
+def test_each_role_signing_in_with_nowhere_to_go_lands_on_its_own_home(intake, role, home):
+    """A manager was sent to the board, which refused them: each role has a page of its own to land on."""
+    email = f"{role}@fylde.example"
+    service_layer.create_user(intake.extensions["ccs"].uow(), passwords, email, role.title(), role,
+                              ["fylde-coast"], "Fylde PCN" if role == "referrer" else None, PASSWORD)
+    client = intake.test_client()
+    answer = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_of(client)})
+    assert (answer.status_code, answer.headers["Location"]) == (302, home)
+    board = client.get("/board")  # the site's name leads home; a page not for the role says where home is
+    assert f'<a class="brand" href="{home}">' in board.text
+    if home != "/board":
+        assert board.status_code == 403 and f'<a href="{home}">Go to your own start page</a>' in board.text

@@ -60,9 +60,11 @@ class FakeFacts:
         return [f for f in self.rows.values() if f.event_type in ("request.submitted", "request.updated")
                 and sees(scope, f.community)]
 
-    def history_of(self, request_ids):
-        return [f for f in self.rows.values() if f.request_id in request_ids
-                and f.event_type in domain.REQUEST_HISTORY]
+    def history_of(self, scope, first, last):
+        spanned = self.in_span(scope, first, last)
+        requests = {f.request_id for f in spanned}
+        return [f for f in self.rows.values() if f.request_id in requests and f.event_type in domain.REQUEST_HISTORY
+                and f not in spanned]
 
     def volunteer_changes(self, scope, last):
         return [f for f in self.oldest_first() if f.event_type in ("volunteer.registered", "volunteer.status_changed")

@@ -14,6 +14,7 @@ from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns, local_path
 from services.intake.entrypoints.api import RequestIn
+from shared.auth import HOMES
 from shared.communities import get as community
 from shared.taxonomy import DAYS, KINDS, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
 from shared.web import (Pages, claims_for, client_address, current_actor, field_errors, local_time, page_requires,
@@ -49,7 +50,7 @@ def render(template: str, **context: Any):
 @blp.route("/login", methods=["GET", "POST"])
 def login():
     """Sign in with email and password; the session works on every service behind the front door."""
-    next_path = local_path(request.values.get("next"), "/board")
+    next_path = local_path(request.values.get("next"), "")  # none: the signed-in role's own home
     if request.method == "GET":
         return render("login.html", next=next_path, email="")
     email = request.form.get("email", "").strip().lower()
@@ -63,7 +64,7 @@ def login():
         return render("login.html", next=next_path, email=email, error="That email and password do not match."), 401
     session.clear()
     session["user"] = claims_for(user.email, user.role, user.communities, user.organisation)
-    return redirect(next_path)
+    return redirect(next_path or HOMES[user.role])
 
 
 @blp.route("/logout", methods=["POST"])

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 
 from services.metrics import service_layer
 from services.metrics.domain import BREAKDOWNS, MEASURES, PERIODS, csv_rows
-from services.metrics.entrypoints.api import MANAGERS, ActivityQuery, filters_of
+from services.metrics.entrypoints.api import MANAGERS, ActivityQuery, csv_file, filters_of
 from shared import clock, communities
 from shared.taxonomy import KINDS
 from shared.web import Pages, current_actor, page_requires, service
@@ -37,7 +37,7 @@ def dashboard():
     try:
         query = ActivityQuery().load({k: v for k, v in request.args.items() if v})
     except ValidationError as err:
-        return render_template("dashboard.html", errors=err.messages, result=None, charts=[], query={}), 422
+        return refused(err)
     period = query["period"]
     result = service_layer.dashboard(service().uow(), current_actor(), period, filters_of(query),
                                      service().settings, clock.today())
@@ -46,7 +46,31 @@ def dashboard():
               for m in MEASURES if m.is_count]
     return render_template("dashboard.html", result=result, latest=result["periods"][-1], charts=charts,
                            measures=MEASURES, table=csv_rows(result), query=request.args, periods=PERIODS,
-                           errors={}, csv_url="/activity.csv?" + request.query_string.decode())
+                           errors={}, csv_url="/dashboard/activity.csv?" + request.query_string.decode())
+
+
+@blp.route("/dashboard/activity.csv")
+@page_requires(*MANAGERS)
+def dashboard_csv():
+    """The dashboard's table as a file (the same periods the page shows), for the manager signed in here (the API's
+    /activity.csv wants a token, which a browser following a link does not send)."""
+    try:
+        query = ActivityQuery().load({k: v for k, v in request.args.items() if v})
+    except ValidationError as err:
+        return refused(err)
+    return csv_file(service_layer.dashboard(service().uow(), current_actor(), query["period"], filters_of(query),
+                                            service().settings, clock.today()))
+
+
+FIELDS = {"period": "Period", "from": "From", "to": "To"}  # the filters' labels, as the form shows them
+
+
+def refused(err: ValidationError):
+    """The dashboard's form again, with what was chosen kept and each problem beside its field (422)."""
+    errors = {field: " ".join(messages) if isinstance(messages, list) else str(messages)
+              for field, messages in err.messages.items()}
+    return render_template("dashboard.html", errors=errors, fields=FIELDS, result=None, charts=[],
+                           query=request.args, periods=PERIODS), 422
 
 
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.

@@ -20,8 +20,8 @@ import logging
 import os
 import tempfile
 import threading
-import traceback
 import time
+import traceback
 from dataclasses import dataclass
 from functools import lru_cache
 from socketserver import ThreadingMixIn

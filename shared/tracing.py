@@ -79,10 +79,6 @@ def configure(service: str) -> bool:
     return True
 
 
-def is_on() -> bool:
-    return _configured is not None
-
-
 # --- carrying the context --------------------------------------------------------------------------------------------
 
 def current_context() -> dict[str, str]:

@@ -11,22 +11,11 @@ from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry,
                                     SupportRequest, TooManySignIns, User, UserExists, check_password, columns_from,
                                     locked_for, revocation)
 from shared.auth import SYSTEM, Actor
-from shared.idempotency import Idempotency, keep, replay
+from shared.idempotency import Created, Idempotency, keep, replay
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.contracts import Event
 from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TokenRevoked
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """What a create answers: the new request (None for a replay), the body and status kept for its
-    Idempotency-Key, and whether this is the first answer given again."""
-
-    request: SupportRequest | None
-    body: dict[str, Any]
-    status_code: int = 201
-    replayed: bool = False
 
 
 @dataclass
@@ -45,13 +34,13 @@ class Page:
 def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, *, source: str = "coordinator",
                    idempotency: Idempotency | None = None,
                    render: Callable[[SupportRequest], dict[str, Any]] | None = None,
-                   document: dict[str, Any] | None = None) -> Submitted:
+                   document: dict[str, Any] | None = None) -> Created:
     """Store a new request (a coordinator's, a referral, or a FHIR ServiceRequest as `document`) with its
     consents, timeline, audit entry and `request.submitted`; with an Idempotency-Key, once: a retry with the same
     body gets the first answer again. `render` makes the answer kept for the key, in the same transaction."""
     with uow:
         if (earlier := replay(uow.answers, actor, idempotency)) is not None:
-            return Submitted(request=None, body=earlier.body, status_code=earlier.status_code, replayed=True)
+            return earlier
         columns = columns_from(data)
         columns.setdefault("source", source)
         request = SupportRequest.submit(actor, columns, data["consent"], document)
@@ -60,9 +49,9 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
         uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
         uow.flush()  # stored before its answer is made, with every default filled in
         body = render(request) if render else {}
-        keep(uow.answers, actor, idempotency, request, body)
+        created = keep(uow.answers, actor, idempotency, request, body)
         uow.commit()
-    return Submitted(request=request, body=body)
+    return created
 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],

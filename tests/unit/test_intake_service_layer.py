@@ -161,7 +161,7 @@ PASSWORDS = ReversedPasswords()
 
 def submitted(uow, actor=KIM, data=SHOPPING, **kwargs) -> SupportRequest:
     """A request submitted through the use case, and the unit of work's record of it reset."""
-    request = service_layer.submit_request(uow, actor, data, SETTINGS, **kwargs).request
+    request = service_layer.submit_request(uow, actor, data, SETTINGS, **kwargs).made
     uow.published.clear()
     uow.committed = False
     return request
@@ -188,7 +188,7 @@ def handled(uow, matching_event) -> None:
 
 def test_a_coordinators_request_is_stored_audited_and_published_without_personal_details(uow):
     result = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS)
-    r = result.request
+    r = result.made
     assert uow.committed and not result.replayed and result.status_code == 201
     assert uow.requests.rows[r.id] is r
     assert (r.community, r.source, r.status, r.created_by) == ("fylde-coast", "coordinator", "submitted", KIM.subject)
@@ -206,17 +206,17 @@ def test_a_coordinators_request_is_stored_audited_and_published_without_personal
 
 
 def test_the_person_ref_is_a_keyed_pseudonym_the_same_for_the_same_person(uow):
-    first = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS).request
-    again = service_layer.submit_request(uow, KIM, {**SHOPPING, "urgency": "urgent"}, SETTINGS).request
+    first = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS).made
+    again = service_layer.submit_request(uow, KIM, {**SHOPPING, "urgency": "urgent"}, SETTINGS).made
     other_key = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS.__class__(
-        **{**SETTINGS.__dict__, "secret_key": "another"})).request
+        **{**SETTINGS.__dict__, "secret_key": "another"})).made
     refs = [e.person_ref for e in uow.events(RequestSubmitted)]
     assert refs[0] == refs[1] != refs[2]
     assert len({first.id, again.id, other_key.id}) == 3
 
 
 def test_a_partner_organisations_referral_carries_the_source_partner(uow):
-    r = service_layer.submit_request(uow, GP, REFERRAL, SETTINGS, source="partner").request
+    r = service_layer.submit_request(uow, GP, REFERRAL, SETTINGS, source="partner").made
     [sent] = uow.published
     assert sent.source == r.source == "partner" and sent.referrer_organisation == "Age UK Blackpool"
     assert "partner" in SOURCES and "partner_organisation" not in SOURCES
@@ -230,9 +230,9 @@ def test_a_fhir_service_request_keeps_its_document_and_the_rendered_answer(uow):
         uow, EHR, {**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation_type": "health_system"}},
         SETTINGS, source="health_system", document=document, idempotency=Idempotency.of("m-1", b"{}", "fhir"),
         render=lambda r: {"id": r.id, "status": r.status})
-    assert result.request.source_document == document and result.request.source == "health_system"
-    assert result.body == {"id": result.request.id, "status": "submitted"}
-    assert uow.answers.rows[(IdempotencyKey.owner(EHR), "m-1")].response == {"id": str(result.request.id),
+    assert result.made.source_document == document and result.made.source == "health_system"
+    assert result.body == {"id": result.made.id, "status": "submitted"}
+    assert uow.answers.rows[(IdempotencyKey.owner(EHR), "m-1")].response == {"id": str(result.made.id),
                                                                               "status": "submitted"}
 
 
@@ -245,8 +245,8 @@ def test_the_same_key_and_body_answer_the_first_result_again_and_publish_nothing
                                          render=lambda r: {"id": r.id})
     again = service_layer.submit_request(uow, KIM, SHOPPING, SETTINGS, idempotency=key,
                                          render=lambda r: {"id": r.id})
-    assert again.replayed and again.request is None and again.status_code == 201
-    assert again.body == {"id": str(first.request.id)}
+    assert again.replayed and again.made is None and again.status_code == 201
+    assert again.body == {"id": str(first.made.id)}
     assert len(uow.requests.rows) == 1 and len(uow.published) == 1
     other = service_layer.submit_request(uow, OTTAWA, SHOPPING, SETTINGS, idempotency=key, render=lambda r: {})
     assert not other.replayed and len(uow.requests.rows) == 2  # keys are per subject

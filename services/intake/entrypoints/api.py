@@ -292,7 +292,7 @@ def answers_problems(view: Callable) -> Callable:
     return wrapper
 
 
-def created(submitted: service_layer.Submitted, mimetype: str, location: Callable[[str], str]) -> Response:
+def created(submitted: idempotency.Created, mimetype: str, location: Callable[[str], str]) -> Response:
     """A create's answer: 201 with the new resource and where it lives (`location(id)`), or the first answer to its
     key again."""
     return idempotency.answer(submitted.body, submitted.status_code, submitted.replayed,

@@ -134,7 +134,7 @@ def new_request():
     except ValidationError as err:
         return render("request_form.html", form=request.form, errors=field_errors(err.messages), labels=LABELS), 422
     submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings)
-    return redirect(f"/board/{submitted.request.id}", 303)
+    return redirect(f"/board/{submitted.made.id}", 303)
 
 
 @blp.route("/board/<uuid:request_id>")

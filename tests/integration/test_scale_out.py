@@ -24,8 +24,8 @@ from shared.supervisor import System
 from tests.helpers import NEXT_MONDAY, wait_for
 from tests.integration.test_bus import SHOPPING, drain
 from tests.integration.test_matching import Matching, register
+from tests.integration.test_twilio import twilio  # noqa: F401 (the fixture: Twilio's API on a local port)
 from tests.proxy import TcpProxy
-from tests.twilio_server import TwilioServer
 
 OUTAGE_SECONDS = 6  # the restart itself: every connection is refused meanwhile
 TIMER_INTERVAL = 0.5  # seconds between runs of matching's timers here (30 in production)
@@ -61,17 +61,6 @@ class Workers(System):
 def through(url: str, proxy: TcpProxy) -> str:
     """A database URL that goes through the proxy instead."""
     return re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", url)
-
-
-@pytest.fixture
-def twilio(monkeypatch):
-    """Twilio's Messages API, faked on a local port, for every process the test starts."""
-    with TwilioServer() as server:
-        monkeypatch.setenv("TWILIO_ACCOUNT_SID", server.account_sid)
-        monkeypatch.setenv("TWILIO_AUTH_TOKEN", server.auth_token)
-        monkeypatch.setenv("TWILIO_FROM_NUMBER", "+447700900999")
-        monkeypatch.setenv("TWILIO_API_BASE_URL", server.url)
-        yield server
 
 
 @pytest.fixture

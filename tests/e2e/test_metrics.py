@@ -328,9 +328,15 @@ class Rehearsal:
         """A coordinator corrects the kind of help the request is for."""
         request_id = self.requests[ref]["id"]
         codes = open_codes(self.client, request_id)
-        offers = [m for m in self.client.call("GET", "/sms/messages", params={"page_size": 100})
-                  if m["purpose"] == "offer" and set(re.findall(r"YES (\d{4})", m["body"])) & codes]
-        assert offers and {m["status"] for m in offers} == {"queued"}, "its offers wait out the quiet hours"
+
+        def held():
+            """The request's offers, once notify has them all (it hears of each offer a moment after matching)."""
+            offers = [m for m in self.client.call("GET", "/sms/messages", params={"page_size": 100})
+                      if m["purpose"] == "offer" and set(re.findall(r"YES (\d{4})", m["body"])) & codes]
+            return offers if len(offers) == len(codes) else None
+
+        offers = wait_for(f"notify to hold the offers of {ref}", held, timeout=60)
+        assert {m["status"] for m in offers} == {"queued"}, "its offers wait out the quiet hours"
         changed = self.client.call("PATCH", f"/requests/{request_id}", 200, json={"support_type": kind})
         assert (changed["support_type"], changed["status"]) == (kind, "offered")
         self.record.kinds[ref] = kind

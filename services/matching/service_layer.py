@@ -292,9 +292,15 @@ def offer_sent(uow, sent: SmsSent, sent_at: datetime, policy: Policy) -> None:
 
 
 def offer_failed(uow, failed: SmsFailed, policy: Policy, now: datetime) -> None:
-    """An offer that could not be delivered counts as declined at once."""
+    """An offer that could not be delivered counts as declined at once. One refused because the number opted out
+    (Twilio's 21610) is the volunteer opting out: notify publishes this and contact.opted_out, which reach matching
+    on different queues in either order, so whichever comes first does what `opted_out` does (the offer withdrawn,
+    never asked of them again), and contact.opted_out then records the time notify saw it."""
     offer = uow.offers.get(failed.offer_id) if failed.offer_id else None
     if offer is None or offer.status != "open":
+        return
+    if failed.reason == "opted_out":
+        opted_out(uow, offer.volunteer.phone, now, policy, now)
         return
     request = uow.requests.lock(offer.request_id, SYSTEM)
     offer = uow.offers.get(offer.id, fresh=True)

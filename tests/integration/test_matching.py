@@ -269,6 +269,35 @@ def test_pause_resume_by_sms_and_opting_out_and_back_in(app_for, token):
     assert matching.request(matching.submit()).unmatched_reason == "nobody eligible: 1 opted out of SMS"
 
 
+@pytest.mark.parametrize("first", ["sms.failed", "contact.opted_out"])
+def test_an_offer_twilio_refused_as_opted_out_ends_withdrawn_whichever_event_comes_first(app_for, token, monkeypatch,
+                                                                                       first):
+    """Twilio's 21610: notify publishes sms.failed (reason opted_out) and contact.opted_out, which reach matching
+    on two queues in either order. Either way the offer is withdrawn once, the next volunteer is asked once, and the
+    volunteer's opt-out carries the time notify recorded."""
+    monkeypatch.setenv("CCS_OFFER_BATCH", "1")
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    near = register(client, token("coordinator"), "Near", "07911123540")
+    further = register(client, token("coordinator"), "Further", "07911123541", postcode="FY4")
+    request_id = matching.submit()
+    [offer] = matching.offers(request_id)
+    assert str(offer.volunteer_id) == near["id"]
+    at = "2026-11-25T21:14:00+00:00"
+    events = {"sms.failed": {"message_id": str(uuid.uuid4()), "purpose": "offer", "reason": "opted_out",
+                             "offer_id": str(offer.id)},
+              "contact.opted_out": {"phone": near["phone"], "at": at, "source": "provider"}}
+    for event_type in sorted(events, key=lambda name: name != first):
+        matching.deliver(event_type, events[event_type])
+    first_offer, second_offer = matching.offers(request_id)
+    assert (first_offer.status, second_offer.status) == ("withdrawn", "open")
+    assert str(second_offer.volunteer_id) == further["id"]
+    assert [e["reason"] for e in matching.events("offer.withdrawn")] == ["opted_out"]
+    assert len(matching.events("offer.made")) == 2
+    got = client.get(f"/volunteers/{near['id']}", headers=token("coordinator")).json
+    assert got["sms_opted_out_at"] == at
+
+
 def test_an_expiring_check_is_reminded_once(app_for, token):
     app = app_for("matching")
     client, matching = app.test_client(), Matching(app)

@@ -115,6 +115,8 @@ def build(code_point: Path, geonames: Path) -> list[list[str]]:
     """Every district's row in GeoNames' layout, sorted by country then district."""
     centres = code_point_centres(code_point)
     places = geonames_rows(geonames)
+    every_place = {country: [row for (c, _), rows in places.items() if c == country for row in rows]
+                   for country in ("GB", "CA")}
     out = []
     for key in sorted({("GB", district) for district in centres} | set(places)):
         country, district = key
@@ -125,7 +127,7 @@ def build(code_point: Path, geonames: Path) -> list[list[str]]:
             latitude = sum(float(r[9]) for r in rows) / len(rows)
             longitude = sum(float(r[10]) for r in rows) / len(rows)
             accuracy = max((r[11] for r in rows if len(r) > 11), default="") or FROM_PLACES
-        named = nearest(rows, latitude, longitude) if rows else [country, district] + [""] * 10
+        named = nearest(rows or every_place[country], latitude, longitude)  # a new district: its neighbour's name
         out.append([country, district, named[2], named[3], named[4], named[5], "", "", "",
                     f"{latitude:.4f}", f"{longitude:.4f}", accuracy])
     return out

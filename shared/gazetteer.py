@@ -51,7 +51,8 @@ def readings(postcode: str) -> list[tuple[str, str]]:
     found = [(country, match.group(1)) for country, pattern in (("GB", UK_POSTCODE), ("CA", CA_POSTCODE))
              if (match := pattern.match(text))]
     if not found:
-        raise UnknownPostcode(f"{postcode!r} is not a UK postcode or Canadian postal code")
+        raise UnknownPostcode(f"{postcode!r} is not a UK postcode or Canadian postal code; check it (its first part, "
+                         "such as PR1 or K1N, is enough)")
     return found
 
 
@@ -127,4 +128,4 @@ def locate(postcode: str) -> Place:
     for key in options:
         if place := known.get(key):
             return place
-    raise UnknownPostcode(f"postcode district {options[0][1]} is not in the gazetteer")
+    raise UnknownPostcode(f"there is no postcode district {options[0][1]}; check the postcode")

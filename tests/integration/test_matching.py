@@ -299,6 +299,27 @@ def test_an_offer_twilio_refused_as_opted_out_ends_withdrawn_whichever_event_com
     assert got["sms_opted_out_at"] == at
 
 
+def test_a_coordinator_records_a_task_done_for_the_volunteer_once_it_is_matched(app_for, token):
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    kim = register(client, token("coordinator"), "Kim Phones In", "07911123545")
+    request_id = matching.submit()
+    done = client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("coordinator"))
+    assert done.status_code == 409 and "open" in done.json["detail"]  # nobody holds the task yet
+    [offer] = matching.offers(request_id)
+    matching.reply(kim["phone"], "YES", offer.code)
+    refused = client.post(f"/matches/{request_id}/done", json={"hours": 30}, headers=token("coordinator"))
+    assert refused.status_code == 422 and refused.json["errors"][0]["field"] == "hours"
+    assert client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("manager")).status_code == 403
+    assert client.post(f"/matches/{request_id}/done", json={"hours": 2},
+                       headers=token("coordinator")).status_code == 204
+    assert (matching.request(request_id).status, matching.offers(request_id)[0].hours) == ("completed", 2)
+    [completed] = matching.events("task.completed")
+    assert (completed["volunteer_id"], completed["hours"]) == (kim["id"], 2)
+    again = client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("coordinator"))
+    assert again.status_code == 409 and len(matching.events("task.completed")) == 1
+
+
 def test_an_expiring_check_is_reminded_once(app_for, token):
     app = app_for("matching")
     client, matching = app.test_client(), Matching(app)

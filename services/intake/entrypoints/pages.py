@@ -12,9 +12,9 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns, local_path
+from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
 from services.intake.entrypoints.api import RequestIn
-from shared.auth import HOMES
+from shared.auth import HOMES, local_path
 from shared.communities import get as community
 from shared.taxonomy import DAYS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
 from shared.web import (Pages, claims_for, client_address, current_actor, field_errors, local_time, page_requires,

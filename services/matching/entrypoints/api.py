@@ -439,6 +439,13 @@ class AssignIn(Schema):
     volunteer_id = fields.UUID(required=True)
 
 
+class DoneIn(Schema):
+    """That the volunteer holding the task did it, as a coordinator records it for them."""
+
+    hours = Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=24, min_inclusive=False),
+                  metadata={"description": "The hours they gave, as DONE <code> <hours> would say."})
+
+
 @matches.route("/<uuid:request_id>")
 class Match(MethodView):
     """How a request is matched."""
@@ -479,3 +486,19 @@ class Rerun(MethodView):
         """Match an unmatched request again, from the first round."""
         with service().uow() as uow:
             return service_layer.rerun(uow, current_actor(), request_id, service().settings.policy, clock.utcnow())
+
+
+@matches.route("/<uuid:request_id>/done")
+class Done(MethodView):
+    """A task done, recorded by a coordinator on the volunteer's behalf."""
+
+    @requires(*COORDINATORS)
+    @matches.arguments(DoneIn)
+    @matches.response(204)
+    @matches.doc(security=BEARER)
+    def post(self, data, request_id):
+        """Record that the volunteer holding the task did it, with their hours (as their DONE text would)."""
+        with service().uow() as uow:
+            service_layer.complete_for_volunteer(uow, current_actor(), request_id, data["hours"],
+                                                 service().settings.policy, clock.utcnow())
+

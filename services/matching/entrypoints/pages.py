@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from typing import Any
 
 from flask import Response, redirect, render_template, request
@@ -14,9 +15,11 @@ from werkzeug.datastructures import MultiDict
 
 from services.matching import service_layer
 from services.matching.domain import Conflict, NotFound, Volunteer
-from services.matching.entrypoints.api import COLUMNS, NUMBER_COLUMNS, CheckIn, VolunteerIn, as_number, read_sheet
+from services.matching.entrypoints.api import (COLUMNS, NUMBER_COLUMNS, CheckIn, DoneIn, VolunteerIn, as_number,
+                                               read_sheet)
 from shared import clock
 from shared.taxonomy import (CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES)
+from shared.auth import local_path
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
 blp = Pages("roster", __name__, description="Coordinators' volunteer pages")
@@ -257,3 +260,73 @@ def import_template():
     writer.writerow(TEMPLATE_ROW)
     return Response(sheet.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="volunteers-template.csv"'})
+
+
+# --- a request's offers: who was asked, who accepted, and a coordinator's choices ---------------------------------
+
+def _offers_page(request_id, errors: FormErrors | None = None, status: int = 200):
+    """The request's offers and ranked candidates: the whole page, or (`?part=1`) the section intake's request page
+    takes in."""
+    try:
+        with service().uow() as uow:
+            report = service_layer.explain_match(uow, current_actor(), request_id, service().settings.policy,
+                                                 clock.utcnow())
+            offers = sorted(report["offers"], key=lambda o: (o.occurrence, o.round, o.created_at))
+            people = {o.id: (o.volunteer.name, o.volunteer.phone) for o in offers}
+    except NotFound:
+        report, offers, people = None, [], {}
+    template = "offers_part.html" if request.args.get("part") else "offers.html"
+    return render(template, report=report, offers=offers, people=people, request_id=request_id,
+                  errors=errors or FormErrors(), back=local_path(request.values.get("next"), f"/board/{request_id}")
+                  ), (404 if report is None else status)
+
+
+@blp.route("/offers/<uuid:request_id>")
+@page_requires(*COORDINATORS)
+def offers_page(request_id):
+    """Who was offered a request and when each text went, who accepted (with name and phone), and the candidates
+    a coordinator can assign, in order, with their reasons."""
+    return _offers_page(request_id)
+
+
+def _decided(request_id, decide) -> Any:
+    """Run a coordinator's choice; back to the page they came from, or this page with what stopped it."""
+    try:
+        with service().uow() as uow:
+            decide(uow)
+    except (Conflict, NotFound) as err:
+        return _offers_page(request_id, FormErrors().add("decision", "This request", str(err)), 409)
+    return redirect(local_path(request.form.get("next"), f"/offers/{request_id}"), 303)
+
+
+@blp.route("/offers/<uuid:request_id>/assign", methods=["POST"])
+@page_requires(*COORDINATORS)
+def assign_volunteer(request_id):
+    """Give the task to the candidate the coordinator chose."""
+    try:
+        volunteer_id = uuid.UUID(request.form.get("volunteer_id", ""))
+    except ValueError:
+        return _offers_page(request_id, FormErrors().add("decision", "Volunteer", "Choose a volunteer."), 422)
+    return _decided(request_id, lambda uow: service_layer.assign(
+        uow, current_actor(), request_id, volunteer_id, service().settings.policy, clock.utcnow()))
+
+
+@blp.route("/offers/<uuid:request_id>/rerun", methods=["POST"])
+@page_requires(*COORDINATORS)
+def rerun_matching(request_id):
+    """Ask again from the first round (an unmatched request, after a volunteer joined or came back)."""
+    return _decided(request_id, lambda uow: service_layer.rerun(uow, current_actor(), request_id,
+                                                                service().settings.policy, clock.utcnow()))
+
+
+@blp.route("/offers/<uuid:request_id>/done", methods=["POST"])
+@page_requires(*COORDINATORS)
+def mark_done(request_id):
+    """Record that the volunteer did the task, with their hours, when they tell the coordinator rather than text."""
+    try:
+        done = DoneIn().load({"hours": as_number(request.form["hours"])} if request.form.get("hours") else {})
+    except ValidationError as err:
+        return _offers_page(request_id, FormErrors(err.messages, {"hours": "Hours"}), 422)
+    return _decided(request_id, lambda uow: service_layer.complete_for_volunteer(
+        uow, current_actor(), request_id, done["hours"], service().settings.policy, clock.utcnow()))
+

@@ -79,9 +79,10 @@ def test_a_coordinator_logs_a_request_and_watches_it_reach_matched(page, site):
     code = re.search(r"YES (\d{4})", offer["body"]).group(1)
     text_in(site.url, phone, f"YES {code}", var_dir=site.var_dir)
 
-    def matched():
+    def matched():  # offer.accepted makes it matched; request.matched, a moment later, adds its timeline entry
         page.reload()
-        return page.locator("#status").inner_text() == "matched"
+        return page.locator("#status").inner_text() == "matched" and \
+            "Matched with a volunteer" in page.locator(".timeline").inner_text()
 
     wait_for("the page to show matched", matched)
     accepted = page.locator(".accepted")
@@ -108,7 +109,12 @@ def test_a_form_with_mistakes_names_each_field_and_logs_nothing(page, site):
     summary = page.get_by_role("alert")
     expect(summary).to_contain_text("Phone")
     expect(summary).to_contain_text("Postcode")
+    expect(summary).not_to_contain_text("gazetteer")
     expect(page.get_by_label("Name", exact=True)).to_have_value("Casey Mistake")
+    postcode = page.get_by_label("Postcode", exact=True)
+    expect(postcode).to_have_attribute("aria-invalid", "true")  # and its message beside it, read with it
+    expect(page.locator("#" + postcode.get_attribute("aria-describedby").split()[-1])).to_contain_text("ZZ99")
+    accessible(page, "the request form with its mistakes")
     summary.get_by_role("link", name="Phone").click()
     expect(page.get_by_label("Phone", exact=True)).to_be_focused()
     assert len(api(site).call("GET", "/requests", params={"page_size": 100})) == before

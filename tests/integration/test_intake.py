@@ -406,3 +406,17 @@ def test_a_refused_service_request_stores_nothing_and_publishes_nothing(intake, 
                           content_type="text/plain", headers=ehr)
     assert as_text.status_code == 415 and expressions(as_text) == {"ServiceRequest"}
     assert every_count(sessions) == before
+
+
+def test_a_phone_check_in_needs_the_number_to_call(app_for, token):
+    client = app_for("intake").test_client()
+    body = {"person": {"name": "Nell Nophone", "postcode": "FY1"}, "support_type": "phone_check_in",
+            "when": {"days": ["mon"], "part_of_day": "morning"},
+            "consent": {"share_contact": True, "sms_contact": False}}
+    refused = client.post("/requests", json=body, headers=token("coordinator"))
+    assert refused.status_code == 422
+    assert [(e["field"], e["detail"]) for e in refused.json["errors"]] == [
+        ("person.phone", "A phone check-in needs the person's phone number.")]
+    body["person"]["phone"] = "01253 477000"
+    assert client.post("/requests", json=body, headers=token("coordinator")).status_code == 201
+

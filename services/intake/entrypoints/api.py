@@ -145,6 +145,12 @@ class RequestIn(HelpIn):
     coordinator_notes = Text(multiline=True, load_default="", validate=validate.Length(max=4000), metadata={
         "description": "For coordinators only: never sent to volunteers or put on the bus."})
 
+    @validates_schema
+    def phone_for_a_phone_call(self, data, **kwargs):
+        """A phone check-in needs the number the volunteer will call."""
+        if data.get("support_type") == "phone_check_in" and not (data.get("person") or {}).get("phone"):
+            raise ValidationError({"person": {"phone": ["A phone check-in needs the person's phone number."]}})
+
 
 class ReferrerIn(Schema):
     organisation = Text(required=True, blank=False, validate=validate.Length(max=200))

@@ -16,8 +16,8 @@ from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySig
 from services.intake.entrypoints.api import RequestIn
 from shared.auth import HOMES, local_path
 from shared.communities import get as community
-from shared.taxonomy import DAYS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
-from shared.web import (Pages, claims_for, client_address, current_actor, field_errors, local_time, page_requires,
+from shared.taxonomy import DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
+from shared.web import (FormErrors, Pages, claims_for, client_address, current_actor, local_time, page_requires,
                         service)
 
 blp = Pages("pages", __name__, description="Coordinators' pages")
@@ -44,7 +44,15 @@ def render(template: str, **context: Any):
     """Render a page with what every intake page uses."""
     return render_template(template, kinds=KINDS, statuses=REQUEST_STATUSES, urgencies=URGENCIES, when=when,
                            open_statuses=OPEN_REQUEST_STATUSES, days=DAYS, parts_of_day=PARTS_OF_DAY,
-                           languages=LANGUAGES, **context)
+                           languages=LANGUAGES, **CHOICES, **context)
+
+
+# What the request form's lists offer, as (value, text).
+CHOICES = {"kind_choices": [(key, kind.label) for key, kind in KINDS.items()],
+           "urgency_choices": [(u, u.capitalize()) for u in URGENCIES],
+           "day_choices": [(d, d.title()) for d in DAYS],
+           "part_choices": [(p, p.capitalize()) for p in PARTS_OF_DAY],
+           "gender_choices": [(g, g.capitalize()) for g in GENDERS]}
 
 
 @blp.route("/login", methods=["GET", "POST"])
@@ -126,11 +134,11 @@ def nested(form) -> dict[str, Any]:
 def new_request():
     """The request form; a valid form logs the request and shows it."""
     if request.method == "GET":
-        return render("request_form.html", form=MultiDict(), errors=[], labels=LABELS)
+        return render("request_form.html", form=MultiDict(), errors=FormErrors())
     try:
         data = RequestIn().load(nested(request.form))
     except ValidationError as err:
-        return render("request_form.html", form=request.form, errors=field_errors(err.messages), labels=LABELS), 422
+        return render("request_form.html", form=request.form, errors=FormErrors(err.messages, LABELS)), 422
     submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings)
     return redirect(f"/board/{submitted.made.id}", 303)
 

@@ -22,8 +22,10 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 import requests
@@ -189,11 +191,29 @@ def drive(url: str, token: str, rate: float, seconds: float) -> dict[str, float]
     return started
 
 
+@contextmanager
+def started_system(folder: Path, env: dict[str, str]) -> Iterator[System]:
+    """The whole system on free ports (tried again on others if something took one meanwhile)."""
+    for attempt in range(5):
+        system = System(var_dir=folder, port=five_free_ports(), env=env)
+        try:
+            system.__enter__()
+        except SystemExit:  # a port was taken between choosing and starting
+            if attempt == 4:
+                raise
+            continue
+        try:
+            yield system
+        finally:
+            system.__exit__(None, None, None)
+        return
+
+
 def measure(name: str, env: dict[str, str], rate: float, seconds: float) -> tuple[list[float], dict] | None:
     """Start the system on one backend, warm it up, drive it; the latencies in milliseconds and the hops."""
     folder = Path(tempfile.mkdtemp(prefix=f"ccs-latency-{name.replace('+', '-')}-"))
     env = {**env, "CCS_QUIET_HOURS": "off"}
-    with System(var_dir=folder, port=five_free_ports(), env=env) as system:
+    with started_system(folder, env) as system:
         token = issue_token(config.secret_key(folder), "bench", "coordinator", ["fylde-coast"])
         http = requests.Session()
         http.headers["Authorization"] = f"Bearer {token}"

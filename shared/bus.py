@@ -57,13 +57,14 @@ class Wakes:
         self.folder = folder
         self._fd: int | None = None
         self._path: Path | None = None
+        self._unusable = False  # the folder cannot hold a FIFO
         self._lock = threading.Lock()
 
     def poke(self) -> None:
         """Wake every process waiting on this folder, at once; never blocks, never fails."""
         try:
             names = os.listdir(self.folder)
-        except FileNotFoundError:
+        except OSError:  # nobody has waited here yet
             return
         for name in names:
             path = self.folder / name
@@ -81,8 +82,18 @@ class Wakes:
                 os.close(fd)
 
     def wait(self, timeout: float) -> bool:
-        """Wait until poked or `timeout` seconds pass; True if poked. The first call makes this process's FIFO."""
-        fd = self._own_fifo()
+        """Wait until poked or `timeout` seconds pass; True if poked. The first call makes this process's FIFO;
+        where the folder cannot hold one, this only sleeps (and the caller looks every `timeout`, as it did)."""
+        try:
+            fd = None if self._unusable else self._own_fifo()
+        except OSError as err:
+            log.warning("cannot be woken through %s (%s): looking every poll interval instead", self.folder,
+                        type(err).__name__)
+            self._unusable = True
+            fd = None
+        if fd is None:
+            time.sleep(max(timeout, 0))
+            return False
         ready, _, _ = select.select([fd], [], [], max(timeout, 0))
         if not ready:
             return False

@@ -166,9 +166,10 @@ class MessageRepository:
         return self.session.scalars(_skip_locked(self.session, query)).first()
 
     def next_due_at(self) -> datetime | None:
-        """When the sender next has something to do: the earliest time a queued message is due, or a message being
-        sent counts as left by a stopped sender; None when there is neither."""
-        return self.session.scalar(sa.select(sa.func.min(OutgoingMessage.next_attempt_at)).where(
+        """When the sender next has something to do: the earliest time a queued message is due (one due at once
+        since it was queued), or a message being sent counts as left by a stopped sender; None when neither waits."""
+        return self.session.scalar(sa.select(sa.func.min(sa.func.coalesce(
+            OutgoingMessage.next_attempt_at, OutgoingMessage.created_at))).where(
             OutgoingMessage.status.in_(("queued", "sending"))))
 
     def left_sending(self, now: datetime) -> list[OutgoingMessage]:

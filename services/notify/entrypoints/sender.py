@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 20  # messages sent before looking at the time again
+THREADS = 4  # senders in each worker: the gateway's answer (Twilio's is a round trip) is waited for in parallel
 
 
 def sender(unit_of_work: Callable[[], NotifyUnitOfWork], gateway: SmsGateway, settings: NotifySettings,
-           sweep: float = SWEEP_SECONDS) -> Callable[[threading.Event], None]:
-    """The loop `sender(stop)`: send the messages that are due; then wait for the next to fall due or be queued."""
+           sweep: float = SWEEP_SECONDS, threads: int = THREADS) -> Callable[[threading.Event], None]:
+    """The loop `sender(stop)`: in `threads` threads, send the messages that are due; then wait for the next to fall
+    due or be queued. Each message is claimed by one of them (`send_due`), as by one of several workers."""
 
-    def run(stop: threading.Event) -> None:
+    def send(stop: threading.Event) -> None:
         """Send until `stop` is set."""
         while not stop.is_set():
             try:
@@ -40,5 +42,15 @@ def sender(unit_of_work: Callable[[], NotifyUnitOfWork], gateway: SmsGateway, se
             except Exception as exc:  # database unreachable: try again shortly
                 log.warning("SMS sender failed; retrying: %s", describe(exc))
                 stop.wait(1.0)
+
+    def run(stop: threading.Event) -> None:
+        """Send in this thread and `threads - 1` more, until `stop` is set."""
+        others = [threading.Thread(target=send, args=(stop,), name=f"{threading.current_thread().name}-{n}",
+                                   daemon=True) for n in range(1, threads)]
+        for thread in others:
+            thread.start()
+        send(stop)
+        for thread in others:
+            thread.join(timeout=5)
 
     return run

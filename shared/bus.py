@@ -14,10 +14,14 @@ before it is handled, waiting on the broker, or dead-lettered.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import select
+import socket
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +44,83 @@ from shared.telemetry import DEAD_LETTERED, RETRIED, describe, frames
 log = logging.getLogger(__name__)
 
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+
+class Wakes:
+    """A wake-up call between processes on one machine, without a server: each process that waits keeps a FIFO of
+    its own in `folder`, and `poke()` writes a byte into every one (a FIFO whose process has gone is removed).
+
+    What waits for files (the filesystem bus's consumers, an outbox relay over SQLite) would otherwise look every
+    poll interval; with this it looks when told, and still looks every so often in case a poke was missed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._unusable = False  # the folder cannot hold a FIFO
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        """Wake every process waiting on this folder, at once; never blocks, never fails."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError:  # nobody has waited here yet
+            return
+        for name in names:
+            path = self.folder / name
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno == errno.ENXIO:  # nobody reads it: its process has gone
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                os.write(fd, b"\0")
+            except OSError:  # full: a wake is waiting to be read already
+                pass
+            finally:
+                os.close(fd)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until poked or `timeout` seconds pass; True if poked. The first call makes this process's FIFO;
+        where the folder cannot hold one, this only sleeps (and the caller looks every `timeout`, as it did)."""
+        try:
+            fd = None if self._unusable else self._own_fifo()
+        except OSError as err:
+            log.warning("cannot be woken through %s (%s): looking every poll interval instead", self.folder,
+                        type(err).__name__)
+            self._unusable = True
+            fd = None
+        if fd is None:
+            time.sleep(max(timeout, 0))
+            return False
+        ready, _, _ = select.select([fd], [], [], max(timeout, 0))
+        if not ready:
+            return False
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        return True
+
+    def close(self) -> None:
+        """Stop being woken: this process's FIFO goes."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                self._path.unlink(missing_ok=True)
+
+    def _own_fifo(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._path = self.folder / f"{_THIS_PROCESS}-{uuid.uuid4().hex[:12]}"
+                os.mkfifo(self._path, 0o600)
+                # Open for writing as well: with no writer left, a FIFO reads as ended and select never waits.
+                self._fd = os.open(self._path, os.O_RDWR | os.O_NONBLOCK)
+            return self._fd
 
 
 class FolderChannel(filesystem.Channel):
@@ -67,6 +148,7 @@ class FolderChannel(filesystem.Channel):
         with open(draft, "wb") as handle:
             handle.write(dumps(payload).encode())
         os.rename(draft, os.path.join(self.data_folder_out, name))
+        self.connection.wakes.poke()
 
     def __init__(self, *args, **kwargs):
         self._claims: dict[str, str] = {}  # the files of the messages in hand, by delivery tag
@@ -207,6 +289,27 @@ class FolderTransport(filesystem.Transport):
         super().__init__(client, **kwargs)
         folder = client.transport_options["control_folder"]
         self.state = self._states.setdefault(folder, virtual.BrokerState())
+        self.wakes = Wakes(Path(folder).parent / "wake")
+
+    def drain_events(self, connection, timeout=None):
+        """kombu's loop, waiting between looks until a message is written (`Wakes`) rather than sleeping a poll
+        interval: the poll interval is now only the longest wait, should a wake be missed."""
+        started = time.monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except virtual.base.Empty:
+                waited = time.monotonic() - started
+                if timeout is not None and waited >= timeout:
+                    raise socket.timeout()
+                wait = self.polling_interval if timeout is None else min(self.polling_interval, timeout - waited)
+                self.wakes.wait(wait)
+
+    def close_connection(self, connection):
+        """Close the connection, and the FIFO this process was woken through."""
+        self.wakes.close()
+        super().close_connection(connection)
 
 
 def connect(settings: Settings) -> Connection:

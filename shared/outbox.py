@@ -4,17 +4,26 @@ A service writes its events into its own `outbox` table in the same transaction 
 describe (`add`); the relay publishes them and marks them published. A consumer records each event it has
 handled in `processed_events` in the same transaction as its effects (`handle_once`), so a redelivered
 event does nothing.
+
+The relay does not poll: a transaction that added events rings the outbox's `Doorbell` when it commits, which
+wakes the relay at once in the same process, and in other processes through the database (PostgreSQL's
+LISTEN/NOTIFY) or, on SQLite, through FIFOs beside the database file (`bus.Wakes`). It still sweeps every
+`SWEEP_SECONDS`, so an event whose wake-up was lost (a listener's connection cut) waits no longer than that.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable
 
+import psycopg
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared import bus, tracing
@@ -24,6 +33,119 @@ from shared.db import UtcDateTime, is_postgres
 from shared.telemetry import EVENTS_PUBLISHED, describe
 
 log = logging.getLogger(__name__)
+
+
+# The longest an outbox event or a queued SMS waits when the wake-up that should have fetched it was lost.
+SWEEP_SECONDS = 5.0
+RINGS = "ccs.doorbells"  # session.info key: the doorbells a transaction rings if it commits
+
+
+class Doorbell:
+    """Wakes a loop when a committed transaction has work for it, instead of the loop polling for work.
+
+    `ring_after_commit(session)` rings it when (and only if) that session's transaction commits: in this process
+    at once; with a `channel`, in the database's other processes too (a NOTIFY in the same transaction on
+    PostgreSQL, which the server delivers at commit; a poke of the FIFOs beside a SQLite file after commit), where
+    `listen` hears it. `wait` returns when rung, or after its timeout (the caller's sweep)."""
+
+    def __init__(self, channel: str | None = None):
+        self.channel = channel
+        self._rung = threading.Event()
+
+    def ring(self) -> None:
+        """Wake the loop waiting in this process."""
+        self._rung.set()
+
+    def ring_after_commit(self, session: Session) -> None:
+        """Ring when this session's transaction commits (nothing if it rolls back)."""
+        session.info.setdefault(RINGS, set()).add(self)
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait until rung, `stop` is set, or `timeout` seconds pass; True if rung. A ring while the caller was busy
+        is kept for this wait; one that came after the caller started looking for work was seen by that look."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            # in slices, so a set `stop` is seen within a second
+            if self._rung.wait(min(max(left, 0), 1.0)):
+                self._rung.clear()
+                return True
+            if left <= 1.0 or (stop is not None and stop.is_set()):
+                return False
+
+    def listen(self, engine: Engine, stop: threading.Event) -> None:
+        """Until `stop` is set, ring this doorbell whenever another process rings its channel on this database.
+        A lost connection is made again with back-off, and the doorbell rung once it is (for what was committed
+        meanwhile)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                if engine.dialect.name == "postgresql":
+                    self._listen_postgres(engine, stop)
+                else:
+                    self._listen_fifos(engine, stop)
+                return
+            except (psycopg.Error, OSError) as exc:
+                log.warning("%s listener lost its connection; again in %.1fs: %s", self.channel, delay, describe(exc))
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                self.ring()
+
+    def _listen_postgres(self, engine: Engine, stop: threading.Event) -> None:
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f"LISTEN {self.channel}")
+            self.ring()
+            while not stop.is_set():
+                for _ in connection.notifies(timeout=1.0, stop_after=1):
+                    self.ring()
+
+    def _listen_fifos(self, engine: Engine, stop: threading.Event) -> None:
+        wakes = _fifos(engine, self.channel)
+        if wakes is None:  # an in-memory database: no other process shares it
+            stop.wait()
+            return
+        try:
+            while not stop.is_set():
+                if wakes.wait(1.0):
+                    self.ring()
+        finally:
+            wakes.close()
+
+
+def _fifos(bind, channel: str) -> bus.Wakes | None:
+    """The FIFOs a SQLite database's processes are woken through for `channel`: beside the database file."""
+    database = bind.url.database
+    if not database or database == ":memory:":
+        return None
+    return bus.Wakes(Path(f"{database}.wake") / channel)
+
+
+@sa.event.listens_for(Session, "before_commit")
+def _notify_other_processes(session: Session) -> None:
+    """On PostgreSQL, the transaction about to commit tells the listeners of each channel it rings (delivered at
+    commit, never for a rollback; several in one transaction arrive as one)."""
+    channels = {bell.channel for bell in session.info.get(RINGS, ()) if bell.channel}
+    if channels and is_postgres(session):
+        for channel in sorted(channels):
+            session.execute(sa.text(f"NOTIFY {channel}"))
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _ring_doorbells(session: Session) -> None:
+    """The transaction committed: ring its doorbells here, and on SQLite in the database's other processes."""
+    for bell in session.info.pop(RINGS, ()):
+        bell.ring()
+        if bell.channel and not is_postgres(session):
+            wakes = _fifos(session.get_bind(), bell.channel)
+            if wakes is not None:
+                wakes.poke()
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _silence_doorbells(session: Session) -> None:
+    """Nothing was committed: nobody is woken."""
+    session.info.pop(RINGS, None)
 
 
 class OutboxMixin:
@@ -49,9 +171,11 @@ class ProcessedEventMixin:
 class Outbox:
     """Writes events into a service's outbox table, relays them to the bus, and knows its inbox table."""
 
-    def __init__(self, table: type[OutboxMixin], processed: type[ProcessedEventMixin]):
+    def __init__(self, table: type[OutboxMixin], processed: type[ProcessedEventMixin],
+                 doorbell: Doorbell | None = None):
         self.table = table
         self.processed = processed
+        self.doorbell = doorbell or Doorbell("ccs_outbox")
 
     @classmethod
     def for_base(cls, base) -> "Outbox":
@@ -67,6 +191,7 @@ class Outbox:
         envelope = make_event(event, payload, correlation_id=correlation_id, trace_context=tracing.current_context())
         event_type = envelope["type"]
         session.add(self.table(event_id=uuid.UUID(envelope["event_id"]), event_type=event_type, body=envelope))
+        self.doorbell.ring_after_commit(session)
         return envelope
 
     def backlog(self, session: Session) -> int:
@@ -108,12 +233,13 @@ class Outbox:
         return len(rows)
 
     def run_relay(self, sessions: sessionmaker, publisher: bus.Publisher, stop: threading.Event,
-                  interval: float) -> None:
-        """Relay until `stop` is set, backing off while the broker or database is unreachable."""
+                  interval: float, sweep: float = SWEEP_SECONDS, limit: int = 100) -> None:
+        """Relay until `stop` is set: whenever the doorbell rings (an event committed), else every `sweep` seconds;
+        backing off from `interval` while the broker or database is unreachable."""
         delay = interval
         while not stop.is_set():
             try:
-                published = self.relay_once(sessions, publisher)
+                published = self.relay_once(sessions, publisher, limit)
                 delay = interval
             except Exception as exc:  # broker or database down: keep the events, try again later
                 log.warning("outbox relay failed; retrying in %.1fs: %s", delay, describe(exc))
@@ -121,8 +247,8 @@ class Outbox:
                 stop.wait(delay)
                 delay = min(delay * 2 if delay >= 0.5 else 0.5, 10.0)
                 continue
-            if not published:
-                stop.wait(interval)
+            if published < limit:
+                self.doorbell.wait(sweep, stop)
 
 
 def handle_once(unit_of_work: Callable[[], Any], consumer: str, event: Event,

@@ -54,10 +54,12 @@ def database_answers(sessions) -> Callable[[], bool]:
 
 
 def background_threads(name: str, parts: WorkerParts, settings, stop: threading.Event) -> list[threading.Thread]:
-    """The outbox relay, then the service's own loops, each in a thread."""
+    """The outbox relay and the listener that wakes it when the web processes commit events, then the service's
+    own loops, each in a thread."""
     relay = lambda stop_: parts.outbox.run_relay(parts.sessions, bus.Publisher(settings), stop_,  # noqa: E731
                                                  settings.poll_interval)
-    loops = {"relay": relay, **parts.loops}
+    listen = lambda stop_: parts.outbox.doorbell.listen(parts.sessions.kw["bind"], stop_)  # noqa: E731
+    loops = {"relay": relay, "relay-listener": listen, **parts.loops}
     return [threading.Thread(target=loop, name=f"{name}-{part}", daemon=True, args=(stop,))
             for part, loop in loops.items()]
 

@@ -24,7 +24,7 @@ from shared import scoping
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.db import UtcDateTime, is_postgres
-from shared.outbox import Outbox
+from shared.outbox import Doorbell, Outbox
 from shared.revocation import Revocations
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
@@ -36,6 +36,8 @@ class Base(DeclarativeBase):
 
 outbox = Outbox.for_base(Base)
 revocations = Revocations.for_base(Base)
+# Rung when a transaction that queued an SMS commits: it wakes the sender, in the worker whose handler queued it.
+queued = Doorbell()
 
 contacts = sa.Table(
     "contacts", Base.metadata,
@@ -126,8 +128,9 @@ class MessageRepository:
         self.session = session
 
     def add(self, message: OutgoingMessage) -> None:
-        """Keep a new message."""
+        """Keep a new message; the sender hears of it when the transaction commits."""
         self.session.add(message)
+        queued.ring_after_commit(self.session)
 
     def get(self, message_id: uuid.UUID) -> OutgoingMessage | None:
         """One message."""
@@ -161,6 +164,13 @@ class MessageRepository:
             sa.or_(OutgoingMessage.next_attempt_at.is_(None), OutgoingMessage.next_attempt_at <= now),
         ).order_by(OutgoingMessage.created_at).limit(1)
         return self.session.scalars(_skip_locked(self.session, query)).first()
+
+    def next_due_at(self) -> datetime | None:
+        """When the sender next has something to do: the earliest time a queued message is due (one due at once
+        since it was queued), or a message being sent counts as left by a stopped sender; None when neither waits."""
+        return self.session.scalar(sa.select(sa.func.min(sa.func.coalesce(
+            OutgoingMessage.next_attempt_at, OutgoingMessage.created_at))).where(
+            OutgoingMessage.status.in_(("queued", "sending"))))
 
     def left_sending(self, now: datetime) -> list[OutgoingMessage]:
         """The messages still `sending` after they should have been recorded as sent, locked."""

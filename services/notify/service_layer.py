@@ -315,6 +315,14 @@ def send_due(uow: NotifyUnitOfWork, gateway: SmsGateway, now: datetime, settings
     return sent
 
 
+def seconds_until_due(uow: NotifyUnitOfWork, now: datetime) -> float | None:
+    """How long until the sender next has something to do (a held message falls due, a retry's back-off ends);
+    None when nothing waits for a time."""
+    with uow:
+        due = uow.messages.next_due_at()
+    return None if due is None else max((due - now).total_seconds(), 0.0)
+
+
 # --- what coordinators read ------------------------------------------------------------------------------------------
 
 def list_messages(uow: NotifyUnitOfWork, actor: Actor, to_phone: str | None, pagination_parameters,

@@ -260,6 +260,19 @@ def test_an_unmatched_request_is_rescued_from_its_page_then_done_and_another_can
 
         other = log_request(site, "Jay Cancelled", "meals")
         page.goto(f"/board/{other['id']}")
+        page.get_by_role("link", name="Change the request").click()
+        expect(page.get_by_label("Name", exact=True)).to_have_value("Jay Cancelled")
+        accessible(page, "a request's form, to change it, at 390 px")
+        page.get_by_label("Urgency", exact=True).select_option("urgent")
+        page.get_by_label("Until", exact=True).fill(f"{TOMORROW}T09:00")  # before it starts
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("alert")).to_contain_text("Until")
+        assert client.call("GET", f"/requests/{other['id']}")["urgency"] == "routine"
+        page.get_by_label("Until", exact=True).fill(f"{TOMORROW}T13:00")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.locator(".urgency")).to_have_text("urgent")
+        changed = client.call("GET", f"/requests/{other['id']}")
+        assert (changed["urgency"], changed["person"]["name"]) == ("urgent", "Jay Cancelled")
         page.get_by_text("Cancel this request…").click()
         accessible(page, "a request's page with the cancel confirmation open")
         page.get_by_role("button", name="Yes, cancel the request").click()  # no reason given: not cancelled

@@ -13,10 +13,11 @@ from werkzeug.datastructures import MultiDict
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
-from services.intake.entrypoints.api import RequestIn
+from services.intake.entrypoints.api import RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
 from shared.communities import get as community
-from shared.taxonomy import DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
+from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES,
+                             URGENCIES)
 from shared.web import (FormErrors, Pages, claims_for, client_address, current_actor, local_time, page_requires,
                         service)
 
@@ -134,11 +135,11 @@ def nested(form) -> dict[str, Any]:
 def new_request():
     """The request form; a valid form logs the request and shows it."""
     if request.method == "GET":
-        return render("request_form.html", form=MultiDict(), errors=FormErrors())
+        return render("request_form.html", form=MultiDict(), errors=FormErrors(), r=None)
     try:
         data = RequestIn().load(nested(request.form))
     except ValidationError as err:
-        return render("request_form.html", form=request.form, errors=FormErrors(err.messages, LABELS)), 422
+        return render("request_form.html", form=request.form, errors=FormErrors(err.messages, LABELS), r=None), 422
     submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings)
     return redirect(f"/board/{submitted.made.id}", 303)
 
@@ -152,6 +153,52 @@ def show_request(request_id):
     except NotFound as err:
         abort(404, message=str(err))
     return render("request.html", r=r)
+
+
+def form_of(r: SupportRequest) -> MultiDict:
+    """A request as its form shows it, to change: times in the community's zone, as the form's inputs take them."""
+    zone = community(r.community).zone
+    shown = lambda moment: moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M")  # noqa: E731
+    form = MultiDict({"person.name": r.person_name, "person.phone": r.person_phone or "", "person.address": r.address,
+                      "person.postcode": r.postcode or r.area, "person.preferred_language": r.preferred_language,
+                      "support_type": r.support_type, "urgency": r.urgency,
+                      "when.kind": "once" if r.window_start else "flexible",
+                      "coordinator_notes": r.coordinator_notes})
+    if r.window_start:
+        form.update({"when.start": shown(r.window_start), "when.end": shown(r.window_end)})
+    else:
+        form.setlist("when.days", list(r.window_days or []))
+        form["when.part_of_day"] = r.window_part or ""
+    if r.repeat_every_weeks:
+        form.update({"repeat.every_weeks": str(r.repeat_every_weeks), "repeat.occurrences": str(r.repeat_occurrences)})
+    for name, value in (r.preferences or {}).items():
+        if value not in (None, "", False):
+            form[f"preferences.{name}"] = "1" if value is True else str(value)
+    for flag, on in (("person.is_carer", r.is_carer), ("consent.share_contact", r.consent("share_contact")),
+                     ("consent.sms_contact", r.consent("sms_contact"))):
+        if on:
+            form[flag] = "1"
+    return form
+
+
+@blp.route("/board/<uuid:request_id>/edit", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def edit_request(request_id):
+    """Change a request by its form; matching hears of the changes that matter to it."""
+    try:
+        r = service_layer.get_request(service().uow(), current_actor(), request_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if r.status not in OPEN_REQUEST_STATUSES:
+        return redirect(f"/board/{request_id}", 303)  # an ended request is not changed; its page says why
+    if request.method == "GET":
+        return render("request_form.html", form=form_of(r), errors=FormErrors(), r=r)
+    try:
+        data = RequestPatch().load(nested(request.form))
+    except ValidationError as err:
+        return render("request_form.html", form=request.form, errors=FormErrors(err.messages, LABELS), r=r), 422
+    service_layer.update_request(service().uow(), current_actor(), request_id, data, service().settings)
+    return redirect(f"/board/{request_id}", 303)
 
 
 @blp.route("/board/<uuid:request_id>/cancel", methods=["POST"])

@@ -79,6 +79,10 @@ inbound_messages = sa.Table(
     sa.Column("keyword", sa.String(12)),
     sa.Column("code", sa.String(4)),
     sa.Column("received_at", UtcDateTime, nullable=False, default=utcnow),
+    sa.Column("attention", sa.String(16)),  # INBOX_REASONS: in the coordinators' inbox until dealt with
+    sa.Column("dealt_with_at", UtcDateTime),
+    sa.Column("dealt_with_by", sa.String(200)),
+    sa.Index("ix_inbound_messages_attention", "attention", "dealt_with_at"),
 )
 
 # The domain's classes are the rows (cosmicpython's imperative mapping): `OutgoingMessage.key` is also a column.
@@ -255,6 +259,18 @@ class ConversationRepository:
         """Each in-scope phone's newest message to the scope's numbers."""
         return self._latest(InboundMessage, InboundMessage.from_phone, InboundMessage.received_at,
                             _received_in(scope))
+
+    def inbox(self, scope: Scope, limit: int) -> list[InboundMessage]:
+        """The scope's messages waiting for a coordinator, oldest first."""
+        return _detached(self.session, list(self.session.scalars(
+            sa.select(InboundMessage).where(_received_in(scope), InboundMessage.attention.is_not(None),
+                                            InboundMessage.dealt_with_at.is_(None))
+            .order_by(InboundMessage.received_at).limit(limit))))
+
+    def received(self, scope: Scope, message_sid: str) -> InboundMessage | None:
+        """One message the scope received, to change; None if it is not the scope's."""
+        return self.session.scalars(sa.select(InboundMessage).where(
+            _received_in(scope), InboundMessage.message_sid == message_sid).with_for_update()).first()
 
     def texted(self, scope: Scope) -> set[str]:
         """The phones the scope's communities texted anything but answers."""

@@ -209,6 +209,30 @@ class InboundMessage:
     received_at: datetime
     keyword: str | None = None
     code: str | None = None
+    attention: str | None = None  # why a coordinator should read it (INBOX_REASONS), until one has dealt with it
+    dealt_with_at: datetime | None = None
+    dealt_with_by: str | None = None
+
+    def needs(self, reason: str) -> None:
+        """Put it in the coordinators' inbox (again, if they had dealt with it), saying why."""
+        self.attention, self.dealt_with_at, self.dealt_with_by = reason, None, None
+
+    def dealt_with(self, by: str, at: datetime) -> bool:
+        """A coordinator has read it and acted; False if it was not waiting."""
+        if self.attention is None or self.dealt_with_at is not None:
+            return False
+        self.dealt_with_at, self.dealt_with_by = at, by
+        return True
+
+
+# Why an SMS waits in the coordinators' inbox, as they read it.
+INBOX_REASONS = {
+    "not_understood": "Not a reply we understand: read it, and answer them yourself if it needs one.",
+    "unknown_sender": "From a number none of your volunteers has: who is it?",
+    "several_open": "Said yes or no without a reference while several offers were open; we asked which.",
+    "no_such_offer": "Gave a reference that is not theirs or no longer open; we told them so.",
+    "nothing_open": "Texted though we have never offered them anything.",
+}
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,8 @@ def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: u
     as that number's community."""
     language = domain.language_for(uow.contacts.get(unresolved.phone), unresolved.language)
     texted = uow.inbound.latest_from(unresolved.phone)
+    if texted is not None:
+        texted.needs(unresolved.reason)  # a coordinator sees what could not be acted on, and why
     community = domain.community_of_number(texted.to_phone if texted else None, settings.communities)
     _queue(uow, settings, now, key=f"answer:{event_id}", purpose="answer", to=unresolved.phone,
            body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, community=community,
@@ -178,8 +180,11 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime) -> str | 
         elif reply.keyword == "START" and contact.opt_in(now):
             uow.publish(ContactOptedIn(phone=sms.sender, at=now, source="keyword"))
         keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
-        uow.inbound.add(InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
-                                       body=sms.body, keyword=keyword, code=reply.code, received_at=now))
+        received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
+                                  body=sms.body, keyword=keyword, code=reply.code, received_at=now)
+        if keyword is None:
+            received.needs("not_understood")  # "Sorry, I'm away that week" is for a person to read
+        uow.inbound.add(received)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours))
         language, texted_before = contact.language, uow.messages.texted_before(sms.sender)
@@ -364,6 +369,26 @@ def conversation(uow: NotifyUnitOfWork, actor: Actor, phone: str, settings: Noti
         outgoing, inbound, contact = uow.conversations.with_phone(scope, phone)
     return {"thread": domain.thread(outgoing, inbound), "contact": contact,
             "unknown": domain.is_unknown(outgoing, inbound)}
+
+
+INBOX_SHOWN = 200
+
+
+def inbox(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettings) -> list[InboundMessage]:
+    """The SMS to the actor's communities that nobody could act on (free text, an unknown number, a reply that
+    fitted no offer), oldest first, until a coordinator has dealt with each."""
+    with uow:
+        return uow.conversations.inbox(_scope(actor, settings), INBOX_SHOWN)
+
+
+def deal_with(uow: NotifyUnitOfWork, actor: Actor, message_sid: str, settings: NotifySettings, now: datetime) -> None:
+    """A coordinator has read a message in the inbox and acted on it; NotInScope if it is not their community's."""
+    with uow:
+        message = uow.conversations.received(_scope(actor, settings), message_sid)
+        if message is None:
+            raise domain.NotInScope(message_sid)
+        if message.dealt_with(actor.subject, now):
+            uow.commit()
 
 
 def simulator_phones(uow: NotifyUnitOfWork, actor: Actor, settings: NotifySettings) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from services.notify.domain import InboundMessage, OutgoingMessage
 from tests.helpers import wait_for
 from shared.clock import utcnow
 from shared.web import claims_for
-from tests.e2e.conftest import api, matches_screenshot, sign_in
+from shared.demo import text_in
+from tests.e2e.conftest import accessible, api, matches_screenshot, sign_in
 from tests.integration.test_bus import SAFEGUARDING
 
 # Urgent requests: their offers go at once, even in the quiet hours these tests may run in.
@@ -204,3 +205,30 @@ def test_a_coordinator_sees_only_their_communitys_conversations(app_for):
 def test_pages_refuse_a_bearer_token_without_a_sign_in(app_for, token, path):
     response = app_for("notify").test_client().get(path, headers=token("coordinator"))
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+
+
+def test_a_free_text_reply_waits_in_the_inbox_until_a_coordinator_deals_with_it(page, site):
+    """"Sorry, I'm away that week" and a text from a number nobody knows reach the coordinator's inbox, saying why
+    each is there; marked as dealt with, each leaves it (and stays in its conversation)."""
+    phone = volunteer(site, "cooking")
+    stranger = f"+447911126{secrets.randbelow(1000):03d}"
+    text_in(site.url, phone, "Sorry, I'm away that week", var_dir=site.var_dir)
+    text_in(site.url, stranger, "Hello, is this the hospice?", var_dir=site.var_dir)
+    sign_in(page)
+
+    def both_waiting():
+        page.goto("/sms/conversations")
+        inbox = page.get_by_role("region", name=re.compile("Needs you"))
+        return "away that week" in inbox.inner_text() and "none of your volunteers has" in inbox.inner_text()
+
+    wait_for("both texts in the inbox", both_waiting)
+    inbox = page.get_by_role("region", name=re.compile("Needs you"))
+    away = inbox.get_by_role("listitem").filter(has_text="away that week")
+    expect(away).to_contain_text("never offered them anything")  # a volunteer, but nothing offered yet
+    accessible(page, "the messages page with its inbox")
+    away.get_by_role("button", name="Mark as dealt with").click()
+    expect(inbox.get_by_role("listitem").filter(has_text="away that week")).to_have_count(0)
+    expect(inbox.get_by_role("listitem").filter(has_text="hospice")).to_have_count(1)
+    page.goto(f"/sms/conversations/{quote(phone)}")
+    expect(page.locator("main")).to_contain_text("Sorry, I'm away that week")
+

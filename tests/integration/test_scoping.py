@@ -173,11 +173,12 @@ class Seeded:
     offer: str
     activity: str
     messages: list[str]
+    received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                *self.messages]
+                *self.messages, *self.received]
 
 
 def seed(system: System, token) -> Seeded:
@@ -203,20 +204,24 @@ def seed(system: System, token) -> Seeded:
     system.relay()
     system.send_sms()
     system.relay()
+    system.text(VOLUNTEER["phone"], "Sorry, I'm away that week")  # free text: it waits in the inbox
+    system.relay()
     activity = system.client("metrics").post("/activities", headers=coordinator, json={
         "kind": "bereavement_group", "held_on": YESTERDAY.isoformat(), "attendance": 12,
         "organisation": ACTIVITY_ORGANISATION})
     assert activity.status_code == 201, activity.json
-    from services.notify.domain import OutgoingMessage
+    from services.notify.domain import InboundMessage, OutgoingMessage
 
     with system.apps["notify"].extensions["ccs"].sessions() as session:
         messages = session.scalars(sa.select(OutgoingMessage)).all()
+        received = session.scalars(sa.select(InboundMessage)).all()
+    assert [m.attention for m in received if m.body.startswith("Sorry")] == ["not_understood"]
     assert {m.purpose for m in messages} >= {"offer", "confirmation"}
     [details] = [m for m in messages if m.purpose == "confirmation"]
     assert PERSON["name"].split()[0] in details.body and details.community == A  # the text a leak would show
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
-                  messages=[str(m.id) for m in messages])
+                  messages=[str(m.id) for m in messages], received=[m.message_sid for m in received])
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -236,6 +241,11 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
         assert answer.status_code == 200, (path, answer.json)
         seen[path] = answer.get_data(as_text=True)
     assert PERSON["name"] in seen[f"/requests/{seeded.request}"] and VOLUNTEER["phone"] in seen["/sms/messages"]
+    from services.notify.domain import InboundMessage
+
+    with system.apps["notify"].extensions["ccs"].sessions() as session:  # the inbox is a page: read its rows
+        seen["inbox"] = sorted((m.message_sid, m.attention, str(m.dealt_with_at))
+                               for m in session.scalars(sa.select(InboundMessage)))
     return seen
 
 
@@ -276,6 +286,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "offer_id": ([seeded.offer], str(uuid.uuid4())),
             "activity_id": ([seeded.activity], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
+            "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -339,6 +350,7 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/sms/inbound"): [{"data": {"From": VOLUNTEER["phone"], "To": A_NUMBER, "Body": "STOP",
                                              "MessageSid": "SM" + "0" * 32}}],
         ("POST", "/sms/status"): [{"data": {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}}],
+        ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
     }
 
 

@@ -12,7 +12,8 @@ from flask import abort, redirect, render_template, request, session
 
 from services.notify import service_layer
 from services.notify.adapters import SimulatedPhone
-from services.notify.domain import NotInScope
+from services.notify.domain import INBOX_REASONS, NotInScope
+from shared import clock
 from shared.web import Pages, current_actor, normalise_phone, page_requires, phone_region, service
 
 blp = Pages("sms-pages", __name__, description="Coordinators' SMS pages: conversations and the simulator")
@@ -46,7 +47,19 @@ def as_phone(text: str) -> str:
 def conversations():
     """Every number the community texts or hears from, newest first, with its last message and flags."""
     rows, total = service_layer.conversations(service().uow(), current_actor(), service().settings)
-    return render("conversations.html", rows=rows, total=total)
+    waiting = service_layer.inbox(service().uow(), current_actor(), service().settings)
+    return render("conversations.html", rows=rows, total=total, inbox=waiting, reasons=INBOX_REASONS)
+
+
+@blp.route("/sms/inbox/<message_sid>/dealt-with", methods=["POST"])
+@page_requires(*COORDINATORS)
+def dealt_with(message_sid):
+    """A coordinator has read a message in the inbox and acted on it: it leaves the inbox (kept in the thread)."""
+    try:
+        service_layer.deal_with(service().uow(), current_actor(), message_sid, service().settings, clock.utcnow())
+    except NotInScope:
+        abort(404)
+    return redirect("/sms/conversations#inbox", 303)
 
 
 @blp.route("/sms/conversations/<path:phone>")

@@ -224,10 +224,11 @@ def register(url: str, headers: dict[str, str]) -> dict[str, str]:
     phones = {}
     for n in range(VOLUNTEERS):
         answer = requests.post(f"{url}/volunteers", headers=headers, timeout=30, json={
-            "name": f"Volunteer {n}", "phone": f"07911 3{n:05d}", "skills": ["practical"], "checks": SAFEGUARDING,
+            "name": f"Volunteer {n}", "phone": f"079112{n:05d}", "skills": ["practical"], "checks": SAFEGUARDING,
             "latitude": 53.8142 + (n % 7) * 0.002, "longitude": -3.0503 + (n % 5) * 0.002, "max_distance_km": 10,
             "weekly_cap": 21})
-        answer.raise_for_status()
+        if answer.status_code != 201:
+            raise RuntimeError(f"registering a volunteer answered {answer.status_code}: {answer.text}")
         phones[answer.json()["phone"]] = answer.json()["id"]
     return phones
 
@@ -237,7 +238,7 @@ def register(url: str, headers: dict[str, str]) -> dict[str, str]:
 
 def unsettled(env: dict[str, str], record: Record) -> str | None:
     """What is still under way (None once nothing is): requests not yet decided, events not yet published, SMS not
-    yet sent."""
+    yet sent (a reminder queued for the day before its task is not due)."""
     decided = {str(r[0]) for r in query(env, "matching", "SELECT request_id FROM match_requests "
                                                          "WHERE status IN ('matched', 'unmatched')")}
     waiting = len(set(record.posted) - decided)
@@ -247,9 +248,10 @@ def unsettled(env: dict[str, str], record: Record) -> str | None:
         [(backlog,)] = query(env, service, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
         if backlog:
             return f"{backlog} of {service}'s events not yet published"
-    [(queued,)] = query(env, "notify", "SELECT count(*) FROM outgoing_messages WHERE status = 'queued'")
+    [(queued,)] = query(env, "notify", "SELECT count(*) FROM outgoing_messages WHERE status = 'queued' "
+                                       "AND (next_attempt_at IS NULL OR next_attempt_at <= now())")
     if queued:
-        return f"{queued} SMS not yet sent"
+        return f"{queued} SMS due and not yet sent"
     intake = dict(query(env, "intake", "SELECT id::text, status FROM requests"))
     behind = sum(1 for request_id in record.posted if intake.get(request_id) not in ("matched", "unmatched"))
     return f"intake has {behind} requests not yet decided" if behind else None
@@ -278,7 +280,7 @@ def reconcile(env: dict[str, str], record: Record, arrivals: list[dict], phones:
         problems.append(f"lost: intake and matching disagree on {len(disagree)} requests' status")
 
     offers = query(env, "matching", "SELECT id::text, request_id::text, volunteer_id::text, occurrence, code, status, "
-                                    "extract(epoch FROM answered_at) FROM offers")
+                                    "extract(epoch FROM answered_at)::float FROM offers")
     twice = Counter((o[1], o[2], o[3]) for o in offers)
     if duplicated := sum(1 for n in twice.values() if n > 1):
         problems.append(f"duplicated: {duplicated} volunteers were offered the same request twice")
@@ -368,7 +370,7 @@ def main() -> int:
 
     print(f"  asked {RATE:g} requests/s for {SECONDS:g} s; achieved {len(record.posted) / elapsed:.1f}/s "
           f"({len(record.posted)} requests answered 201 in {elapsed:.1f} s, {post.num_failures} failed); "
-          f"settled {settled:.1f} s later")
+          f"{'not settled' if waiting else 'settled'} {settled:.1f} s later")
     print(f"  {'latency':<22} {'p50':>8} {'p95':>8} {'p99':>8}   goal")
     for name, values in latencies.items():
         if name == "POST /requests":

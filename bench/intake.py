@@ -5,7 +5,9 @@ app's, next to the goal (at least half).
 
 Each app gets a fresh database on the PostgreSQL server at CCS_BENCH_PG (127.0.0.1:5432 by default), dropped after.
 The client is BENCH_CLIENTS connections (16) over two processes, each connection keeping alive and posting the same
-body again and again for BENCH_SECONDS (5) after two seconds of warm-up. The bare app's INSERT keeps the whole body as
+body again and again for BENCH_SECONDS (5) after two seconds of warm-up; the two apps take turns, BENCH_ROUNDS
+times (3), and each one's median is taken (this machine is shared: a busy moment falls on both alike). Beside the
+rates it prints the CPU its server processes used a request, a figure a busy machine disturbs less. The bare app's INSERT keeps the whole body as
 JSON in one row; intake keeps the request, its consents, timeline, audit entry, idempotency answer (every post has an
 Idempotency-Key, as a careful client sends) and `request.submitted` in its outbox. Run: `python -m bench.intake`.
 """
@@ -16,6 +18,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,7 @@ from shared.supervisor import free_port, stop_with_parent
 PG = os.environ.get("CCS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARM_UP = 2.0
 GOAL = 0.5  # intake's throughput at least half the bare app's
 SECRET = "bench-" + "k" * 40
@@ -120,7 +124,7 @@ def database(name: str):
 @contextmanager
 def gunicorn(app: str, env: dict[str, str], log: Path):
     """`app` served as production serves a service (`ccs web`: two processes, four threads each, the access log
-    on); yields its port once it answers."""
+    on); yields its port and a function that says how much CPU its processes have used (seconds), once it answers."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
                *ACCESS_LOG, app]
@@ -141,10 +145,20 @@ def gunicorn(app: str, env: dict[str, str], log: Path):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{app} did not start; see {log}")
                 time.sleep(0.1)
-        yield port
+        yield port, lambda: cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process and its children now running have used, in seconds (Linux)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for process in (pid, *map(int, children)):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- the client -------------------------------------------------------------------------------------------------------
@@ -205,22 +219,31 @@ def main() -> None:
 
     token = issue_token(SECRET, "bench", "coordinator", ["fylde-coast"])
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    print(f"POST /requests on PostgreSQL, gunicorn --workers 2 --threads 4, {CLIENTS} connections, "
-          f"{SECONDS:g} s each")
+    print(f"POST /requests on PostgreSQL, gunicorn --workers 2 --threads 4, {CLIENTS} connections, {SECONDS:g} s "
+          f"each, {ROUNDS} rounds taking turns")
     with tempfile.TemporaryDirectory(prefix="ccs-bench-intake-") as var, ExitStack() as stack:
         intake_url, bare_url = stack.enter_context(database("intake")), stack.enter_context(database("bare"))
         upgrade("intake", intake_url)
         with psycopg.connect("postgresql://" + bare_url.split("://", 1)[1]) as conn:
             conn.execute(BARE_TABLE)
-        rates = {}
         env = {"CCS_VAR_DIR": var, "CCS_SECRET_KEY": SECRET, "INTAKE_DATABASE_URL": intake_url,
                "BARE_DATABASE_URL": bare_url, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=var)}
-        for name, app in (("bare", "bench.intake:bare_app()"), ("intake", "services.intake.bootstrap:create_app()")):
-            with gunicorn(app, env, Path(var) / f"{name}.log") as port:
-                rates[name] = drive(port, headers)
-            print(f"  {name:<8} {rates[name]:8.0f} req/s")
-    ratio = rates["intake"] / rates["bare"]
-    print(f"  intake / bare = {ratio:.0%}   (goal >= {GOAL:.0%}: {'met' if ratio >= GOAL else 'NOT met'})")
+        servers = {name: stack.enter_context(gunicorn(app, env, Path(var) / f"{name}.log")) for name, app in (
+            ("bare", "bench.intake:bare_app()"), ("intake", "services.intake.bootstrap:create_app()"))}
+        rates: dict[str, list[float]] = {name: [] for name in servers}
+        cpu: dict[str, list[float]] = {name: [] for name in servers}
+        for _ in range(ROUNDS):  # in turns, so a busy moment on the machine falls on both
+            for name, (port, used) in servers.items():
+                before = used()
+                rates[name].append(drive(port, headers))
+                cpu[name].append((used() - before) * 1000 / (rates[name][-1] * SECONDS + WARM_UP * rates[name][-1]))
+    for name in servers:
+        print(f"  {name:<8} {statistics.median(rates[name]):8.0f} req/s  (rounds: "
+              f"{', '.join(f'{r:.0f}' for r in rates[name])}); the server's CPU "
+              f"{statistics.median(cpu[name]):.1f} ms a request")
+    ratio = statistics.median(rates["intake"]) / statistics.median(rates["bare"])
+    print(f"  intake / bare = {ratio:.0%}   (goal >= {GOAL:.0%}: {'met' if ratio >= GOAL else 'NOT met'}); "
+          f"by the servers' CPU a request: {statistics.median(cpu['bare']) / statistics.median(cpu['intake']):.0%}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
-from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 
 from shared.config import ACCESS_LOG
 from shared.supervisor import free_port, stop_with_parent
+from tests.integration.test_bus import SHOPPING as BODY  # a coordinator's request, as the tests send it
 
 PG = os.environ.get("CCS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -41,15 +41,6 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARM_UP = 2.0
 GOAL = 0.5  # intake's throughput at least half the bare app's
 SECRET = "bench-" + "k" * 40
-START = date.today() + timedelta(days=14 - date.today().weekday())  # a Monday a week or two ahead
-BODY = {
-    "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
-               "postcode": "FY1 4AB"},
-    "support_type": "shopping",
-    "when": {"start": f"{START}T14:00:00+00:00", "end": f"{START}T16:00:00+00:00"},
-    "consent": {"share_contact": True, "sms_contact": True},
-    "coordinator_notes": "Lives alone",
-}
 BARE_TABLE = "CREATE TABLE requests (id uuid PRIMARY KEY, created_at timestamptz NOT NULL, body jsonb NOT NULL)"
 
 

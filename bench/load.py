@@ -1,8 +1,8 @@
 """`make load`: the whole system on PostgreSQL + RabbitMQ under a steady stream of requests for support, with
 simulated volunteers who answer their offers by SMS, then a reconciliation of every service's database.
 
-What runs: each service's web process (gunicorn, as `ccs run` starts it) and two instances of every worker, on fresh
-databases and a fresh RabbitMQ vhost (all removed afterwards); notify sends through the real `twilio` client to a
+What runs: what `ccs run` starts (each service's web process under gunicorn, the front door) with two instances of
+every worker, on fresh databases and a fresh RabbitMQ vhost (all removed afterwards); notify sends through the real `twilio` client to a
 local server that speaks Twilio's Messages API (tests/twilio_server.py). Locust (headless, in this process) posts
 LOAD_RATE requests a second (200) to intake's `POST /requests` for LOAD_SECONDS (60), each a two-hour shopping trip
 on one of the next 300 days; LOAD_VOLUNTEERS volunteers (40) near the people are registered first. Every offer SMS
@@ -48,7 +48,7 @@ import requests  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from shared.config import SERVICES  # noqa: E402
-from shared.supervisor import System, gunicorn, port_is_free  # noqa: E402
+from shared.supervisor import System, port_is_free  # noqa: E402
 from tests.twilio_server import TwilioServer  # noqa: E402
 
 RATE = float(os.environ.get("LOAD_RATE", "200"))
@@ -69,38 +69,15 @@ SAFEGUARDING = [{"check": "safeguarding", "done_on": "2026-01-05", "expires_on":
 
 
 class LoadSystem(System):
-    """Each service's web process and two of its workers (the front door is not needed: the load goes to each
-    service's own address)."""
+    """What `ccs run` starts (each service's web process and worker, and the front door), with two instances of
+    every worker."""
 
     def commands(self) -> dict[str, list[str]]:
-        commands = {}
+        commands = super().commands()
         for name in SERVICES:
-            commands[f"{name}-web"] = gunicorn(self.wsgi(name), self.port + 1 + SERVICES.index(name))
-            for n in (1, 2):
-                commands[f"{name}-worker-{n}"] = [sys.executable, "-m", "shared.cli", "worker", name]
+            worker = commands.pop(f"{name}-worker")
+            commands.update({f"{name}-worker-{n}": worker for n in (1, 2)})
         return commands
-
-    @staticmethod
-    def wsgi(name: str) -> str:
-        from shared.service import registry
-
-        return registry()[name].wsgi
-
-    def wait_until_ready(self, timeout: float = 120) -> None:
-        """Wait until every service's web process answers its health check."""
-        deadline = time.monotonic() + timeout
-        for name in SERVICES:
-            while True:
-                if exited := self.exited():
-                    raise RuntimeError(f"{exited[0]} exited; see {self.var_dir}/log/{exited[0]}.log")
-                try:
-                    if requests.get(f"{self.service_url(name)}/healthz/{name}", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} did not become ready within {timeout}s")
-                time.sleep(0.2)
 
 
 def free_ports(count: int) -> int:
@@ -339,7 +316,7 @@ def main() -> int:
         system.migrate()
         system.start(only=list(system.commands()))
         try:
-            system.wait_until_ready()
+            system.wait_until_ready(timeout=120)
             headers = {"Authorization": f"Bearer {issue_token(SECRET, 'load', 'coordinator', ['fylde-coast'])}"}
             phones = register(system.service_url("matching"), headers)
             phones_answering = [gevent.spawn(volunteer, offers, record, f"{system.service_url('notify')}/sms/inbound",

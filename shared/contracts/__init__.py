@@ -178,7 +178,7 @@ def build(event_type: str, payload: dict[str, Any], version: int = 1) -> EventPa
     unknown = set(payload) - cls.field_names()
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
-    return cls(**cls.schema(unknown=RAISE).load({key: _wire(value) for key, value in payload.items()}))
+    return cls(**strict_schema(cls).load({key: _wire(value) for key, value in payload.items()}))
 
 
 @functools.cache

@@ -177,7 +177,15 @@ def volunteer(offers: gevent.queue.Queue, record: Record, webhook: str, public_u
                 "MessageSid": "SM" + uuid.uuid4().hex, "NumMedia": "0"}
         record.yes[(message["To"], code[1])] = time.time()
         signature = validator.compute_signature(public_url + "/sms/inbound", form)
-        answer = session.post(webhook, data=form, headers={"X-Twilio-Signature": signature}, timeout=30)
+        for attempt in range(5):  # as Twilio retries: notify keeps a message once by its MessageSid
+            try:
+                answer = session.post(webhook, data=form, headers={"X-Twilio-Signature": signature}, timeout=30)
+                break
+            except requests.ConnectionError:  # a kept-alive connection the server had just closed
+                gevent.sleep(0.2 * 2 ** attempt)
+        else:
+            record.failures.append("the inbound webhook could not be reached")
+            continue
         if answer.status_code != 200:
             record.failures.append(f"the inbound webhook answered {answer.status_code}")
 

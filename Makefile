@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench demo clean
+.PHONY: run test bench load demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.metrics
 	$(BIN)/python -m bench.latency
+
+# The whole system on PostgreSQL + RabbitMQ under Locust, two workers of every service, volunteers answering by SMS;
+# then a reconciliation of every database that fails on a lost request, a duplicate or a double acceptance
+# (LOAD_RATE=200 requests/s and LOAD_SECONDS=60 by default).
+load: $(STAMP)
+	$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,load]'
+	$(BIN)/python -m bench.load
 
 demo: $(STAMP)
 	$(BIN)/ccs demo

@@ -11,7 +11,7 @@ from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry,
                                     SupportRequest, TooManySignIns, User, UserExists, check_password, columns_from,
                                     locked_for, revocation)
 from shared.auth import SYSTEM, Actor
-from shared.idempotency import Created, Idempotency, keep, replay
+from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
 from shared.config import Settings
 from shared.contracts import Event
@@ -37,21 +37,31 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
                    document: dict[str, Any] | None = None) -> Created:
     """Store a new request (a coordinator's, a referral, or a FHIR ServiceRequest as `document`) with its
     consents, timeline, audit entry and `request.submitted`; with an Idempotency-Key, once: a retry with the same
-    body gets the first answer again. `render` makes the answer kept for the key, in the same transaction."""
-    with uow:
-        if (earlier := replay(uow.answers, actor, idempotency)) is not None:
-            return earlier
-        columns = columns_from(data)
-        columns.setdefault("source", source)
-        request = SupportRequest.submit(actor, columns, data["consent"], document)
-        uow.requests.add(request)
-        uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
-        uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
-        uow.flush()  # stored before its answer is made, with every default filled in
-        body = render(request) if render else {}
-        created = keep(uow.answers, actor, idempotency, request, body)
-        uow.commit()
-    return created
+    body gets the first answer again. `render` makes the answer kept for the key, in the same transaction.
+
+    Everything is written at the commit, the key's answer too (one statement on PostgreSQL): a key taken already
+    fails that write and nothing is kept, and then the first answer is given (IdempotencyKeyReused if it was made
+    with another body; IdempotencyKeyInUse if the create that took it is gone without a trace)."""
+    try:
+        with uow:
+            columns = columns_from(data)
+            columns.setdefault("source", source)
+            request = SupportRequest.submit(actor, columns, data["consent"], document)  # every default filled in
+            uow.requests.add(request)
+            uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
+            uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
+            created = Created(made=request, body=render(request) if render else {})
+            if idempotency is not None:
+                uow.answers.add(IdempotencyKey.remember(actor, idempotency, created.status_code, created.body))
+            uow.commit()
+        return created
+    except IdempotencyKeyInUse:
+        with uow:
+            earlier = uow.answers.get(actor, idempotency.key)
+        if earlier is None:
+            raise
+        earlier.check(idempotency)
+        return Created(made=None, body=earlier.response, status_code=earlier.status_code, replayed=True)
 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],

@@ -11,6 +11,7 @@ contract does not declare is an AttributeError (or KeyError), never a silent Non
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 import uuid
@@ -36,8 +37,9 @@ class EventPayload:
     schema: ClassVar[type[Schema]]
 
     @classmethod
+    @functools.cache
     def field_names(cls) -> frozenset[str]:
-        """The fields this contract declares."""
+        """The fields this contract declares (worked out once per contract)."""
         return frozenset(f.name for f in dataclasses.fields(cls))
 
     # Mapping-style reads, for code that treats a payload as a dict; an undeclared name is an error, not None.
@@ -167,13 +169,23 @@ class Envelope(Schema):
     tracestate = fields.Str()
 
 
+ENVELOPE = Envelope()  # made once (a schema keeps nothing between loads and dumps)
+
+
 def build(event_type: str, payload: dict[str, Any], version: int = 1) -> EventPayload:
     """The typed payload of an event given as a type name and a dict (ValidationError naming a bad field)."""
     cls = EVENTS[(event_type, version)]
     unknown = set(payload) - cls.field_names()
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
-    return cls(**cls.schema(unknown=RAISE).load({key: _wire(value) for key, value in payload.items()}))
+    return cls(**strict_schema(cls).load({key: _wire(value) for key, value in payload.items()}))
+
+
+@functools.cache
+def strict_schema(cls: type[EventPayload]) -> Schema:
+    """A contract's schema that refuses unknown fields, made once: marshmallow copies every field into each schema
+    it makes, which cost a create as much as its SQL. (A schema holds no state between loads and dumps.)"""
+    return cls.schema(unknown=RAISE)
 
 
 def make_event(event: EventPayload | str, payload: dict[str, Any] | None = None, *,
@@ -183,11 +195,11 @@ def make_event(event: EventPayload | str, payload: dict[str, Any] | None = None,
     `trace_context` (`traceparent`, `tracestate`) is the span it continues, when tracing is on."""
     if isinstance(event, str):
         event = build(event, payload or {}, version)
-    schema = event.schema(unknown=RAISE)
+    schema = strict_schema(type(event))
     wire = schema.dump(event)
     schema.load(wire)  # the rules (kinds, ranges, formats) hold for what goes out, not only what comes in
     event_id = uuid.uuid4()
-    return Envelope().dump({
+    return ENVELOPE.dump({
         "event_id": event_id,
         "type": event.TYPE,
         "version": event.VERSION,
@@ -203,7 +215,7 @@ def load_event(body: Any) -> Event:
     """Read an envelope and its payload as its type; raises ValidationError naming what is wrong."""
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["event body is not a JSON object"]})
-    envelope = Envelope().load(body)
+    envelope = ENVELOPE.load(body)
     cls = EVENTS.get((envelope["type"], envelope["version"]))
     if cls is None:
         raise ValidationError({"type": [f"unknown event {envelope['type']} v{envelope['version']}"]})

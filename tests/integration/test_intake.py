@@ -142,6 +142,66 @@ def test_the_same_idempotency_key_and_body_answer_the_first_result_and_another_b
     assert rows(sessions, SupportRequest) == 2
 
 
+def test_a_submitted_request_writes_exactly_its_rows_and_its_answer_is_what_was_stored(intake, token):
+    """A create is written in one statement (on PostgreSQL), outside the ORM, its answer rendered before the write:
+    each table gets exactly its rows, every column as the domain set it, and the answer is what reading it back
+    gives."""
+    from services.intake import adapters
+    from shared.idempotency import IdempotencyKey
+
+    client, sessions = intake
+    before = every_count(sessions)
+    headers = {**token("coordinator", subject="kim@fylde.org"), "Idempotency-Key": "form-7"}
+    answer = client.post("/requests", json={**SHOPPING, "urgency": "soon"}, headers=headers)
+    assert answer.status_code == 201
+    made, request_id = answer.json, uuid.UUID(answer.json["id"])
+    after = every_count(sessions)
+    assert {name: after[name] - before[name] for name in after if after[name] != before[name]} == {
+        "requests": 1, "consents": 2, "timeline": 1, "audit_log": 1, "outbox": 1, "idempotency_keys": 1}
+
+    with sessions() as session:
+        def rows_of(table, *where):
+            return [dict(row) for row in session.execute(sa.select(table).where(*where)).mappings()]
+
+        [request] = rows_of(adapters.requests)
+        consents = rows_of(adapters.consents, adapters.consents.c.request_id == request_id)
+        [entry] = rows_of(adapters.timeline, adapters.timeline.c.request_id == request_id)
+        [audit] = rows_of(adapters.audit_log)
+        [event] = rows_of(adapters.outbox.table.__table__)
+        [key] = rows_of(adapters.idempotency_keys)
+    assert (request["id"], request["community"], request["source"], request["status"], request["urgency"]) == (
+        request_id, "fylde-coast", "coordinator", "submitted", "soon")
+    assert (request["person_name"], request["area"], request["matching_sequence"], request["preferences"]) == (
+        "Pat Example", "FY1", 0, {})
+    assert request["created_at"].isoformat() == made["created_at"] == made["updated_at"]
+    # (one statement's rows get their ids in no particular order: consents are read in the order they were given)
+    assert sorted((c["kind"], c["given"], c["recorded_by"], c["recorded_at"].isoformat()) for c in consents) == [
+        (c["kind"], c["given"], c["recorded_by"], c["recorded_at"]) for c in made["consents"]]
+    assert [c["kind"] for c in made["consents"]] == ["share_contact", "sms_contact"]
+    assert (entry["what"], entry["detail"], entry["actor"], entry["at"].isoformat()) == (
+        "submitted", "Shopping, soon", "kim@fylde.org", made["timeline"][0]["at"])
+    assert (audit["actor"], audit["role"], audit["action"], audit["request_id"]) == (
+        "kim@fylde.org", "coordinator", "create", request_id)
+    assert audit["fields"] == sorted(audit["fields"]) and {"person_name", "coordinator_notes"} <= set(audit["fields"])
+    assert (event["event_type"], event["published_at"], event["event_id"]) == (
+        "request.submitted", None, uuid.UUID(event["body"]["event_id"]))
+    assert event["body"]["payload"]["request_id"] == str(request_id)
+    assert event["body"]["correlation_id"] == str(request_id) and event["created_at"] is not None
+    assert (key["key"], key["endpoint"], key["status_code"], key["response"]) == ("form-7", "requests", 201, made)
+    assert key["subject"] == IdempotencyKey.owner(current_actor_of(headers))
+    assert client.get(f"/requests/{request_id}", headers=headers).json == made  # the answer is what was stored
+
+
+def current_actor_of(headers: dict[str, str]):
+    """The actor a bearer header's token names."""
+    from shared import config
+    from shared.auth import Actor
+    from shared.web import read_token
+
+    return Actor.from_claims(read_token(config.load("cli").secret_key,
+                                        headers["Authorization"].removeprefix("Bearer ")))
+
+
 def test_a_coordinator_edits_a_request_and_matching_hears_only_of_what_matters_to_it(intake, token):
     client, sessions = intake
     r = client.post("/requests", json=SHOPPING, headers=token("coordinator")).json

@@ -107,16 +107,25 @@ class FakeRevokedTokens(Table):
         self.put(len(self.rows) + len(self.pending), revoked)
 
 
+class FakeIntakeAnswers(FakeAnswers):
+    def add(self, answer):
+        self.put((answer.subject, answer.key), answer)
+
+
 class FakeIntakeUnitOfWork(FakeUnitOfWork):
-    """Intake's unit of work in memory: what was added is kept only if the use case commits."""
+    """Intake's unit of work in memory: what was added is kept only if the use case commits; a new answer under an
+    Idempotency-Key that is taken fails the commit, as the table's primary key does."""
 
     def __init__(self):
         super().__init__()
-        self.requests, self.audit, self.answers, self.users = FakeRequests(), FakeAudit(), FakeAnswers(), FakeUsers()
+        self.requests, self.audit, self.users = FakeRequests(), FakeAudit(), FakeUsers()
+        self.answers = FakeIntakeAnswers()
         self.sign_ins, self.revoked_tokens = FakeSignIns(), FakeRevokedTokens()
         self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens)
 
     def commit(self):
+        if any(key in self.answers.rows or key in self.answers.in_flight for key in self.answers.pending):
+            raise IdempotencyKeyInUse("A create with this Idempotency-Key was made; retry it.")
         super().commit()
         for table in self.tables:
             table.rows.update(table.pending)

@@ -166,6 +166,20 @@ def reach_of(actor: Actor) -> list:
     return where
 
 
+def searched(text: str) -> list:
+    """The board's search: a name that contains the text (any case), or a phone number that contains its digits
+    (a leading 0, as people write a national number, left off: numbers are kept as +44...)."""
+    text = text.strip()
+    if not text:
+        return []
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    either = [sa.func.lower(requests.c.person_name).like(f"%{escaped}%", escape="\\")]
+    digits = "".join(ch for ch in text if ch.isdigit()).lstrip("0")
+    if len(digits) >= 4:
+        either.append(requests.c.person_phone.like(f"%{digits}%"))
+    return [sa.or_(*either)]
+
+
 def board_order(query):
     """The SQL twin of domain.board_rank: unmatched first, then by urgency, then newest."""
     return query.order_by(sa.case((requests.c.status == "unmatched", 0), else_=1),
@@ -288,12 +302,17 @@ class SqlRequests:
         request = self.session.get(SupportRequest, request_id)
         return request if request is not None and referred_by(request, actor) else None
 
-    def list(self, actor: Actor, filters: dict[str, Any], page) -> list[SupportRequest]:
-        """One page of the requests within the actor's reach that match `filters`, in the board's order; sets
-        `page.item_count`."""
+    def list(self, actor: Actor, filters: dict[str, Any], page, search: str = "") -> list[SupportRequest]:
+        """One page of the requests within the actor's reach that match `filters` (and `search`: part of the
+        person's name, or of their phone number), in the board's order; sets `page.item_count`."""
         query = sa.select(SupportRequest).where(*reach_of(actor),
-                                                *(requests.c[name] == value for name, value in filters.items()))
+                                                *(requests.c[name] == value for name, value in filters.items()),
+                                                *searched(search))
         return page_of(self.session, board_order(query), page)
+
+    def latest_change(self, actor: Actor) -> datetime | None:
+        """When a request within the actor's reach last changed: the board looks again only when this moves."""
+        return self.session.scalar(sa.select(sa.func.max(requests.c.updated_at)).where(*reach_of(actor)))
 
     def list_referrals(self, actor: Actor, page) -> list[SupportRequest]:
         """One page of the referrals the actor made in their communities, newest first; sets `page.item_count`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound, Passwords,
@@ -98,14 +99,20 @@ def get_request(uow, actor: Actor, request_id: uuid.UUID) -> SupportRequest:
     return request
 
 
-def list_requests(uow, actor: Actor, filters: dict[str, Any], page) -> list[SupportRequest]:
-    """One page of the requests in the actor's communities, unmatched and urgent first; the listing is audited.
-    `page` has `first_item` and `page_size`, and is given `item_count`."""
+def list_requests(uow, actor: Actor, filters: dict[str, Any], page, search: str = "") -> list[SupportRequest]:
+    """One page of the requests in the actor's communities, unmatched and urgent first (`search`: part of a name or
+    phone number); the listing is audited. `page` has `first_item` and `page_size`, and is given `item_count`."""
     with uow:
-        rows = uow.requests.list(actor, filters, page)
+        rows = uow.requests.list(actor, filters, page, search)
         uow.audit.add(AuditEntry.of(actor, "list", None, ["person_name", "area"]))
         uow.commit()
     return rows
+
+
+def latest_change(uow, actor: Actor) -> datetime | None:
+    """When a request in the actor's communities last changed (no personal data: not audited)."""
+    with uow:
+        return uow.requests.latest_change(actor)
 
 
 def _get(uow, request_id: uuid.UUID, actor: Actor) -> SupportRequest:

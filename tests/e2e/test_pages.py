@@ -283,3 +283,26 @@ def test_an_unmatched_request_is_rescued_from_its_page_then_done_and_another_can
     finally:
         context.close()
 
+
+def test_the_board_finds_a_person_by_name_or_phone_and_shows_new_requests_without_a_reload(page, site):
+    client = api(site)
+    client.call("POST", "/requests", 201, json={
+        "person": {"name": "Kit Searchable", "phone": "01253 470123", "postcode": "FY2 0AA"},
+        "support_type": "meals", "when": {"days": ["tue"], "part_of_day": "morning"},
+        "consent": {"share_contact": True, "sms_contact": True}})
+    log_request(site, "Lou Other", "meals")
+    sign_in(page)
+    page.get_by_label("Name or phone", exact=True).fill("kit search")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("table.board tbody td:first-child").all_inner_texts() == ["Kit Searchable"]
+    page.get_by_label("Name or phone", exact=True).fill("01253 470123")  # as the person says it
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("table.board tbody td:first-child").all_inner_texts() == ["Kit Searchable"]
+    expect(page.get_by_label("Name or phone", exact=True)).to_have_value("01253 470123")
+
+    page.goto("/board")
+    accessible(page, "the board")
+    log_request(site, "Mo Arrived", "meals", urgency="urgent")  # while the board is open
+    expect(page.locator("table.board tbody")).to_contain_text("Mo Arrived", timeout=20_000)
+    expect(page.get_by_role("status")).to_contain_text("Updated")
+

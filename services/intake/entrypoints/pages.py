@@ -89,9 +89,20 @@ def board():
     """The community's requests, unmatched and urgent first, with filters."""
     chosen = {name: request.args.get(name, "") for name in ("status", "support_type", "urgency")}
     filters = {name: value for name, value in chosen.items() if value}
+    search = request.args.get("q", "")[:100]
+    latest = service_layer.latest_change(service().uow(), current_actor())
     rows = service_layer.list_requests(service().uow(), current_actor(), filters,
-                                       service_layer.Page(page_size=BOARD_ROWS))
-    return render("board.html", rows=rows, chosen=chosen)
+                                       service_layer.Page(page_size=BOARD_ROWS), search)
+    return render("board.html", rows=rows, chosen=chosen, search=search, latest=latest.isoformat() if latest else "")
+
+
+@blp.route("/board/latest")
+@page_requires(*COORDINATORS)
+def board_latest():
+    """When a request on the board last changed: the open board looks every few seconds and reloads its rows only
+    when this moves (no names, so it is not audited as a listing is)."""
+    latest = service_layer.latest_change(service().uow(), current_actor())
+    return {"latest": latest.isoformat() if latest else ""}, 200, {"Cache-Control": "no-store"}
 
 
 CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",

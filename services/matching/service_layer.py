@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
                                       MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
-                                      distance_km, explain, facts_for, next_batch, rule_text, task_slots,
+                                      explain, facts_for, next_batch, rule_text, task_slots,
                                       why_unmatched)
 from shared import gazetteer
 from shared.auth import SYSTEM, Actor
@@ -54,21 +54,17 @@ def candidates_for(uow, request: MatchRequest, policy: Policy, now: datetime,
                    everyone: bool = False) -> tuple[list[Candidate], Counter]:
     """The ranked candidates for a request, and how many volunteers each rule ruled out.
 
-    Normally only volunteers near enough, and passing the rules the database can judge, are looked at, through
-    the index; then the exclusion counts cover only those. `everyone` looks at the whole community, to tell a
-    coordinator why nobody was found."""
+    Normally only volunteers within the request's radius are looked at; then the exclusion counts cover only those.
+    `everyone` looks at the whole community, to tell a coordinator why nobody was found. The rules on volunteers'
+    profiles are judged in the candidate index; only those it leaves have their tasks and offers read."""
     zone = community(request.community).zone
     slots = task_slots(request, zone, now.astimezone(zone).date())
-    if everyone:
-        found = [(v, distance_km(v.latitude, v.longitude, request.latitude, request.longitude))
-                 for v in uow.volunteers.in_community(request.community)]
-    else:
-        found = uow.volunteers.nearby(request.community, request.latitude, request.longitude,
-                                      policy.request_radius_km, suited_to=request, days=[day for day, _ in slots])
-    ids = [v.id for v, _ in found]
-    facts = facts_for(request, found, uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)),
-                      uow.offers.held_by(ids), now)
-    return assess(request, found, facts, slots, policy)
+    found, excluded = uow.volunteers.suited(request, slots, policy, everyone)
+    ids = [s.id for s in found]
+    facts = facts_for(request, [(s, s.distance_km) for s in found],
+                      uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)), uow.offers.held_by(ids), now)
+    candidates, ruled_out = assess(found, facts, policy)
+    return candidates, excluded + ruled_out
 
 
 def _publish(uow, request: MatchRequest, event: AboutRequest) -> None:
@@ -98,7 +94,7 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
         _unmatched(uow, request, f"{asked} volunteers asked in {request.round} rounds; nobody said yes")
         return
     candidates, _ = candidates_for(uow, request, policy, now)
-    batch = next_batch(request, candidates, policy)
+    batch = uow.volunteers.loaded(next_batch(request, candidates, policy))
     if not batch:
         _, excluded = candidates_for(uow, request, policy, now, everyone=True)
         _unmatched(uow, request, why_unmatched(asked, excluded))

@@ -10,7 +10,7 @@ from typing import Sequence, Union
 from alembic import op
 import sqlalchemy as sa
 
-from services.matching.adapters import grid_cell
+from services.matching.candidates import grid_cell
 
 
 # revision identifiers, used by Alembic.

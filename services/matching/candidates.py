@@ -158,9 +158,15 @@ class Codes:
         self.genders: dict[str | None, int] = {None: 0}
         self.languages: dict[str, int] = {}
 
-    def fits(self, profile: Profile) -> bool:
-        """True if the arrays can hold the profile (its languages have bits, or can be given them)."""
-        return len(self.languages.keys() | set(profile.languages)) <= LANGUAGE_BITS
+    def admit(self, profile: Profile) -> bool:
+        """Give the profile's languages their bits, and True; or False if there are not enough bits left (then the
+        arrays cannot hold the profile)."""
+        new = set(profile.languages) - self.languages.keys()
+        if len(self.languages) + len(new) > LANGUAGE_BITS:
+            return False
+        for language in sorted(new):
+            self.of(self.languages, language)
+        return True
 
     def of(self, table: dict, value) -> int:
         """The code of a value, given a new one if it has none."""
@@ -183,7 +189,7 @@ class Arrays:
 
     @classmethod
     def build(cls, profiles: list[Profile], codes: Codes) -> "Arrays":
-        """The arrays of these profiles (each of which `codes.fits`), unsorted."""
+        """The arrays of these profiles (each of which `codes.admit`ted), unsorted."""
         n = len(profiles)
         columns = {
             "ids": np.array([p.id for p in profiles] or [], dtype=object),
@@ -274,9 +280,11 @@ class CandidateIndex:
                 self.arrays.alive[row] = False
             self.recent[profile.id] = profile
         if rebuild or len(self.recent) > max(self.rebuild_at, self.arrays.size // 64):
-            fit = [p for p in self.recent.values() if self.codes.fits(p)]
+            fit, unfit = [], []
+            for profile in self.recent.values():
+                (fit if self.codes.admit(profile) else unfit).append(profile)
             self.arrays = self.arrays.merged(Arrays.build(fit, self.codes))
-            self.recent = {p.id: p for p in self.recent.values() if not self.codes.fits(p)}
+            self.recent = {p.id: p for p in unfit}
 
     @property
     def size(self) -> int:

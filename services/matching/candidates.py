@@ -293,7 +293,7 @@ class CandidateIndex:
             return int(self.arrays.alive.sum()) + len(self.recent)
 
     def search(self, request: Any, slots: list[tuple[date, str]], policy: Policy, everyone: bool = False,
-               own: Iterable[Any] = ()) -> tuple[list[Suited], Counter]:
+               own: Iterable[Any] = ()) -> tuple["Found", Counter]:
         """The volunteers within the request's radius (`everyone`: in its community) whose profile lets them be
         asked, nearest first, and how many of the others each profile rule ruled out: the same answer as
         `domain.judge_profiles` over the same volunteers. `own` are volunteers (domain objects) as the caller's
@@ -301,13 +301,14 @@ class CandidateIndex:
         own = list(own)
         skip = {v.id for v in own}
         with self.lock:
-            found, excluded = self._search_arrays(request, slots, policy, everyone, skip)
+            arrays = self.arrays
+            rows, distance, free, excluded = self._search_arrays(request, slots, policy, everyone, skip)
             others = [(p, distance_km(request.latitude, request.longitude, p.latitude, p.longitude))
                       for p in (*(p for p in self.recent.values() if p.id not in skip), *own)
                       if p.community == request.community]
         more, excluded_more = judge_profiles(
             [(p, d) for p, d in others if everyone or d <= policy.request_radius_km], request, slots, policy)
-        return sorted(found + more, key=lambda s: (s.distance_km, s.name)), excluded + excluded_more
+        return Found(arrays, request, [day for day, _ in slots], rows, distance, free, more), excluded + excluded_more
 
     def _rows_for(self, request: Any, radius: float, everyone: bool) -> np.ndarray:
         """The rows of the request's community: all of them, or those in the cells its circle touches."""
@@ -326,8 +327,8 @@ class CandidateIndex:
         return rows[a.alive[rows]]
 
     def _search_arrays(self, request: Any, slots: list[tuple[date, str]], policy: Policy, everyone: bool,
-                       skip: set[uuid.UUID]) -> tuple[list[Suited], Counter]:
-        """`search` over the arrays."""
+                       skip: set[uuid.UUID]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Counter]:
+        """`search` over the arrays: the rows suited, their distances and free slots, and the counts of the rest."""
         a, radius = self.arrays, policy.request_radius_km
         rows = self._rows_for(request, radius, everyone)
         if skip:
@@ -343,13 +344,36 @@ class CandidateIndex:
         codes, free = _profile_codes(a, rows, distance, limit, request, slots, self.codes)
         counts = np.bincount(codes, minlength=len(RULES))
         excluded = Counter({RULES[code]: int(n) for code, n in enumerate(counts) if code and n})
-        days = [day for day, _ in slots]
-        chosen = np.flatnonzero(codes == 0)
-        found = [Suited(a.ids[row], a.names[row],
-                        distance_km(request.latitude, request.longitude, a.latitude[row], a.longitude[row]),
-                        int(a.weekly_cap[row]), tuple(day for j, day in enumerate(days) if mask >> j & 1))
-                 for row, mask in zip(rows[chosen].tolist(), free[chosen].tolist())]
-        return found, excluded
+        chosen = codes == 0
+        return rows[chosen], distance[chosen], free[chosen], excluded
+
+
+class Found:
+    """The volunteers a search found suited, nearest first, each made a `Suited` only when read: in a city, a
+    national pool has thousands within reach, of whom the service layer reads the nearest until the best batch is
+    certain. Read one (`found[n]`) or a run (`found[a:b]`, ordered by distance and name)."""
+
+    def __init__(self, arrays: Arrays, request: Any, days: list[date], rows: np.ndarray, distance: np.ndarray,
+                 free: np.ndarray, more: list[Suited]):
+        self.arrays, self.request, self.days, self.rows, self.free, self.more = arrays, request, days, rows, free, more
+        self.order = np.argsort(np.concatenate([distance, [s.distance_km for s in more]]), kind="stable")
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, which: int | slice) -> Suited | list[Suited]:
+        if isinstance(which, slice):
+            return sorted(map(self._one, self.order[which].tolist()), key=lambda s: (s.distance_km, s.name))
+        return self._one(int(self.order[which]))
+
+    def _one(self, n: int) -> Suited:
+        """The n-th suited as found (the arrays' rows, then the others), with math's exact distance."""
+        if n >= len(self.rows):
+            return self.more[n - len(self.rows)]
+        a, row, free = self.arrays, int(self.rows[n]), int(self.free[n])
+        return Suited(a.ids[row], a.names[row], distance_km(self.request.latitude, self.request.longitude,
+                                                            float(a.latitude[row]), float(a.longitude[row])),
+                      int(a.weekly_cap[row]), tuple(day for j, day in enumerate(self.days) if free >> j & 1))
 
 
 def _distances(latitude: float, longitude: float, latitudes: np.ndarray, longitudes: np.ndarray) -> np.ndarray:

@@ -67,6 +67,7 @@ def test_the_grid_search_finds_exactly_who_a_scan_would_at_random_places_edges_a
         for radius in (0.3, 2.0, 4.45, 9.0, 15.0, 40.0):  # inside a cell, about a cell, many cells
             request, policy = request_at(latitude, longitude), Policy(request_radius_km=radius)
             found, excluded = index.search(request, task_slots(request, LONDON_ZONE, TODAY), policy)
+            found = found[:]
             scan = {p.id for p in everyone if p.community == "fylde-coast"
                     and distance_km(latitude, longitude, p.latitude, p.longitude) <= radius}
             assert {s.id for s in found} == scan and not excluded, (latitude, longitude, radius)
@@ -84,7 +85,7 @@ def test_a_volunteer_found_at_the_edge_of_the_radius_and_not_beyond_it():
     def names(within):
         request = request_at(*BLACKPOOL)
         return [s.name for s in index.search(request, task_slots(request, LONDON_ZONE, TODAY),
-                                             Policy(request_radius_km=within))[0]]
+                                             Policy(request_radius_km=within))[0][:]]
 
     assert names(radius) == ["V0001"] and names(radius - 1e-6) == [] and names(radius + 1e-4) == ["V0001", "V0002"]
 
@@ -160,8 +161,9 @@ def test_the_arrays_judge_every_profile_rule_as_the_domain_does_before_and_after
         for request in random_requests(rng, 40):
             slots = task_slots(request, LONDON_ZONE, TODAY)
             for everyone in (False, True):
-                assert index.search(request, slots, policy, everyone) == reference(
-                    roster, request, slots, policy, everyone), (round_, request, everyone)
+                found, excluded = index.search(request, slots, policy, everyone)
+                assert (found[:], excluded) == reference(roster, request, slots, policy, everyone), (round_, request)
+                assert [found[n] for n in range(len(found))] == sorted(found[:], key=lambda s: s.distance_km)
         # Some volunteers change (pause, move, new checks...), some are new; the index takes them at the next mark.
         changed = random_roster(rng, 30, first=0) + random_roster(rng, 20, first=1000 + round_ * 100)
         changed = [changed[n] for n in rng.sample(range(30), 15)] + changed[30:]
@@ -169,7 +171,7 @@ def test_the_arrays_judge_every_profile_rule_as_the_domain_does_before_and_after
         roster = list(by_id.values())
         index.take(changed, mark=round_ + 2)
         assert index.size == len(roster) and index.mark == round_ + 2
-    assert sum(len(index.search(r, task_slots(r, LONDON_ZONE, TODAY), policy, True)[0])
+    assert sum(len(index.search(r, task_slots(r, LONDON_ZONE, TODAY), policy, True)[0][:])
                for r in random_requests(rng, 20)) > 20  # some were suited
 
 
@@ -179,8 +181,8 @@ def test_volunteers_the_caller_has_changed_are_judged_as_it_has_them_not_as_the_
     slots = task_slots(request, LONDON_ZONE, TODAY)
     paused = profile(1, *BLACKPOOL, status="paused")
     found, excluded = index.search(request, slots, Policy(), own=[paused])
-    assert [s.name for s in found] == ["V0002"] and excluded == {"status": 1}
-    assert [s.name for s in index.search(request, slots, Policy())[0]] == ["V0001", "V0002"]
+    assert [s.name for s in found[:]] == ["V0002"] and excluded == {"status": 1}
+    assert [s.name for s in index.search(request, slots, Policy())[0][:]] == ["V0001", "V0002"]
 
 
 def test_a_language_the_arrays_have_no_bit_for_is_still_judged():
@@ -190,4 +192,4 @@ def test_a_language_the_arrays_have_no_bit_for_is_still_judged():
     for n in (0, 69):
         request = request_at(*BLACKPOOL, volunteer_language=roster[n].languages[0])
         found, excluded = index.search(request, task_slots(request, LONDON_ZONE, TODAY), Policy())
-        assert [s.name for s in found] == [roster[n].name] and excluded == {"language": 69}
+        assert [s.name for s in found[:]] == [roster[n].name] and excluded == {"language": 69}

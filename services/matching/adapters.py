@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Session, relationship
+from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
 from services.matching.domain import (HOLDING, CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy,
@@ -286,9 +286,11 @@ class VolunteerRepository:
             return index.search(request, slots, policy, everyone, own=[v for v in own if v is not None])
 
     def loaded(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The candidates with their volunteers loaded whole (to be asked), in the same order."""
-        found = {v.id: v for v in self.session.scalars(sa.select(Volunteer).where(
-            Volunteer.id.in_([c.volunteer.id for c in candidates])))} if candidates else {}
+        """The candidates with their volunteers loaded (to be asked: their checks and time away only if read), in
+        the same order."""
+        found = {v.id: v for v in self.session.scalars(
+            sa.select(Volunteer).where(Volunteer.id.in_([c.volunteer.id for c in candidates]))
+            .options(lazyload(Volunteer.checks), lazyload(Volunteer.time_away)))} if candidates else {}
         return [replace(c, volunteer=found[c.volunteer.id]) for c in candidates]
 
     def listing(self, scope: Actor, page, status: str | None = None,

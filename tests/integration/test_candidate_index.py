@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
 from services.matching import service_layer
-from services.matching.adapters import OfferRepository
+from services.matching.adapters import PROFILE_FIELDS, OfferRepository
+from services.matching.candidates import Profile
 from services.matching.domain import (MatchRequest, Offer, Policy, TimeAway, Volunteer, VolunteerCheck, distance_km,
                                       exclusion, facts_for, rank, task_slots)
 from shared.clock import utcnow
 from shared.communities import get as community
-from shared.taxonomy import CHECKS, DAYS, KINDS, PARTS_OF_DAY, SKILLS
 from tests.integration.test_matching import TOMORROW, register
+from tests.unit.test_candidate_index import random_requests, random_roster
 
 PLACE = (53.8175, -3.0357)  # FY1, where the volunteers registered by postcode live
 
@@ -74,40 +75,12 @@ def test_two_matching_processes_see_each_others_changes_to_volunteers_in_their_n
     assert decide(other, shopping(latitude=kendal[0], longitude=kendal[1])) == (["Sam"], Counter())
 
 
-def random_volunteer(rng: random.Random, n: int, today: date) -> Volunteer:
-    """A volunteer with every profile rule in play."""
-    slots = [f"{day}:{part}" for day in DAYS for part in PARTS_OF_DAY]
-    volunteer = Volunteer(
-        community=rng.choice(["fylde-coast"] * 5 + ["cheshire-east"]), name=f"V{n:04d}", phone=f"+4479111{n:05d}",
-        latitude=PLACE[0] + rng.gauss(0, 0.08), longitude=PLACE[1] + rng.gauss(0, 0.12),
-        max_distance_km=rng.choice([2.0, 5.0, 10.0, 25.0]), skills=rng.sample(SKILLS, rng.randint(1, 3)),
-        languages=rng.choice([["en"], ["en", "ur"], ["pl"]]), gender=rng.choice(["female", "male", None]),
-        availability=[] if rng.random() < 0.4 else sorted(rng.sample(slots, rng.randint(1, 8))),
-        weekly_cap=rng.randint(1, 3), status=rng.choice(["active"] * 8 + ["paused", "left"]),
-        sms_opted_out_at=utcnow() if rng.random() < 0.1 else None)
-    volunteer.checks = [VolunteerCheck(check=check, done_on=today - timedelta(days=rng.randint(1, 900)),
-                                       expires_on=rng.choice([None, today + timedelta(days=rng.randint(-5, 30))]))
-                        for check in CHECKS if rng.random() < 0.7]
-    volunteer.time_away = [TimeAway(starts_on=start, ends_on=start + timedelta(days=rng.randint(0, 6)))
-                           for start in [today + timedelta(days=rng.randint(-3, 9))] if rng.random() < 0.2]
-    return volunteer
-
-
-def random_requests(rng: random.Random, count: int, today: date) -> list[MatchRequest]:
-    """One-off and weekly requests of every kind, some for someone helped before, a language or a gender."""
-    requests = []
-    for n in range(count):
-        start = datetime.combine(today + timedelta(days=rng.randint(1, 12)), time(rng.choice([9, 14, 19])),
-                                 tzinfo=timezone.utc)
-        weekly = n % 3 == 0
-        requests.append(shopping(
-            latitude=PLACE[0] + rng.gauss(0, 0.05), longitude=PLACE[1] + rng.gauss(0, 0.08),
-            support_type=sorted(KINDS)[n % len(KINDS)], person_ref=rng.choice(["", "p1", "p2"]),
-            volunteer_gender=rng.choice([None, None, "female"]), volunteer_language=rng.choice([None, None, "ur"]),
-            window_start=None if weekly else start, window_end=None if weekly else start + timedelta(hours=2),
-            window_days=rng.sample(DAYS, rng.randint(1, 4)) if weekly else None,
-            window_part=rng.choice(PARTS_OF_DAY) if weekly else None))
-    return requests
+def stored(profile: Profile) -> Volunteer:
+    """A volunteer to store, from a profile of the unit tests' random roster."""
+    fields = {name: getattr(profile, name) for name in PROFILE_FIELDS if name != "id"}
+    return Volunteer(**fields, phone=f"+447911{profile.id.int:06d}",
+                     checks=[VolunteerCheck(**c._asdict()) for c in profile.checks],
+                     time_away=[TimeAway(**t._asdict()) for t in profile.time_away])
 
 
 def old_decision(session, request: MatchRequest, policy: Policy, now: datetime, everyone: bool):
@@ -135,7 +108,7 @@ def test_decisions_through_the_index_are_those_the_rules_give_every_volunteer_lo
     app = app_for("matching")
     context, rng, today, now = app.extensions["ccs"], random.Random(5), date.today(), utcnow()
     with context.sessions.begin() as session:
-        volunteers = [random_volunteer(rng, n, today) for n in range(160)]
+        volunteers = [stored(p) for p in random_roster(rng, 160, today=today)]
         session.add_all(volunteers)
         for n, volunteer in enumerate(volunteers[::3]):  # a history: tasks held and done, offers made
             past = MatchRequest(community=volunteer.community, support_type="shopping", latitude=PLACE[0],
@@ -163,11 +136,11 @@ def test_decisions_through_the_index_are_those_the_rules_give_every_volunteer_lo
                 compared, suited = compared + 1, suited + len(new[0][:shown])
         with context.sessions.begin() as session:  # some volunteers change, and some join, between rounds
             for volunteer in session.scalars(sa.select(Volunteer).order_by(Volunteer.name).limit(40)):
-                fresh = random_volunteer(rng, 0, today)
+                fresh = random_roster(rng, 1, today=today)[0]
                 volunteer.update({
                     "status": fresh.status, "skills": fresh.skills, "max_distance_km": fresh.max_distance_km,
                     "checks": [{"check": c.check, "done_on": c.done_on, "expires_on": c.expires_on}
                                for c in fresh.checks],
                     "time_away": [{"starts_on": t.starts_on, "ends_on": t.ends_on} for t in fresh.time_away]})
-            session.add_all(random_volunteer(rng, 1000 + round_ * 100 + n, today) for n in range(20))
+            session.add_all(map(stored, random_roster(rng, 20, first=1000 + round_ * 100, today=today)))
     assert compared == 180 and suited > 100  # some were asked: the lists compared were not all empty

@@ -105,17 +105,17 @@ def test_every_cell_a_circle_touches_is_in_its_ranges():
             assert grid_cell(math.degrees(lat2), math.degrees(lon2)) in cells
 
 
-def random_roster(rng: random.Random, size: int, first: int = 0) -> list[Profile]:
+def random_roster(rng: random.Random, size: int, first: int = 0, today: date = TODAY) -> list[Profile]:
     """Volunteers with every profile rule in play: statuses, opt-outs, skills, checks in and out of date, time
-    away, weekly windows, distances, languages and genders."""
+    away, weekly windows, distances, languages and genders (the integration tests store them too)."""
     slots = [f"{day}:{part}" for day in DAYS for part in PARTS_OF_DAY]
     roster = []
     for n in range(first, first + size):
-        checks = [Check(check, TODAY + timedelta(days=rng.randint(-900, 3)),
-                        rng.choice([None, TODAY + timedelta(days=rng.randint(-5, 30))]))
+        checks = [Check(check, today - timedelta(days=rng.randint(0, 900)),
+                        rng.choice([None, today + timedelta(days=rng.randint(-5, 30))]))
                   for check in CHECKS if rng.random() < 0.7]
         away = [Away(start, start + timedelta(days=rng.randint(0, 6)))
-                for start in (TODAY + timedelta(days=rng.randint(-3, 9)) for _ in range(rng.choice([0, 0, 0, 1, 2])))]
+                for start in (today + timedelta(days=rng.randint(-3, 9)) for _ in range(rng.choice([0, 0, 0, 1, 2])))]
         roster.append(profile(
             n, BLACKPOOL[0] + rng.gauss(0, 0.08), BLACKPOOL[1] + rng.gauss(0, 0.12),
             community=rng.choice(["fylde-coast"] * 5 + ["cheshire-east"]),
@@ -128,16 +128,16 @@ def random_roster(rng: random.Random, size: int, first: int = 0) -> list[Profile
     return roster
 
 
-def random_requests(rng: random.Random, count: int) -> list[MatchRequest]:
-    """One-off and weekly requests of every kind, some asking for a language or gender."""
+def random_requests(rng: random.Random, count: int, today: date = TODAY) -> list[MatchRequest]:
+    """One-off and weekly requests of every kind, some for someone helped before, a language or a gender."""
     requests = []
     for n in range(count):
-        start = datetime.combine(TODAY + timedelta(days=rng.randint(0, 12)), time(rng.choice([9, 14, 19])),
+        start = datetime.combine(today + timedelta(days=rng.randint(1, 12)), time(rng.choice([9, 14, 19])),
                                  tzinfo=timezone.utc)
         weekly = n % 3 == 0
         requests.append(request_at(
             BLACKPOOL[0] + rng.gauss(0, 0.05), BLACKPOOL[1] + rng.gauss(0, 0.08), support_type=sorted(KINDS)[n % len(KINDS)],
-            volunteer_gender=rng.choice([None, None, "female"]), volunteer_language=rng.choice([None, None, "ur", "xx"]),
+            person_ref=rng.choice(["", "p1", "p2"]), volunteer_gender=rng.choice([None, None, "female"]), volunteer_language=rng.choice([None, None, "ur", "xx"]),
             window_start=None if weekly else start, window_end=None if weekly else start + timedelta(hours=2),
             window_days=rng.sample(DAYS, rng.randint(1, 4)) if weekly else None,
             window_part=rng.choice(PARTS_OF_DAY) if weekly else None))

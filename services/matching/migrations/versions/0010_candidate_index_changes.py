@@ -4,12 +4,12 @@ index keeps its own grid in memory)
 Revision ID: 0010
 Revises: 0009
 """
+import importlib.util
+from pathlib import Path
 from typing import Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
-
-from services.matching.candidates import grid_cell
 
 
 revision: str = "0010"
@@ -28,14 +28,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """The grid cells come back, computed as 0006 computed them."""
-    with op.batch_alter_table("volunteers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("cell", sa.Integer(), nullable=True))
-    connection = op.get_bind()
-    places = connection.execute(sa.text("SELECT id, latitude, longitude FROM volunteers")).all()
-    for start in range(0, len(places), 10_000):
-        connection.execute(sa.text("UPDATE volunteers SET cell = :cell WHERE id = :id"),
-                           [{"id": id_, "cell": grid_cell(lat, lon)} for id_, lat, lon in places[start:start + 10_000]])
+    """The grid cells come back, filled as 0006 filled them."""
+    cells = importlib.util.spec_from_file_location("grid_cells", Path(__file__).with_name("0006_volunteer_grid_cells.py"))
+    module = importlib.util.module_from_spec(cells)
+    cells.loader.exec_module(module)
+    module.add_cells()
     with op.batch_alter_table("volunteers", schema=None) as batch_op:
         batch_op.alter_column("cell", existing_type=sa.Integer(), nullable=False)
         batch_op.create_index("ix_volunteers_cell", ["community", "status", "cell"], unique=False)

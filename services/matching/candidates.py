@@ -181,6 +181,9 @@ class Arrays:
         self.__dict__.update(columns)
         self.columns, self.away = columns, away
         self.size = len(columns["key"])
+        # in radians, and the cosine of the latitude, once rather than in every search
+        self.phi, self.lam = np.radians(self.latitude), np.radians(self.longitude)
+        self.cos_phi = np.cos(self.phi)
         self.position = {id_: n for n, id_ in enumerate(self.ids.tolist())}
         order = np.argsort(away["row"], kind="stable")
         self.away_row, self.away_start, self.away_end = away["row"][order], away["start"][order], away["end"][order]
@@ -198,26 +201,26 @@ class Arrays:
             "latitude": np.array([p.latitude for p in profiles], dtype=np.float64),
             "longitude": np.array([p.longitude for p in profiles], dtype=np.float64),
             "max_distance": np.array([p.max_distance_km for p in profiles], dtype=np.float64),
-            "weekly_cap": np.array([p.weekly_cap for p in profiles], dtype=np.int64),
+            "weekly_cap": np.array([p.weekly_cap for p in profiles], dtype=np.int32),
             "active": np.array([p.status == "active" for p in profiles], dtype=bool),
             "reachable": np.array([p.sms_opted_out_at is None for p in profiles], dtype=bool),
             "skills": np.array([sum(1 << SKILLS.index(s) for s in set(p.skills) if s in SKILLS) for p in profiles],
-                               dtype=np.int64),
+                               dtype=np.int32),
             "languages": np.array([sum(1 << codes.of(codes.languages, lang) for lang in set(p.languages))
                                    for p in profiles], dtype=np.uint64),
-            "gender": np.array([codes.of(codes.genders, p.gender) for p in profiles], dtype=np.int64),
+            "gender": np.array([codes.of(codes.genders, p.gender) for p in profiles], dtype=np.int32),
             "any_time": np.array([not p.availability for p in profiles], dtype=bool),
             "availability": np.array([sum(1 << SLOT_BIT[s] for s in set(p.availability) if s in SLOT_BIT)
-                                      for p in profiles], dtype=np.int64),
+                                      for p in profiles], dtype=np.int32),
             "alive": np.ones(n, dtype=bool),
         }
         columns["key"] = (columns["community"] << 32) + np.array(
             [grid_cell(p.latitude, p.longitude) for p in profiles], dtype=np.int64) + (1 << 31)
         for check in CHECKS:
             held = [next((c for c in p.checks if c.check == check), None) for p in profiles]
-            columns[f"done:{check}"] = np.array([c.done_on.toordinal() if c else NEVER for c in held], dtype=np.int64)
+            columns[f"done:{check}"] = np.array([c.done_on.toordinal() if c else NEVER for c in held], dtype=np.int32)
             columns[f"expires:{check}"] = np.array(
-                [c.expires_on.toordinal() if c and c.expires_on else NEVER for c in held], dtype=np.int64)
+                [c.expires_on.toordinal() if c and c.expires_on else NEVER for c in held], dtype=np.int32)
         away = [(row, t.starts_on.toordinal(), t.ends_on.toordinal())
                 for row, p in enumerate(profiles) for t in p.time_away]
         return cls(columns, {name: np.array([a[k] for a in away], dtype=np.int64)
@@ -333,12 +336,15 @@ class CandidateIndex:
         rows = self._rows_for(request, radius, everyone)
         if skip:
             rows = rows[~np.isin(rows, [a.position[i] for i in skip if i in a.position])]
-        distance = _distances(request.latitude, request.longitude, a.latitude[rows], a.longitude[rows])
-        limit = np.minimum(a.max_distance[rows], radius)
-        close = (np.abs(distance - radius) <= EDGE_KM) | (np.abs(distance - limit) <= EDGE_KM)
-        for n in np.flatnonzero(close):
-            distance[n] = distance_km(request.latitude, request.longitude, a.latitude[rows[n]], a.longitude[rows[n]])
+        distance = _distances(request.latitude, request.longitude, a.phi[rows], a.cos_phi[rows], a.lam[rows])
         if not everyone:
+            near = distance <= radius + EDGE_KM
+            rows, distance = rows[near], distance[near]
+        limit = np.minimum(a.max_distance[rows], radius)
+        close = np.flatnonzero((np.abs(distance - radius) <= EDGE_KM) | (np.abs(distance - limit) <= EDGE_KM))
+        for n in close.tolist():
+            distance[n] = distance_km(request.latitude, request.longitude, a.latitude[rows[n]], a.longitude[rows[n]])
+        if not everyone and len(close):
             near = distance <= radius
             rows, distance, limit = rows[near], distance[near], limit[near]
         codes, free = _profile_codes(a, rows, distance, limit, request, slots, self.codes)
@@ -363,24 +369,28 @@ class Found:
 
     def __getitem__(self, which: int | slice) -> Suited | list[Suited]:
         if isinstance(which, slice):
-            return sorted(map(self._one, self.order[which].tolist()), key=lambda s: (s.distance_km, s.name))
-        return self._one(int(self.order[which]))
+            return sorted(self._made(self.order[which]), key=lambda s: (s.distance_km, s.name))
+        return self._made(self.order[which:which + 1 or None])[0]
 
-    def _one(self, n: int) -> Suited:
-        """The n-th suited as found (the arrays' rows, then the others), with math's exact distance."""
-        if n >= len(self.rows):
-            return self.more[n - len(self.rows)]
-        a, row, free = self.arrays, int(self.rows[n]), int(self.free[n])
-        return Suited(a.ids[row], a.names[row], distance_km(self.request.latitude, self.request.longitude,
-                                                            float(a.latitude[row]), float(a.longitude[row])),
-                      int(a.weekly_cap[row]), tuple(day for j, day in enumerate(self.days) if free >> j & 1))
+    def _made(self, chosen: np.ndarray) -> list[Suited]:
+        """The suited at these places as found (the arrays' rows, then the others), with math's exact distance."""
+        ours = chosen < len(self.rows)
+        a, rows, free = self.arrays, self.rows[chosen[ours]], self.free[chosen[ours]].tolist()
+        latitude, longitude = self.request.latitude, self.request.longitude
+        made = [Suited(id_, name, distance_km(latitude, longitude, lat, lon), cap,
+                       tuple(day for j, day in enumerate(self.days) if mask >> j & 1))
+                for id_, name, lat, lon, cap, mask in zip(
+                    a.ids[rows].tolist(), a.names[rows].tolist(), a.latitude[rows].tolist(),
+                    a.longitude[rows].tolist(), a.weekly_cap[rows].tolist(), free)]
+        return made + [self.more[n - len(self.rows)] for n in chosen[~ours].tolist()]
 
 
-def _distances(latitude: float, longitude: float, latitudes: np.ndarray, longitudes: np.ndarray) -> np.ndarray:
-    """domain.distance_km from one place to many, over arrays (the same formula, in the same order)."""
-    phi1, phi2 = math.radians(latitude), np.radians(latitudes)
-    dphi, dlambda = phi2 - phi1, np.radians(longitudes - longitude)
-    a = np.sin(dphi / 2) ** 2 + math.cos(phi1) * np.cos(phi2) * np.sin(dlambda / 2) ** 2
+def _distances(latitude: float, longitude: float, phi: np.ndarray, cos_phi: np.ndarray,
+               lam: np.ndarray) -> np.ndarray:
+    """domain.distance_km from one place to many (their latitudes and longitudes in radians, and the cosines of
+    their latitudes), over arrays: the same formula, to within EDGE_KM."""
+    phi1 = math.radians(latitude)
+    a = np.sin((phi - phi1) / 2) ** 2 + math.cos(phi1) * cos_phi * np.sin((lam - math.radians(longitude)) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
 
 

@@ -50,7 +50,7 @@ from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 
 # --- finding and asking volunteers --------------------------------------------------------------------------------
 
-FIRST_LOOK = 32  # how many of the nearest suited volunteers have their tasks and offers read first
+FIRST_LOOK = 16  # how many of the nearest suited volunteers have their tasks and offers read first
 
 
 def candidates_for(uow, request: MatchRequest, policy: Policy, now: datetime,

@@ -22,7 +22,14 @@ $(CHROMIUM):
 run: $(STAMP)
 	$(BIN)/ccs run
 
-test: $(STAMP) $(CHROMIUM)
+# The browser tests inject axe-core (npm) into each page they visit.
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json
+	command -v npm >/dev/null || $(APT) install -y npm || ($(APT) update && $(APT) install -y npm)
+	npm install --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+test: $(STAMP) $(CHROMIUM) $(AXE)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The candidate search at 10k, 100k and 1M volunteers on SQLite and PostgreSQL (BENCH_SIZES=10k,100k to choose).

@@ -1,8 +1,9 @@
 """Where a postcode is: UK postcode districts and Canadian forward sortation areas to latitude/longitude.
 
 The data is in GeoNames' postal-code format (tab-separated: country, postal code, place, admin names and
-codes, latitude, longitude, accuracy). A small file ships with the project; full files are loaded with
-`ccs gazetteer load FILE`.
+codes, latitude, longitude, accuracy). Every UK district and Canadian FSA ships with the project
+(data/postal_districts.txt, built from Code-Point Open and GeoNames by data/build_postal_districts.py); full
+files are loaded with `ccs gazetteer load FILE`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ SHIPPED = Path(__file__).with_name("data") / "postal_districts.txt"
 
 UK_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][0-9A-Z]?)(?:\s*([0-9][A-Z]{2}))?$")
 CA_POSTCODE = re.compile(r"^([ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z])(?:\s*([0-9][ABCEGHJ-NPRSTV-Z][0-9]))?$")
+# Codes that route mail but have no place: Girobank, British Forces, the BX business-reply districts, and the
+# ones Royal Mail and Canada Post keep for letters to Santa.
+NON_GEOGRAPHIC = re.compile(r"^(GIR\s*0AA|BFPO\b.*|BX[0-9].*|XM4\s*5HQ|SAN\s*TA1|H0H(\s*0H0)?)$")
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,26 @@ class UnknownPostcode(ValueError):
     """The postcode is malformed, or its district is not in the gazetteer."""
 
 
+def _normal(postcode: str) -> str:
+    return " ".join(postcode.upper().split())
+
+
+def readings(postcode: str) -> list[tuple[str, str]]:
+    """Every (country, district) a postcode can be read as, British first; raises UnknownPostcode if none.
+
+    A full postcode has one reading; a bare district such as N1C is both a London district and a Guelph FSA."""
+    text = _normal(postcode)
+    found = [(country, match.group(1)) for country, pattern in (("GB", UK_POSTCODE), ("CA", CA_POSTCODE))
+             if (match := pattern.match(text))]
+    if not found:
+        raise UnknownPostcode(f"{postcode!r} is not a UK postcode or Canadian postal code; check it (its first part, "
+                         "such as PR1 or K1N, is enough)")
+    return found
+
+
 def district_of(postcode: str) -> tuple[str, str]:
     """The (country, district) of a UK postcode or Canadian postal code; raises UnknownPostcode if malformed."""
-    text = " ".join(postcode.upper().split())
-    if match := UK_POSTCODE.match(text):
-        return "GB", match.group(1)
-    if match := CA_POSTCODE.match(text):
-        return "CA", match.group(1)
-    raise UnknownPostcode(f"{postcode!r} is not a UK postcode or Canadian postal code")
+    return readings(postcode)[0]
 
 
 def current_file() -> Path:
@@ -53,34 +69,36 @@ def current_file() -> Path:
     return loaded if loaded.exists() else SHIPPED
 
 
-def read(path: Path) -> dict[str, Place]:
-    """Every district in a GeoNames postal-code file, by district code (full postcodes are averaged into theirs)."""
-    sums: dict[str, list] = {}
+def read(path: Path) -> dict[tuple[str, str], Place]:
+    """Every district in a GeoNames postal-code file, by (country, district) (full postcodes are averaged into
+    theirs); the file's own country column settles a bare district that both countries have."""
+    sums: dict[tuple[str, str], list] = {}
     with path.open(newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if not row or not row[0].strip():
+            if not row or not row[0].strip() or (len(row) > 1 and NON_GEOGRAPHIC.match(_normal(row[1]))):
                 continue
             if len(row) < 11:
                 raise ValueError(f"{path.name} line {number}: expected GeoNames' 12 tab-separated columns")
             try:
-                country, district = district_of(row[1])
+                options = readings(row[1])
+                country, district = next((r for r in options if r[0] == row[0].strip()), options[0])
                 latitude, longitude = float(row[9]), float(row[10])
             except (UnknownPostcode, ValueError) as err:
                 raise ValueError(f"{path.name} line {number}: {err}") from err
-            entry = sums.setdefault(district, [country, row[2], 0.0, 0.0, 0])
-            entry[2] += latitude
-            entry[3] += longitude
-            entry[4] += 1
-    return {district: Place(district, country, name, round(lat / n, 5), round(lon / n, 5))
-            for district, (country, name, lat, lon, n) in sums.items()}
+            entry = sums.setdefault((country, district), [row[2], 0.0, 0.0, 0])
+            entry[1] += latitude
+            entry[2] += longitude
+            entry[3] += 1
+    return {(country, district): Place(district, country, name, round(lat / n, 5), round(lon / n, 5))
+            for (country, district), (name, lat, lon, n) in sums.items()}
 
 
 @lru_cache(maxsize=4)
-def _cached(path: Path, mtime: float) -> dict[str, Place]:
+def _cached(path: Path, mtime: float) -> dict[tuple[str, str], Place]:
     return read(path)
 
 
-def places() -> dict[str, Place]:
+def places() -> dict[tuple[str, str], Place]:
     """Every district the gazetteer in use knows."""
     path = current_file()
     return _cached(path, path.stat().st_mtime)
@@ -102,8 +120,12 @@ def load(path: Path, var: Path) -> int:
 
 def locate(postcode: str) -> Place:
     """The district a postcode belongs to, with its centre; raises UnknownPostcode."""
-    _, district = district_of(postcode)
-    place = places().get(district)
-    if place is None:
-        raise UnknownPostcode(f"postcode district {district} is not in the gazetteer")
-    return place
+    if NON_GEOGRAPHIC.match(_normal(postcode)):
+        raise UnknownPostcode(f"{postcode!r} is a non-geographic postcode (it routes mail but names no place): "
+                              "give the postcode of where the person lives")
+    options = readings(postcode)
+    known = places()
+    for key in options:
+        if place := known.get(key):
+            return place
+    raise UnknownPostcode(f"there is no postcode district {options[0][1]}; check the postcode")

@@ -61,6 +61,11 @@ URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent")
 REQUEST_STATUSES: tuple[str, ...] = ("submitted", "offered", "unmatched", "matched", "completed", "cancelled")
 OPEN_REQUEST_STATUSES: tuple[str, ...] = REQUEST_STATUSES[:4]
 VOLUNTEER_STATUSES: tuple[str, ...] = ("active", "paused", "left")
+# The languages the forms offer (ISO 639-1 code, name); the API takes any two-letter code.
+LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("en", "English"), ("fr", "French"), ("cy", "Welsh"), ("pl", "Polish"), ("ur", "Urdu"), ("pa", "Punjabi"),
+    ("gu", "Gujarati"), ("ar", "Arabic"))
+GENDERS: tuple[str, ...] = ("female", "male", "non-binary")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PARTS_OF_DAY: tuple[str, ...] = ("morning", "afternoon", "evening")
 ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")

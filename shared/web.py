@@ -107,6 +107,67 @@ def field_errors(messages: dict[str, Any], prefix: str = "") -> list[dict[str, s
     return errors
 
 
+# marshmallow's stock messages, as a person filling in a form reads them; a message not here is already plain.
+PLAIN_MESSAGES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"^Missing data for required field\.$|^Field may not be (null|blank)\.$"), "{label} is needed."),
+    (re.compile(r"^Not a valid (number|integer)\.$"), "{label} must be a number."),
+    (re.compile(r"^Not a valid date\.$"), "{label} must be a date."),
+    (re.compile(r"^Not a valid (datetime|date and time)\.$"), "{label} must be a date and time."),
+    (re.compile(r"^Shorter than minimum length 1\.$"), "Choose at least one."),
+    (re.compile(r"^Must be one of: .*\.$"), "Choose one of the options."),
+    (re.compile(r"^Must be greater than 0 and less than or equal to (\S+)\.$"), "{label} must be more than 0 and at most {0}."),
+    (re.compile(r"^Must be greater than or equal to (\S+) and less than or equal to (\S+)\.$"),
+     "{label} must be from {0} to {1}."),
+    (re.compile(r"^Longer than maximum length (\d+)\.$"), "{label} can be at most {0} characters."),
+)
+
+
+def plain(message: str, label: str) -> str:
+    """A validation message in plain words, naming the field by its label."""
+    for pattern, words in PLAIN_MESSAGES:
+        if found := pattern.match(message):
+            return words.format(*found.groups(), label=label)
+    return message
+
+
+class FormErrors:
+    """A form's problems, all at once and in plain words: the summary at the top (each linking to its field) and the
+    message beside each field, which points to it with `aria-describedby`. Fields are named as the API names them
+    (`person.phone`), and each has the element id the templates give it (`person-phone`)."""
+
+    def __init__(self, messages: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
+                 rename: Callable[[str], str] = lambda field: field):
+        labels = labels or {}
+        self.entries: list[dict[str, str]] = []
+        for error in field_errors(messages or {}):
+            field = rename(error["field"])
+            if field not in self:
+                label = labels.get(field) or field.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+                self.entries.append({"field": field, "id": field.replace(".", "-"), "label": label,
+                                     "detail": plain(error["detail"], label)})
+
+    def add(self, field: str, label: str, detail: str) -> "FormErrors":
+        """One more problem a use case found (a phone already registered)."""
+        self.entries.append({"field": field, "id": field.replace(".", "-"), "label": label, "detail": detail})
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, field: str) -> bool:
+        return any(entry["field"] == field for entry in self.entries)
+
+    def of(self, field: str) -> str | None:
+        """What is wrong with one field, or None."""
+        return next((entry["detail"] for entry in self.entries if entry["field"] == field), None)
+
+
 class FieldError(Schema):
     """One bad field: its dotted name, where it is (a JSON pointer into the request, or a spreadsheet's line), and
     what is wrong."""

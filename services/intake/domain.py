@@ -10,12 +10,10 @@ import hashlib
 import hmac
 import math
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Iterable, Protocol
-from urllib.parse import unquote, urlsplit
 
 from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
@@ -393,33 +391,6 @@ class AuditEntry:
     def of(cls, actor: Actor, action: str, request_id: uuid.UUID | None, fields=()) -> "AuditEntry":
         """An entry for what `actor` did, naming the fields touched."""
         return cls(actor=actor.subject, role=actor.role, action=action, request_id=request_id, fields=sorted(fields))
-
-
-# --- where signing in and out lead ---------------------------------------------------------------------------------
-
-
-def _leads_off_site(path: str) -> bool:
-    """True when a browser could read `path` as another site (`//host`, `/\\host`) or would change it first (tabs,
-    newlines and other control characters are dropped by browsers, spaces trimmed)."""
-    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in path):
-        return True
-    if not path.startswith("/") or path[1:2] in ("/", "\\"):
-        return True
-    parts = urlsplit(path)
-    return bool(parts.scheme or parts.netloc)
-
-
-def local_path(target: str | None, default: str) -> str:
-    """Where to send someone after signing in or out: `target` when it is a path on this site, else `default`.
-
-    Refused: anything with a scheme or host (`https://evil.example`, `//evil.example`), a backslash (browsers read
-    `/\\evil.example` as `//evil.example`), whitespace or control characters anywhere (`/\\t/evil` becomes
-    `//evil`), and the same once percent-decoded (`/%2F/evil.example`)."""
-    if not target or len(target) > 2000 or "\\" in target:
-        return default
-    if _leads_off_site(target) or _leads_off_site(unquote(target).replace(" ", "")):
-        return default
-    return target
 
 
 # --- people who sign in -----------------------------------------------------------------------------------------------

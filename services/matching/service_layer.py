@@ -265,17 +265,7 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
         offer.decline(now)
         _next_round_if_all_answered(uow, request, policy, now)
     elif sms.keyword == "DONE":
-        offer.complete(now, sms.hours)
-        _publish(uow, request, TaskCompleted(
-            request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer.id, community=request.community,
-            support_type=request.support_type, hours=offer.hours, occurrence=request.occurrence,
-            occurrences=request.repeat_occurrences))
-        if request.has_more_occurrences():
-            request.next_occurrence()
-            uow.flush()
-            _offer_next(uow, request, policy, now)  # the one who did this occurrence is asked first
-        else:
-            request.status = "completed"
+        _complete(uow, request, offer, sms.hours, policy, now)
     else:  # CANCEL: the volunteer gives the task back; it goes to the front of matching again
         offer.give_back(now)
         request.given_back_by_volunteer()
@@ -283,6 +273,22 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
                                              volunteer_id=volunteer.id))
         uow.flush()
         _offer_next(uow, request, policy, now)
+
+
+def _complete(uow, request: MatchRequest, offer: Offer, hours: float | None, policy: Policy, now: datetime) -> None:
+    """The task is done (the volunteer texted DONE, or a coordinator recorded it for them): metrics hears of it, and
+    a recurring request's next occurrence is offered, to the one who did this one first."""
+    offer.complete(now, hours)
+    _publish(uow, request, TaskCompleted(
+        request_id=request.request_id, offer_id=offer.id, volunteer_id=offer.volunteer_id, community=request.community,
+        support_type=request.support_type, hours=offer.hours, occurrence=request.occurrence,
+        occurrences=request.repeat_occurrences))
+    if request.has_more_occurrences():
+        request.next_occurrence()
+        uow.flush()
+        _offer_next(uow, request, policy, now)
+    else:
+        request.status = "completed"
 
 
 def _unresolved(uow, sms: SmsReceived, correlation_id: str | None, reason: str, volunteer: Volunteer | None = None,
@@ -308,9 +314,15 @@ def offer_sent(uow, sent: SmsSent, sent_at: datetime, policy: Policy) -> None:
 
 
 def offer_failed(uow, failed: SmsFailed, policy: Policy, now: datetime) -> None:
-    """An offer that could not be delivered counts as declined at once."""
+    """An offer that could not be delivered counts as declined at once. One refused because the number opted out
+    (Twilio's 21610) is the volunteer opting out: notify publishes this and contact.opted_out, which reach matching
+    on different queues in either order, so whichever comes first does what `opted_out` does (the offer withdrawn,
+    never asked of them again), and contact.opted_out then records the time notify saw it."""
     offer = uow.offers.get(failed.offer_id) if failed.offer_id else None
     if offer is None or offer.status != "open":
+        return
+    if failed.reason == "opted_out":
+        opted_out(uow, offer.volunteer.phone, now, policy, now)
         return
     request = uow.requests.lock(offer.request_id, SYSTEM)
     offer = uow.offers.get(offer.id, fresh=True)
@@ -596,6 +608,18 @@ def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, po
     report = _report(uow, request, policy, now)
     uow.commit()
     return report
+
+
+def complete_for_volunteer(uow, actor: Actor, request_id: uuid.UUID, hours: float | None, policy: Policy,
+                           now: datetime) -> None:
+    """A coordinator records that the volunteer holding the task did it (they phoned in rather than texting DONE),
+    with the hours they gave."""
+    request = _visible_request(uow.requests.lock(request_id, actor))
+    offer = next((o for o in request.current_offers() if o.status == "accepted"), None)
+    if request.status != "matched" or offer is None:
+        raise Conflict(f"Only a matched task can be marked done; this request is {request.status}.")
+    _complete(uow, request, offer, hours, policy, now)
+    uow.commit()
 
 
 def rerun(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:

@@ -125,3 +125,19 @@ def matches_screenshot(actual: bytes, name: str, tmp_path: Path, tolerance: floa
     if changed > tolerance:
         difference.save(tmp_path / f"{name}-difference.png")
         pytest.fail(f"{name}: {changed:.1%} of pixels differ from {expected_path}; see {actual_path}")
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def accessible(tab, what: str) -> None:
+    """The page as it is now has no serious or critical accessibility problem (axe-core, injected from npm) and,
+    however narrow the window, no sideways scrolling."""
+    tab.evaluate(AXE.read_text(encoding="utf-8"))  # as the devtools console would: the pages' CSP allows no inline script
+    found = tab.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    problems = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+                for v in found["violations"] if v["impact"] in ("serious", "critical")]
+    assert not problems, f"{what}: " + "; ".join(problems)
+    overflow = tab.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{what} scrolls sideways by {overflow}px at {tab.viewport_size['width']}px"
+

@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from shared.demo import text_in
 from tests.helpers import wait_for
-from tests.e2e.conftest import api, matches_screenshot, sign_in
+from tests.e2e.conftest import accessible, api, matches_screenshot, sign_in
+from tests.e2e.test_metrics import status_is
 from tests.integration.test_bus import SAFEGUARDING
 
 TOMORROW = (date.today() + timedelta(days=1)).isoformat()
@@ -83,6 +84,10 @@ def test_a_coordinator_logs_a_request_and_watches_it_reach_matched(page, site):
         return page.locator("#status").inner_text() == "matched"
 
     wait_for("the page to show matched", matched)
+    accepted = page.locator(".accepted")
+    expect(accepted).to_contain_text("Accepted by Robin Volunteer")  # named, with the phone to reach them on
+    expect(accepted.get_by_role("link", name=phone)).to_have_attribute("href", f"tel:{phone}")
+    expect(page.locator("table.offer-list")).to_contain_text(code)
     timeline = page.locator(".timeline li")
     expect(timeline.first).to_contain_text("submitted")
     expect(timeline.filter(has_text="matched")).to_have_count(1)
@@ -204,3 +209,58 @@ def test_a_weekly_request_on_any_weekday_afternoon_with_preferences_is_logged_fr
     assert stored["when"] == {"days": ["mon", "wed", "fri"], "part_of_day": "afternoon"}
     assert stored["repeat"] == {"every_weeks": 1, "occurrences": 6}
     assert stored["preferences"]["volunteer_gender"] == "female" and stored["preferences"]["pets"] is True
+
+
+def test_an_unmatched_request_is_rescued_from_its_page_then_done_and_another_cancelled_after_a_confirmation(
+        browser, site):
+    """Nobody can take a request, so it is unmatched; a volunteer joins; the coordinator assigns them from the
+    ranked candidates on the request's page, records it done with their hours when they phone in, and cancels
+    another request once they have said why. At a phone's width, with axe-core clean on each page."""
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    client = api(site)
+    try:
+        stranded = log_request(site, "Hana Stranded", "carer_respite")
+        wait_for("the request to be unmatched", status_is(client, stranded["id"], "unmatched"))
+        phone = f"+447911124{secrets.randbelow(1000):03d}"
+        helper = client.call("POST", "/volunteers", 201, json={
+            "name": "Ivo Respite", "phone": phone, "skills": ["respite"], "max_distance_km": 10,
+            "postcode": "FY2 0AA", "checks": SAFEGUARDING + [{"check": "criminal_record", "done_on": "2026-01-05",
+                                                             "expires_on": "2029-01-05"}]})
+        sign_in(page)
+        page.goto(f"/board/{stranded['id']}")
+        expect(page.locator(".unmatched")).to_contain_text("Nobody found yet")
+        candidates = page.locator("table.candidates")
+        expect(candidates).to_contain_text("Ivo Respite")
+        accessible(page, "an unmatched request's page at 390 px")
+        candidates.get_by_role("button", name="Assign Ivo Respite").click()
+
+        expect(page).to_have_url(re.compile(f"/board/{stranded['id']}$"))
+        expect(page.locator(".accepted")).to_contain_text("Accepted by Ivo Respite")
+        wait_for("intake to hear of the match", status_is(client, stranded["id"], "matched"))
+        page.reload()
+        page.get_by_label(re.compile("^Hours they gave")).fill("30")
+        page.get_by_role("button", name="Mark as done").click()
+        expect(page.get_by_role("alert")).to_contain_text("Hours")
+        assert client.call("GET", f"/matches/{stranded['id']}")["status"] == "matched"
+        page.goto(f"/board/{stranded['id']}")
+        page.get_by_label(re.compile("^Hours they gave")).fill("2.5")
+        page.get_by_role("button", name="Mark as done").click()
+        wait_for("the task to be completed", status_is(client, stranded["id"], "completed"))
+        tasks = client.call("GET", f"/volunteers/{helper['id']}")["tasks"]
+        assert [(t["status"], t["hours"]) for t in tasks] == [("completed", 2.5)]
+
+        other = log_request(site, "Jay Cancelled", "meals")
+        page.goto(f"/board/{other['id']}")
+        page.get_by_text("Cancel this request…").click()
+        accessible(page, "a request's page with the cancel confirmation open")
+        page.get_by_role("button", name="Yes, cancel the request").click()  # no reason given: not cancelled
+        assert client.call("GET", f"/requests/{other['id']}")["status"] != "cancelled"
+        page.get_by_label(re.compile("^Why is it cancelled")).fill("Family are helping")
+        page.get_by_role("button", name="Yes, cancel the request").click()
+        wait_for("the request to be cancelled", status_is(client, other["id"], "cancelled"))
+    finally:
+        context.close()
+

@@ -86,11 +86,12 @@ def test_tokens_for_a_role_and_for_nobody(migrated):
     assert "give --user EMAIL, or --role ROLE" in ccs("tokens", "issue", expect=2)
 
 
-def test_a_loaded_geonames_file_makes_its_postcodes_known_to_every_service(app_for, token, tmp_path):
+def test_a_loaded_geonames_file_of_full_postcodes_recentres_their_district_for_every_service(app_for, token,
+                                                                                            tmp_path):
     client = app_for("intake").test_client()
     before = client.post("/requests", json={**REQUEST, "person": PERSON}, headers=token("coordinator"))
-    assert before.status_code == 422
-    assert before.json["errors"][0]["field"] == "person.postcode"
+    assert before.status_code == 201 and before.json["person"]["area"] == "LS1"  # every district ships
+    assert before.json["person"]["latitude"] != pytest.approx(53.797, abs=1e-4)
 
     geonames = tmp_path / "GB_full.txt"
     rows = [("LS1 4DY", 53.7960, -1.5480), ("LS1 5AA", 53.7980, -1.5460)]

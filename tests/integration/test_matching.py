@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.matching import service_layer
+from shared import gazetteer
 from shared.contracts import EXAMPLES, load_event, make_event
 from tests.helpers import wait_for
 from shared.clock import utcnow
@@ -81,7 +82,7 @@ def test_a_volunteer_registered_by_postcode_with_checks_windows_and_time_away_re
                     checks=[*SAFEGUARDING, {"check": "criminal_record", "done_on": "2026-01-01",
                                             "expires_on": (date.today() + timedelta(days=10)).isoformat()}])
     assert (made["area"], made["phone"], made["status"]) == ("FY1", "+447911123450", "active")
-    assert made["latitude"] == 53.8142
+    assert made["latitude"] == gazetteer.locate("FY1").latitude
     assert made["availability"] == [{"days": ["mon", "wed"], "part_of_day": "morning"}]
     assert {c["check"]: c["expires_soon"] for c in made["checks"]} == {"safeguarding": False, "criminal_record": True}
 
@@ -267,6 +268,56 @@ def test_pause_resume_by_sms_and_opting_out_and_back_in(app_for, token):
     assert matching.request(matching.submit()).status == "open"
     matching.deliver("contact.invalid", {"phone": v["phone"], "at": at, "reason": "21614: not a mobile number"})
     assert matching.request(matching.submit()).unmatched_reason == "nobody eligible: 1 opted out of SMS"
+
+
+@pytest.mark.parametrize("first", ["sms.failed", "contact.opted_out"])
+def test_an_offer_twilio_refused_as_opted_out_ends_withdrawn_whichever_event_comes_first(app_for, token, monkeypatch,
+                                                                                       first):
+    """Twilio's 21610: notify publishes sms.failed (reason opted_out) and contact.opted_out, which reach matching
+    on two queues in either order. Either way the offer is withdrawn once, the next volunteer is asked once, and the
+    volunteer's opt-out carries the time notify recorded."""
+    monkeypatch.setenv("CCS_OFFER_BATCH", "1")
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    near = register(client, token("coordinator"), "Near", "07911123540")
+    further = register(client, token("coordinator"), "Further", "07911123541", postcode="FY4")
+    request_id = matching.submit()
+    [offer] = matching.offers(request_id)
+    assert str(offer.volunteer_id) == near["id"]
+    at = "2026-11-25T21:14:00+00:00"
+    events = {"sms.failed": {"message_id": str(uuid.uuid4()), "purpose": "offer", "reason": "opted_out",
+                             "offer_id": str(offer.id)},
+              "contact.opted_out": {"phone": near["phone"], "at": at, "source": "provider"}}
+    for event_type in sorted(events, key=lambda name: name != first):
+        matching.deliver(event_type, events[event_type])
+    first_offer, second_offer = matching.offers(request_id)
+    assert (first_offer.status, second_offer.status) == ("withdrawn", "open")
+    assert str(second_offer.volunteer_id) == further["id"]
+    assert [e["reason"] for e in matching.events("offer.withdrawn")] == ["opted_out"]
+    assert len(matching.events("offer.made")) == 2
+    got = client.get(f"/volunteers/{near['id']}", headers=token("coordinator")).json
+    assert got["sms_opted_out_at"] == at
+
+
+def test_a_coordinator_records_a_task_done_for_the_volunteer_once_it_is_matched(app_for, token):
+    app = app_for("matching")
+    client, matching = app.test_client(), Matching(app)
+    kim = register(client, token("coordinator"), "Kim Phones In", "07911123545")
+    request_id = matching.submit()
+    done = client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("coordinator"))
+    assert done.status_code == 409 and "open" in done.json["detail"]  # nobody holds the task yet
+    [offer] = matching.offers(request_id)
+    matching.reply(kim["phone"], "YES", offer.code)
+    refused = client.post(f"/matches/{request_id}/done", json={"hours": 30}, headers=token("coordinator"))
+    assert refused.status_code == 422 and refused.json["errors"][0]["field"] == "hours"
+    assert client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("manager")).status_code == 403
+    assert client.post(f"/matches/{request_id}/done", json={"hours": 2},
+                       headers=token("coordinator")).status_code == 204
+    assert (matching.request(request_id).status, matching.offers(request_id)[0].hours) == ("completed", 2)
+    [completed] = matching.events("task.completed")
+    assert (completed["volunteer_id"], completed["hours"]) == (kim["id"], 2)
+    again = client.post(f"/matches/{request_id}/done", json={"hours": 2}, headers=token("coordinator"))
+    assert again.status_code == 409 and len(matching.events("task.completed")) == 1
 
 
 def test_an_expiring_check_is_reminded_once(app_for, token):

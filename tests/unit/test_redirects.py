@@ -1,10 +1,10 @@
-"""Signing in and out leads only to a path on this site: intake's domain rule `local_path`, by table."""
+"""Signing in and out leads only to a path on this site: the rule `local_path` (shared.auth), by table."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.intake.domain import local_path
+from shared.auth import local_path
 
 DEFAULT = "/board"
 

@@ -16,7 +16,7 @@ from services.intake import fhir, service_layer
 from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOpen, SupportRequest, birth_date_problem,
                                     window_problems)
 from shared import clock, gazetteer, idempotency
-from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
+from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
                         field_errors, is_json, known_postcode, requires, service, unstorable)
 
@@ -115,7 +115,7 @@ class RepeatIn(Schema):
 
 class PreferencesIn(Schema):
     volunteer_language = Text(validate=validate.Regexp(r"^[a-z]{2}$"))
-    volunteer_gender = fields.Str(validate=validate.OneOf(["female", "male", "non-binary"]))
+    volunteer_gender = fields.Str(validate=validate.OneOf(GENDERS))
     pets = Boolean(metadata={"description": "There are pets in the home."})
     smoking = Boolean(metadata={"description": "Someone smokes in the home."})
     access_notes = Text(multiline=True, validate=validate.Length(max=500))

@@ -12,11 +12,11 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns, local_path
+from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
 from services.intake.entrypoints.api import RequestIn
-from shared.auth import HOMES
+from shared.auth import HOMES, local_path
 from shared.communities import get as community
-from shared.taxonomy import DAYS, KINDS, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
+from shared.taxonomy import DAYS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES, URGENCIES
 from shared.web import (Pages, claims_for, client_address, current_actor, field_errors, local_time, page_requires,
                         service)
 
@@ -85,8 +85,6 @@ def board():
     return render("board.html", rows=rows, chosen=chosen)
 
 
-LANGUAGES = [("en", "English"), ("fr", "French"), ("cy", "Welsh"), ("pl", "Polish"), ("ur", "Urdu"), ("pa", "Punjabi"),
-             ("gu", "Gujarati"), ("ar", "Arabic")]
 CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",
               "preferences.smoking")
 WHOLE_NUMBERS = ("repeat.every_weeks", "repeat.occurrences")

@@ -16,7 +16,7 @@ from services.matching import service_layer
 from services.matching.domain import MatchingError, NotFound, check_problems, time_away_problems
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
-from shared.taxonomy import CHECKS, DAYS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
+from shared.taxonomy import CHECKS, DAYS, GENDERS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
 from shared.web import (Blueprint, Float, Integer, PhoneNumber, QueryBoolean, Text, current_actor, field_errors,
                         known_postcode, problem, requires, service)
 
@@ -89,7 +89,7 @@ class VolunteerIn(Schema):
     skills = fields.List(fields.Str(validate=validate.OneOf(SKILLS)), required=True, validate=validate.Length(min=1))
     languages = fields.List(Text(validate=validate.Regexp(r"^[a-z]{2}$")), load_default=lambda: ["en"],
                             validate=validate.Length(min=1))
-    gender = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(["female", "male", "non-binary"]))
+    gender = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(GENDERS))
     availability = fields.List(fields.Nested(WindowIn), load_default=list,
                                metadata={"description": "Weekly windows; none means any time."})
     weekly_cap = Integer(load_default=3, validate=validate.Range(min=1, max=21))
@@ -256,7 +256,7 @@ def _date(text: str) -> str:
     return f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}" if found else text
 
 
-def _number(text: str) -> int | float | str:
+def as_number(text: str) -> int | float | str:
     """A spreadsheet's number as a number ("3" -> 3, "53.81" -> 53.81); anything else is left for the schema to
     refuse."""
     for kind in (int, float):
@@ -277,7 +277,7 @@ def volunteer_from_row(row: dict[str, str]) -> dict:
             data[name] = cells[name].lower() if name == "gender" else cells[name]
     for name in NUMBER_COLUMNS:
         if name in data:
-            data[name] = _number(data[name])
+            data[name] = as_number(data[name])
     for name in LIST_COLUMNS:
         if cells.get(name):
             data[name] = [item.strip().lower() for item in re.split(r"[;,]", cells[name]) if item.strip()]
@@ -439,6 +439,13 @@ class AssignIn(Schema):
     volunteer_id = fields.UUID(required=True)
 
 
+class DoneIn(Schema):
+    """That the volunteer holding the task did it, as a coordinator records it for them."""
+
+    hours = Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=24, min_inclusive=False),
+                  metadata={"description": "The hours they gave, as DONE <code> <hours> would say."})
+
+
 @matches.route("/<uuid:request_id>")
 class Match(MethodView):
     """How a request is matched."""
@@ -479,3 +486,19 @@ class Rerun(MethodView):
         """Match an unmatched request again, from the first round."""
         with service().uow() as uow:
             return service_layer.rerun(uow, current_actor(), request_id, service().settings.policy, clock.utcnow())
+
+
+@matches.route("/<uuid:request_id>/done")
+class Done(MethodView):
+    """A task done, recorded by a coordinator on the volunteer's behalf."""
+
+    @requires(*COORDINATORS)
+    @matches.arguments(DoneIn)
+    @matches.response(204)
+    @matches.doc(security=BEARER)
+    def post(self, data, request_id):
+        """Record that the volunteer holding the task did it, with their hours (as their DONE text would)."""
+        with service().uow() as uow:
+            service_layer.complete_for_volunteer(uow, current_actor(), request_id, data["hours"],
+                                                 service().settings.policy, clock.utcnow())
+

@@ -1,24 +1,138 @@
-"""Coordinators' volunteer pages: the roster with checks running out, each volunteer's page, and importing a
-spreadsheet of volunteers. Each page parses, calls one use case, and renders."""
+"""Coordinators' volunteer pages: the roster with checks running out, each volunteer's page, adding and editing a
+volunteer, pausing, resuming or recording that they left, renewing a check, and importing a spreadsheet of
+volunteers (with a template to start from). Each page parses, calls one use case, and renders."""
 
 from __future__ import annotations
 
-from flask import render_template, request
+import csv
+import io
+import uuid
+from typing import Any
+
+from flask import Response, redirect, render_template, request
+from marshmallow import ValidationError
+from werkzeug.datastructures import MultiDict
 
 from services.matching import service_layer
-from services.matching.domain import NotFound
-from services.matching.entrypoints.api import COLUMNS, read_sheet
+from services.matching.domain import Conflict, NotFound, Volunteer
+from services.matching.entrypoints.api import (COLUMNS, NUMBER_COLUMNS, CheckIn, DoneIn, VolunteerIn, as_number,
+                                               read_sheet)
 from shared import clock
-from shared.taxonomy import CHECKS, KINDS, VOLUNTEER_STATUSES
-from shared.web import Pages, current_actor, page_requires, service
+from shared.taxonomy import (CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES)
+from shared.auth import local_path
+from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
 blp = Pages("roster", __name__, description="Coordinators' volunteer pages")
 COORDINATORS = ("coordinator", "admin")
 
 
 def render(template: str, **context):
-    """A page, with the names of checks and kinds of help."""
-    return render_template(template, checks=CHECKS, kinds=KINDS, **context)
+    """A page, with the names of checks and kinds of help, and what the volunteer form offers."""
+    return render_template(template, checks=CHECKS, kinds=KINDS, skills=SKILL_CHOICES, languages=LANGUAGES,
+                           genders=[(g, g.capitalize()) for g in GENDERS], days=DAYS, parts_of_day=PARTS_OF_DAY,
+                           **context)
+
+
+def _skill_choice(skill: str) -> tuple[str, str]:
+    """A skill as the form offers it, with the checks its kinds of help need, where a coordinator decides."""
+    needed = sorted({check for kind in KINDS.values() if kind.skill == skill for check in kind.checks},
+                    key=list(CHECKS).index)
+    kinds = ", ".join(kind.label.lower() for kind in KINDS.values() if kind.skill == skill)
+    return skill, f"{skill.replace('_', ' ').capitalize()}: {kinds} (needs {', '.join(CHECKS[c].lower() for c in needed)})"
+
+
+SKILL_CHOICES = [_skill_choice(skill) for skill in SKILLS]
+LABELS = {"name": "Name", "phone": "Mobile phone", "postcode": "Postcode", "max_distance_km": "Travels up to (km)",
+          "weekly_cap": "Tasks a week at most", "skills": "What they can help with", "languages": "Languages",
+          "gender": "Gender", "availability": "When they are free", "status_reason": "Why they left",
+          **{f"checks.{check}.{edge}": f"{name}: {'done on' if edge == 'done_on' else 'expires on'}"
+             for check, name in CHECKS.items() for edge in ("done_on", "expires_on")},
+          "check": "Check", "done_on": "Done on", "expires_on": "Expires on"}
+
+
+def profile_of(form: MultiDict) -> tuple[dict[str, Any], list[str]]:
+    """The volunteer form as the body POST /volunteers takes, and the check each entry of its `checks` is (so an
+    error about `checks.1.expires_on` can be shown beside that check's field). Empty fields are left out."""
+    data: dict[str, Any] = {}
+    for name in ("name", "phone", "postcode", "max_distance_km", "weekly_cap", "gender"):
+        if value := form.get(name, "").strip():
+            data[name] = as_number(value) if name in NUMBER_COLUMNS else value
+    data["skills"] = form.getlist("skills")  # none ticked: "choose at least one"
+    if form.getlist("languages"):
+        data["languages"] = form.getlist("languages")
+    data["availability"] = [{"days": form.getlist(f"availability.{part}"), "part_of_day": part}
+                            for part in PARTS_OF_DAY if form.getlist(f"availability.{part}")]
+    order = [check for check in CHECKS if form.get(f"checks.{check}.done_on") or form.get(f"checks.{check}.expires_on")]
+    if order:
+        data["checks"] = [{"check": check, **{edge: form[f"checks.{check}.{edge}"] for edge in ("done_on", "expires_on")
+                                              if form.get(f"checks.{check}.{edge}")}} for check in order]
+    return data, order
+
+
+def form_of(volunteer: Volunteer) -> MultiDict:
+    """A volunteer as the form shows them, to edit."""
+    form = MultiDict({"name": volunteer.name, "phone": volunteer.phone, "postcode": volunteer.postcode or "",
+                      "max_distance_km": f"{volunteer.max_distance_km:g}", "weekly_cap": str(volunteer.weekly_cap),
+                      "gender": volunteer.gender or ""})
+    form.setlist("skills", list(volunteer.skills))
+    form.setlist("languages", list(volunteer.languages))
+    for window in volunteer.availability:
+        day, _, part = window.partition(":")
+        form.add(f"availability.{part}", day)
+    for c in volunteer.checks:
+        form[f"checks.{c.check}.done_on"] = c.done_on.isoformat()
+        form[f"checks.{c.check}.expires_on"] = c.expires_on.isoformat() if c.expires_on else ""
+    return form
+
+
+def _form_errors(err: ValidationError, order: list[str]) -> FormErrors:
+    """The schema's complaints about the form, each named by the form field it is about."""
+    def rename(field: str) -> str:
+        head, _, rest = field.partition(".")
+        if head == "checks" and rest.split(".")[0].isdigit():
+            index, _, edge = rest.partition(".")
+            return f"checks.{order[int(index)]}.{edge or 'done_on'}"
+        return head if head == "availability" else field
+    return FormErrors(err.messages, LABELS, rename)
+
+
+def _volunteer_form(volunteer: Volunteer | None = None):
+    """Add a volunteer (`volunteer` None) or change one: the form, and on a valid post the volunteer's page."""
+    if request.method == "GET":
+        return render("volunteer_form.html", volunteer=volunteer, errors=FormErrors(),
+                      form=form_of(volunteer) if volunteer else MultiDict({"max_distance_km": "10",
+                                                                            "weekly_cap": "3", "languages": "en"}))
+    data, order = profile_of(request.form)
+    try:
+        profile = VolunteerIn().load(data)
+    except ValidationError as err:
+        errors = _form_errors(err, order)
+    else:
+        try:
+            with service().uow() as uow:
+                if volunteer is None:
+                    made = service_layer.register_volunteer(uow, current_actor(), profile,
+                                                            render=lambda v: {"id": str(v.id)})
+                    return redirect(f"/roster/{made.body['id']}", 303)
+                service_layer.update_volunteer(uow, current_actor(), volunteer.id, profile)
+                return redirect(f"/roster/{volunteer.id}", 303)
+        except Conflict as err:
+            errors = FormErrors().add("phone", LABELS["phone"], str(err))
+    return render("volunteer_form.html", volunteer=volunteer, errors=errors, form=request.form), 422
+
+
+def _visible(volunteer_id) -> Volunteer | None:
+    """The volunteer, if the coordinator's community has them."""
+    try:
+        with service().uow() as uow:
+            return service_layer.volunteer_tasks(uow, current_actor(), volunteer_id)[0]
+    except NotFound:
+        return None
+
+
+def _no_such_volunteer():
+    return render("volunteer.html", volunteer=None, tasks=[], today=clock.today(), errors=FormErrors(),
+                  form=MultiDict()), 404
 
 
 @blp.route("/roster")
@@ -37,13 +151,76 @@ def roster():
 @page_requires(*COORDINATORS)
 def volunteer_page(volunteer_id):
     """One volunteer: their profile, checks with dates, and the tasks they took."""
-    today = clock.today()
+    return _volunteer_page(volunteer_id)
+
+
+def _volunteer_page(volunteer_id, errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
     try:
         with service().uow() as uow:
             volunteer, tasks = service_layer.volunteer_tasks(uow, current_actor(), volunteer_id)
     except NotFound:
-        return render("volunteer.html", volunteer=None, tasks=[], today=today), 404
-    return render("volunteer.html", volunteer=volunteer, tasks=tasks, today=today)
+        return _no_such_volunteer()
+    return render("volunteer.html", volunteer=volunteer, tasks=tasks, today=clock.today(),
+                  errors=errors or FormErrors(), form=form or MultiDict()), status
+
+
+@blp.route("/roster/new", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def new_volunteer():
+    """Add a volunteer by the form: every problem shown at once, beside its field, and nothing kept until all is
+    right."""
+    return _volunteer_form()
+
+
+@blp.route("/roster/<uuid:volunteer_id>/edit", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def edit_volunteer(volunteer_id):
+    """Change a volunteer's details; checks left empty stay as they are."""
+    volunteer = _visible(volunteer_id)
+    return _no_such_volunteer() if volunteer is None else _volunteer_form(volunteer)
+
+
+@blp.route("/roster/<uuid:volunteer_id>/status", methods=["POST"])
+@page_requires(*COORDINATORS)
+def change_status(volunteer_id):
+    """Pause, resume, or (after the confirmation page) record that a volunteer left."""
+    status = request.form.get("status", "")
+    if status not in VOLUNTEER_STATUSES:
+        return _volunteer_page(volunteer_id, FormErrors().add("status", "Status", "Choose pause, resume or left."),
+                               status=422)
+    try:
+        with service().uow() as uow:
+            service_layer.update_volunteer(uow, current_actor(), volunteer_id, {"status": status})
+    except NotFound:
+        return _no_such_volunteer()
+    return redirect(f"/roster/{volunteer_id}", 303)
+
+
+@blp.route("/roster/<uuid:volunteer_id>/leave")
+@page_requires(*COORDINATORS)
+def confirm_leaving(volunteer_id):
+    """Ask before recording that a volunteer left: they are offered nothing more."""
+    volunteer = _visible(volunteer_id)
+    if volunteer is None:
+        return _no_such_volunteer()
+    return render("volunteer_leave.html", volunteer=volunteer)
+
+
+@blp.route("/roster/<uuid:volunteer_id>/checks", methods=["POST"])
+@page_requires(*COORDINATORS)
+def record_check(volunteer_id):
+    """Record a check or training done (a renewal replaces the check of the same kind)."""
+    given = {name: request.form[name] for name in ("check", "done_on", "expires_on") if request.form.get(name)}
+    try:
+        check = CheckIn().load(given)
+    except ValidationError as err:
+        return _volunteer_page(volunteer_id, FormErrors(err.messages, LABELS), request.form, 422)
+    try:
+        with service().uow() as uow:
+            service_layer.update_volunteer(uow, current_actor(), volunteer_id, {"checks": [check]})
+    except NotFound:
+        return _no_such_volunteer()
+    return redirect(f"/roster/{volunteer_id}#checks", 303)
 
 
 @blp.route("/roster/import", methods=["GET", "POST"])
@@ -66,3 +243,90 @@ def import_page():
                                                               request.form.get("skip_invalid") == "yes")
     status = 422 if error or (outcome and outcome["errors"] and not outcome["imported"]) else 200
     return render("import.html", outcome=outcome, error=error, columns=COLUMNS), status
+
+
+TEMPLATE_ROW = {"name": "Jo Example", "phone": "07911 123456", "postcode": "FY1 1AA", "max_distance_km": "8",
+                "skills": "practical; companionship", "languages": "en", "availability": "mon morning; thu afternoon",
+                "weekly_cap": "2", "safeguarding_done": "05/01/2026", "safeguarding_expires": "05/01/2029"}
+
+
+@blp.route("/roster/import/template.csv")
+@page_requires(*COORDINATORS)
+def import_template():
+    """A spreadsheet to fill in: every column the import reads, and one example row to overwrite."""
+    sheet = io.StringIO()
+    writer = csv.DictWriter(sheet, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerow(TEMPLATE_ROW)
+    return Response(sheet.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="volunteers-template.csv"'})
+
+
+# --- a request's offers: who was asked, who accepted, and a coordinator's choices ---------------------------------
+
+def _offers_page(request_id, errors: FormErrors | None = None, status: int = 200):
+    """The request's offers and ranked candidates: the whole page, or (`?part=1`) the section intake's request page
+    takes in."""
+    try:
+        with service().uow() as uow:
+            report = service_layer.explain_match(uow, current_actor(), request_id, service().settings.policy,
+                                                 clock.utcnow())
+            offers = sorted(report["offers"], key=lambda o: (o.occurrence, o.round, o.created_at))
+            people = {o.id: (o.volunteer.name, o.volunteer.phone) for o in offers}
+    except NotFound:
+        report, offers, people = None, [], {}
+    template = "offers_part.html" if request.args.get("part") else "offers.html"
+    return render(template, report=report, offers=offers, people=people, request_id=request_id,
+                  errors=errors or FormErrors(), back=local_path(request.values.get("next"), f"/board/{request_id}")
+                  ), (404 if report is None else status)
+
+
+@blp.route("/offers/<uuid:request_id>")
+@page_requires(*COORDINATORS)
+def offers_page(request_id):
+    """Who was offered a request and when each text went, who accepted (with name and phone), and the candidates
+    a coordinator can assign, in order, with their reasons."""
+    return _offers_page(request_id)
+
+
+def _decided(request_id, decide) -> Any:
+    """Run a coordinator's choice; back to the page they came from, or this page with what stopped it."""
+    try:
+        with service().uow() as uow:
+            decide(uow)
+    except (Conflict, NotFound) as err:
+        return _offers_page(request_id, FormErrors().add("decision", "This request", str(err)), 409)
+    return redirect(local_path(request.form.get("next"), f"/offers/{request_id}"), 303)
+
+
+@blp.route("/offers/<uuid:request_id>/assign", methods=["POST"])
+@page_requires(*COORDINATORS)
+def assign_volunteer(request_id):
+    """Give the task to the candidate the coordinator chose."""
+    try:
+        volunteer_id = uuid.UUID(request.form.get("volunteer_id", ""))
+    except ValueError:
+        return _offers_page(request_id, FormErrors().add("decision", "Volunteer", "Choose a volunteer."), 422)
+    return _decided(request_id, lambda uow: service_layer.assign(
+        uow, current_actor(), request_id, volunteer_id, service().settings.policy, clock.utcnow()))
+
+
+@blp.route("/offers/<uuid:request_id>/rerun", methods=["POST"])
+@page_requires(*COORDINATORS)
+def rerun_matching(request_id):
+    """Ask again from the first round (an unmatched request, after a volunteer joined or came back)."""
+    return _decided(request_id, lambda uow: service_layer.rerun(uow, current_actor(), request_id,
+                                                                service().settings.policy, clock.utcnow()))
+
+
+@blp.route("/offers/<uuid:request_id>/done", methods=["POST"])
+@page_requires(*COORDINATORS)
+def mark_done(request_id):
+    """Record that the volunteer did the task, with their hours, when they tell the coordinator rather than text."""
+    try:
+        done = DoneIn().load({"hours": as_number(request.form["hours"])} if request.form.get("hours") else {})
+    except ValidationError as err:
+        return _offers_page(request_id, FormErrors(err.messages, {"hours": "Hours"}), 422)
+    return _decided(request_id, lambda uow: service_layer.complete_for_volunteer(
+        uow, current_actor(), request_id, done["hours"], service().settings.policy, clock.utcnow()))
+

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship

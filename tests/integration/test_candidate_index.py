@@ -116,7 +116,8 @@ def test_decisions_through_the_index_are_those_the_rules_give_every_volunteer_lo
                                 window_start=TOMORROW + timedelta(days=rng.randint(0, 6)), correlation_id="c")
             session.add(past)
             session.add(Offer(request_id=past.request_id, volunteer_id=volunteer.id, volunteer=volunteer,
-                              code=f"{1000 + n}", status=rng.choice(["accepted", "completed", "declined"]), answered_at=now,
+                              code=f"{1000 + n}", status=rng.choice(["accepted", "completed", "declined"]),
+                              answered_at=now,
                               created_at=now - timedelta(days=rng.randint(0, 40))))
     compared = suited = 0
     for round_ in range(3):

@@ -136,8 +136,9 @@ def random_requests(rng: random.Random, count: int, today: date = TODAY) -> list
                                  tzinfo=timezone.utc)
         weekly = n % 3 == 0
         requests.append(request_at(
-            BLACKPOOL[0] + rng.gauss(0, 0.05), BLACKPOOL[1] + rng.gauss(0, 0.08), support_type=sorted(KINDS)[n % len(KINDS)],
-            person_ref=rng.choice(["", "p1", "p2"]), volunteer_gender=rng.choice([None, None, "female"]), volunteer_language=rng.choice([None, None, "ur", "xx"]),
+            BLACKPOOL[0] + rng.gauss(0, 0.05), BLACKPOOL[1] + rng.gauss(0, 0.08),
+            support_type=sorted(KINDS)[n % len(KINDS)], person_ref=rng.choice(["", "p1", "p2"]),
+            volunteer_gender=rng.choice([None, None, "female"]), volunteer_language=rng.choice([None, None, "ur", "xx"]),
             window_start=None if weekly else start, window_end=None if weekly else start + timedelta(hours=2),
             window_days=rng.sample(DAYS, rng.randint(1, 4)) if weekly else None,
             window_part=rng.choice(PARTS_OF_DAY) if weekly else None))

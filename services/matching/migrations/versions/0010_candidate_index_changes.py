@@ -29,7 +29,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """The grid cells come back, filled as 0006 filled them."""
-    cells = importlib.util.spec_from_file_location("grid_cells", Path(__file__).with_name("0006_volunteer_grid_cells.py"))
+    cells = importlib.util.spec_from_file_location("cells", Path(__file__).with_name("0006_volunteer_grid_cells.py"))
     module = importlib.util.module_from_spec(cells)
     cells.loader.exec_module(module)
     module.add_cells()

@@ -250,8 +250,8 @@ def empty(codes: Codes) -> Arrays:
 # --- the index ------------------------------------------------------------------------------------------------
 
 class CandidateIndex:
-    """One process's index of its volunteers' profiles (one per database a process uses: `of`). Its methods hold
-    its lock, so threads of a process (a worker's consumer and timers, the web app's) may share it."""
+    """One process's index of its volunteers' profiles (one per engine: `index_of`). Its methods hold its lock, so
+    threads of a process (a worker's consumer and timers, the web app's) may share it."""
 
     def __init__(self, rebuild_at: int = 256):
         self.codes = Codes()

@@ -35,7 +35,6 @@ test: $(STAMP) $(CHROMIUM) $(AXE)
 # The candidate search at 10k, 100k and 1M volunteers on SQLite and PostgreSQL (BENCH_SIZES=10k,100k to choose),
 # metrics' counts, intake beside a bare Flask app, and request -> offer SMS end to end (LATENCY_RATE, LATENCY_SECONDS).
 bench: $(STAMP)
-	$(BIN)/python -c 'import numpy' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.metrics
 	$(BIN)/python -m bench.intake

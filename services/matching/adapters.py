@@ -1,28 +1,26 @@
 """Matching's storage: its tables (the domain's classes mapped onto them), the repositories the service layer
 reads and changes them through, and its unit of work.
 
-Finding the volunteers near a place without looking at every volunteer: each volunteer is stored with the grid
-cell they live in (`grid_cell`, a row-by-row integer), indexed with their community and status. A search asks
-only for the cells a circle of the radius can touch: in each grid row one range of cell numbers, so the index
-answers it as a few short range scans on SQLite and PostgreSQL alike. The exact great-circle distance then
-decides. Places are not wrapped round the antimeridian (no community straddles it).
+Candidates are found in the process's candidate index (services/matching/candidates.py), which this module keeps
+current: every write to a volunteer, their checks or time away sets the volunteer's `changed`
+(`_note_volunteer_changes`), and `VolunteerRepository.suited` reads the volunteers changed since the index last
+looked before each search.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime
-from functools import lru_cache
-from typing import Any, Iterable
+from typing import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Session, relationship
+from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
-from services.matching.domain import (EARTH_RADIUS_KM, HOLDING, CancelledEarly, HeldTask, MatchRequest, Offer,
-                                      TimeAway, Volunteer, VolunteerCheck, distance_km)
+from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
+from services.matching.domain import (HOLDING, CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy,
+                                      Suited, TimeAway, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -30,7 +28,6 @@ from shared.db import UtcDateTime
 from shared.outbox import Outbox
 from shared.revocation import Revocations
 from shared.scoping import in_scope
-from shared.taxonomy import KINDS
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
 
@@ -56,7 +53,6 @@ volunteers = sa.Table(
     sa.Column("area", sa.String(8), nullable=False, default=""),
     sa.Column("latitude", sa.Float, nullable=False),
     sa.Column("longitude", sa.Float, nullable=False),
-    sa.Column("cell", sa.Integer, nullable=False),  # grid_cell(latitude, longitude), kept by _place_in_grid
     sa.Column("max_distance_km", sa.Float, nullable=False),
     sa.Column("skills", sa.JSON, nullable=False, default=list),
     sa.Column("languages", sa.JSON, nullable=False, default=lambda: ["en"]),
@@ -66,7 +62,9 @@ volunteers = sa.Table(
     sa.Column("status", sa.String(8), nullable=False, default="active"),  # VOLUNTEER_STATUSES
     sa.Column("sms_opted_out_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False, default=utcnow),
-    sa.Index("ix_volunteers_cell", "community", "status", "cell"),
+    # when it last changed, as the candidate index reads it: on PostgreSQL the writing transaction's id, on SQLite
+    # one more than the largest (see candidates.py); set by _note_volunteer_changes
+    sa.Column("changed", sa.BigInteger, nullable=False, server_default="0", index=True),
 )
 
 volunteer_checks = sa.Table(
@@ -159,109 +157,92 @@ mapper(MatchRequest, match_requests, properties={
 mapper(CancelledEarly, cancelled_early)
 
 
-# --- the grid the candidate search uses ---------------------------------------------------------------------------
+# --- keeping the candidate index current ----------------------------------------------------------------------
 
-# Cells CELL_DEGREES of latitude by CELL_DEGREES of longitude (about 4.4 km north to south; 2.7 km east to west in
-# Lancashire, 3.2 km in Ontario), numbered row by row in one integer.
-CELL_DEGREES = 0.04
-CELL_COLUMNS = 10_000  # more than the 9,000 columns round the world, so a row's cells are one range of keys
-LAST_COLUMN = round(360 / CELL_DEGREES) - 1
-MARGIN_DEGREES = 1e-9  # rounding in the bounds must never cost a volunteer on the edge of the circle
+CHANGED = "matching.volunteers_changed"  # session.info: the ids of the volunteers this transaction has changed
 
 
-def grid_row(latitude: float) -> int:
-    """The grid row a latitude falls in."""
-    return math.floor(latitude / CELL_DEGREES)
+def _change_mark(dialect: str) -> sa.ColumnElement:
+    """What a write sets a volunteer's `changed` to: the transaction's id on PostgreSQL, on SQLite (one writer at a
+    time) one more than the largest stored."""
+    if dialect == "postgresql":
+        return sa.cast(sa.cast(sa.func.pg_current_xact_id(), sa.Text), sa.BigInteger)
+    return sa.select(sa.func.coalesce(sa.func.max(volunteers.c.changed), 0) + 1).scalar_subquery()
 
 
-def grid_column(longitude: float) -> int:
-    """The grid column a longitude falls in (0 to 8,999, from 180° west)."""
-    return min(math.floor((longitude + 180.0) / CELL_DEGREES), LAST_COLUMN)
+@sa.event.listens_for(Session, "before_flush")
+def _note_volunteer_changes(session: Session, _context, _instances) -> None:
+    """Mark every volunteer written in this flush, or whose checks or time away are, as changed (for the other
+    processes' candidate indexes) and as this transaction's own (for this one's)."""
+    changed: dict[uuid.UUID, Volunteer | None] = {}
+    for thing in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(thing, Volunteer) and (thing in session.new or session.is_modified(thing)):
+            changed[thing.id] = thing
+        elif isinstance(thing, (VolunteerCheck, TimeAway)) and thing.volunteer_id is not None:
+            changed.setdefault(thing.volunteer_id, None)
+    if not changed:
+        return
+    mark = _change_mark(session.get_bind().dialect.name)
+    for volunteer_id, volunteer in changed.items():
+        volunteer = volunteer or session.get(Volunteer, volunteer_id)
+        if volunteer is not None and volunteer not in session.deleted:
+            volunteer.changed = mark
+    session.info.setdefault(CHANGED, set()).update(changed)
 
 
-def grid_cell(latitude: float, longitude: float) -> int:
-    """The one integer naming the grid cell of a place: row by row, so a run of cells in a row is a key range."""
-    return grid_row(latitude) * CELL_COLUMNS + grid_column(longitude)
+@sa.event.listens_for(Session, "after_commit")
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_own_changes(session: Session) -> None:
+    """Once committed (or undone), the transaction's changes are nobody's own: the index reads them like others'."""
+    session.info.pop(CHANGED, None)
 
 
-@sa.event.listens_for(Volunteer, "before_insert")
-@sa.event.listens_for(Volunteer, "before_update")
-def _place_in_grid(_mapper, _connection, volunteer: Volunteer) -> None:
-    """Keep a volunteer's grid cell with their place, however the place was set."""
-    volunteer.cell = grid_cell(volunteer.latitude, volunteer.longitude)
+PROFILE_FIELDS = [name for name in Profile.__dataclass_fields__ if name not in ("checks", "time_away")]
 
 
-def _hav(angle: float) -> float:
-    """The haversine of an angle."""
-    return math.sin(angle / 2) ** 2
+def _profiles(session: Session, since: int | None) -> tuple[list[Profile], list[int]]:
+    """The volunteers changed since a mark (None: every one), with their checks and time away, as the candidate
+    index keeps them; and the `changed` of each."""
+    chosen = [] if since is None else [volunteers.c.changed >= since]
+    rows = session.execute(sa.select(*(volunteers.c[name] for name in PROFILE_FIELDS), volunteers.c.changed)
+                           .where(*chosen)).all()
+    ids = [row.id for row in rows]
+    checks, away = {}, {}
+    if ids:
+        of_ids = [] if since is None else [volunteer_checks.c.volunteer_id.in_(ids)]
+        for id_, *check in session.execute(sa.select(volunteer_checks.c.volunteer_id, volunteer_checks.c.check,
+                                                     volunteer_checks.c.done_on, volunteer_checks.c.expires_on)
+                                           .where(*of_ids)):
+            checks.setdefault(id_, []).append(Check(*check))
+        of_ids = [] if since is None else [time_away.c.volunteer_id.in_(ids)]
+        for id_, *days in session.execute(sa.select(time_away.c.volunteer_id, time_away.c.starts_on,
+                                                    time_away.c.ends_on).where(*of_ids)):
+            away.setdefault(id_, []).append(Away(*days))
+    return ([Profile(**{name: getattr(row, name) for name in PROFILE_FIELDS}, checks=checks.get(row.id, []),
+                     time_away=away.get(row.id, [])) for row in rows], [row.changed for row in rows])
 
 
-def cell_ranges(latitude: float, longitude: float, radius_km: float) -> list[tuple[int, int]]:
-    """The (first, last) cell numbers, one range per grid row, of every cell a circle of `radius_km` touches.
-
-    Per row the longitude span comes from the haversine formula at the row's nearest latitude to the centre,
-    so it hugs the circle rather than its bounding box, and is never too narrow."""
-    reach = radius_km / EARTH_RADIUS_KM  # the radius as an angle
-    dlat = math.degrees(reach) + MARGIN_DEGREES
-    south, north = max(latitude - dlat, -90.0), min(latitude + dlat, 90.0)
-    ranges = []
-    for row in range(grid_row(south), grid_row(north) + 1):
-        low, high = max(row * CELL_DEGREES, south), min((row + 1) * CELL_DEGREES, north)
-        nearest = 0.0 if low <= latitude <= high else min(abs(low - latitude), abs(high - latitude))
-        across = math.cos(math.radians(latitude)) * min(math.cos(math.radians(low)), math.cos(math.radians(high)))
-        spare = _hav(reach) - _hav(math.radians(nearest))
-        if across <= 1e-12 or spare >= across:
-            first, last = 0, LAST_COLUMN  # near a pole the circle can reach any longitude
-        else:
-            dlon = math.degrees(2 * math.asin(math.sqrt(max(spare, 0.0) / across))) + MARGIN_DEGREES
-            first, last = max(grid_column(longitude - dlon), 0), grid_column(longitude + dlon)
-        ranges.append((row * CELL_COLUMNS + first, row * CELL_COLUMNS + last))
-    return ranges
-
-
-@lru_cache(maxsize=128)
-def _in_cells(rows: int) -> sa.Select:
-    """The search's statement for a circle touching `rows` grid rows, built once (building it costs more than
-    the index takes to answer it)."""
-    community = sa.bindparam("community")
-    return sa.select(Volunteer).where(sa.or_(*(
-        sa.and_(Volunteer.community == community, Volunteer.status == "active",
-                Volunteer.cell.between(sa.bindparam(f"first{n}"), sa.bindparam(f"last{n}"))) for n in range(rows))))
-
-
-def near_query(community: str, latitude: float, longitude: float, radius_km: float) -> tuple[sa.Select, dict]:
-    """The query, and its parameters, for a community's active volunteers in the cells a circle touches."""
-    ranges = cell_ranges(latitude, longitude, radius_km)
-    parameters = {"community": community}
-    for n, (first, last) in enumerate(ranges):
-        parameters[f"first{n}"], parameters[f"last{n}"] = first, last
-    return _in_cells(len(ranges)), parameters
-
-
-def prefilter(request: Any, days: list[date]) -> list[sa.ColumnElement[bool]]:
-    """Conditions the database can judge for a request, so volunteers who cannot be asked are never loaded.
-
-    Each is looser than or equal to its rule in domain.exclusion, which still decides: reachable by SMS, has the
-    skill, holds each check at some time between the first and last day the task could happen, and the
-    language and gender asked for. JSON lists are matched as text, the same on SQLite and PostgreSQL."""
-    kind = KINDS[request.support_type]
-    where = [Volunteer.sms_opted_out_at.is_(None), _lists(Volunteer.skills, kind.skill)]
-    if days:
-        first, last = min(days), max(days)
-        where += [sa.exists().where(VolunteerCheck.volunteer_id == Volunteer.id, VolunteerCheck.check == check,
-                                    VolunteerCheck.done_on <= last,
-                                    sa.or_(VolunteerCheck.expires_on.is_(None), VolunteerCheck.expires_on >= first))
-                  for check in kind.checks]
-    if request.volunteer_language:
-        where.append(_lists(Volunteer.languages, request.volunteer_language))
-    if request.volunteer_gender:
-        where.append(Volunteer.gender == request.volunteer_gender)
-    return where
-
-
-def _lists(column, value: str) -> sa.ColumnElement[bool]:
-    """A JSON list of short codes holds `value` (stored as json.dumps writes it)."""
-    return sa.cast(column, sa.Text).like(f'%{json.dumps(value)}%')
+def catch_up(session: Session, index: CandidateIndex) -> None:
+    """Bring the index up to date with what is committed (the caller holds its lock): everything, the first time;
+    then only the volunteers changed since its mark (see candidates.py for why the marks are sound). This
+    transaction's own changes are left out (it may yet roll back), and a read that left any out does not move the
+    mark, so their committed state is read again next time."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    oldest_running = session.scalar(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")) \
+        if postgres else None
+    profiles, marks = _profiles(session, index.mark)
+    own = session.info.get(CHANGED, set())
+    theirs = [p for p in profiles if p.id not in own]
+    if len(theirs) < len(profiles):
+        mark = index.mark
+    elif postgres:
+        mark = oldest_running
+    else:
+        mark = max(marks, default=(index.mark or 1) - 1) + 1
+    if index.mark is None:
+        index.load(theirs, mark)  # with own changes left out, still None: the next search reads everyone again
+    else:
+        index.take(theirs, mark)
 
 
 # --- repositories -------------------------------------------------------------------------------------------------
@@ -292,22 +273,25 @@ class VolunteerRepository:
             query = query.where(Volunteer.id != other_than)
         return set(self.session.scalars(query))
 
-    def nearby(self, community: str, latitude: float, longitude: float, radius_km: float, *,
-               suited_to: Any = None, days: Iterable[date] = ()) -> list[tuple[Volunteer, float]]:
-        """A community's active volunteers within `radius_km`, nearest first, with their distance.
+    def suited(self, request: MatchRequest, slots: list[tuple[date, str]], policy: Policy,
+               everyone: bool = False) -> tuple[list[Suited], Counter]:
+        """The volunteers within the request's radius (`everyone`: in its community) whose profile lets them be
+        asked, nearest first, and how many of the others each profile rule ruled out: from the process's candidate
+        index, brought up to date first, and for the volunteers this transaction has changed, from the session."""
+        self.session.flush()
+        index = index_of(self.session.get_bind())
+        with index.lock:
+            catch_up(self.session, index)
+            own = [self.session.get(Volunteer, id_) for id_ in self.session.info.get(CHANGED, ())]
+            return index.search(request, slots, policy, everyone, own=[v for v in own if v is not None])
 
-        The (community, status, cell) index finds those in the cells the circle touches; the exact great-circle
-        distance then decides. With `suited_to` (a request, and the `days` its task could happen), the database
-        first leaves out those the rules would surely refuse (see `prefilter`)."""
-        query, parameters = near_query(community, latitude, longitude, radius_km)
-        where = prefilter(suited_to, list(days)) if suited_to is not None else []
-        rows = self.session.scalars(query.where(*where), parameters).all()
-        found = [(v, distance_km(latitude, longitude, v.latitude, v.longitude)) for v in rows]
-        return sorted([(v, d) for v, d in found if d <= radius_km], key=lambda item: (item[1], item[0].name))
-
-    def in_community(self, community: str) -> list[Volunteer]:
-        """Every volunteer of a community, whatever their status."""
-        return self.session.scalars(sa.select(Volunteer).where(Volunteer.community == community)).all()
+    def loaded(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates with their volunteers loaded (to be asked: their checks and time away only if read), in
+        the same order."""
+        found = {v.id: v for v in self.session.scalars(
+            sa.select(Volunteer).where(Volunteer.id.in_([c.volunteer.id for c in candidates]))
+            .options(lazyload(Volunteer.checks), lazyload(Volunteer.time_away)))} if candidates else {}
+        return [replace(c, volunteer=found[c.volunteer.id]) for c in candidates]
 
     def listing(self, scope: Actor, page, status: str | None = None,
                 expiring_by: date | None = None) -> list[Volunteer]:

@@ -435,41 +435,85 @@ def _away(volunteer: Any, on: date) -> bool:
     return any(t.starts_on <= on <= t.ends_on for t in volunteer.time_away)
 
 
+def profile_exclusion(volunteer: Any, request: Any, distance: float, slots: list[tuple[date, str]],
+                      policy: Policy) -> tuple[str | None, list[date]]:
+    """The first rule that the volunteer's profile alone rules them out by (see `exclusion`), or None; and the days
+    of the task's slots they are free on (not away, and available then), which the weekly cap is judged on."""
+    kind = KINDS[request.support_type]
+    if volunteer.status != "active":
+        return "status", []
+    if volunteer.sms_opted_out_at is not None:
+        return "sms", []
+    if kind.skill not in volunteer.skills:
+        return "skill", []
+    for check in kind.checks:
+        if not any(_check_valid(volunteer, check, day) for day, _ in slots):
+            return f"check:{check}", []
+    if slots and all(_away(volunteer, day) for day, _ in slots):
+        return "away", []
+    free = [(day, part) for day, part in slots if not _away(volunteer, day)]
+    if volunteer.availability:
+        free = [(day, part) for day, part in free if f"{DAYS[day.weekday()]}:{part}" in volunteer.availability]
+        if not free:
+            return "availability", []
+    if distance > min(volunteer.max_distance_km, policy.request_radius_km):
+        return "too_far", []
+    if request.volunteer_language and request.volunteer_language not in volunteer.languages:
+        return "language", []
+    if request.volunteer_gender and request.volunteer_gender != volunteer.gender:
+        return "gender", []
+    return None, [day for day, _ in free]
+
+
+def load_exclusion(weekly_cap: int, free_days: Iterable[date], facts: Facts) -> str | None:
+    """The rules after the profile's, which need the volunteer's tasks and offers: at their weekly cap on every day
+    they are free, or already asked."""
+    free_days = list(free_days)
+    if free_days and all(facts.tasks_in_week.get(day - timedelta(days=day.weekday()), 0) >= weekly_cap
+                         for day in free_days):
+        return "weekly_cap"
+    if facts.asked:
+        return "already_asked"
+    return None
+
+
 def exclusion(volunteer: Any, request: Any, facts: Facts, slots: list[tuple[date, str]], policy: Policy) -> str | None:
     """The first rule that rules this volunteer out for this request, or None if they may be asked.
 
     Rules, in order: status, sms, skill, check:<name>, away, availability, too_far, language, gender,
     weekly_cap, already_asked. Checks, time away, availability and the weekly cap are judged on the days the
-    task could happen: the volunteer must be able to take at least one of them."""
-    kind = KINDS[request.support_type]
-    if volunteer.status != "active":
-        return "status"
-    if volunteer.sms_opted_out_at is not None:
-        return "sms"
-    if kind.skill not in volunteer.skills:
-        return "skill"
-    for check in kind.checks:
-        if not any(_check_valid(volunteer, check, day) for day, _ in slots):
-            return f"check:{check}"
-    if slots and all(_away(volunteer, day) for day, _ in slots):
-        return "away"
-    free = [(day, part) for day, part in slots if not _away(volunteer, day)]
-    if volunteer.availability:
-        free = [(day, part) for day, part in free if f"{DAYS[day.weekday()]}:{part}" in volunteer.availability]
-        if not free:
-            return "availability"
-    if facts.distance_km > min(volunteer.max_distance_km, policy.request_radius_km):
-        return "too_far"
-    if request.volunteer_language and request.volunteer_language not in volunteer.languages:
-        return "language"
-    if request.volunteer_gender and request.volunteer_gender != volunteer.gender:
-        return "gender"
-    if free and all(facts.tasks_in_week.get(day - timedelta(days=day.weekday()), 0) >= volunteer.weekly_cap
-                    for day, _ in free):
-        return "weekly_cap"
-    if facts.asked:
-        return "already_asked"
-    return None
+    task could happen: the volunteer must be able to take at least one of them. The first nine read only the
+    volunteer's profile (`profile_exclusion`, which the candidate index judges over arrays); the last two their
+    tasks and offers (`load_exclusion`)."""
+    rule, free_days = profile_exclusion(volunteer, request, facts.distance_km, slots, policy)
+    return rule or load_exclusion(volunteer.weekly_cap, free_days, facts)
+
+
+@dataclass(frozen=True)
+class Suited:
+    """A volunteer whose profile lets them be asked for a request: what the last rules and the ranking need of
+    them, so that only the volunteers finally asked are loaded whole."""
+
+    id: uuid.UUID
+    name: str
+    distance_km: float
+    weekly_cap: int
+    free_days: tuple[date, ...]
+
+
+def judge_profiles(found: Iterable[tuple[Any, float]], request: Any, slots: list[tuple[date, str]],
+           policy: Policy) -> tuple[list[Suited], Counter]:
+    """The volunteers found (with their distance) whose profile lets them be asked, nearest first, and how many of
+    the others each profile rule ruled out: the rules one volunteer at a time, as the candidate index's arrays
+    must judge them."""
+    chosen, excluded = [], Counter()
+    for volunteer, distance in found:
+        rule, free_days = profile_exclusion(volunteer, request, distance, slots, policy)
+        if rule is None:
+            chosen.append(Suited(volunteer.id, volunteer.name, distance, volunteer.weekly_cap, tuple(free_days)))
+        else:
+            excluded[rule] += 1
+    return sorted(chosen, key=lambda s: (s.distance_km, s.name)), excluded
 
 
 @dataclass(frozen=True)
@@ -498,15 +542,15 @@ def rank(eligible: Iterable[tuple[Any, Facts]], policy: Policy) -> list[Candidat
     return sorted(ranked, key=lambda c: (c.score, c.volunteer.name))
 
 
-def assess(request: Any, found: list[tuple[Any, float]], facts: dict[uuid.UUID, Facts],
-           slots: list[tuple[date, str]], policy: Policy) -> tuple[list[Candidate], Counter]:
-    """The volunteers found who may be asked, ranked, and how many of the others each rule ruled out."""
+def assess(suited_ones: list[Suited], facts: dict[uuid.UUID, Facts], policy: Policy) -> tuple[list[Candidate], Counter]:
+    """The volunteers whose profile suits who may be asked, ranked, and how many of the others the rules on their
+    tasks and offers ruled out."""
     excluded: Counter = Counter()
     eligible = []
-    for volunteer, _ in found:
-        rule = exclusion(volunteer, request, facts[volunteer.id], slots, policy)
+    for one in suited_ones:
+        rule = load_exclusion(one.weekly_cap, one.free_days, facts[one.id])
         if rule is None:
-            eligible.append((volunteer, facts[volunteer.id]))
+            eligible.append((one, facts[one.id]))
         else:
             excluded[rule] += 1
     return rank(eligible, policy), excluded

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
                                       MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
-                                      distance_km, explain, facts_for, next_batch, rule_text, task_slots,
+                                      explain, facts_for, next_batch, rule_text, task_slots,
                                       why_unmatched)
 from shared import gazetteer
 from shared.auth import SYSTEM, Actor
@@ -50,25 +50,41 @@ from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 
 # --- finding and asking volunteers --------------------------------------------------------------------------------
 
+FIRST_LOOK = 16  # how many of the nearest suited volunteers have their tasks and offers read first
+
+
 def candidates_for(uow, request: MatchRequest, policy: Policy, now: datetime,
                    everyone: bool = False) -> tuple[list[Candidate], Counter]:
     """The ranked candidates for a request, and how many volunteers each rule ruled out.
 
-    Normally only volunteers near enough, and passing the rules the database can judge, are looked at, through
-    the index; then the exclusion counts cover only those. `everyone` looks at the whole community, to tell a
-    coordinator why nobody was found."""
+    The rules on volunteers' profiles are judged in the candidate index; only the volunteers it finds suited have
+    their tasks and offers read, nearest first, in runs that double, until the best batch is certain: a volunteer
+    further away can rank higher only by having helped this person before (`continuity_km`). Then the candidates
+    are the best of those read, and the counts of the last rules (weekly cap, already asked) cover only those;
+    the counts of the others cover every volunteer within the request's radius. `everyone` reads the whole
+    community, to tell a coordinator why nobody was found or who else could be asked. So does the first round of
+    a recurring request's next occurrence, whose regular volunteer is asked first wherever they are in the order."""
     zone = community(request.community).zone
     slots = task_slots(request, zone, now.astimezone(zone).date())
-    if everyone:
-        found = [(v, distance_km(v.latitude, v.longitude, request.latitude, request.longitude))
-                 for v in uow.volunteers.in_community(request.community)]
-    else:
-        found = uow.volunteers.nearby(request.community, request.latitude, request.longitude,
-                                      policy.request_radius_km, suited_to=request, days=[day for day, _ in slots])
-    ids = [v.id for v, _ in found]
-    facts = facts_for(request, found, uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)),
-                      uow.offers.held_by(ids), now)
-    return assess(request, found, facts, slots, policy)
+    found, excluded = uow.volunteers.suited(request, slots, policy, everyone)
+    complete = everyone or (request.round == 0 and request.previous_volunteer() is not None)
+    bonus = policy.continuity_km if request.person_ref else 0.0
+    candidates: list[Candidate] = []
+    read = 0
+    while read < len(found):
+        upto = len(found) if complete else min(len(found), max(2 * read, FIRST_LOOK))
+        run, read = found[read:upto], upto
+        ids = [s.id for s in run]
+        facts = facts_for(request, [(s, s.distance_km) for s in run],
+                          uow.offers.recent_load(ids, now - timedelta(days=policy.recent_days)),
+                          uow.offers.held_by(ids), now)
+        ranked, ruled_out = assess(run, facts, policy)
+        candidates = sorted(candidates + ranked, key=lambda c: (c.score, c.volunteer.name))
+        excluded += ruled_out
+        if read < len(found) and len(candidates) >= policy.batch_size and candidates[policy.batch_size - 1].score \
+                < round(found[read].distance_km - bonus - 1e-9, 3):
+            break  # nobody not yet read can rank among the best batch
+    return candidates, excluded
 
 
 def _publish(uow, request: MatchRequest, event: AboutRequest) -> None:
@@ -98,7 +114,7 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
         _unmatched(uow, request, f"{asked} volunteers asked in {request.round} rounds; nobody said yes")
         return
     candidates, _ = candidates_for(uow, request, policy, now)
-    batch = next_batch(request, candidates, policy)
+    batch = uow.volunteers.loaded(next_batch(request, candidates, policy))
     if not batch:
         _, excluded = candidates_for(uow, request, policy, now, everyone=True)
         _unmatched(uow, request, why_unmatched(asked, excluded))

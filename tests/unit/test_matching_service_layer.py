@@ -14,7 +14,7 @@ import pytest
 
 from services.matching import service_layer
 from services.matching.domain import (HOLDING, Conflict, HeldTask, MatchRequest, NotFound, Policy, TimeAway,
-                                      Volunteer, VolunteerCheck, distance_km)
+                                      Volunteer, VolunteerCheck, distance_km, judge_profiles)
 from services.matching.service_layer import VolunteerSheet
 from shared.auth import SYSTEM, Actor
 from shared.contracts.intake import RequestSubmitted
@@ -61,13 +61,14 @@ class FakeVolunteers:
     def phones_taken(self, phones, other_than=None):
         return {v.phone for v in self.rows.values() if v.phone in set(phones) and v.id != other_than}
 
-    def nearby(self, community, latitude, longitude, radius_km, *, suited_to=None, days=()):
-        found = [(v, distance_km(latitude, longitude, v.latitude, v.longitude)) for v in self.rows.values()
-                 if v.community == community and v.status == "active"]
-        return sorted([(v, d) for v, d in found if d <= radius_km], key=lambda item: (item[1], item[0].name))
+    def suited(self, request, slots, policy, everyone=False):
+        found = [(v, distance_km(request.latitude, request.longitude, v.latitude, v.longitude))
+                 for v in self.rows.values() if v.community == request.community]
+        return judge_profiles([(v, d) for v, d in found if everyone or d <= policy.request_radius_km], request,
+                              slots, policy)
 
-    def in_community(self, community):
-        return [v for v in self.rows.values() if v.community == community]
+    def loaded(self, candidates):
+        return [replace(c, volunteer=self.rows[c.volunteer.id]) for c in candidates]
 
     def roster(self, scope, status=None):
         return sorted((v for v in self.rows.values() if sees(scope, v.community) and status in (None, v.status)),

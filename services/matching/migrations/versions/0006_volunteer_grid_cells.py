@@ -10,7 +10,7 @@ from typing import Sequence, Union
 from alembic import op
 import sqlalchemy as sa
 
-from services.matching.adapters import grid_cell
+from services.matching.candidates import grid_cell
 
 
 # revision identifiers, used by Alembic.
@@ -22,6 +22,15 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     """Upgrade schema: give every volunteer their grid cell, and index by cell instead of latitude and longitude."""
+    add_cells()
+    with op.batch_alter_table('volunteers', schema=None) as batch_op:
+        batch_op.alter_column('cell', existing_type=sa.Integer(), nullable=False)
+        batch_op.drop_index('ix_volunteers_place')
+        batch_op.create_index('ix_volunteers_cell', ['community', 'status', 'cell'], unique=False)
+
+
+def add_cells() -> None:
+    """Add the `cell` column, filled for every volunteer (0010's downgrade brings it back this way too)."""
     with op.batch_alter_table('volunteers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cell', sa.Integer(), nullable=True))
     # Computed here as the model computes it (SQLite and PostgreSQL round negative numbers differently).
@@ -30,10 +39,6 @@ def upgrade() -> None:
     for start in range(0, len(places), 10_000):
         connection.execute(sa.text("UPDATE volunteers SET cell = :cell WHERE id = :id"),
                            [{"id": id_, "cell": grid_cell(lat, lon)} for id_, lat, lon in places[start:start + 10_000]])
-    with op.batch_alter_table('volunteers', schema=None) as batch_op:
-        batch_op.alter_column('cell', existing_type=sa.Integer(), nullable=False)
-        batch_op.drop_index('ix_volunteers_place')
-        batch_op.create_index('ix_volunteers_cell', ['community', 'status', 'cell'], unique=False)
 
 
 def downgrade() -> None:

@@ -48,6 +48,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
                                   "request.unmatched", "task.completed", "task.given_back",
                                   "task.volunteer_opted_out"]),
+        "texts": ("notify", ["sms.held"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),

@@ -12,7 +12,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Iterable, Protocol
 
 from shared.auth import SYSTEM, Actor, subject_digest
@@ -209,6 +209,13 @@ class SupportRequest:
         entry = TimelineEntry(what=what, detail=detail, actor=actor, at=at)
         later = next((n for n, e in enumerate(self.timeline) if e.at > entry.at), len(self.timeline))
         self.timeline.insert(later, entry)
+
+    def texts_held_until(self, until: datetime, zone: tzinfo, at: datetime) -> None:
+        """Note that the offers' texts wait for the community's quiet hours to end (once for the offers of a batch,
+        which all wait until the same time), saying when they go in the community's time."""
+        detail = f"Texts wait for the quiet hours to end: they go at {until.astimezone(zone):%H:%M on %a %d %b}"
+        if not any(e.what == "held" and e.detail == detail for e in self.timeline):
+            self.note("held", detail, "notify", at=at)
 
     def edit(self, columns: dict[str, Any], consent: dict[str, bool] | None, by: str) -> list[str]:
         """Change what is different, record new consent answers, and note it; the names of what changed."""

@@ -14,6 +14,7 @@ from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry,
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
+from shared.communities import get as community
 from shared.config import Settings
 from shared.contracts import Event
 from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TokenRevoked
@@ -166,6 +167,13 @@ def follow_matching(uow, event: Event) -> None:
     request.follow(event.type, event.payload, event.occurred_at)
     if event.type == "offer.accepted":
         share_details(uow, request, event)
+
+
+def offer_texts_held(uow, event: Event) -> None:
+    """An offer's SMS waits for the quiet hours to end: the timeline says until when (once for a batch)."""
+    request = uow.requests.get(event.payload.request_id, SYSTEM)
+    if request is not None:
+        request.texts_held_until(event.payload.until, community(request.community).zone, event.occurred_at)
 
 
 def share_details(uow, request: SupportRequest, event: Event) -> None:

@@ -20,7 +20,8 @@ from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
 from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
-from shared.contracts.notify import ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsReceived, SmsSent
+from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
+                                     SmsSent)
 from shared.telemetry import SMS
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ def queue_offer(uow: NotifyUnitOfWork, offer: OfferMade, correlation_id: str, no
                      urgent=offer.urgency == "urgent")
     if message is not None and uow.messages.has_key(domain.withdrawn_key(offer.offer_id)):
         message.cancel(domain.NOT_SENT["withdrawn"])
+    elif message is not None and message.next_attempt_at is not None and message.next_attempt_at > now:
+        uow.publish(SmsHeld(request_id=offer.request_id, offer_id=offer.offer_id, until=message.next_attempt_at),
+                    correlation_id=correlation_id)
 
 
 def task_accepted(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_id: str, now: datetime,

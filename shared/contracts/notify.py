@@ -9,7 +9,7 @@ from datetime import datetime
 from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, rule
-from shared.contracts.intake import OFFER
+from shared.contracts.intake import OFFER, REQUEST
 from shared.contracts.matching import PHONE
 from shared.taxonomy import OPTED_VIA
 
@@ -40,6 +40,16 @@ class SmsSent(EventPayload):
     purpose: str
     provider_sid: str | None  # None: a crash left it unconfirmed (see notify's sender)
     offer_id: uuid.UUID | None = None
+
+
+@contract("sms.held", 1, example={"request_id": REQUEST, "offer_id": OFFER, "until": "2026-11-26T08:00:00+00:00"})
+class SmsHeld(EventPayload):
+    """An offer's SMS waits for the community's quiet hours to end: it goes at `until`, not now (so a coordinator
+    is not told it was texted)."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    until: datetime
 
 
 @contract("sms.failed", 1, example={"message_id": MESSAGE, "purpose": "offer", "reason": "undelivered",

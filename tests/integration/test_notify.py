@@ -216,6 +216,34 @@ def test_non_urgent_messages_wait_out_the_communitys_quiet_hours_and_urgent_offe
     assert notify.messages("offer")[-1].next_attempt_at == datetime(2026, 11, 26, 13, 0, tzinfo=timezone.utc)
 
 
+def test_an_offer_held_for_the_quiet_hours_says_so_and_the_request_timeline_says_when_it_goes(app_for, clock, token,
+                                                                                              monkeypatch):
+    """notify says (`sms.held`) when an offer's text waits for morning; intake notes it on the request's timeline
+    once for the batch, in the community's time, so nobody reads "offered" as "texted"."""
+    from services.intake.domain import SupportRequest
+    from tests.integration.test_bus import SHOPPING
+
+    monkeypatch.delenv("CCS_QUIET_HOURS")
+    notify = Notify(app_for("notify"))
+    clock(datetime(2026, 11, 25, 22, 30, tzinfo=timezone.utc))
+    intake = app_for("intake")
+    logged = intake.test_client().post("/requests", json=SHOPPING, headers=token("coordinator"))
+    assert logged.status_code == 201
+    request_id = logged.json["id"]
+    for code in ("1111", "2222"):
+        notify.deliver("offer.made", offer_made(code=code, request_id=request_id))
+    notify.deliver("offer.made", offer_made(code="3333", request_id=request_id, urgency="urgent"))  # goes now
+    held = notify.events("sms.held")
+    assert [(h["request_id"], h["until"]) for h in held] == [(request_id, "2026-11-26T08:00:00+00:00")] * 2
+    to_intake = dispatcher(intake, "intake")
+    for payload in held:
+        to_intake(load_event(make_event("sms.held", payload)))
+    with intake.extensions["ccs"].sessions() as session:
+        timeline = session.get(SupportRequest, uuid.UUID(request_id)).timeline
+        noted = [(e.what, e.detail) for e in timeline if e.what == "held"]
+    assert noted == [("held", "Texts wait for the quiet hours to end: they go at 08:00 on Thu 26 Nov")]
+
+
 def test_a_withdrawn_offer_is_texted_in_its_language_from_its_communitys_number_after_its_quiet_hours(
         app_for, clock, monkeypatch):
     """offer.withdrawn now declares the community (and language): the text keeps to them (issue 11's drift)."""

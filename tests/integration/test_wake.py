@@ -83,7 +83,11 @@ def test_an_event_committed_in_the_relays_process_is_published_without_waiting_f
 def test_an_event_committed_by_another_process_wakes_the_relay_through_the_database(backend, intake):
     """PostgreSQL: NOTIFY in the writer's transaction, LISTEN in the relay's worker. SQLite: a FIFO beside the
     database file. The writer here rings a doorbell of its own, as another process's would be."""
-    context, outbox, publisher = intake
+    published_when_committed_elsewhere(*intake)
+
+
+def published_when_committed_elsewhere(context, outbox, publisher) -> None:
+    """The relay (sweeping hourly) and its listener publish, twice, an event another process committed."""
     elsewhere = Outbox(outbox.table, outbox.processed, Doorbell(outbox.doorbell.channel))
     with running(relay(context, outbox, publisher), listener(context, outbox)):
         for _ in range(2):
@@ -199,9 +203,4 @@ def test_a_relay_that_cannot_be_woken_across_processes_looks_every_poll_interval
         raise OSError(errno.EPERM, "no FIFOs here")
 
     monkeypatch.setattr(os, "mkfifo", no_fifos)
-    context, outbox, publisher = intake
-    elsewhere = Outbox(outbox.table, outbox.processed, Doorbell(outbox.doorbell.channel))
-    with running(relay(context, outbox, publisher), listener(context, outbox)):
-        for _ in range(2):
-            commit_event(context, elsewhere)
-            drain(REQUESTS, expect=1)
+    published_when_committed_elsewhere(*intake)

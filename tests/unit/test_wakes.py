@@ -120,30 +120,9 @@ def test_a_wake_up_that_fails_after_the_commit_does_not_fail_the_commit(caplog):
     assert "could not wake" in caplog.text
 
 
-def test_a_sender_that_finds_a_message_due_but_claims_none_waits_a_little(monkeypatch):
-    """On PostgreSQL a due message another worker holds locked is skipped: asking again at once would spin."""
-    from services.notify import service_layer
-    from services.notify.adapters import queued
-    from services.notify.entrypoints import sender
-
-    stop, waits, settled = threading.Event(), [], []
-    monkeypatch.setattr(service_layer, "send_due", lambda *args, settle, **kwargs: settled.append(settle) or 0)
-    monkeypatch.setattr(service_layer, "seconds_until_due", lambda uow, now: 0.0)
-
-    def wait(timeout, stop_):
-        waits.append(timeout)
-        if len(waits) == 2:
-            stop.set()
-        return False
-
-    monkeypatch.setattr(queued, "wait", wait)
-    sender.sender(lambda: None, None, None, sweep=3600, threads=1)(stop)
-    assert waits == [sender.HELD_ELSEWHERE] * 2
-    assert settled == [True, True]  # what a stopped sender left `sending` is settled at the next look
-
-
-@pytest.mark.parametrize("sent, due, waited", [(1, None, 3600), (0, None, 3600), (0, 7.0, 7.0), (2, 0.0, 0.0)])
-def test_a_sender_sleeps_until_the_next_message_is_due_and_settles_only_on_the_sweep(monkeypatch, sent, due, waited):
+def run_sender(monkeypatch, sent: int, due: float | None, rung: bool) -> tuple[list[float], list[bool]]:
+    """Run one sender thread for two looks, with send_due sending `sent` and `due` seconds until the next message;
+    what it waited each time, and whether it settled."""
     from services.notify import service_layer
     from services.notify.adapters import queued
     from services.notify.entrypoints import sender
@@ -156,8 +135,23 @@ def test_a_sender_sleeps_until_the_next_message_is_due_and_settles_only_on_the_s
         waits.append(timeout)
         if len(waits) == 2:
             stop.set()
-        return True
+        return rung
 
     monkeypatch.setattr(queued, "wait", wait)
     sender.sender(lambda: None, None, None, sweep=3600, threads=1)(stop)
+    return waits, settled
+
+
+def test_a_sender_that_finds_a_message_due_but_claims_none_waits_a_little(monkeypatch):
+    """On PostgreSQL a due message another worker holds locked is skipped: asking again at once would spin."""
+    from services.notify.entrypoints.sender import HELD_ELSEWHERE
+
+    waits, settled = run_sender(monkeypatch, sent=0, due=0.0, rung=False)
+    assert waits == [HELD_ELSEWHERE] * 2
+    assert settled == [True, True]  # what a stopped sender left `sending` is settled at the next look
+
+
+@pytest.mark.parametrize("sent, due, waited", [(1, None, 3600), (0, None, 3600), (0, 7.0, 7.0), (2, 0.0, 0.0)])
+def test_a_sender_sleeps_until_the_next_message_is_due_and_settles_only_on_the_sweep(monkeypatch, sent, due, waited):
+    waits, settled = run_sender(monkeypatch, sent=sent, due=due, rung=True)
     assert waits == [waited] * 2 and settled == [True, False]

@@ -46,18 +46,31 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
+# The longest a message, an outbox event or a queued SMS waits when the wake-up that should have fetched it was lost.
+SWEEP_SECONDS = 5.0
+
+# What mkfifo or open answer where a folder can never hold a FIFO (a filesystem without them, a mount forbidding
+# them); any other failure (a full disk, too many open files) may pass, and making one is tried again later.
+NO_FIFOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
 class Wakes:
     """A wake-up call between processes on one machine, without a server: each process that waits keeps a FIFO of
     its own in `folder`, and `poke()` writes a byte into every one (a FIFO whose process has gone is removed).
 
     What waits for files (the filesystem bus's consumers, an outbox relay over SQLite) would otherwise look every
-    poll interval; with this it looks when told, and still looks every so often in case a poke was missed."""
+    poll interval; with this it looks when told, and still looks every so often in case a poke was missed.
+
+    A FIFO is made under a dot-name, opened, and only then renamed into place: a poke never sees one that nobody
+    reads yet (it would take it for a dead process's, and remove it). A forked child makes a FIFO of its own."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._fd: int | None = None
         self._path: Path | None = None
+        self._pid = 0  # the process that made the FIFO
         self._unusable = False  # the folder cannot hold a FIFO
+        self._failing = False  # making one failed, and was reported
         self._lock = threading.Lock()
 
     def poke(self) -> None:
@@ -67,12 +80,17 @@ class Wakes:
         except OSError:  # nobody has waited here yet
             return
         for name in names:
+            if name.startswith("."):  # being made: its process looks before it waits
+                continue
             path = self.folder / name
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as err:
                 if err.errno == errno.ENXIO:  # nobody reads it: its process has gone
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:  # not ours to remove
+                        pass
                 continue
             try:
                 os.write(fd, b"\0")
@@ -81,21 +99,20 @@ class Wakes:
             finally:
                 os.close(fd)
 
+    def ready(self) -> bool:
+        """Make this process's FIFO, if it has none yet; False where there is none (the caller looks every poll
+        interval). Call it before looking for work, so a poke that comes after the look is heard."""
+        return self._own_fifo() is not None
+
     def wait(self, timeout: float) -> bool:
-        """Wait until poked or `timeout` seconds pass; True if poked. The first call makes this process's FIFO;
-        where the folder cannot hold one, this only sleeps (and the caller looks every `timeout`, as it did)."""
-        try:
-            fd = None if self._unusable else self._own_fifo()
-        except OSError as err:
-            log.warning("cannot be woken through %s (%s): looking every poll interval instead", self.folder,
-                        type(err).__name__)
-            self._unusable = True
-            fd = None
+        """Wait until poked or `timeout` seconds pass; True if poked. Without a FIFO this only sleeps."""
+        fd = self._own_fifo()
         if fd is None:
             time.sleep(max(timeout, 0))
             return False
-        ready, _, _ = select.select([fd], [], [], max(timeout, 0))
-        if not ready:
+        poller = select.poll()  # not select.select, which cannot take a descriptor above 1023
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(max(timeout, 0) * 1000):
             return False
         try:
             while os.read(fd, 4096):
@@ -107,20 +124,48 @@ class Wakes:
     def close(self) -> None:
         """Stop being woken: this process's FIFO goes."""
         with self._lock:
-            if self._fd is not None:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+                self._path.unlink(missing_ok=True)
+            self._fd = None
+
+    def _own_fifo(self) -> int | None:
+        with self._lock:
+            if self._fd is not None and self._pid != os.getpid():  # forked: the FIFO is the parent's
                 os.close(self._fd)
                 self._fd = None
-                self._path.unlink(missing_ok=True)
-
-    def _own_fifo(self) -> int:
-        with self._lock:
-            if self._fd is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._path = self.folder / f"{_THIS_PROCESS}-{uuid.uuid4().hex[:12]}"
-                os.mkfifo(self._path, 0o600)
-                # Open for writing as well: with no writer left, a FIFO reads as ended and select never waits.
-                self._fd = os.open(self._path, os.O_RDWR | os.O_NONBLOCK)
+            if self._fd is None and not self._unusable:
+                try:
+                    self._fd = self._make_fifo()
+                    self._failing = False
+                except OSError as err:
+                    self._unusable = err.errno in NO_FIFOS
+                    if self._unusable or not self._failing:
+                        log.warning("cannot be woken through %s (%s): looking every poll interval %s", self.folder,
+                                    errno.errorcode.get(err.errno, type(err).__name__),
+                                    "instead" if self._unusable else "until a FIFO can be made")
+                    self._failing = True
             return self._fd
+
+    def _make_fifo(self) -> int:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{_THIS_PROCESS}-{uuid.uuid4().hex[:12]}"
+        draft = self.folder / f".{name}"
+        os.mkfifo(draft, 0o600)
+        try:
+            # Open for writing as well: with no writer left, a FIFO reads as ended and poll never waits.
+            fd = os.open(draft, os.O_RDWR | os.O_NONBLOCK)
+        except OSError:
+            draft.unlink(missing_ok=True)
+            raise
+        try:
+            os.rename(draft, self.folder / name)
+        except OSError:
+            os.close(fd)
+            draft.unlink(missing_ok=True)
+            raise
+        self._path, self._pid = self.folder / name, os.getpid()
+        return fd
 
 
 class FolderChannel(filesystem.Channel):
@@ -293,9 +338,11 @@ class FolderTransport(filesystem.Transport):
 
     def drain_events(self, connection, timeout=None):
         """kombu's loop, waiting between looks until a message is written (`Wakes`) rather than sleeping a poll
-        interval: the poll interval is now only the longest wait, should a wake be missed."""
+        interval; it looks anyway every `SWEEP_SECONDS`, should a wake be missed. Where no FIFO can be made it
+        looks every poll interval, as kombu does."""
         started = time.monotonic()
         while True:
+            interval = SWEEP_SECONDS if self.wakes.ready() else self.polling_interval  # before looking: see ready()
             try:
                 self.cycle.get(self._deliver, timeout=timeout)
                 return
@@ -303,8 +350,7 @@ class FolderTransport(filesystem.Transport):
                 waited = time.monotonic() - started
                 if timeout is not None and waited >= timeout:
                     raise socket.timeout()
-                wait = self.polling_interval if timeout is None else min(self.polling_interval, timeout - waited)
-                self.wakes.wait(wait)
+                self.wakes.wait(interval if timeout is None else min(interval, timeout - waited))
 
     def close_connection(self, connection):
         """Close the connection, and the FIFO this process was woken through."""

@@ -35,9 +35,9 @@ from shared.telemetry import EVENTS_PUBLISHED, describe
 log = logging.getLogger(__name__)
 
 
-# The longest an outbox event or a queued SMS waits when the wake-up that should have fetched it was lost.
-SWEEP_SECONDS = 5.0
-RINGS = "ccs.doorbells"  # session.info key: the doorbells a transaction rings if it commits
+SWEEP_SECONDS = bus.SWEEP_SECONDS
+RINGS = "ccs.doorbells"  # session.info key: the doorbells a transaction rings if it commits, and how often
+CHECK_SECONDS = 30.0  # how often a listener asks PostgreSQL whether its connection still answers
 
 
 class Doorbell:
@@ -46,68 +46,98 @@ class Doorbell:
     `ring_after_commit(session)` rings it when (and only if) that session's transaction commits: in this process
     at once; with a `channel`, in the database's other processes too (a NOTIFY in the same transaction on
     PostgreSQL, which the server delivers at commit; a poke of the FIFOs beside a SQLite file after commit), where
-    `listen` hears it. `wait` returns when rung, or after its timeout (the caller's sweep)."""
+    `listen` hears it. `wait` returns when rung, or after its timeout (the caller's sweep).
+
+    Several threads may wait on one doorbell (notify's senders): each ring wakes one of them, and a transaction
+    rings once for each piece of work it added, so no more wake than there is work for."""
 
     def __init__(self, channel: str | None = None):
         self.channel = channel
-        self._rung = threading.Event()
+        self._changed = threading.Condition()
+        self._rings = 0  # rings kept for the loops waiting, or for the next wait when none does
+        self._waiting = 0
 
-    def ring(self) -> None:
-        """Wake the loop waiting in this process."""
-        self._rung.set()
+    def ring(self, times: int = 1) -> None:
+        """Wake `times` of the loops waiting in this process (or keep one ring for the next wait, when all are
+        busy: the busy ones look for work again before they wait)."""
+        with self._changed:
+            self._rings = min(self._rings + times, max(self._waiting, 1))
+            self._changed.notify(times)
 
     def ring_after_commit(self, session: Session) -> None:
-        """Ring when this session's transaction commits (nothing if it rolls back)."""
-        session.info.setdefault(RINGS, set()).add(self)
+        """Ring when this session's transaction commits (nothing if it rolls back), once more for each call."""
+        rings = session.info.setdefault(RINGS, {})
+        rings[self] = rings.get(self, 0) + 1
 
     def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
         """Wait until rung, `stop` is set, or `timeout` seconds pass; True if rung. A ring while the caller was busy
         is kept for this wait; one that came after the caller started looking for work was seen by that look."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            # in slices, so a set `stop` is seen within a second
-            if self._rung.wait(min(max(left, 0), 1.0)):
-                self._rung.clear()
+        with self._changed:
+            self._waiting += 1
+            try:
+                while not self._rings:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or (stop is not None and stop.is_set()):
+                        return False
+                    self._changed.wait(min(left, 1.0))  # in slices, so a set `stop` is seen within a second
+                self._rings -= 1
                 return True
-            if left <= 1.0 or (stop is not None and stop.is_set()):
-                return False
+            finally:
+                self._waiting -= 1
 
-    def listen(self, engine: Engine, stop: threading.Event) -> None:
+    def listen(self, engine: Engine, stop: threading.Event, interval: float = 0.1) -> None:
         """Until `stop` is set, ring this doorbell whenever another process rings its channel on this database.
         A lost connection is made again with back-off, and the doorbell rung once it is (for what was committed
-        meanwhile)."""
+        meanwhile). While nothing can be heard (no connection, no FIFO) it rings every `interval` (the poll
+        interval), so the loop looks as often as it used to poll."""
         delay = 0.5
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 if engine.dialect.name == "postgresql":
                     self._listen_postgres(engine, stop)
                 else:
-                    self._listen_fifos(engine, stop)
+                    self._listen_fifos(engine, stop, interval)
                 return
             except (psycopg.Error, OSError) as exc:
+                if time.monotonic() - started > CHECK_SECONDS:  # it had been listening: a new fault, not the same
+                    delay = 0.5
                 log.warning("%s listener lost its connection; again in %.1fs: %s", self.channel, delay, describe(exc))
-                stop.wait(delay)
+                deadline = time.monotonic() + delay
+                while not stop.wait(min(interval, max(deadline - time.monotonic(), 0))):
+                    self.ring()
+                    if time.monotonic() >= deadline:
+                        break
                 delay = min(delay * 2, 10.0)
-                self.ring()
 
     def _listen_postgres(self, engine: Engine, stop: threading.Event) -> None:
+        """LISTEN, asking every CHECK_SECONDS whether the connection still answers (and TCP keepalives besides):
+        a connection dropped without a word would otherwise wait for notifications forever."""
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=30,
+                             keepalives_interval=10, keepalives_count=3) as connection:
             connection.execute(f"LISTEN {self.channel}")
             self.ring()
+            checked = time.monotonic()
             while not stop.is_set():
                 for _ in connection.notifies(timeout=1.0, stop_after=1):
                     self.ring()
+                if time.monotonic() - checked >= CHECK_SECONDS:
+                    connection.execute("SELECT 1")
+                    checked = time.monotonic()
+                    self.ring()  # for a notification that came during the query
 
-    def _listen_fifos(self, engine: Engine, stop: threading.Event) -> None:
+    def _listen_fifos(self, engine: Engine, stop: threading.Event, interval: float) -> None:
         wakes = _fifos(engine, self.channel)
         if wakes is None:  # an in-memory database: no other process shares it
             stop.wait()
             return
         try:
+            self.ring()  # for what was committed before the FIFO was there to be poked
             while not stop.is_set():
-                if wakes.wait(1.0):
+                deaf = not wakes.ready()
+                if wakes.wait(interval if deaf else 1.0) or deaf:
                     self.ring()
         finally:
             wakes.close()
@@ -125,7 +155,7 @@ def _fifos(bind, channel: str) -> bus.Wakes | None:
 def _notify_other_processes(session: Session) -> None:
     """On PostgreSQL, the transaction about to commit tells the listeners of each channel it rings (delivered at
     commit, never for a rollback; several in one transaction arrive as one)."""
-    channels = {bell.channel for bell in session.info.get(RINGS, ()) if bell.channel}
+    channels = {bell.channel for bell in session.info.get(RINGS, {}) if bell.channel}
     if channels and is_postgres(session):
         for channel in sorted(channels):
             session.execute(sa.text(f"NOTIFY {channel}"))
@@ -133,13 +163,19 @@ def _notify_other_processes(session: Session) -> None:
 
 @sa.event.listens_for(Session, "after_commit")
 def _ring_doorbells(session: Session) -> None:
-    """The transaction committed: ring its doorbells here, and on SQLite in the database's other processes."""
-    for bell in session.info.pop(RINGS, ()):
-        bell.ring()
-        if bell.channel and not is_postgres(session):
-            wakes = _fifos(session.get_bind(), bell.channel)
-            if wakes is not None:
-                wakes.poke()
+    """The transaction committed: ring its doorbells here, and on SQLite in the database's other processes. Nothing
+    here may fail the request whose work is already stored: a wake-up that cannot be given is logged, and the
+    sweep finds that work."""
+    for bell, times in session.info.pop(RINGS, {}).items():
+        try:
+            bell.ring(times)
+            if bell.channel and not is_postgres(session):
+                wakes = _fifos(session.get_bind(), bell.channel)
+                if wakes is not None:
+                    wakes.poke()
+        except Exception as exc:
+            log.warning("could not wake the loops of %s after a commit: %s", bell.channel or "this process",
+                        type(exc).__name__)
 
 
 @sa.event.listens_for(Session, "after_rollback")

@@ -58,7 +58,8 @@ def background_threads(name: str, parts: WorkerParts, settings, stop: threading.
     own loops, each in a thread."""
     relay = lambda stop_: parts.outbox.run_relay(parts.sessions, bus.Publisher(settings), stop_,  # noqa: E731
                                                  settings.poll_interval)
-    listen = lambda stop_: parts.outbox.doorbell.listen(parts.sessions.kw["bind"], stop_)  # noqa: E731
+    listen = lambda stop_: parts.outbox.doorbell.listen(parts.sessions.kw["bind"], stop_,  # noqa: E731
+                                                        settings.poll_interval)
     loops = {"relay": relay, "relay-listener": listen, **parts.loops}
     return [threading.Thread(target=loop, name=f"{name}-{part}", daemon=True, args=(stop,))
             for part, loop in loops.items()]

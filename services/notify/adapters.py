@@ -388,26 +388,36 @@ class TwilioGateway:
     """Sends through Twilio's Messages API with the real `twilio` client.
 
     From a Messaging Service when one is configured (Twilio then picks the sender from its pool), else from the
-    community's own number, else the deployment's TWILIO_FROM_NUMBER. Twilio reports delivery to /sms/status."""
+    community's own number, else the deployment's TWILIO_FROM_NUMBER. Twilio reports delivery to /sms/status.
+
+    One client per sending thread: Twilio's HTTP client keeps the last request and response on itself."""
 
     def __init__(self, settings: Settings):
-        from twilio.http.http_client import TwilioHttpClient
-        from twilio.rest import Client
-
-        self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
-                             http_client=TwilioHttpClient(timeout=15))
-        if settings.twilio_base_url:
-            self.client.api.base_url = settings.twilio_base_url
+        self.settings = settings
+        self._threads = threading.local()
         self.from_number = settings.twilio_from_number
         self.messaging_service_sid = settings.twilio_messaging_service_sid
         self.status_callback = f"{settings.public_url}/sms/status"
+
+    def client(self):
+        """This thread's Twilio client."""
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        client = getattr(self._threads, "client", None)
+        if client is None:
+            client = self._threads.client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
+                                                   http_client=TwilioHttpClient(timeout=15))
+            if self.settings.twilio_base_url:
+                client.api.base_url = self.settings.twilio_base_url
+        return client
 
     def send(self, to: str, body: str, from_: str | None = None) -> str:
         """Create the message at Twilio; returns its SID. Twilio's refusals raise SendFailed."""
         sender = ({"messaging_service_sid": self.messaging_service_sid} if self.messaging_service_sid
                   else {"from_": from_ or self.from_number})
         try:
-            message = self.client.messages.create(to=to, body=body, status_callback=self.status_callback, **sender)
+            message = self.client().messages.create(to=to, body=body, status_callback=self.status_callback, **sender)
         except Exception as exc:
             raise SendFailed(*outcome_of(exc)) from exc
         return message.sid

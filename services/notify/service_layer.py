@@ -25,6 +25,8 @@ from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOpte
 from shared.telemetry import SMS
 
 if TYPE_CHECKING:
+    import threading
+
     from services.notify.adapters import NotifyUnitOfWork, SmsGateway
     from services.notify.bootstrap import NotifySettings
 
@@ -289,16 +291,21 @@ def _record_failure(uow: NotifyUnitOfWork, message_id: uuid.UUID, failure: SendF
 
 
 def send_due(uow: NotifyUnitOfWork, gateway: SmsGateway, now: datetime, settings: NotifySettings,
-             limit: int = 20) -> int:
-    """Send the messages that are due at `now`, each at most once; returns how many went.
+             limit: int = 20, *, settle: bool = True, stop: threading.Event | None = None) -> int:
+    """Send the messages that are due at `now`, each at most once; returns how many went. With `settle`, first
+    count those a stopped sender left `sending` as sent (`settle_unconfirmed`). Once `stop` is set, claims no more
+    (one claimed then would be left `sending` by the stopping worker).
 
     Each is claimed (committed as `sending`) before the gateway is called. A send that fails for a while (429,
     5xx, the network) is queued again after a back-off, up to a limit; then, or for any other refusal, the message
     fails and `sms.failed` says so. A number that opted out (21610) or cannot take SMS (21211, 21614) is recorded
     so, and nothing more is sent to it."""
-    settle_unconfirmed(uow, now)
+    if settle:
+        settle_unconfirmed(uow, now)
     sent = 0
     for _ in range(limit):
+        if stop is not None and stop.is_set():
+            break
         message = _claim(uow, now)
         if message is None:
             break

@@ -6,6 +6,7 @@ commits a first piece of work before the one it asserts on, so the loop has alre
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 import uuid
@@ -82,7 +83,11 @@ def test_an_event_committed_in_the_relays_process_is_published_without_waiting_f
 def test_an_event_committed_by_another_process_wakes_the_relay_through_the_database(backend, intake):
     """PostgreSQL: NOTIFY in the writer's transaction, LISTEN in the relay's worker. SQLite: a FIFO beside the
     database file. The writer here rings a doorbell of its own, as another process's would be."""
-    context, outbox, publisher = intake
+    published_when_committed_elsewhere(*intake)
+
+
+def published_when_committed_elsewhere(context, outbox, publisher) -> None:
+    """The relay (sweeping hourly) and its listener publish, twice, an event another process committed."""
     elsewhere = Outbox(outbox.table, outbox.processed, Doorbell(outbox.doorbell.channel))
     with running(relay(context, outbox, publisher), listener(context, outbox)):
         for _ in range(2):
@@ -165,3 +170,37 @@ def test_a_message_held_for_later_is_sent_when_it_falls_due_without_a_sweep(back
         wait_for("the held SMS", lambda: len(sent_to_gateway(notify)) == 1, timeout=15)
     [message] = notify.messages("reminder")
     assert message.status == "sent" and message.sent_at >= due
+
+
+def test_a_sender_told_to_stop_claims_no_more(backend, migrated, notify):
+    """What it claimed it sends and records; what it did not claim stays queued for the next worker, rather than
+    being left `sending` by a worker that stops."""
+    from services.notify import service_layer
+    from services.notify.adapters import DevelopmentGateway
+
+    stop = threading.Event()
+
+    class Stopping(DevelopmentGateway):
+        def send(self, to, body, from_=None):
+            stop.set()  # the worker is told to stop while this message is with the gateway
+            return super().send(to, body, from_)
+
+    for code in ("4811", "4812"):
+        notify.deliver("offer.made", offer_made(code=code))
+    assert service_layer.send_due(notify.uow(), Stopping(notify.settings.var_dir), utcnow(), notify.settings,
+                                  stop=stop) == 1
+    assert sorted(m.status for m in notify.messages("offer")) == ["queued", "sent"]
+
+
+# --- without FIFOs ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_a_relay_that_cannot_be_woken_across_processes_looks_every_poll_interval(backend, intake, monkeypatch):
+    """A folder that cannot hold a FIFO: the relay looks as often as it used to poll, not only on its sweep."""
+    import os
+
+    def no_fifos(path, mode):
+        raise OSError(errno.EPERM, "no FIFOs here")
+
+    monkeypatch.setattr(os, "mkfifo", no_fifos)
+    published_when_committed_elsewhere(*intake)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 from services.notify import service_layer
@@ -24,21 +25,34 @@ log = logging.getLogger(__name__)
 
 BATCH = 20  # messages sent before looking at the time again
 THREADS = 4  # senders in each worker: the gateway's answer (Twilio's is a round trip) is waited for in parallel
+# The least a sender waits when a message is due but it could claim none (another worker holds it, locked, on
+# PostgreSQL): it would otherwise ask again at once, over and over, until that worker is done.
+HELD_ELSEWHERE = 0.05
 
 
 def sender(unit_of_work: Callable[[], NotifyUnitOfWork], gateway: SmsGateway, settings: NotifySettings,
            sweep: float = SWEEP_SECONDS, threads: int = THREADS) -> Callable[[threading.Event], None]:
     """The loop `sender(stop)`: in `threads` threads, send the messages that are due; then wait for the next to fall
-    due or be queued. Each message is claimed by one of them (`send_due`), as by one of several workers."""
+    due or be queued. Each message is claimed by one of them (`send_due`), as by one of several workers; each
+    message queued wakes one of them. What a stopped sender left `sending` is settled on the sweep."""
 
     def send(stop: threading.Event) -> None:
         """Send until `stop` is set."""
+        settled_at = None
         while not stop.is_set():
             try:
-                if service_layer.send_due(unit_of_work(), gateway, utcnow(), settings, BATCH) >= BATCH:
+                settle = settled_at is None or time.monotonic() - settled_at >= sweep
+                sent = service_layer.send_due(unit_of_work(), gateway, utcnow(), settings, BATCH, settle=settle,
+                                              stop=stop)
+                if settle:
+                    settled_at = time.monotonic()
+                if sent >= BATCH:
                     continue
                 due = service_layer.seconds_until_due(unit_of_work(), utcnow())
-                queued.wait(sweep if due is None else min(due, sweep), stop)
+                if due == 0 and not sent:  # held elsewhere, or left `sending` by a stopped sender: settle next look
+                    settled_at, due = None, HELD_ELSEWHERE
+                wait = sweep if due is None else min(due, sweep)
+                queued.wait(wait, stop)
             except Exception as exc:  # database unreachable: try again shortly
                 log.warning("SMS sender failed; retrying: %s", describe(exc))
                 stop.wait(1.0)

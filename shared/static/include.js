@@ -3,7 +3,9 @@
 // fetch fails, the section keeps its link to the full page. A file of its own: the CSP forbids inline script.
 document.querySelectorAll("[data-include]").forEach(function (section) {
   fetch(section.getAttribute("data-include"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
-    .then(function (answer) { return answer.ok ? answer.text() : Promise.reject(answer.status); })
+    .then(function (answer) {  // a redirect is to sign in again: keep the link
+      return answer.ok && !answer.redirected ? answer.text() : Promise.reject(answer.status);
+    })
     .then(function (html) {
       var holder = document.createElement("div");
       holder.innerHTML = html;

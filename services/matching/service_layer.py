@@ -569,9 +569,14 @@ def _visible_request(request: MatchRequest | None) -> MatchRequest:
     return request
 
 
-def _report(uow, request: MatchRequest, policy: Policy, now: datetime) -> dict[str, Any]:
-    """The request's candidates in order with their reasons, what ruled the others out, and its offers."""
-    candidates, excluded = candidates_for(uow, request, policy, now, everyone=True)
+def _report(uow, request: MatchRequest, policy: Policy, now: datetime, rank: bool = True) -> dict[str, Any]:
+    """The request's candidates in order with their reasons, what ruled the others out, and its offers; without
+    `rank`, the candidates only while someone could still be asked (the community is not ranked for a request
+    that is matched or has ended)."""
+    if rank or request.status in ("open", "unmatched"):
+        candidates, excluded = candidates_for(uow, request, policy, now, everyone=True)
+    else:
+        candidates, excluded = [], Counter()
     return {
         "request_id": request.request_id, "status": request.status, "round": request.round,
         "unmatched_reason": request.unmatched_reason,
@@ -584,9 +589,11 @@ def _report(uow, request: MatchRequest, policy: Policy, now: datetime) -> dict[s
     }
 
 
-def explain_match(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime) -> dict[str, Any]:
-    """Who could be asked for a request, in what order and why, and which rule ruled out how many."""
-    return _report(uow, _visible_request(uow.requests.get(request_id, actor)), policy, now)
+def explain_match(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetime,
+                  rank: bool = True) -> dict[str, Any]:
+    """Who could be asked for a request, in what order and why, and which rule ruled out how many (`rank` False:
+    only while someone could still be asked, as a request's page shows it)."""
+    return _report(uow, _visible_request(uow.requests.get(request_id, actor)), policy, now, rank)
 
 
 def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, policy: Policy,

@@ -270,7 +270,7 @@ def _offers_page(request_id, errors: FormErrors | None = None, status: int = 200
     try:
         with service().uow() as uow:
             report = service_layer.explain_match(uow, current_actor(), request_id, service().settings.policy,
-                                                 clock.utcnow())
+                                                 clock.utcnow(), rank=False)
             offers = sorted(report["offers"], key=lambda o: (o.occurrence, o.round, o.created_at))
             people = {o.id: (o.volunteer.name, o.volunteer.phone) for o in offers}
     except NotFound:

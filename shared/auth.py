@@ -11,9 +11,9 @@ from urllib.parse import unquote, urlsplit
 
 ROLES = ("admin", "coordinator", "referrer", "manager")
 # Where each role's pages start: where signing in with nowhere else to go lands, and where the site's name leads.
-# A manager's is the dashboard (the board would refuse them); a referrer's the API's documentation (their referrals
-# arrive through the API or FHIR).
-HOMES = {"admin": "/board", "coordinator": "/board", "referrer": "/docs", "manager": "/dashboard"}
+# A coordinator's is the board; a manager's the dashboard (the board would refuse them); a referrer's their
+# referrals; an administrator's the choice of community to work in (straight on to the board when they have one).
+HOMES = {"admin": "/communities", "coordinator": "/board", "referrer": "/my-referrals", "manager": "/dashboard"}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ INDEX = """<!doctype html>
 <title>Compassionate Communities</title></head>
 <body><main>
 <h1>Compassionate Communities volunteer support</h1>
-<p><a href="/login">Sign in</a>: coordinators to the requests board, managers to the dashboard.</p>
+<p><a href="/login">Sign in</a>: coordinators to the requests board, managers to the dashboard, referrers to
+ their referrals, administrators to choose a community.</p>
 <p>Trying it out without Twilio? The <a href="/simulator">SMS simulator</a> shows the texts each volunteer's phone
 received, and lets you reply as them.</p>
 <p>The API lives at this address (<a href="/docs">API documentation</a>, <a href="/openapi.json">OpenAPI</a>).

@@ -61,6 +61,20 @@ MOVES = {
     "task.completed": ({"matched"}, "completed"),
     "task.given_back": ({"matched"}, "offered"),
 }
+# A referral as its referrer follows it: the request's status in the referrer's words, and which timeline entries
+# move that story on. Nothing of the volunteers (who was asked, their references, why nobody was eligible): that is
+# the roster, which an outside organisation never sees.
+REFERRAL_STAGES = {
+    "submitted": ("Received", "The coordinators have it and will look for a volunteer."),
+    "offered": ("Looking for a volunteer", "Volunteers nearby have been asked."),
+    "unmatched": ("No volunteer found yet", "Nobody could take it yet; a coordinator is looking at other ways to "
+                                            "help and will be in touch."),
+    "matched": ("Volunteer found", "A volunteer has agreed to help."),
+    "completed": ("Help given", "The volunteer has given the help."),
+    "cancelled": ("Closed", ""),  # the reason the coordinator gave follows
+}
+REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back": "offered", "unmatched": "unmatched",
+                    "matched": "matched", "completed": "completed", "cancelled": "cancelled"}
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
@@ -249,6 +263,22 @@ class SupportRequest:
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
+
+    def referral_stage(self) -> tuple[str, str]:
+        """Where the referral has got to, as its referrer reads it: (stage, what it means)."""
+        stage, meaning = REFERRAL_STAGES[self.status]
+        return (stage, self.outcome) if self.status == "cancelled" else (stage, meaning)
+
+    def referral_history(self) -> list[tuple[str, datetime]]:
+        """The referral's story for its referrer: each change of stage and when (a repeat of the same stage, and
+        everything about volunteers and texts, left out)."""
+        history: list[tuple[str, datetime]] = []
+        for entry in self.timeline:
+            status = REFERRAL_HISTORY.get(entry.what)
+            stage = REFERRAL_STAGES[status][0] if status else None
+            if stage and (not history or history[-1][0] != stage):
+                history.append((stage, entry.at))
+        return history
 
     def for_matching(self, event: type[RequestSubmitted], secret_key: str) -> RequestSubmitted:
         """What matching may know of the request (`RequestSubmitted` or `RequestUpdated`): no name, phone,

@@ -13,6 +13,7 @@ PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
                     "/simulator"],
     "manager": ["/dashboard", "/report"],
+    "referrer": ["/my-referrals"],
     "admin": ["/dead-letters"],
 }
 

@@ -15,7 +15,7 @@ from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
 from services.intake.entrypoints.api import RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
-from shared.communities import get as community
+from shared.communities import all_communities, get as community
 from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES,
                              URGENCIES)
 from shared.web import (FormErrors, Pages, claims_for, client_address, current_actor, local_time, page_requires,
@@ -224,3 +224,53 @@ def cancel_request(request_id):
     except NotOpen:
         pass  # already ended: the page shows how
     return redirect(f"/board/{request_id}", 303)
+
+
+# --- a referrer's pages -------------------------------------------------------------------------------------------
+
+
+@blp.route("/my-referrals")
+@page_requires("referrer")
+def my_referrals():
+    """A referrer's home: the referrals they made, newest first, each with where it has got to in plain words."""
+    rows = service_layer.list_referrals(service().uow(), current_actor(), service_layer.Page(page_size=BOARD_ROWS))
+    return render("referrals.html", rows=rows)
+
+
+@blp.route("/my-referrals/<uuid:request_id>")
+@page_requires("referrer")
+def show_referral(request_id):
+    """One of the referrer's referrals with its story; nothing of the volunteers."""
+    try:
+        r = service_layer.get_referral(service().uow(), current_actor(), request_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return render("referral.html", r=r, community_name=community(r.community).name)
+
+
+# --- an administrator's community ---------------------------------------------------------------------------------
+
+
+@blp.route("/communities", methods=["GET", "POST"])
+@page_requires("admin")
+def choose_community():
+    """An administrator's home: which of their communities they are working in. Every page then shows only that
+    community (the session's scope narrows; the full list stays in the session to choose again)."""
+    user = session["user"]
+    choices = user.get("may_choose") or user["communities"]
+    if request.method == "POST":
+        chosen = request.form.get("community", "")
+        if chosen not in choices:
+            return render("communities.html", choices=choices, current=None, community_names=community_names(),
+                          error="Choose one of your communities."), 422
+        session["user"] = {**user, "communities": [chosen], "may_choose": choices}
+        return redirect(local_path(request.form.get("next"), "/board"), 303)
+    if len(choices) == 1 and "may_choose" not in user:
+        return redirect("/board")  # one community: nothing to choose
+    current = user["communities"][0] if len(user["communities"]) == 1 else None
+    return render("communities.html", choices=choices, current=current, community_names=community_names(), error=None)
+
+
+def community_names() -> dict[str, str]:
+    """Each community's name, by slug."""
+    return {slug: c.name for slug, c in all_communities().items()}

@@ -13,7 +13,7 @@ PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
                     "/simulator"],
     "manager": ["/dashboard", "/report"],
-    "referrer": ["/my-referrals"],
+    "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters"],
 }
 

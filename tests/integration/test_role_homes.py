@@ -112,3 +112,32 @@ def test_an_administrator_chooses_the_community_they_work_in_and_every_page_keep
 
     one, home = signed_in(intake, "solo@ccs.example", "admin")
     assert home == "/communities" and one.get(home).headers["Location"] == "/board"  # nothing to choose
+
+
+def test_a_referrer_refers_someone_by_the_form_with_every_mistake_named_at_once_and_nothing_lost(intake):
+    client, _ = signed_in(intake, "asha@pcn.example", "referrer", organisation="Fylde Coast PCN")
+    form = client.get("/my-referrals/new").text
+    assert 'value="Fylde Coast PCN"' in form and "readonly" in form  # they refer for their own organisation
+    csrf = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answer = {"csrf_token": csrf, "person.name": "Rose Quayle", "person.postcode": "ZZ9 9ZZ",
+              "support_type": "home_visit", "when.kind": "flexible", "when.days": "tue",
+              "when.part_of_day": "afternoon", "reason": "", "referrer.organisation": "Another Practice",
+              "referrer.organisation_type": "pcn", "referrer.name": "Dr Asha Rao"}
+    refused = client.post("/my-referrals/new", data=answer)
+    assert refused.status_code == 422
+    summary = refused.text.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert 'href="#reason"' in summary and "Why you are referring them" in summary
+    assert 'href="#person-postcode"' in summary and "ZZ9" in summary  # the postcode message names what was typed
+    assert 'id="reason" name="reason"' in refused.text and 'aria-invalid="true"' in refused.text
+    assert 'value="Rose Quayle"' in refused.text and 'value="Fylde Coast PCN"' in refused.text  # kept; theirs
+    assert "You have not referred anyone yet." in client.get("/my-referrals").text  # nothing half-written
+
+    sent = client.post("/my-referrals/new", data={**answer, "person.postcode": "FY1 4AA",
+                                                  "reason": "Lives alone since her husband died."})
+    assert sent.status_code == 303 and sent.headers["Location"].startswith("/my-referrals/")
+    page = client.get(sent.headers["Location"]).text
+    assert "Companionship visit for Rose Quayle" in page and "Received" in page
+    assert "Dr Asha Rao, Fylde Coast PCN" in page and "Another Practice" not in page
+    coordinator, _ = signed_in(intake, "kim@fylde.example", "coordinator")
+    board = coordinator.get("/board").text
+    assert "Rose Quayle" in board and "referral: Fylde Coast PCN" in board

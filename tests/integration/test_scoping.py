@@ -331,6 +331,13 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                            "support_type": "shopping", "when.kind": "once",
                                            "when.start": TOMORROW.strftime("%Y-%m-%dT%H:%M"),
                                            "when.end": (TOMORROW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}}],
+        ("POST", "/my-referrals/new"): [{"data": {"person.name": "Olive Ottawa", "person.postcode": "K1Y",
+                                                  "support_type": "shopping", "when.kind": "flexible",
+                                                  "when.days": "mon", "when.part_of_day": "morning",
+                                                  "reason": "Lives alone", "referrer.organisation": "Fylde Coast PCN",
+                                                  "referrer.organisation_type": "pcn",
+                                                  "referrer.name": "Dr Sweep"}}],
+        ("POST", "/communities"): [{"data": {"community": A}}],  # an Ottawa administrator choosing Fylde Coast
         ("POST", "/board/{request_id}/cancel"): [{"data": {"reason": "cancelled by the sweep"}}],
         ("POST", "/board/{request_id}/edit"): [{"data": {"person.name": "Renamed", "person.postcode": "K1Y",
                                                           "support_type": "shopping", "urgency": "urgent",

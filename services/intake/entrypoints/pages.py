@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
-from services.intake.entrypoints.api import RequestIn, RequestPatch
+from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
 from shared.communities import all_communities, get as community
 from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES,
@@ -235,6 +235,37 @@ def my_referrals():
     """A referrer's home: the referrals they made, newest first, each with where it has got to in plain words."""
     rows = service_layer.list_referrals(service().uow(), current_actor(), service_layer.Page(page_size=BOARD_ROWS))
     return render("referrals.html", rows=rows)
+
+
+REFERRAL_LABELS = {**LABELS, "reason": "Why you are referring them", "referrer.organisation": "Your organisation",
+                   "referrer.organisation_type": "Type of organisation", "referrer.name": "Your name",
+                   "referrer.contact": "How the coordinators can reach you"}
+ORGANISATION_TYPES = [("pcn", "Primary care network or GP practice"), ("social_prescriber", "Social prescribing"),
+                      ("partner", "Hospice, charity, community group or council"),
+                      ("health_system", "NHS or Ontario Health service")]
+
+
+@blp.route("/my-referrals/new", methods=["GET", "POST"])
+@page_requires("referrer")
+def new_referral():
+    """The referral form: the request form's questions, then why and who refers. A referrer whose account names
+    their organisation refers for it (the form cannot change it)."""
+    actor = current_actor()
+    fixed = {"referrer.organisation": actor.organisation} if actor.organisation else {}
+    page = lambda form, errors: render("request_form.html", form=form, errors=errors, r=None, referral=True,  # noqa: E731
+                                       organisation_fixed=bool(fixed), organisation_types=ORGANISATION_TYPES)
+    if request.method == "GET":
+        return page(MultiDict(fixed), FormErrors())
+    form = MultiDict(request.form)
+    for name, value in fixed.items():
+        form[name] = value
+    try:
+        data = ReferralIn().load(nested(form))
+    except ValidationError as err:
+        return page(form, FormErrors(err.messages, REFERRAL_LABELS)), 422
+    submitted = service_layer.submit_request(service().uow(), actor, data, service().settings,
+                                             source=data["referrer"]["organisation_type"])
+    return redirect(f"/my-referrals/{submitted.made.id}", 303)
 
 
 @blp.route("/my-referrals/<uuid:request_id>")

@@ -162,8 +162,16 @@ def reach_of(actor: Actor) -> list:
         return []
     where = [in_scope(requests.c.community, actor)]
     if actor.role == "referrer":
-        where.append(requests.c.created_by == actor.subject)
+        where.extend(referrals_of(actor))
     return where
+
+
+def referrals_of(actor: Actor) -> list:
+    """The SQL twin of domain.referred_by, within the actor's communities: their organisation's referrals (for an
+    account that names none, the ones they made)."""
+    if actor.organisation:
+        return [requests.c.referrer_organisation == actor.organisation]
+    return [requests.c.created_by == actor.subject, requests.c.referrer_organisation.is_not(None)]
 
 
 def searched(text: str) -> list:
@@ -315,10 +323,9 @@ class SqlRequests:
         return self.session.scalar(sa.select(sa.func.max(requests.c.updated_at)).where(*reach_of(actor)))
 
     def list_referrals(self, actor: Actor, page) -> list[SupportRequest]:
-        """One page of the referrals the actor made in their communities, newest first; sets `page.item_count`."""
-        query = sa.select(SupportRequest).where(in_scope(requests.c.community, actor),
-                                                requests.c.created_by == actor.subject,
-                                                requests.c.referrer_organisation.is_not(None))
+        """One page of the actor's organisation's referrals in their communities (for an account that names no
+        organisation, the ones they made), newest first; sets `page.item_count`."""
+        query = sa.select(SupportRequest).where(in_scope(requests.c.community, actor), *referrals_of(actor))
         return page_of(self.session, query.order_by(requests.c.created_at.desc()), page)
 
 

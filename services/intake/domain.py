@@ -186,7 +186,11 @@ class SupportRequest:
     @classmethod
     def submit(cls, actor: Actor, columns: dict[str, Any], consent: dict[str, bool],
                document: dict[str, Any] | None = None) -> "SupportRequest":
-        """A new request in the actor's community, with its consents and the first line of its timeline."""
+        """A new request in the actor's community, with its consents and the first line of its timeline. A
+        referral from an account that names its organisation is that organisation's, whatever the body says (its
+        colleagues follow it; no one can file a referral under another organisation's name)."""
+        if columns.get("referrer_organisation") and actor.organisation:
+            columns = {**columns, "referrer_organisation": actor.organisation}
         request = cls(community=actor.community, created_by=actor.subject, source_document=document, **columns)
         request.record_consents(consent, actor.subject)
         via = f" (referred by {request.referrer_organisation})" if request.referrer_organisation else ""
@@ -396,14 +400,18 @@ def within_reach(request: SupportRequest, actor: Actor) -> bool:
     every request."""
     if actor == SYSTEM:
         return True
-    return actor.may_see(request.community) and (actor.role != "referrer" or request.created_by == actor.subject)
+    return actor.may_see(request.community) and (actor.role != "referrer" or referred_by(request, actor))
 
 
 def referred_by(request: SupportRequest, actor: Actor) -> bool:
-    """True when the request is a referral the actor made, in one of their communities (a subject is not unique
-    across communities: a token of another community with the same subject sees nothing)."""
-    return (request.created_by == actor.subject and request.referrer_organisation is not None
-            and actor.may_see(request.community))
+    """True when the request is a referral of the actor's organisation (for an account that names none, one the
+    actor made), in one of their communities: colleagues follow each other's referrals, and no one else's (a
+    subject or an organisation's name is not unique across communities: another community's token sees nothing)."""
+    if request.referrer_organisation is None or not actor.may_see(request.community):
+        return False
+    if actor.organisation:
+        return request.referrer_organisation == actor.organisation
+    return request.created_by == actor.subject
 
 
 def board_rank(request: SupportRequest) -> tuple:

@@ -40,7 +40,8 @@ def test_a_referrer_lands_on_their_referrals_and_follows_one_in_plain_words_with
     gp = token("referrer", subject="asha@pcn.example", organisation="Fylde Coast PCN")
     mine = intake.test_client().post("/referrals", json=REFERRAL, headers=gp).json
     theirs = intake.test_client().post("/referrals", headers=token("referrer", subject="sam@prescribing.example"),
-                                       json={**REFERRAL, "person": {**REFERRAL["person"], "name": "Other Person"}}).json
+                                       json={**REFERRAL, "person": {**REFERRAL["person"], "name": "Other Person"},
+                                             "referrer": {**REFERRAL["referrer"], "organisation": "Age UK"}}).json
 
     listed = client.get("/my-referrals")
     assert listed.status_code == 200
@@ -141,3 +142,26 @@ def test_a_referrer_refers_someone_by_the_form_with_every_mistake_named_at_once_
     coordinator, _ = signed_in(intake, "kim@fylde.example", "coordinator")
     board = coordinator.get("/board").text
     assert "Rose Quayle" in board and "referral: Fylde Coast PCN" in board
+
+
+def test_colleagues_follow_their_organisations_referrals_and_no_one_elses(intake, token):
+    """A referral belongs to the organisation on the referrer's account: a colleague sees it, another organisation
+    does not, and a body that names another organisation cannot file under its name."""
+    asha = token("referrer", subject="asha@pcn.example", organisation="Fylde Coast PCN")
+    colleague = token("referrer", subject="ben@pcn.example", organisation="Fylde Coast PCN")
+    hospice = token("referrer", subject="cat@hospice.example", organisation="Trinity Hospice")
+    client = intake.test_client()
+    mine = client.post("/referrals", json=REFERRAL, headers=asha).json
+    posing = client.post("/referrals", headers=hospice, json={**REFERRAL, "referrer": {
+        **REFERRAL["referrer"], "organisation": "Fylde Coast PCN"}}).json
+    assert posing["referrer_organisation"] == "Trinity Hospice"  # filed under the account's own organisation
+    assert [r["id"] for r in client.get("/referrals", headers=colleague).json] == [mine["id"]]
+    assert client.get(f"/referrals/{mine['id']}", headers=colleague).status_code == 200
+    assert [r["id"] for r in client.get("/referrals", headers=hospice).json] == [posing["id"]]
+    assert client.get(f"/referrals/{mine['id']}", headers=hospice).status_code == 404
+    other_place = token("referrer", communities=("ottawa-west",), subject="asha@pcn.example",
+                        organisation="Fylde Coast PCN")
+    assert client.get("/referrals", headers=other_place).json == []
+    browser, _ = signed_in(intake, "ben@pcn.example", "referrer", organisation="Fylde Coast PCN")
+    listed = browser.get("/my-referrals").text
+    assert mine["id"] in listed and posing["id"] not in listed

@@ -3,7 +3,8 @@ report for a community and a period (with the period before beside them), and th
 being picked out. Pure: no Flask, no database session, no environment.
 
 Each measure is worked out from the facts and the activities, so it is the same however often an event was
-delivered. Small counts are shown as "<5" wherever they leave the service (`suppress`).
+delivered. Small counts are shown as "<5" wherever they leave the service (`suppress`), and where a total and
+its other parts would give one away, as many more are "hidden" as it takes (`protect`).
 """
 
 from __future__ import annotations
@@ -416,6 +417,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
 
 # --- what may leave the service ------------------------------------------------------------------------------------
 
+HIDDEN = "hidden"  # a count not shown so that a small one cannot be worked out from a total and its other parts
+
+
 def suppress(value: Any, below: int, is_count: bool = True) -> Any:
     """A small count (from 1 to `below` minus one) as "<5", so no one can be picked out; zero and larger counts,
     hours and times as they are."""
@@ -424,8 +428,89 @@ def suppress(value: Any, below: int, is_count: bool = True) -> Any:
     return value
 
 
+# Sums a reader can check in every published table, as (cell, +1/-1) terms adding up to zero. A cell is a measure
+# ("requests_received") or a part of a breakdown (("tasks_by_kind", "shopping")).
+Cell = Any
+Equation = list[tuple[Cell, int]]
+
+
+def equations(values: dict[str, Any]) -> list[Equation]:
+    """The sums a table's measures obey: each breakdown of requests adds up to the requests received; the kinds of
+    bereavement support completed add up to the bereavement supports given, and the other kinds to the rest of the
+    tasks completed."""
+    found: list[Equation] = []
+    if "requests_received" in values:
+        for breakdown in ("requests_by_source", "requests_by_kind"):
+            if breakdown in values:
+                found.append([("requests_received", -1)] + [((breakdown, p), 1) for p in values[breakdown]])
+    tasks = values.get("tasks_by_kind")
+    if tasks is not None and {"tasks_completed", "bereavement_supports"} <= set(values):
+        grief = [p for p in tasks if p in KINDS and KINDS[p].category == "bereavement"]
+        found.append([("bereavement_supports", -1)] + [(("tasks_by_kind", p), 1) for p in grief])
+        found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
+                     + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
+    return found
+
+
+def published_bounds(value: Any, below: int) -> tuple[float, float]:
+    """What a reader knows of a cell from what it shows: "<5" is 1 to 4, "hidden" any count, a number itself."""
+    if value == HIDDEN:
+        return 0, float("inf")
+    if isinstance(value, str):
+        return 1, below - 1
+    return value, value
+
+
+def narrowed(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Cell, tuple[float, float]]:
+    """Each cell's range as a reader can work it out from what is shown and the sums: the bounds of every hidden
+    cell tightened by every equation in turn until none moves (the sums here share at most a total between them,
+    so this finds exactly what a reader could)."""
+    bounds = {cell: published_bounds(value, below) for cell, value in cells.items()}
+    moved = True
+    while moved:
+        moved = False
+        for equation in sums:
+            for cell, sign in equation:
+                # sign * cell = -(sum of the others): its range from the others' ranges
+                low = high = 0.0
+                for other, other_sign in equation:
+                    if other == cell:
+                        continue
+                    lo, hi = bounds[other]
+                    low, high = (low - hi, high - lo) if other_sign * sign > 0 else (low + lo, high + hi)
+                lo, hi = bounds[cell]
+                tightened = (max(lo, low), min(hi, high))
+                if tightened != (lo, hi) and tightened[0] <= tightened[1]:
+                    bounds[cell] = tightened
+                    moved = True
+    return bounds
+
+
+def protect(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Cell, Any]:
+    """Secondary suppression: while a reader could work out a suppressed count exactly from the sums, hide one more
+    cell of a sum that pins down a suppressed cell: the smallest part shown, else a total shown, else a "<5" part
+    (as "hidden", which says less). Each round hides one more cell, so it ends; with every cell of those sums
+    hidden nothing can be pinned down."""
+    cells = dict(cells)
+    small = {cell for cell, value in cells.items() if isinstance(value, str)}
+    while True:
+        bounds = narrowed(cells, sums, below)
+        pinned = {c for c, value in cells.items() if isinstance(value, str) and bounds[c][0] == bounds[c][1]}
+        if not pinned & small:
+            return cells
+        around = {cell for equation in sums if any(c in pinned for c, _ in equation) for cell, _ in equation
+                  if cells[cell] != HIDDEN}
+        order = sorted(around, key=lambda c: (isinstance(cells[c], str), c in pinned, not isinstance(c, tuple),
+                                              cells[c] if isinstance(cells[c], int) and cells[c] > 0 else 1 << 30,
+                                              str(c)))
+        if not order:
+            return cells
+        cells[order[0]] = HIDDEN
+
+
 def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
-    """Measures as they may leave the service: small counts suppressed, breakdowns too."""
+    """Measures as they may leave the service: small counts suppressed, breakdowns too, and then as many more hidden
+    as it takes that no suppressed count can be worked out from a total and its other parts."""
     counted = {m.key: m.is_count for m in MEASURES}
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -433,6 +518,18 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
             out[key] = {name: suppress(n, below) for name, n in value.items()}
         else:
             out[key] = suppress(value, below, counted.get(key, True))
+    if below <= 1:
+        return out
+    sums = equations(out)
+    cells: dict[Cell, Any] = {}
+    for equation in sums:
+        for cell, _ in equation:
+            cells[cell] = out[cell[0]][cell[1]] if isinstance(cell, tuple) else out[cell]
+    for cell, value in protect(cells, sums, below).items():
+        if isinstance(cell, tuple):
+            out[cell[0]][cell[1]] = value
+        else:
+            out[cell] = value
     return out
 
 

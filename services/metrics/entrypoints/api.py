@@ -50,7 +50,8 @@ def filters_of(query: dict) -> Filters:
 class PeriodOut(Schema):
     start = fields.Date()
     end = fields.Date()
-    measures = fields.Dict(metadata={"description": "Each measure; counts from 1 to 4 read '<5'."})
+    measures = fields.Dict(metadata={"description": "Each measure; counts from 1 to 4 read '<5', and "
+                                           "'hidden' where a total and its other parts would give one away."})
     previous = fields.Dict(metadata={"description": "The same measures for the period before."})
 
 

@@ -1,0 +1,135 @@
+"""Suppression that subtraction cannot undo: whatever the counts, a reader who knows every number a table shows,
+what "<5" and "hidden" mean, and every sum the table obeys (a breakdown adds up to its total; the kinds of
+bereavement support add up to the bereavement supports) cannot work out any count from 1 to 4 exactly.
+
+The attacker here is independent of the code under test: it tries every total the table allows and, for each, every
+value a hidden part could take, rather than reusing the suppression's own reasoning."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from services.metrics.domain import HIDDEN, shown
+from shared.taxonomy import KINDS, SOURCES
+
+GRIEF = [k for k, kind in KINDS.items() if kind.category == "bereavement"]
+OTHER = [k for k, kind in KINDS.items() if kind.category != "bereavement"]
+counts = st.integers(min_value=0, max_value=14)
+
+
+def measures(by_source: dict[str, int], by_kind: dict[str, int], tasks: dict[str, int]) -> dict:
+    """A period's measures as `measures()` makes them: breakdowns list only what happened, totals are their sums."""
+    by_source, by_kind, tasks = ({k: v for k, v in d.items() if v} for d in (by_source, by_kind, tasks))
+    return {"requests_received": sum(by_source.values()), "requests_by_source": by_source,
+            "requests_by_kind": by_kind, "tasks_completed": sum(tasks.values()),
+            "bereavement_supports": sum(v for k, v in tasks.items() if k in GRIEF), "tasks_by_kind": tasks}
+
+
+def bounds(value, below: int, ceiling: int) -> tuple[int, int]:
+    if value == HIDDEN:
+        return 0, ceiling
+    if isinstance(value, str):
+        assert value == f"<{below}"
+        return 1, below - 1
+    return value, value
+
+
+def possible(parts: dict, total: int, below: int, ceiling: int) -> dict[str, set[int]] | None:
+    """Each part's values that some assignment adding up to `total` allows; None if no assignment does."""
+    ranges = {name: bounds(v, below, ceiling) for name, v in parts.items()}
+    low, high = sum(lo for lo, _ in ranges.values()), sum(hi for _, hi in ranges.values())
+    if not low <= total <= high:
+        return None
+    found = {}
+    for name, (lo, hi) in ranges.items():
+        rest_low, rest_high = low - lo, high - hi
+        found[name] = {x for x in range(lo, hi + 1) if rest_low <= total - x <= rest_high}
+    return found
+
+
+def merge(into: dict[str, set[int]], more: dict[str, set[int]], prefix: str) -> None:
+    for name, values in more.items():
+        into.setdefault(f"{prefix}:{name}", set()).update(values)
+
+
+def recoverable(published: dict, below: int, ceiling: int) -> dict[str, set[int]]:
+    """Every value each cell can take given everything the table shows."""
+    seen: dict[str, set[int]] = {}
+    lo, hi = bounds(published["requests_received"], below, ceiling)
+    for total in range(lo, hi + 1):
+        sources = possible(published["requests_by_source"], total, below, ceiling)
+        kinds = possible(published["requests_by_kind"], total, below, ceiling)
+        if sources is None or kinds is None:
+            continue
+        seen.setdefault("requests_received", set()).add(total)
+        merge(seen, sources, "source")
+        merge(seen, kinds, "kind")
+    tasks = published["tasks_by_kind"]
+    lo1, hi1 = bounds(published["tasks_completed"], below, ceiling)
+    lo2, hi2 = bounds(published["bereavement_supports"], below, ceiling)
+    for completed in range(lo1, hi1 + 1):
+        for grief in range(lo2, min(hi2, completed) + 1):
+            grieving = possible({k: v for k, v in tasks.items() if k in GRIEF}, grief, below, ceiling)
+            others = possible({k: v for k, v in tasks.items() if k not in GRIEF}, completed - grief, below, ceiling)
+            if grieving is None or others is None:
+                continue
+            seen.setdefault("tasks_completed", set()).add(completed)
+            seen.setdefault("bereavement_supports", set()).add(grief)
+            merge(seen, grieving, "task")
+            merge(seen, others, "task")
+    return seen
+
+
+def cells(values: dict) -> dict[str, int]:
+    out = {key: values[key] for key in ("requests_received", "tasks_completed", "bereavement_supports")}
+    for key, prefix in (("requests_by_source", "source"), ("requests_by_kind", "kind"), ("tasks_by_kind", "task")):
+        out.update({f"{prefix}:{name}": n for name, n in values[key].items()})
+    return out
+
+
+def table(requests: list[tuple[str, str]], tasks: list[str]) -> dict:
+    """A period's measures as `measures()` makes them, from the requests (source, kind) and tasks (kind) in it."""
+    return measures(Counter(s for s, _ in requests), Counter(k for _, k in requests), Counter(tasks))
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests=st.lists(st.tuples(st.sampled_from(SOURCES[:3]), st.sampled_from(["shopping", "meals", *GRIEF])),
+                         max_size=30),
+       tasks=st.lists(st.sampled_from([*GRIEF, *OTHER[:2]]), max_size=30),
+       below=st.sampled_from([3, 5]))
+@example(requests=[("coordinator", "shopping")] * 3 + [("pcn", "meals")] * 6, tasks=["shopping"] * 4, below=5)
+@example(requests=[("coordinator", "shopping"), ("pcn", "shopping"), ("partner", "shopping")],  # a small total
+         tasks=["bereavement_visit"] * 4 + ["bereavement_group"] * 4, below=5)
+@example(requests=[], tasks=["bereavement_visit"] * 3 + ["bereavement_group"] * 6 + ["shopping"] * 4
+         + ["meals"] * 4, below=5)
+def test_no_suppressed_count_can_be_worked_out_from_a_total_and_its_parts(requests, tasks, below):
+    values = table(requests, tasks)
+    truth = cells(values)
+    published = shown(table(requests, tasks), below)
+    ceiling = 2 * max(truth.values(), default=0) + below
+    seen = recoverable(published, below, ceiling)
+    for cell, value in cells(published).items():
+        assert truth[cell] in seen[cell], f"{cell}: the table contradicts its own count"  # it tells no lies
+        if isinstance(value, int):
+            assert value == truth[cell]
+        elif value != HIDDEN:
+            assert 0 < truth[cell] < below
+        if 0 < truth[cell] < below:
+            assert isinstance(value, str), f"{cell} = {truth[cell]} is shown"
+            assert len(seen[cell]) > 1, f"{cell} = {truth[cell]} can be worked out from {published}"
+
+
+def test_a_breakdown_with_one_small_part_hides_one_more_and_leaves_the_total_shown():
+    published = shown(measures({"coordinator": 20}, {"shopping": 3, "meals": 6, "transport": 11}, {}), 5)
+    assert published["requests_received"] == 20 and published["requests_by_source"] == {"coordinator": 20}
+    assert published["requests_by_kind"] == {"shopping": "<5", "meals": HIDDEN, "transport": 11}
+
+
+def test_nothing_more_is_hidden_when_nothing_is_small_or_suppression_is_off():
+    values = measures({"coordinator": 7, "pcn": 5}, {"shopping": 12}, {"shopping": 6})
+    assert shown(values, 5) == values
+    small = measures({"coordinator": 7, "pcn": 1}, {"shopping": 8}, {})
+    assert shown(small, 0) == small

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -60,11 +61,6 @@ def development_webhook_token(secret_key: str) -> str:
     return hmac.new(secret_key.encode(), b"development sms webhook", hashlib.sha256).hexdigest()
 
 
-def var_dir() -> Path:
-    """The folder that holds embedded databases, the filesystem broker and logs."""
-    path = Path(os.environ.get("CCS_VAR_DIR", "var")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def database_url(service: str, var: Path | None = None) -> str:
@@ -99,6 +95,49 @@ def secret_key(var: Path) -> str:
 
 class SettingsError(ValueError):
     """A setting in the environment that cannot be used; the message names the variable."""
+
+
+PROJECT_NAME = "compassionate-communities"  # the name in pyproject.toml: how a folder is known as the project's
+
+
+class ProjectNotFound(SettingsError):
+    """No CCS_VAR_DIR, and no project folder (so no var/) where `ccs` looked; the message says where that was."""
+
+
+def is_project(folder: Path) -> bool:
+    """True when `folder` holds this project's pyproject.toml."""
+    try:
+        with (folder / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name") == PROJECT_NAME
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+INSTALLED_IN = Path(__file__).resolve().parents[1]  # the folder this code was installed from
+
+
+def project_dir(cwd: Path | None = None, installed_in: Path = INSTALLED_IN) -> Path:
+    """The project folder: the working folder or the nearest above it that is the project, else the one this code
+    is installed from (an editable install, as `make run` makes); ProjectNotFound names every folder looked in."""
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if is_project(folder):
+            return folder
+    if is_project(installed_in):
+        return installed_in
+    raise ProjectNotFound(
+        f"No var/ folder found: ccs looked for the project folder (the one with its pyproject.toml, named "
+        f"{PROJECT_NAME}) in {here} and each folder above it, and where ccs is installed ({installed_in}). Run ccs "
+        f"from the project folder, or set CCS_VAR_DIR to the var/ folder of the system you mean.")
+
+
+def var_dir() -> Path:
+    """The folder that holds embedded databases, the filesystem broker and logs: CCS_VAR_DIR, else var/ in the
+    project folder (`project_dir`), wherever ccs is run from; never a var/ of its own somewhere else."""
+    explicit = os.environ.get("CCS_VAR_DIR", "").strip()
+    path = Path(explicit).resolve() if explicit else project_dir() / "var"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def env_number(environ: Mapping[str, str], name: str, default: float, *, kind: type = int,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Mapping
 
-from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, outbox, revocations
+from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, holds, outbox, revocations
 from services.notify.domain import Retry
 from services.notify.entrypoints import api, handlers, pages
 from services.notify.entrypoints.sender import sender
@@ -73,8 +73,10 @@ def worker(app) -> WorkerParts:
     settings choose (Twilio, or the development gateway)."""
     context = app.extensions["ccs"]
     settings = context.settings
+    gateway = gateway_for(settings)
+    holds.listener = getattr(gateway, "held", None)  # the development gateway shows what waits out the quiet hours
     return WorkerParts.from_handlers("notify", app, handlers.bound(settings), outbox,
-                                     loops={"sender": sender(context.uow, gateway_for(settings), settings)})
+                                     loops={"sender": sender(context.uow, gateway, settings)})
 
 
 SERVICE = ServiceDefinition(

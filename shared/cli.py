@@ -105,9 +105,7 @@ QUIET_HOURS_OFF = "CCS_QUIET_HOURS=off make run"
 
 def quiet_hours_said() -> str:
     """What `ccs run` says of the quiet hours it runs with (CCS_QUIET_HOURS, else each community's own)."""
-    from services.notify.bootstrap import quiet_hours_from
-
-    hours = quiet_hours_from(os.environ)
+    hours = config.quiet_hours_from(os.environ)
     if hours == "off":
         return "SMS go at any hour (CCS_QUIET_HOURS=off)."
     if hours is None:

@@ -8,6 +8,7 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Mapping
 
@@ -174,6 +175,23 @@ def env_text(environ: Mapping[str, str], name: str, default: str = "", *, choice
     value = environ.get(name, default).strip()
     if choices and value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def quiet_hours_from(environ: Mapping[str, str]) -> str | None:
+    """CCS_QUIET_HOURS: every community's quiet hours ("21:00-08:00"), "off" for none; None (unset) keeps each
+    community's own."""
+    raw = environ.get("CCS_QUIET_HOURS")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.lower() in ("", "off", "none"):
+        return "off"
+    try:
+        start, end = value.split("-")
+        dt_time.fromisoformat(start.strip()), dt_time.fromisoformat(end.strip())
+    except ValueError:
+        raise SettingsError(f"CCS_QUIET_HOURS must be like 21:00-08:00, or off, not {raw!r}") from None
     return value
 
 

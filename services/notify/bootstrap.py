@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from datetime import time
 from typing import Mapping
 
 from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, holds, outbox, revocations
@@ -16,26 +15,9 @@ from services.notify.entrypoints import api, handlers, pages
 from services.notify.entrypoints.sender import sender
 from shared import config
 from shared.communities import Community, all_communities
-from shared.config import Settings, SettingsError, env_number
+from shared.config import Settings, env_number, quiet_hours_from
 from shared.service import ServiceDefinition, WorkerParts
 from shared.web import create_service_app
-
-
-def quiet_hours_from(environ: Mapping[str, str]) -> str | None:
-    """CCS_QUIET_HOURS: every community's quiet hours ("21:00-08:00"), "off" for none; None (unset) keeps each
-    community's own."""
-    raw = environ.get("CCS_QUIET_HOURS")
-    if raw is None:
-        return None
-    value = raw.strip()
-    if value.lower() in ("", "off", "none"):
-        return "off"
-    try:
-        start, end = value.split("-")
-        time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
-    except ValueError:
-        raise SettingsError(f"CCS_QUIET_HOURS must be like 21:00-08:00, or off, not {raw!r}") from None
-    return value
 
 
 @dataclass(frozen=True)

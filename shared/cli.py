@@ -58,7 +58,7 @@ def main():
 @click.option("--port", default=8000, show_default=True, envvar="PORT", help="The front door's port.")
 def run(port):
     """Start all four services and the front door on this machine, and print the address."""
-    from shared.supervisor import System
+    from shared.supervisor import NotRunning, System, running
 
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -73,6 +73,13 @@ def run(port):
         raise KeyboardInterrupt
 
     system = System(var_dir=config.var_dir(), port=port)
+    try:
+        already = running(system.var_dir)
+    except NotRunning:
+        pass
+    else:  # two systems on one var/ would share its databases and its bus
+        raise click.ClickException(f"The system is already running from {system.var_dir}, at {already['url']} "
+                                   f"(process {already['pid']}): use it, or stop it (Ctrl+C in its window) first.")
     click.echo(f"Setting up the databases in {system.var_dir} ...")
     system.migrate()
     for signum in stop_signals:

@@ -140,6 +140,10 @@ def test_make_run_prints_its_address_and_ccs_finds_it_from_any_folder_of_the_pro
     wait_for("the request to be matched", lambda: matched(client, request_id))
     run.printed(rf"SMS to \{phone}: Thank you! Task {code} is yours")
 
+    second = ccs(project, "run", env=newcomers_environment(PORT=str(five_free_ports())))
+    assert second.returncode == 1
+    assert f"already running from {project / 'var'}, at {url}" in second.stderr  # not a second system on its var/
+
     run.stop()
     assert not (project / "var" / "running.json").exists()
     said = ccs(elsewhere, "url")

@@ -112,7 +112,8 @@ def running(var_dir: Path) -> dict:
         raise NotRunning(f"Nothing is running from {var_dir} (it has no {RUNNING}): start it with make run.") from None
     except (OSError, ValueError) as exc:
         raise NotRunning(f"{path} cannot be read ({exc}): start the system again with make run.") from None
-    if not alive(record.get("pid", 0)):
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not alive(pid):
         raise NotRunning(f"The system that ran from {var_dir} at {record.get('url')} has stopped (process "
                          f"{record.get('pid')} is gone): start it with make run.")
     return record

@@ -21,6 +21,7 @@ import pytest
 from shared import config
 from shared.config import ProjectNotFound, project_dir
 from shared.demo import Client, five_free_ports
+from shared.supervisor import NotRunning, running
 from shared.web import issue_token
 from tests.helpers import wait_for
 
@@ -48,7 +49,7 @@ def a_project(tmp_path: Path) -> Path:
 def ccs(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`.venv/bin/ccs ARGS` typed in the folder `cwd`."""
     return subprocess.run([CCS, *args], cwd=cwd, env=env or newcomers_environment(), capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, check=False)
 
 
 class MakeRun:
@@ -183,7 +184,7 @@ def test_ccs_outside_any_project_says_where_it_looked_and_makes_no_var_folder(tm
     env = newcomers_environment(PYTHONPATH=str(installed))
     for command in (["url"], ["text", "07911123456", "YES 4821"], ["tokens", "issue", "--role", "coordinator"]):
         said = subprocess.run([sys.executable, "-m", "shared.cli", *command], cwd=elsewhere, env=env,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         assert said.returncode == 1, said.stdout
         assert "looked for the project folder" in said.stderr
         assert f"in {elsewhere} and each folder above it" in said.stderr
@@ -200,3 +201,11 @@ def test_the_project_folder_is_found_above_the_working_folder_or_else_where_ccs_
     assert project_dir(other, installed_in=project) == project
     with pytest.raises(ProjectNotFound, match=f"in {other} and each folder above it"):
         project_dir(other, installed_in=other)
+
+
+def test_a_system_that_was_killed_is_not_taken_for_running(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (tmp_path / "running.json").write_text(json.dumps({"url": "http://localhost:8100", "pid": int(gone.stdout)}))
+    with pytest.raises(NotRunning, match=f"ran from {tmp_path} at http://localhost:8100 has stopped"):
+        running(tmp_path)

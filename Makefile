@@ -10,21 +10,29 @@ APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: run test bench load demo clean
 
+# The first time: a virtualenv and every package, saying what it is doing (pip names each package it fetches).
 $(STAMP): pyproject.toml
+	@echo "==> Creating the virtualenv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> Upgrading pip"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "==> Installing the project and its Python packages into $(VENV): a few minutes the first time"
+	$(BIN)/pip install --progress-bar off -e '.[test]'
 	touch $(STAMP)
+	@echo "==> Installed"
 
 $(CHROMIUM):
+	@echo "==> Installing Chromium for the browser tests"
 	$(APT) install -y chromium || ($(APT) update && $(APT) install -y chromium)
 
 run: $(STAMP)
+	@echo "==> Starting the system (ccs run)"
 	$(BIN)/ccs run
 
 # The browser tests inject axe-core (npm) into each page they visit.
 AXE := node_modules/axe-core/axe.min.js
 $(AXE): package.json
+	@echo "==> Installing axe-core (npm) for the browser tests"
 	command -v npm >/dev/null || $(APT) install -y npm || ($(APT) update && $(APT) install -y npm)
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(AXE)

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from shared import config
-from shared.config import ACCESS_LOG, SERVICES
+from shared.config import ACCESS_LOG, SERVICES, SettingsError
 from shared.service import get as get_service
 from shared.service import registry
 
@@ -35,6 +35,16 @@ class Commands(click.Group):
         """Our command by that name, else a service's."""
         return super().get_command(ctx, name) or self.service_commands().get(name)
 
+    def invoke(self, ctx):
+        """Run the command; a setting that cannot be used, no project folder found, or no system running where one
+        is needed, is said in a sentence (and exit code 1), not a traceback."""
+        from shared.supervisor import NotRunning
+
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, NotRunning) as exc:
+            raise click.ClickException(str(exc)) from exc
+
 
 @click.group(cls=Commands)
 def main():
@@ -48,7 +58,7 @@ def main():
 @click.option("--port", default=8000, show_default=True, envvar="PORT", help="The front door's port.")
 def run(port):
     """Start all four services and the front door on this machine, and print the address."""
-    from shared.supervisor import System
+    from shared.supervisor import NotRunning, System, running
 
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -63,18 +73,29 @@ def run(port):
         raise KeyboardInterrupt
 
     system = System(var_dir=config.var_dir(), port=port)
-    click.echo("Setting up the databases ...")
+    try:
+        already = running(system.var_dir)
+    except NotRunning:
+        pass
+    else:  # two systems on one var/ would share its databases and its bus
+        raise click.ClickException(f"The system is already running from {system.var_dir}, at {already['url']} "
+                                   f"(process {already['pid']}): use it, or stop it (Ctrl+C in its window) first.")
+    click.echo(f"Setting up the databases in {system.var_dir} ...")
     system.migrate()
     for signum in stop_signals:
         signal.signal(signum, interrupted)
     try:
         system.start()
         system.wait_until_ready()
+        system.announce()
         click.echo(f"\nCompassionate Communities is running at {system.url}\n")
-        click.echo(f"Coordinators sign in at {system.url}/board; make yourself an account first:")
-        click.echo("  .venv/bin/ccs users create --role coordinator --email you@example.org --name 'Your Name'")
+        click.echo(f"Coordinators sign in at {system.url}/login; make yourself an account first:")
+        click.echo("  .venv/bin/ccs users create --role coordinator --community fylde-coast --email you@example.org "
+                   "--name 'Your Name'")
         click.echo(f"API documentation: {system.url}/docs")
-        click.echo("A token for the API:  export TOKEN=$(.venv/bin/ccs tokens issue --role coordinator)")
+        click.echo("In another terminal, from the project folder:  export URL=$(.venv/bin/ccs url)  "
+                   "TOKEN=$(.venv/bin/ccs tokens issue --role coordinator)")
+        click.echo(quiet_hours_said())
         click.echo(f"Logs: {system.var_dir / 'log'}/   SMS from the development gateway appear below.")
         click.echo("Press Ctrl+C to stop.\n")
         follow_sms(system)
@@ -86,21 +107,58 @@ def run(port):
         system.stop()
 
 
+QUIET_HOURS_OFF = "CCS_QUIET_HOURS=off make run"
+
+
+def quiet_hours_said() -> str:
+    """What `ccs run` says of the quiet hours it runs with (CCS_QUIET_HOURS, else each community's own)."""
+    hours = config.quiet_hours_from(os.environ)
+    if hours == "off":
+        return "SMS go at any hour (CCS_QUIET_HOURS=off)."
+    if hours is None:
+        return (f"Routine SMS wait out each community's quiet hours (21:00-08:00 in its time zone, unless "
+                f"communities.json says otherwise); to text at any hour: {QUIET_HOURS_OFF}")
+    return f"Routine SMS wait out the quiet hours {hours} (CCS_QUIET_HOURS), in each community's time zone."
+
+
+def held_said(notice: dict) -> str:
+    """A line for an SMS held for the quiet hours: to whom, until when in its community's time, and what it says."""
+    from datetime import datetime
+
+    until = datetime.fromisoformat(notice["until"])
+    return (f"SMS to {notice['to']} held for the quiet hours until {until:%H:%M on %a %d %b} ({notice['zone']} "
+            f"time): {notice['body']}")
+
+
+def new_records(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The JSON lines added to `path` since `offset`, and the offset after them."""
+    if not path.exists() or path.stat().st_size <= offset:
+        return [], offset
+    with path.open(encoding="utf-8") as handle:
+        handle.seek(offset)
+        records = [json.loads(line) for line in handle]
+        return records, handle.tell()
+
+
 def follow_sms(system) -> None:
-    """Print each SMS the development gateway records, and restart (after a back-off) any process that exits, until
-    we are stopped."""
-    path = system.var_dir / "sms" / "sent.jsonl"
-    offset = path.stat().st_size if path.exists() else 0
+    """Print each SMS the development gateway records (and each it holds for the quiet hours, saying until when),
+    and restart (after a back-off) any process that exits, until we are stopped."""
+    sent, held = system.var_dir / "sms" / "sent.jsonl", system.var_dir / "sms" / "held.jsonl"
+    offsets = {path: path.stat().st_size if path.exists() else 0 for path in (sent, held)}
+    told = False
     while True:
         for line in system.restart_exited():
             click.echo(line)
-        if path.exists() and path.stat().st_size > offset:
-            with path.open(encoding="utf-8") as handle:
-                handle.seek(offset)
-                for line in handle:
-                    message = json.loads(line)
-                    click.echo(f"SMS to {message['to']}: {message['body']}")
-                offset = handle.tell()
+        notices, offsets[held] = new_records(held, offsets[held])
+        for notice in notices:
+            click.echo(held_said(notice))
+            if not told:
+                told = True
+                click.echo(f"  (It goes then. Reply to it with its code all the same, or, to have texts go at once, "
+                           f"stop with Ctrl+C and start with: {QUIET_HOURS_OFF})")
+        messages, offsets[sent] = new_records(sent, offsets[sent])
+        for message in messages:
+            click.echo(f"SMS to {message['to']}: {message['body']}")
         time.sleep(0.2)
 
 
@@ -163,28 +221,49 @@ def load_gazetteer(path):
     click.echo(f"{count} postcode districts loaded from {path.name}")
 
 
+def running_system() -> dict:
+    """What var/running.json says of the system running from this project's var/ folder (NotRunning if none)."""
+    from shared.supervisor import running
+
+    return running(config.var_dir())
+
+
+@main.command()
+def url():
+    """Print the address of the system running from this project (`make run`), to open or to call."""
+    click.echo(running_system()["url"])
+
+
 @main.command()
 @click.argument("phone")
 @click.argument("body")
-@click.option("--url", default="http://localhost:8000", show_default=True, envvar="URL",
-              help="The system's address (its PUBLIC_URL).")
+@click.option("--url", default=None, help="The system's address, if it is not the one running from this project.")
 def text(phone, body, url):
     """Text the system as PHONE would, through Twilio's webhook, signed as Twilio signs it; print the answer."""
     import xml.etree.ElementTree as ET
 
+    import requests
+
     from shared.demo import text_in
 
-    answer = ET.fromstring(text_in(url.rstrip("/"), phone, body).text).find("Message")
-    click.echo(answer.text if answer is not None else "(no answer by return; any SMS it causes appear in `make run`)")
+    system = running_system() if url is None else {"url": url.rstrip("/"), "public_url": None}
+    try:
+        answer = text_in(system["url"], phone, body, public_url=system["public_url"])
+    except requests.ConnectionError:
+        raise click.ClickException(f"Nothing answers at {system['url']}: is the system running (make run)?") from None
+    message = ET.fromstring(answer.text).find("Message")
+    click.echo(message.text if message is not None else
+               "(no answer by return; any SMS it causes appear in the `make run` window)")
 
 
 @main.command()
 @click.option("--url", default=None, help="Walk through a system already running there, instead of starting one.")
-def demo(url):
+@click.option("--running", is_flag=True, help="Walk through the system running from this project (`make run`).")
+def demo(url, running):
     """Walk through registering a volunteer, logging a request and accepting it by SMS, and print what happened."""
     from shared.demo import walk_through
 
-    walk_through(url, echo=click.echo)
+    walk_through(running_system()["url"] if running else url, echo=click.echo)
 
 
 @main.group()

@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import tomllib
 from dataclasses import dataclass
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Mapping
 
@@ -60,11 +62,6 @@ def development_webhook_token(secret_key: str) -> str:
     return hmac.new(secret_key.encode(), b"development sms webhook", hashlib.sha256).hexdigest()
 
 
-def var_dir() -> Path:
-    """The folder that holds embedded databases, the filesystem broker and logs."""
-    path = Path(os.environ.get("CCS_VAR_DIR", "var")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def database_url(service: str, var: Path | None = None) -> str:
@@ -101,6 +98,49 @@ class SettingsError(ValueError):
     """A setting in the environment that cannot be used; the message names the variable."""
 
 
+PROJECT_NAME = "compassionate-communities"  # the name in pyproject.toml: how a folder is known as the project's
+
+
+class ProjectNotFound(SettingsError):
+    """No CCS_VAR_DIR, and no project folder (so no var/) where `ccs` looked; the message says where that was."""
+
+
+def is_project(folder: Path) -> bool:
+    """True when `folder` holds this project's pyproject.toml."""
+    try:
+        with (folder / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name") == PROJECT_NAME
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+INSTALLED_IN = Path(__file__).resolve().parents[1]  # the folder this code was installed from
+
+
+def project_dir(cwd: Path | None = None, installed_in: Path = INSTALLED_IN) -> Path:
+    """The project folder: the working folder or the nearest above it that is the project, else the one this code
+    is installed from (an editable install, as `make run` makes); ProjectNotFound names every folder looked in."""
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if is_project(folder):
+            return folder
+    if is_project(installed_in):
+        return installed_in
+    raise ProjectNotFound(
+        f"No var/ folder found: ccs looked for the project folder (the one with its pyproject.toml, named "
+        f"{PROJECT_NAME}) in {here} and each folder above it, and where ccs is installed ({installed_in}). Run ccs "
+        f"from the project folder, or set CCS_VAR_DIR to the var/ folder of the system you mean.")
+
+
+def var_dir() -> Path:
+    """The folder that holds embedded databases, the filesystem broker and logs: CCS_VAR_DIR, else var/ in the
+    project folder (`project_dir`), wherever ccs is run from; never a var/ of its own somewhere else."""
+    explicit = os.environ.get("CCS_VAR_DIR", "").strip()
+    path = Path(explicit).resolve() if explicit else project_dir() / "var"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def env_number(environ: Mapping[str, str], name: str, default: float, *, kind: type = int,
                minimum: float | None = None, maximum: float | None = None):
     """A whole number (or, with kind=float, any number) from the environment, checked against its range."""
@@ -135,6 +175,23 @@ def env_text(environ: Mapping[str, str], name: str, default: str = "", *, choice
     value = environ.get(name, default).strip()
     if choices and value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def quiet_hours_from(environ: Mapping[str, str]) -> str | None:
+    """CCS_QUIET_HOURS: every community's quiet hours ("21:00-08:00"), "off" for none; None (unset) keeps each
+    community's own."""
+    raw = environ.get("CCS_QUIET_HOURS")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.lower() in ("", "off", "none"):
+        return "off"
+    try:
+        start, end = value.split("-")
+        dt_time.fromisoformat(start.strip()), dt_time.fromisoformat(end.strip())
+    except ValueError:
+        raise SettingsError(f"CCS_QUIET_HOURS must be like 21:00-08:00, or off, not {raw!r}") from None
     return value
 
 

@@ -31,15 +31,16 @@ def until(what: str, probe: Callable[[], object], timeout: float = 20.0, interva
 
 
 def text_in(url: str, phone: str, body: str, to: str = "+447700900100",
-            var_dir: Path | None = None) -> requests.Response:
-    """Send an SMS to the system as a volunteer would: Twilio's webhook form, signed as Twilio signs it (with
-    TWILIO_AUTH_TOKEN, or the development token of the system whose folder is `var_dir`)."""
+            var_dir: Path | None = None, public_url: str | None = None) -> requests.Response:
+    """Send an SMS to the system at `url` as a volunteer would: Twilio's webhook form, signed as Twilio signs it for
+    the system's `public_url` (its PUBLIC_URL, when that is not `url`) with TWILIO_AUTH_TOKEN, or the development
+    token of the system whose folder is `var_dir`."""
     from twilio.request_validator import RequestValidator
 
     token = os.environ.get("TWILIO_AUTH_TOKEN") or config.development_webhook_token(
         config.secret_key(var_dir or config.var_dir()))
     form = {"From": phone, "To": to, "Body": body, "MessageSid": "SM" + secrets.token_hex(16), "NumMedia": "0"}
-    signature = RequestValidator(token).compute_signature(f"{url}/sms/inbound", form)
+    signature = RequestValidator(token).compute_signature(f"{public_url or url}/sms/inbound", form)
     response = requests.post(f"{url}/sms/inbound", data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
     response.raise_for_status()
     return response

@@ -8,6 +8,7 @@ RabbitMQ when their URLs are set.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -80,6 +81,42 @@ def gunicorn(app: str, port: int, workers: int = 1) -> list[str]:
     """The command that serves a WSGI app factory with gunicorn."""
     return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--threads", "8", "--graceful-timeout", "5", *ACCESS_LOG, app]
+
+
+RUNNING = "running.json"  # in var/: the address of the system running from that folder, while it runs
+
+
+class NotRunning(RuntimeError):
+    """Nothing runs from this var/ folder (no running.json, or the process that wrote it has gone)."""
+
+
+def alive(pid: int) -> bool:
+    """True when a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: it runs
+        return True
+    return True
+
+
+def running(var_dir: Path) -> dict:
+    """What the system running from `var_dir` wrote of itself when it was ready: its `url` (the address a person
+    opens), `public_url` (the one Twilio's webhooks are signed against), each service's own address, its `pid`.
+    NotRunning says why when nothing runs from there."""
+    path = var_dir / RUNNING
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotRunning(f"Nothing is running from {var_dir} (it has no {RUNNING}): start it with make run.") from None
+    except (OSError, ValueError) as exc:
+        raise NotRunning(f"{path} cannot be read ({exc}): start the system again with make run.") from None
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not alive(pid):
+        raise NotRunning(f"The system that ran from {var_dir} at {record.get('url')} has stopped (process "
+                         f"{record.get('pid')} is gone): start it with make run.")
+    return record
 
 
 @dataclass
@@ -179,8 +216,31 @@ class System:
                 raise TimeoutError(f"{pending[0]} did not become ready within {timeout}s")
             time.sleep(0.1)
 
+    def announce(self) -> None:
+        """Write var/running.json, saying where this system answers (`running` reads it), once it is ready."""
+        env = self.environment()
+        record = {"url": self.url, "public_url": env["PUBLIC_URL"].rstrip("/"), "pid": os.getpid(),
+                  "var_dir": str(self.var_dir), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "services": {name: self.service_url(name) for name in SERVICES}}
+        path = self.var_dir / RUNNING
+        written = path.with_name(f".{RUNNING}.{os.getpid()}")
+        written.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(written, path)
+
+    def withdraw(self) -> None:
+        """Remove var/running.json if this process wrote it: nothing answers there any more."""
+        path = self.var_dir / RUNNING
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
     def stop(self, names: list[str] | None = None, kill: bool = False) -> None:
-        """Stop processes (all, or those named): SIGTERM, or SIGKILL to simulate a crash."""
+        """Stop processes (all, or those named): SIGTERM, or SIGKILL to simulate a crash. Stopping all of them
+        removes var/running.json first."""
+        if names is None:
+            self.withdraw()
         chosen = [n for n in self.processes if names is None or n in names]
         for name in chosen:
             self.restart_at.pop(name, None)
@@ -224,6 +284,7 @@ class System:
         self.start()
         try:
             self.wait_until_ready()
+            self.announce()
         except BaseException:
             self.stop()
             raise

@@ -5,6 +5,7 @@ to var/sms/sent.jsonl), Twilio's webhook signatures, and the simulator's phone."
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import uuid
@@ -30,6 +31,9 @@ from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
 
 
+log = logging.getLogger(__name__)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -38,6 +42,38 @@ outbox = Outbox.for_base(Base)
 revocations = Revocations.for_base(Base)
 # Rung when a transaction that queued an SMS commits: it wakes the sender, in the worker whose handler queued it.
 queued = Doorbell()
+
+
+class Holds:
+    """Told what a transaction held for the quiet hours, once (and only if) it commits: the development gateway
+    records it for the `make run` window (`listener`, set by the worker; None tells no one)."""
+
+    KEY = "ccs.notify.holds"  # session.info: what the transaction holds, told if it commits
+
+    def __init__(self):
+        self.listener = None
+
+    def tell_after_commit(self, session: Session, notice: dict[str, Any]) -> None:
+        """Tell the listener of `notice` when this session's transaction commits."""
+        session.info.setdefault(self.KEY, []).append(notice)
+
+
+holds = Holds()
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _tell_holds(session: Session) -> None:
+    for notice in session.info.pop(Holds.KEY, ()):
+        if holds.listener is not None:
+            try:
+                holds.listener(notice)
+            except OSError as exc:  # what is committed stands: only the `make run` window misses a line
+                log.warning("could not record an SMS held for the quiet hours: %s", exc)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_holds(session: Session) -> None:
+    session.info.pop(Holds.KEY, None)
 
 contacts = sa.Table(
     "contacts", Base.metadata,
@@ -135,6 +171,12 @@ class MessageRepository:
         """Keep a new message; the sender hears of it when the transaction commits."""
         self.session.add(message)
         queued.ring_after_commit(self.session)
+
+    def held(self, message: OutgoingMessage, until: datetime) -> None:
+        """A new message waits out the quiet hours until then (in its community's time): said once it is kept."""
+        holds.tell_after_commit(self.session, {"to": message.to_phone, "purpose": message.purpose,
+                                               "community": message.community, "body": message.body,
+                                               "until": until.isoformat(), "zone": str(until.tzinfo)})
 
     def get(self, message_id: uuid.UUID) -> OutgoingMessage | None:
         """One message."""
@@ -364,12 +406,21 @@ def outcome_of(exc: Exception) -> tuple[str, str]:
 
 
 class DevelopmentGateway:
-    """Sends nothing: records each message in var/sms/sent.jsonl and prints it."""
+    """Sends nothing: records each message in var/sms/sent.jsonl and prints it; and each message held for the
+    quiet hours, with until when, in var/sms/held.jsonl (the `make run` window shows both)."""
 
     def __init__(self, folder: Path):
         self.path = folder / "sms" / "sent.jsonl"
+        self.held_path = folder / "sms" / "held.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+
+    def held(self, notice: dict[str, Any]) -> None:
+        """Record a message held for the quiet hours (`MessageRepository.held` says what), and print it."""
+        with self._lock, self.held_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({**notice, "at": utcnow().isoformat()}) + "\n")
+        print(f"[development SMS gateway] held until {notice['until']} ({notice['zone']}): to {notice['to']}",
+              flush=True)
 
     def send(self, to: str, body: str, from_: str | None = None) -> str:
         """Record and print the message."""

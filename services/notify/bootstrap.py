@@ -7,35 +7,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from datetime import time
 from typing import Mapping
 
-from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, outbox, revocations
+from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, holds, outbox, revocations
 from services.notify.domain import Retry
 from services.notify.entrypoints import api, handlers, pages
 from services.notify.entrypoints.sender import sender
 from shared import config
 from shared.communities import Community, all_communities
-from shared.config import Settings, SettingsError, env_number
+from shared.config import Settings, env_number, quiet_hours_from
 from shared.service import ServiceDefinition, WorkerParts
 from shared.web import create_service_app
-
-
-def quiet_hours_from(environ: Mapping[str, str]) -> str | None:
-    """CCS_QUIET_HOURS: every community's quiet hours ("21:00-08:00"), "off" for none; None (unset) keeps each
-    community's own."""
-    raw = environ.get("CCS_QUIET_HOURS")
-    if raw is None:
-        return None
-    value = raw.strip()
-    if value.lower() in ("", "off", "none"):
-        return "off"
-    try:
-        start, end = value.split("-")
-        time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
-    except ValueError:
-        raise SettingsError(f"CCS_QUIET_HOURS must be like 21:00-08:00, or off, not {raw!r}") from None
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,8 +55,10 @@ def worker(app) -> WorkerParts:
     settings choose (Twilio, or the development gateway)."""
     context = app.extensions["ccs"]
     settings = context.settings
+    gateway = gateway_for(settings)
+    holds.listener = getattr(gateway, "held", None)  # the development gateway shows what waits out the quiet hours
     return WorkerParts.from_handlers("notify", app, handlers.bound(settings), outbox,
-                                     loops={"sender": sender(context.uow, gateway_for(settings), settings)})
+                                     loops={"sender": sender(context.uow, gateway, settings)})
 
 
 SERVICE = ServiceDefinition(

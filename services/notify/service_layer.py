@@ -50,6 +50,9 @@ def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, ke
         next_attempt_at=domain.send_time(now, place, urgent=urgent, not_before=not_before,
                                          quiet_hours=settings.quiet_hours))
     uow.messages.add(message)
+    if place is not None and message.next_attempt_at is not None and message.next_attempt_at > max(
+            not_before or now, now):  # later than it was asked for: the quiet hours hold it
+        uow.messages.held(message, message.next_attempt_at.astimezone(place.zone))
     return message
 
 

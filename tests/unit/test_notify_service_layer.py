@@ -71,11 +71,15 @@ class FakeMessages:
 
     def __init__(self):
         self.rows: list[OutgoingMessage] = []
+        self.holds: list[tuple[str, datetime]] = []  # (key, until in the community's time) of each held message
         self._written = (MORNING - timedelta(days=1) + timedelta(seconds=n) for n in itertools.count())
 
     def add(self, message):
         message.created_at = message.created_at or next(self._written)
         self.rows.append(message)
+
+    def held(self, message, until):
+        self.holds.append((message.key, until))
 
     def get(self, message_id):
         return next((m for m in self.rows if m.id == message_id), None)
@@ -227,6 +231,18 @@ def test_a_routine_offer_waits_out_the_quiet_hours_and_an_urgent_one_does_not(uo
             night, settings(quiet_hours="off"))
     assert [m.next_attempt_at for m in uow.messages.rows] == [datetime(2026, 11, 26, 8, tzinfo=timezone.utc), None,
                                                               None]
+    # the `make run` window is told of the routine one alone, until 08:00 in Blackpool's time
+    [(key, until)] = uow.messages.holds
+    assert key == uow.messages.rows[0].key and until.isoformat() == "2026-11-26T08:00:00+00:00"
+    assert str(until.tzinfo) == "Europe/London"
+
+
+def test_a_reminder_due_in_the_day_is_not_held_and_one_due_in_the_night_is_held_till_morning(uow):
+    start = datetime(2026, 11, 27, 14, tzinfo=timezone.utc)
+    accepted = payload("offer.accepted", phone=VOLUNTEER, window_start=start.isoformat(),
+                       window_end=(start + timedelta(hours=9)).isoformat())  # its DONE prompt falls at 02:00
+    handled(uow, service_layer.queue_reminders, accepted, "c", start - timedelta(hours=12), SETTINGS)
+    assert [(key.split(":")[0], until.hour) for key, until in uow.messages.holds] == [("prompt_done", 8)]
 
 
 def test_an_accepted_task_gets_the_reminders_still_to_come_from_its_communitys_number(uow):

@@ -466,10 +466,11 @@ def shown_at(message: OutgoingMessage) -> datetime:
 
 
 def thread(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> list[Entry]:
-    """Messages both ways in the order the phone sees them; those still waiting last."""
+    """Messages both ways in the order the phone sees them; those still waiting last; an answer sent straight back
+    (at the moment its text arrived) after that text."""
     both = [Entry("out", shown_at(m), m) for m in outgoing]
     both += [Entry("in", m.received_at, m) for m in inbound]
-    return sorted(both, key=lambda e: e.at)
+    return sorted(both, key=lambda e: (e.at, e.direction == "out"))
 
 
 def last_entry(outgoing: OutgoingMessage | None, inbound: InboundMessage | None) -> Entry:

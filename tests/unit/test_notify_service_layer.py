@@ -458,6 +458,8 @@ def test_the_answer_sent_straight_back_is_kept_in_the_conversation_as_sent(uow):
     [kept] = [m for m in uow.messages.rows if m.purpose == "answer"]
     assert (kept.to_phone, kept.body, kept.status, kept.sent_at) == (VOLUNTEER, answer, "sent", MORNING)
     assert (kept.from_phone, kept.community, kept.key) == (FYLDE_NUMBER, "fylde-coast", f"answer:{away.message_sid}")
+    thread = domain.thread([kept], [uow.inbound.get(away.message_sid)])
+    assert [e.direction for e in thread] == ["in", "out"]  # the answer follows what it answers
     assert service_layer.receive_sms(uow, away, MORNING, SETTINGS) is None  # a retried webhook: kept once
     assert len([m for m in uow.messages.rows if m.purpose == "answer"]) == 1
     service_layer.receive_sms(uow, sms("YES 4821"), MORNING, SETTINGS)  # clear: matching answers it, not we

@@ -279,6 +279,8 @@ class SupportRequest:
             detail = completion(facts)[0]
         if isinstance(facts, OfferWithdrawn):
             detail += f": {WITHDRAWN_WHY[facts.reason]}"
+        if isinstance(facts, OfferAccepted) and facts.by == "coordinator":
+            what, detail = "assigned", "A coordinator assigned a volunteer (ref {code})"
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence

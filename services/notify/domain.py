@@ -474,10 +474,10 @@ def thread(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage
 
 
 def last_entry(outgoing: OutgoingMessage | None, inbound: InboundMessage | None) -> Entry:
-    """The newer of a phone's last message each way."""
+    """The newer of a phone's last message each way (an answer sent straight back is newer than what it answers)."""
     happened = [Entry("out", outgoing.sent_at or outgoing.created_at, outgoing)] if outgoing else []
     happened += [Entry("in", inbound.received_at, inbound)] if inbound else []
-    return max(happened, key=lambda e: e.at)
+    return max(happened, key=lambda e: (e.at, e.direction == "out"))
 
 
 def is_unknown(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> bool:

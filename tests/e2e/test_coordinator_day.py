@@ -206,6 +206,7 @@ def test_a_coordinators_whole_day_in_the_browser(day, tmp_path):
     candidates.get_by_role("button", name="Assign Ivo Day").click()
     expect(tab.locator(".accepted")).to_contain_text("Accepted by Ivo Day")
     day.reload_until("the request to be matched", lambda: tab.locator("#status").inner_text() == "matched")
+    expect(tab.locator(".timeline li").filter(has_text="assigned")).to_contain_text("A coordinator assigned")
     day.seen("request-assigned")
 
     # The third request: logged, changed, then cancelled once the coordinator has confirmed it and said why

@@ -318,6 +318,12 @@ def test_matching_hears_of_an_edit_only_when_it_touches_what_matching_knows(uow)
                                  (KIM.subject, "update", ["area", "postcode", "urgency"])]
 
 
+def test_a_volunteer_a_coordinator_assigned_is_noted_as_assigned_not_as_accepted(uow):
+    r = submitted(uow)
+    handled(uow, event("offer.accepted", r, by="coordinator", code="4821"))
+    assert [(t.what, t.detail) for t in r.timeline][-1] == ("assigned", "A coordinator assigned a volunteer (ref 4821)")
+
+
 def test_an_edit_that_gives_the_same_consent_answers_changes_nothing_and_notes_nothing(uow):
     r = submitted(uow)
     service_layer.update_request(uow, KIM, r.id, {"consent": dict(SHOPPING["consent"])}, SETTINGS)

@@ -119,8 +119,9 @@ class OutgoingMessage:
 
     status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled: it no longer applies
     (an offer withdrawn or accepted before its SMS went, a task's reminders once it ended, a "that offer is
-    closed" text to someone whose offer never went), kept with why in `error` and shown as not sent. A message that a crash left in `sending` is never sent again (the provider may already have it):
-    after a while it counts as sent, without a provider SID.
+    closed" text to someone whose offer never went), kept with why in `error` and shown as not sent. A message
+    that a crash left in `sending` is never sent again (the provider may already have it): after a while it counts
+    as sent, without a provider SID. An answer sent straight back in the webhook's reply is kept as sent at once.
     next_attempt_at: not before then (quiet hours, a reminder's time, or a retry's back-off); None means now.
     While `sending`, when a message still not recorded as sent counts as left by a crash.
     """

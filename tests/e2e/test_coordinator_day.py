@@ -40,6 +40,11 @@ class Day:
         """The page as it is now: accessible and fitting the window; saved as `<step>-<name>-<width>.png`."""
         self.step += 1
         accessible(self.tab, f"step {self.step} ({name}) at {self.width} px")
+        unlabelled = self.tab.locator("table.board tbody td:not([data-label]):not([colspan])").evaluate_all(
+            "cells => cells.filter(c => c.innerText.trim() && !c.querySelector('button, .flag'))"
+            ".map(c => c.innerText.trim().slice(0, 40))")
+        assert not unlabelled, f"step {self.step} ({name}): cells that lose their column's name when stacked: " \
+                               f"{unlabelled}"
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"{self.step:02d}-{name}-{self.width}.png"
@@ -124,6 +129,7 @@ def test_a_coordinators_whole_day_in_the_browser(day, tmp_path):
     tab.get_by_role("button", name="Add volunteer").click()
     expect(tab.get_by_role("heading", name="Robin Day")).to_be_visible()
     expect(tab.locator("#status")).to_contain_text("active")
+    expect(tab.locator("dl.profile")).to_contain_text("English")  # languages in words, not codes
     day.seen("volunteer")
 
     # The first request, typed with mistakes, corrected, and logged
@@ -171,6 +177,8 @@ def test_a_coordinators_whole_day_in_the_browser(day, tmp_path):
     expect(accepted).to_contain_text("Accepted by Robin Day")  # named, with the phone to reach them on
     expect(accepted.get_by_role("link", name=ROBIN)).to_have_attribute("href", f"tel:{ROBIN}")
     day.reload_until("the timeline to say matched", lambda: tab.locator("#status").inner_text() == "matched")
+    expect(tab.locator("dl.facts")).to_contain_text("FY1 4AB")
+    expect(tab.locator("dl.facts")).to_contain_text("English")
     day.seen("request-matched")
 
     # The second request: nobody on the roster can give respite, so it is unmatched

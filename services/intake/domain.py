@@ -79,6 +79,18 @@ REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back"
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
+# A request's attributes in a coordinator's words, for the timeline's "edited" entries (the audit keeps the names).
+# The area and the place on the map follow from the postcode.
+FIELD_WORDS = {
+    "person_name": "name", "person_phone": "phone number", "address": "address", "postcode": "postcode",
+    "area": "postcode", "latitude": "postcode", "longitude": "postcode", "preferred_language": "language",
+    "date_of_birth": "date of birth", "is_carer": "whether they are a carer", "support_type": "kind of help",
+    "urgency": "urgency", "window_start": "when", "window_end": "when", "window_days": "when", "window_part": "when",
+    "repeat_every_weeks": "how often", "repeat_occurrences": "how often", "preferences": "preferences",
+    "coordinator_notes": "notes for coordinators", "referrer_organisation": "referrer", "referrer_name": "referrer",
+    "referrer_contact": "referrer", "source": "referrer", "referral_reason": "reason for the referral",
+    "external_id": "reference", "consent": "consent",
+}
 # The board's order: unmatched first, then by urgency (urgent, soon, the rest), then newest.
 URGENCY_RANK = {"urgent": 0, "soon": 1}
 
@@ -217,11 +229,15 @@ class SupportRequest:
         answers = [c.given for c in self.consents if c.kind == kind]
         return answers[-1] if answers else False
 
-    def record_consents(self, answers: dict[str, bool], recorded_by: str) -> None:
-        """Record each consent answer given that differs from the last one (all of them the first time)."""
+    def record_consents(self, answers: dict[str, bool], recorded_by: str) -> bool:
+        """Record each consent answer given that differs from the last one (all of them the first time); True if
+        any was recorded."""
+        first, recorded = not self.consents, False
         for kind in CONSENTS:
-            if kind in answers and (not self.consents or self.consent(kind) != answers[kind]):
+            if kind in answers and (first or self.consent(kind) != answers[kind]):
                 self.consents.append(Consent(kind=kind, given=answers[kind], recorded_by=recorded_by))
+                recorded = True
+        return recorded
 
     def note(self, what: str, detail: str = "", actor: str = "", at: datetime | None = None) -> None:
         """Add an entry to the request's timeline, in the order things happened (after those at the same time)."""
@@ -243,11 +259,10 @@ class SupportRequest:
         changed = sorted(name for name, value in columns.items() if getattr(self, name) != value)
         for name in changed:
             setattr(self, name, columns[name])
-        if consent is not None:
-            self.record_consents(consent, by)
+        if consent is not None and self.record_consents(consent, by):
             changed.append("consent")
         if changed:
-            self.note("edited", ", ".join(changed), by)
+            self.note("edited", in_words(changed), by)
         return changed
 
     def cancel(self, reason: str, by: str) -> None:
@@ -265,6 +280,8 @@ class SupportRequest:
             detail = completion(facts)[0]
         if isinstance(facts, OfferWithdrawn):
             detail += f": {WITHDRAWN_WHY[facts.reason]}"
+        if isinstance(facts, OfferAccepted) and facts.by == "coordinator":
+            what, detail = "assigned", "A coordinator assigned a volunteer (ref {code})"
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
@@ -372,6 +389,11 @@ def person_ref(name: str, phone: str | None, date_of_birth: date | None, secret_
     """A pseudonym for the person, so metrics can count people without knowing who they are."""
     seed = "|".join([" ".join(name.lower().split()), phone or "", str(date_of_birth or "")])
     return "p_" + hmac.new(secret_key.encode(), seed.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def in_words(names: Iterable[str]) -> str:
+    """What changed, in a coordinator's words, each once: "phone number, urgency"."""
+    return ", ".join(dict.fromkeys(FIELD_WORDS.get(name, name.replace("_", " ")) for name in names))
 
 
 def columns_from(data: dict[str, Any]) -> dict[str, Any]:

@@ -119,8 +119,9 @@ class OutgoingMessage:
 
     status: queued -> sending -> sent -> delivered or undelivered; or failed; or cancelled: it no longer applies
     (an offer withdrawn or accepted before its SMS went, a task's reminders once it ended, a "that offer is
-    closed" text to someone whose offer never went), kept with why in `error` and shown as not sent. A message that a crash left in `sending` is never sent again (the provider may already have it):
-    after a while it counts as sent, without a provider SID.
+    closed" text to someone whose offer never went), kept with why in `error` and shown as not sent. A message
+    that a crash left in `sending` is never sent again (the provider may already have it): after a while it counts
+    as sent, without a provider SID. An answer sent straight back in the webhook's reply is kept as sent at once.
     next_attempt_at: not before then (quiet hours, a reminder's time, or a retry's back-off); None means now.
     While `sending`, when a message still not recorded as sent counts as left by a crash.
     """
@@ -466,17 +467,18 @@ def shown_at(message: OutgoingMessage) -> datetime:
 
 
 def thread(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> list[Entry]:
-    """Messages both ways in the order the phone sees them; those still waiting last."""
+    """Messages both ways in the order the phone sees them; those still waiting last; an answer sent straight back
+    (at the moment its text arrived) after that text."""
     both = [Entry("out", shown_at(m), m) for m in outgoing]
     both += [Entry("in", m.received_at, m) for m in inbound]
-    return sorted(both, key=lambda e: e.at)
+    return sorted(both, key=lambda e: (e.at, e.direction == "out"))
 
 
 def last_entry(outgoing: OutgoingMessage | None, inbound: InboundMessage | None) -> Entry:
-    """The newer of a phone's last message each way."""
+    """The newer of a phone's last message each way (an answer sent straight back is newer than what it answers)."""
     happened = [Entry("out", outgoing.sent_at or outgoing.created_at, outgoing)] if outgoing else []
     happened += [Entry("in", inbound.received_at, inbound)] if inbound else []
-    return max(happened, key=lambda e: e.at)
+    return max(happened, key=lambda e: (e.at, e.direction == "out"))
 
 
 def is_unknown(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> bool:

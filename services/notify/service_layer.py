@@ -175,9 +175,10 @@ def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correl
 
 # --- what phones send us, and what the provider says of what we sent ------------------------------------------------
 
-def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime) -> str | None:
+def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime, settings: NotifySettings) -> str | None:
     """Record an SMS a phone sent, once per MessageSid, act on opt-out and opt-in keywords, and pass it on as
-    `sms.received`. Returns the answer to send straight back, if any."""
+    `sms.received`. Returns the answer to send straight back, if any, kept in the conversation as sent (it goes
+    in the webhook's answer, not by the sender)."""
     reply = parse_reply(sms.body)
     with uow:
         if uow.inbound.get(sms.message_sid) is not None:
@@ -196,10 +197,15 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime) -> str | 
         uow.inbound.add(received)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours))
-        language, texted_before = contact.language, uow.messages.texted_before(sms.sender)
+        answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
+        if answer is not None:
+            community = domain.community_of_number(sms.to, settings.communities)
+            uow.messages.add(OutgoingMessage(
+                key=f"answer:{sms.message_sid}", purpose="answer", to_phone=sms.sender, body=answer,
+                correlation_id=sms.message_sid, from_phone=sms.to, community=community, status="sent", sent_at=now))
         uow.commit()
     SMS.labels("received").inc()
-    return domain.answer_to(reply, language, was_opted_out, texted_before)
+    return answer
 
 
 def record_status(uow: NotifyUnitOfWork, provider_sid: str, status: str, error_code: str | None,

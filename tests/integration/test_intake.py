@@ -6,9 +6,11 @@ import copy
 import json
 import uuid
 from datetime import date, timedelta
+from html.parser import HTMLParser
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
 
 from shared.contracts import load_event
 from tests.helpers import NEXT_MONDAY
@@ -480,3 +482,67 @@ def test_a_phone_check_in_needs_the_number_to_call(app_for, token):
     body["person"]["phone"] = "01253 477000"
     assert client.post("/requests", json=body, headers=token("coordinator")).status_code == 201
 
+
+
+class FormReader(HTMLParser):
+    """The fields a browser would submit from a page's one form: text, chosen options, ticked boxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("name"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self.fields.append((a["name"], a.get("value", "")))
+        elif tag == "select":
+            self._select = a.get("name")
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields.append((self._select, a.get("value", "")))
+        elif tag == "textarea":
+            self._textarea = a.get("name")
+            self.fields.append((self._textarea, ""))
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            name, text = self.fields.pop()
+            self.fields.append((name, text + data))
+
+
+def form_on(page: str) -> list[tuple[str, str]]:
+    """What submitting the page's form as it stands sends."""
+    reader = FormReader()
+    reader.feed(page)
+    return reader.fields
+
+
+def test_saving_a_requests_form_unchanged_notes_nothing_and_a_change_is_noted_in_plain_words(app_for, token):
+    from tests.integration.test_role_homes import signed_in
+
+    app = app_for("intake")
+    browser, _ = signed_in(app, "kim@hospice.example", "coordinator")
+    made = app.test_client().post("/requests", headers=token("coordinator"), json={
+        **SHOPPING, "when": {"days": ["mon", "thu"], "part_of_day": "morning"}, "repeat": {"every_weeks": 2,
+                                                                                            "occurrences": 4},
+        "preferences": {"volunteer_gender": "female", "pets": True, "access_notes": "Key safe 1234"}}).json
+    fields = form_on(browser.get(f"/board/{made['id']}/edit").text)
+    assert ("consent.share_contact", "1") in fields and ("when.days", "thu") in fields
+    saved = browser.post(f"/board/{made['id']}/edit", data=MultiDict(fields))
+    assert saved.status_code == 303, saved.text
+    after = app.test_client().get(f"/requests/{made['id']}", headers=token("coordinator")).json
+    assert [t["what"] for t in after["timeline"]] == ["submitted"]
+
+    fields = [(name, "01253 477999" if name == "person.phone" else value) for name, value in fields]
+    assert browser.post(f"/board/{made['id']}/edit", data=MultiDict(fields)).status_code == 303
+    after = app.test_client().get(f"/requests/{made['id']}", headers=token("coordinator")).json
+    assert [(t["what"], t["detail"]) for t in after["timeline"]][1:] == [("edited", "phone number")]
+    assert "phone number" in browser.get(f"/board/{made['id']}").text

@@ -320,9 +320,30 @@ def test_matching_hears_of_an_edit_only_when_it_touches_what_matching_knows(uow)
     [sent] = uow.published
     assert isinstance(sent, RequestUpdated) and (sent.urgency, sent.area) == ("urgent", "FY8")
     assert [(t.what, t.detail) for t in r.timeline][1:] == [
-        ("edited", "coordinator_notes"), ("edited", "area, postcode, urgency")]
+        ("edited", "notes for coordinators"), ("edited", "postcode, urgency")]
     assert uow.entries()[1:] == [(KIM.subject, "update", ["coordinator_notes"]),
                                  (KIM.subject, "update", ["area", "postcode", "urgency"])]
+
+
+def test_a_volunteer_a_coordinator_assigned_is_noted_as_assigned_not_as_accepted(uow):
+    r = submitted(uow)
+    handled(uow, event("offer.accepted", r, by="coordinator", code="4821"))
+    assert [(t.what, t.detail) for t in r.timeline][-1] == ("assigned", "A coordinator assigned a volunteer (ref 4821)")
+
+
+def test_an_edit_that_gives_the_same_consent_answers_changes_nothing_and_notes_nothing(uow):
+    r = submitted(uow)
+    service_layer.update_request(uow, KIM, r.id, {"consent": dict(SHOPPING["consent"])}, SETTINGS)
+    assert len(r.timeline) == 1 and len(r.consents) == 2 and len(uow.entries()) == 1
+
+
+def test_the_timeline_says_what_was_edited_in_plain_words(uow):
+    r = submitted(uow)
+    service_layer.update_request(uow, KIM, r.id, {"person": {"phone": "01253 477999", "name": "Pat Changed"},
+                                                  "repeat": {"every_weeks": 2, "occurrences": 3}}, SETTINGS)
+    assert [(t.what, t.detail) for t in r.timeline][1:] == [("edited", "name, phone number, how often")]
+    assert uow.entries()[-1] == (KIM.subject, "update", ["person_name", "person_phone", "repeat_every_weeks",
+                                                          "repeat_occurrences"])  # the audit keeps the names
 
 
 def test_an_edit_that_changes_nothing_is_not_noted_and_a_new_consent_is_recorded(uow):

@@ -448,8 +448,8 @@ def sms(body: str, sender: str = VOLUNTEER, sid: str | None = None) -> InboundSm
 
 def test_a_reply_is_kept_once_and_passed_on_as_understood(uow):
     received = sms("done 4821 1.5h", sid="SM" + "1" * 32)
-    assert service_layer.receive_sms(uow, received, MORNING) is None
-    assert service_layer.receive_sms(uow, received, MORNING) is None  # the provider retried the webhook
+    assert service_layer.receive_sms(uow, received, MORNING, SETTINGS) is None
+    assert service_layer.receive_sms(uow, received, MORNING, SETTINGS) is None  # the provider retried the webhook
     [event] = uow.published
     assert isinstance(event, SmsReceived)
     assert (event.from_phone, event.to_phone, event.keyword, event.code, event.hours) == (
@@ -458,28 +458,44 @@ def test_a_reply_is_kept_once_and_passed_on_as_understood(uow):
 
 
 def test_an_unclear_reply_is_answered_only_to_a_number_we_texted_and_help_to_anyone(uow):
-    assert service_layer.receive_sms(uow, sms("yes 482"), MORNING) is None  # matching answers a stranger
-    assert "Reply YES <code>" in service_layer.receive_sms(uow, sms("HELP"), MORNING)
+    assert service_layer.receive_sms(uow, sms("yes 482"), MORNING, SETTINGS) is None  # matching answers a stranger
+    assert "Reply YES <code>" in service_layer.receive_sms(uow, sms("HELP"), MORNING, SETTINGS)
     uow.messages.add(OutgoingMessage(key="offer:x", purpose="offer", to_phone=VOLUNTEER, body="b", correlation_id="c"))
-    answer = service_layer.receive_sms(uow, sms("yes 482"), MORNING)
+    answer = service_layer.receive_sms(uow, sms("yes 482"), MORNING, SETTINGS)
     assert answer.startswith("Sorry, we did not understand 482: a reference code has 4 digits.")
     assert [e.keyword for e in uow.events(SmsReceived)] == [None, "HELP", None]  # "yes 482" says yes to nothing
 
 
+def test_the_answer_sent_straight_back_is_kept_in_the_conversation_as_sent(uow):
+    uow.messages.add(OutgoingMessage(key="offer:x", purpose="offer", to_phone=VOLUNTEER, body="b", correlation_id="c"))
+    away = sms("Sorry, I'm away that week", sid="SM" + "2" * 32)
+    answer = service_layer.receive_sms(uow, away, MORNING, SETTINGS)
+    assert answer.startswith("Sorry, we did not understand")
+    [kept] = [m for m in uow.messages.rows if m.purpose == "answer"]
+    assert (kept.to_phone, kept.body, kept.status, kept.sent_at) == (VOLUNTEER, answer, "sent", MORNING)
+    assert (kept.from_phone, kept.community, kept.key) == (FYLDE_NUMBER, "fylde-coast", f"answer:{away.message_sid}")
+    thread = domain.thread([kept], [uow.inbound.get(away.message_sid)])
+    assert [e.direction for e in thread] == ["in", "out"]  # the answer follows what it answers
+    assert service_layer.receive_sms(uow, away, MORNING, SETTINGS) is None  # a retried webhook: kept once
+    assert len([m for m in uow.messages.rows if m.purpose == "answer"]) == 1
+    service_layer.receive_sms(uow, sms("YES 4821"), MORNING, SETTINGS)  # clear: matching answers it, not we
+    assert len([m for m in uow.messages.rows if m.purpose == "answer"]) == 1
+
+
 def test_stop_opts_out_once_nothing_is_answered_until_start_opts_back_in(uow):
     uow.messages.add(OutgoingMessage(key="offer:x", purpose="offer", to_phone=VOLUNTEER, body="b", correlation_id="c"))
-    assert service_layer.receive_sms(uow, sms("Stop"), MORNING) is None  # the carrier confirms it
-    assert service_layer.receive_sms(uow, sms("STOP"), MORNING) is None
-    assert service_layer.receive_sms(uow, sms("HELP"), MORNING) is None
+    assert service_layer.receive_sms(uow, sms("Stop"), MORNING, SETTINGS) is None  # the carrier confirms it
+    assert service_layer.receive_sms(uow, sms("STOP"), MORNING, SETTINGS) is None
+    assert service_layer.receive_sms(uow, sms("HELP"), MORNING, SETTINGS) is None
     [opted_out] = uow.events(ContactOptedOut)
     assert (opted_out.phone, opted_out.at, opted_out.source) == (VOLUNTEER, MORNING, "keyword")
     later = MORNING + timedelta(days=1)
-    assert service_layer.receive_sms(uow, sms("START"), later) is None
+    assert service_layer.receive_sms(uow, sms("START"), later, SETTINGS) is None
     [opted_in] = uow.events(ContactOptedIn)
     assert (opted_in.phone, opted_in.at, opted_in.source) == (VOLUNTEER, later, "keyword")
     contact = uow.contacts.get(VOLUNTEER)
     assert (contact.opted_out_at, contact.opted_in_at) == (None, later)
-    assert "Reply YES <code>" in service_layer.receive_sms(uow, sms("help"), later)
+    assert "Reply YES <code>" in service_layer.receive_sms(uow, sms("help"), later, SETTINGS)
 
 
 # --- what the provider says of what we sent --------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def _skill_choice(skill: str) -> tuple[str, str]:
     needed = sorted({check for kind in KINDS.values() if kind.skill == skill for check in kind.checks},
                     key=list(CHECKS).index)
     kinds = ", ".join(kind.label.lower() for kind in KINDS.values() if kind.skill == skill)
-    return skill, f"{skill.replace('_', ' ').capitalize()}: {kinds} (needs {', '.join(CHECKS[c].lower() for c in needed)})"
+    checks = ", ".join(CHECKS[c][:1].lower() + CHECKS[c][1:] for c in needed)  # "DBS" and "Ontario" kept as written
+    return skill, f"{skill.replace('_', ' ').capitalize()}: {kinds} (needs {checks})"
 
 
 SKILL_CHOICES = [_skill_choice(skill) for skill in SKILLS]

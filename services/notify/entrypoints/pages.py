@@ -14,6 +14,7 @@ from services.notify import service_layer
 from services.notify.adapters import SimulatedPhone
 from services.notify.domain import INBOX_REASONS, NotInScope
 from shared import clock
+from shared.taxonomy import LANGUAGES
 from shared.web import Pages, current_actor, normalise_phone, page_requires, phone_region, service
 
 blp = Pages("sms-pages", __name__, description="Coordinators' SMS pages: conversations and the simulator")
@@ -24,7 +25,7 @@ NOT_YOURS = {"to": "Text one of your community's numbers.",
 
 def render(template: str, **context: Any):
     """Render a page with what every SMS page uses."""
-    return render_template(template, card_id=card_id, **context)
+    return render_template(template, card_id=card_id, language_names=dict(LANGUAGES), **context)
 
 
 def card_id(phone: str) -> str:

@@ -60,10 +60,10 @@ class FakeRequests(Table):
         request = self.find(request_id)
         return request if request is not None and referred_by(request, actor) else None
 
-    def list(self, actor, filters, page, search=""):
+    def list(self, actor, filters, page, search="", now=None):
         rows = sorted((r for r in self.all() if within_reach(r, actor)
                        and all(getattr(r, name) == value for name, value in filters.items())
-                       and search.lower() in r.person_name.lower()), key=board_rank)
+                       and search.lower() in r.person_name.lower()), key=lambda r: board_rank(r, now))
         page.item_count = len(rows)
         return rows[page.first_item:page.first_item + page.page_size]
 

@@ -102,6 +102,10 @@ class FakeMessages:
     def texted_before(self, phone):
         return any(m.to_phone == phone and m.purpose != "answer" for m in self.rows)
 
+    def last_request_texted(self, phone, community):
+        about = [m for m in self.rows if m.to_phone == phone and m.request_id and m.community == community]
+        return max(about, key=lambda m: m.created_at).request_id if about else None
+
     def newest_first(self, scope, to_phone, pagination_parameters):
         return sorted((m for m in self.rows if scope.sees_sent(m) and to_phone in (None, m.to_phone)),
                       key=lambda m: m.created_at, reverse=True)
@@ -119,6 +123,9 @@ class FakeInbound:
 
     def add(self, message):
         self.rows[message.message_sid] = message
+
+    def waiting_about(self, request_id):
+        return sum(1 for m in self.rows.values() if m.request_id == request_id and m.attention and not m.dealt_with_at)
 
     def latest_from(self, phone):
         return max((m for m in self.rows.values() if m.from_phone == phone), key=lambda m: m.received_at,

@@ -66,7 +66,7 @@ class Inbound(MethodView):
         check_signature()
         sms = InboundSms(message_sid=form["MessageSid"], sender=sender_of(form["From"]), to=form["To"],
                          body=form["Body"])
-        return twiml(service_layer.receive_sms(service().uow(), sms, utcnow()))
+        return twiml(service_layer.receive_sms(service().uow(), sms, utcnow(), service().settings))
 
 
 class StatusForm(Schema):

@@ -561,6 +561,15 @@ def volunteer_tasks(uow, actor: Actor, volunteer_id: uuid.UUID) -> tuple[Volunte
     return volunteer, uow.offers.tasks_of(volunteer.id)
 
 
+ASSIGNED_SHOWN = 500  # the board shows at most 200 requests; this is every task a community holds at once
+
+
+def assigned(uow, actor: Actor) -> list[tuple[uuid.UUID, uuid.UUID, str, str]]:
+    """Who holds each of the actor's communities' requests now, as (request id, volunteer id, name, phone), latest
+    first."""
+    return uow.offers.assigned(actor, ASSIGNED_SHOWN)
+
+
 # --- how a request is matched, for coordinators --------------------------------------------------------------
 
 def _visible_request(request: MatchRequest | None) -> MatchRequest:

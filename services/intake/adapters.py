@@ -206,7 +206,8 @@ def needs_you(now: datetime) -> sa.ColumnElement[bool]:
 def board_order(query, now: datetime):
     """The SQL twin of domain.board_rank: those needing a coordinator first, then unmatched, then by urgency, then
     newest."""
-    return query.order_by(sa.case((needs_you(now), 0), else_=1), sa.case((requests.c.status == "unmatched", 0), else_=1),
+    return query.order_by(sa.case((needs_you(now), 0), else_=1),
+                          sa.case((requests.c.status == "unmatched", 0), else_=1),
                           sa.case(URGENCY_RANK, value=requests.c.urgency, else_=2),
                           requests.c.created_at.desc())
 

@@ -176,7 +176,8 @@ def test_the_board_looks_as_reviewed(browser, site, tmp_path):
         # Why unmatched depends on who else the other tests registered: one text for it, so the columns keep their
         # widths.
         tab.locator("li.reason-unmatched").evaluate_all(
-            "reasons => reasons.forEach(reason => { reason.firstChild.textContent = 'Nobody found: nobody eligible. ' })")
+            "reasons => reasons.forEach(reason => { reason.firstChild.textContent = 'Nobody found: nobody eligible. '"
+            " })")
         changing = [tab.locator("table.board td:nth-child(5)"), tab.locator("table.board td:nth-child(9)")]
         matches_screenshot(tab.screenshot(full_page=True, mask=changing, animations="disabled"), label, tmp_path)
         context.close()

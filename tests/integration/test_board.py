@@ -6,11 +6,14 @@ in one read for the whole board; another community's requests and volunteers nev
 from __future__ import annotations
 
 import html
+import json
 import re
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
 
+from shared.communities import get as community
 from shared.web import claims_for
 from tests.integration.test_matching import register
 from tests.integration.test_scoping import csrf_pair
@@ -144,3 +147,19 @@ def _logged(s: System, headers: dict, body: dict) -> str:
     answer = s.client("intake").post("/requests", json={**SHOPPING, **body}, headers=headers)
     assert answer.status_code == 201, answer.json
     return answer.json["id"]
+
+
+def test_a_request_whose_offers_are_about_to_time_out_comes_first_saying_when(app_for, token, monkeypatch):
+    monkeypatch.setenv("CCS_OFFER_BATCH", "1")
+    monkeypatch.setenv("CCS_OFFER_MINUTES", "8")  # a routine offer has 8 minutes to answer: about to time out at once
+    s = System(app_for, token)
+    s.volunteer("Ann Abbott", "07911 123511")
+    waiting = s.request(person={"name": "Walt Waiting", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
+                                "postcode": "FY1 4AB"})
+    offered(s, waiting)
+    [due] = [e["due_at"] for e in s.events("matching", "offer.answer_due")]
+    needing, _ = groups(page(s, "intake", "/board"))
+    at = datetime.fromisoformat(due).astimezone(community(FYLDE).zone).strftime("%H:%M")
+    assert f"Offers time out at {at} with no answer yet." in row_of(needing, "Walt Waiting")
+    mark = json.loads(page(s, "intake", "/board/latest"))["latest"]
+    assert mark.endswith("/1")  # the open board's mark moves with the clock too

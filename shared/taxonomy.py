@@ -56,6 +56,19 @@ SKILLS: tuple[str, ...] = tuple(sorted({kind.skill for kind in KINDS.values()}))
 
 SOURCES: tuple[str, ...] = ("coordinator", "pcn", "social_prescriber", "partner", "health_system")
 REFERRER_SOURCES: tuple[str, ...] = SOURCES[1:]  # who may send a referral (everyone but a coordinator)
+# The kinds of organisation in a programme's register (intake's organisations): each with its name and the
+# source a referral from it has.
+ORGANISATION_TYPES: dict[str, tuple[str, str]] = {
+    "pcn": ("Primary care network", "pcn"),
+    "gp_practice": ("GP practice", "pcn"),
+    "hospice": ("Hospice", "partner"),
+    "social_prescribing": ("Social prescribing service", "social_prescriber"),
+    "vcfse": ("Voluntary, community or faith group or social enterprise (VCFSE)", "partner"),
+    "faith_group": ("Faith group", "partner"),
+    "local_authority": ("Local authority", "partner"),
+    "business": ("Business", "partner"),
+    "health_system": ("NHS trust or Ontario Health service", "health_system"),
+}
 URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent")
 # Where a request is, as intake shows it. A late or repeated event never moves it back; the last two are final.
 REQUEST_STATUSES: tuple[str, ...] = ("submitted", "offered", "unmatched", "matched", "completed", "cancelled")

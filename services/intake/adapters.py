@@ -20,13 +20,14 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent,
-                                    FailedSignIn, SupportRequest, TimelineEntry, User, referred_by, within_reach)
+                                    FailedSignIn, Organisation, OrganisationExists, SupportRequest, TimelineEntry,
+                                    User, referred_by, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
 from shared.contracts import EventPayload
 from shared.db import UtcDateTime, is_postgres
-from shared.outbox import Outbox
+from shared.outbox import Doorbell, Outbox
 from shared.revocation import Revocations
 from shared.scoping import in_scope
 from shared.unit_of_work import SqlUnitOfWork
@@ -39,6 +40,7 @@ class Base(DeclarativeBase):
 
 outbox = Outbox.for_base(Base)
 revocations = Revocations.for_base(Base)
+webhooks_due = Doorbell()  # rung when this process commits a webhook delivery; intake's sender waits on it
 metadata = Base.metadata
 COMMON_PASSWORDS = Path(__file__).with_name("data") / "common-passwords.txt.gz"
 
@@ -144,6 +146,34 @@ sign_in_attempts = sa.Table(
     sa.Column("at", UtcDateTime, index=True, nullable=False),
 )
 
+# A community's register of organisations, and what their webhooks were sent (each change to a referral, kept to
+# show it was told, retried with back-off until it answers 2xx or MAX_ATTEMPTS are spent).
+organisations = sa.Table(
+    "organisations", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("adopted_on", sa.Date),  # when it adopted a compassionate communities approach
+    sa.Column("webhook_url", sa.String(500)),
+    sa.Column("webhook_secret", sa.String(100)),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.UniqueConstraint("community", "name", name="uq_organisations_community_name"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organisation_id", sa.Uuid, sa.ForeignKey("organisations.id"), index=True, nullable=False),
+    sa.Column("request_id", sa.Uuid, index=True, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("due_at", UtcDateTime, default=utcnow, index=True),  # None once delivered or given up
+    sa.Column("attempts", sa.Integer, default=0, nullable=False),
+    sa.Column("delivered_at", UtcDateTime),
+    sa.Column("last_answer", sa.String(200)),  # "200", "503", "timed out", ...
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Consent, consents)
 mapper(TimelineEntry, timeline)
@@ -156,6 +186,7 @@ mapper(SupportRequest, requests, properties={
 mapper(AuditEntry, audit_log)
 mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
+mapper(Organisation, organisations)
 
 
 # --- repositories -----------------------------------------------------------------------------------------------------
@@ -310,9 +341,21 @@ class SqlRequests:
 
     def __init__(self, session: Session, new_rows: NewRows):
         self.session, self.new_rows = session, new_rows
+        self.added: list[SupportRequest] = []
+
+    def changed_referrals(self) -> list[SupportRequest]:
+        """The referrals this unit of work made, or whose status or outcome it changed."""
+        changed = [r for r in self.added if r.referrer_organisation]
+        for held in self.session.identity_map.values():
+            if isinstance(held, SupportRequest) and held.referrer_organisation:
+                attributes = sa.inspect(held).attrs
+                if attributes.status.history.has_changes() or attributes.outcome.history.has_changes():
+                    changed.append(held)
+        return changed
 
     def add(self, request: SupportRequest) -> None:
         """Keep a new request, its consents and its timeline (written at the unit of work's flush)."""
+        self.added.append(request)
         self.new_rows.append(requests, request)
         self.new_rows.append(consents, *request.consents, request_id=request.id)
         self.new_rows.append(timeline, *request.timeline, request_id=request.id)
@@ -351,6 +394,92 @@ class SqlRequests:
         organisation, the ones they made), newest first; sets `page.item_count`."""
         query = sa.select(SupportRequest).where(in_scope(requests.c.community, actor), *referrals_of(actor))
         return page_of(self.session, query.order_by(requests.c.created_at.desc()), page)
+
+
+class SqlOrganisations:
+    """A community's register of organisations. Every read takes the actor it is for."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, organisation: Organisation) -> None:
+        """Keep a new organisation; OrganisationExists if the community has one of that name."""
+        self.session.add(organisation)
+        self.saved(organisation)
+
+    def saved(self, organisation: Organisation) -> None:
+        """Write a new or changed organisation now; OrganisationExists if another in the community has its name
+        (the transaction is then rolled back)."""
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            raise OrganisationExists(f"{organisation.name} is already in the register") from None
+
+    def list(self, actor: Actor) -> list[Organisation]:
+        """The organisations of the actor's communities, by name."""
+        return list(self.session.scalars(sa.select(Organisation).where(in_scope(organisations.c.community, actor))
+                                         .order_by(organisations.c.community, sa.func.lower(organisations.c.name))))
+
+    def get(self, organisation_id: uuid.UUID, actor: Actor) -> Organisation | None:
+        """One organisation of the actor's communities, or None."""
+        found = self.session.get(Organisation, organisation_id)
+        return found if found is not None and actor.may_see(found.community) else None
+
+    def named(self, community: str, name: str) -> Organisation | None:
+        """The community's organisation of that name (any case), or None."""
+        return self.session.scalars(sa.select(Organisation).where(
+            organisations.c.community == community,
+            sa.func.lower(organisations.c.name) == name.strip().lower())).first()
+
+    def listening(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Organisation]:
+        """Of these (community, name) pairs, the organisations with a webhook, by pair."""
+        if not wanted:
+            return {}
+        found = self.session.scalars(sa.select(Organisation).where(
+            organisations.c.webhook_url.is_not(None), organisations.c.community.in_({c for c, _ in wanted}),
+            sa.func.lower(organisations.c.name).in_({name.lower() for _, name in wanted})))
+        by_pair = {(o.community, o.name.lower()): o for o in found}
+        return {(c, name): by_pair[c, name.lower()] for c, name in wanted if (c, name.lower()) in by_pair}
+
+
+class SqlWebhookDeliveries:
+    """What organisations' webhooks are sent, and how each went."""
+
+    def __init__(self, session: Session, new_rows: NewRows):
+        self.session, self.new_rows = session, new_rows
+
+    def add(self, organisation: Organisation, request_id: uuid.UUID, body: dict[str, Any]) -> None:
+        """A delivery due now (written with the unit of work's other new rows)."""
+        self.new_rows.rows.setdefault(webhook_deliveries, []).append(
+            {"organisation_id": organisation.id, "request_id": request_id, "body": body, "created_at": utcnow(),
+             "due_at": utcnow(), "attempts": 0, "delivered_at": None, "last_answer": None})
+
+    def due(self, now: datetime, limit: int) -> list[Any]:
+        """Deliveries due by `now`, oldest first, each only once the earlier ones about its referral are delivered
+        or given up, with their organisation's address and secret; on PostgreSQL locked for this transaction,
+        skipping those another sender holds."""
+        earlier = webhook_deliveries.alias("earlier")
+        waiting_behind = sa.exists().where(earlier.c.request_id == webhook_deliveries.c.request_id,
+                                           earlier.c.id < webhook_deliveries.c.id, earlier.c.due_at.is_not(None))
+        query = (sa.select(webhook_deliveries, organisations.c.webhook_url, organisations.c.webhook_secret)
+                 .join(organisations, organisations.c.id == webhook_deliveries.c.organisation_id)
+                 .where(webhook_deliveries.c.due_at <= now, ~waiting_behind)  # one referral's go in order
+                 .order_by(webhook_deliveries.c.due_at).limit(limit))
+        if is_postgres(self.session):
+            query = query.with_for_update(of=webhook_deliveries, skip_locked=True)
+        return list(self.session.execute(query))
+
+    def record(self, delivery_id: int, **changes: Any) -> None:
+        """How an attempt went: its answer, and when to try again (None: delivered, or given up)."""
+        self.session.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+                             .values(**changes))
+
+    def recent(self, organisation_id: uuid.UUID, limit: int = 20) -> list[Any]:
+        """The organisation's latest deliveries, newest first."""
+        return list(self.session.execute(sa.select(webhook_deliveries).where(
+            webhook_deliveries.c.organisation_id == organisation_id)
+            .order_by(webhook_deliveries.c.id.desc()).limit(limit)))
 
 
 class SqlAuditLog:
@@ -451,6 +580,8 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         """Attach intake's repositories to this transaction's session."""
         self.new_rows = NewRows()
         self.requests = SqlRequests(session, self.new_rows)
+        self.organisations = SqlOrganisations(session)
+        self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)
         self.audit = SqlAuditLog(self.new_rows)
         self.answers = SqlAnswers(session, self.new_rows)
         self.users = SqlUsers(session)
@@ -472,6 +603,20 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         super().flush()
 
     def commit(self) -> None:
-        """Write the new rows, and make everything permanent."""
+        """Tell the organisations listening of their referrals' changes, write the new rows, and make everything
+        permanent. Every change to a referral goes through here, so none is missed (and a rollback tells no one)."""
+        self.tell_referrers()
         self.new_rows.write(self.session)
         super().commit()
+
+    def tell_referrers(self) -> None:
+        """A webhook delivery for each referral made or moved on whose organisation has a webhook."""
+        changed = self.requests.changed_referrals()
+        if not changed:
+            return
+        listening = self.organisations.listening({(r.community, r.referrer_organisation) for r in changed})
+        for request in changed:
+            organisation = listening.get((request.community, request.referrer_organisation))
+            if organisation is not None:
+                self.webhook_deliveries.add(organisation, request.id, request.referral_notice())
+                webhooks_due.ring_after_commit(self.session)

@@ -40,10 +40,12 @@ def create_app(test_config=None):
 
 
 def worker(app) -> WorkerParts:
-    """Intake's worker: it follows matching's events (it has no loops of its own)."""
+    """Intake's worker: it follows matching's events, and sends referrers' organisations their webhooks."""
     from services.intake.entrypoints.handlers import HANDLERS
+    from services.intake.entrypoints.webhooks import webhooks_loop
 
-    return WorkerParts.from_handlers("intake", app, HANDLERS, outbox)
+    return WorkerParts.from_handlers("intake", app, HANDLERS, outbox,
+                                     loops={"webhooks": webhooks_loop(app.extensions["ccs"])})
 
 
 def commands() -> list:
@@ -57,7 +59,8 @@ SERVICE = ServiceDefinition(
     name="intake",
     title="Intake",
     package="services.intake",
-    routes=("/requests", "/referrals", "/fhir", "/login", "/logout", "/board", "/my-referrals", "/communities"),
+    routes=("/requests", "/referrals", "/fhir", "/login", "/logout", "/board", "/my-referrals", "/communities",
+            "/organisations"),
     create_app=create_app,
     worker=worker,
     metadata=lambda: metadata,

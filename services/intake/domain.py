@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import math
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -20,7 +21,7 @@ from shared.clock import utcnow
 from shared.contracts import EventPayload
 from shared.contracts.intake import RequestSubmitted, TaskDetailsShared, TokenRevoked
 from shared.contracts.matching import OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
-from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, REQUEST_STATUSES
+from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
 FINAL_STATUSES = ("completed", "cancelled")
@@ -313,6 +314,14 @@ class SupportRequest:
         stage, meaning = REFERRAL_STAGES[self.status]
         return (stage, self.outcome) if self.status == "cancelled" else (stage, meaning)
 
+    def referral_notice(self) -> dict[str, Any]:
+        """What the referrer's organisation's webhook is told when the referral is made or moves on: where it has
+        got to in the referrer's words (nothing of the volunteers)."""
+        stage, meaning = self.referral_stage()
+        return {"type": "referral.changed", "at": utcnow().isoformat(),
+                "referral": {"id": str(self.id), "status": self.status, "stage": stage, "detail": meaning,
+                             "external_id": self.external_id}}
+
     def referral_history(self) -> list[tuple[str, datetime]]:
         """The referral's story for its referrer: each change of stage and when (a repeat of the same stage, and
         everything about volunteers and texts, left out)."""
@@ -433,6 +442,36 @@ def columns_from(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- who may see a request --------------------------------------------------------------------------------------------
+
+
+# --- organisations ------------------------------------------------------------------------------------------------
+
+
+class Organisation:
+    """An organisation in a community's register: who refers, partners and runs activities, with its type; an
+    optional webhook that hears of every change to its referrals (signed with `webhook_secret`)."""
+
+    def __init__(self, community: str, name: str, type: str, adopted_on: date | None = None,
+                 webhook_url: str | None = None, webhook_secret: str | None = None, id: uuid.UUID | None = None):
+        self.id = id or uuid.uuid4()
+        self.community, self.name, self.type, self.adopted_on = community, name, type, adopted_on
+        self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
+
+    def change(self, name: str, type: str, adopted_on: date | None, webhook_url: str | None) -> None:
+        """New details; a webhook set for the first time gets its secret."""
+        self.name, self.type, self.adopted_on = name, type, adopted_on
+        self.webhook_url = webhook_url or None
+        if self.webhook_url and not self.webhook_secret:
+            self.webhook_secret = secrets.token_urlsafe(32)
+
+    @property
+    def source(self) -> str:
+        """The source a referral from this organisation has (pcn, social_prescriber, partner, health_system)."""
+        return ORGANISATION_TYPES[self.type][1]
+
+
+class OrganisationExists(IntakeError):
+    """Another organisation in the community has that name."""
 
 
 def within_reach(request: SupportRequest, actor: Actor) -> bool:

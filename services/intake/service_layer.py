@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound, Passwords,
-                                    SupportRequest, TooManySignIns, User, UserExists, check_password, columns_from,
-                                    locked_for, revocation)
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
+                                    Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
+                                    UserExists, check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
@@ -260,3 +260,63 @@ def revoke_tokens(uow, settings: Settings, *, jti: str | None = None, subject: s
         uow.publish(revoked)
         uow.commit()
     return revoked
+
+
+# --- the register of organisations ------------------------------------------------------------------------------------
+
+
+def list_organisations(uow, actor: Actor) -> list[Organisation]:
+    """The organisations of the actor's communities, by name."""
+    with uow:
+        found = uow.organisations.list(actor)
+        uow.commit()
+    return found
+
+
+def get_organisation(uow, actor: Actor, organisation_id: uuid.UUID) -> tuple[Organisation, list[Any]]:
+    """One organisation of the actor's communities with its latest webhook deliveries; NotFound otherwise."""
+    with uow:
+        organisation = uow.organisations.get(organisation_id, actor)
+        if organisation is None:
+            raise NotFound("No such organisation.")
+        deliveries = uow.webhook_deliveries.recent(organisation.id)
+        uow.commit()
+    return organisation, deliveries
+
+
+def organisation_named(uow, actor: Actor, name: str | None) -> Organisation | None:
+    """The actor's community's organisation of that name, if it is in the register."""
+    if not name:
+        return None
+    with uow:
+        found = uow.organisations.named(actor.community, name)
+        uow.commit()
+    return found
+
+
+def add_organisation(uow, actor: Actor, details: dict[str, Any]) -> Organisation:
+    """A new organisation in the actor's community; OrganisationExists if the name is taken there."""
+    with uow:
+        if uow.organisations.named(actor.community, details["name"]) is not None:
+            raise OrganisationExists(f"{details['name']} is already in the register")
+        organisation = Organisation(community=actor.community, name=details["name"], type=details["type"])
+        organisation.change(**details)
+        uow.organisations.add(organisation)
+        uow.commit()
+    return organisation
+
+
+def change_organisation(uow, actor: Actor, organisation_id: uuid.UUID, details: dict[str, Any]) -> Organisation:
+    """New details for an organisation of the actor's communities; NotFound, or OrganisationExists for a name
+    another organisation there has."""
+    with uow:
+        organisation = uow.organisations.get(organisation_id, actor)
+        if organisation is None:
+            raise NotFound("No such organisation.")
+        namesake = uow.organisations.named(organisation.community, details["name"])
+        if namesake is not None and namesake.id != organisation.id:
+            raise OrganisationExists(f"{details['name']} is already in the register")
+        organisation.change(**details)
+        uow.organisations.saved(organisation)
+        uow.commit()
+    return organisation

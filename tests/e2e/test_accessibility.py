@@ -14,7 +14,7 @@ PAGES = {
                     "/simulator"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
-    "admin": ["/dead-letters"],
+    "admin": ["/dead-letters", "/organisations", "/organisations/new"],
 }
 
 

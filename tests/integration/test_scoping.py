@@ -172,13 +172,14 @@ class Seeded:
     volunteer: str
     offer: str
     activity: str
+    organisation: str
     messages: list[str]
     received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                *self.messages, *self.received]
+                self.organisation, *self.messages, *self.received]
 
 
 def seed(system: System, token) -> Seeded:
@@ -210,7 +211,13 @@ def seed(system: System, token) -> Seeded:
         "kind": "bereavement_group", "held_on": YESTERDAY.isoformat(), "attendance": 12,
         "organisation": ACTIVITY_ORGANISATION})
     assert activity.status_code == 201, activity.json
+    from services.intake import service_layer as intake_service
     from services.notify.domain import InboundMessage, OutgoingMessage
+    from shared.auth import Actor
+
+    organisation = intake_service.add_organisation(
+        system.apps["intake"].extensions["ccs"].uow(), Actor(subject=SUBJECT, role="admin", communities=(A,)),
+        {"name": ORGANISATION, "type": "pcn", "adopted_on": None, "webhook_url": "https://pcn.example/hook"})
 
     with system.apps["notify"].extensions["ccs"].sessions() as session:
         messages = session.scalars(sa.select(OutgoingMessage)).all()
@@ -221,6 +228,7 @@ def seed(system: System, token) -> Seeded:
     assert PERSON["name"].split()[0] in details.body and details.community == A  # the text a leak would show
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
+                  organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received])
 
 
@@ -285,6 +293,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "volunteer_id": ([seeded.volunteer], str(uuid.uuid4())),
             "offer_id": ([seeded.offer], str(uuid.uuid4())),
             "activity_id": ([seeded.activity], str(uuid.uuid4())),
+            "organisation_id": ([seeded.organisation], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
@@ -337,7 +346,10 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                                   "reason": "Lives alone", "referrer.organisation": "Fylde Coast PCN",
                                                   "referrer.organisation_type": "pcn",
                                                   "referrer.name": "Dr Sweep"}}],
-        ("POST", "/communities"): [{"data": {"community": A}}],  # an Ottawa administrator choosing Fylde Coast
+        ("POST", "/communities"): [{"data": {"community": A}}],
+        ("POST", "/organisations/new"): [{"data": {"name": ORGANISATION, "type": "pcn"}}],
+        ("POST", "/organisations/{organisation_id}"): [{"data": {"name": "Renamed by the sweep", "type": "pcn",
+                                                                 "webhook_url": "https://evil.example/hook"}}],  # an Ottawa administrator choosing Fylde Coast
         ("POST", "/board/{request_id}/cancel"): [{"data": {"reason": "cancelled by the sweep"}}],
         ("POST", "/board/{request_id}/edit"): [{"data": {"person.name": "Renamed", "person.postcode": "K1Y",
                                                           "support_type": "shopping", "urgency": "urgent",

@@ -32,6 +32,8 @@ SETTINGS = Settings(service="intake", var_dir=Path("."), database_url="", broker
 KIM = Actor(subject="kim@fylde.org", role="coordinator", communities=("fylde-coast",))
 OTTAWA = Actor(subject="lou@ottawa.example", role="coordinator", communities=("ottawa-west",))
 GP = Actor(subject="asha@pcn.nhs.uk", role="referrer", communities=("fylde-coast",), organisation="Fylde Coast PCN")
+PARTNER = Actor(subject="sam@ageuk.example", role="referrer", communities=("fylde-coast",),
+                organisation="Age UK Blackpool")
 EHR = Actor(subject="ehr@fylde-pcn.nhs.uk", role="referrer", communities=("fylde-coast",))
 START = datetime(2030, 1, 7, 14, 0, tzinfo=timezone.utc)
 SHOPPING = {
@@ -226,12 +228,17 @@ def test_the_person_ref_is_a_keyed_pseudonym_the_same_for_the_same_person(uow):
 
 
 def test_a_partner_organisations_referral_carries_the_source_partner(uow):
-    r = service_layer.submit_request(uow, GP, REFERRAL, SETTINGS, source="partner").made
+    r = service_layer.submit_request(uow, PARTNER, REFERRAL, SETTINGS, source="partner").made
     [sent] = uow.published
     assert sent.source == r.source == "partner" and sent.referrer_organisation == "Age UK Blackpool"
     assert "partner" in SOURCES and "partner_organisation" not in SOURCES
     assert r.timeline[0].detail == "Bereavement support visit, routine (referred by Age UK Blackpool)"
     assert (r.referrer_name, r.referral_reason) == ("Sam Lee", "Recently bereaved.")
+
+
+def test_an_account_that_names_its_organisation_refers_under_that_name_whatever_the_body_says(uow):
+    r = service_layer.submit_request(uow, GP, REFERRAL, SETTINGS).made
+    assert r.referrer_organisation == "Fylde Coast PCN" != REFERRAL["referrer"]["organisation"]
 
 
 def test_a_fhir_service_request_keeps_its_document_and_the_rendered_answer(uow):

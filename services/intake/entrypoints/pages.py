@@ -7,19 +7,19 @@ from typing import Any
 
 from flask import redirect, render_template, request, session
 from flask_smorest import abort
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, SupportRequest, TooManySignIns
+from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
 from shared.communities import all_communities, get as community
-from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, PARTS_OF_DAY, REQUEST_STATUSES,
-                             URGENCIES)
-from shared.web import (FormErrors, Pages, claims_for, client_address, current_actor, local_time, page_requires,
+from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, PARTS_OF_DAY,
+                             REQUEST_STATUSES, URGENCIES)
+from shared.web import (FormErrors, Pages, Text, claims_for, client_address, current_actor, local_time, page_requires,
                         service)
 
 blp = Pages("pages", __name__, description="Coordinators' pages")
@@ -247,7 +247,7 @@ def my_referrals():
 REFERRAL_LABELS = {**LABELS, "reason": "Why you are referring them", "referrer.organisation": "Your organisation",
                    "referrer.organisation_type": "Type of organisation", "referrer.name": "Your name",
                    "referrer.contact": "How the coordinators can reach you"}
-ORGANISATION_TYPES = [("pcn", "Primary care network or GP practice"), ("social_prescriber", "Social prescribing"),
+REFERRER_TYPES = [("pcn", "Primary care network or GP practice"), ("social_prescriber", "Social prescribing"),
                       ("partner", "Hospice, charity, community group or council"),
                       ("health_system", "NHS or Ontario Health service")]
 
@@ -259,8 +259,14 @@ def new_referral():
     their organisation refers for it (the form cannot change it)."""
     actor = current_actor()
     fixed = {"referrer.organisation": actor.organisation} if actor.organisation else {}
-    page = lambda form, errors: render("request_form.html", form=form, errors=errors, r=None, referral=True,  # noqa: E731
-                                       organisation_fixed=bool(fixed), organisation_types=ORGANISATION_TYPES)
+    registered = service_layer.organisation_named(service().uow(), actor, actor.organisation)
+    if registered is not None:  # the register says what kind of organisation it is
+        fixed["referrer.organisation_type"] = registered.source
+
+    def page(form, errors):
+        return render("request_form.html", form=form, errors=errors, r=None, referral=True,
+                      organisation_fixed=bool(fixed), organisation_types=REFERRER_TYPES,
+                      type_fixed="referrer.organisation_type" in fixed)
     if request.method == "GET":
         return page(MultiDict(fixed), FormErrors())
     form = MultiDict(request.form)
@@ -312,3 +318,83 @@ def choose_community():
 def community_names() -> dict[str, str]:
     """Each community's name, by slug."""
     return {slug: c.name for slug, c in all_communities().items()}
+
+
+# --- the register of organisations (administrators) ---------------------------------------------------------------
+
+
+class OrganisationIn(Schema):
+    """An organisation as its form gives it."""
+
+    name = Text(required=True, blank=False, validate=validate.Length(max=200))
+    type = fields.Str(required=True, validate=validate.OneOf(sorted(ORGANISATION_TYPES),
+                                                             error="Choose the kind of organisation."))
+    adopted_on = fields.Date(load_default=None, allow_none=True, error_messages={"invalid": "Give a date."})
+    webhook_url = fields.Url(load_default=None, allow_none=True, schemes={"https", "http"}, require_tld=False,
+                             validate=validate.Length(max=500),
+                             error_messages={"invalid": "Give a web address starting https://."})
+
+
+ORGANISATION_LABELS = {"name": "Name", "type": "Kind of organisation",
+                       "adopted_on": "Adopted a compassionate communities approach on",
+                       "webhook_url": "Webhook address"}
+ORGANISATION_CHOICES = [(key, label) for key, (label, _) in ORGANISATION_TYPES.items()]
+
+
+def organisation_form(form: MultiDict, errors: FormErrors, organisation=None, deliveries=(), status=200):
+    return render("organisation.html", form=form, errors=errors, organisation=organisation, deliveries=deliveries,
+                  organisation_types=ORGANISATION_CHOICES), status
+
+
+def organisation_details(form) -> dict[str, Any]:
+    """The form's answers as OrganisationIn takes them (an empty answer is none)."""
+    return {name: form.get(name) or None for name in ("name", "type", "adopted_on", "webhook_url")}
+
+
+@blp.route("/organisations")
+@page_requires("admin")
+def organisations():
+    """The register of the community's organisations."""
+    return render("organisations.html", rows=service_layer.list_organisations(service().uow(), current_actor()),
+                  types=ORGANISATION_TYPES)
+
+
+@blp.route("/organisations/new", methods=["GET", "POST"])
+@page_requires("admin")
+def new_organisation():
+    """Add an organisation to the register."""
+    if request.method == "GET":
+        return organisation_form(MultiDict(), FormErrors())
+    try:
+        details = OrganisationIn().load(organisation_details(request.form))
+        made = service_layer.add_organisation(service().uow(), current_actor(), details)
+    except ValidationError as err:
+        return organisation_form(request.form, FormErrors(err.messages, ORGANISATION_LABELS), status=422)
+    except OrganisationExists as err:
+        return organisation_form(request.form, FormErrors({"name": [str(err)]}, ORGANISATION_LABELS), status=422)
+    return redirect(f"/organisations/{made.id}", 303)
+
+
+@blp.route("/organisations/<uuid:organisation_id>", methods=["GET", "POST"])
+@page_requires("admin")
+def show_organisation(organisation_id):
+    """An organisation's details to change, its webhook's secret, and what its webhook was last sent."""
+    try:
+        organisation, deliveries = service_layer.get_organisation(service().uow(), current_actor(), organisation_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if request.method == "GET":
+        form = MultiDict({"name": organisation.name, "type": organisation.type,
+                          "adopted_on": organisation.adopted_on.isoformat() if organisation.adopted_on else "",
+                          "webhook_url": organisation.webhook_url or ""})
+        return organisation_form(form, FormErrors(), organisation, deliveries)
+    try:
+        details = OrganisationIn().load(organisation_details(request.form))
+        service_layer.change_organisation(service().uow(), current_actor(), organisation_id, details)
+    except ValidationError as err:
+        return organisation_form(request.form, FormErrors(err.messages, ORGANISATION_LABELS), organisation,
+                                 deliveries, 422)
+    except OrganisationExists as err:
+        return organisation_form(request.form, FormErrors({"name": [str(err)]}, ORGANISATION_LABELS), organisation,
+                                 deliveries, 422)
+    return redirect(f"/organisations/{organisation_id}", 303)

@@ -93,3 +93,24 @@ def test_at_a_phones_width_each_card_keeps_its_labels_and_the_needs_you_group_co
         accessible(phone, "the board at 390 px")
     finally:
         context.close()
+
+
+def test_without_script_the_board_still_puts_what_needs_you_first_and_links_to_who_has_each_task(browser, site,
+                                                                                                  requests):
+    client = api(site)
+    wait_for("the offered request to be matched",
+             lambda: client.call("GET", f"/requests/{requests['offered']}")["status"] == "matched")
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, java_script_enabled=False,
+                                  locale="en-GB", timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        sign_in(tab)
+        needs_you = tab.get_by_role("region", name=re.compile("^Needs you"))
+        the_rest = tab.get_by_role("region", name=re.compile("^Everything else"))
+        expect(needs_you.get_by_role("row", name=re.compile("Ula Stranded"))).to_contain_text("Nobody found")
+        assert above(needs_you, the_rest)
+        the_rest.get_by_role("row", name=re.compile("Pat Simulated")).get_by_role("link", name="See who has it").click()
+        expect(tab.locator(".accepted")).to_contain_text("Accepted by Robin Simulator")
+    finally:
+        context.close()

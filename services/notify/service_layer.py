@@ -21,8 +21,7 @@ from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
 from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
-                                     SmsWaiting,
-                                     SmsSent)
+                                     SmsSent, SmsWaiting)
 from shared.telemetry import SMS
 
 if TYPE_CHECKING:

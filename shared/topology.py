@@ -47,8 +47,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
         "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
                                   "request.unmatched", "task.completed", "task.given_back",
-                                  "task.volunteer_opted_out"]),
-        "texts": ("notify", ["sms.held"]),
+                                  "task.volunteer_opted_out", "offer.answer_due"]),
+        "texts": ("notify", ["sms.held", "sms.waiting"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),

@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from services.intake.domain import (SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent, FailedSignIn, Organisation,
-                                    OrganisationExists, SupportRequest, TimelineEntry, User, referred_by, within_reach)
+from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent,
+                                    FailedSignIn, Organisation, OrganisationExists, SupportRequest, TimelineEntry,
+                                    User, referred_by, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
@@ -51,6 +52,11 @@ requests = sa.Table(
     sa.Column("status", sa.String(16), default="submitted", index=True, nullable=False),
     sa.Column("outcome", sa.Text, default="", nullable=False),
     sa.Column("matching_sequence", sa.Integer, default=0, nullable=False),  # of matching's event that set the status
+    # What the board puts first, as matching and notify said it (domain.SupportRequest.needs_you)
+    sa.Column("given_back_at", UtcDateTime),
+    sa.Column("answers_due_at", UtcDateTime),
+    sa.Column("sms_waiting", sa.Integer, default=0, nullable=False),
+    sa.Column("sms_waiting_as_of", UtcDateTime),
     # The person
     sa.Column("person_name", sa.String(200), nullable=False),
     sa.Column("person_phone", sa.String(20)),
@@ -218,9 +224,21 @@ def searched(text: str) -> list:
     return [sa.or_(*either)]
 
 
-def board_order(query):
-    """The SQL twin of domain.board_rank: unmatched first, then by urgency, then newest."""
-    return query.order_by(sa.case((requests.c.status == "unmatched", 0), else_=1),
+def needs_you(now: datetime) -> sa.ColumnElement[bool]:
+    """The SQL twin of domain.SupportRequest.needs_you: true when the request has a reason to be looked at now."""
+    c = requests.c
+    return sa.or_(c.status == "unmatched",
+                  sa.and_(c.given_back_at.is_not(None), c.status.in_(("offered", "unmatched"))),
+                  sa.and_(c.status == "offered", c.answers_due_at > now, c.answers_due_at <= now + ANSWERS_DUE_SOON),
+                  c.sms_waiting > 0,
+                  sa.and_(c.urgency == "urgent", c.status.in_(("submitted", "offered"))))
+
+
+def board_order(query, now: datetime):
+    """The SQL twin of domain.board_rank: those needing a coordinator first, then unmatched, then by urgency, then
+    newest."""
+    return query.order_by(sa.case((needs_you(now), 0), else_=1),
+                          sa.case((requests.c.status == "unmatched", 0), else_=1),
                           sa.case(URGENCY_RANK, value=requests.c.urgency, else_=2),
                           requests.c.created_at.desc())
 
@@ -352,17 +370,24 @@ class SqlRequests:
         request = self.session.get(SupportRequest, request_id)
         return request if request is not None and referred_by(request, actor) else None
 
-    def list(self, actor: Actor, filters: dict[str, Any], page, search: str = "") -> list[SupportRequest]:
+    def list(self, actor: Actor, filters: dict[str, Any], page, search: str = "",
+             now: datetime | None = None) -> list[SupportRequest]:
         """One page of the requests within the actor's reach that match `filters` (and `search`: part of the
-        person's name, or of their phone number), in the board's order; sets `page.item_count`."""
+        person's name, or of their phone number), in the board's order at `now`; sets `page.item_count`."""
         query = sa.select(SupportRequest).where(*reach_of(actor),
                                                 *(requests.c[name] == value for name, value in filters.items()),
                                                 *searched(search))
-        return page_of(self.session, board_order(query), page)
+        return page_of(self.session, board_order(query, now or utcnow()), page)
 
-    def latest_change(self, actor: Actor) -> datetime | None:
-        """When a request within the actor's reach last changed: the board looks again only when this moves."""
-        return self.session.scalar(sa.select(sa.func.max(requests.c.updated_at)).where(*reach_of(actor)))
+    def latest_change(self, actor: Actor, now: datetime) -> tuple[datetime | None, int]:
+        """When a request within the actor's reach last changed, and how many have offers about to time out at
+        `now` (which moves with the clock alone): the board looks again only when one of them moves."""
+        c = requests.c
+        latest, due = self.session.execute(sa.select(
+            sa.func.max(c.updated_at),
+            sa.func.count().filter(c.status == "offered", c.answers_due_at > now,
+                                   c.answers_due_at <= now + ANSWERS_DUE_SOON)).where(*reach_of(actor))).one()
+        return latest, due
 
     def list_referrals(self, actor: Actor, page) -> list[SupportRequest]:
         """One page of the actor's organisation's referrals in their communities (for an account that names no

@@ -91,8 +91,12 @@ FIELD_WORDS = {
     "referrer_contact": "referrer", "source": "referrer", "referral_reason": "reason for the referral",
     "external_id": "reference", "consent": "consent",
 }
-# The board's order: unmatched first, then by urgency (urgent, soon, the rest), then newest.
+# The board's order: those needing a coordinator first (`needs_you`), then unmatched, then by urgency (urgent, soon,
+# the rest), then newest.
 URGENCY_RANK = {"urgent": 0, "soon": 1}
+# Offers whose answers fall due this soon are "about to time out" on the board.
+ANSWERS_DUE_SOON = timedelta(minutes=10)
+NOT_MATCHED = ("submitted", "offered", "unmatched")
 
 
 # --- errors -----------------------------------------------------------------------------------------------------------
@@ -193,6 +197,9 @@ class SupportRequest:
         self.referral_reason, self.external_id, self.source_document = referral_reason, external_id, source_document
         self.created_by, self.created_at, self.updated_at = created_by, now, now
         self.matching_sequence = 0  # of matching's latest event that set the status (`standing_after`)
+        self.given_back_at: datetime | None = None  # its volunteer gave it back, and nobody has taken it since
+        self.answers_due_at: datetime | None = None  # when the latest offers sent time out (matching says)
+        self.sms_waiting, self.sms_waiting_as_of = 0, None  # SMS about it in notify's inbox, as of when notify said
         self.consents = []
         self.timeline = []
 
@@ -285,6 +292,39 @@ class SupportRequest:
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
+        if event_type == "task.given_back" and self.status in NOT_MATCHED:
+            self.given_back_at = at
+        elif self.status not in NOT_MATCHED:
+            self.given_back_at = None
+
+    def answers_due(self, due_at: datetime) -> None:
+        """Matching says an offer's SMS went and until when it may be answered: the latest such time counts."""
+        if self.answers_due_at is None or due_at > self.answers_due_at:
+            self.answers_due_at = due_at
+
+    def messages_waiting(self, waiting: int, as_of: datetime) -> None:
+        """Notify says how many SMS about the request wait in its inbox (an older count than the one kept is
+        ignored: the counts can arrive out of order)."""
+        if self.sms_waiting_as_of is None or as_of >= self.sms_waiting_as_of:
+            self.sms_waiting, self.sms_waiting_as_of = waiting, as_of
+
+    def needs_you(self, now: datetime) -> list[tuple[str, Any]]:
+        """Why a coordinator should look at the request now, most pressing first, as (reason, detail): nobody found
+        (the reason why), given back by its volunteer, offers about to time out (when), SMS about it waiting in the
+        inbox (how many), urgent with no volunteer yet. Empty when it can wait. `adapters.needs_you` is its SQL
+        twin."""
+        reasons: list[tuple[str, Any]] = []
+        if self.status == "unmatched":
+            reasons.append(("unmatched", self.outcome))
+        if self.given_back_at is not None and self.status in ("offered", "unmatched"):
+            reasons.append(("given_back", self.given_back_at))
+        if self.status == "offered" and self.answers_due_at and now < self.answers_due_at <= now + ANSWERS_DUE_SOON:
+            reasons.append(("answers_due", self.answers_due_at))
+        if self.sms_waiting > 0:
+            reasons.append(("sms_waiting", self.sms_waiting))
+        if self.urgency == "urgent" and self.status in ("submitted", "offered"):
+            reasons.append(("urgent", None))
+        return reasons
 
     def referral_stage(self) -> tuple[str, str]:
         """Where the referral has got to, as its referrer reads it: (stage, what it means)."""
@@ -475,10 +515,11 @@ def referred_by(request: SupportRequest, actor: Actor) -> bool:
     return request.created_by == actor.subject
 
 
-def board_rank(request: SupportRequest) -> tuple:
-    """Where a request comes on the board: unmatched first, then by urgency, then newest (sort ascending)."""
-    return (0 if request.status == "unmatched" else 1, URGENCY_RANK.get(request.urgency, 2),
-            -request.created_at.timestamp())
+def board_rank(request: SupportRequest, now: datetime) -> tuple:
+    """Where a request comes on the board: those needing a coordinator first, then unmatched, then by urgency, then
+    newest (sort ascending)."""
+    return (0 if request.needs_you(now) else 1, 0 if request.status == "unmatched" else 1,
+            URGENCY_RANK.get(request.urgency, 2), -request.created_at.timestamp())
 
 
 # --- the audit log ----------------------------------------------------------------------------------------------------

@@ -100,20 +100,24 @@ def get_request(uow, actor: Actor, request_id: uuid.UUID) -> SupportRequest:
     return request
 
 
-def list_requests(uow, actor: Actor, filters: dict[str, Any], page, search: str = "") -> list[SupportRequest]:
-    """One page of the requests in the actor's communities, unmatched and urgent first (`search`: part of a name or
-    phone number); the listing is audited. `page` has `first_item` and `page_size`, and is given `item_count`."""
+def list_requests(uow, actor: Actor, filters: dict[str, Any], page, search: str = "",
+                  now: datetime | None = None) -> list[SupportRequest]:
+    """One page of the requests in the actor's communities, those needing a coordinator at `now` first, then
+    unmatched and urgent (`search`: part of a name or phone number); the listing is audited. `page` has
+    `first_item` and `page_size`, and is given `item_count`."""
     with uow:
-        rows = uow.requests.list(actor, filters, page, search)
+        rows = uow.requests.list(actor, filters, page, search, now or utcnow())
         uow.audit.add(AuditEntry.of(actor, "list", None, ["person_name", "area"]))
         uow.commit()
     return rows
 
 
-def latest_change(uow, actor: Actor) -> datetime | None:
-    """When a request in the actor's communities last changed (no personal data: not audited)."""
+def latest_change(uow, actor: Actor, now: datetime | None = None) -> str:
+    """A mark that moves whenever the board would change: when a request in the actor's communities last changed,
+    and how many have offers about to time out (no personal data: not audited)."""
     with uow:
-        return uow.requests.latest_change(actor)
+        latest, due = uow.requests.latest_change(actor, now or utcnow())
+    return f"{latest.isoformat() if latest else ''}/{due}"
 
 
 def _get(uow, request_id: uuid.UUID, actor: Actor) -> SupportRequest:
@@ -167,6 +171,20 @@ def follow_matching(uow, event: Event) -> None:
     request.follow(event.type, event.payload, event.occurred_at)
     if event.type == "offer.accepted":
         share_details(uow, request, event)
+
+
+def answers_due(uow, event: Event) -> None:
+    """Matching says until when an offer sent may be answered: the board says when they are about to time out."""
+    request = uow.requests.get(event.payload.request_id, SYSTEM)
+    if request is not None:
+        request.answers_due(event.payload.due_at)
+
+
+def messages_waiting(uow, event: Event) -> None:
+    """Notify says how many SMS about a request wait in its inbox: the board puts it first while any do."""
+    request = uow.requests.get(event.payload.request_id, SYSTEM)
+    if request is not None:
+        request.messages_waiting(event.payload.waiting, event.payload.as_of)
 
 
 def offer_texts_held(uow, event: Event) -> None:

@@ -457,6 +457,17 @@ class OfferRepository:
         return Counter(self.session.scalars(sa.select(Offer.volunteer_id).where(
             Offer.status.in_(HOLDING), Offer.answered_at >= since, Offer.volunteer_id.in_(volunteer_ids))))
 
+    def assigned(self, scope: Actor, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str, str]]:
+        """Who holds each of the scope's requests now (an accepted offer of its current occurrence), as
+        (request id, volunteer id, name, phone): the board names them, all in one read."""
+        return [tuple(row) for row in self.session.execute(
+            sa.select(Offer.request_id, Volunteer.id, Volunteer.name, Volunteer.phone)
+            .join(MatchRequest, Offer.request_id == MatchRequest.request_id)
+            .join(Volunteer, Offer.volunteer_id == Volunteer.id)
+            .where(in_scope(MatchRequest.community, scope), Offer.status == "accepted",
+                   Offer.occurrence == MatchRequest.occurrence)
+            .order_by(Offer.answered_at.desc()).limit(limit))]
+
     def tasks_of(self, volunteer_id: uuid.UUID) -> list[tuple[Offer, MatchRequest]]:
         """A volunteer's tasks with their requests, latest accepted first."""
         return [tuple(row) for row in self.session.execute(

@@ -41,9 +41,9 @@ from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
 from shared.contracts.intake import RequestSubmitted
-from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn,
-                                       ReplyUnresolved, RequestMatched, RequestUnmatched, TaskCompleted,
-                                       TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
+from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferAnswerDue, OfferMade,
+                                       OfferWithdrawn, ReplyUnresolved, RequestMatched, RequestUnmatched,
+                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
                                        VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 
@@ -310,6 +310,7 @@ def offer_sent(uow, sent: SmsSent, sent_at: datetime, policy: Policy) -> None:
     offer = uow.offers.get(offer.id, fresh=True)
     if offer.sent_at is None:
         offer.sent(sent_at, policy.minutes_to_answer(request.urgency))
+        uow.publish(OfferAnswerDue(request_id=offer.request_id, offer_id=offer.id, due_at=offer.expires_at))
         uow.commit()
 
 
@@ -558,6 +559,15 @@ def volunteer_tasks(uow, actor: Actor, volunteer_id: uuid.UUID) -> tuple[Volunte
     """A volunteer and the tasks they took, with their requests, latest first."""
     volunteer = _visible_volunteer(uow, actor, volunteer_id)
     return volunteer, uow.offers.tasks_of(volunteer.id)
+
+
+ASSIGNED_SHOWN = 500  # the board shows at most 200 requests; this is every task a community holds at once
+
+
+def assigned(uow, actor: Actor) -> list[tuple[uuid.UUID, uuid.UUID, str, str]]:
+    """Who holds each of the actor's communities' requests now, as (request id, volunteer id, name, phone), latest
+    first."""
+    return uow.offers.assigned(actor, ASSIGNED_SHOWN)
 
 
 # --- how a request is matched, for coordinators --------------------------------------------------------------

@@ -104,6 +104,8 @@ outgoing_messages = sa.Table(
     sa.Column("from_phone", sa.String(20)),  # the community's sender number
     sa.Column("community", sa.String(64), index=True),  # whose message it is: reads are scoped by it
     sa.Column("traceparent", sa.String(55)),  # the trace it was queued in, when tracing is on (shared/tracing.py)
+    sa.Column("request_id", sa.Uuid),  # the request an offer's or a task's SMS is about
+    sa.Index("ix_outgoing_messages_to_phone_request", "to_phone", "request_id"),
 )
 
 inbound_messages = sa.Table(
@@ -118,6 +120,7 @@ inbound_messages = sa.Table(
     sa.Column("attention", sa.String(16)),  # INBOX_REASONS: in the coordinators' inbox until dealt with
     sa.Column("dealt_with_at", UtcDateTime),
     sa.Column("dealt_with_by", sa.String(200)),
+    sa.Column("request_id", sa.Uuid, index=True),  # in the inbox: the request of the last SMS that phone was sent
     sa.Index("ix_inbound_messages_attention", "attention", "dealt_with_at"),
 )
 
@@ -229,6 +232,13 @@ class MessageRepository:
         return self.session.scalar(sa.select(OutgoingMessage.id).where(
             OutgoingMessage.to_phone == phone, OutgoingMessage.purpose != "answer").limit(1)) is not None
 
+    def last_request_texted(self, phone: str, community: str | None) -> uuid.UUID | None:
+        """The request of the newest SMS this community sent this phone about one (an offer, a task's details or
+        reminders, a withdrawal), if any: what a reply from that phone is about."""
+        return self.session.scalar(sa.select(OutgoingMessage.request_id).where(
+            OutgoingMessage.to_phone == phone, OutgoingMessage.request_id.is_not(None),
+            OutgoingMessage.community == community).order_by(OutgoingMessage.created_at.desc()).limit(1))
+
     def newest_first(self, scope: Scope, to_phone: str | None, pagination_parameters) -> list[OutgoingMessage]:
         """One page of the messages the scope's communities sent (to one phone, if given), newest first."""
         query = sa.select(OutgoingMessage).where(_sent_in(scope)).order_by(OutgoingMessage.created_at.desc())
@@ -250,6 +260,13 @@ class InboundRepository:
     def add(self, message: InboundMessage) -> None:
         """Keep a message a phone sent."""
         self.session.add(message)
+
+    def waiting_about(self, request_id: uuid.UUID) -> int:
+        """How many messages about the request wait in the inbox."""
+        self.session.flush()
+        return self.session.scalar(sa.select(sa.func.count()).select_from(InboundMessage).where(
+            InboundMessage.request_id == request_id, InboundMessage.attention.is_not(None),
+            InboundMessage.dealt_with_at.is_(None)))
 
     def latest_from(self, phone: str) -> InboundMessage | None:
         """The newest message this phone sent us (to tell which community's number it texted)."""

@@ -142,6 +142,7 @@ class OutgoingMessage:
     delivered_at: datetime | None = None
     created_at: datetime | None = None  # set when it is kept
     traceparent: str | None = None  # the trace it was queued in; its send is part of that trace
+    request_id: uuid.UUID | None = None  # the request an offer's or a task's SMS is about
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
@@ -213,10 +214,13 @@ class InboundMessage:
     attention: str | None = None  # why a coordinator should read it (INBOX_REASONS), until one has dealt with it
     dealt_with_at: datetime | None = None
     dealt_with_by: str | None = None
+    request_id: uuid.UUID | None = None  # in the inbox: the request it is about (of the last SMS the phone was sent)
 
-    def needs(self, reason: str) -> None:
-        """Put it in the coordinators' inbox (again, if they had dealt with it), saying why."""
+    def needs(self, reason: str, about: uuid.UUID | None = None) -> None:
+        """Put it in the coordinators' inbox (again, if they had dealt with it), saying why, and about which
+        request (if any)."""
         self.attention, self.dealt_with_at, self.dealt_with_by = reason, None, None
+        self.request_id = about or self.request_id
 
     def dealt_with(self, by: str, at: datetime) -> bool:
         """A coordinator has read it and acted; False if it was not waiting."""

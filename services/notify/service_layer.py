@@ -21,7 +21,7 @@ from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
 from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
-                                     SmsSent)
+                                     SmsSent, SmsWaiting)
 from shared.telemetry import SMS
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, key: str, purpose: str, to: str,
            body: str, correlation_id: str, community: str | None = None, urgent: bool = False,
-           not_before: datetime | None = None) -> OutgoingMessage | None:
+           not_before: datetime | None = None, about: uuid.UUID | None = None) -> OutgoingMessage | None:
     """Queue an SMS for the sender, once per key, from the community's number; non-urgent ones wait until the
     community's quiet hours end. The message queued, or None when its key was queued before."""
     if uow.messages.has_key(key):
@@ -46,7 +46,7 @@ def _queue(uow: NotifyUnitOfWork, settings: NotifySettings, now: datetime, *, ke
     message = OutgoingMessage(
         key=key, purpose=purpose, to_phone=to, body=body, correlation_id=correlation_id,
         from_phone=place.sms_from if place else None, community=place.slug if place else None,
-        traceparent=tracing.current_context().get("traceparent"),
+        traceparent=tracing.current_context().get("traceparent"), request_id=about,
         next_attempt_at=domain.send_time(now, place, urgent=urgent, not_before=not_before,
                                          quiet_hours=settings.quiet_hours))
     uow.messages.add(message)
@@ -73,7 +73,7 @@ def queue_offer(uow: NotifyUnitOfWork, offer: OfferMade, correlation_id: str, no
     body = domain.offer_body(offer, settings.community(offer.community), language)
     message = _queue(uow, settings, now, key=domain.offer_key(offer.offer_id), purpose="offer", to=offer.phone,
                      body=body, correlation_id=correlation_id, community=offer.community,
-                     urgent=offer.urgency == "urgent")
+                     urgent=offer.urgency == "urgent", about=offer.request_id)
     if message is not None and uow.messages.has_key(domain.withdrawn_key(offer.offer_id)):
         message.cancel(domain.NOT_SENT["withdrawn"])
     elif message is not None and message.next_attempt_at is not None and message.next_attempt_at > now:
@@ -103,7 +103,8 @@ def queue_reminders(uow: NotifyUnitOfWork, accepted: OfferAccepted, correlation_
     for name, at in domain.reminders_due(accepted.window_start, accepted.window_end, now):
         body = domain.reminder_body(name, accepted.code, when, place, language)
         _queue(uow, settings, now, key=f"{name}:{accepted.offer_id}", purpose="reminder", to=accepted.phone,
-               body=body, correlation_id=correlation_id, community=accepted.community, not_before=at)
+               body=body, correlation_id=correlation_id, community=accepted.community, not_before=at,
+               about=accepted.request_id)
 
 
 def queue_details(uow: NotifyUnitOfWork, shared: TaskDetailsShared, correlation_id: str, now: datetime,
@@ -114,7 +115,7 @@ def queue_details(uow: NotifyUnitOfWork, shared: TaskDetailsShared, correlation_
     community = shared.community or _community_of_offer(uow, shared.offer_id)
     body = domain.details_body(shared, settings.community(community), language)
     _queue(uow, settings, now, key=f"accepted:{shared.offer_id}", purpose="confirmation", to=shared.phone,
-           body=body, correlation_id=correlation_id, community=community, urgent=True)
+           body=body, correlation_id=correlation_id, community=community, urgent=True, about=shared.request_id)
 
 
 def _community_of_offer(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> str | None:
@@ -141,7 +142,8 @@ def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlatio
     language = domain.language_for(uow.contacts.get(withdrawn.phone), withdrawn.language)
     body = domain.withdrawn_body(withdrawn, settings.community(withdrawn.community), language)
     message = _queue(uow, settings, now, key=domain.withdrawn_key(withdrawn.offer_id), purpose="withdrawn",
-                     to=withdrawn.phone, body=body, correlation_id=correlation_id, community=withdrawn.community)
+                     to=withdrawn.phone, body=body, correlation_id=correlation_id, community=withdrawn.community,
+                     about=withdrawn.request_id)
     if message is None:
         return
     if withdrawn.reason == "opted_out":
@@ -156,9 +158,9 @@ def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: u
     as that number's community."""
     language = domain.language_for(uow.contacts.get(unresolved.phone), unresolved.language)
     texted = uow.inbound.latest_from(unresolved.phone)
-    if texted is not None:
-        texted.needs(unresolved.reason)  # a coordinator sees what could not be acted on, and why
     community = domain.community_of_number(texted.to_phone if texted else None, settings.communities)
+    if texted is not None:  # a coordinator sees what could not be acted on, and why
+        _needs_coordinator(uow, texted, unresolved.reason, community, now)
     _queue(uow, settings, now, key=f"answer:{event_id}", purpose="answer", to=unresolved.phone,
            body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, community=community,
            urgent=True)
@@ -175,10 +177,26 @@ def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correl
 
 # --- what phones send us, and what the provider says of what we sent ------------------------------------------------
 
-def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime, settings: NotifySettings) -> str | None:
+def _needs_coordinator(uow: NotifyUnitOfWork, message: InboundMessage, reason: str, community: str | None,
+                       now: datetime) -> None:
+    """Put a message in the coordinators' inbox, about the request the community last texted that phone about (if
+    any), and tell intake how many about that request now wait (`sms.waiting`), so its board puts it first."""
+    message.needs(reason, uow.messages.last_request_texted(message.from_phone, community))
+    _count_waiting(uow, message.request_id, now)
+
+
+def _count_waiting(uow: NotifyUnitOfWork, request_id: uuid.UUID | None, now: datetime) -> None:
+    """Say how many messages about the request wait in the inbox (none when it is about no request)."""
+    if request_id is not None:
+        uow.publish(SmsWaiting(request_id=request_id, waiting=uow.inbound.waiting_about(request_id), as_of=now))
+
+
+def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
+                settings: NotifySettings | None = None) -> str | None:
     """Record an SMS a phone sent, once per MessageSid, act on opt-out and opt-in keywords, and pass it on as
-    `sms.received`. Returns the answer to send straight back, if any, kept in the conversation as sent (it goes
-    in the webhook's answer, not by the sender)."""
+    `sms.received`; one for a person to read waits in the inbox, about the request the number it texted last texted
+    that phone about (`settings` name the communities' numbers). Returns the answer to send straight back, if any,
+    kept in the conversation as sent (it goes in the webhook's answer, not by the sender)."""
     reply = parse_reply(sms.body)
     with uow:
         if uow.inbound.get(sms.message_sid) is not None:
@@ -192,14 +210,15 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime, settings:
         keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
-        if keyword is None:
-            received.needs("not_understood")  # "Sorry, I'm away that week" is for a person to read
         uow.inbound.add(received)
+        if keyword is None:  # "Sorry, I'm away that week" is for a person to read
+            _needs_coordinator(uow, received, "not_understood",
+                               domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours))
         answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
-            community = domain.community_of_number(sms.to, settings.communities)
+            community = domain.community_of_number(sms.to, settings.communities if settings else {})
             uow.messages.add(OutgoingMessage(
                 key=f"answer:{sms.message_sid}", purpose="answer", to_phone=sms.sender, body=answer,
                 correlation_id=sms.message_sid, from_phone=sms.to, community=community, status="sent", sent_at=now))
@@ -408,6 +427,7 @@ def deal_with(uow: NotifyUnitOfWork, actor: Actor, message_sid: str, settings: N
         if message is None:
             raise domain.NotInScope(message_sid)
         if message.dealt_with(actor.subject, now):
+            _count_waiting(uow, message.request_id, now)
             uow.commit()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from marshmallow import validate
 
@@ -88,6 +88,17 @@ class OfferWithdrawn(AboutRequest):
     reason: str = rule(validate.OneOf(WITHDRAWN_BECAUSE))
     community: str  # whose quiet hours and sender number the "it has been taken" text keeps to
     language: str | None = None
+
+
+@contract("offer.answer_due", 1, example={"request_id": REQUEST, "offer_id": OFFER,
+                                          "due_at": "2026-11-25T10:30:00+00:00"})
+class OfferAnswerDue(EventPayload):
+    """An offer's SMS went: the volunteer has until `due_at` to answer before the offer times out and the next
+    volunteers are asked (so the board can say a request's offers are about to time out)."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    due_at: datetime
 
 
 @contract("reply.unresolved", 1, example={

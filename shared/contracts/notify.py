@@ -52,6 +52,17 @@ class SmsHeld(EventPayload):
     until: datetime
 
 
+@contract("sms.waiting", 1, example={"request_id": REQUEST, "waiting": 2, "as_of": "2026-11-26T09:15:00+00:00"})
+class SmsWaiting(EventPayload):
+    """How many SMS about a request wait in the coordinators' inbox (free text, a reply nobody could act on), as of
+    `as_of`: sent when one arrives and when a coordinator deals with one. An SMS is about the request of the last
+    text that phone was sent about a request. A count, never the messages: the board puts the request first."""
+
+    request_id: uuid.UUID
+    waiting: int = rule(validate.Range(min=0))
+    as_of: datetime
+
+
 @contract("sms.failed", 1, example={"message_id": MESSAGE, "purpose": "offer", "reason": "undelivered",
                                     "offer_id": OFFER})
 class SmsFailed(EventPayload):

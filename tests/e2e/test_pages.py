@@ -172,13 +172,13 @@ def test_the_board_looks_as_reviewed(browser, site, tmp_path):
         tab = context.new_page()
         sign_in(tab)
         tab.goto("/board?support_type=planning_session")
-        expect(tab.locator("table.board tbody tr")).to_have_count(2)
+        expect(tab.locator("#needs-you table.board tbody tr")).to_have_count(2)  # both need the coordinator
         # Why unmatched depends on who else the other tests registered: one text for it, so the columns keep their
-        # widths, and masked.
-        tab.locator("table.board td:nth-child(6) .muted").evaluate_all(
-            "reasons => reasons.forEach(reason => { reason.textContent = 'nobody eligible' })")
-        changing = [tab.locator("table.board td:nth-child(4)"), tab.locator("table.board td:nth-child(7)"),
-                    tab.locator("table.board td:nth-child(6) .muted")]
+        # widths.
+        tab.locator("li.reason-unmatched").evaluate_all(
+            "reasons => reasons.forEach(reason => { reason.firstChild.textContent = 'Nobody found: nobody eligible. '"
+            " })")
+        changing = [tab.locator("table.board td:nth-child(5)"), tab.locator("table.board td:nth-child(9)")]
         matches_screenshot(tab.screenshot(full_page=True, mask=changing, animations="disabled"), label, tmp_path)
         context.close()
 
@@ -308,6 +308,6 @@ def test_the_board_finds_a_person_by_name_or_phone_and_shows_new_requests_withou
     page.goto("/board")
     accessible(page, "the board")
     log_request(site, "Mo Arrived", "meals", urgency="urgent")  # while the board is open
-    expect(page.locator("table.board tbody")).to_contain_text("Mo Arrived", timeout=20_000)
+    expect(page.locator("#needs-you table.board tbody")).to_contain_text("Mo Arrived", timeout=20_000)
     expect(page.get_by_role("status")).to_contain_text("Updated")
 

@@ -62,10 +62,10 @@ class FakeRequests(Table):
         request = self.find(request_id)
         return request if request is not None and referred_by(request, actor) else None
 
-    def list(self, actor, filters, page, search=""):
+    def list(self, actor, filters, page, search="", now=None):
         rows = sorted((r for r in self.all() if within_reach(r, actor)
                        and all(getattr(r, name) == value for name, value in filters.items())
-                       and search.lower() in r.person_name.lower()), key=board_rank)
+                       and search.lower() in r.person_name.lower()), key=lambda r: board_rank(r, now))
         page.item_count = len(rows)
         return rows[page.first_item:page.first_item + page.page_size]
 
@@ -655,3 +655,57 @@ def test_an_audit_entry_names_the_actor_and_the_fields_in_order():
     entry = AuditEntry.of(KIM, "update", None, {"urgency", "area"})
     assert (entry.actor, entry.role, entry.action, entry.fields) == (KIM.subject, "coordinator", "update",
                                                                     ["area", "urgency"])
+
+
+# --- what puts a request first on the board --------------------------------------------------------------------------
+
+BOARD_NOW = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+
+
+def board_request(status: str = "offered", urgency: str = "routine", **state) -> SupportRequest:
+    request = SupportRequest(community="fylde-coast", created_by="kim", person_name="Pat", latitude=53.8,
+                             longitude=-3.0, support_type="shopping", urgency=urgency)
+    request.status = status
+    for name, value in state.items():
+        setattr(request, name, value)
+    return request
+
+
+@pytest.mark.parametrize("request_, reasons", [
+    (board_request(), []),
+    (board_request("matched", "urgent"), []),
+    (board_request("unmatched", outcome="no volunteer in range"), [("unmatched", "no volunteer in range")]),
+    (board_request("unmatched", "urgent", outcome="x"), [("unmatched", "x")]),  # its badge says urgent
+    (board_request(urgency="urgent"), [("urgent", None)]),
+    (board_request("submitted", "urgent"), [("urgent", None)]),
+    (board_request(given_back_at=BOARD_NOW), [("given_back", BOARD_NOW)]),
+    (board_request("matched", given_back_at=BOARD_NOW), []),  # someone took it since
+    (board_request(answers_due_at=BOARD_NOW + timedelta(minutes=10)),
+     [("answers_due", BOARD_NOW + timedelta(minutes=10))]),
+    (board_request(answers_due_at=BOARD_NOW + timedelta(minutes=11)), []),  # not yet about to
+    (board_request(answers_due_at=BOARD_NOW), []),  # timed out already: matching moves on
+    (board_request("unmatched", answers_due_at=BOARD_NOW + timedelta(minutes=5), outcome="x"), [("unmatched", "x")]),
+    (board_request("completed", sms_waiting=2), [("sms_waiting", 2)]),  # a text still waits for someone to read it
+])
+def test_a_request_needs_a_coordinator_for_each_reason_the_board_gives(request_, reasons):
+    assert request_.needs_you(BOARD_NOW) == reasons
+
+
+def test_a_task_given_back_needs_a_coordinator_until_someone_takes_it_and_counts_of_texts_keep_the_latest():
+    request = board_request("matched", matching_sequence=2)
+    given_back = load_event(make_event("task.given_back", {
+        "request_id": str(request.id), "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4()),
+        "sequence": 3})).payload
+    request.follow("task.given_back", given_back, BOARD_NOW)
+    assert request.status == "offered" and request.needs_you(BOARD_NOW) == [("given_back", BOARD_NOW)]
+    matched = load_event(make_event("request.matched", {
+        "request_id": str(request.id), "offer_id": str(uuid.uuid4()), "volunteer_id": str(uuid.uuid4()),
+        "sequence": 5})).payload
+    request.follow("request.matched", matched, BOARD_NOW)
+    assert request.given_back_at is None and request.needs_you(BOARD_NOW) == []
+
+    request.messages_waiting(2, BOARD_NOW)
+    request.messages_waiting(3, BOARD_NOW - timedelta(seconds=1))  # an older count, arriving late
+    assert request.sms_waiting == 2
+    request.messages_waiting(0, BOARD_NOW + timedelta(seconds=1))
+    assert request.needs_you(BOARD_NOW) == []

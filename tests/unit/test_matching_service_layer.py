@@ -462,6 +462,7 @@ def test_an_offers_time_to_answer_starts_when_its_sms_went_once_by_its_urgency()
                                                  offer_id=offer.id), sent_at, POLICY)
     assert uow.committed and (offer.sent_at, offer.expires_at) == (sent_at, sent_at + timedelta(minutes=10))
     assert uow.log == [("lock", request.request_id), ("read again", request.request_id)]
+    assert [(e.TYPE, e.due_at) for e in uow.published] == [("offer.answer_due", sent_at + timedelta(minutes=10))]
     service_layer.offer_sent(uow.anew(), SmsSent(message_id=uuid.uuid4(), purpose="offer", provider_sid="SM2",
                                                  offer_id=offer.id), sent_at + timedelta(hours=1), POLICY)
     assert offer.sent_at == sent_at and not uow.committed

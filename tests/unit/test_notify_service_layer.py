@@ -16,7 +16,8 @@ from services.notify.domain import Contact, InboundMessage, InboundSms, Outgoing
 from shared.auth import Actor
 from shared.communities import Community, all_communities
 from shared.contracts import EXAMPLES, load_event, make_event
-from shared.contracts.notify import ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsReceived, SmsSent
+from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsReceived, SmsSent,
+                                     SmsWaiting)
 from tests.unit.fakes import FakeUnitOfWork
 
 VOLUNTEER = "+447911123456"
@@ -106,6 +107,10 @@ class FakeMessages:
     def texted_before(self, phone):
         return any(m.to_phone == phone and m.purpose != "answer" for m in self.rows)
 
+    def last_request_texted(self, phone, community):
+        about = [m for m in self.rows if m.to_phone == phone and m.request_id and m.community == community]
+        return max(about, key=lambda m: m.created_at).request_id if about else None
+
     def newest_first(self, scope, to_phone, pagination_parameters):
         return sorted((m for m in self.rows if scope.sees_sent(m) and to_phone in (None, m.to_phone)),
                       key=lambda m: m.created_at, reverse=True)
@@ -123,6 +128,9 @@ class FakeInbound:
 
     def add(self, message):
         self.rows[message.message_sid] = message
+
+    def waiting_about(self, request_id):
+        return sum(1 for m in self.rows.values() if m.request_id == request_id and m.attention and not m.dealt_with_at)
 
     def latest_from(self, phone):
         return max((m for m in self.rows.values() if m.from_phone == phone), key=lambda m: m.received_at,
@@ -166,6 +174,10 @@ class FakeConversations:
         return ([m for m in self._messages.rows if m.to_phone == phone and scope.sees_sent(m)],
                 [m for m in self._inbound.rows.values() if m.from_phone == phone and scope.sees_received(m)],
                 self._contacts.get(phone))
+
+    def received(self, scope, message_sid):
+        message = self._inbound.rows.get(message_sid)
+        return message if message is not None and scope.sees_received(message) else None
 
     def received_by_phones(self, scope, statuses):
         received = [m for m in self._messages.rows if m.status in statuses and scope.sees_sent(m)]
@@ -796,3 +808,28 @@ def test_a_closed_text_is_sent_only_once_the_offer_it_closes_went(offer_status, 
     assert domain.before_sending(closed, opted_out, offer) == (
         ("fail", "opted_out") if fate == "send" else (fate, domain.NOT_SENT["never_offered"] if fate == "cancel"
                                                       else None))
+
+
+def test_a_free_text_reply_waits_in_the_inbox_about_the_request_its_community_last_texted_it_about(uow):
+    """The board puts a request first while an SMS about it waits: notify says how many (`sms.waiting`) when one
+    arrives and when a coordinator deals with it; never about another community's request to the same phone."""
+    fylde_request, cheshire_request = uuid.uuid4(), uuid.uuid4()
+    handled(uow, service_layer.queue_offer, payload("offer.made", phone=VOLUNTEER, request_id=str(fylde_request)),
+            "c", MORNING, SETTINGS)
+    handled(uow, service_layer.queue_offer, payload("offer.made", phone=VOLUNTEER, request_id=str(cheshire_request),
+                                                    offer_id=str(uuid.uuid4()), community="cheshire-east"),
+            "c", MORNING, SETTINGS)
+    uow.published.clear()
+    away = sms("Sorry, I'm away that week")
+    service_layer.receive_sms(uow, away, MORNING, SETTINGS)
+    service_layer.receive_sms(uow, sms("YES 4821"), MORNING, SETTINGS)  # understood: matching acts on it
+    assert uow.inbound.get(away.message_sid).request_id == fylde_request
+    [waiting] = uow.events(SmsWaiting)
+    assert (waiting.request_id, waiting.waiting, waiting.as_of) == (fylde_request, 1, MORNING)
+
+    service_layer.receive_sms(uow, sms("hello?", sender="+447911000999"), MORNING, SETTINGS)  # texted about nothing
+    assert len(uow.events(SmsWaiting)) == 1
+    later = MORNING + timedelta(minutes=5)
+    service_layer.deal_with(uow, COORDINATOR, away.message_sid, SETTINGS, later)
+    assert [(e.request_id, e.waiting, e.as_of) for e in uow.events(SmsWaiting)] == [
+        (fylde_request, 1, MORNING), (fylde_request, 0, later)]

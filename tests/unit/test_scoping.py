@@ -63,13 +63,13 @@ def reads() -> list:
     """The repository methods that return records a person could see, in every service."""
     from services.intake.adapters import SqlRequests
     from shared.idempotency import Answers
-    from services.matching.adapters import RequestRepository, VolunteerRepository
+    from services.matching.adapters import OfferRepository, RequestRepository, VolunteerRepository
     from services.metrics.adapters import ActivityRepository, FactRepository
     from services.notify.adapters import ConversationRepository, MessageRepository
 
     return [SqlRequests.get, SqlRequests.get_referral, SqlRequests.list, SqlRequests.list_referrals, Answers.get,
             VolunteerRepository.get, VolunteerRepository.listing, VolunteerRepository.roster, RequestRepository.get,
-            RequestRepository.lock, FactRepository.in_span, FactRepository.requests_in,
+            RequestRepository.lock, OfferRepository.assigned, FactRepository.in_span, FactRepository.requests_in,
             FactRepository.volunteer_changes, ActivityRepository.in_span, MessageRepository.newest_first,
             ConversationRepository.latest_sent, ConversationRepository.latest_received, ConversationRepository.texted,
             ConversationRepository.contacts, ConversationRepository.in_scope, ConversationRepository.with_phone,

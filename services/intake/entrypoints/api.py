@@ -339,7 +339,9 @@ class Requests(MethodView):
     @blp.paginate()
     @blp.doc(security=BEARER)
     def get(self, query, pagination_parameters):
-        """The community's requests: unmatched and urgent first, then newest."""
+        """The community's requests: those needing a coordinator first (nobody found, given back by the volunteer,
+        offers about to time out, SMS about it waiting in the inbox, urgent with nobody yet), then unmatched and
+        urgent, then newest."""
         return service_layer.list_requests(service().uow(), current_actor(), query, pagination_parameters)
 
 

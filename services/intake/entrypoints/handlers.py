@@ -1,18 +1,29 @@
-"""What intake does with matching's events (keep each request's status and timeline current), and with notify's
-word that an offer's texts wait for the quiet hours."""
+"""What intake does with matching's events (keep each request's status and timeline current, and when its offers
+time out), and with notify's word that an offer's texts wait for the quiet hours, or that SMS about a request wait
+in its inbox."""
 
 from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (OfferAccepted, OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched,
-                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
-from shared.contracts.notify import SmsHeld
+from shared.contracts.matching import (OfferAccepted, OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched,
+                                       RequestUnmatched, TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
+from shared.contracts.notify import SmsHeld, SmsWaiting
 
 
 def follow_matching(uow, event: Event) -> None:
     """Note what matching did to a request, and move its status on."""
     service_layer.follow_matching(uow, event)
+
+
+def answers_due(uow, event: Event) -> None:
+    """Keep when the request's latest offers time out, so the board can say they are about to."""
+    service_layer.answers_due(uow, event)
+
+
+def messages_waiting(uow, event: Event) -> None:
+    """Keep how many SMS about the request wait in notify's inbox, so the board puts it first while any do."""
+    service_layer.messages_waiting(uow, event)
 
 
 def offer_texts_held(uow, event: Event) -> None:
@@ -23,4 +34,4 @@ def offer_texts_held(uow, event: Event) -> None:
 HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
                                                          TaskVolunteerOptedOut)},
-            SmsHeld.TYPE: offer_texts_held}
+            OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting}

@@ -15,6 +15,7 @@ from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
+from shared.clock import utcnow
 from shared.communities import all_communities, get as community
 from shared.taxonomy import (DAYS, GENDERS, KINDS, LANGUAGES, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, PARTS_OF_DAY,
                              REQUEST_STATUSES, URGENCIES)
@@ -86,23 +87,29 @@ def logout():
 @blp.route("/board")
 @page_requires(*COORDINATORS)
 def board():
-    """The community's requests, unmatched and urgent first, with filters."""
+    """The community's requests: those needing a coordinator first, each with why in plain words (nobody found,
+    given back, offers about to time out, SMS waiting in the inbox, urgent with nobody yet), then the rest,
+    unmatched and urgent first; with filters and search."""
     chosen = {name: request.args.get(name, "") for name in ("status", "support_type", "urgency")}
     filters = {name: value for name, value in chosen.items() if value}
     search = request.args.get("q", "")[:100]
-    latest = service_layer.latest_change(service().uow(), current_actor())
+    now = utcnow()
+    latest = service_layer.latest_change(service().uow(), current_actor(), now)
     rows = service_layer.list_requests(service().uow(), current_actor(), filters,
-                                       service_layer.Page(page_size=BOARD_ROWS), search)
-    return render("board.html", rows=rows, chosen=chosen, search=search, latest=latest.isoformat() if latest else "")
+                                       service_layer.Page(page_size=BOARD_ROWS), search, now)
+    needing = [(r, reasons) for r in rows if (reasons := r.needs_you(now))]
+    rest = [r for r in rows if not r.needs_you(now)]
+    return render("board.html", needing=needing, rest=rest, chosen=chosen, search=search, latest=latest)
 
 
 @blp.route("/board/latest")
 @page_requires(*COORDINATORS)
 def board_latest():
-    """When a request on the board last changed: the open board looks every few seconds and reloads its rows only
-    when this moves (no names, so it is not audited as a listing is)."""
-    latest = service_layer.latest_change(service().uow(), current_actor())
-    return {"latest": latest.isoformat() if latest else ""}, 200, {"Cache-Control": "no-store"}
+    """A mark that moves when the board would change (a request changed, or offers came close to timing out): the
+    open board looks every few seconds and reloads its rows only when this moves (no names, so it is not audited
+    as a listing is)."""
+    latest = service_layer.latest_change(service().uow(), current_actor(), utcnow())
+    return {"latest": latest}, 200, {"Cache-Control": "no-store"}
 
 
 CHECKBOXES = ("consent.share_contact", "consent.sms_contact", "person.is_carer", "preferences.pets",

@@ -282,6 +282,16 @@ def _offers_page(request_id, errors: FormErrors | None = None, status: int = 200
                   ), (404 if report is None else status)
 
 
+@blp.route("/offers/assigned")
+@page_requires(*COORDINATORS)
+def assigned_part():
+    """Who holds each of the community's requests now, with their phone: a section intake's board takes in (one
+    read for the whole board) and puts on each request's row."""
+    with service().uow() as uow:
+        rows = service_layer.assigned(uow, current_actor())
+    return render("assigned_part.html", rows=rows), 200, {"Cache-Control": "no-store"}
+
+
 @blp.route("/offers/<uuid:request_id>")
 @page_requires(*COORDINATORS)
 def offers_page(request_id):

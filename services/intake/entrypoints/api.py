@@ -460,17 +460,18 @@ def fhir_referral(resource: dict[str, Any], actor) -> dict[str, Any]:
     referrer.setdefault("organisation", actor.organisation or referrer.get("name") or actor.subject)
     referrer.setdefault("name", referrer["organisation"])
     referral.setdefault("reason", "")
-    for _ in range(2):  # once as sent; once more with what could not be used set aside
+    errors: list[dict[str, str]] = []
+    for _ in range(3):  # as sent; then with what could not be used set aside (the place is checked last)
         try:
             return FHIR_REFERRAL_IN.load(referral)
         except ValidationError as err:
             errors = field_errors(err.messages)
-            person_errors = [e for e in errors if e["field"].split(".")[0] == "person"]
-            if len(person_errors) < len(errors) or not person_errors:
-                break
-            referral = set_aside(referral, person_errors, community.centre)
+        person_errors = [e for e in errors if e["field"].split(".")[0] == "person"]
+        if len(person_errors) < len(errors) or not person_errors:
+            break
+        referral = set_aside(referral, person_errors, community.centre)
     raise fhir.FhirProblem([{"severity": "error", "code": "invalid", "diagnostics": f"{e['field']}: {e['detail']}",
-                             "expression": [fhir.expression_for(e["field"], resource)]} for e in errors]) from err
+                             "expression": [fhir.expression_for(e["field"], resource)]} for e in errors])
 
 
 def set_aside(referral: dict[str, Any], errors: list[dict[str, str]], centre: tuple) -> dict[str, Any]:
@@ -489,8 +490,11 @@ def set_aside(referral: dict[str, Any], errors: list[dict[str, str]], centre: tu
             continue
         what = {"phone": "Phone number", "postcode": "Postcode", "date_of_birth": "Date of birth",
                 "preferred_language": "Language", "name": "Name", "address": "Address"}[name]
-        flags.append(fhir.flag(f"person.{name}", f"{what} {value!r} could not be used ({why or 'none given'}): "
-                               "check it with the referrer.", value))
+        if value is None:
+            why = f"No {what.lower()} was sent: ask the referrer, and place the person before volunteers are asked."
+        else:
+            why = f"{what} {value!r} could not be used ({(why or '').rstrip('.')}): check it with the referrer."
+        flags.append(fhir.flag(f"person.{name}", why, value))
         if SET_ASIDE[name] is not None:
             person[name] = SET_ASIDE[name]
     if "postcode" in names:

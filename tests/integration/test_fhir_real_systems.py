@@ -320,3 +320,18 @@ def test_a_task_follows_its_referral_to_completed_and_only_its_organisation_read
     assert nothing.status_code == 200 and nothing.json["total"] == 0
     elsewhere = token("referrer", ["ottawa-west"], subject="ehr@fylde-pcn.example", organisation=PCN)
     assert intake.get(f"/fhir/Task/{request_id}", headers=elsewhere).status_code == 404
+
+
+def test_the_coordinators_page_says_what_to_check_and_that_no_volunteer_is_asked_yet(app_for, token):
+    from tests.integration.test_role_homes import signed_in
+
+    app = app_for("intake")
+    fylde = token("referrer", subject="ehr@fylde-pcn.example", organisation=PCN)
+    resource = gp_service_request({"text": "Help sorting the garden"}, phone="+44 20 7946 09")
+    made = post(app.test_client(), "/fhir/ServiceRequest", resource, fylde)
+    assert made.status_code == 201
+    coordinator, _ = signed_in(app, "kim@fylde.example", "coordinator")
+    page = coordinator.get(f"/board/{made.json['id']}").text
+    box = page.split('id="to-check"', 1)[1].split("</section>", 1)[0]
+    assert "Asked for: Help sorting the garden" in box and "+44 20 7946 09" in box and "No consent" in box
+    assert "No volunteer is asked" in box

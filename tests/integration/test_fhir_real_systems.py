@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -18,8 +18,7 @@ from fhir.resources.R4B.task import Task
 
 from shared.contracts import load_event
 from tests.integration.test_intake import staged_events
-from tests.integration.test_scoping import System  # noqa: F401 (the four services, events relayed between them)
-from tests.integration.test_scoping import system  # noqa: F401 (its fixture)
+from tests.integration.test_scoping import system  # noqa: F401 (the four services, events relayed between them)
 
 FHIR_JSON = "application/fhir+json"
 SNOMED = "http://snomed.info/sct"
@@ -27,7 +26,7 @@ NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 OHIP = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-patient-hcn"
 PCN, PRACTICE, OTTAWA_CHC = "Fylde Coast PCN", "Blackpool Central Surgery", "Ottawa West Community Health Centre"
-TOMORROW = (datetime.now(timezone.utc) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
+TOMORROW = (datetime.now(UTC) + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
 CHECKED = [{"check": check, "done_on": (date.today() - timedelta(days=30)).isoformat(),
             "expires_on": (date.today() + timedelta(days=700)).isoformat()}
            for check in ("safeguarding", "criminal_record")]
@@ -66,7 +65,7 @@ def gp_service_request(code: dict, phone: str = "07911 123456") -> dict:
         "category": [snomed("3457005", "Patient referral")],
         "code": code,
         "subject": {"reference": "#pat"},
-        "authoredOn": datetime.now(timezone.utc).isoformat(),
+        "authoredOn": datetime.now(UTC).isoformat(),
         "requester": {"reference": "#gp"},
         "reasonCode": [snomed("105529008", "Lives alone")],
         "note": [{"text": "Widowed in the spring; rarely leaves the house. Would welcome a regular visitor."}],
@@ -75,7 +74,7 @@ def gp_service_request(code: dict, phone: str = "07911 123456") -> dict:
 
 def transaction(*resources: dict) -> dict:
     """A transaction Bundle: each resource POSTed, referring to the others by urn:uuid fullUrls."""
-    return {"resourceType": "Bundle", "type": "transaction", "timestamp": datetime.now(timezone.utc).isoformat(),
+    return {"resourceType": "Bundle", "type": "transaction", "timestamp": datetime.now(UTC).isoformat(),
             "entry": [{"fullUrl": url, "resource": resource, "request": {"method": "POST", "url": resource[
                 "resourceType"]}} for url, resource in resources]}
 
@@ -92,7 +91,7 @@ def bundle_with_consent() -> dict:
                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
                                      "code": "patient-privacy"}]},
                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-               "patient": {"reference": patient_url}, "dateTime": datetime.now(timezone.utc).isoformat(),
+               "patient": {"reference": patient_url}, "dateTime": datetime.now(UTC).isoformat(),
                "provision": {"type": "permit"}}
     organisation = {"resourceType": "Organization", "identifier": [{"system": ODS, "value": "U81001"}], "name": PCN}
     return transaction((patient_url, patient), (f"urn:uuid:{uuid.uuid4()}", sr), (org_url, organisation),

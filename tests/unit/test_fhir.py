@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -281,7 +281,7 @@ def test_a_stored_resource_without_extensions_gains_ours():
 # --- as real systems send them -----------------------------------------------------------------------------------
 
 SNOMED = "http://snomed.info/sct"
-NOW = datetime(2030, 1, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def coded(*codings, text=None) -> dict:

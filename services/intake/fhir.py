@@ -60,6 +60,8 @@ PRIORITIES = {"routine": "routine", "urgent": "soon", "asap": "urgent", "stat": 
 PARTS_OF_DAY = {"MORN": "morning", "AFT": "afternoon", "EVE": "evening"}
 POINT_WINDOW = timedelta(hours=1)  # an occurrenceDateTime is when the help starts: the window is this long
 SOON_AS_CONVENIENT = timedelta(days=14)  # the window of a referral that says no time
+LONGEST_WINDOW = timedelta(days=31)  # domain.LONGEST_WINDOW: a one-off window is at most this long
+AHEAD = timedelta(days=365)  # domain.WINDOW_AHEAD: and ends at most this far ahead
 # Our status -> the ServiceRequest's. Everything still open is `active` (unmatched too: coordinators keep
 # looking); the exact status is in the REQUEST_STATUS extension.
 STATUSES = {"submitted": "active", "offered": "active", "unmatched": "active", "matched": "active",
@@ -396,21 +398,16 @@ def window_from(sr: dict[str, Any], now: datetime, zone: tzinfo = UTC
     """The time window and repeat, from occurrencePeriod, occurrenceDateTime or occurrenceTiming; without one, "as
     soon as convenient": from now for SOON_AS_CONVENIENT. A date without a time is that whole day (the community's)."""
     if period := sr.get("occurrencePeriod"):
-        when = {key: period[key] for key in ("start", "end") if key in period}
-        if "start" in when and "end" not in when:
-            when["end"] = (datetime.fromisoformat(when["start"]) + POINT_WINDOW).isoformat()
-        if "end" in when and "start" not in when:
-            when["start"] = now.isoformat()
-        return when, None
+        start = moment_of(period["start"], zone) if period.get("start") else None
+        end = moment_of(period["end"], zone, end=True) if period.get("end") else None
+        start = start or now
+        return {"start": start.isoformat(), "end": (end or start + POINT_WINDOW).isoformat()}, None
     if moment := sr.get("occurrenceDateTime"):
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", moment):
-            day = datetime.combine(date.fromisoformat(moment), time.min, tzinfo=zone)
-            return {"start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat()}, None
         if re.fullmatch(r"\d{4}(-\d{2})?", moment):
             return soon(now), None
-        start = datetime.fromisoformat(moment)
-        start = start if start.tzinfo else start.replace(tzinfo=zone)
-        return {"start": start.isoformat(), "end": (start + POINT_WINDOW).isoformat()}, None
+        start = moment_of(moment, zone)
+        end = start + (timedelta(days=1) if len(moment) == 10 else POINT_WINDOW)
+        return {"start": start.isoformat(), "end": end.isoformat()}, None
     if timing := sr.get("occurrenceTiming"):
         rule = timing.get("repeat") or {}
         when: dict[str, Any] = {}
@@ -430,6 +427,37 @@ def window_from(sr: dict[str, Any], now: datetime, zone: tzinfo = UTC
                       "occurrences": rule["count"]}
         return when or soon(now), repeat
     return soon(now), None
+
+
+def moment_of(text: str, zone: tzinfo, end: bool = False) -> datetime:
+    """A FHIR dateTime as an aware datetime: a date alone is the start of that day (of the next, for an `end`), a
+    time without a zone is the community's."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        day = datetime.combine(date.fromisoformat(text), time.min, tzinfo=zone)
+        return day + timedelta(days=1) if end else day
+    if re.fullmatch(r"\d{4}(-\d{2})?", text):  # a year, or a month: its first day
+        return datetime.combine(date.fromisoformat(f"{text}-01-01"[:10]), time.min, tzinfo=zone)
+    found = datetime.fromisoformat(text)
+    return found if found.tzinfo else found.replace(tzinfo=zone)
+
+
+def plausible(when: dict[str, Any], now: datetime) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A one-off window the domain takes (from now, at most LONGEST_WINDOW long and AHEAD ahead): one already past
+    or too far ahead becomes as soon as convenient, one started is from now, a longer one is cut; each change with
+    a flag for the coordinator."""
+    if "start" not in when:
+        return when, None
+    start, end = datetime.fromisoformat(when["start"]), datetime.fromisoformat(when["end"])
+    asked = f"{when['start']} to {when['end']}"
+    start, end = max(start, now), min(end, now + AHEAD)
+    if end <= start:
+        return soon(now), flag("when", f"The time asked for ({asked}) has passed, is more than a year ahead, or is "
+                                       "not a time span: agree a time with the person.", asked)
+    if end - start > LONGEST_WINDOW:
+        return {"start": start.isoformat(), "end": (start + LONGEST_WINDOW).isoformat()}, flag(
+            "when", f"The time asked for ({asked}) is longer than a month: ask for the first month, and agree "
+                    "regular help as a recurring request.", asked)
+    return {"start": start.isoformat(), "end": end.isoformat()}, None
 
 
 def soon(now: datetime) -> dict[str, str]:
@@ -518,6 +546,9 @@ def to_referral(resource: dict[str, Any], *, now: datetime | None = None, zone: 
         to_check.append(flag("support_type", f"Asked for: {words}. No kind of help matches it: choose one, or help "
                              "another way.", words))
     when, repeat = window_from(sr, now, zone)
+    when, window_flag = plausible(when, now)
+    if window_flag:
+        to_check.append(window_flag)
     consent, consent_flags = consent_from(sr, patient[1].get("id") if patient else None)
     to_check.extend(consent_flags)
     reasons = [c.get("text") or ", ".join(x["display"] for x in c.get("coding") or [] if x.get("display"))

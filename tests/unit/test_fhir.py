@@ -44,7 +44,7 @@ def test_the_fylde_coast_example_becomes_a_referral():
                    "postcode": "FY1 4AB", "date_of_birth": "1948-03-02", "preferred_language": "en"},
         "support_type": "bereavement_visit",
         "urgency": "soon",
-        "when": {"start": f"{NEXT_MONDAY}T14:00:00Z", "end": f"{NEXT_MONDAY}T16:00:00Z"},
+        "when": {"start": f"{NEXT_MONDAY}T14:00:00+00:00", "end": f"{NEXT_MONDAY}T16:00:00+00:00"},
         "consent": {"share_contact": True, "sms_contact": True},
         "referrer": {"organisation_type": "health_system", "name": "Dr Asha Rao", "organisation": "Fylde Coast PCN",
                      "contact": "asha.rao@fylde-pcn.example"},
@@ -342,6 +342,24 @@ def test_without_occurrence_the_window_is_as_soon_as_convenient_and_a_date_is_th
     day = fhir.to_referral(changed(occurrencePeriod=None, occurrenceDateTime="2030-01-07"), now=NOW,
                            zone=ZoneInfo("America/Toronto"))
     assert day["when"] == {"start": "2030-01-07T00:00:00-05:00", "end": "2030-01-08T00:00:00-05:00"}
+
+
+@pytest.mark.parametrize("period, when, flagged", [
+    ({"start": "2029-12-20", "end": "2030-01-20"}, {"start": "2030-01-01T09:00:00+00:00",
+                                                    "end": "2030-01-21T00:00:00+00:00"}, False),
+    ({"start": "2029-12-01T10:00:00Z", "end": "2029-12-02T10:00:00Z"}, {"start": "2030-01-01T09:00:00+00:00",
+                                                                        "end": "2030-01-15T09:00:00+00:00"}, True),
+    ({"start": "2030-01-02T10:00:00Z", "end": "2030-06-30"}, {"start": "2030-01-02T10:00:00+00:00",
+                                                              "end": "2030-02-02T10:00:00+00:00"}, True),
+    ({"start": "2030-01-02T10:00:00+01:00"}, {"start": "2030-01-02T10:00:00+01:00",
+                                              "end": "2030-01-02T11:00:00+01:00"}, False),
+    ({"start": "2031-06-01", "end": "2031-06-02"}, {"start": "2030-01-01T09:00:00+00:00",
+                                                    "end": "2030-01-15T09:00:00+00:00"}, True),
+])
+def test_a_period_started_past_or_too_long_becomes_one_the_domain_takes_flagged_when_changed(period, when, flagged):
+    referral = fhir.to_referral(changed(occurrencePeriod=period), now=NOW)
+    assert referral["when"] == when
+    assert [c["field"] for c in referral["to_check"]] == (["when"] if flagged else [])
 
 
 def consent(decision: str, status: str = "active", patient: str = "#patient") -> dict:

@@ -83,7 +83,8 @@ CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "pe
               "person.postcode": ("postcode", "latitude", "longitude"), "person.latitude": ("postcode", "latitude"),
               "person.longitude": ("postcode", "longitude"), "person.name": ("person_name",),
               "person.date_of_birth": ("date_of_birth",), "person.preferred_language": ("preferred_language",),
-              "support_type": ("support_type",), "consent": ("consent",)}
+              "support_type": ("support_type",), "consent": ("consent",),
+              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks")}
 HOLDING = ("person.postcode", "person.latitude", "person.longitude")
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",

@@ -517,3 +517,16 @@ def test_the_capability_statement_is_valid_r4_and_names_what_is_supported():
     [rest] = statement["rest"]
     assert {r["type"] for r in rest["resource"]} == {"ServiceRequest", "Task"}
     assert rest["interaction"] == [{"code": "transaction"}] and statement["fhirVersion"] == "4.0.1"
+
+
+def test_a_patient_without_a_name_or_with_an_impossible_one_is_taken_and_flagged():
+    nameless = fixture("servicerequest-fylde-coast.json")
+    nameless["contained"][0]["name"] = [{"use": "official", "text": "   "}]
+    del nameless["subject"]["display"]
+    loaded = fhir_referral(nameless, ACTOR)
+    assert loaded["person"]["name"] == "Name not given"
+    assert [c["field"] for c in loaded["to_check"]] == ["person.name"]
+    long = fixture("servicerequest-fylde-coast.json")
+    long["contained"][0]["name"] = [{"text": "x" * 300}]
+    loaded = fhir_referral(long, ACTOR)
+    assert loaded["person"]["name"] == "Name not given" and loaded["to_check"][0]["value"] == "x" * 300

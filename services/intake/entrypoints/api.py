@@ -485,18 +485,19 @@ def set_aside(referral: dict[str, Any], errors: list[dict[str, str]], centre: tu
         names |= {"postcode", "latitude", "longitude"}
     for name in sorted(names):
         value = person.pop(name, None)
-        why = next((e["detail"] for e in errors if e["field"] == f"person.{name}"), None)
-        if name in ("latitude", "longitude") or (value is None and name != "postcode"):
+        if SET_ASIDE[name] is not None:
+            person[name] = SET_ASIDE[name]
+        if name in ("latitude", "longitude") or (value is None and name not in ("postcode", "name")):
             continue
         what = {"phone": "Phone number", "postcode": "Postcode", "date_of_birth": "Date of birth",
                 "preferred_language": "Language", "name": "Name", "address": "Address"}[name]
         if value is None:
-            why = f"No {what.lower()} was sent: ask the referrer, and place the person before volunteers are asked."
+            why = f"No {what.lower()} was sent: ask the referrer" + (
+                ", and place the person before volunteers are asked." if name == "postcode" else ".")
         else:
-            why = f"{what} {value!r} could not be used ({(why or '').rstrip('.')}): check it with the referrer."
+            detail = next((e["detail"] for e in errors if e["field"] == f"person.{name}"), "")
+            why = f"{what} {value!r} could not be used ({detail.rstrip('.')}): check it with the referrer."
         flags.append(fhir.flag(f"person.{name}", why, value))
-        if SET_ASIDE[name] is not None:
-            person[name] = SET_ASIDE[name]
     if "postcode" in names:
         person["latitude"], person["longitude"] = centre
     return {**referral, "person": person, "to_check": flags}

@@ -23,6 +23,10 @@ class Community:
     quiet_hours: when non-urgent SMS wait ("21:00-08:00", in the community's time zone; notify applies them).
     sms_templates: the community's own wording of any SMS, by language then template name
     (see services/notify/messages.py for the names and the fields each one fills in).
+    referral_codes: the community's own codes for kinds of help in FHIR referrals, "<system>|<code>" to a kind
+    (e.g. "http://snomed.info/sct|413125004": "home_visit"), added to (and overriding) services/intake/fhir.py's
+    REFERRAL_CODES.
+    centre: where a referral whose postcode cannot be placed is put until a coordinator places it ([lat, lon]).
     """
 
     slug: str
@@ -33,6 +37,8 @@ class Community:
     language: str = "en"
     quiet_hours: str = "21:00-08:00"
     sms_templates: dict = field(default_factory=dict, hash=False, compare=False)
+    referral_codes: dict = field(default_factory=dict, hash=False, compare=False)
+    centre: tuple = field(default=(0.0, 0.0), hash=False, compare=False)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -16,6 +16,7 @@ class Kind:
     category: str
     skill: str
     checks: tuple[str, ...] = ("safeguarding",)
+    offered: bool = True  # False: never offered to volunteers automatically; a coordinator triages it first
 
 
 # Checks and training a volunteer holds, with dates. The criminal record check is a DBS check in the UK and a
@@ -47,9 +48,12 @@ KINDS: dict[str, Kind] = {
                                   ("safeguarding", "future_planning_training")),
     "planning_session": Kind("Place at a future life planning session", "future_planning", "future_planning",
                              ("safeguarding",)),
+    # Help a referral asked for in words, or by a code no table here maps (services/intake/fhir.py): intake keeps
+    # the words and never asks matching to offer it; a coordinator triages it (chooses a kind, or helps another way).
+    "other": Kind("Other (a coordinator triages it)", "other", "", (), offered=False),
 }
 
-SKILLS: tuple[str, ...] = tuple(sorted({kind.skill for kind in KINDS.values()}))
+SKILLS: tuple[str, ...] = tuple(sorted({kind.skill for kind in KINDS.values() if kind.offered}))
 
 
 # --- the value lists that travel in events: producer and consumer both read them from here -------------------

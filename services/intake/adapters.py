@@ -85,7 +85,8 @@ requests = sa.Table(
     sa.Column("referrer_contact", sa.String(200)),
     sa.Column("referral_reason", sa.Text, default="", nullable=False),
     sa.Column("external_id", sa.String(64)),
-    sa.Column("source_document", sa.JSON),  # a FHIR ServiceRequest, as sent
+    sa.Column("source_document", sa.JSON),  # a FHIR ServiceRequest (or the transaction Bundle it came in), as sent
+    sa.Column("to_check", sa.JSON, default=list, nullable=False),  # what a coordinator should check (flags)
     sa.Column("created_by", sa.String(200), index=True, nullable=False),
     sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
     sa.Column("updated_at", UtcDateTime, default=utcnow, onupdate=utcnow, nullable=False),

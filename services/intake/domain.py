@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Iterable, Protocol
 
+from services.intake import fhir
 from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
@@ -76,6 +77,15 @@ REFERRAL_STAGES = {
 }
 REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back": "offered", "unmatched": "unmatched",
                     "matched": "matched", "completed": "completed", "cancelled": "cancelled"}
+# What a coordinator checks on a referral (`SupportRequest.to_check`: a field, why, and what was sent), by the
+# attributes whose change settles it. Until the place and the kind of help are settled, matching is not asked.
+CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "person.phone": ("person_phone",),
+              "person.postcode": ("postcode", "latitude", "longitude"), "person.latitude": ("postcode", "latitude"),
+              "person.longitude": ("postcode", "longitude"), "person.name": ("person_name",),
+              "person.date_of_birth": ("date_of_birth",), "person.preferred_language": ("preferred_language",),
+              "support_type": ("support_type",), "consent": ("consent",),
+              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks")}
+HOLDING = ("person.postcode", "person.latitude", "person.longitude")
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
@@ -136,6 +146,10 @@ class TooManySignIns(IntakeError):
         self.retry_after = retry_after
 
 
+class NotOffered(IntakeError):
+    """A request volunteers have been asked about cannot become one that is never offered (kind "other")."""
+
+
 class InvalidRevocation(IntakeError):
     """A revocation that names no token: neither a token id nor a holder, or an id that cannot be one."""
 
@@ -179,7 +193,8 @@ class SupportRequest:
                  preferences: dict[str, Any] | None = None, coordinator_notes: str = "",
                  referrer_organisation: str | None = None, referrer_name: str | None = None,
                  referrer_contact: str | None = None, referral_reason: str = "", external_id: str | None = None,
-                 source_document: dict[str, Any] | None = None, id: uuid.UUID | None = None):
+                 source_document: dict[str, Any] | None = None, to_check: list[dict[str, Any]] | None = None,
+                 id: uuid.UUID | None = None):
         now = utcnow()
         self.id = id or uuid.uuid4()
         self.community, self.source, self.status, self.outcome = community, source, "submitted", ""
@@ -195,6 +210,7 @@ class SupportRequest:
         self.referrer_organisation, self.referrer_name, self.referrer_contact = (referrer_organisation, referrer_name,
                                                                                  referrer_contact)
         self.referral_reason, self.external_id, self.source_document = referral_reason, external_id, source_document
+        self.to_check = list(to_check or [])  # what a coordinator should check: {"field", "why", "value"}
         self.created_by, self.created_at, self.updated_at = created_by, now, now
         self.matching_sequence = 0  # of matching's latest event that set the status (`standing_after`)
         self.given_back_at: datetime | None = None  # its volunteer gave it back, and nobody has taken it since
@@ -215,7 +231,17 @@ class SupportRequest:
         request.record_consents(consent, actor.subject)
         via = f" (referred by {request.referrer_organisation})" if request.referrer_organisation else ""
         request.note("submitted", f"{KINDS[request.support_type].label}, {request.urgency}{via}", actor.subject)
+        for check in request.to_check:
+            request.note("to check", check["why"], actor.subject)
+        if request.held:
+            request.note("waiting", "Not offered to volunteers until a coordinator has checked it", actor.subject)
         return request
+
+    @property
+    def held(self) -> bool:
+        """True while matching is not to be asked: the kind of help is one a coordinator triages (other), or the
+        person's place is still to be checked."""
+        return not KINDS[self.support_type].offered or any(c["field"] in HOLDING for c in self.to_check)
 
     @property
     def is_open(self) -> bool:
@@ -260,16 +286,25 @@ class SupportRequest:
             self.note("held", detail, "notify", at=at)
 
     def edit(self, columns: dict[str, Any], consent: dict[str, bool] | None, by: str) -> list[str]:
-        """Change what is different, record new consent answers, and note it; the names of what changed."""
+        """Change what is different, record new consent answers, and note it; the names of what changed. What a
+        coordinator was to check and has now changed is checked (NotOffered: a request matching has cannot become
+        one never offered)."""
         if not self.is_open:
             raise NotOpen(self.status, "changed")
         changed = sorted(name for name, value in columns.items() if getattr(self, name) != value)
+        if "support_type" in changed and not KINDS[columns["support_type"]].offered and not self.held:
+            raise NotOffered("Volunteers may have been asked about this request, so it cannot become "
+                             f"\"{KINDS[columns['support_type']].label}\": cancel it instead.")
         for name in changed:
             setattr(self, name, columns[name])
         if consent is not None and self.record_consents(consent, by):
             changed.append("consent")
         if changed:
             self.note("edited", in_words(changed), by)
+        settled = [c for c in self.to_check if any(name in changed for name in CHECKED_BY.get(c["field"], ()))]
+        if settled:
+            self.to_check = [c for c in self.to_check if c not in settled]
+            self.note("checked", ", ".join(sorted({c["field"] for c in settled})), by)
         return changed
 
     def cancel(self, reason: str, by: str) -> None:
@@ -333,11 +368,12 @@ class SupportRequest:
 
     def referral_notice(self) -> dict[str, Any]:
         """What the referrer's organisation's webhook is told when the referral is made or moves on: where it has
-        got to in the referrer's words (nothing of the volunteers)."""
+        got to in the referrer's words (nothing of the volunteers), and the same as a FHIR R4 Task."""
         stage, meaning = self.referral_stage()
         return {"type": "referral.changed", "at": utcnow().isoformat(),
                 "referral": {"id": str(self.id), "status": self.status, "stage": stage, "detail": meaning,
-                             "external_id": self.external_id}}
+                             "external_id": self.external_id},
+                "task": fhir.task(self)}
 
     def referral_history(self) -> list[tuple[str, datetime]]:
         """The referral's story for its referrer: each change of stage and when (a repeat of the same stage, and
@@ -460,6 +496,8 @@ def columns_from(data: dict[str, Any]) -> dict[str, Any]:
         columns["referral_reason"] = data["reason"]
     if data.get("external_id"):
         columns["external_id"] = data["external_id"]
+    if data.get("to_check"):
+        columns["to_check"] = data["to_check"]
     return columns
 
 

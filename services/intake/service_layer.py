@@ -36,10 +36,11 @@ class Page:
 def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, *, source: str = "coordinator",
                    idempotency: Idempotency | None = None,
                    render: Callable[[SupportRequest], dict[str, Any]] | None = None,
-                   document: dict[str, Any] | None = None) -> Created:
+                   document: dict[str, Any] | None = None, status_code: int = 201) -> Created:
     """Store a new request (a coordinator's, a referral, or a FHIR ServiceRequest as `document`) with its
-    consents, timeline, audit entry and `request.submitted`; with an Idempotency-Key, once: a retry with the same
-    body gets the first answer again. `render` makes the answer kept for the key, in the same transaction.
+    consents, timeline, audit entry and `request.submitted` (not yet for one a coordinator must check first: see
+    SupportRequest.held); with an Idempotency-Key, once: a retry with the same body gets the first answer again.
+    `render` makes the answer kept for the key (with `status_code`), in the same transaction.
 
     Everything is written at the commit, the key's answer too (one statement on PostgreSQL): a key taken already
     fails that write and nothing is kept, and then the first answer is given (IdempotencyKeyReused if it was made
@@ -51,8 +52,10 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             request = SupportRequest.submit(actor, columns, data["consent"], document)  # every default filled in
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
-            uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
-            created = Created(made=request, body=render(request) if render else {})
+            if not request.held:
+                uow.publish(request.for_matching(RequestSubmitted, settings.secret_key),
+                            correlation_id=str(request.id))
+            created = Created(made=request, body=render(request) if render else {}, status_code=status_code)
             if idempotency is not None:
                 uow.answers.add(IdempotencyKey.remember(actor, idempotency, created.status_code, created.body))
             uow.commit()
@@ -68,13 +71,18 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],
                    settings: Settings) -> SupportRequest:
-    """Change an open request; matching hears (`request.updated`) only of changes that matter to it."""
+    """Change an open request; matching hears (`request.updated`) only of changes that matter to it, and of a
+    request held for a coordinator's check (SupportRequest.held) only once it is settled, as `request.submitted`."""
     with uow:
         request = _get(uow, request_id, actor)
+        was_held = request.held
         changed = request.edit(columns_from(data), data.get("consent"), actor.subject)
         if changed:
             uow.audit.add(AuditEntry.of(actor, "update", request.id, changed))
-        if any(name in MATCHING_FIELDS for name in changed):
+        if was_held and not request.held:
+            request.note("released", "Checked: volunteers can now be asked", actor.subject)
+            uow.publish(request.for_matching(RequestSubmitted, settings.secret_key), correlation_id=str(request.id))
+        elif not request.held and any(name in MATCHING_FIELDS for name in changed):
             uow.publish(request.for_matching(RequestUpdated, settings.secret_key), correlation_id=str(request.id))
         uow.commit()
     return request

@@ -427,7 +427,10 @@ def _profile_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.
         else:
             valid = np.zeros(n, dtype=bool)
         result[~valid] = CODE[f"check:{check}"]
-    result[(a.skills[rows] >> SKILLS.index(kind.skill)) & 1 == 0] = CODE["skill"]
+    if kind.skill in SKILLS:
+        result[(a.skills[rows] >> SKILLS.index(kind.skill)) & 1 == 0] = CODE["skill"]
+    else:  # a kind nobody is offered (intake holds "other" for a coordinator): no volunteer has its skill
+        result[:] = CODE["skill"]
     result[~a.reachable[rows]] = CODE["sms"]
     result[~a.active[rows]] = CODE["status"]
     return result, free

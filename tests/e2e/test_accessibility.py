@@ -36,3 +36,29 @@ def test_every_page_is_accessible_and_fits_the_window(browser, site, width):
             tab.context.clear_cookies()
     finally:
         context.close()
+
+
+def test_a_referral_with_what_to_check_is_accessible_on_the_coordinators_page(browser, site):
+    """A health system's referral with a phone number that cannot be used, words for a kind of help and no
+    consent: the request's page lists what to check, and stays accessible at a phone's width."""
+    import json
+
+    from tests.e2e.conftest import api
+    from tests.integration.test_fhir_real_systems import gp_service_request
+
+    resource = gp_service_request({"text": "Help sorting the garden"}, phone="+44 20 7946 09")
+    made = api(site, "referrer").call("POST", "/fhir/ServiceRequest", expect=201, data=json.dumps(resource),
+                                      headers={"Content-Type": "application/fhir+json"})
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        sign_in(tab, "coordinator")
+        tab.goto(f"/board/{made['id']}")
+        box = tab.locator("section[aria-labelledby=to-check]")
+        assert "Asked for: Help sorting the garden" in box.inner_text()
+        assert "+44 20 7946 09" in box.inner_text()
+        accessible(tab, "a referral to check, as coordinator at 390 px")
+    finally:
+        context.close()

@@ -108,21 +108,12 @@ def test_an_ottawa_service_request_becomes_a_weekly_request_in_ottawa_west(intak
     assert seen["referrer"]["organisation"] == "Ottawa West Community Health Centre"
 
 
-def without_postcode_or_consents() -> dict:
-    """A valid ServiceRequest that is missing what a referral needs."""
-    resource = fixture("servicerequest-fylde-coast.json")
-    del resource["extension"]
-    del resource["contained"][0]["address"][0]["postalCode"]
-    return resource
-
-
 @pytest.mark.parametrize("resource, expected", [
     (fixture("servicerequest-no-subject.json"), {"ServiceRequest.subject"}),
-    (fixture("servicerequest-completed-unknown-code.json"),
-     {"ServiceRequest.status", "ServiceRequest.subject", "ServiceRequest.code"}),
+    (fixture("servicerequest-completed-unknown-code.json"), {"ServiceRequest.status"}),
     ({"resourceType": "Patient", "id": "p"}, {"ServiceRequest"}),
     ({**fixture("servicerequest-fylde-coast.json"), "colour": "blue"}, {"ServiceRequest.colour"}),
-], ids=["no subject", "completed, external patient, unknown code", "a Patient", "unknown element"])
+], ids=["no subject", "completed", "a Patient", "unknown element"])
 def test_a_resource_we_cannot_take_is_refused_with_an_operation_outcome_naming_each_problem(
         intake, token, resource, expected):
     from services.intake.domain import SupportRequest
@@ -135,22 +126,21 @@ def test_a_resource_we_cannot_take_is_refused_with_an_operation_outcome_naming_e
     assert rows(sessions, SupportRequest) == 0 and staged_events(sessions) == []
 
 
-def test_missing_referral_details_are_named_where_they_belong_in_the_resource(intake, token):
-    from services.intake import fhir
+def test_a_missing_postcode_consent_or_usable_phone_is_flagged_for_the_coordinator_not_refused(intake, token):
+    from services.intake.domain import SupportRequest
 
     client, sessions = intake
-    response = post(client, without_postcode_or_consents(), token("referrer", subject=EHR))
-    assert response.status_code == 422
-    named = expressions(response)
-    assert any(e.startswith("ServiceRequest.contained") and e.endswith(".address.postalCode") for e in named)
-    assert {f"ServiceRequest.extension('{fhir.CONSENT_TO_SHARE}')",
-            f"ServiceRequest.extension('{fhir.CONSENT_TO_SMS}')"} <= named
     resource = fixture("servicerequest-fylde-coast.json")
+    del resource["extension"]
+    del resource["contained"][0]["address"][0]["postalCode"]
     resource["contained"][0]["telecom"] = [{"system": "phone", "value": "+44 20 7946 09"}]
-    bad_phone = post(client, resource, token("referrer", subject=EHR))
-    assert bad_phone.status_code == 422
-    [telecom] = expressions(bad_phone)
-    assert telecom.startswith("ServiceRequest.contained") and telecom.endswith(".telecom")
+    created = post(client, resource, token("referrer", subject=EHR))
+    assert created.status_code == 201, created.json
+    seen = client.get(f"/requests/{created.json['id']}", headers=token("coordinator")).json
+    assert {c["field"] for c in seen["to_check"]} == {"consent", "person.postcode", "person.phone"}
+    assert seen["person"]["phone"] is None and seen["consent"] == {"share_contact": False, "sms_contact": False}
+    assert rows(sessions, SupportRequest) == 1
+    assert staged_events(sessions) == []  # not placed: matching is not asked until a coordinator places them
 
 
 @pytest.mark.parametrize("body", ["this is not JSON", "[1, 2]", ""])

@@ -240,6 +240,7 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
     reads = [("intake", f"/requests/{seeded.request}", coordinator), ("intake", "/requests", coordinator),
              ("intake", f"/referrals/{seeded.referral}", referrer), ("intake", "/referrals", referrer),
              ("intake", f"/fhir/ServiceRequest/{seeded.service_request}", referrer),
+             ("intake", f"/fhir/Task/{seeded.service_request}", referrer),
              ("matching", f"/volunteers/{seeded.volunteer}", coordinator), ("matching", "/volunteers", coordinator),
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
              ("metrics", "/activity?period=year", manager)]
@@ -321,6 +322,9 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/referrals"): [{"json": REFERRAL, "headers": {"Idempotency-Key": REFERRAL_KEY}}],
         ("POST", "/fhir/ServiceRequest"): [{"data": json.dumps(service_request()),
                                             "content_type": "application/fhir+json"}],
+        ("POST", "/fhir"): [{"data": json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "resource": service_request(),
+             "request": {"method": "POST", "url": "ServiceRequest"}}]}), "content_type": "application/fhir+json"}],
         ("POST", "/volunteers"): [{"json": {**VOLUNTEER, "name": "Otto Ottawa", "phone": "+16135550188",
                                             "postcode": "K1Y"}}],
         ("PATCH", "/volunteers/{volunteer_id}"): [{"json": {"status": "paused", "name": "Renamed"}}],
@@ -527,6 +531,7 @@ def test_no_route_of_any_service_shows_or_changes_another_communitys_data(system
     assert after == before, "a write by another community changed Fylde Coast's records"
     assert {t for _, m, t in sweep.covered if m == "GET" and "{" in t} >= {
         "/requests/{request_id}", "/referrals/{request_id}", "/fhir/ServiceRequest/{request_id}",
+        "/fhir/Task/{request_id}",
         "/volunteers/{volunteer_id}", "/matches/{request_id}", "/board/{request_id}", "/roster/{volunteer_id}",
         "/sms/conversations/{phone}"}
     documented_routes = {(s, m, t) for (s, m, t), sources in every.items() if "openapi" in sources}

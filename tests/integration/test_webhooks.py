@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B.task import Task
 
 from services.intake.adapters import webhook_deliveries
 from services.intake.entrypoints import webhooks
@@ -156,6 +157,14 @@ def test_each_change_to_a_referral_reaches_its_organisation_signed_in_order_thro
         stop.set()
         sender.join(10)
     assert receiver.stages() == ["Received", "Looking for a volunteer", "Volunteer found", "Help given"]
+    tasks = [json.loads(body)["task"] for _, body in receiver.received]
+    for task in tasks:
+        Task.model_validate(task)  # each change carries the referral's FHIR R4 Task too
+    assert [(t["status"], t["businessStatus"]["text"]) for t in tasks] == [
+        ("accepted", "Received"), ("in-progress", "Looking for a volunteer"), ("in-progress", "Volunteer found"),
+        ("completed", "Help given")]
+    assert {t["id"] for t in tasks} == {referral["id"]}
+    assert {t["focus"]["identifier"]["value"] for t in tasks} == {referral["id"]}  # made by the API, not FHIR
     for headers, body in receiver.received:
         expected = hmac.new(secret.encode(), headers["X-CCS-Timestamp"].encode() + b"." + body,
                             hashlib.sha256).hexdigest()

@@ -709,3 +709,40 @@ def test_a_task_given_back_needs_a_coordinator_until_someone_takes_it_and_counts
     assert request.sms_waiting == 2
     request.messages_waiting(0, BOARD_NOW + timedelta(seconds=1))
     assert request.needs_you(BOARD_NOW) == []
+
+
+# --- what a coordinator checks first --------------------------------------------------------------------------------
+
+UNPLACED = [{"field": "person.postcode", "why": "No postcode was sent", "value": None},
+            {"field": "consent", "why": "No consent came with the referral", "value": None}]
+
+
+def test_a_referral_to_check_is_noted_and_one_without_a_place_or_a_kind_is_not_offered_until_settled(uow):
+    r = service_layer.submit_request(uow, EHR, {**REFERRAL, "consent": {}, "to_check": UNPLACED}, SETTINGS).made
+    assert r.held and uow.published == [] and r.to_check == UNPLACED
+    assert [t.what for t in r.timeline] == ["submitted", "to check", "to check", "waiting"]
+    uow.published.clear()
+    service_layer.update_request(uow, KIM, r.id, {"urgency": "urgent"}, SETTINGS)
+    assert r.held and uow.published == []  # still no place: matching hears nothing
+    service_layer.update_request(uow, KIM, r.id, {"person": {"postcode": "FY8 1AA", "area": "FY8",
+                                                             "latitude": 53.75, "longitude": -3.0}}, SETTINGS)
+    [sent] = uow.published
+    assert isinstance(sent, RequestSubmitted) and sent.area == "FY8" and sent.urgency == "urgent"
+    assert not r.held and [c["field"] for c in r.to_check] == ["consent"]
+    service_layer.update_request(uow, KIM, r.id, {"consent": {"share_contact": True, "sms_contact": False}}, SETTINGS)
+    assert r.to_check == [] and r.consent("share_contact") and [t.what for t in r.timeline][-2:] == ["edited",
+                                                                                                     "checked"]
+
+
+def test_kind_other_waits_for_a_coordinator_and_a_request_already_offered_cannot_become_it(uow):
+    from services.intake.domain import NotOffered
+
+    r = service_layer.submit_request(uow, EHR, {**REFERRAL, "support_type": "other"}, SETTINGS).made
+    assert r.held and uow.published == []
+    service_layer.update_request(uow, KIM, r.id, {"support_type": "home_visit"}, SETTINGS)
+    [sent] = uow.published
+    assert isinstance(sent, RequestSubmitted) and sent.support_type == "home_visit"
+    offered = submitted(uow)
+    with pytest.raises(NotOffered):
+        service_layer.update_request(uow, KIM, offered.id, {"support_type": "other"}, SETTINGS)
+    assert offered.support_type == "shopping" and uow.published == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from typing import Any, Callable
 
 from flask import Response, jsonify, request, url_for
@@ -13,9 +14,9 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOpen, SupportRequest, birth_date_problem,
-                                    window_problems)
-from shared import clock, gazetteer, idempotency
+from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOffered, NotOpen, SupportRequest,
+                                    birth_date_problem, window_problems)
+from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
                         field_errors, is_json, known_postcode, requires, service, unstorable)
@@ -23,7 +24,9 @@ from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Requests for support (coordinators)")
 referrals = Blueprint("referrals", __name__, url_prefix="/referrals",
                       description="Referrals from PCN staff, social prescribers and partner organisations")
-fhir_blp = Blueprint("fhir", __name__, url_prefix="/fhir", description="HL7 FHIR R4 ServiceRequest referrals")
+fhir_blp = Blueprint("fhir", __name__, url_prefix="/fhir",
+                     description="HL7 FHIR R4: ServiceRequest referrals (alone or in a transaction Bundle), their "
+                                 "Tasks, and the CapabilityStatement")
 BEARER = [{"bearerAuth": []}]
 FHIR_JSON = "application/fhir+json"
 RESOURCE = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
@@ -226,6 +229,9 @@ class RequestOut(Schema):
     coordinator_notes = fields.Str()
     referrer = fields.Method("_referrer")
     reason = fields.Str(attribute="referral_reason")
+    to_check = fields.List(fields.Dict(), metadata={
+        "description": "What a coordinator should check (a phone number or postcode that could not be used, a kind "
+                       "of help no code maps, a missing consent): field, why, and what was sent."})
     created_by = fields.Str()
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
@@ -282,7 +288,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -413,6 +419,24 @@ class ReferralById(MethodView):
 
 # --- health systems (FHIR) ---------------------------------------------------------------------------------------
 
+FHIR_CONSENT = ConsentIn(partial=True)
+
+
+class FhirReferralIn(ReferralIn):
+    """A referral read from a FHIR ServiceRequest: consent may be missing (a coordinator confirms it), and what the
+    coordinator is to check comes with it."""
+
+    consent = fields.Nested(FHIR_CONSENT, load_default=dict)
+    reason = Text(multiline=True, load_default="", validate=validate.Length(max=4000))
+    to_check = fields.List(fields.Dict(), load_default=list)
+
+
+FHIR_REFERRAL_IN = FhirReferralIn()
+# A field of the person that cannot be used is kept aside for the coordinator (never a refusal): what it becomes
+# meanwhile (None: left out).
+SET_ASIDE = {"phone": None, "postcode": None, "latitude": None, "longitude": None, "date_of_birth": None,
+             "preferred_language": None, "name": "Name not given", "address": None}
+
 
 def fhir_error(status: int, issues: list[dict]) -> Response:
     """An OperationOutcome answer."""
@@ -422,61 +446,165 @@ def fhir_error(status: int, issues: list[dict]) -> Response:
     return response
 
 
-def fhir_path(pointer: str) -> str:
-    """The FHIRPath of a JSON pointer into a ServiceRequest: /contained/0/name -> ServiceRequest.contained[0].name."""
+def fhir_path(pointer: str, root: str = "ServiceRequest") -> str:
+    """The FHIRPath of a JSON pointer into a resource: /contained/0/name -> ServiceRequest.contained[0].name."""
     parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
-    return "ServiceRequest" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts)
+    return root + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in parts)
 
 
-def fhir_referral(resource: dict[str, Any]) -> dict[str, Any]:
-    """A ServiceRequest as a loaded referral; raises FhirProblem naming, in the resource, each thing wrong."""
+def fhir_referral(resource: dict[str, Any], actor) -> dict[str, Any]:
+    """A ServiceRequest as a loaded referral, what cannot be used of the person set aside and flagged; raises
+    FhirProblem naming, in the resource, each thing wrong."""
+    community = communities.get(actor.community)
+    referral = fhir.to_referral(resource, now=clock.utcnow(), zone=community.zone,
+                                extra_codes=community.referral_codes)
+    referrer = referral["referrer"]
+    referrer.setdefault("organisation", actor.organisation or referrer.get("name") or actor.subject)
+    referrer.setdefault("name", referrer["organisation"])
+    referral.setdefault("reason", "")
+    errors: list[dict[str, str]] = []
+    for _ in range(3):  # as sent; then with what could not be used set aside (the place is checked last)
+        try:
+            return FHIR_REFERRAL_IN.load(referral)
+        except ValidationError as err:
+            errors = field_errors(err.messages)
+        person_errors = [e for e in errors if e["field"].split(".")[0] == "person"]
+        if len(person_errors) < len(errors) or not person_errors:
+            break
+        referral = set_aside(referral, person_errors, community.centre)
+    raise fhir.FhirProblem([{"severity": "error", "code": "invalid", "diagnostics": f"{e['field']}: {e['detail']}",
+                             "expression": [fhir.expression_for(e["field"], resource)]} for e in errors])
+
+
+def set_aside(referral: dict[str, Any], errors: list[dict[str, str]], centre: tuple) -> dict[str, Any]:
+    """The referral with each person field named in `errors` set aside and flagged for the coordinator (a place
+    that cannot be found: at the community's centre until they place it)."""
+    person = dict(referral["person"])
+    flags = list(referral["to_check"])
+    names = {e["field"].split(".")[1] if "." in e["field"] else "postcode" for e in errors}
+    names = {name if name in SET_ASIDE else "postcode" for name in names}
+    if names & {"postcode", "latitude", "longitude"}:
+        names |= {"postcode", "latitude", "longitude"}
+    for name in sorted(names):
+        value = person.pop(name, None)
+        if SET_ASIDE[name] is not None:
+            person[name] = SET_ASIDE[name]
+        if name in ("latitude", "longitude") or (value is None and name not in ("postcode", "name")):
+            continue
+        what = {"phone": "Phone number", "postcode": "Postcode", "date_of_birth": "Date of birth",
+                "preferred_language": "Language", "name": "Name", "address": "Address"}[name]
+        if value is None:
+            why = f"No {what.lower()} was sent: ask the referrer" + (
+                ", and place the person before volunteers are asked." if name == "postcode" else ".")
+        else:
+            detail = next((e["detail"] for e in errors if e["field"] == f"person.{name}"), "")
+            why = f"{what} {value!r} could not be used ({detail.rstrip('.')}): check it with the referrer."
+        flags.append(fhir.flag(f"person.{name}", why, value))
+    if "postcode" in names:
+        person["latitude"], person["longitude"] = centre
+    return {**referral, "person": person, "to_check": flags}
+
+
+def fhir_json(resource: dict[str, Any], status: int = 200) -> Response:
+    """A FHIR resource as the answer."""
+    return Response(json.dumps(resource), status=status, mimetype=FHIR_JSON)
+
+
+def fhir_body(expected: str) -> dict[str, Any] | Response:
+    """The request's FHIR JSON object, or the OperationOutcome answer that refuses it."""
+    if not is_json(request.mimetype):
+        return fhir_error(415, [{"severity": "error", "code": "structure", "expression": [expected],
+                                 "diagnostics": f"Send the resource as {FHIR_JSON}, not "
+                                                f"{request.mimetype or 'untyped'}."}])
+    resource = request.get_json(silent=True)
+    if not isinstance(resource, dict):
+        return fhir_error(400, [{"severity": "error", "code": "structure",
+                                 "diagnostics": "The body is not a JSON object.", "expression": [expected]}])
+    bad_text = unstorable(resource)
+    if bad_text:
+        root = "Bundle" if resource.get("resourceType") == "Bundle" else expected
+        return fhir_error(422, [{"severity": "error", "code": "invalid", "diagnostics": why,
+                                 "expression": [fhir_path(pointer, root)]} for pointer, why in bad_text])
+    return resource
+
+
+def refer(document: dict[str, Any], endpoint: str) -> Response:
+    """Take a ServiceRequest, or a transaction Bundle holding one, as a referral: 201 with the stored
+    ServiceRequest, or 200 with the transaction-response Bundle; 422 with an OperationOutcome naming each problem."""
+    bundle = document.get("resourceType") == "Bundle"
     try:
-        return ReferralIn().load(fhir.to_referral(resource))
-    except ValidationError as err:
-        raise fhir.FhirProblem([{"severity": "error", "code": "invalid",
-                                 "diagnostics": f"{e['field']}: {e['detail']}",
-                                 "expression": [fhir.expression_for(e["field"], resource)]}
-                                for e in field_errors(err.messages)]) from err
+        resource = fhir.from_bundle(document)[0] if bundle else document
+        data = fhir_referral(resource, current_actor())
+    except fhir.FhirProblem as problem:
+        return fhir_error(422, problem.issues)
+
+    def render(r: SupportRequest) -> dict[str, Any]:
+        stored = fhir.stored_resource(resource, str(r.id), r.status)
+        return fhir.transaction_response(document, stored, str(r.id)) if bundle else stored
+
+    submitted = service_layer.submit_request(
+        service().uow(), current_actor(), data, service().settings, source="health_system",
+        idempotency=idempotency.Idempotency.of_request(endpoint), document=document, render=render,
+        status_code=200 if bundle else 201)
+    return created(submitted, FHIR_JSON, lambda id_: f"/fhir/ServiceRequest/{id_}")
+
+
+FHIR_POST_ANSWERS = {
+    "400": fhir_answer("The body is not a JSON object (or the Idempotency-Key is too long)", problem=True),
+    "409": fhir_answer("A request with this Idempotency-Key is still being made", problem=True),
+    "415": fhir_answer("The body is not FHIR JSON"),
+    "422": fhir_answer("An OperationOutcome naming each problem (or problem details: the Idempotency-Key came "
+                       "before with another body)", problem=True)}
+FHIR_BODY = {"required": True, "content": {FHIR_JSON: {"schema": {"type": "object"}},
+                                           "application/json": {"schema": {"type": "object"}}}}
+
+
+@fhir_blp.route("")
+class FhirBase(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @fhir_blp.doc(security=BEARER, parameters=[idempotency.PARAMETER], requestBody=FHIR_BODY, responses={
+        "200": fhir_answer("The transaction-response Bundle: the ServiceRequest created", RESOURCE),
+        **FHIR_POST_ANSWERS})
+    @answers_problems
+    @checks_own_text
+    def post(self):
+        """Accept a transaction Bundle holding a ServiceRequest (and its Patient, requester and Consent)."""
+        document = fhir_body("Bundle")
+        if isinstance(document, Response):
+            return document
+        if document.get("resourceType") != "Bundle":
+            return fhir_error(422, [fhir.issue("not-supported", "POST a transaction Bundle to the base, or a "
+                                               "ServiceRequest to /fhir/ServiceRequest.", "Bundle")])
+        return refer(document, "fhir-bundle")
+
+
+@fhir_blp.route("/metadata")
+class FhirMetadata(MethodView):
+    @fhir_blp.doc(responses={"200": fhir_answer("The CapabilityStatement (open, as FHIR servers publish it)",
+                                                RESOURCE)})
+    def get(self):
+        """What this server does with FHIR R4: referrals in, Tasks out."""
+        return fhir_json(fhir.capability_statement(request.url_root.rstrip("/") + "/fhir"))
 
 
 @fhir_blp.route("/ServiceRequest")
 class FhirServiceRequests(MethodView):
     @requires("referrer", "coordinator", "admin")
-    @fhir_blp.doc(security=BEARER, parameters=[idempotency.PARAMETER], requestBody={"required": True, "content": {
-        FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
-        responses={"201": fhir_answer("The stored ServiceRequest", RESOURCE),
-                   "400": fhir_answer("The body is not a JSON object (or the Idempotency-Key is too long)",
-                                      problem=True),
-                   "409": fhir_answer("A request with this Idempotency-Key is still being made", problem=True),
-                   "415": fhir_answer("The body is not FHIR JSON"),
-                   "422": fhir_answer("An OperationOutcome naming each problem (or problem details: the "
-                                      "Idempotency-Key came before with another body)", problem=True)})
+    @fhir_blp.doc(security=BEARER, parameters=[idempotency.PARAMETER], requestBody=FHIR_BODY, responses={
+        "201": fhir_answer("The stored ServiceRequest", RESOURCE), **FHIR_POST_ANSWERS})
     @answers_problems
     @checks_own_text
     def post(self):
         """Accept an HL7 FHIR R4 ServiceRequest as a referral."""
-        if not is_json(request.mimetype):
-            return fhir_error(415, [{"severity": "error", "code": "structure", "expression": ["ServiceRequest"],
-                                     "diagnostics": f"Send the resource as {FHIR_JSON}, not "
-                                                    f"{request.mimetype or 'untyped'}."}])
-        resource = request.get_json(silent=True)
-        if not isinstance(resource, dict):
-            return fhir_error(400, [{"severity": "error", "code": "structure",
-                                     "diagnostics": "The body is not a JSON object.",
-                                     "expression": ["ServiceRequest"]}])
-        bad_text = unstorable(resource)
-        if bad_text:
-            return fhir_error(422, [{"severity": "error", "code": "invalid", "diagnostics": why,
-                                     "expression": [fhir_path(pointer)]} for pointer, why in bad_text])
-        try:
-            data = fhir_referral(resource)
-        except fhir.FhirProblem as problem:
-            return fhir_error(422, problem.issues)
-        submitted = service_layer.submit_request(
-            service().uow(), current_actor(), data, service().settings, source="health_system",
-            idempotency=idempotency.Idempotency.of_request("fhir"), document=resource,
-            render=lambda r: fhir.stored_resource(resource, str(r.id), r.status))
-        return created(submitted, FHIR_JSON, lambda id_: f"/fhir/ServiceRequest/{id_}")
+        document = fhir_body("ServiceRequest")
+        if isinstance(document, Response):
+            return document
+        return refer(document, "fhir")
+
+
+def not_found(kind: str, err: Exception) -> Response:
+    """The OperationOutcome of a read that finds nothing of the reader's."""
+    return fhir_error(404, [{"severity": "error", "code": "not-found", "diagnostics": str(err), "expression": [kind]}])
 
 
 @fhir_blp.route("/ServiceRequest/<uuid:request_id>")
@@ -489,6 +617,42 @@ class FhirServiceRequestById(MethodView):
         try:
             r = service_layer.get_service_request(service().uow(), current_actor(), request_id)
         except NotFound as err:
-            return fhir_error(404, [{"severity": "error", "code": "not-found", "diagnostics": str(err),
-                                     "expression": ["ServiceRequest"]}])
-        return Response(json.dumps(fhir.stored_resource(r.source_document, str(r.id), r.status)), mimetype=FHIR_JSON)
+            return not_found("ServiceRequest", err)
+        return fhir_json(fhir.stored_resource(fhir.service_request_of(r.source_document), str(r.id), r.status))
+
+
+class TaskQuery(Schema):
+    focus = fields.Str(required=True, validate=validate.Regexp(
+        r"^(.*/)?ServiceRequest/[0-9a-fA-F-]{36}$", error="Give focus=ServiceRequest/<id>."), metadata={
+        "description": "ServiceRequest/<id>: the Task of that referral."})
+
+
+@fhir_blp.route("/Task/<uuid:request_id>")
+class FhirTaskById(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @fhir_blp.doc(security=BEARER, responses={"200": fhir_answer("The referral's Task, as it stands now", RESOURCE),
+                                              "404": fhir_answer("No such Task of yours", problem=True)})
+    def get(self, request_id):
+        """The Task that follows a ServiceRequest you sent: accepted, in progress, completed, or why not."""
+        try:
+            r = service_layer.get_service_request(service().uow(), current_actor(), request_id)
+        except NotFound:
+            return not_found("Task", NotFound("No such Task."))
+        return fhir_json(fhir.task(r))
+
+
+@fhir_blp.route("/Task")
+class FhirTasks(MethodView):
+    @requires("referrer", "coordinator", "admin")
+    @fhir_blp.arguments(TaskQuery, location="query")
+    @fhir_blp.doc(security=BEARER, responses={"200": fhir_answer("A searchset Bundle: the Task of that "
+                                                                 "ServiceRequest, or none", RESOURCE)})
+    def get(self, query):
+        """The Task whose focus is one of your ServiceRequests (`?focus=ServiceRequest/<id>`)."""
+        found = []
+        try:
+            request_id = uuid.UUID(query["focus"].rsplit("/", 1)[1])
+            found = [fhir.task(service_layer.get_service_request(service().uow(), current_actor(), request_id))]
+        except (ValueError, NotFound):
+            pass
+        return fhir_json(fhir.searchset(found, request.url_root.rstrip("/") + "/fhir"))

@@ -114,7 +114,8 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def nearest(entries: Iterable[DirectoryEntry], kind: str | None = None, latitude: float | None = None,
-            longitude: float | None = None, within_km: float | None = None) -> list[tuple[DirectoryEntry, float | None]]:
+            longitude: float | None = None,
+            within_km: float | None = None) -> list[tuple[DirectoryEntry, float | None]]:
     """The active entries offering `kind` (any, when None), each with its distance from the place when one is given:
     nearest first, those with no place (helplines) after them, then by name; beyond `within_km` left out."""
     found = []

@@ -16,7 +16,8 @@ from services.intake.directory import DirectoryProblem, read_file, template_csv
 from services.intake.domain import IntakeError, NotFound, NotOpen, NotSignpostable, SupportRequest
 from shared import gazetteer
 from shared.taxonomy import KINDS
-from shared.web import Blueprint, FormErrors, Pages, Text, current_actor, known_postcode, page_requires, requires, service
+from shared.web import (Blueprint, FormErrors, Pages, Text, current_actor, known_postcode, page_requires, requires,
+                        service)
 
 pages = Pages("directory_pages", __name__, description="The signposting directory's pages")
 api = Blueprint("directory", __name__, url_prefix="/directory/entries",
@@ -126,7 +127,7 @@ class DirectoryEntries(MethodView):
 def render(template: str, **context: Any):
     """Render a directory page with what they all use."""
     from services.intake.entrypoints.pages import render as render_page
-    return render_page(template, kind_choices=KIND_CHOICES, directory_labels=LABELS, **context)
+    return render_page(template, directory_labels=LABELS, **context)
 
 
 @pages.route("/directory")
@@ -156,7 +157,7 @@ def form_details(form) -> dict[str, Any]:
                                                       "phone", "email", "website", "eligibility")}
     details["postcode"] = details["postcode"] or None
     details["kinds"] = form.getlist("kinds")
-    return details
+    return {name: value for name, value in details.items() if value or name not in ("email", "website")}
 
 
 @pages.route("/directory/new", methods=["GET", "POST"])

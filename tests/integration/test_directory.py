@@ -11,8 +11,12 @@ import json
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
+from services.intake import service_layer as intake_service
+from services.intake.adapters import organisations, webhook_deliveries
+from shared.auth import Actor
 from shared.cli import main
 from shared.contracts import load_event
 from tests.helpers import dispatcher
@@ -195,8 +199,13 @@ def test_a_request_signposted_closes_with_it_matching_stops_the_referrer_sees_it
     intake = app_for("intake")
     coordinator, _ = signed_in(intake, "kim@fylde.example", "coordinator")
     referrer, _ = signed_in(intake, "asha@pcn.example", "referrer", organisation="Fylde Coast PCN")
+    admin = Actor("root@ccs.example", "admin", ("fylde-coast",))
+    for name, kind, hook in (("Fylde Coast PCN", "pcn", "https://pcn.example/hook"), ("Trinity Hospice", "hospice",
+                                                                                     None)):
+        intake_service.add_organisation(intake.extensions["ccs"].uow(), admin, {
+            "name": name, "type": kind, "adopted_on": None, "webhook_url": hook})
     add(coordinator, name="Lytham Bereavement Café", kinds=["bereavement_group", "bereavement_visit"],
-        postcode="FY8 1AA", when="Fridays 14:00")
+        postcode="FY8 1AA", when="Fridays 14:00", organisation="trinity hospice")
     add(coordinator, name="Fylde Shopping", kinds=["shopping"], postcode="FY1 4AB")
     referral = intake.test_client().post("/referrals", json=REFERRAL, headers=token(
         "referrer", subject="asha@pcn.example", organisation="Fylde Coast PCN")).json
@@ -218,6 +227,16 @@ def test_a_request_signposted_closes_with_it_matching_stops_the_referrer_sees_it
     assert "Could not be met by a volunteer" in mine and "Signposted to Lytham Bereavement Café" in mine
     own = referrer.get(f"/my-referrals/{referral['id']}").text
     assert "Signposted to Lytham Bereavement Café" in own and "Fridays 14:00" in own
+
+    with intake.extensions["ccs"].sessions() as session:
+        told = session.scalars(sa.select(webhook_deliveries.c.body).where(
+            webhook_deliveries.c.request_id == uuid.UUID(referral["id"])).order_by(webhook_deliveries.c.id)).all()
+        hospice = session.scalar(sa.select(organisations.c.id).where(organisations.c.name == "Trinity Hospice"))
+    assert [b["referral"]["stage"] for b in told] == ["Received", "Could not be met by a volunteer"]
+    assert told[-1]["referral"]["detail"] == "Signposted to Lytham Bereavement Café"
+    [listed_entry] = [e for e in intake.test_client().get("/directory/entries", headers=token("coordinator")).json
+                      if e["name"] == "Lytham Bereavement Café"]
+    assert listed_entry["organisation_id"] == str(hospice)  # linked to the register by its name
 
     events = [load_event(body) for body in staged_events(intake.extensions["ccs"].sessions)]
     signposted = [e for e in events if e.type == "request.signposted"]

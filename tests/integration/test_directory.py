@@ -107,6 +107,13 @@ def test_oruk_json_as_an_api_publishes_it_is_imported_and_importing_it_again_upd
     ran = CliRunner().invoke(main, ["directory", "import", str(path), "--community", "fylde-coast"])
     assert ran.exit_code == 0, ran.output
     assert "imported 1" in ran.output
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"content": [{"name": "", "service_taxonomys": [{"taxonomy": {"name": "Meals"}}]}]}))
+    refused = CliRunner().invoke(main, ["directory", "import", str(broken), "--community", "fylde-coast"])
+    assert refused.exit_code == 1 and "services[0]: name: Give the service's name." in refused.output
+    assert "nothing was imported" in refused.output
+    elsewhere = CliRunner().invoke(main, ["directory", "import", str(path), "--community", "atlantis"])
+    assert elsewhere.exit_code == 2 and "no community 'atlantis'" in elsewhere.output
     car = next(e for e in intake.test_client().get("/directory/entries", headers=token("coordinator")).json
                if e["name"] == "Community Car Scheme")
     assert (car["kinds"], car["when"], car["area"]) == (["transport"], "Weekdays 9-5", "PR4")

@@ -15,6 +15,7 @@ from services.intake.bootstrap import IntakeSettings, unit_of_work_for
 from services.intake.directory import DirectoryProblem, read_file
 from services.intake.domain import InvalidRevocation, UserExists, WeakPassword
 from shared.auth import ROLES, Actor
+from shared.communities import all_communities
 from shared.db import make_engine, make_sessions, upgrade
 from shared.web import claims_for, issue_token, token_id
 
@@ -106,6 +107,8 @@ def import_directory(file, community):
     """Import an Open Referral UK / HSDS JSON file (a list of services, or a page of them with `content`) or a CSV
     sheet (the template's columns). Every problem is named by its place in the file, and nothing is imported while
     there is one; an entry with an id imported before is updated."""
+    if community not in all_communities():
+        raise click.UsageError(f"there is no community {community!r}")
     try:
         sheet = read_file(file.read_bytes(), file.name)
     except DirectoryProblem as err:

@@ -238,15 +238,12 @@ def template():
 
 
 def suggestions(r: SupportRequest) -> list:
-    """For a request's page: the entries nearest the person offering its kind of help (then any others near),
-    while it may still be signposted; and the entry it was signposted to."""
+    """For a request's page, while it may still be signposted: the entries nearest the person, those offering its
+    kind of help first."""
     if r.status not in ("submitted", "offered", "unmatched"):
         return []
-    found = service_layer.directory(service().uow(), current_actor(), r.support_type, (r.latitude, r.longitude))
-    if len(found) < SUGGESTED:
-        others = service_layer.directory(service().uow(), current_actor(), None, (r.latitude, r.longitude))
-        found += [pair for pair in others if pair[0].id not in {e.id for e, _ in found}]
-    return found[:SUGGESTED * 2]
+    near = service_layer.directory(service().uow(), current_actor(), None, (r.latitude, r.longitude))
+    return sorted(near, key=lambda pair: r.support_type not in pair[0].kinds)[:SUGGESTED * 2]  # stable: by distance
 
 
 @pages.route("/board/<uuid:request_id>/signpost", methods=["POST"])

@@ -74,8 +74,10 @@ ORGANISATION_TYPES: dict[str, tuple[str, str]] = {
     "health_system": ("NHS trust or Ontario Health service", "health_system"),
 }
 URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent")
-# Where a request is, as intake shows it. A late or repeated event never moves it back; the last two are final.
-REQUEST_STATUSES: tuple[str, ...] = ("submitted", "offered", "unmatched", "matched", "completed", "cancelled")
+# Where a request is, as intake shows it. A late or repeated event never moves it back; the last three are final
+# (signposted: a coordinator pointed the person to a service in the directory instead).
+REQUEST_STATUSES: tuple[str, ...] = ("submitted", "offered", "unmatched", "matched", "completed", "cancelled",
+                                     "signposted")
 OPEN_REQUEST_STATUSES: tuple[str, ...] = REQUEST_STATUSES[:4]
 VOLUNTEER_STATUSES: tuple[str, ...] = ("active", "paused", "left")
 # The languages the forms offer (ISO 639-1 code, name); the API takes any two-letter code.

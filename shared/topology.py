@@ -51,7 +51,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "texts": ("notify", ["sms.held", "sms.waiting"]),
     },
     "matching": {
-        "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled"]),
+        "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",
+                                 "request.signposted"]),
         "replies": ("notify", ["sms.received", "sms.sent", "sms.failed", "contact.opted_out", "contact.opted_in",
                                "contact.invalid"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),

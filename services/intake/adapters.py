@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from services.intake.directory import DirectoryEntry
 from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent,
                                     FailedSignIn, Organisation, OrganisationExists, SupportRequest, TimelineEntry,
                                     User, referred_by, within_reach)
@@ -87,6 +88,7 @@ requests = sa.Table(
     sa.Column("external_id", sa.String(64)),
     sa.Column("source_document", sa.JSON),  # a FHIR ServiceRequest (or the transaction Bundle it came in), as sent
     sa.Column("to_check", sa.JSON, default=list, nullable=False),  # what a coordinator should check (flags)
+    sa.Column("signposted_to", sa.Uuid),  # the directory entry the person was pointed to, if they were
     sa.Column("created_by", sa.String(200), index=True, nullable=False),
     sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
     sa.Column("updated_at", UtcDateTime, default=utcnow, onupdate=utcnow, nullable=False),
@@ -175,6 +177,32 @@ webhook_deliveries = sa.Table(
     sa.Column("last_answer", sa.String(200)),  # "200", "503", "timed out", ...
 )
 
+# The signposting directory: services and groups in the community to point someone to (services/intake/directory.py).
+directory_entries = sa.Table(
+    "directory_entries", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kinds", sa.JSON, nullable=False),  # the kinds of help it offers (shared.taxonomy.KINDS)
+    sa.Column("description", sa.Text, default="", nullable=False),
+    sa.Column("organisation", sa.String(200), default="", nullable=False),
+    sa.Column("organisation_id", sa.Uuid, sa.ForeignKey("organisations.id")),
+    sa.Column("postcode", sa.String(10)),
+    sa.Column("area", sa.String(8), default="", nullable=False),
+    sa.Column("latitude", sa.Float),
+    sa.Column("longitude", sa.Float),
+    sa.Column("when", sa.Text, default="", nullable=False),
+    sa.Column("phone", sa.String(40), default="", nullable=False),
+    sa.Column("email", sa.String(200), default="", nullable=False),
+    sa.Column("website", sa.String(500), default="", nullable=False),
+    sa.Column("eligibility", sa.Text, default="", nullable=False),
+    sa.Column("external_id", sa.String(100)),  # its id in the Open Referral feed or sheet it came from
+    sa.Column("retired", sa.Boolean, default=False, nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("updated_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.UniqueConstraint("community", "external_id", name="uq_directory_entries_community_external_id"),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Consent, consents)
 mapper(TimelineEntry, timeline)
@@ -188,6 +216,7 @@ mapper(AuditEntry, audit_log)
 mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
 mapper(Organisation, organisations)
+mapper(DirectoryEntry, directory_entries)
 
 
 # --- repositories -----------------------------------------------------------------------------------------------------
@@ -444,6 +473,45 @@ class SqlOrganisations:
         return {(c, name): by_pair[c, name.lower()] for c, name in wanted if (c, name.lower()) in by_pair}
 
 
+class SqlDirectory:
+    """A community's directory of services and groups. Every read takes the actor it is for."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, entry: DirectoryEntry) -> None:
+        """Keep a new entry."""
+        self.session.add(entry)
+
+    def get(self, entry_id: uuid.UUID, actor: Actor) -> DirectoryEntry | None:
+        """One entry of the actor's communities, or None."""
+        found = self.session.get(DirectoryEntry, entry_id)
+        return found if found is not None and (actor == SYSTEM or actor.may_see(found.community)) else None
+
+    def of(self, actor: Actor, community: str | None = None, retired: bool = False) -> list[DirectoryEntry]:
+        """The entries of the actor's communities (or of one of them), by name; retired ones too if asked."""
+        query = sa.select(DirectoryEntry).where(in_scope(directory_entries.c.community, actor))
+        if community is not None:
+            query = query.where(directory_entries.c.community == community)
+        if not retired:
+            query = query.where(directory_entries.c.retired.is_(False))
+        return list(self.session.scalars(query.order_by(sa.func.lower(directory_entries.c.name))))
+
+    def by_external_id(self, community: str, external_ids: list[str]) -> dict[str, DirectoryEntry]:
+        """The community's entries imported before with these ids, by id."""
+        if not external_ids:
+            return {}
+        return {e.external_id: e for e in self.session.scalars(sa.select(DirectoryEntry).where(
+            directory_entries.c.community == community, directory_entries.c.external_id.in_(external_ids)))}
+
+    def names(self, entry_ids: set[uuid.UUID]) -> dict[uuid.UUID, DirectoryEntry]:
+        """Entries by id (for the requests signposted to them)."""
+        if not entry_ids:
+            return {}
+        return {e.id: e for e in self.session.scalars(sa.select(DirectoryEntry).where(
+            directory_entries.c.id.in_(entry_ids)))}
+
+
 class SqlWebhookDeliveries:
     """What organisations' webhooks are sent, and how each went."""
 
@@ -582,6 +650,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.new_rows = NewRows()
         self.requests = SqlRequests(session, self.new_rows)
         self.organisations = SqlOrganisations(session)
+        self.directory = SqlDirectory(session)
         self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)
         self.audit = SqlAuditLog(self.new_rows)
         self.answers = SqlAnswers(session, self.new_rows)

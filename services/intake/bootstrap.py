@@ -32,9 +32,10 @@ def unit_of_work_for(sessions: sessionmaker) -> IntakeUnitOfWork:
 
 def create_app(test_config=None):
     """Intake's web app: the API (requests, referrals, FHIR) and the coordinators' pages."""
-    from services.intake.entrypoints import api, pages
+    from services.intake.entrypoints import api, directory, pages
 
-    return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, pages.blp],
+    return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, pages.blp,
+                                                                  directory.api, directory.pages],
                               outbox, unit_of_work=unit_of_work_for, test_config=test_config,
                               revocations=revocations)
 
@@ -49,10 +50,10 @@ def worker(app) -> WorkerParts:
 
 
 def commands() -> list:
-    """Intake's `ccs` commands: `users` and `tokens`."""
-    from services.intake.entrypoints.cli import tokens, users
+    """Intake's `ccs` commands: `users`, `tokens` and `directory`."""
+    from services.intake.entrypoints.cli import directory, tokens, users
 
-    return [users, tokens]
+    return [users, tokens, directory]
 
 
 SERVICE = ServiceDefinition(
@@ -60,7 +61,7 @@ SERVICE = ServiceDefinition(
     title="Intake",
     package="services.intake",
     routes=("/requests", "/referrals", "/fhir", "/login", "/logout", "/board", "/my-referrals", "/communities",
-            "/organisations"),
+            "/organisations", "/directory"),
     create_app=create_app,
     worker=worker,
     metadata=lambda: metadata,

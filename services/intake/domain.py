@@ -25,7 +25,7 @@ from shared.contracts.matching import OfferAccepted, OfferWithdrawn, RequestUnma
 from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
-FINAL_STATUSES = ("completed", "cancelled")
+FINAL_STATUSES = ("completed", "cancelled", "signposted")
 # What matching's events add to a request's timeline: (what, detail), the detail filled from the event's fields.
 TIMELINE = {
     "offer.made": ("offered", "Offered to a volunteer (ref {code})"),
@@ -74,9 +74,11 @@ REFERRAL_STAGES = {
     "matched": ("Volunteer found", "A volunteer has agreed to help."),
     "completed": ("Help given", "The volunteer has given the help."),
     "cancelled": ("Closed", ""),  # the reason the coordinator gave follows
+    "signposted": ("Could not be met by a volunteer", ""),  # "Signposted to ..." follows
 }
 REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back": "offered", "unmatched": "unmatched",
-                    "matched": "matched", "completed": "completed", "cancelled": "cancelled"}
+                    "matched": "matched", "completed": "completed", "cancelled": "cancelled",
+                    "signposted": "signposted"}
 # What a coordinator checks on a referral (`SupportRequest.to_check`: a field, why, and what was sent), by the
 # attributes whose change settles it. Until the place and the kind of help are settled, matching is not asked.
 CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "person.phone": ("person_phone",),
@@ -126,6 +128,10 @@ class NotOpen(IntakeError):
     def __init__(self, status: str, verb: str):
         super().__init__(f"A {status} request cannot be {verb}.")
         self.status = status
+
+
+class NotSignpostable(IntakeError):
+    """A request a volunteer has is not signposted elsewhere."""
 
 
 class UserExists(IntakeError):
@@ -212,6 +218,7 @@ class SupportRequest:
         self.referral_reason, self.external_id, self.source_document = referral_reason, external_id, source_document
         self.to_check = list(to_check or [])  # what a coordinator should check: {"field", "why", "value"}
         self.created_by, self.created_at, self.updated_at = created_by, now, now
+        self.signposted_to: uuid.UUID | None = None  # the directory entry the person was pointed to
         self.matching_sequence = 0  # of matching's latest event that set the status (`standing_after`)
         self.given_back_at: datetime | None = None  # its volunteer gave it back, and nobody has taken it since
         self.answers_due_at: datetime | None = None  # when the latest offers sent time out (matching says)
@@ -314,6 +321,17 @@ class SupportRequest:
         self.outcome = reason
         self.note("cancelled", reason, by)
 
+    def signpost(self, entry_id: uuid.UUID, entry_name: str, by: str) -> None:
+        """Close an open request by pointing the person to a service in the directory (no volunteer could, or
+        should, take it); NotOpen if it had ended, NotSignpostable while a volunteer has it."""
+        if self.status == "matched":
+            raise NotSignpostable("A volunteer has this request: cancel it first if they are not to help.")
+        if not self.advance("signposted"):
+            raise NotOpen(self.status, "signposted")
+        self.signposted_to = entry_id
+        self.outcome = f"Signposted to {entry_name}"
+        self.note("signposted", self.outcome, by)
+
     def follow(self, event_type: str, facts: EventPayload, at: datetime) -> None:
         """Note what matching did on the timeline, in the order it happened, and set the status matching's latest
         event implies (`standing_after`): an event older than one already followed changes only the timeline."""
@@ -364,7 +382,7 @@ class SupportRequest:
     def referral_stage(self) -> tuple[str, str]:
         """Where the referral has got to, as its referrer reads it: (stage, what it means)."""
         stage, meaning = REFERRAL_STAGES[self.status]
-        return (stage, self.outcome) if self.status == "cancelled" else (stage, meaning)
+        return (stage, self.outcome) if self.status in ("cancelled", "signposted") else (stage, meaning)
 
     def referral_notice(self) -> dict[str, Any]:
         """What the referrer's organisation's webhook is told when the referral is made or moves on: where it has

@@ -65,7 +65,7 @@ AHEAD = timedelta(days=365)  # domain.WINDOW_AHEAD: and ends at most this far ah
 # Our status -> the ServiceRequest's. Everything still open is `active` (unmatched too: coordinators keep
 # looking); the exact status is in the REQUEST_STATUS extension.
 STATUSES = {"submitted": "active", "offered": "active", "unmatched": "active", "matched": "active",
-            "completed": "completed", "cancelled": "revoked"}
+            "completed": "completed", "cancelled": "revoked", "signposted": "revoked"}
 
 PATIENT = "ServiceRequest.contained.ofType(Patient)"
 EXPRESSIONS = {
@@ -640,14 +640,16 @@ def service_request_of(document: dict[str, Any]) -> dict[str, Any]:
 # first is `received` (claimed, being looked at), else `accepted`; a closed one is `rejected` if nobody had been
 # looked for yet, `failed` if nobody could be found, otherwise `cancelled`.
 TASK_STATUSES = {"submitted": "accepted", "offered": "in-progress", "unmatched": "in-progress",
-                 "matched": "in-progress", "completed": "completed", "cancelled": "cancelled"}
+                 "matched": "in-progress", "completed": "completed", "cancelled": "cancelled",
+                 "signposted": "cancelled"}
+CLOSED = ("cancelled", "signposted")  # closed without the help given: signposted says where the person was pointed
 
 
 def task_status(status: str, held: bool, earlier: list[str]) -> str:
     """The Task's status for a referral's status (`earlier`: the statuses it had before, in order)."""
     if status == "submitted" and held:
         return "received"
-    if status == "cancelled":
+    if status in CLOSED:
         looked = [s for s in earlier if s in ("offered", "unmatched", "matched")]
         if not looked:
             return "rejected"
@@ -663,7 +665,8 @@ def task(request: Any) -> dict[str, Any]:
 
     stage, meaning = request.referral_stage()
     earlier = [REFERRAL_HISTORY[e.what] for e in request.timeline if e.what in REFERRAL_HISTORY]
-    status = task_status(request.status, request.held, earlier[:-1] if earlier[-1:] == ["cancelled"] else earlier)
+    status = task_status(request.status, request.held, earlier[:-1] if earlier[-1:] in (["cancelled"], ["signposted"])
+                         else earlier)
     if request.source == "health_system":
         focus = {"reference": f"ServiceRequest/{request.id}", "type": "ServiceRequest"}
     else:
@@ -690,9 +693,9 @@ def task(request: Any) -> dict[str, Any]:
         resource["groupIdentifier"] = {"value": request.external_id}
     if request.referrer_organisation:
         resource["requester"] = {"display": request.referrer_organisation}
-    if request.status in ("completed", "cancelled"):
+    if request.status in ("completed", *CLOSED):
         resource["executionPeriod"]["end"] = request.updated_at.isoformat()
-    if request.status == "cancelled" and meaning:
+    if request.status in CLOSED and meaning:
         resource["statusReason"] = {"text": meaning}
     elif meaning:
         resource["note"] = [{"text": meaning}]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+from services.intake.directory import DirectoryEntry, Sheet, nearest
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
                                     Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
                                     UserExists, check_password, columns_from, locked_for, revocation)
@@ -17,7 +18,8 @@ from shared.clock import utcnow
 from shared.communities import get as community
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import RequestCancelled, RequestSubmitted, RequestUpdated, TokenRevoked
+from shared.contracts.intake import (RequestCancelled, RequestSignposted, RequestSubmitted, RequestUpdated,
+                                    TokenRevoked)
 
 
 @dataclass
@@ -328,3 +330,109 @@ def change_organisation(uow, actor: Actor, organisation_id: uuid.UUID, details: 
         uow.organisations.saved(organisation)
         uow.commit()
     return organisation
+
+
+# --- the signposting directory ----------------------------------------------------------------------------------------
+
+
+def directory(uow, actor: Actor, kind: str | None = None, near: tuple[float, float] | None = None,
+              within_km: float | None = None, retired: bool = False) -> list[tuple[DirectoryEntry, float | None]]:
+    """The actor's community's entries offering `kind` (any when None), nearest to `near` first (with their
+    distance), or by name; retired ones only when asked for (listed last)."""
+    with uow:
+        entries = uow.directory.of(actor, actor.community, retired=retired)
+        uow.commit()
+    latitude, longitude = near if near else (None, None)
+    found = nearest(entries, kind, latitude, longitude, within_km)
+    if retired:
+        found += [(e, None) for e in entries if e.retired and (not kind or kind in e.kinds)]
+    return found
+
+
+def get_entry(uow, actor: Actor, entry_id: uuid.UUID) -> DirectoryEntry:
+    """One entry of the actor's communities; NotFound otherwise."""
+    with uow:
+        entry = uow.directory.get(entry_id, actor)
+        uow.commit()
+    if entry is None:
+        raise NotFound("No such service in the directory.")
+    return entry
+
+
+def _linked(uow, community_slug: str, details: dict[str, Any]) -> dict[str, Any]:
+    """The details with the organisation linked to the register when it is there by that name."""
+    named = details.get("organisation") and uow.organisations.named(community_slug, details["organisation"])
+    return {**details, "organisation_id": named.id if named else None}
+
+
+def add_entry(uow, actor: Actor, details: dict[str, Any]) -> DirectoryEntry:
+    """A new entry in the actor's community."""
+    with uow:
+        entry = DirectoryEntry(community=actor.community, **_linked(uow, actor.community, details))
+        uow.directory.add(entry)
+        uow.commit()
+    return entry
+
+
+def change_entry(uow, actor: Actor, entry_id: uuid.UUID, details: dict[str, Any]) -> DirectoryEntry:
+    """New details for an entry of the actor's communities (`retired` True retires it, False restores it)."""
+    with uow:
+        entry = uow.directory.get(entry_id, actor)
+        if entry is None:
+            raise NotFound("No such service in the directory.")
+        entry.change(_linked(uow, entry.community, details) if "organisation" in details else details)
+        uow.commit()
+    return entry
+
+
+def import_directory(uow, actor: Actor, sheet: Sheet) -> dict[str, Any]:
+    """Add a file's entries to the actor's community, all or none: while any has a problem nothing is written.
+    An entry with an id the community imported before updates that one (a feed imported again)."""
+    if sheet.problems:
+        return {"imported": 0, "updated": 0, "rows": sheet.rows, "skipped": sheet.skipped, "errors": sheet.problems}
+    with uow:
+        known = uow.directory.by_external_id(actor.community, [e["external_id"] for e in sheet.entries
+                                                               if e.get("external_id")])
+        added = updated = 0
+        for details in sheet.entries:
+            details = _linked(uow, actor.community, {**details, "retired": details.get("retired", False)})
+            entry = known.get(details.get("external_id"))
+            if entry is None:
+                entry = DirectoryEntry(community=actor.community, **details)
+                uow.directory.add(entry)
+                if entry.external_id:
+                    known[entry.external_id] = entry
+                added += 1
+            else:
+                entry.change(details)
+                updated += 1
+        uow.commit()
+    return {"imported": added, "updated": updated, "rows": sheet.rows, "skipped": sheet.skipped, "errors": []}
+
+
+def signpost(uow, actor: Actor, request_id: uuid.UUID, entry_id: uuid.UUID) -> SupportRequest:
+    """Close an open request by pointing the person to an entry of its community's directory: its outcome and
+    timeline say so, the referrer hears, matching stops looking and metrics counts it (`request.signposted`).
+    NotFound for an entry of another community or a retired one; NotOpen if the request had ended."""
+    with uow:
+        request = _get(uow, request_id, actor)
+        entry = uow.directory.get(entry_id, actor)
+        if entry is None or entry.retired or entry.community != request.community:
+            raise NotFound("No such service in this community's directory.")
+        request.signpost(entry.id, entry.name, actor.subject)
+        uow.audit.add(AuditEntry.of(actor, "signpost", request.id, ["status"]))
+        uow.publish(RequestSignposted(request_id=request.id, community=request.community,
+                                      support_type=request.support_type, entry_id=entry.id),
+                    correlation_id=str(request.id))
+        uow.commit()
+    return request
+
+
+def signposted_entry(uow, actor: Actor, request: SupportRequest) -> DirectoryEntry | None:
+    """The entry a request was signposted to (retired since, too), for its page."""
+    if request.signposted_to is None:
+        return None
+    with uow:
+        entry = uow.directory.names({request.signposted_to}).get(request.signposted_to)
+        uow.commit()
+    return entry if entry is not None and entry.community == request.community else None

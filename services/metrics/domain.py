@@ -86,6 +86,7 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "request.matched": frozenset({"request_id", "volunteer_id", "occurrence"}),
     "request.unmatched": frozenset({"request_id"}),
     "request.cancelled": frozenset({"request_id"}),
+    "request.signposted": frozenset({"community", "request_id", "support_type"}),
     "offer.accepted": frozenset({"community", "request_id", "volunteer_id", "occurrence"}),
     "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours", "occurrence"}),
     "volunteer.registered": frozenset({"community", "volunteer_id", "status"}),
@@ -256,6 +257,7 @@ MEASURES = (
     Measure("requests_rematched", "Tasks matched again after a volunteer gave one back"),
     Measure("requests_unmatched", "Requests unmatched"),
     Measure("requests_cancelled", "Requests cancelled"),
+    Measure("requests_signposted", "Requests signposted to other support"),
     Measure("tasks_completed", "Tasks completed"),
     Measure("volunteer_hours", "Volunteer hours", is_count=False),
     Measure("volunteers_registered", "Volunteers registered (at the end of the period)"),
@@ -274,7 +276,7 @@ MEASURES = (
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
-              ("tasks_by_kind", "Tasks completed for"))
+              ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -369,6 +371,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         return kinds.get(fact.request_id, fact.support_type)
 
     completed = [f for f in of("task.completed") if kind is None or kind_of(f) == kind]
+    signposted = list({f.request_id: f for f in of("request.signposted")
+                       if kind is None or kind_of(f) == kind}.values())  # once each, however often heard
     volunteers = {f.volunteer_id for f in of("offer.accepted") + completed if f.volunteer_id}
     volunteers |= {uuid.UUID(v) for a in activities for v in a.volunteer_ids}
     bereavement = [f for f in completed if KINDS[kind_of(f)].category == "bereavement"]
@@ -393,6 +397,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "requests_rematched": sum(not is_first(f, first_match_of_occurrence, True) for f in matches),
         "requests_unmatched": sum(is_first(f, first_unmatched, False) for f in of("request.unmatched")),
         "requests_cancelled": len({f.request_id for f in of("request.cancelled")}),
+        "requests_signposted": len(signposted),
         "tasks_completed": len(completed),
         "volunteer_hours": round(sum(f.hours or 0 for f in completed), 2),
         "volunteers_registered": sum(1 for status in standing.values() if status != "left"),
@@ -412,6 +417,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "requests_by_source": by_source(requests),
         "requests_by_kind": dict(sorted(Counter(kind_of(f) for f in requests).items())),
         "tasks_by_kind": dict(sorted(Counter(kind_of(f) for f in completed).items())),
+        "signposted_by_kind": dict(sorted(Counter(kind_of(f) for f in signposted).items())),
     }
 
 
@@ -435,14 +441,17 @@ Equation = list[tuple[Cell, int]]
 
 
 def equations(values: dict[str, Any]) -> list[Equation]:
-    """The sums a table's measures obey: each breakdown of requests adds up to the requests received; the kinds of
-    bereavement support completed add up to the bereavement supports given, and the other kinds to the rest of the
-    tasks completed."""
+    """The sums a table's measures obey: each breakdown of requests adds up to the requests received (or signposted);
+    the kinds of bereavement support completed add up to the bereavement supports given, and the other kinds to the
+    rest of the tasks completed."""
     found: list[Equation] = []
     if "requests_received" in values:
         for breakdown in ("requests_by_source", "requests_by_kind"):
             if breakdown in values:
                 found.append([("requests_received", -1)] + [((breakdown, p), 1) for p in values[breakdown]])
+    if "requests_signposted" in values and "signposted_by_kind" in values:
+        found.append([("requests_signposted", -1)]
+                     + [(("signposted_by_kind", p), 1) for p in values["signposted_by_kind"]])
     tasks = values.get("tasks_by_kind")
     if tasks is not None and {"tasks_completed", "bereavement_supports"} <= set(values):
         grief = [p for p in tasks if p in KINDS and KINDS[p].category == "bereavement"]

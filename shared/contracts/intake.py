@@ -69,6 +69,20 @@ class RequestCancelled(EventPayload):
     reason: str = ""
 
 
+@contract("request.signposted", 1, example={
+    "request_id": REQUEST, "community": "fylde-coast", "support_type": "home_visit",
+    "entry_id": "9d3e1c2b-4a5f-4b6c-8d7e-0f1a2b3c4d5e"})
+class RequestSignposted(EventPayload):
+    """A coordinator pointed the person to a service in the community's directory instead of a volunteer: the
+    request is closed. Matching stops looking (as for a cancellation); metrics counts signposting by kind of help.
+    Carries no name, and nothing of the person."""
+
+    request_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    entry_id: uuid.UUID | None = None
+
+
 @contract("task.details_shared", 1, example={
     "offer_id": OFFER, "request_id": REQUEST, "phone": "+447700900123", "code": "4821", "language": "en",
     "community": "fylde-coast", "shared": True, "first_name": "Margaret",

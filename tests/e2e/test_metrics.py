@@ -79,7 +79,7 @@ PLAN = [
     (28, "request", {"person": "Ivy", "yes": "Vera", "hours": 1.25}),  # every day of the plan is in February too
 ]
 # What the record says of requests, and so what a manager asking about one kind of help is shown of it.
-ABOUT_REQUESTS = ("received", "matched", "unmatched", "cancelled", "completed")
+ABOUT_REQUESTS = ("received", "matched", "unmatched", "cancelled", "completed", "signposted")
 REQUEST_MEASURES = ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
                     "requests_unmatched", "requests_cancelled", "tasks_completed", "volunteer_hours", "people_reached",
                     "carers_supported", "requests_by_kind", "tasks_by_kind")
@@ -141,6 +141,7 @@ class Record:
             "requests_rematched": sum(1 for _, _, first_of_occurrence in matches if not first_of_occurrence),
             "requests_unmatched": len({r["ref"] for r in of("unmatched")}),
             "requests_cancelled": len({r["ref"] for r in of("cancelled")}),
+            "requests_signposted": len({r["ref"] for r in of("signposted")}),  # none in this record
             "tasks_completed": len(completed), "volunteers_registered": len(joined),
             "new_volunteers": len(of("join")), "volunteers_paused": len(set(of("pause"))),
             "active_volunteers": len({match["by"] for match, _, _ in matches} | {task["by"] for task in completed}
@@ -155,7 +156,8 @@ class Record:
             "group_attendance": sum(a["attendance"] for a in of("activity")),
             "active_partners": len({a["organisation"] for a in of("activity")}),
         }
-        for key, about in (("requests_by_kind", requests), ("tasks_by_kind", completed)):
+        for key, about in (("requests_by_kind", requests), ("tasks_by_kind", completed),
+                           ("signposted_by_kind", of("signposted"))):
             counts[key] = dict(Counter(self.kinds[r["ref"]] for r in about))
         # small counts as "<5", and what would give one away "hidden" (the rule has its own property test)
         shown: dict[str, object] = {key: {name: str(n) for name, n in sorted(value.items())}

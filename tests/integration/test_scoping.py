@@ -54,7 +54,9 @@ VOLUNTEER = {"name": "Barnaby Featherstonehaugh", "phone": "+447911729675", "pos
              "skills": ["practical", "bereavement"], "checks": CHECKS, "max_distance_km": 15}
 ACTIVITY_ORGANISATION = "Thistledown Bereavement Circle"
 MARKERS = ["Quorrington", "Marigoldfield", "Thistlewood", "Larkspur", "Featherstonehaugh", "Pemberthwaite",
-           "Thistledown", "729104", "729381", "729675", "729562"]
+           "Thistledown", "729104", "729381", "729675", "729562", "Quillfeather"]
+ENTRY = {"name": "Quillfeather Befriending Circle", "kinds": ["home_visit", "shopping"], "postcode": "FY1 4AB",
+         "area": "FY1", "latitude": 53.8175, "longitude": -3.0357, "phone": "01253 000000"}  # in Fylde's directory
 
 REQUEST = {"person": PERSON, "support_type": "shopping", "when": WHEN,
            "consent": {"share_contact": True, "sms_contact": True}, "coordinator_notes": "Quorrington's notes"}
@@ -175,11 +177,12 @@ class Seeded:
     organisation: str
     messages: list[str]
     received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
+    entry: str = ""  # a service in its signposting directory
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                self.organisation, *self.messages, *self.received]
+                self.organisation, *self.messages, *self.received, self.entry]
 
 
 def seed(system: System, token) -> Seeded:
@@ -218,6 +221,8 @@ def seed(system: System, token) -> Seeded:
     organisation = intake_service.add_organisation(
         system.apps["intake"].extensions["ccs"].uow(), Actor(subject=SUBJECT, role="admin", communities=(A,)),
         {"name": ORGANISATION, "type": "pcn", "adopted_on": None, "webhook_url": "https://pcn.example/hook"})
+    entry = intake_service.add_entry(system.apps["intake"].extensions["ccs"].uow(),
+                                     Actor(subject=SUBJECT, role="coordinator", communities=(A,)), ENTRY)
 
     with system.apps["notify"].extensions["ccs"].sessions() as session:
         messages = session.scalars(sa.select(OutgoingMessage)).all()
@@ -229,7 +234,8 @@ def seed(system: System, token) -> Seeded:
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
-                  messages=[str(m.id) for m in messages], received=[m.message_sid for m in received])
+                  messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
+                  entry=str(entry.id))
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -243,7 +249,7 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("intake", f"/fhir/Task/{seeded.service_request}", referrer),
              ("matching", f"/volunteers/{seeded.volunteer}", coordinator), ("matching", "/volunteers", coordinator),
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
-             ("metrics", "/activity?period=year", manager)]
+             ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -295,6 +301,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "offer_id": ([seeded.offer], str(uuid.uuid4())),
             "activity_id": ([seeded.activity], str(uuid.uuid4())),
             "organisation_id": ([seeded.organisation], str(uuid.uuid4())),
+            "entry_id": ([seeded.entry], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
@@ -355,6 +362,15 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/organisations/{organisation_id}"): [{"data": {"name": "Renamed by the sweep", "type": "pcn",
                                                                  "webhook_url": "https://evil.example/hook"}}],  # an Ottawa administrator choosing Fylde Coast
         ("POST", "/board/{request_id}/cancel"): [{"data": {"reason": "cancelled by the sweep"}}],
+        ("POST", "/board/{request_id}/signpost"): [{"data": {"entry_id": seeded.entry}}],
+        ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",
+                                               "phone": "+16135550100"}}],
+        ("POST", "/directory/{entry_id}"): [{"data": {"name": "Renamed by the sweep", "kinds": "shopping",
+                                                      "phone": "+16135550100"}}],
+        ("POST", "/directory/{entry_id}/retire"): [{"data": {"retired": "1"}}],
+        ("POST", "/directory/import"): [{"data": {"file": (io.BytesIO(
+            b"id,name,kinds,postcode,phone\r\nx1,Ottawa Lunch Club,meals,K1Y,+16135550101\r\n"), "directory.csv")},
+            "content_type": "multipart/form-data"}],
         ("POST", "/board/{request_id}/edit"): [{"data": {"person.name": "Renamed", "person.postcode": "K1Y",
                                                           "support_type": "shopping", "urgency": "urgent",
                                                           "when.kind": "flexible", "when.days": "mon",

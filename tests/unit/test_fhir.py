@@ -479,7 +479,7 @@ class Referral:
 
     def referral_stage(self):
         stage, meaning = self._stages[self.status]
-        return (stage, self.outcome) if self.status == "cancelled" else (stage, meaning)
+        return (stage, self.outcome) if self.status in ("cancelled", "signposted") else (stage, meaning)
 
 
 @pytest.mark.parametrize("referral, status, business", [
@@ -493,13 +493,17 @@ class Referral:
     (Referral("cancelled", ["submitted", "offered", "unmatched", "cancelled"], "Nobody nearby could help"), "failed",
      "Closed"),
     (Referral("cancelled", ["submitted", "offered", "matched", "cancelled"], "Moved away"), "cancelled", "Closed"),
+    (Referral("signposted", ["submitted", "offered", "unmatched", "signposted"], "Signposted to Lytham Grief Café"),
+     "failed", "Could not be met by a volunteer"),
+    (Referral("signposted", ["submitted", "signposted"], "Signposted to Age UK Help at Home"), "rejected",
+     "Could not be met by a volunteer"),
 ])
 def test_a_referrals_task_follows_it_in_plain_words(referral, status, business):
     task = fhir.task(referral)
     Task.model_validate(task)
     assert (task["status"], task["businessStatus"]["text"]) == (status, business)
     assert task["focus"] == {"reference": f"ServiceRequest/{referral.id}", "type": "ServiceRequest"}
-    if referral.status == "cancelled":
+    if referral.status in ("cancelled", "signposted"):
         assert task["statusReason"]["text"] == referral.outcome and task["executionPeriod"]["end"]
     else:
         assert "statusReason" not in task

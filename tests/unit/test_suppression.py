@@ -128,6 +128,11 @@ def test_a_breakdown_with_one_small_part_hides_one_more_and_leaves_the_total_sho
     assert published["requests_by_kind"] == {"shopping": "<5", "meals": HIDDEN, "transport": 11}
 
 
+def test_the_requests_signposted_by_kind_are_protected_like_the_others():
+    values = {"requests_signposted": 9, "signposted_by_kind": {"shopping": 2, "meals": 7}}
+    assert shown(values, 5) == {"requests_signposted": 9, "signposted_by_kind": {"shopping": "<5", "meals": HIDDEN}}
+
+
 def test_nothing_more_is_hidden_when_nothing_is_small_or_suppression_is_off():
     values = measures({"coordinator": 7, "pcn": 5}, {"shopping": 12}, {"shopping": 6})
     assert shown(values, 5) == values

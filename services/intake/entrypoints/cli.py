@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.bootstrap import IntakeSettings, unit_of_work_for
+from services.intake.directory import DirectoryProblem, read_file
 from services.intake.domain import InvalidRevocation, UserExists, WeakPassword
-from shared.auth import ROLES
+from shared.auth import ROLES, Actor
+from shared.communities import all_communities
 from shared.db import make_engine, make_sessions, upgrade
 from shared.web import claims_for, issue_token, token_id
 
@@ -90,6 +93,35 @@ def revoke(token, subject):
         except InvalidRevocation as err:
             raise click.UsageError(str(err)) from err
     click.echo(f"revoked token {jti}" if jti else f"revoked every token of {subject.strip().lower()} issued until now")
+
+
+@click.group()
+def directory():
+    """The signposting directory: services and groups to point people to."""
+
+
+@directory.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--community", required=True, help="The community whose directory it is, e.g. fylde-coast.")
+def import_directory(file, community):
+    """Import an Open Referral UK / HSDS JSON file (a list of services, or a page of them with `content`) or a CSV
+    sheet (the template's columns). Every problem is named by its place in the file, and nothing is imported while
+    there is one; an entry with an id imported before is updated."""
+    if community not in all_communities():
+        raise click.UsageError(f"there is no community {community!r}")
+    try:
+        sheet = read_file(file.read_bytes(), file.name)
+    except DirectoryProblem as err:
+        raise click.ClickException(str(err)) from err
+    with intake_unit_of_work() as uow:
+        outcome = service_layer.import_directory(uow, Actor("cli", "admin", (community,)), sheet)
+    for problem in outcome["errors"]:
+        click.echo(f"{problem['where']}: {problem['field'] or 'service'}: {problem['detail']}", err=True)
+    if outcome["errors"]:
+        raise click.ClickException(f"{len(outcome['errors'])} problem(s): nothing was imported")
+    click.echo(f"imported {outcome['imported']}, updated {outcome['updated']} of {outcome['rows']} into {community}"
+               + (f"; left out {len(outcome['skipped'])} offering none of the kinds of help" if outcome["skipped"]
+                  else ""))
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
+from services.intake.entrypoints import directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
@@ -170,7 +171,8 @@ def show_request(request_id):
         r = service_layer.get_request(service().uow(), current_actor(), request_id)
     except NotFound as err:
         abort(404, message=str(err))
-    return render("request.html", r=r)
+    return render("request.html", r=r, suggestions=directory.suggestions(r),
+                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r))
 
 
 def form_of(r: SupportRequest) -> MultiDict:
@@ -289,7 +291,8 @@ def show_referral(request_id):
         r = service_layer.get_referral(service().uow(), current_actor(), request_id)
     except NotFound as err:
         abort(404, message=str(err))
-    return render("referral.html", r=r, community_name=community(r.community).name)
+    return render("referral.html", r=r, community_name=community(r.community).name,
+                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r))
 
 
 # --- an administrator's community ---------------------------------------------------------------------------------

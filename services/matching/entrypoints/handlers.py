@@ -24,6 +24,12 @@ def on_request_cancelled(uow, event: Event, settings) -> None:
     service_layer.cancel_request(uow, event.payload.request_id)
 
 
+def on_request_signposted(uow, event: Event, settings) -> None:
+    """A request a coordinator signposted elsewhere is no longer matched: as for a cancellation, its offers are
+    withdrawn."""
+    service_layer.cancel_request(uow, event.payload.request_id)
+
+
 def on_sms_received(uow, event: Event, settings) -> None:
     """Act on what a volunteer texted."""
     service_layer.reply(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
@@ -55,6 +61,7 @@ def on_opted_in(uow, event: Event, settings) -> None:
 
 
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
-            "request.cancelled": on_request_cancelled, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
+            "request.cancelled": on_request_cancelled,
+            "request.signposted": on_request_signposted, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
             "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
             "contact.invalid": on_invalid, "token.revoked": revocations.handle}

@@ -76,7 +76,8 @@ def refused(err: ValidationError):
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
 SECTIONS = (
     ("Requests for support", ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
-                              "requests_unmatched", "requests_cancelled", "hours_to_acceptance_median",
+                              "requests_unmatched", "requests_cancelled", "requests_signposted",
+                              "hours_to_acceptance_median",
                               "hours_to_acceptance_p90")),
     ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
                        "bereavement_supports", "future_planning_reached")),

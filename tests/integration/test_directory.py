@@ -241,6 +241,8 @@ def test_a_request_signposted_closes_with_it_matching_stops_the_referrer_sees_it
         hospice = session.scalar(sa.select(organisations.c.id).where(organisations.c.name == "Trinity Hospice"))
     assert [b["referral"]["stage"] for b in told] == ["Received", "Could not be met by a volunteer"]
     assert told[-1]["referral"]["detail"] == "Signposted to Lytham Bereavement Café"
+    assert told[-1]["task"]["status"] in ("rejected", "failed")  # closed without a volunteer's help
+    assert told[-1]["task"]["statusReason"]["text"] == "Signposted to Lytham Bereavement Café"
     [listed_entry] = [e for e in intake.test_client().get("/directory/entries", headers=token("coordinator")).json
                       if e["name"] == "Lytham Bereavement Café"]
     assert listed_entry["organisation_id"] == str(hospice)  # linked to the register by its name

@@ -461,10 +461,11 @@ def equations(values: dict[str, Any]) -> list[Equation]:
     return found
 
 
-def published_bounds(value: Any, below: int) -> tuple[float, float]:
-    """What a reader knows of a cell from what it shows: "<5" is 1 to 4, "hidden" any count, a number itself."""
+def published_bounds(value: Any, below: int, is_part: bool = False) -> tuple[float, float]:
+    """What a reader knows of a cell from what it shows: "<5" is 1 to 4, "hidden" any count (at least 1 for a part
+    of a breakdown, which lists only what happened), a number itself."""
     if value == HIDDEN:
-        return 0, float("inf")
+        return (1 if is_part else 0), float("inf")
     if isinstance(value, str):
         return 1, below - 1
     return value, value
@@ -474,7 +475,7 @@ def narrowed(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[C
     """Each cell's range as a reader can work it out from what is shown and the sums: the bounds of every hidden
     cell tightened by every equation in turn until none moves (the sums here share at most a total between them,
     so this finds exactly what a reader could)."""
-    bounds = {cell: published_bounds(value, below) for cell, value in cells.items()}
+    bounds = {cell: published_bounds(value, below, isinstance(cell, tuple)) for cell, value in cells.items()}
     moved = True
     while moved:
         moved = False

@@ -28,9 +28,10 @@ def measures(by_source: dict[str, int], by_kind: dict[str, int], tasks: dict[str
             "bereavement_supports": sum(v for k, v in tasks.items() if k in GRIEF), "tasks_by_kind": tasks}
 
 
-def bounds(value, below: int, ceiling: int) -> tuple[int, int]:
+def bounds(value, below: int, ceiling: int, is_part: bool = True) -> tuple[int, int]:
+    """A breakdown lists only what happened: a hidden part is at least 1; a hidden total may be 0."""
     if value == HIDDEN:
-        return 0, ceiling
+        return (1 if is_part else 0), ceiling
     if isinstance(value, str):
         assert value == f"<{below}"
         return 1, below - 1
@@ -58,7 +59,7 @@ def merge(into: dict[str, set[int]], more: dict[str, set[int]], prefix: str) -> 
 def recoverable(published: dict, below: int, ceiling: int) -> dict[str, set[int]]:
     """Every value each cell can take given everything the table shows."""
     seen: dict[str, set[int]] = {}
-    lo, hi = bounds(published["requests_received"], below, ceiling)
+    lo, hi = bounds(published["requests_received"], below, ceiling, is_part=False)
     for total in range(lo, hi + 1):
         sources = possible(published["requests_by_source"], total, below, ceiling)
         kinds = possible(published["requests_by_kind"], total, below, ceiling)
@@ -68,8 +69,8 @@ def recoverable(published: dict, below: int, ceiling: int) -> dict[str, set[int]
         merge(seen, sources, "source")
         merge(seen, kinds, "kind")
     tasks = published["tasks_by_kind"]
-    lo1, hi1 = bounds(published["tasks_completed"], below, ceiling)
-    lo2, hi2 = bounds(published["bereavement_supports"], below, ceiling)
+    lo1, hi1 = bounds(published["tasks_completed"], below, ceiling, is_part=False)
+    lo2, hi2 = bounds(published["bereavement_supports"], below, ceiling, is_part=False)
     for completed in range(lo1, hi1 + 1):
         for grief in range(lo2, min(hi2, completed) + 1):
             grieving = possible({k: v for k, v in tasks.items() if k in GRIEF}, grief, below, ceiling)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Iterable
 
-from services.notify.messages import KEYWORD_IN, Reply, answer_for, language_of, offer_text, render, window_text
+from services.notify.messages import KEYWORD_IN, VIEWS, Reply, answer_for, language_of, offer_text, render, window_text
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
 from shared.contracts.matching import CheckExpiring, OfferMade, OfferWithdrawn, ReplyUnresolved
@@ -252,8 +252,8 @@ class InboundSms:
 
 def answer_to(reply: Reply, language: str | None, was_opted_out: bool, texted_before: bool) -> str | None:
     """What an SMS gets by return: help, or what we did not understand; None when matching answers it, or the
-    carrier does (opt-out and opt-in), or the number opted out."""
-    if reply.keyword in ("STOP", "START") or (was_opted_out and reply.keyword != "START"):
+    carrier does (opt-out and opt-in), or the number opted out. Matching answers MY, AWAY and HOURS."""
+    if reply.keyword in ("STOP", "START", *VIEWS) or (was_opted_out and reply.keyword != "START"):
         return None
     if not texted_before and reply.keyword != "HELP":
         return None  # matching answers a number we never texted: it knows whether it is a volunteer's

@@ -197,7 +197,7 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
     `sms.received`; one for a person to read waits in the inbox, about the request the number it texted last texted
     that phone about (`settings` name the communities' numbers). Returns the answer to send straight back, if any,
     kept in the conversation as sent (it goes in the webhook's answer, not by the sender)."""
-    reply = parse_reply(sms.body)
+    reply = parse_reply(sms.body, now.date())
     with uow:
         if uow.inbound.get(sms.message_sid) is not None:
             return None  # the provider retried a webhook we already have
@@ -207,7 +207,8 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             uow.publish(ContactOptedOut(phone=sms.sender, at=now, source="keyword"))
         elif reply.keyword == "START" and contact.opt_in(now):
             uow.publish(ContactOptedIn(phone=sms.sender, at=now, source="keyword"))
-        keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
+        # "yes 482" must not say yes to anything; an AWAY whose dates we could not read is matching's to answer
+        keyword = reply.keyword if reply.problem is None or reply.keyword == "AWAY" else None
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)
@@ -215,7 +216,8 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             _needs_coordinator(uow, received, "not_understood",
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
-                                keyword=keyword, code=reply.code, hours=reply.hours))
+                                keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
+                                away_until=reply.away_until))
         answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
             community = domain.community_of_number(sms.to, settings.communities if settings else {})

@@ -229,8 +229,9 @@ def cancel_request(uow, request_id: uuid.UUID) -> None:
 
 def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None) -> None:
     """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
-    PAUSE, RESUME; MY, AWAY, HOURS (answered through notify). (STOP and START arrive as contact.opted_out and contact.opted_in.) What cannot be acted on is
-    sent back to notify as reply.unresolved, saying why."""
+    PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered). (STOP and START arrive as
+    contact.opted_out and contact.opted_in.) What cannot be acted on is sent back to notify as reply.unresolved,
+    saying why."""
     volunteer = uow.volunteers.by_phone(sms.from_phone)
     if volunteer is None:
         if sms.keyword not in NOTIFY_ANSWERS:

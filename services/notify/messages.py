@@ -76,7 +76,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "my_tasks": "Vos missions: {tasks}. Répondez ANNULER <code> au besoin.",
         "my_task": "{code} {kind}{place}, {when}",
         "no_tasks": "Vous n'avez aucune mission à venir. Nous vous écrirons quand quelqu'un aura besoin d'aide.",
-        "away": "Merci: aucune offre du {first} au {last}. Répondez PAUSE pour arrêter toutes les offres.",
+        "away": "Merci: aucune offre du {first} au {last}. Répondez PAUSE pour suspendre toutes les offres.",
         "away_unclear": "Désolé, nous n'avons pas compris les dates \"{dates}\". Envoyez par ex. ABSENT du 24 au "
                         "28 déc ou ABSENT jusqu'au 3 jan",
         "hours": "Vous avez donné {hours} heures en {year} ({done} missions faites). Merci!",
@@ -220,9 +220,10 @@ MONTH_WORDS = {word: month for month, words in enumerate((
     ("NOV", "NOVEMBER", "NOVEMBRE"), ("DEC", "DECEMBER", "DECEMBRE")), start=1) for word in words}
 UNTIL_WORDS = {"UNTIL", "TILL", "TIL", "JUSQU", "JUSQUAU", "JUSQUE"}
 RANGE_WORDS = {"TO", "AU", "A", "THROUGH", "THRU", "-"}
-FILLER_WORDS = {"FROM", "DU", "DES", "LE", "THE", "ON", "ST", "ND", "RD", "TH", "ER", "AND", "INCLUSIVE", "INCL",
+FILLER_WORDS = {"FROM", "DU", "DES", "LE", "THE", "OF", "ON", "ST", "ND", "RD", "TH", "ER", "AND", "INCLUSIVE", "INCL",
                 "I", "M", "AM", "PLEASE", "SVP", "JE", "SUIS", "SERAI", "WILL", "BE", "BACK", "DE", "D", "ET"}
-_DATE_TOKEN = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}\.\d{1,2}(?:\.\d{2,4})?|\d+|[A-Z]+|-")
+_DATE_TOKEN = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}\.\d{1,2}(?:\.\d{2,4})?|\d+|[A-Z]+"
+                         r"|-")
 AWAY_AHEAD = timedelta(days=366)  # time away is recorded at most a year ahead, as matching's API allows
 
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import parse_reply
+from services.notify.messages import away_dates_text, parse_reply
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
-from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
+from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
+                                       ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
 from shared.telemetry import SMS
@@ -164,6 +165,20 @@ def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: u
     _queue(uow, settings, now, key=f"answer:{event_id}", purpose="answer", to=unresolved.phone,
            body=domain.unresolved_body(unresolved, language), correlation_id=correlation_id, community=community,
            urgent=True)
+
+
+def queue_own_view(uow: NotifyUnitOfWork, answered: ReplyAnswered, correlation_id: str, now: datetime,
+                   settings: NotifySettings) -> None:
+    """Text a volunteer matching's answer to their MY, AWAY or HOURS, at once, in their language, from the number
+    they texted (else their community's): once per text they sent, however often the answer is delivered."""
+    language = domain.language_for(uow.contacts.get(answered.phone), answered.language)
+    texted = uow.inbound.get(answered.message_sid)
+    community = domain.community_of_number(texted.to_phone if texted else None, settings.communities) \
+        or answered.community
+    dates = away_dates_text(texted.body) if texted is not None else ""
+    body = domain.answered_body(answered, settings.community(community), language, dates)
+    _queue(uow, settings, now, key=f"view:{answered.message_sid}", purpose="answer", to=answered.phone, body=body,
+           correlation_id=correlation_id, community=community, urgent=True)
 
 
 def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,

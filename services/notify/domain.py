@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable
 
-from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, VIEWS, Reply, answer_for, kind_label, language_of,
+from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE, VIEWS, Reply, answer_for, kind_label, language_of,
                                      offer_text, render, window_text)
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
@@ -441,8 +441,9 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
                       last=day_text(answered.away_until, language))
     if answered.answer == "away_unclear":
         return render("away_unclear", language, texts, dates=dates)
+    done = answered.done or 0
     return render("hours", language, texts, hours=hours_text(answered.hours or 0, language), year=answered.year,
-                  done=answered.done or 0)
+                  done=f"{done} {TASKS_DONE[language][done != 1]}")
 
 
 def expiring_body(expiring: CheckExpiring, language: str) -> str:

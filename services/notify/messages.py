@@ -49,7 +49,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "no_tasks": "You have no tasks coming up. We will text you when someone needs help.",
         "away": "Thank you: no offers from {first} to {last}. Reply PAUSE to stop all offers for now.",
         "away_unclear": "Sorry, we could not read the dates \"{dates}\". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan",
-        "hours": "You have given {hours} hours in {year} ({done} tasks done). Thank you!",
+        "hours": "You have given {hours} hours in {year} ({done}). Thank you!",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -79,7 +79,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "away": "Merci: aucune offre du {first} au {last}. Répondez PAUSE pour suspendre toutes les offres.",
         "away_unclear": "Désolé, nous n'avons pas compris les dates \"{dates}\". Envoyez par ex. ABSENT du 24 au "
                         "28 déc ou ABSENT jusqu'au 3 jan",
-        "hours": "Vous avez donné {hours} heures en {year} ({done} missions faites). Merci!",
+        "hours": "Vous avez donné {hours} heures en {year} ({done}). Merci!",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -105,6 +105,7 @@ MONTHS = {"en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", 
           "fr": ["jan", "fév", "mars", "avr", "mai", "juin", "juil", "aout", "sept", "oct", "nov", "déc"]}
 PARTS = {"fr": {"morning": "matin", "afternoon": "après-midi", "evening": "soir"}}
 ANY = {"en": ("any weekday", "any day", " or "), "fr": ("en semaine", "tous les jours", " ou ")}
+TASKS_DONE = {"en": ("task", "tasks"), "fr": ("mission", "missions")}
 
 
 def language_of(language: str | None) -> str:
@@ -352,24 +353,29 @@ def parse_away(text: str, today: date) -> tuple[date, date] | None:
     if any(d[0] is None or d[1] is None for d in days):
         return None
     try:
-        first = today if until else _next(days[0], today)
-        last = _next(days[-1], first)
+        first, last = _span(days[0], days[-1], today, until)
+        if last < today and days[0][2] is None and days[-1][2] is None:  # that time has passed: next year's
+            first, last = _span(days[0], days[-1], today.replace(year=today.year + 1, month=1, day=1), until)
     except ValueError:  # 31 Feb, month 13
         return None
-    if last < first or last > today + AWAY_AHEAD or first < today - timedelta(days=1):
+    if last < first or last < today or last > today + AWAY_AHEAD:
         return None
     return first, last
 
 
-def _next(day: list[int | None], after: date) -> date:
-    """The day given (with its year if it has one), else the first such day on or after `after`."""
-    number, month, year = day
-    if year is not None:
-        return date(year + 2000 if year < 100 else year, month, number)
-    this = date(after.year, month, number) if (month, number) != (2, 29) else None
-    if this is not None and this >= after:
-        return this
-    return date(after.year + 1, month, number)
+def _span(first: list[int | None], last: list[int | None], year_of: date, until: bool) -> tuple[date, date]:
+    """The first and last days: in `year_of`'s year unless they say their own, the last on or after the first."""
+    start = year_of if until else _day(first, year_of.year)
+    end = _day(last, start.year)
+    if end < start and last[2] is None:  # 28 Dec - 3 Jan
+        end = _day(last, start.year + 1)
+    return start, end
+
+
+def _day(day: list[int | None], year: int) -> date:
+    """The day given, in its own year if it says one, else in `year`."""
+    number, month, given = day
+    return date(year if given is None else given + 2000 if given < 100 else given, month, number)
 
 
 def answer_for(reply: Reply, language: str | None = "en", overrides: dict | None = None) -> str | None:

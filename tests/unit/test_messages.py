@@ -217,6 +217,8 @@ def test_a_volunteer_asking_for_their_tasks_or_hours_is_read_as_people_type_it(b
     ("away from the 24th to the 28th of december", "2026-12-24", "2026-12-28"),
     ("away Dec 24-28", "2026-12-24", "2026-12-28"),
     ("away 24 dec", "2026-12-24", "2026-12-24"),
+    ("away 1-9 dec", "2026-12-01", "2026-12-09"),  # time away already begun
+    ("away 1-5 dec", "2027-12-01", "2027-12-05"),  # over this year: next year's
     ("away 2 feb to 9 feb", "2027-02-02", "2027-02-09"),  # a day already past this year is next year's
     ("away 24/12/2026 - 28/12/2026", "2026-12-24", "2026-12-28"),
     ("away 2026-12-24 to 2026-12-28", "2026-12-24", "2026-12-28"),
@@ -235,6 +237,7 @@ def test_away_reads_the_days_as_people_write_them(body, first, last):
     ("away 31/02", "31/02"),  # no such day
     ("away 28 dec to 24 dec 2026", "28 dec to 24 dec 2026"),  # ends before it starts
     ("away 1 jan 2029", "1 jan 2029"),  # more than a year ahead
+    ("away 1-5 dec 2026", "1-5 dec 2026"),  # over
     ("away 24 25 26 dec", "24 25 26 dec"),
 ])
 def test_away_with_dates_it_cannot_read_says_which_text_it_could_not_read(body, problem):
@@ -265,7 +268,9 @@ def test_the_answers_to_a_volunteer_asking_about_themselves_fit_and_are_in_their
     unclear = answered_body(answered(answer="away_unclear"), None, "en", "next week")
     assert unclear == 'Sorry, we could not read the dates "next week". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan'
     hours = answered(answer="hours", hours=12.5, year=2026, done=4)
-    assert answered_body(hours, None, "en") == "You have given 12.5 hours in 2026 (4 tasks done). Thank you!"
-    assert answered_body(hours, None, "fr") == "Vous avez donné 12,5 heures en 2026 (4 missions faites). Merci!"
+    assert answered_body(hours, None, "en") == "You have given 12.5 hours in 2026 (4 tasks). Thank you!"
+    assert answered_body(hours, None, "fr") == "Vous avez donné 12,5 heures en 2026 (4 missions). Merci!"
+    one = answered(answer="hours", hours=2.0, year=2026, done=1)
+    assert answered_body(one, None, "en") == "You have given 2 hours in 2026 (1 task). Thank you!"
     for text in (answered_body(away, None, "fr"), unclear, answered_body(hours, None, "fr")):
         assert segments(text).count == 1, text

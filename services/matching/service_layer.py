@@ -271,7 +271,7 @@ def _own_view(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correl
     elif sms.keyword == "HOURS":
         year = now.astimezone(community(volunteer.community).zone).year
         hours, done = uow.offers.hours_in(volunteer.id, year, community(volunteer.community).zone)
-        answer = {"answer": "hours", "hours": hours, "year": year, "done": done}
+        answer = {"answer": "hours", "year": year, "year_hours": hours, "year_tasks": done}
     uow.publish(ReplyAnswered(phone=sms.from_phone, message_sid=sms.message_sid, community=volunteer.community,
                               language=volunteer.first_language, **answer), correlation_id=correlation_id)
 

@@ -441,8 +441,8 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
                       last=day_text(answered.away_until, language))
     if answered.answer == "away_unclear":
         return render("away_unclear", language, texts, dates=dates)
-    done = answered.done or 0
-    return render("hours", language, texts, hours=hours_text(answered.hours or 0, language), year=answered.year,
+    done = answered.year_tasks or 0
+    return render("hours", language, texts, hours=hours_text(answered.year_hours or 0, language), year=answered.year,
                   done=f"{done} {TASKS_DONE[language][done != 1]}")
 
 

@@ -131,11 +131,12 @@ class TaskLine(When):
     "language": "en", "tasks": [{"code": "4821", "support_type": "shopping", "area": "FY1",
                                  "window_start": "2026-12-09T14:00:00+00:00", "window_end": "2026-12-09T16:00:00+00:00",
                                  "window_days": None, "window_part": None}],
-    "away_from": None, "away_until": None, "hours": None, "year": None, "done": None})
+    "away_from": None, "away_until": None, "year": None, "year_hours": None, "year_tasks": None})
 class ReplyAnswered(EventPayload):
     """A volunteer asked about themselves by SMS (MY, AWAY, HOURS; `message_sid` is their text's), and this is
     matching's answer for notify to text back: their upcoming tasks (`tasks`), the time away it recorded
-    (`away`), that it could not read the dates (`away_unclear`), or their hours this year (`hours`)."""
+    (`away`), that it could not read the dates (`away_unclear`), or their hours this year (`hours`: `year_hours`
+    over `year_tasks` tasks)."""
 
     phone: str
     message_sid: str
@@ -145,9 +146,9 @@ class ReplyAnswered(EventPayload):
     tasks: list[TaskLine] = rule(default_factory=list)
     away_from: date | None = None
     away_until: date | None = None
-    hours: float | None = None
     year: int | None = None
-    done: int | None = None
+    year_hours: float | None = None  # not a task's hours: what the volunteer gave in `year`, over `year_tasks`
+    year_tasks: int | None = None
 
 
 @contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})

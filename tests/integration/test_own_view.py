@@ -5,7 +5,7 @@ through notify's signed webhook and sending through a recording gateway."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from services.notify.messages import parse_away, window_text
 from shared.communities import get as community
@@ -17,7 +17,7 @@ ZONE = community("fylde-coast").zone
 
 
 def at(day: date, hour: int = 14) -> datetime:
-    return datetime.combine(day, time(hour), tzinfo=timezone.utc)
+    return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
 def when(start: datetime) -> dict:

@@ -1,6 +1,6 @@
 """What our SMS say and how many segments they take; what volunteers' replies mean, as they really type them."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 
 import pytest
 
@@ -253,8 +253,8 @@ def test_the_answers_to_a_volunteer_asking_about_themselves_fit_and_are_in_their
         return ReplyAnswered(phone="+447911123456", message_sid="SM1", community="fylde-coast", **fields)
 
     tasks = [TaskLine(code="4821", support_type="shopping", area="FY1",
-                      window_start=datetime(2026, 12, 9, 14, tzinfo=timezone.utc),
-                      window_end=datetime(2026, 12, 9, 16, tzinfo=timezone.utc)),
+                      window_start=datetime(2026, 12, 9, 14, tzinfo=UTC),
+                      window_end=datetime(2026, 12, 9, 16, tzinfo=UTC)),
              TaskLine(code="5532", support_type="meals", area="", window_days=["mon", "thu"], window_part="morning")]
     assert answered_body(answered(answer="tasks", tasks=tasks), None, "en") == (
         "Your tasks: 4821 Shopping near FY1, Wed 09 Dec 14:00-16:00; 5532 Meals, Mon or Thu morning. "
@@ -267,10 +267,10 @@ def test_the_answers_to_a_volunteer_asking_about_themselves_fit_and_are_in_their
     assert answered_body(away, None, "fr").startswith("Merci: aucune offre du jeu 24 déc au lun 28 déc.")
     unclear = answered_body(answered(answer="away_unclear"), None, "en", "next week")
     assert unclear == 'Sorry, we could not read the dates "next week". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan'
-    hours = answered(answer="hours", hours=12.5, year=2026, done=4)
+    hours = answered(answer="hours", year=2026, year_hours=12.5, year_tasks=4)
     assert answered_body(hours, None, "en") == "You have given 12.5 hours in 2026 (4 tasks). Thank you!"
     assert answered_body(hours, None, "fr") == "Vous avez donné 12,5 heures en 2026 (4 missions). Merci!"
-    one = answered(answer="hours", hours=2.0, year=2026, done=1)
+    one = answered(answer="hours", year=2026, year_hours=2.0, year_tasks=1)
     assert answered_body(one, None, "en") == "You have given 2 hours in 2026 (1 task). Thank you!"
     for text in (answered_body(away, None, "fr"), unclear, answered_body(hours, None, "fr")):
         assert segments(text).count == 1, text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -474,6 +474,16 @@ class OfferRepository:
             sa.select(Offer, MatchRequest).join(MatchRequest, Offer.request_id == MatchRequest.request_id)
             .where(Offer.volunteer_id == volunteer_id, Offer.status.in_(HOLDING))
             .order_by(Offer.answered_at.desc()))]
+
+
+    def hours_in(self, volunteer_id: uuid.UUID, year: int, zone: tzinfo) -> tuple[float, int]:
+        """The hours a volunteer gave in a year (as its community's clocks count it) and how many tasks they did."""
+        start, end = (datetime(y, 1, 1, tzinfo=zone).astimezone(UTC) for y in (year, year + 1))
+        hours, done = self.session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(Offer.hours), 0.0), sa.func.count())
+            .where(Offer.volunteer_id == volunteer_id, Offer.status == "completed", Offer.completed_at >= start,
+                   Offer.completed_at < end)).one()
+        return round(float(hours), 2), done
 
 
 class MatchingUnitOfWork(SqlUnitOfWork):

@@ -31,6 +31,7 @@ LIVE = ("open", "accepted")  # offers someone can still act on
 # What each answer by SMS acts on: YES and NO an open offer, DONE and CANCEL an accepted one.
 ANSWERS = {"YES": ("open",), "NO": ("open",), "DONE": ("accepted",), "CANCEL": ("accepted",)}
 NOTIFY_ANSWERS = ("STOP", "START", "HELP")  # notify answers these itself, from any number
+VIEWS = ("MY", "AWAY", "HOURS")  # a volunteer asking about themselves: their tasks, time away, hours
 # The fields of a request that matching keeps, as intake's events carry them.
 WHEN = ("window_start", "window_end", "window_days", "window_part")
 REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",
@@ -165,6 +166,13 @@ class Volunteer:
             self.time_away = [TimeAway(**t) for t in profile.pop("time_away")]
         for name, value in profile.items():
             setattr(self, name, value)
+
+    def away(self, starts_on: date, ends_on: date) -> bool:
+        """Record days away (as AWAY by SMS does); False when exactly those days were recorded already."""
+        if any((t.starts_on, t.ends_on) == (starts_on, ends_on) for t in self.time_away):
+            return False
+        self.time_away.append(TimeAway(starts_on=starts_on, ends_on=ends_on, volunteer_id=self.id))
+        return True
 
     def windows(self) -> list[dict[str, Any]]:
         """Their availability as weekly windows: the days of each part of the day."""

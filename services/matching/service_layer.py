@@ -32,17 +32,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, Candidate, Conflict,
-                                      MatchRequest, NotFound, Offer, Place, Policy, Volunteer, VolunteerCheck, assess,
-                                      explain, facts_for, next_batch, rule_text, task_slots,
-                                      why_unmatched)
+from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, VIEWS, Candidate,
+                                      Conflict, MatchRequest, NotFound, Offer, Place, Policy, Volunteer,
+                                      VolunteerCheck, assess, explain, facts_for, next_batch, rule_text, task_slots,
+                                      time_away_problems, why_unmatched)
 from shared import gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
 from shared.contracts.intake import RequestSubmitted
 from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferAnswerDue, OfferMade,
-                                       OfferWithdrawn, ReplyUnresolved, RequestMatched, RequestUnmatched,
+                                       TaskLine,
+                                       OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
                                        VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
@@ -228,8 +229,9 @@ def cancel_request(uow, request_id: uuid.UUID) -> None:
 
 def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None) -> None:
     """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
-    PAUSE, RESUME. (STOP and START arrive as contact.opted_out and contact.opted_in.) What cannot be acted on is
-    sent back to notify as reply.unresolved, saying why."""
+    PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered). (STOP and START arrive as
+    contact.opted_out and contact.opted_in.) What cannot be acted on is sent back to notify as reply.unresolved,
+    saying why."""
     volunteer = uow.volunteers.by_phone(sms.from_phone)
     if volunteer is None:
         if sms.keyword not in NOTIFY_ANSWERS:
@@ -242,7 +244,53 @@ def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: 
             _change_status(uow, volunteer, "paused" if sms.keyword == "PAUSE" else "active")
     elif sms.keyword in ANSWERS:
         _answer(uow, volunteer, sms, policy, now, correlation_id)
+    elif sms.keyword in VIEWS:
+        _own_view(uow, volunteer, sms, now, correlation_id)
     uow.commit()
+
+
+TASKS_LISTED = 5  # the next tasks an SMS lists (about two segments)
+
+
+def _own_view(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correlation_id: str | None) -> None:
+    """MY: their upcoming tasks; AWAY: record the days away (matching's rules then offer them nothing on those
+    days); HOURS: their hours this year. Answered through notify, in their language; never the person's name."""
+    answer: dict[str, Any] = {}
+    if sms.keyword == "MY":
+        tasks = upcoming(uow.offers.tasks_of(volunteer.id), now)[:TASKS_LISTED]
+        answer = {"answer": "tasks", "tasks": [TaskLine(code=offer.code, support_type=request.support_type,
+                                                        area=request.area, **when) for offer, request, when in tasks]}
+    elif sms.keyword == "AWAY":
+        today = now.astimezone(community(volunteer.community).zone).date()
+        if sms.away_from is None or sms.away_until is None or time_away_problems(sms.away_from, sms.away_until,
+                                                                                  today):
+            answer = {"answer": "away_unclear"}
+        else:
+            volunteer.away(sms.away_from, sms.away_until)
+            answer = {"answer": "away", "away_from": sms.away_from, "away_until": sms.away_until}
+    elif sms.keyword == "HOURS":
+        year = now.astimezone(community(volunteer.community).zone).year
+        hours, done = uow.offers.hours_in(volunteer.id, year, community(volunteer.community).zone)
+        answer = {"answer": "hours", "year": year, "year_hours": hours, "year_tasks": done}
+    uow.publish(ReplyAnswered(phone=sms.from_phone, message_sid=sms.message_sid, community=volunteer.community,
+                              language=volunteer.first_language, **answer), correlation_id=correlation_id)
+
+
+def upcoming(tasks: list[tuple[Offer, MatchRequest]], now: datetime) -> list[tuple[Offer, MatchRequest, dict]]:
+    """The tasks still to do (accepted, and not over), each with its own window (its occurrence's), soonest first;
+    those without a fixed time ("any weekday afternoon") last."""
+    found = []
+    for offer, request in tasks:
+        if offer.status != "accepted":
+            continue
+        when = request.when()
+        if when["window_start"] and when["window_end"]:
+            earlier = timedelta(weeks=(request.repeat_every_weeks or 1) * (request.occurrence - offer.occurrence))
+            when = {**when, "window_start": when["window_start"] - earlier, "window_end": when["window_end"] - earlier}
+            if when["window_end"] < now:
+                continue
+        found.append((offer, request, when))
+    return sorted(found, key=lambda t: (t[2]["window_start"] is None, t[2]["window_start"] or now))
 
 
 def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: datetime,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable
 
-from services.notify.messages import KEYWORD_IN, Reply, answer_for, language_of, offer_text, render, window_text
+from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE, VIEWS, Reply, answer_for, kind_label, language_of,
+                                     offer_text, render, window_text)
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
-from shared.contracts.matching import CheckExpiring, OfferMade, OfferWithdrawn, ReplyUnresolved
+from shared.contracts.matching import CheckExpiring, OfferMade, OfferWithdrawn, ReplyAnswered, ReplyUnresolved
 from shared.taxonomy import CHECKS
 
 
@@ -252,8 +253,8 @@ class InboundSms:
 
 def answer_to(reply: Reply, language: str | None, was_opted_out: bool, texted_before: bool) -> str | None:
     """What an SMS gets by return: help, or what we did not understand; None when matching answers it, or the
-    carrier does (opt-out and opt-in), or the number opted out."""
-    if reply.keyword in ("STOP", "START") or (was_opted_out and reply.keyword != "START"):
+    carrier does (opt-out and opt-in), or the number opted out. Matching answers MY, AWAY and HOURS."""
+    if reply.keyword in ("STOP", "START", *VIEWS) or (was_opted_out and reply.keyword != "START"):
         return None
     if not texted_before and reply.keyword != "HELP":
         return None  # matching answers a number we never texted: it knows whether it is a volunteer's
@@ -411,6 +412,38 @@ def unresolved_body(unresolved: ReplyUnresolved, language: str) -> str:
     if unresolved.reason == "no_such_offer":
         return render("not_open", language, code=unresolved.code)
     return render("nothing_open", language, help=render("help", language))
+
+
+def day_text(day: date, language: str) -> str:
+    """A day as our texts write it: 'Thu 24 Dec', 'jeu 24 déc'."""
+    return f"{DAY_NAMES[language][day.weekday()]} {day.day} {MONTHS[language][day.month - 1]}"
+
+
+def hours_text(hours: float, language: str) -> str:
+    """Hours as people write them: '12', '3.5' ('3,5' in French)."""
+    text = f"{hours:.2f}".rstrip("0").rstrip(".")
+    return text.replace(".", ",") if language == "fr" else text
+
+
+def answered_body(answered: ReplyAnswered, place: Community | None, language: str, dates: str = "") -> str:
+    """What a volunteer who asked about themselves is told: their tasks (code, kind of help, district, window; never
+    the person), the days away recorded, that the dates could not be read (quoting `dates`), or their hours."""
+    texts = wording(place)
+    if answered.answer == "tasks":
+        if not answered.tasks:
+            return render("no_tasks", language, texts)
+        lines = [render("my_task", language, texts, code=t.code, kind=kind_label(t.support_type, language),
+                        place=render("place", language, texts, area=t.area) if t.area else "",
+                        when=when_text(t, place, language)) for t in answered.tasks]
+        return render("my_tasks", language, texts, tasks="; ".join(lines))
+    if answered.answer == "away":
+        return render("away", language, texts, first=day_text(answered.away_from, language),
+                      last=day_text(answered.away_until, language))
+    if answered.answer == "away_unclear":
+        return render("away_unclear", language, texts, dates=dates)
+    done = answered.year_tasks or 0
+    return render("hours", language, texts, hours=hours_text(answered.year_hours or 0, language), year=answered.year,
+                  done=f"{done} {TASKS_DONE[language][done != 1]}")
 
 
 def expiring_body(expiring: CheckExpiring, language: str) -> str:

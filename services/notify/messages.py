@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from shared.taxonomy import KINDS
 
@@ -44,6 +44,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "nothing_open": "You have no offer open just now. {help}",
         "paused": "You are paused: no offers until you reply RESUME.",
         "resumed": "Welcome back: you will get offers again.",
+        "my_tasks": "Your tasks: {tasks}. Reply CANCEL <code> if you can't go.",
+        "my_task": "{code} {kind}{place}, {when}",
+        "no_tasks": "You have no tasks coming up. We will text you when someone needs help.",
+        "away": "Thank you: no offers from {first} to {last}. Reply PAUSE to stop all offers for now.",
+        "away_unclear": "Sorry, we could not read the dates \"{dates}\". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan",
+        "hours": "You have given {hours} hours in {year} ({done}). Thank you!",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -67,6 +73,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "nothing_open": "Vous n'avez aucune offre ouverte pour le moment. {help}",
         "paused": "Vous êtes en pause: plus d'offres jusqu'à ce que vous répondiez REPRENDRE.",
         "resumed": "Bon retour: vous recevrez de nouveau des offres.",
+        "my_tasks": "Vos missions: {tasks}. Répondez ANNULER <code> au besoin.",
+        "my_task": "{code} {kind}{place}, {when}",
+        "no_tasks": "Vous n'avez aucune mission à venir. Nous vous écrirons quand quelqu'un aura besoin d'aide.",
+        "away": "Merci: aucune offre du {first} au {last}. Répondez PAUSE pour suspendre toutes les offres.",
+        "away_unclear": "Désolé, nous n'avons pas compris les dates \"{dates}\". Envoyez par ex. ABSENT du 24 au "
+                        "28 déc ou ABSENT jusqu'au 3 jan",
+        "hours": "Vous avez donné {hours} heures en {year} ({done}). Merci!",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -92,6 +105,7 @@ MONTHS = {"en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", 
           "fr": ["jan", "fév", "mars", "avr", "mai", "juin", "juil", "aout", "sept", "oct", "nov", "déc"]}
 PARTS = {"fr": {"morning": "matin", "afternoon": "après-midi", "evening": "soir"}}
 ANY = {"en": ("any weekday", "any day", " or "), "fr": ("en semaine", "tous les jours", " ou ")}
+TASKS_DONE = {"en": ("task", "tasks"), "fr": ("mission", "missions")}
 
 
 def language_of(language: str | None) -> str:
@@ -192,14 +206,36 @@ OPT_IN = {"START", "UNSTOP"}
 HOURS_UNITS = {"H", "HR", "HRS", "HOUR", "HOURS", "HEURE", "HEURES"}
 MINUTE_UNITS = {"M", "MIN", "MINS", "MINUTE", "MINUTES"}
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)?|[A-Z]+")
+# A volunteer asking about themselves (`MY`, `HOURS`: the whole message is the question; `AWAY`: its first word),
+# answered by matching from what it knows of them.
+MY_TASKS = {"MY", "MY TASKS", "MY TASK", "TASKS", "TASK", "MY JOBS", "JOBS", "MY VISITS", "MES TACHES",
+            "MES MISSIONS", "TACHES", "MISSIONS"}
+MY_HOURS = {"HOURS", "HRS", "MY HOURS", "HEURES", "MES HEURES", "HOURS THIS YEAR", "MY HOURS THIS YEAR"}
+MY_HOURS_OPENINGS = ("HOW MANY HOURS", "COMBIEN DHEURES", "COMBIEN D HEURES")
+AWAY_WORDS = {"AWAY", "ABSENT", "ABSENTE", "HOLIDAY", "VACANCES"}
+VIEWS = ("MY", "AWAY", "HOURS")  # what matching answers, from any number it knows
+MONTH_WORDS = {word: month for month, words in enumerate((
+    ("JAN", "JANUARY", "JANV", "JANVIER"), ("FEB", "FEBRUARY", "FEV", "FEVR", "FEVRIER"), ("MAR", "MARCH", "MARS"),
+    ("APR", "APRIL", "AVR", "AVRIL"), ("MAY", "MAI"), ("JUN", "JUNE", "JUIN"), ("JUL", "JULY", "JUIL", "JUILLET"),
+    ("AUG", "AUGUST", "AOUT"), ("SEP", "SEPT", "SEPTEMBER", "SEPTEMBRE"), ("OCT", "OCTOBER", "OCTOBRE"),
+    ("NOV", "NOVEMBER", "NOVEMBRE"), ("DEC", "DECEMBER", "DECEMBRE")), start=1) for word in words}
+UNTIL_WORDS = {"UNTIL", "TILL", "TIL", "JUSQU", "JUSQUAU", "JUSQUE"}
+RANGE_WORDS = {"TO", "AU", "A", "THROUGH", "THRU", "-"}
+FILLER_WORDS = {"FROM", "DU", "DES", "LE", "THE", "OF", "ON", "ST", "ND", "RD", "TH", "ER", "AND", "INCLUSIVE", "INCL",
+                "I", "M", "AM", "PLEASE", "SVP", "JE", "SUIS", "SERAI", "WILL", "BE", "BACK", "DE", "D", "ET"}
+_DATE_TOKEN = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}\.\d{1,2}(?:\.\d{2,4})?|\d+|[A-Z]+"
+                         r"|-")
+AWAY_AHEAD = timedelta(days=366)  # time away is recorded at most a year ahead, as matching's API allows
 
 
 @dataclass(frozen=True)
 class Reply:
     """What a volunteer's SMS says.
 
-    keyword: YES, NO, DONE, CANCEL, PAUSE, RESUME, HELP, STOP or START; None when we could not tell.
-    code: the four-digit offer reference, if given. hours: for DONE, if given.
+    keyword: YES, NO, DONE, CANCEL, PAUSE, RESUME, HELP, STOP or START; MY, AWAY or HOURS (a volunteer asking
+    about themselves); None when we could not tell.
+    code: the four-digit offer reference, if given. hours: for DONE, if given. away_from, away_until: for AWAY,
+    the days away (both included), when they could be read.
     problem: what we did not understand, in a few words for the answer we send back; None if all was clear.
     """
 
@@ -207,6 +243,8 @@ class Reply:
     code: str | None = None
     hours: float | None = None
     problem: str | None = None
+    away_from: date | None = None
+    away_until: date | None = None
 
 
 def _plain(body: str) -> str:
@@ -215,14 +253,22 @@ def _plain(body: str) -> str:
     return re.sub(r"[^A-Z0-9.,]+", " ", text).strip(" .,")
 
 
-def parse_reply(body: str) -> Reply:
-    """Read a volunteer's reply: 'YES 4821', 'yes', 'Y 4821', '4821 yes', 'DONE 4821 1.5h', 'STOP'."""
+def parse_reply(body: str, today: date | None = None) -> Reply:
+    """Read a volunteer's reply: 'YES 4821', 'yes', 'Y 4821', '4821 yes', 'DONE 4821 1.5h', 'STOP', 'my tasks',
+    'away 24-28 dec', 'hours' (`today` places dates given without a year: the next such day)."""
     plain = _plain(body)
     whole = plain.replace(".", " ").replace(",", " ").split()
     if " ".join(whole) in OPT_OUT or plain.replace(" ", "") in OPT_OUT:
         return Reply("STOP")
     if " ".join(whole) in OPT_IN:
         return Reply("START")
+    asked = " ".join(whole)
+    if asked in MY_TASKS:
+        return Reply("MY")
+    if asked in MY_HOURS or asked.startswith(MY_HOURS_OPENINGS):
+        return Reply("HOURS")
+    if whole and whole[0] in AWAY_WORDS:
+        return _away(body, today or date.today())
     tokens = _TOKEN.findall(plain)
     keywords = []
     for token in tokens:
@@ -258,6 +304,78 @@ def parse_reply(body: str) -> Reply:
         if len(others) > 1 or not 0 < hours <= 24:
             return Reply(keyword, code, problem=f"the hours ({number})")
     return Reply(keyword, code, hours)
+
+
+def away_dates_text(body: str) -> str:
+    """The dates of an AWAY as the volunteer typed them (what follows the first word), for an answer to quote."""
+    words = body.strip().split(maxsplit=1)
+    return words[1].strip()[:40] if len(words) > 1 else ""
+
+
+def _away(body: str, today: date) -> Reply:
+    """AWAY with its days: 'away 24-28 dec', 'away 24/12 to 28/12', 'away until 3 jan', 'absent du 24 au 28 déc',
+    'away 28 dec - 3 jan', 'away 24 dec'. Without dates it could read, a problem quoting what it could not."""
+    dates = parse_away(away_dates_text(body), today)
+    if dates is None:
+        return Reply("AWAY", problem=away_dates_text(body) or "(no dates)")
+    return Reply("AWAY", away_from=dates[0], away_until=dates[1])
+
+
+def parse_away(text: str, today: date) -> tuple[date, date] | None:
+    """The first and last days away in `text`, both included, or None when it cannot tell. Days without a year are
+    the next such days (the last on or after the first); at most a year ahead."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().upper().replace("'", " ")
+    days: list[list[int | None]] = []  # [day, month, year]
+    until = False
+    for token in _DATE_TOKEN.findall(plain):
+        if token in UNTIL_WORDS:
+            until = True
+        elif token in MONTH_WORDS:
+            if days and days[-1][1] is None:
+                days[-1][1] = MONTH_WORDS[token]
+            else:
+                days.append([None, MONTH_WORDS[token], None])  # 'Dec 24': the day follows
+        elif token[0].isdigit():
+            parts = [int(p) for p in re.split(r"[/.-]", token)]
+            if len(token) > 4 and "-" in token:  # 2026-12-24
+                parts = parts[::-1]
+            if days and days[-1][0] is None and len(parts) == 1:
+                days[-1][0] = parts[0]
+            else:
+                days.append([*parts, None, None][:3])
+        elif token not in RANGE_WORDS and token not in FILLER_WORDS:
+            return None
+    if not days or len(days) > 2 or (until and len(days) != 1):
+        return None
+    if len(days) == 2:  # '24-28 dec': the first takes the second's month (and the second the first's)
+        days[0][1] = days[0][1] or days[1][1]
+        days[1][1] = days[1][1] or days[0][1]
+    if any(d[0] is None or d[1] is None for d in days):
+        return None
+    try:
+        first, last = _span(days[0], days[-1], today, until)
+        if last < today and days[0][2] is None and days[-1][2] is None:  # that time has passed: next year's
+            first, last = _span(days[0], days[-1], today.replace(year=today.year + 1, month=1, day=1), until)
+    except ValueError:  # 31 Feb, month 13
+        return None
+    if last < first or last < today or last > today + AWAY_AHEAD:
+        return None
+    return first, last
+
+
+def _span(first: list[int | None], last: list[int | None], year_of: date, until: bool) -> tuple[date, date]:
+    """The first and last days: in `year_of`'s year unless they say their own, the last on or after the first."""
+    start = year_of if until else _day(first, year_of.year)
+    end = _day(last, start.year)
+    if end < start and last[2] is None:  # 28 Dec - 3 Jan
+        end = _day(last, start.year + 1)
+    return start, end
+
+
+def _day(day: list[int | None], year: int) -> date:
+    """The day given, in its own year if it says one, else in `year`."""
+    number, month, given = day
+    return date(year if given is None else given + 2000 if given < 100 else given, month, number)
 
 
 def answer_for(reply: Reply, language: str | None = "en", overrides: dict | None = None) -> str | None:

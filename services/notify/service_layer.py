@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import parse_reply
+from services.notify.messages import away_dates_text, parse_reply
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import TaskDetailsShared
-from shared.contracts.matching import CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved
+from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
+                                       ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
 from shared.telemetry import SMS
@@ -166,6 +167,20 @@ def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: u
            urgent=True)
 
 
+def queue_own_view(uow: NotifyUnitOfWork, answered: ReplyAnswered, correlation_id: str, now: datetime,
+                   settings: NotifySettings) -> None:
+    """Text a volunteer matching's answer to their MY, AWAY or HOURS, at once, in their language, from the number
+    they texted (else their community's): once per text they sent, however often the answer is delivered."""
+    language = domain.language_for(uow.contacts.get(answered.phone), answered.language)
+    texted = uow.inbound.get(answered.message_sid)
+    community = domain.community_of_number(texted.to_phone if texted else None, settings.communities) \
+        or answered.community
+    dates = away_dates_text(texted.body) if texted is not None else ""
+    body = domain.answered_body(answered, settings.community(community), language, dates)
+    _queue(uow, settings, now, key=f"view:{answered.message_sid}", purpose="answer", to=answered.phone, body=body,
+           correlation_id=correlation_id, community=community, urgent=True)
+
+
 def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,
                           settings: NotifySettings) -> None:
     """Remind a volunteer that a check or training runs out soon."""
@@ -197,7 +212,7 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
     `sms.received`; one for a person to read waits in the inbox, about the request the number it texted last texted
     that phone about (`settings` name the communities' numbers). Returns the answer to send straight back, if any,
     kept in the conversation as sent (it goes in the webhook's answer, not by the sender)."""
-    reply = parse_reply(sms.body)
+    reply = parse_reply(sms.body, now.date())
     with uow:
         if uow.inbound.get(sms.message_sid) is not None:
             return None  # the provider retried a webhook we already have
@@ -207,7 +222,8 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             uow.publish(ContactOptedOut(phone=sms.sender, at=now, source="keyword"))
         elif reply.keyword == "START" and contact.opt_in(now):
             uow.publish(ContactOptedIn(phone=sms.sender, at=now, source="keyword"))
-        keyword = reply.keyword if reply.problem is None else None  # "yes 482" must not say yes to anything
+        # "yes 482" must not say yes to anything; an AWAY whose dates we could not read is matching's to answer
+        keyword = reply.keyword if reply.problem is None or reply.keyword == "AWAY" else None
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)
@@ -215,7 +231,8 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             _needs_coordinator(uow, received, "not_understood",
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
-                                keyword=keyword, code=reply.code, hours=reply.hours))
+                                keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
+                                away_until=reply.away_until))
         answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
             community = domain.community_of_number(sms.to, settings.communities if settings else {})

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, ClassVar
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load
 
 from shared import clock
 
-__all__ = ["Event", "EventPayload", "ValidationError", "EVENTS", "EXAMPLES", "contract", "rule", "make_event",
-           "load_event"]
+__all__ = ["Event", "EventPayload", "ValidationError", "EVENTS", "EXAMPLES", "contract", "part", "rule",
+           "make_event", "load_event"]
 
 
 class EventPayload:
@@ -103,6 +103,8 @@ def _field_for(hint: Any, spec: dataclasses.Field) -> fields.Field:
         options["required"] = True
     if origin is list:
         (inner,) = typing.get_args(hint)
+        if getattr(inner, "part_schema", None) is not None:
+            return fields.List(fields.Nested(inner.part_schema), **options)
         return fields.List(_SIMPLE[inner](), **options)
     if hint is int:
         options["strict"] = True
@@ -114,6 +116,17 @@ class _PayloadSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+
+def part(cls):
+    """A frozen dataclass that an event carries a list of (`tasks: list[TaskLine]`), with its own schema: loaded
+    back as the dataclass; like a payload, a consumer drops the fields it does not know."""
+    cls = dataclass(frozen=True, kw_only=True)(cls)
+    hints = typing.get_type_hints(cls)
+    declared = {spec.name: _field_for(hints[spec.name], spec) for spec in dataclasses.fields(cls)}
+    declared["_make"] = post_load(lambda self, data, **kwargs: cls(**data))
+    cls.part_schema = type(f"{cls.__name__}Schema", (_PayloadSchema,), declared)
+    return cls
 
 
 def contract(event_type: str, version: int = 1, *, example: dict[str, Any]):

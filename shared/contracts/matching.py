@@ -8,10 +8,10 @@ from datetime import date, datetime
 
 from marshmallow import validate
 
-from shared.contracts import EventPayload, contract, rule
+from shared.contracts import EventPayload, contract, part, rule
 from shared.contracts.intake import OFFER, REQUEST, When
-from shared.taxonomy import ACCEPTED_BY, CHECKS, KINDS, UNRESOLVED_BECAUSE, URGENCIES, VOLUNTEER_STATUSES, \
-    WITHDRAWN_BECAUSE
+from shared.taxonomy import ACCEPTED_BY, CHECKS, KINDS, UNRESOLVED_BECAUSE, URGENCIES, VIEW_ANSWERS, \
+    VOLUNTEER_STATUSES, WITHDRAWN_BECAUSE
 
 VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 PHONE = "+447700900123"
@@ -114,6 +114,41 @@ class ReplyUnresolved(EventPayload):
     code: str | None = None
     codes: list[str] = rule(default_factory=list)
     language: str | None = None
+
+
+@part
+class TaskLine(When):
+    """One of a volunteer's tasks as an SMS lists it to them: the code, the kind of help, the postcode district
+    and the window; never the person."""
+
+    code: str = rule(validate.Regexp(r"^\d{4}$"))
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    area: str = ""
+
+
+@contract("reply.answered", 1, example={
+    "phone": PHONE, "message_sid": "SM0123456789abcdef0123456789abcdef", "answer": "tasks", "community": "fylde-coast",
+    "language": "en", "tasks": [{"code": "4821", "support_type": "shopping", "area": "FY1",
+                                 "window_start": "2026-12-09T14:00:00+00:00", "window_end": "2026-12-09T16:00:00+00:00",
+                                 "window_days": None, "window_part": None}],
+    "away_from": None, "away_until": None, "year": None, "year_hours": None, "year_tasks": None})
+class ReplyAnswered(EventPayload):
+    """A volunteer asked about themselves by SMS (MY, AWAY, HOURS; `message_sid` is their text's), and this is
+    matching's answer for notify to text back: their upcoming tasks (`tasks`), the time away it recorded
+    (`away`), that it could not read the dates (`away_unclear`), or their hours this year (`hours`: `year_hours`
+    over `year_tasks` tasks)."""
+
+    phone: str
+    message_sid: str
+    answer: str = rule(validate.OneOf(VIEW_ANSWERS))
+    community: str
+    language: str | None = None
+    tasks: list[TaskLine] = rule(default_factory=list)
+    away_from: date | None = None
+    away_until: date | None = None
+    year: int | None = None
+    year_hours: float | None = None  # not a task's hours: what the volunteer gave in `year`, over `year_tasks`
+    year_tasks: int | None = None
 
 
 @contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})

@@ -4,7 +4,7 @@ take texts."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from marshmallow import validate
 
@@ -20,7 +20,7 @@ MESSAGE = "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a"
     "message_sid": "SM0123456789abcdef0123456789abcdef", "from_phone": PHONE, "to_phone": "+447700900000",
     "body": "YES 4821", "keyword": "YES", "code": "4821"})
 class SmsReceived(EventPayload):
-    """A text from a phone, with what the reply parser understood of it."""
+    """A text from a phone, with what the reply parser understood of it (keyword: see notify's `Reply`)."""
 
     message_sid: str
     from_phone: str
@@ -29,6 +29,8 @@ class SmsReceived(EventPayload):
     keyword: str | None = None
     code: str | None = None
     hours: float | None = None
+    away_from: date | None = None  # AWAY: the days away, both included, when the parser could read them
+    away_until: date | None = None
 
 
 @contract("sms.sent", 1, example={"message_id": MESSAGE, "purpose": "offer",

@@ -18,7 +18,8 @@ from services.matching.domain import (HOLDING, Conflict, HeldTask, MatchRequest,
 from services.matching.service_layer import VolunteerSheet
 from shared.auth import SYSTEM, Actor
 from shared.contracts.intake import RequestSubmitted
-from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyUnresolved,
+from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
+                                       ReplyUnresolved,
                                        RequestMatched, RequestUnmatched, TaskCompleted, TaskGivenBack,
                                        TaskVolunteerOptedOut, VolunteerRegistered, VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
@@ -170,6 +171,11 @@ class FakeOffers:
     def tasks_of(self, volunteer_id):
         return sorted(((o, r) for o, r in self._all() if o.volunteer_id == volunteer_id and o.status in HOLDING),
                       key=lambda pair: pair[0].answered_at, reverse=True)
+
+    def hours_in(self, volunteer_id, year, zone):
+        done = [o for o, _ in self._all() if o.volunteer_id == volunteer_id and o.status == "completed"
+                and o.completed_at.astimezone(zone).year == year]
+        return round(sum(o.hours or 0 for o in done), 2), len(done)
 
 
 class FakeMatchingUnitOfWork(FakeUnitOfWork):
@@ -801,3 +807,64 @@ def test_an_unmatched_request_is_matched_again_from_the_first_round_and_only_an_
         service_layer.rerun(uow.anew(), COORDINATOR, request.request_id, POLICY, NOW)
     assert not uow.committed and uow.published == []
 
+
+
+# --- a volunteer asking about themselves by SMS ----------------------------------------------------------------------
+
+def ask(uow, who: Volunteer, keyword: str, now=NOW, **fields) -> ReplyAnswered:
+    """Deliver MY, AWAY or HOURS from a volunteer, and return matching's one answer."""
+    service_layer.reply(uow.anew(), SmsReceived(message_sid="SM1", from_phone=who.phone, to_phone="+447700900000",
+                                                body=keyword, keyword=keyword, **fields), POLICY, now, "corr-3")
+    [answered] = uow.published
+    assert uow.committed and uow.correlations[-1] == "corr-3"
+    return answered
+
+
+def test_my_lists_the_upcoming_tasks_soonest_first_with_no_fixed_time_last_and_never_the_person():
+    ann = volunteer("Ann", "+447911123001")
+    uow = uow_with(ann)
+    later = submit(uow, window_start=TASK + timedelta(days=2), window_end=TASK + timedelta(days=2, hours=2))
+    whenever = submit(uow, window_start=None, window_end=None, window_days=["mon", "thu"], window_part="morning")
+    sooner = submit(uow)
+    done = submit(uow, window_start=TASK - timedelta(days=1), window_end=TASK - timedelta(days=1, hours=-2))
+    for request in (later, whenever, sooner, done):
+        text(uow, ann, "YES", offer_of(request, ann).code)
+    text(uow, ann, "DONE", offer_of(done, ann, "accepted").code, hours=1.5)
+    answered = ask(uow, ann, "MY")
+    assert (answered.answer, answered.phone, answered.community, answered.language) == (
+        "tasks", ann.phone, "fylde-coast", "en")
+    assert [(t.code, t.support_type, t.area, t.window_start, t.window_days) for t in answered.tasks] == [
+        (offer_of(sooner, ann, "accepted").code, "shopping", "FY1", TASK, None),
+        (offer_of(later, ann, "accepted").code, "shopping", "FY1", TASK + timedelta(days=2), None),
+        (offer_of(whenever, ann, "accepted").code, "shopping", "FY1", None, ["mon", "thu"])]
+    assert "Ann" not in str(answered) and "person_ref" not in str(answered)
+    assert ask(uow, ann, "MY", now=TASK + timedelta(days=30)).tasks[0].window_days == ["mon", "thu"]  # the rest over
+
+
+def test_away_records_the_days_once_and_dates_matching_would_refuse_are_answered_as_unclear():
+    ann = volunteer("Ann", "+447911123001")
+    uow = uow_with(ann)
+    first, last = date(2030, 1, 20), date(2030, 1, 24)
+    assert ask(uow, ann, "AWAY", away_from=first, away_until=last).answer == "away"
+    assert ask(uow, ann, "AWAY", away_from=first, away_until=last).away_until == last
+    assert [(t.starts_on, t.ends_on) for t in ann.time_away] == [(first, last)]
+    assert ask(uow, ann, "AWAY").answer == "away_unclear"  # notify could not read the dates
+    assert ask(uow, ann, "AWAY", away_from=first, away_until=date(2031, 6, 1)).answer == "away_unclear"
+    assert len(ann.time_away) == 1
+    away = datetime.combine(date(2030, 1, 22), datetime.min.time(), tzinfo=TASK.tzinfo) + timedelta(hours=14)
+    submit(uow, window_start=away, window_end=away + timedelta(hours=2))
+    assert uow.events(OfferMade) == []  # (offered were it not for the time away)
+
+
+def test_hours_are_the_years_completed_tasks_and_an_unknown_number_is_told_so():
+    ann = volunteer("Ann", "+447911123001", languages=["fr"])
+    uow = uow_with(ann)
+    request = submit(uow)
+    text(uow, ann, "YES", offer_of(request, ann).code)
+    assert (ask(uow, ann, "HOURS").year_hours, ask(uow, ann, "HOURS").year_tasks) == (0, 0)
+    text(uow, ann, "DONE", offer_of(request, ann, "accepted").code, hours=2.5)
+    answered = ask(uow, ann, "HOURS")
+    assert (answered.answer, answered.year, answered.year_hours, answered.year_tasks, answered.language) == (
+        "hours", 2030, 2.5, 1, "fr")
+    text(uow.anew(), "+447700900999", "MY")
+    assert [e.reason for e in uow.events(ReplyUnresolved)] == ["unknown_sender"]

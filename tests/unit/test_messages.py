@@ -1,6 +1,6 @@
 """What our SMS say and how many segments they take; what volunteers' replies mean, as they really type them."""
 
-from datetime import datetime, timezone
+from datetime import UTC, date, datetime, timezone
 
 import pytest
 
@@ -159,7 +159,8 @@ def test_every_template_fills_in_and_all_languages_have_the_same_ones(language):
     assert TEMPLATES[language].keys() == TEMPLATES["en"].keys()
     values = dict(kind="Courses", place="", when="lun matin", code="4821", details="", first_name="Ann",
                   address="1 Rue", phone="+1", check="formation", date="1 déc", codes="4821, 5532",
-                  keyword="OUI", first="4821", problem="?", help="", area="K2P")
+                  keyword="OUI", first="4821", problem="?", help="", area="K2P", tasks="", last="28 déc",
+                  dates="24-28", hours="3", year=2026, done=2)
     for name in TEMPLATES[language]:
         assert "{" not in render(name, language, **values)
 
@@ -181,3 +182,95 @@ def test_a_community_rewords_a_template_and_unknown_languages_fall_back_to_engli
 def test_flexible_windows_read_as_people_say_them(days, part, language, text):
     assert window_text(None, None, days, part, language) == text
 
+
+
+# --- a volunteer asking about themselves: MY, AWAY <dates>, HOURS -------------------------------------------------
+
+TODAY = date(2026, 12, 7)  # a Monday
+
+
+@pytest.mark.parametrize("body, keyword", [
+    ("MY", "MY"), ("my", "MY"), ("My tasks", "MY"), ("my tasks?", "MY"), ("TASKS?", "MY"), ("tasks", "MY"),
+    ("Task", "MY"), ("mes tâches", "MY"), ("Mes taches", "MY"), ("mes missions", "MY"),
+    ("hours", "HOURS"), ("HOURS?", "HOURS"), ("my hours", "HOURS"), ("heures", "HOURS"), ("Mes heures", "HOURS"),
+    ("how many hours", "HOURS"), ("How many hours have I done?", "HOURS"), ("combien d'heures ?", "HOURS"),
+    # words that appear in other replies are not questions about themselves
+    ("yes, my pleasure 4821", "YES"), ("can't, my car broke down", "NO"), ("done 4821 2 hours", "DONE"),
+])
+def test_a_volunteer_asking_for_their_tasks_or_hours_is_read_as_people_type_it(body, keyword):
+    reply = parse_reply(body, TODAY)
+    assert (reply.keyword, reply.problem) == (keyword, None)
+
+
+@pytest.mark.parametrize("body, first, last", [
+    ("away 24-28 dec", "2026-12-24", "2026-12-28"),
+    ("AWAY 24-28 Dec", "2026-12-24", "2026-12-28"),
+    ("Away 24/12 to 28/12", "2026-12-24", "2026-12-28"),
+    ("away 24/12 - 28/12", "2026-12-24", "2026-12-28"),
+    ("away until 3 jan", "2026-12-07", "2027-01-03"),
+    ("away till 3rd January", "2026-12-07", "2027-01-03"),
+    ("absent du 24 au 28 déc", "2026-12-24", "2026-12-28"),
+    ("absente du 24 au 28 décembre", "2026-12-24", "2026-12-28"),
+    ("absent jusqu'au 3 janvier", "2026-12-07", "2027-01-03"),
+    ("away 28 Dec - 3 Jan", "2026-12-28", "2027-01-03"),
+    ("away 24th to 28th December", "2026-12-24", "2026-12-28"),
+    ("away from the 24th to the 28th of december", "2026-12-24", "2026-12-28"),
+    ("away Dec 24-28", "2026-12-24", "2026-12-28"),
+    ("away 24 dec", "2026-12-24", "2026-12-24"),
+    ("away 1-9 dec", "2026-12-01", "2026-12-09"),  # time away already begun
+    ("away 1-5 dec", "2027-12-01", "2027-12-05"),  # over this year: next year's
+    ("away 2 feb to 9 feb", "2027-02-02", "2027-02-09"),  # a day already past this year is next year's
+    ("away 24/12/2026 - 28/12/2026", "2026-12-24", "2026-12-28"),
+    ("away 2026-12-24 to 2026-12-28", "2026-12-24", "2026-12-28"),
+    ("holiday 24.12-28.12", "2026-12-24", "2026-12-28"),
+])
+def test_away_reads_the_days_as_people_write_them(body, first, last):
+    reply = parse_reply(body, TODAY)
+    assert (reply.keyword, reply.problem) == ("AWAY", None)
+    assert (reply.away_from, reply.away_until) == (date.fromisoformat(first), date.fromisoformat(last))
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("away", "(no dates)"),
+    ("away next week", "next week"),
+    ("away 24-28", "24-28"),  # no month
+    ("away 31/02", "31/02"),  # no such day
+    ("away 28 dec to 24 dec 2026", "28 dec to 24 dec 2026"),  # ends before it starts
+    ("away 1 jan 2029", "1 jan 2029"),  # more than a year ahead
+    ("away 1-5 dec 2026", "1-5 dec 2026"),  # over
+    ("away 24 25 26 dec", "24 25 26 dec"),
+])
+def test_away_with_dates_it_cannot_read_says_which_text_it_could_not_read(body, problem):
+    reply = parse_reply(body, TODAY)
+    assert (reply.keyword, reply.problem, reply.away_from) == ("AWAY", problem, None)
+
+
+def test_the_answers_to_a_volunteer_asking_about_themselves_fit_and_are_in_their_language():
+    from services.notify.domain import answered_body
+    from shared.contracts.matching import ReplyAnswered, TaskLine
+
+    def answered(**fields):
+        return ReplyAnswered(phone="+447911123456", message_sid="SM1", community="fylde-coast", **fields)
+
+    tasks = [TaskLine(code="4821", support_type="shopping", area="FY1",
+                      window_start=datetime(2026, 12, 9, 14, tzinfo=UTC),
+                      window_end=datetime(2026, 12, 9, 16, tzinfo=UTC)),
+             TaskLine(code="5532", support_type="meals", area="", window_days=["mon", "thu"], window_part="morning")]
+    assert answered_body(answered(answer="tasks", tasks=tasks), None, "en") == (
+        "Your tasks: 4821 Shopping near FY1, Wed 09 Dec 14:00-16:00; 5532 Meals, Mon or Thu morning. "
+        "Reply CANCEL <code> if you can't go.")
+    assert answered_body(answered(answer="tasks", tasks=tasks), None, "fr").startswith(
+        "Vos missions: 4821 Courses près de FY1, mer 09 déc 14:00-16:00; 5532 Repas, lun ou jeu matin.")
+    assert answered_body(answered(answer="tasks"), None, "en").startswith("You have no tasks coming up.")
+    away = answered(answer="away", away_from=date(2026, 12, 24), away_until=date(2026, 12, 28))
+    assert answered_body(away, None, "en").startswith("Thank you: no offers from Thu 24 Dec to Mon 28 Dec.")
+    assert answered_body(away, None, "fr").startswith("Merci: aucune offre du jeu 24 déc au lun 28 déc.")
+    unclear = answered_body(answered(answer="away_unclear"), None, "en", "next week")
+    assert unclear == 'Sorry, we could not read the dates "next week". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan'
+    hours = answered(answer="hours", year=2026, year_hours=12.5, year_tasks=4)
+    assert answered_body(hours, None, "en") == "You have given 12.5 hours in 2026 (4 tasks). Thank you!"
+    assert answered_body(hours, None, "fr") == "Vous avez donné 12,5 heures en 2026 (4 missions). Merci!"
+    one = answered(answer="hours", year=2026, year_hours=2.0, year_tasks=1)
+    assert answered_body(one, None, "en") == "You have given 2 hours in 2026 (1 task). Thank you!"
+    for text in (answered_body(away, None, "fr"), unclear, answered_body(hours, None, "fr")):
+        assert segments(text).count == 1, text

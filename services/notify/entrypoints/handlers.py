@@ -45,6 +45,11 @@ def on_reply_unresolved(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_answer(uow, event.payload, event.event_id, event.correlation_id, utcnow(), settings)
 
 
+def on_reply_answered(uow, event: Event, settings: NotifySettings) -> None:
+    """Text a volunteer the answer to their MY, AWAY or HOURS."""
+    service_layer.queue_own_view(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
     """Remind the volunteer that a check runs out soon."""
     service_layer.queue_expiry_reminder(uow, event.payload, event.correlation_id, utcnow(), settings)
@@ -52,7 +57,8 @@ def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
 
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
-            "reply.unresolved": on_reply_unresolved, "volunteer.check_expiring": on_check_expiring,
+            "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
+            "volunteer.check_expiring": on_check_expiring,
             "token.revoked": revocations.handle}
 
 

@@ -91,7 +91,8 @@ def dashboard():
     latest = result["periods"][-1]
     return render_template("dashboard.html", result=result, latest=latest, charts=charts, groups=tiles(latest),
                            kinds=by_activity_kind(latest), table=csv_rows(result), query=request.args,
-                           periods=PERIODS, errors={}, csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
+                           periods=PERIODS, errors={},
+                           csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
                            so_far=domain.so_far(latest["start"], latest["end"], clock.today()))
 
 
@@ -200,7 +201,9 @@ def activities_page():
     """Log a group activity or event (POST /activities' schema and use case), and see the ones logged."""
     if request.method == "GET":
         return _activities_page(FormErrors(), {})
-    data = {name: value for name in ACTIVITY_FIELDS if (value := request.form.get(name, "").strip())}
+    data: dict = {name: value for name in ACTIVITY_FIELDS if (value := request.form.get(name, "").strip())}
+    if data.get("attendance", "").lstrip("-").isdigit():
+        data["attendance"] = int(data["attendance"])  # the API takes a JSON number; the form sends text
     try:
         loaded = ActivityIn().load(data)
     except ValidationError as err:

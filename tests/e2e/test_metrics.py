@@ -61,9 +61,9 @@ PLAN = [
     (12, "request", {"person": "Fay", "yes": "Ada", "hours": 0.5}),
     (13, "done", {"ref": "weekly", "hours": 2, "next": "Vera", "minutes": 15}),
     (15, "pause", "Walt"),
+    (16, "request", {"person": "Gus", "yes": "Vera", "hours": "held"}),
     (17, "activity", {"kind": "dying_matters_event", "volunteers": ["Vera"], "attendance": 30,
                       "organisation": "Trinity Hospice"}),
-    (16, "request", {"person": "Gus", "yes": "Vera", "hours": "held"}),
     (19, "request", {"person": "Hal", "kind": "bereavement_visit"}),  # nobody has the skill: unmatched
     (20, "done", {"ref": "weekly", "hours": 1.5, "next": "Vera", "minutes": 6}),
     # logged as shopping one evening; the coordinator corrects it to a prescription before its offers go at 08:00

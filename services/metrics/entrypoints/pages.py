@@ -122,7 +122,8 @@ def refused(err: ValidationError):
 
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
 SECTIONS = (
-    ("Requests for support", ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
+    ("Requests for support", ("requests_received", "requests_matched", "match_rate", "occurrences_matched",
+                              "requests_rematched",
                               "requests_unmatched", "requests_cancelled", "requests_signposted",
                               "hours_to_acceptance_median",
                               "hours_to_acceptance_p90")),
@@ -134,6 +135,9 @@ SECTIONS = (
 )
 
 
+REPORT_TITLES = {"activities_by_kind": "Group activities by kind"}
+
+
 def part_label(part: str) -> str:
     """A breakdown's part as a funder reads it: a kind of help's or activity's label, or a source in words."""
     if part in ACTIVITY_LABELS:
@@ -141,12 +145,17 @@ def part_label(part: str) -> str:
     return KINDS[part].label if part in KINDS else part.replace("_", " ").capitalize().replace("Pcn", "PCN")
 
 
-def change(now, before) -> str:
-    """How a measure moved since the period before, when both are numbers that may be shown."""
+def change(now, before, key: str = "") -> str:
+    """How a measure moved since the period before, when both are numbers that may be shown (a time in words, a
+    rate in percentage points)."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (now, before)):
         return ""
     difference = round(now - before, 2)
-    return f"{difference:+g}" if difference else "same"
+    if not difference:
+        return "same"
+    if key in TIMES:
+        return ("+" if difference > 0 else "−") + domain.duration_words(abs(difference))
+    return f"{difference:+g}" + (" points" if key == "match_rate" else "")
 
 
 @blp.route("/report")
@@ -164,12 +173,13 @@ def report():
     known = communities.all_communities()
     labels = {m.key: m.label for m in MEASURES}
     shown = result["periods"][0]
-    sections = [(title, [(labels[key], shown["measures"][key], shown["previous"][key],
-                          change(shown["measures"][key], shown["previous"][key])) for key in keys])
+    sections = [(title, [(labels[key], tile_text(key, shown["measures"][key]), tile_text(key, shown["previous"][key]),
+                          change(shown["measures"][key], shown["previous"][key], key)) for key in keys])
                 for title, keys in SECTIONS]
-    breakdowns = [(title, [(part_label(part), shown["measures"][key].get(part, 0), shown["previous"][key].get(part, 0))
-                           for part in sorted(set(shown["measures"][key]) | set(shown["previous"][key]))])
-                  for key, title in BREAKDOWNS]
+    now, then = shown["measures"], shown["previous"]
+    breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part), now[key].get(part, 0), then[key].get(part, 0))
+                                                   for part in sorted(set(now[key]) | set(then[key]))])
+                  for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args,
                            periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],

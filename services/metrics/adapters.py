@@ -154,6 +154,11 @@ class ActivityRepository:
         return list(self.session.scalars(sa.select(Activity).where(in_scope(Activity.community, scope),
                                                                    Activity.held_on.between(first, last))).all())
 
+    def latest(self, scope: Actor, limit: int) -> list[Activity]:
+        """The scope's communities' activities, the most recently held first."""
+        return list(self.session.scalars(sa.select(Activity).where(in_scope(Activity.community, scope)).order_by(
+            Activity.held_on.desc(), Activity.created_at.desc()).limit(limit)).all())
+
 
 class MetricsUnitOfWork(SqlUnitOfWork):
     """One transaction over metrics' database: `uow.facts`, `uow.activities`, and the answers kept for

@@ -22,7 +22,17 @@ from shared.taxonomy import KINDS, SOURCES
 PERIODS = ("day", "week", "month", "quarter", "year")
 MAX_PERIODS = 400  # periods one query may ask for
 CHARTED = 6  # periods the dashboard charts by default
-ACTIVITY_KINDS = ("bereavement_group", "death_cafe", "dying_matters_event", "future_planning_session", "other")
+# The group activities a coordinator logs, each counted on its own, in the words the dashboard uses.
+ACTIVITY_LABELS = {
+    "dying_matters_event": "Dying Matters events",
+    "future_planning_session": "Future Life Planning sessions",
+    "death_cafe": "Death cafés",
+    "grief_cafe": "Grief cafés",
+    "bereavement_group": "Bereavement groups",
+    "public_training": "Training for the public",
+    "other": "Other group activities",
+}
+ACTIVITY_KINDS = tuple(ACTIVITY_LABELS)
 ORGANISATION_TYPES = ("voluntary", "community", "faith", "social_enterprise", "pcn", "hospice", "other")
 
 
@@ -253,6 +263,7 @@ class Measure:
 MEASURES = (
     Measure("requests_received", "Requests received"),
     Measure("requests_matched", "Requests matched"),
+    Measure("match_rate", "Match rate (% of requests received with an outcome)", is_count=False),
     Measure("occurrences_matched", "Later occurrences of recurring requests matched"),
     Measure("requests_rematched", "Tasks matched again after a volunteer gave one back"),
     Measure("requests_unmatched", "Requests unmatched"),
@@ -276,7 +287,8 @@ MEASURES = (
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
-              ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"))
+              ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
+              ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -387,11 +399,16 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     for change in volunteer_changes:
         standing[change.volunteer_id] = change.status
     changes = of("volunteer.status_changed")
+    outcomes = {f.request_id: f.event_type == "request.matched" for f in sorted(
+        (f for f in history if f.event_type in ("request.matched", "request.unmatched")),
+        key=lambda f: f.event_type == "request.matched")}  # matched if ever matched
+    decided = [outcomes[f.request_id] for f in requests if f.request_id in outcomes]
     partners = {f.organisation for f in requests if f.organisation} | {a.organisation for a in activities
                                                                          if a.organisation}
     return {
         "requests_received": len(requests),
         "requests_matched": sum(is_first(f, first_match, per_occurrence=False) for f in matches),
+        "match_rate": (sum(decided), len(decided)),  # a percentage once shown (match_rate())
         "occurrences_matched": sum((f.occurrence or 1) > 1 and is_first(f, first_match_of_occurrence, True)
                                    for f in matches),
         "requests_rematched": sum(not is_first(f, first_match_of_occurrence, True) for f in matches),
@@ -418,7 +435,49 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "requests_by_kind": dict(sorted(Counter(kind_of(f) for f in requests).items())),
         "tasks_by_kind": dict(sorted(Counter(kind_of(f) for f in completed).items())),
         "signposted_by_kind": dict(sorted(Counter(kind_of(f) for f in signposted).items())),
+        "activities_by_kind": {k: n for k in ACTIVITY_KINDS if (n := sum(a.kind == k for a in activities))},
+        "attendance_by_kind": {k: sum(a.attendance for a in activities if a.kind == k) for k in ACTIVITY_KINDS
+                               if any(a.kind == k for a in activities)},
     }
+
+
+def match_rate(matched: int, decided: int, below: int) -> int | str | None:
+    """Of the requests received that have had an outcome (matched, or no volunteer found), the percentage matched:
+    None when none has, and "not shown" when the matched, the decided or the unmatched among them is a small count
+    (1 to `below` minus one), which the rate and the other counts would give away."""
+    if not decided:
+        return None
+    if any(0 < n < below for n in (matched, decided, decided - matched)):
+        return "not shown"
+    return round(100 * matched / decided)
+
+
+def duration_words(hours: float | None) -> str:
+    """A time as a person writes it: "40 minutes", "3 hours 20 minutes", "2 days 4 hours" ("—" for none)."""
+    if hours is None:
+        return "—"
+    minutes = round(hours * 60)
+    if minutes < 1:
+        return "under a minute"
+
+    def unit(n: int, name: str) -> str:
+        return f"{n} {name}{'' if n == 1 else 's'}"
+
+    if minutes < 60:
+        return unit(minutes, "minute")
+    if minutes < 48 * 60:
+        whole, rest = divmod(minutes, 60)
+        return unit(whole, "hour") + (f" {unit(rest, 'minute')}" if rest else "")
+    days, rest = divmod(round(minutes / 60), 24)
+    return unit(days, "day") + (f" {unit(rest, 'hour')}" if rest else "")
+
+
+def so_far(first: date, last: date, today: date) -> str | None:
+    """A period only partly over, as the dashboard marks it ("so far: 7 of 31 days"); None for one that is over or
+    has not begun."""
+    if not first <= today < last:
+        return None
+    return f"so far: {(today - first).days + 1} of {(last - first).days + 1} days"
 
 
 # --- what may leave the service ------------------------------------------------------------------------------------
@@ -443,7 +502,8 @@ Equation = list[tuple[Cell, int]]
 def equations(values: dict[str, Any]) -> list[Equation]:
     """The sums a table's measures obey: each breakdown of requests adds up to the requests received (or signposted);
     the kinds of bereavement support completed add up to the bereavement supports given, and the other kinds to the
-    rest of the tasks completed."""
+    rest of the tasks completed; the group activities of each kind add up to the group activities, and their
+    attendance to the people at group activities."""
     found: list[Equation] = []
     if "requests_received" in values:
         for breakdown in ("requests_by_source", "requests_by_kind"):
@@ -458,6 +518,9 @@ def equations(values: dict[str, Any]) -> list[Equation]:
         found.append([("bereavement_supports", -1)] + [(("tasks_by_kind", p), 1) for p in grief])
         found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
                      + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
+    for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind")):
+        if total in values and breakdown in values:
+            found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
     return found
 
 
@@ -524,7 +587,9 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
     counted = {m.key: m.is_count for m in MEASURES}
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, dict):
+        if key == "match_rate" and isinstance(value, tuple):
+            out[key] = match_rate(*value, below)
+        elif isinstance(value, dict):
             out[key] = {name: suppress(n, below) for name, n in value.items()}
         else:
             out[key] = suppress(value, below, counted.get(key, True))

@@ -85,6 +85,12 @@ def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now
     return created
 
 
+def activities_logged(uow: MetricsUnitOfWork, actor: Actor, limit: int = 100) -> list[Activity]:
+    """The group activities logged in the actor's communities, the most recently held first."""
+    with uow:
+        return uow.activities.latest(actor, limit)
+
+
 # --- the counts ----------------------------------------------------------------------------------------------------
 
 def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[date, date]], kind: str | None,

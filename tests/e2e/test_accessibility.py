@@ -11,7 +11,7 @@ from tests.e2e.conftest import accessible, sign_in
 
 PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
-                    "/simulator", "/directory", "/directory/new", "/directory/import"],
+                    "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],
@@ -60,5 +60,38 @@ def test_a_referral_with_what_to_check_is_accessible_on_the_coordinators_page(br
         assert "Asked for: Help sorting the garden" in box.inner_text()
         assert "+44 20 7946 09" in box.inner_text()
         accessible(tab, "a referral to check, as coordinator at 390 px")
+    finally:
+        context.close()
+
+
+def test_a_group_activity_logged_with_mistakes_then_right_is_accessible_at_a_phones_width(browser, site):
+    """The activity form names every mistake beside its field and keeps what was right; logged, it is listed."""
+    from datetime import date, timedelta
+
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        sign_in(tab, "coordinator")
+        tab.goto("/dashboard/activities")
+        tab.get_by_label("Date").fill((date.today() + timedelta(days=20)).isoformat())
+        tab.get_by_label("Organised by").fill("Trinity Hospice")
+        tab.get_by_role("button", name="Log activity").click()
+        expect(tab.get_by_role("heading", name="There are 3 problems")).to_be_visible()
+        expect(tab.locator("#kind-error")).to_have_text("Kind of activity is needed.")
+        expect(tab.locator("#held_on-error")).to_have_text("Log an activity once it has happened.")
+        expect(tab.locator("#attendance-error")).to_have_text("People attending is needed.")
+        expect(tab.get_by_label("Organised by")).to_have_value("Trinity Hospice")
+        accessible(tab, "the activity form with mistakes, as coordinator at 390 px")
+        tab.get_by_label("Kind of activity").select_option("dying_matters_event")
+        tab.get_by_label("Date").fill(date.today().isoformat())
+        tab.get_by_label("People attending").fill("24")
+        tab.get_by_role("button", name="Log activity").click()
+        expect(tab.get_by_role("status")).to_have_text("The activity is logged.")
+        expect(tab.locator("table.activities tbody tr").first).to_contain_text("Dying Matters events")
+        accessible(tab, "the activities logged, as coordinator at 390 px")
     finally:
         context.close()

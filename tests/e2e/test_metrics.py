@@ -23,7 +23,7 @@ from shared.clock import set_forward
 from shared.demo import text_in
 from shared.taxonomy import KINDS
 from tests.helpers import wait_for
-from tests.e2e.conftest import api, matches_screenshot, running_site, sign_in
+from tests.e2e.conftest import accessible, api, matches_screenshot, running_site, sign_in
 from tests.integration.test_bus import SAFEGUARDING, SHOPPING
 
 LABELS = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS)
@@ -62,6 +62,8 @@ PLAN = [
     (13, "done", {"ref": "weekly", "hours": 2, "next": "Vera", "minutes": 15}),
     (15, "pause", "Walt"),
     (16, "request", {"person": "Gus", "yes": "Vera", "hours": "held"}),
+    (17, "activity", {"kind": "dying_matters_event", "volunteers": ["Vera"], "attendance": 30,
+                      "organisation": "Trinity Hospice"}),
     (19, "request", {"person": "Hal", "kind": "bereavement_visit"}),  # nobody has the skill: unmatched
     (20, "done", {"ref": "weekly", "hours": 1.5, "next": "Vera", "minutes": 6}),
     # logged as shopping one evening; the coordinator corrects it to a prescription before its offers go at 08:00
@@ -72,6 +74,7 @@ PLAN = [
     (23, "activity", {"kind": "future_planning_session", "volunteers": ["Vera", "Ada"], "attendance": 9,
                       "organisation": "Fylde PCN"}),
     (24, "done", {"ref": "corrected", "hours": 0.75}),
+    (25, "activity", {"kind": "grief_cafe", "volunteers": ["Ada"], "attendance": 7, "organisation": "St Anne's"}),
     (26, "give_back", {"ref": "given back", "then": "Vera"}),  # Ada can no longer go: Vera takes it
     (27, "done", {"ref": "weekly", "hours": 1}),  # the third and last week
     (27, "request", {"person": "Ann", "yes": "Ada", "hours": 3, "carer": True}),  # Ann again: one person, two requests
@@ -133,9 +136,13 @@ class Record:
         joined = self.between(date.min, last, "join")
         requests, completed, matches = of("received"), of("completed"), self.matches(first, last, kind)
         kind_of = lambda about: KINDS[self.kinds[about["ref"]]]  # noqa: E731
+        ever = {what: {d["ref"] for _, did, d in self.happened if did == what} for what in ("matched", "unmatched")}
+        decided = [r["ref"] in ever["matched"] for r in requests if r["ref"] in ever["matched"] | ever["unmatched"]]
+        held = of("activity")
         counts = {
             "requests_received": len(requests),
             "requests_matched": sum(1 for _, first_of_request, _ in matches if first_of_request),
+            "match_rate": (sum(decided), len(decided)),  # of the requests received with an outcome, ever
             "occurrences_matched": sum(1 for match, _, first_of_occurrence in matches
                                        if first_of_occurrence and match["occurrence"] > 1),
             "requests_rematched": sum(1 for _, _, first_of_occurrence in matches if not first_of_occurrence),
@@ -152,16 +159,19 @@ class Record:
             "volunteers_left": 0,
             "future_planning_reached": sum(1 for task in completed if kind_of(task).category == "future_planning")
             + sum(a["attendance"] for a in of("activity") if a["kind"] == "future_planning_session"),
-            "group_activities": len(of("activity")),
-            "group_attendance": sum(a["attendance"] for a in of("activity")),
-            "active_partners": len({a["organisation"] for a in of("activity")}),
+            "group_activities": len(held),
+            "group_attendance": sum(a["attendance"] for a in held),
+            "active_partners": len({a["organisation"] for a in held}),
+            "activities_by_kind": dict(Counter(a["kind"] for a in held)),
+            "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
+                                   {a["kind"] for a in held}},
         }
         for key, about in (("requests_by_kind", requests), ("tasks_by_kind", completed),
                            ("signposted_by_kind", of("signposted"))):
             counts[key] = dict(Counter(self.kinds[r["ref"]] for r in about))
         # small counts as "<5", and what would give one away "hidden" (the rule has its own property test)
         shown: dict[str, object] = {key: {name: str(n) for name, n in sorted(value.items())}
-                                    if isinstance(value, dict) else str(value)
+                                    if isinstance(value, dict) else "" if value is None else str(value)
                                     for key, value in metrics_shown(counts, 5).items()}
         shown["volunteer_hours"] = f"{sum(task['hours'] or 0 for task in completed):g}"
         return {key: shown[key] for key in REQUEST_MEASURES} if kind else shown
@@ -176,8 +186,8 @@ class Record:
 def measures_of(period: dict, only: tuple[str, ...] | None = None) -> dict[str, object]:
     """A period's measures from the API, as text (a breakdown as a dict of text), for the measures the record can
     count (or only those named)."""
-    def text(value):
-        return f"{value:g}" if isinstance(value, float) else str(value)
+    def text(value):  # None (a rate of nothing) as the CSV has it: empty
+        return f"{value:g}" if isinstance(value, float) else "" if value is None else str(value)
 
     return {key: {part: text(n) for part, n in value.items()} if isinstance(value, dict) else text(value)
             for key, value in period["measures"].items()
@@ -469,7 +479,27 @@ def test_the_dashboard_shows_the_month_and_a_chart_of_each_week(page, site, mont
         if isinstance(value, dict):
             continue  # breakdowns are in the table below, which is the CSV
         card = page.locator(f'.headline li[data-measure="{key}"] .value')
+        if key == "match_rate":
+            value = "—" if value == "" else f"{value}%" if value.isdigit() else value
         expect(card).to_have_text(value if key != "volunteer_hours" else re.compile(rf"^{value}(\.0)?$"))
+    assert expected["match_rate"] == "not shown"  # 11 of 12: the one unmatched would follow from it
+    by_kind = page.locator("table.by-kind tbody tr").evaluate_all(
+        "rows => rows.map(row => [row.dataset.kind, ...[...row.children].slice(1, 3).map(c => c.textContent)])")
+    assert {kind: [n, attended] for kind, n, attended in by_kind if n != "0"} == {
+        kind: [n, expected["attendance_by_kind"][kind]] for kind, n in expected["activities_by_kind"].items()}
+    assert len(expected["activities_by_kind"]) == 4  # each kind on its own
+    headings = page.locator(".headline h3").all_text_contents()
+    assert headings == ["Requests for support", "How quickly help comes", "People supported", "Volunteers",
+                        "Activities and education", "Partnerships"]
+    waited = page.locator('.headline li[data-measure="hours_to_acceptance_median"] .value').text_content()
+    assert re.fullmatch(r"(\d+ (day|hour|minute)s?( \d+ (hour|minute)s?)?|under a minute)", waited), waited
+    today = MONTH.replace(day=28)  # where the rehearsal clock stopped
+    so_far = page.locator(".so-far")
+    if today < MONTH_END:
+        expect(so_far).to_have_text(f"(so far: 28 of {MONTH_END.day} days)")
+    else:
+        expect(so_far).to_have_count(0)
+    accessible(page, "the dashboard's month at 1280 px")
     timing = page.locator('.headline li[data-measure^="hours_to_acceptance"] .value')  # as fast as the machine is
     matches_screenshot(page.locator(".headline").screenshot(animations="disabled", mask=[timing]),
                        "dashboard-headline", tmp_path)
@@ -492,6 +522,10 @@ def test_the_dashboard_shows_the_month_and_a_chart_of_each_week(page, site, mont
         assert list(csv.reader(saved)) == list(csv.reader(io.StringIO(sheet)))
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    page.goto(f"/dashboard?period=month&from={MONTH.isoformat()}&to={last.isoformat()}")
+    accessible(page, "the dashboard's month at 390 px")
+    matches_screenshot(page.locator(".headline").screenshot(animations="disabled", mask=[timing]),
+                       "dashboard-headline-390", tmp_path)
 
 
 def test_the_report_shows_the_month_beside_the_one_before_on_one_printed_page(page, site, month):

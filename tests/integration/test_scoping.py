@@ -344,6 +344,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/offers/{request_id}/done"): [{"data": {"hours": "2"}}],
         ("POST", "/activities"): [{"json": {"kind": "death_cafe", "held_on": YESTERDAY.isoformat(), "attendance": 3,
                                             "community": A}}],
+        ("POST", "/dashboard/activities"): [{"data": {"kind": "death_cafe", "held_on": YESTERDAY.isoformat(),
+                                                      "attendance": "3", "community": A}}],
         ("POST", "/login"): [{"data": {"email": "nobody@example.org", "password": "not the password at all",
                                        "next": "//evil.example"}}],
         ("POST", "/logout"): [{"data": {"next": "//evil.example"}}],

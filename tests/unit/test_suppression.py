@@ -139,3 +139,30 @@ def test_nothing_more_is_hidden_when_nothing_is_small_or_suppression_is_off():
     assert shown(values, 5) == values
     small = measures({"coordinator": 7, "pcn": 1}, {"shopping": 8}, {})
     assert shown(small, 0) == small
+
+
+@settings(max_examples=200, deadline=None)
+@given(held=st.lists(st.tuples(st.sampled_from(["death_cafe", "grief_cafe", "dying_matters_event", "public_training"]),
+                               st.integers(min_value=0, max_value=9)), max_size=20),
+       below=st.sampled_from([3, 5]))
+@example(held=[("death_cafe", 6)] * 6 + [("grief_cafe", 4)], below=5)
+def test_no_small_count_of_group_activities_or_their_attendance_can_be_worked_out(held, below):
+    """The activities of each kind add up to the group activities, and their attendance to the people at them."""
+    values = {"group_activities": len(held), "group_attendance": sum(n for _, n in held),
+              "activities_by_kind": dict(Counter(kind for kind, _ in held)),
+              "attendance_by_kind": {kind: sum(n for k, n in held if k == kind) for kind, _ in held}}
+    published = shown(values, below)
+    for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind")):
+        truth = {"total": values[total], **values[breakdown]}
+        ceiling = 2 * max(truth.values(), default=0) + below
+        seen: dict[str, set[int]] = {}
+        lo, hi = bounds(published[total], below, ceiling)
+        for n in range(lo, hi + 1):
+            if (parts := possible(published[breakdown], n, below, ceiling)) is not None:
+                seen.setdefault("total", set()).add(n)
+                for name, options in parts.items():
+                    seen.setdefault(name, set()).update(options)
+        for cell, value in {"total": published[total], **published[breakdown]}.items():
+            assert truth[cell] in seen[cell], f"{cell}: the table contradicts its own count"
+            if 0 < truth[cell] < below:
+                assert isinstance(value, str) and len(seen[cell]) > 1, f"{breakdown} {cell} in {published}"

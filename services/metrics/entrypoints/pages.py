@@ -4,15 +4,15 @@ as "<5" here as everywhere."""
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import redirect, render_template, request
 from marshmallow import ValidationError
 
-from services.metrics import service_layer
-from services.metrics.domain import BREAKDOWNS, MEASURES, PERIODS, csv_rows
-from services.metrics.entrypoints.api import MANAGERS, ActivityQuery, csv_file, filters_of
+from services.metrics import domain, service_layer
+from services.metrics.domain import ACTIVITY_LABELS, BREAKDOWNS, MEASURES, ORGANISATION_TYPES, PERIODS, csv_rows
+from services.metrics.entrypoints.api import MANAGERS, ActivityIn, ActivityQuery, csv_file, filters_of
 from shared import clock, communities
 from shared.taxonomy import KINDS
-from shared.web import Pages, current_actor, page_requires, service
+from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
 blp = Pages("dashboard", __name__, description="The managers' dashboard")
 
@@ -30,6 +30,50 @@ def bars(points: list[tuple[str, object]], width: int = 300, height: int = 90) -
     return {"width": width, "height": height, "bars": out}
 
 
+# The dashboard's tiles, grouped under seed 003's measures in its own words (every measure in one group).
+GROUPS = (
+    ("Requests for support", ("requests_received", "requests_matched", "match_rate", "requests_unmatched",
+                              "requests_cancelled", "requests_signposted", "occurrences_matched",
+                              "requests_rematched")),
+    ("How quickly help comes", ("hours_to_acceptance_median", "hours_to_acceptance_p90")),
+    ("People supported", ("people_reached", "carers_supported", "bereavement_supports", "tasks_completed")),
+    ("Volunteers", ("volunteers_registered", "active_volunteers", "new_volunteers", "volunteers_paused",
+                    "volunteers_left", "volunteer_hours")),
+    ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached")),
+    ("Partnerships", ("active_partners",)),
+)
+TIMES = {"hours_to_acceptance_median": "From request to a volunteer accepting (median)",
+         "hours_to_acceptance_p90": "From request to a volunteer accepting (9 in 10 within)"}
+
+
+def tile_text(key: str, value) -> str:
+    """A measure as its tile shows it: a time in minutes, hours or days, a rate as a percentage, "—" for none."""
+    if key in TIMES:
+        return domain.duration_words(value) if value is None or isinstance(value, (int, float)) else str(value)
+    if value is None:
+        return "—"
+    if key == "match_rate" and isinstance(value, int):
+        return f"{value}%"
+    return str(value)
+
+
+def tiles(period: dict) -> list[tuple[str, list[dict]]]:
+    """The latest period's tiles under their headings: each measure's label, value and the period before's."""
+    labels = {m.key: m.label for m in MEASURES} | TIMES
+    return [(heading, [{"key": key, "label": labels[key], "value": tile_text(key, period["measures"][key]),
+                        "before": tile_text(key, period["previous"][key])} for key in keys])
+            for heading, keys in GROUPS]
+
+
+def by_activity_kind(period: dict) -> list[dict]:
+    """Group activities and their attendance by kind, this period and the one before (suppressed as shown)."""
+    now, before = period["measures"], period["previous"]
+    return [{"kind": kind, "label": label, "activities": now["activities_by_kind"].get(kind, 0),
+             "attendance": now["attendance_by_kind"].get(kind, 0),
+             "before": before["activities_by_kind"].get(kind, 0)}
+            for kind, label in ACTIVITY_LABELS.items()]
+
+
 @blp.route("/dashboard")
 @page_requires(*MANAGERS)
 def dashboard():
@@ -44,9 +88,12 @@ def dashboard():
     charts = [{"measure": m, "chart": bars([(p["start"].strftime("%d %b" if period in ("day", "week") else "%b %Y"),
                                              p["measures"][m.key]) for p in result["periods"]])}
               for m in MEASURES if m.is_count]
-    return render_template("dashboard.html", result=result, latest=result["periods"][-1], charts=charts,
-                           measures=MEASURES, table=csv_rows(result), query=request.args, periods=PERIODS,
-                           errors={}, csv_url="/dashboard/activity.csv?" + request.query_string.decode())
+    latest = result["periods"][-1]
+    return render_template("dashboard.html", result=result, latest=latest, charts=charts, groups=tiles(latest),
+                           kinds=by_activity_kind(latest), table=csv_rows(result), query=request.args,
+                           periods=PERIODS, errors={},
+                           csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
+                           so_far=domain.so_far(latest["start"], latest["end"], clock.today()))
 
 
 @blp.route("/dashboard/activity.csv")
@@ -75,7 +122,8 @@ def refused(err: ValidationError):
 
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
 SECTIONS = (
-    ("Requests for support", ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
+    ("Requests for support", ("requests_received", "requests_matched", "match_rate", "occurrences_matched",
+                              "requests_rematched",
                               "requests_unmatched", "requests_cancelled", "requests_signposted",
                               "hours_to_acceptance_median",
                               "hours_to_acceptance_p90")),
@@ -87,17 +135,27 @@ SECTIONS = (
 )
 
 
+REPORT_TITLES = {"activities_by_kind": "Group activities by kind"}
+
+
 def part_label(part: str) -> str:
-    """A breakdown's part as a funder reads it: a kind of help's label, or a source in words."""
+    """A breakdown's part as a funder reads it: a kind of help's or activity's label, or a source in words."""
+    if part in ACTIVITY_LABELS:
+        return ACTIVITY_LABELS[part]
     return KINDS[part].label if part in KINDS else part.replace("_", " ").capitalize().replace("Pcn", "PCN")
 
 
-def change(now, before) -> str:
-    """How a measure moved since the period before, when both are numbers that may be shown."""
+def change(now, before, key: str = "") -> str:
+    """How a measure moved since the period before, when both are numbers that may be shown (a time in words, a
+    rate in percentage points)."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (now, before)):
         return ""
     difference = round(now - before, 2)
-    return f"{difference:+g}" if difference else "same"
+    if not difference:
+        return "same"
+    if key in TIMES:
+        return ("+" if difference > 0 else "−") + domain.duration_words(abs(difference))
+    return f"{difference:+g}" + (" points" if key == "match_rate" else "")
 
 
 @blp.route("/report")
@@ -115,13 +173,53 @@ def report():
     known = communities.all_communities()
     labels = {m.key: m.label for m in MEASURES}
     shown = result["periods"][0]
-    sections = [(title, [(labels[key], shown["measures"][key], shown["previous"][key],
-                          change(shown["measures"][key], shown["previous"][key])) for key in keys])
+    sections = [(title, [(labels[key], tile_text(key, shown["measures"][key]), tile_text(key, shown["previous"][key]),
+                          change(shown["measures"][key], shown["previous"][key], key)) for key in keys])
                 for title, keys in SECTIONS]
-    breakdowns = [(title, [(part_label(part), shown["measures"][key].get(part, 0), shown["previous"][key].get(part, 0))
-                           for part in sorted(set(shown["measures"][key]) | set(shown["previous"][key]))])
-                  for key, title in BREAKDOWNS]
+    now, then = shown["measures"], shown["previous"]
+    breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part), now[key].get(part, 0), then[key].get(part, 0))
+                                                   for part in sorted(set(now[key]) | set(then[key]))])
+                  for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args,
                            periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],
                            made=clock.today().strftime("%d %B %Y"))
+
+
+# --- group activities, logged by coordinators ---------------------------------------------------------------------
+
+COORDINATORS = ("coordinator", "admin")
+ACTIVITY_FIELDS = {"kind": "Kind of activity", "held_on": "Date", "organisation": "Organised by",
+                   "organisation_type": "Type of organisation", "attendance": "People attending"}
+ORGANISATION_LABELS = {"voluntary": "Voluntary organisation", "community": "Community group", "faith": "Faith group",
+                       "social_enterprise": "Social enterprise", "pcn": "Primary care network (PCN)",
+                       "hospice": "Hospice", "other": "Other"}
+
+
+def _activities_page(errors: FormErrors, form, status: int = 200):
+    """The form to log a group activity and the community's activities, newest first."""
+    logged = service_layer.activities_logged(service().uow(), current_actor())
+    return render_template("activities.html", errors=errors, form=form, logged=logged, labels=ACTIVITY_LABELS,
+                           kinds=list(ACTIVITY_LABELS.items()),
+                           organisation_types=[(t, ORGANISATION_LABELS.get(t, t)) for t in ORGANISATION_TYPES],
+                           organisations=ORGANISATION_LABELS, saved=request.args.get("logged") == "1"), status
+
+
+@blp.route("/dashboard/activities", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def activities_page():
+    """Log a group activity or event (POST /activities' schema and use case), and see the ones logged."""
+    if request.method == "GET":
+        return _activities_page(FormErrors(), {})
+    data: dict = {name: value for name in ACTIVITY_FIELDS if (value := request.form.get(name, "").strip())}
+    if data.get("attendance", "").lstrip("-").isdigit():
+        data["attendance"] = int(data["attendance"])  # the API takes a JSON number; the form sends text
+    try:
+        loaded = ActivityIn().load(data)
+    except ValidationError as err:
+        return _activities_page(FormErrors(err.messages, ACTIVITY_FIELDS), request.form, 422)
+    try:
+        service_layer.log_activity(service().uow(), current_actor(), loaded, clock.utcnow())
+    except domain.NotYourCommunity as err:
+        return _activities_page(FormErrors().add("kind", ACTIVITY_FIELDS["kind"], str(err)), request.form, 403)
+    return redirect("/dashboard/activities?logged=1", 303)

@@ -561,24 +561,30 @@ def narrowed(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[C
 
 def protect(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Cell, Any]:
     """Secondary suppression: while a reader could work out a suppressed count exactly from the sums, hide one more
-    cell of a sum that pins down a suppressed cell: the smallest part shown, else a total shown, else a "<5" part
-    (as "hidden", which says less). Each round hides one more cell, so it ends; with every cell of those sums
-    hidden nothing can be pinned down."""
+    cell of a sum that pins a cell down: the one that leaves fewest counts exposed, preferring the smallest part
+    shown, then a total shown, then a "<5" (as "hidden", which says less). Each round hides one more cell, so it
+    ends; with every cell of those sums hidden nothing can be pinned down."""
     cells = dict(cells)
     small = {cell for cell, value in cells.items() if isinstance(value, str)}
-    while True:
-        bounds = narrowed(cells, sums, below)
-        pinned = {c for c, value in cells.items() if isinstance(value, str) and bounds[c][0] == bounds[c][1]}
-        if not pinned & small:
-            return cells
-        around = {cell for equation in sums if any(c in pinned for c, _ in equation) for cell, _ in equation
+
+    def pinned(trial: dict[Cell, Any]) -> set[Cell]:
+        """The cells not shown as numbers that a reader could work out exactly."""
+        bounds = narrowed(trial, sums, below)
+        return {c for c, value in trial.items() if isinstance(value, str) and bounds[c][0] == bounds[c][1]}
+
+    found = pinned(cells)
+    while found & small:
+        around = {cell for equation in sums if any(c in found for c, _ in equation) for cell, _ in equation
                   if cells[cell] != HIDDEN}
-        order = sorted(around, key=lambda c: (isinstance(cells[c], str), c in pinned, not isinstance(c, tuple),
+        order = sorted(around, key=lambda c: (isinstance(cells[c], str), not isinstance(c, tuple),
                                               cells[c] if isinstance(cells[c], int) and cells[c] > 0 else 1 << 30,
                                               str(c)))
         if not order:
             return cells
-        cells[order[0]] = HIDDEN
+        _, _, chosen = min((len(pinned({**cells, c: HIDDEN}) & small), n, c) for n, c in enumerate(order))
+        cells[chosen] = HIDDEN
+        found = pinned(cells)
+    return cells
 
 
 def shown(values: dict[str, Any], below: int) -> dict[str, Any]:

@@ -404,11 +404,12 @@ class SupportRequest:
                 history.append((stage, entry.at))
         return history
 
-    def for_matching(self, event: type[RequestSubmitted], secret_key: str) -> RequestSubmitted:
+    def for_matching(self, event: type[RequestSubmitted], secret_key: str, **extra: Any) -> RequestSubmitted:
         """What matching may know of the request (`RequestSubmitted` or `RequestUpdated`): no name, phone,
-        address, notes or reason; the person only as a pseudonym."""
+        address, notes or reason; the person only as a pseudonym. (`extra`: `closed=True` for one that ended
+        before volunteers were asked.)"""
         preferences = self.preferences or {}
-        return event(
+        return event(**extra,
             request_id=self.id, community=self.community, source=self.source, support_type=self.support_type,
             urgency=self.urgency, latitude=self.latitude, longitude=self.longitude, area=self.area,
             window_start=self.window_start, window_end=self.window_end, window_days=self.window_days,

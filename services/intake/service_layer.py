@@ -38,10 +38,14 @@ class Page:
 def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, *, source: str = "coordinator",
                    idempotency: Idempotency | None = None,
                    render: Callable[[SupportRequest], dict[str, Any]] | None = None,
-                   document: dict[str, Any] | None = None, status_code: int = 201) -> Created:
+                   document: dict[str, Any] | None = None, status_code: int = 201,
+                   signpost_to: uuid.UUID | None = None) -> Created:
     """Store a new request (a coordinator's, a referral, or a FHIR ServiceRequest as `document`) with its
     consents, timeline, audit entry and `request.submitted` (not yet for one a coordinator must check first: see
-    SupportRequest.held); with an Idempotency-Key, once: a retry with the same body gets the first answer again.
+    SupportRequest.held). With `signpost_to`, a directory entry of the actor's community, it is closed as it is
+    made, signposted to that entry, in the same transaction (NotFound, and nothing written, for any other entry):
+    matching never hears of it (see closed_before_matching). With an Idempotency-Key, once: a retry with the same
+    body gets the first answer again.
     `render` makes the answer kept for the key (with `status_code`), in the same transaction.
 
     Everything is written at the commit, the key's answer too (one statement on PostgreSQL): a key taken already
@@ -54,7 +58,9 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             request = SupportRequest.submit(actor, columns, data["consent"], document)  # every default filled in
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
-            if not request.held:
+            if signpost_to is not None:  # closed as it is made: matching is never asked
+                _signpost(uow, actor, request, signpost_to, settings, told_matching=False)
+            elif not request.held:
                 uow.publish(request.for_matching(RequestSubmitted, settings.secret_key),
                             correlation_id=str(request.id))
             created = Created(made=request, body=render(request) if render else {}, status_code=status_code)
@@ -90,12 +96,16 @@ def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any
     return request
 
 
-def cancel_request(uow, actor: Actor, request_id: uuid.UUID, reason: str) -> SupportRequest:
-    """Cancel an open request and tell matching (`request.cancelled`); NotOpen if it had ended."""
+def cancel_request(uow, actor: Actor, request_id: uuid.UUID, reason: str, settings: Settings) -> SupportRequest:
+    """Cancel an open request and tell matching (`request.cancelled`); NotOpen if it had ended. One still held
+    (never told to matching) is counted as received too (closed_before_matching)."""
     with uow:
         request = _get(uow, request_id, actor)
+        held = request.held
         request.cancel(reason, actor.subject)
         uow.audit.add(AuditEntry.of(actor, "cancel", request.id, ["status"]))
+        if held:
+            closed_before_matching(uow, request, settings)
         uow.publish(RequestCancelled(request_id=request.id, reason=reason), correlation_id=str(request.id))
         uow.commit()
     return request
@@ -410,22 +420,44 @@ def import_directory(uow, actor: Actor, sheet: Sheet) -> dict[str, Any]:
     return {"imported": added, "updated": updated, "rows": sheet.rows, "skipped": sheet.skipped, "errors": []}
 
 
-def signpost(uow, actor: Actor, request_id: uuid.UUID, entry_id: uuid.UUID) -> SupportRequest:
+def signpost(uow, actor: Actor, request_id: uuid.UUID, entry_id: uuid.UUID, settings: Settings) -> SupportRequest:
     """Close an open request by pointing the person to an entry of its community's directory: its outcome and
     timeline say so, the referrer hears, matching stops looking and metrics counts it (`request.signposted`).
     NotFound for an entry of another community or a retired one; NotOpen if the request had ended."""
     with uow:
         request = _get(uow, request_id, actor)
-        entry = uow.directory.get(entry_id, actor)
-        if entry is None or entry.retired or entry.community != request.community:
-            raise NotFound("No such service in this community's directory.")
-        request.signpost(entry.id, entry.name, actor.subject)
-        uow.audit.add(AuditEntry.of(actor, "signpost", request.id, ["status"]))
-        uow.publish(RequestSignposted(request_id=request.id, community=request.community,
-                                      support_type=request.support_type, entry_id=entry.id),
-                    correlation_id=str(request.id))
+        _signpost(uow, actor, request, entry_id, settings, told_matching=not request.held)
         uow.commit()
     return request
+
+
+def _signpost(uow, actor: Actor, request: SupportRequest, entry_id: uuid.UUID, settings: Settings, *,
+              told_matching: bool) -> None:
+    """Signpost a request in the unit of work (see signpost); one matching was never told of (held, or being made
+    now) is counted as received as well, and matching is told there is nothing to stop."""
+    entry = uow.directory.get(entry_id, actor)
+    if entry is None or entry.retired or entry.community != request.community:
+        raise NotFound("No such service in this community's directory.")
+    request.signpost(entry.id, entry.name, actor.subject)
+    uow.audit.add(AuditEntry.of(actor, "signpost", request.id, ["status"]))
+    if not told_matching:
+        closed_before_matching(uow, request, settings)
+    uow.publish(RequestSignposted(request_id=request.id, community=request.community,
+                                  support_type=request.support_type, entry_id=entry.id,
+                                  asked_matching=told_matching),
+                correlation_id=str(request.id))
+
+
+def closed_before_matching(uow, request: SupportRequest, settings: Settings) -> None:
+    """For a request that ends before matching was ever told of it (signposted as it is made, or cancelled or
+    signposted while held): its `request.submitted`, marked `closed`. Matching ignores it, so no one is offered
+    it; metrics counts it as a request received as it counts every other, once, from its own request.submitted
+    fact, so that "requests received" stays the sum of its breakdowns and includes every request signposted or
+    cancelled. (The alternative, metrics guessing "received" from an outcome whose request it never saw, would
+    need the request's source and pseudonym on every outcome, and would miscount when an outcome overtakes its
+    request on the bus.)"""
+    uow.publish(request.for_matching(RequestSubmitted, settings.secret_key, closed=True),
+                correlation_id=str(request.id))
 
 
 def signposted_entry(uow, actor: Actor, request: SupportRequest) -> DirectoryEntry | None:

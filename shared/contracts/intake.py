@@ -37,13 +37,18 @@ SUBMITTED_EXAMPLE = {
 
 @contract("request.submitted", 1, example=SUBMITTED_EXAMPLE)
 class RequestSubmitted(When):
-    """A request matching should find someone for. Carries no name, phone, address or notes."""
+    """A request matching should find someone for. Carries no name, phone, address or notes.
+
+    `closed`: the request ended before volunteers were ever asked (signposted as it was made, or cancelled or
+    signposted while held for a coordinator's check): matching takes nothing in, and metrics counts it as a request
+    received like any other (so "received" and "signposted" or "cancelled" agree); its place may then be unknown."""
 
     request_id: uuid.UUID
     community: str
     support_type: str = rule(validate.OneOf(sorted(KINDS)))
-    latitude: float = rule(validate.Range(-90, 90))
-    longitude: float = rule(validate.Range(-180, 180))
+    latitude: float | None = rule(validate.Range(-90, 90))
+    longitude: float | None = rule(validate.Range(-180, 180))
+    closed: bool = False
     source: str = rule(validate.OneOf(SOURCES), default="coordinator")
     urgency: str = rule(validate.OneOf(URGENCIES), default="routine")
     area: str = ""
@@ -81,6 +86,8 @@ class RequestSignposted(EventPayload):
     community: str
     support_type: str = rule(validate.OneOf(sorted(KINDS)))
     entry_id: uuid.UUID | None = None
+    asked_matching: bool = rule(default=True, description="False when matching never heard of the request (it was "
+                                "closed before volunteers were asked): it has nothing to stop.")
 
 
 @contract("task.details_shared", 1, example={

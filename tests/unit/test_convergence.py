@@ -249,7 +249,7 @@ class History:
         uow, request = self.intake()
         for event in order:
             if event is self.cancelled:
-                intake.cancel_request(uow, self.coordinator, self.request_id, event.payload.reason)
+                intake.cancel_request(uow, self.coordinator, self.request_id, event.payload.reason, SETTINGS)
             elif event.producer == "matching" and event.type in INTAKE_HANDLERS:
                 with uow:
                     if uow.first_time("intake", event.event_id):

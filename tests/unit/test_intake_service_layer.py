@@ -358,14 +358,14 @@ def test_an_edit_that_changes_nothing_is_not_noted_and_a_new_consent_is_recorded
 
 def test_cancelling_tells_matching_and_an_ended_request_can_neither_change_nor_be_cancelled(uow):
     r = submitted(uow)
-    cancelled = service_layer.cancel_request(uow, KIM, r.id, "Family arranged help")
+    cancelled = service_layer.cancel_request(uow, KIM, r.id, "Family arranged help", SETTINGS)
     assert (cancelled.status, cancelled.outcome, cancelled.timeline[-1].what) == (
         "cancelled", "Family arranged help", "cancelled")
     assert uow.published == [RequestCancelled(request_id=r.id, reason="Family arranged help")]
     assert uow.entries()[-1] == (KIM.subject, "cancel", ["status"])
     uow.committed = False
     with pytest.raises(NotOpen, match="A cancelled request cannot be cancelled."):
-        service_layer.cancel_request(uow, KIM, r.id, "again")
+        service_layer.cancel_request(uow, KIM, r.id, "again", SETTINGS)
     with pytest.raises(NotOpen, match="A cancelled request cannot be changed."):
         service_layer.update_request(uow, KIM, r.id, {"urgency": "soon"}, SETTINGS)
     assert not uow.committed and len(uow.published) == 1 and r.urgency == "routine"
@@ -375,7 +375,7 @@ def test_another_communitys_request_is_not_found_for_any_use_case(uow):
     r = submitted(uow)
     for attempt in (lambda: service_layer.get_request(uow, OTTAWA, r.id),
                     lambda: service_layer.update_request(uow, OTTAWA, r.id, {"urgency": "soon"}, SETTINGS),
-                    lambda: service_layer.cancel_request(uow, OTTAWA, r.id, "no"),
+                    lambda: service_layer.cancel_request(uow, OTTAWA, r.id, "no", SETTINGS),
                     lambda: service_layer.get_request(uow, KIM, uuid.uuid4())):
         with pytest.raises(NotFound, match="No such request."):
             attempt()

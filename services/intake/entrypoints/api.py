@@ -380,7 +380,8 @@ class CancelRequest(MethodView):
     @answers_problems
     def post(self, data, request_id):
         """Cancel a request; matching withdraws any offers."""
-        return service_layer.cancel_request(service().uow(), current_actor(), request_id, data["reason"])
+        return service_layer.cancel_request(service().uow(), current_actor(), request_id, data["reason"],
+                                            service().settings)
 
 
 # --- referrers ---------------------------------------------------------------------------------------------------

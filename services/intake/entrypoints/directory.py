@@ -252,7 +252,7 @@ def signpost(request_id):
     """Signpost a request to a directory entry: it closes with that as its outcome."""
     try:
         service_layer.signpost(service().uow(), current_actor(), request_id, fields.UUID().deserialize(
-            request.form.get("entry_id", "")))
+            request.form.get("entry_id", "")), service().settings)
     except ValidationError:
         abort(422, message="Choose a service from the directory.")
     except NotFound as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
 from services.intake.entrypoints import directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
+from shared import gazetteer
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
 from shared.communities import all_communities, get as community
@@ -149,17 +151,68 @@ def nested(form) -> dict[str, Any]:
     return data
 
 
+SIGNPOST_FIELD = "signpost_to"  # the request form's "Or point them to a service instead"
+SIGNPOST_LABEL = "Or point them to a service instead"
+
+
+def signpost_options(form) -> list[tuple[Any, float | None]]:
+    """The community's active directory entries the request form offers instead of volunteers: nearest the
+    postcode the form gives first (with how far), by name when it gives none or one not known."""
+    try:
+        near = directory.place_of(form.get("person.postcode", "").strip())
+    except gazetteer.UnknownPostcode:
+        near = None
+    return service_layer.directory(service().uow(), current_actor(), None, near)
+
+
+def with_signpost(form, schema: Schema, labels: dict[str, str]) -> tuple[dict[str, Any], uuid.UUID | None,
+                                                                          FormErrors]:
+    """The request form's answers as `schema` loads them, and the directory entry chosen instead of volunteers
+    (None: ask them), with every problem of both at once. An entry not among the community's active ones (another
+    community's, a retired one) is a problem of the choice."""
+    chosen, choice_problem = form.get(SIGNPOST_FIELD, "").strip(), None
+    entry_id = None
+    if chosen:
+        try:
+            entry_id = uuid.UUID(chosen)
+        except ValueError:
+            entry_id = None
+        if entry_id is None or entry_id not in {entry.id for entry, _ in service_layer.directory(
+                service().uow(), current_actor())}:
+            entry_id, choice_problem = None, "Choose a service from the list, or none to ask volunteers."
+    answers = MultiDict(form)
+    answers.poplist(SIGNPOST_FIELD)
+    data, errors = {}, FormErrors()
+    try:
+        data = schema.load(nested(answers))
+    except ValidationError as err:
+        errors = FormErrors(err.messages, labels)
+    if choice_problem:
+        errors.add(SIGNPOST_FIELD, SIGNPOST_LABEL, choice_problem)
+    return data, entry_id, errors
+
+
+def request_form(form, errors: FormErrors, **context: Any):
+    """The request (or referral) form, offering the directory's entries instead of volunteers."""
+    return render("request_form.html", form=form, errors=errors, r=None, signpost_field=SIGNPOST_FIELD,
+                  signpost_label=SIGNPOST_LABEL, signpost_options=signpost_options(form), **context)
+
+
 @blp.route("/board/new", methods=["GET", "POST"])
 @page_requires(*COORDINATORS)
 def new_request():
-    """The request form; a valid form logs the request and shows it."""
+    """The request form; a valid form logs the request and shows it. With a directory entry chosen instead of
+    volunteers, the request is logged closed, signposted to it, and no volunteer is asked."""
     if request.method == "GET":
-        return render("request_form.html", form=MultiDict(), errors=FormErrors(), r=None)
+        return request_form(MultiDict(), FormErrors())
+    data, entry_id, errors = with_signpost(request.form, RequestIn(), LABELS)
+    if errors:
+        return request_form(request.form, errors), 422
     try:
-        data = RequestIn().load(nested(request.form))
-    except ValidationError as err:
-        return render("request_form.html", form=request.form, errors=FormErrors(err.messages, LABELS), r=None), 422
-    submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings)
+        submitted = service_layer.submit_request(service().uow(), current_actor(), data, service().settings,
+                                                 signpost_to=entry_id)
+    except NotFound as err:  # retired since the form was shown: nothing was written
+        return request_form(request.form, errors.add(SIGNPOST_FIELD, SIGNPOST_LABEL, str(err))), 422
     return redirect(f"/board/{submitted.made.id}", 303)
 
 
@@ -227,7 +280,7 @@ def cancel_request(request_id):
     """Cancel a request from its page."""
     reason = request.form.get("reason", "").strip() or "Cancelled by a coordinator"
     try:
-        service_layer.cancel_request(service().uow(), current_actor(), request_id, reason)
+        service_layer.cancel_request(service().uow(), current_actor(), request_id, reason, service().settings)
     except NotFound as err:
         abort(404, message=str(err))
     except NotOpen:
@@ -266,20 +319,21 @@ def new_referral():
         fixed["referrer.organisation_type"] = registered.source
 
     def page(form, errors):
-        return render("request_form.html", form=form, errors=errors, r=None, referral=True,
-                      organisation_fixed=bool(fixed), organisation_types=REFERRER_TYPES,
-                      type_fixed="referrer.organisation_type" in fixed)
+        return request_form(form, errors, referral=True, organisation_fixed=bool(fixed),
+                            organisation_types=REFERRER_TYPES, type_fixed="referrer.organisation_type" in fixed)
     if request.method == "GET":
         return page(MultiDict(fixed), FormErrors())
     form = MultiDict(request.form)
     for name, value in fixed.items():
         form[name] = value
+    data, entry_id, errors = with_signpost(form, ReferralIn(), REFERRAL_LABELS)
+    if errors:
+        return page(form, errors), 422
     try:
-        data = ReferralIn().load(nested(form))
-    except ValidationError as err:
-        return page(form, FormErrors(err.messages, REFERRAL_LABELS)), 422
-    submitted = service_layer.submit_request(service().uow(), actor, data, service().settings,
-                                             source=data["referrer"]["organisation_type"])
+        submitted = service_layer.submit_request(service().uow(), actor, data, service().settings,
+                                                 source=data["referrer"]["organisation_type"], signpost_to=entry_id)
+    except NotFound as err:  # retired since the form was shown: nothing was written
+        return page(form, errors.add(SIGNPOST_FIELD, SIGNPOST_LABEL, str(err))), 422
     return redirect(f"/my-referrals/{submitted.made.id}", 303)
 
 

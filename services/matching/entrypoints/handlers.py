@@ -10,7 +10,10 @@ from shared.contracts import Event
 
 
 def on_request_submitted(uow, event: Event, settings) -> None:
-    """Take a new request into matching and make the first offers."""
+    """Take a new request into matching and make the first offers; one already closed when it was made (signposted
+    at once, or ended while held) is not matching's: nothing is written and no one is asked."""
+    if event.payload.closed:
+        return
     service_layer.take_request(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
 
 
@@ -26,7 +29,9 @@ def on_request_cancelled(uow, event: Event, settings) -> None:
 
 def on_request_signposted(uow, event: Event, settings) -> None:
     """A request a coordinator signposted elsewhere is no longer matched: as for a cancellation, its offers are
-    withdrawn."""
+    withdrawn. One matching never heard of (closed before volunteers were asked) leaves nothing to stop."""
+    if not event.payload.asked_matching:
+        return
     service_layer.cancel_request(uow, event.payload.request_id)
 
 

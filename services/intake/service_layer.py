@@ -56,10 +56,13 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             columns = columns_from(data)
             columns.setdefault("source", source)
             request = SupportRequest.submit(actor, columns, data["consent"], document)  # every default filled in
+            entry = None if signpost_to is None else _entry_to_signpost(uow, actor, request, signpost_to)
+            if entry is not None:  # closed as it is made (before it is added: its rows are taken as they are)
+                request.signpost(entry.id, entry.name, actor.subject)
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
-            if signpost_to is not None:  # closed as it is made: matching is never asked
-                _signpost(uow, actor, request, signpost_to, settings, told_matching=False)
+            if entry is not None:  # matching is never asked
+                _signposted(uow, actor, request, entry, settings, told_matching=False)
             elif not request.held:
                 uow.publish(request.for_matching(RequestSubmitted, settings.secret_key),
                             correlation_id=str(request.id))
@@ -426,19 +429,26 @@ def signpost(uow, actor: Actor, request_id: uuid.UUID, entry_id: uuid.UUID, sett
     NotFound for an entry of another community or a retired one; NotOpen if the request had ended."""
     with uow:
         request = _get(uow, request_id, actor)
-        _signpost(uow, actor, request, entry_id, settings, told_matching=not request.held)
+        entry = _entry_to_signpost(uow, actor, request, entry_id)
+        told_matching = not request.held
+        request.signpost(entry.id, entry.name, actor.subject)
+        _signposted(uow, actor, request, entry, settings, told_matching=told_matching)
         uow.commit()
     return request
 
 
-def _signpost(uow, actor: Actor, request: SupportRequest, entry_id: uuid.UUID, settings: Settings, *,
-              told_matching: bool) -> None:
-    """Signpost a request in the unit of work (see signpost); one matching was never told of (held, or being made
-    now) is counted as received as well, and matching is told there is nothing to stop."""
+def _entry_to_signpost(uow, actor: Actor, request: SupportRequest, entry_id: uuid.UUID) -> DirectoryEntry:
+    """An active entry of the request's community's directory; NotFound for any other."""
     entry = uow.directory.get(entry_id, actor)
     if entry is None or entry.retired or entry.community != request.community:
         raise NotFound("No such service in this community's directory.")
-    request.signpost(entry.id, entry.name, actor.subject)
+    return entry
+
+
+def _signposted(uow, actor: Actor, request: SupportRequest, entry: DirectoryEntry, settings: Settings, *,
+                told_matching: bool) -> None:
+    """The audit entry and events of a request just signposted; one matching was never told of (held, or made
+    signposted) is counted as received as well, and matching is told there is nothing to stop."""
     uow.audit.add(AuditEntry.of(actor, "signpost", request.id, ["status"]))
     if not told_matching:
         closed_before_matching(uow, request, settings)

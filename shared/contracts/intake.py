@@ -41,13 +41,13 @@ class RequestSubmitted(When):
 
     `closed`: the request ended before volunteers were ever asked (signposted as it was made, or cancelled or
     signposted while held for a coordinator's check): matching takes nothing in, and metrics counts it as a request
-    received like any other (so "received" and "signposted" or "cancelled" agree); its place may then be unknown."""
+    received like any other (so "received" and "signposted" or "cancelled" agree)."""
 
     request_id: uuid.UUID
     community: str
     support_type: str = rule(validate.OneOf(sorted(KINDS)))
-    latitude: float | None = rule(validate.Range(-90, 90))
-    longitude: float | None = rule(validate.Range(-180, 180))
+    latitude: float = rule(validate.Range(-90, 90))
+    longitude: float = rule(validate.Range(-180, 180))
     closed: bool = False
     source: str = rule(validate.OneOf(SOURCES), default="coordinator")
     urgency: str = rule(validate.OneOf(URGENCIES), default="routine")

@@ -95,3 +95,53 @@ def test_a_group_activity_logged_with_mistakes_then_right_is_accessible_at_a_pho
         accessible(tab, "the activities logged, as coordinator at 390 px")
     finally:
         context.close()
+
+
+def test_a_referral_signposted_from_the_form_is_accessible_and_closes_at_once(browser, site):
+    """The referral form offers the directory's services instead of volunteers (nearest the postcode first once
+    the form comes back with its mistakes); choosing one sends the referral closed, signposted to it."""
+    import uuid
+
+    from playwright.sync_api import expect
+
+    name = f"Lytham Grief Café {uuid.uuid4().hex[:6]}"
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        sign_in(tab, "coordinator")
+        tab.goto("/directory/new")
+        tab.get_by_label("Name", exact=True).fill(name)
+        tab.get_by_label("Bereavement support visit").check()
+        tab.get_by_label("Postcode", exact=True).fill("FY8 1AA")
+        tab.get_by_label("Phone", exact=True).fill("01253 000009")
+        tab.get_by_role("button", name="Add the service").click()
+        expect(tab).to_have_url(f"{site.url}/directory")
+        tab.context.clear_cookies()
+
+        sign_in(tab, "referrer")
+        tab.goto("/my-referrals/new")
+        tab.get_by_label("Postcode", exact=True).fill("FY8 2AB")
+        tab.get_by_role("button", name="Send the referral").click()
+        expect(tab.locator("#error-summary")).to_be_visible()
+        choice = tab.locator("#signpost_to label", has_text=name)
+        expect(choice).to_contain_text("km away")
+        accessible(tab, "the referral form with mistakes and services to point to, as referrer at 390 px")
+        tab.get_by_label("Name", exact=True).fill("Rose Quayle")
+        tab.get_by_label("Kind of help").select_option("bereavement_visit")
+        tab.get_by_label("Any time on these days").check()
+        tab.get_by_label("Tue").check()
+        tab.get_by_label("Part of the day").select_option("afternoon")
+        tab.get_by_label("Why you are referring them").fill("Her husband died in March.")
+        if not tab.get_by_label("Your organisation").input_value():
+            tab.get_by_label("Your organisation").fill("Fylde Coast PCN")
+        if tab.get_by_label("Type of organisation").count():
+            tab.get_by_label("Type of organisation").select_option("pcn")
+        tab.get_by_label("Your name").fill("Dr Asha Rao")
+        choice.locator("input").check()
+        tab.get_by_role("button", name="Send the referral").click()
+        expect(tab.get_by_text(f"Signposted to {name}").first).to_be_visible()
+        accessible(tab, "a referral signposted at once, as referrer at 390 px")
+    finally:
+        context.close()

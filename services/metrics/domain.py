@@ -574,10 +574,11 @@ def protect(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Ce
 
     found = pinned(cells)
     while found & small:
+        # a part shown as 0 is never hidden: a hidden part is then at least 1, as `published_bounds` tells readers
         around = {cell for equation in sums if any(c in found for c, _ in equation) for cell, _ in equation
-                  if cells[cell] != HIDDEN}
+                  if cells[cell] != HIDDEN and not (isinstance(cell, tuple) and cells[cell] == 0)}
         order = sorted(around, key=lambda c: (isinstance(cells[c], str), not isinstance(c, tuple),
-                                              cells[c] if isinstance(cells[c], int) and cells[c] > 0 else 1 << 30,
+                                              cells[c] if isinstance(cells[c], int) else 1 << 30,
                                               str(c)))
         if not order:
             return cells

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from shared import gazetteer
 from shared.clock import utcnow
 from shared.taxonomy import KINDS
 
-EARTH_RADIUS_KM = 6371.0
 # A CSV sheet's columns, as the template has them (`kinds`: the project's kinds of help, separated by ";").
 TEMPLATE_COLUMNS = ("id", "name", "kinds", "description", "organisation", "postcode", "latitude", "longitude",
                     "when", "phone", "email", "website", "eligibility")
@@ -102,15 +100,7 @@ class DirectoryEntry:
         """Kilometres from a place to this entry (None for one with no place: a helpline, an online group)."""
         if self.latitude is None or self.longitude is None:
             return None
-        return distance_km(latitude, longitude, self.latitude, self.longitude)
-
-
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance between two points, in kilometres."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+        return gazetteer.distance_km(latitude, longitude, self.latitude, self.longitude)
 
 
 def nearest(entries: Iterable[DirectoryEntry], kind: str | None = None, latitude: float | None = None,

@@ -9,7 +9,6 @@ need (through the repositories) and passes it in. adapters.py maps these classes
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,9 +16,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from shared import gazetteer
 from shared.taxonomy import CHECKS, DAYS, KINDS, VOLUNTEER_STATUSES
 
-EARTH_RADIUS_KM = 6371.0088
+# Distances are the gazetteer's, one formula for every service (named here too, as matching's code reads them).
+EARTH_RADIUS_KM, distance_km = gazetteer.EARTH_RADIUS_KM, gazetteer.distance_km
 SOON_DAYS = 30  # a check expiring within this many days is shown, and reminded, as expiring
 
 # open: waiting for an answer; accepted: the task is theirs; declined, expired, undeliverable: asked, no;
@@ -354,14 +355,6 @@ class Policy:
     def minutes_to_answer(self, urgency: str) -> int:
         """How long a volunteer has to answer an offer of this urgency."""
         return self.offer_minutes.get(urgency, 30)
-
-
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance between two points, in kilometres."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
 def part_of_day(moment: datetime) -> str:

@@ -243,3 +243,61 @@ def test_the_fhir_document_is_kept_only_while_the_request_is_open(app_for, token
         assert session.get(SupportRequest, request_id).source_document is None
     read = client.get(f"/fhir/ServiceRequest/{request_id}", headers=referrer)
     assert read.status_code == 200 and read.json["status"] == "revoked" and "Pemberthwaite" not in read.text
+
+
+def test_erasing_a_referral_removes_the_patient_from_its_document_its_reason_and_the_webhooks_sent(app_for, token):
+    from services.intake import service_layer
+    from shared.auth import Actor
+    from tests.integration.test_scoping import service_request
+
+    intake = app_for("intake")
+    service_layer.add_organisation(intake.extensions["ccs"].uow(), Actor("admin@fylde.example", "admin",
+                                                                         ("fylde-coast",)),
+                                   {"name": "Fylde Coast PCN", "type": "pcn", "adopted_on": None,
+                                    "webhook_url": "https://pcn.example/hook"})
+    client, system = intake.test_client(), System({"intake": intake})
+    sent = client.post("/fhir/ServiceRequest", data=json.dumps(service_request()), content_type="application/fhir+json",
+                       headers=token("referrer", organisation="Fylde Coast PCN"))
+    assert sent.status_code == 201, sent.json
+    traces = ["Pemberthwaite", "Cordelia", "729562"]
+    assert "intake.requests" in {t.split(":")[0] for t in traces_in(system, traces)}
+    assert client.post(f"/requests/{sent.json['id']}/cancel", headers=token("coordinator"), json={
+        "reason": "Cordelia Pemberthwaite is staying with her daughter"}).status_code == 200
+    assert "intake.webhook_deliveries" in {t.split(":")[0] for t in traces_in(system, traces)}
+
+    ccs("person", "erase", sent.json["id"], "--yes")
+
+    assert traces_in(system, traces) == []
+    from services.intake.adapters import webhook_deliveries
+    with intake.extensions["ccs"].sessions() as session:
+        bodies = session.scalars(sa.select(webhook_deliveries.c.body)).all()
+    assert bodies[-1]["task"]["statusReason"]["text"] == "[removed] is staying with her daughter"
+
+
+def test_a_run_skips_a_request_another_run_holds_and_a_later_run_takes_it(app_for, token, backend, tmp_path,
+                                                                            monkeypatch):
+    """Two leaders at once (one that lost its lock mid-run, and the next): each request is claimed by one run
+    (SKIP LOCKED on PostgreSQL; SQLite has one writer at a time)."""
+    from services.intake import service_layer
+    from services.intake.domain import SupportRequest
+
+    if not backend.is_real:
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite writes one transaction at a time")
+    monkeypatch.setenv("CCS_CLOCK_FILE", str(tmp_path / "clock"))
+    intake = app_for("intake")
+    client, coordinator = intake.test_client(), token("coordinator")
+    ids = [client.post("/requests", headers=coordinator, json=request_for(person, "")).json["id"]
+           for person in (PERSON, OTHER)]
+    for request_id in ids:
+        assert client.post(f"/requests/{request_id}/cancel", headers=coordinator,
+                           json={"reason": "No longer needed"}).status_code == 200
+    clock.set_forward(tmp_path / "clock", datetime.now(timezone.utc) + timedelta(days=731))
+    context = intake.extensions["ccs"]
+    with context.engine.connect() as other_run:
+        other_run.execute(sa.text("SELECT id FROM requests WHERE id = :id FOR UPDATE"), {"id": ids[0]})
+        first = service_layer.apply_retention(context.uow, clock.utcnow(), all_communities())
+        other_run.rollback()
+    second = service_layer.apply_retention(context.uow, clock.utcnow(), all_communities())
+    assert (first["fylde-coast"]["pseudonymised"], second["fylde-coast"]["pseudonymised"]) == (1, 1)
+    with context.sessions() as session:
+        assert {session.get(SupportRequest, uuid.UUID(i)).person_name for i in ids} == {"(details removed)"}

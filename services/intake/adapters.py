@@ -603,10 +603,11 @@ class SqlRetention:
                  .order_by(c.updated_at).limit(limit))
         return list(self.session.scalars(lock_skipping(self.session, query)))
 
-    def claim(self, request_ids: list[uuid.UUID]) -> list[SupportRequest]:
-        """These requests, locked for this transaction (an erasure waits for whatever else holds them)."""
+    def of(self, request_ids: list[uuid.UUID], lock: bool = False) -> list[SupportRequest]:
+        """These requests; with `lock`, locked for this transaction (an erasure waits for whatever else holds
+        them)."""
         query = sa.select(SupportRequest).where(requests.c.id.in_(request_ids)).order_by(requests.c.id)
-        if is_postgres(self.session):
+        if lock and is_postgres(self.session):
             query = query.with_for_update()
         return list(self.session.scalars(query))
 

@@ -308,6 +308,8 @@ class SupportRequest:
         one never offered)."""
         if not self.is_open:
             raise NotOpen(self.status, "changed")
+        if self.pseudonymised_at is not None:  # nothing of the person is left to change, and they asked for that
+            raise NotOpen("erased", "changed")
         changed = sorted(name for name, value in columns.items() if getattr(self, name) != value)
         if "support_type" in changed and not KINDS[columns["support_type"]].offered and not self.held:
             raise NotOffered("Volunteers may have been asked about this request, so it cannot become "
@@ -459,7 +461,7 @@ class SupportRequest:
     def details_for(self, accepted: OfferAccepted) -> TaskDetailsShared:
         """What the volunteer who accepted, and only they, may be told: the person's first name, address and phone
         where the person consented to sharing them; otherwise nothing, and the coordinator calls."""
-        shared = self.consent("share_contact")
+        shared = self.consent("share_contact") and self.pseudonymised_at is None  # nothing left to share
         return TaskDetailsShared(
             offer_id=accepted.offer_id, request_id=self.id, phone=accepted.phone, code=accepted.code,
             language=accepted.language, community=self.community, shared=shared,

@@ -536,12 +536,13 @@ def retention_due(uow, day) -> bool:
         return not uow.retention.ran_on("nightly", day)
 
 
-def requests_of_person(uow, person_id: uuid.UUID) -> list[SupportRequest]:
-    """The requests of the person with this id, each locked for the caller's transaction; NotFound if there is none.
+def requests_of_person(uow, person_id: uuid.UUID, lock: bool = False) -> list[SupportRequest]:
+    """The requests of the person with this id (with `lock`, locked for the caller's transaction); NotFound if there
+    is none.
 
     A person is, for now, the person of one request: `person_id` is that request's id. (With a record of each person,
     this is where their id finds their requests, and the caller also erases or exports that record.)"""
-    found = uow.retention.claim([person_id])
+    found = uow.retention.of([person_id], lock=lock)
     if not found:
         raise NotFound(f"No person or request {person_id}.")
     return found
@@ -554,7 +555,7 @@ def erase_person(uow, actor: Actor, person_id: uuid.UUID, now: datetime) -> list
     with their status, so every count stays the same. Recorded in the audit log and the retention runs: who, when,
     which requests. The requests erased."""
     with uow:
-        found = requests_of_person(uow, person_id)
+        found = requests_of_person(uow, person_id, lock=True)
         for request in found:
             uow.retention.scrub_copies(request.id, request.forget_person(now))
             request.note("erased", "The person's details were erased at their request", actor.subject, at=now)

@@ -153,6 +153,10 @@ def test_an_export_holds_the_persons_requests_and_sms_and_nothing_of_anyone_else
     text = json.dumps(held)
     for other in (other_id, "Eldergrove", "Bramblecote", "729312"):
         assert other not in text
+    nobody = str(uuid.uuid4())
+    for args in (["export", nobody], ["erase", nobody, "--yes"]):
+        unknown = CliRunner().invoke(main, ["person", *args])
+        assert unknown.exit_code == 1 and f"No person or request {nobody}" in unknown.output
 
 
 def snapshot(system: System) -> dict[str, list[str]]:

@@ -78,3 +78,16 @@ def test_a_community_sets_the_periods_it_keeps_data_for_in_whole_days():
     for wrong in ({"sms_days": 90}, {"sms_body_days": 0}, {"sms_body_days": "90"}, {"sms_body_days": True}):
         with pytest.raises(ValueError, match="retention"):
             Retention.of(wrong)
+
+
+def test_an_erased_open_request_cannot_be_changed_and_shares_nothing_with_a_volunteer():
+    from services.intake.domain import NotOpen
+    from shared.contracts import EXAMPLES
+    from shared.contracts.matching import OfferAccepted
+
+    request = a_request()
+    request.forget_person(AT)
+    with pytest.raises(NotOpen, match="erased"):
+        request.edit({"urgency": "urgent"}, None, "kim@fylde.org")
+    details = request.details_for(OfferAccepted(**{**EXAMPLES[("offer.accepted", 1)], "request_id": request.id}))
+    assert (details.shared, details.first_name, details.address, details.person_phone) == (False, None, None, None)

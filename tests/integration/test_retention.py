@@ -306,3 +306,33 @@ def test_a_run_skips_a_request_another_run_holds_and_a_later_run_takes_it(app_fo
     assert (first["fylde-coast"]["pseudonymised"], second["fylde-coast"]["pseudonymised"]) == (1, 1)
     with context.sessions() as session:
         assert {session.get(SupportRequest, uuid.UUID(i)).person_name for i in ids} == {"(details removed)"}
+
+
+@pytest.mark.parametrize("service", ["intake", "notify"])
+def test_a_workers_retention_loop_leads_and_runs_the_job_once_a_night(app_for, service):
+    """The loop the worker runs: it takes the service's timer lock, runs the job, and does not run it again the
+    same night however often it looks."""
+    import importlib
+    import threading
+
+    from tests.helpers import wait_for
+
+    context = app_for(service).extensions["ccs"]
+    timers = importlib.import_module(f"services.{service}.entrypoints.timers")
+    runs_table = importlib.import_module(f"services.{service}.adapters").retention_runs
+
+    def runs() -> list:
+        with context.sessions() as session:
+            return session.execute(sa.select(runs_table.c.kind, runs_table.c.day)).all()
+
+    stop = threading.Event()
+    loop = threading.Thread(target=timers.retention_loop(context, interval=0.05), args=(stop,))
+    loop.start()
+    try:
+        wait_for("the nightly run", lambda: runs() == [("nightly", clock.utcnow().date())], timeout=10)
+        stop.wait(0.5)  # ten more looks
+        assert runs() == [("nightly", clock.utcnow().date())]
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert not loop.is_alive()

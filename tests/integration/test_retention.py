@@ -281,13 +281,14 @@ def test_erasing_a_referral_removes_the_patient_from_its_document_its_reason_and
 
 def test_a_run_skips_a_request_another_run_holds_and_a_later_run_takes_it(app_for, token, backend, tmp_path,
                                                                             monkeypatch):
-    """Two leaders at once (one that lost its lock mid-run, and the next): each request is claimed by one run
-    (SKIP LOCKED on PostgreSQL; SQLite has one writer at a time)."""
+    """Two leaders at once (one that lost its lock mid-run, and the next): on PostgreSQL a request another run holds
+    is skipped (SKIP LOCKED) and left for the next run; SQLite has one writer at a time, so there the first run does
+    both. Either way each request is done once."""
+    from contextlib import nullcontext
+
     from services.intake import service_layer
     from services.intake.domain import SupportRequest
 
-    if not backend.is_real:
-        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite writes one transaction at a time")
     monkeypatch.setenv("CCS_CLOCK_FILE", str(tmp_path / "clock"))
     intake = app_for("intake")
     client, coordinator = intake.test_client(), token("coordinator")
@@ -298,12 +299,15 @@ def test_a_run_skips_a_request_another_run_holds_and_a_later_run_takes_it(app_fo
                            json={"reason": "No longer needed"}).status_code == 200
     clock.set_forward(tmp_path / "clock", datetime.now(timezone.utc) + timedelta(days=731))
     context = intake.extensions["ccs"]
-    with context.engine.connect() as other_run:
-        other_run.execute(sa.text("SELECT id FROM requests WHERE id = :id FOR UPDATE"), {"id": ids[0]})
+    with context.engine.connect() if backend.is_real else nullcontext() as other_run:
+        if other_run is not None:
+            other_run.execute(sa.text("SELECT id FROM requests WHERE id = :id FOR UPDATE"), {"id": ids[0]})
         first = service_layer.apply_retention(context.uow, clock.utcnow(), all_communities())
-        other_run.rollback()
+        if other_run is not None:
+            other_run.rollback()
     second = service_layer.apply_retention(context.uow, clock.utcnow(), all_communities())
-    assert (first["fylde-coast"]["pseudonymised"], second["fylde-coast"]["pseudonymised"]) == (1, 1)
+    done = (first["fylde-coast"]["pseudonymised"], second["fylde-coast"]["pseudonymised"])
+    assert done == ((1, 1) if backend.is_real else (2, 0))
     with context.sessions() as session:
         assert {session.get(SupportRequest, uuid.UUID(i)).person_name for i in ids} == {"(details removed)"}
 

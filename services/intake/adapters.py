@@ -475,6 +475,21 @@ class SqlOrganisations:
             organisations.c.community == community,
             sa.func.lower(organisations.c.name) == name.strip().lower())).first()
 
+    def merge(self, duplicate: Organisation, into: Organisation) -> None:
+        """The duplicate's referrals, accounts and webhook deliveries become `into`'s, and it leaves the register."""
+        community = duplicate.community
+        self.session.execute(sa.update(requests).where(
+            requests.c.community == community, requests.c.referrer_organisation == duplicate.name)
+            .values(referrer_organisation=into.name))
+        for user_id, communities in self.session.execute(sa.select(users.c.id, users.c.communities).where(
+                users.c.organisation == duplicate.name)):
+            if community in communities:  # a name is one organisation's within a community only
+                self.session.execute(sa.update(users).where(users.c.id == user_id).values(organisation=into.name))
+        self.session.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.organisation_id == duplicate.id)
+                             .values(organisation_id=into.id))
+        self.session.delete(duplicate)
+        self.session.flush()
+
     def listening(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Organisation]:
         """Of these (community, name) pairs, the organisations with a webhook, by pair."""
         if not wanted:

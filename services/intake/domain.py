@@ -22,7 +22,7 @@ from services.intake import fhir
 from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
-from shared.contracts.intake import RequestSubmitted, TaskDetailsShared, TokenRevoked
+from shared.contracts.intake import OrganisationChanged, RequestSubmitted, TaskDetailsShared, TokenRevoked
 from shared.contracts.matching import OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
 from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
@@ -638,9 +638,26 @@ class Organisation:
         """The source a referral from this organisation has (pcn, social_prescriber, partner, health_system)."""
         return ORGANISATION_TYPES[self.type][1]
 
+    def absorb(self, duplicate: "Organisation") -> None:
+        """Take over what a duplicate of this organisation had that it has not: its adoption date (the earlier of
+        the two) and its webhook."""
+        if duplicate.adopted_on and (self.adopted_on is None or duplicate.adopted_on < self.adopted_on):
+            self.adopted_on = duplicate.adopted_on
+        if self.webhook_url is None and duplicate.webhook_url:
+            self.webhook_url, self.webhook_secret = duplicate.webhook_url, duplicate.webhook_secret
+
+    def as_changed(self, merged_into: uuid.UUID | None = None) -> OrganisationChanged:
+        """The organisation as the register now has it, for metrics (`merged_into`: it is now part of that one)."""
+        return OrganisationChanged(organisation_id=self.id, community=self.community, name=self.name, type=self.type,
+                                   adopted_on=self.adopted_on, merged_into=merged_into)
+
 
 class OrganisationExists(IntakeError):
     """Another organisation in the community has that name."""
+
+
+class SameOrganisation(IntakeError):
+    """An organisation cannot be merged into itself."""
 
 
 def within_reach(request: SupportRequest, actor: Actor) -> bool:

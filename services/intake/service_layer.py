@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
-                                    Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
+                                    Organisation, OrganisationExists, Passwords, SameOrganisation, SupportRequest,
+                                    TooManySignIns, User,
                                     UserExists, check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
@@ -325,6 +326,7 @@ def add_organisation(uow, actor: Actor, details: dict[str, Any]) -> Organisation
         organisation = Organisation(community=actor.community, name=details["name"], type=details["type"])
         organisation.change(**details)
         uow.organisations.add(organisation)
+        uow.publish(organisation.as_changed(), correlation_id=str(organisation.id))
         uow.commit()
     return organisation
 
@@ -341,8 +343,32 @@ def change_organisation(uow, actor: Actor, organisation_id: uuid.UUID, details: 
             raise OrganisationExists(f"{details['name']} is already in the register")
         organisation.change(**details)
         uow.organisations.saved(organisation)
+        uow.publish(organisation.as_changed(), correlation_id=str(organisation.id))
         uow.commit()
     return organisation
+
+
+def merge_organisations(uow, actor: Actor, duplicate_id: uuid.UUID, into_id: uuid.UUID) -> Organisation:
+    """One organisation entered twice (or spelled two ways) becomes one: the duplicate's referrals, accounts and
+    webhook deliveries move to the organisation it is merged into (which takes its webhook if it has none), and it
+    leaves the register. Published, so that metrics counts the two as one partner from then on, and on every
+    period it counts again. NotFound unless both are in one of the actor's communities, together; SameOrganisation
+    for one merged into itself."""
+    with uow:
+        duplicate = uow.organisations.get(duplicate_id, actor)
+        into = uow.organisations.get(into_id, actor)
+        if duplicate is None or into is None or duplicate.community != into.community:
+            raise NotFound("No such organisation in this community.")
+        if duplicate.id == into.id:
+            raise SameOrganisation("Choose another organisation to merge it into.")
+        into.absorb(duplicate)
+        uow.organisations.merge(duplicate, into)
+        uow.audit.add(AuditEntry.of(actor, "merge organisations", None,
+                                    [f"organisation {duplicate.id} into {into.id}"]))
+        uow.publish(duplicate.as_changed(merged_into=into.id), correlation_id=str(into.id))
+        uow.publish(into.as_changed(), correlation_id=str(into.id))
+        uow.commit()
+    return into
 
 
 # --- the signposting directory ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact
+from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact, Organisation
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -75,10 +75,22 @@ baselines = sa.Table(
     sa.Column("set_at", UtcDateTime, nullable=False, default=utcnow),
 )
 
+# The register of organisations, as intake publishes it (organisation.changed): partners are counted by organisation.
+organisations = sa.Table(
+    "organisations", Base.metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("adopted_on", sa.Date),
+    sa.Column("merged_into", sa.Uuid),
+)
+
 # The domain's classes are the rows (cosmicpython's imperative mapping): `Fact.community` is then also a column.
 Base.registry.map_imperatively(Fact, facts)
 Base.registry.map_imperatively(Activity, activities)
 Base.registry.map_imperatively(Baseline, baselines)
+Base.registry.map_imperatively(Organisation, organisations)
 
 VOLUNTEER_CHANGES = ("volunteer.registered", "volunteer.status_changed")
 
@@ -188,13 +200,31 @@ class BaselineRepository:
         self.session.execute(sa.delete(baselines).where(baselines.c.community == community))
 
 
+class OrganisationRepository:
+    """The register of organisations, as intake last published each."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, organisation_id: uuid.UUID) -> Organisation | None:
+        return self.session.get(Organisation, organisation_id)
+
+    def add(self, organisation: Organisation) -> None:
+        self.session.add(organisation)
+
+    def of(self, scope: Actor) -> list[Organisation]:
+        """The organisations of the scope's communities (merged ones too: their names are aliases)."""
+        return list(self.session.scalars(sa.select(Organisation).where(in_scope(organisations.c.community, scope))))
+
+
 class MetricsUnitOfWork(SqlUnitOfWork):
-    """One transaction over metrics' database: `uow.facts`, `uow.activities`, `uow.baselines`, and the answers kept
-    for Idempotency-Keys (`uow.answers`)."""
+    """One transaction over metrics' database: `uow.facts`, `uow.activities`, `uow.baselines`,
+    `uow.organisations`, and the answers kept for Idempotency-Keys (`uow.answers`)."""
 
     facts: FactRepository
     activities: ActivityRepository
     baselines: BaselineRepository
+    organisations: OrganisationRepository
     answers: idempotency.Answers
 
     def __init__(self, sessions: sessionmaker):
@@ -205,4 +235,5 @@ class MetricsUnitOfWork(SqlUnitOfWork):
         self.facts = FactRepository(session)
         self.activities = ActivityRepository(session)
         self.baselines = BaselineRepository(session)
+        self.organisations = OrganisationRepository(session)
         self.answers = idempotency.Answers(session, idempotency_keys)

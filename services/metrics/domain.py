@@ -9,6 +9,7 @@ its other parts would give one away, as many more are "hidden" as it takes (`pro
 
 from __future__ import annotations
 
+import re
 import statistics
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from typing import Any, Iterable
 
 from shared.contracts import Event
 from shared.taxonomy import KINDS, SOURCES
+from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
 
 PERIODS = ("day", "week", "month", "quarter", "year")
 MAX_PERIODS = 400  # periods one query may ask for
@@ -33,7 +35,9 @@ ACTIVITY_LABELS = {
     "other": "Other group activities",
 }
 ACTIVITY_KINDS = tuple(ACTIVITY_LABELS)
-ORGANISATION_TYPES = ("voluntary", "community", "faith", "social_enterprise", "pcn", "hospice", "other")
+# The kinds of organisation, as intake's register spells them (shared.taxonomy), for activities' organisers too.
+ORGANISATION_TYPES = tuple(ORGANISATION_KINDS)
+UNKNOWN_TYPE = "unknown"  # a partner named on a referral or an activity that is not in the register, of no type
 
 
 class NotYourCommunity(Exception):
@@ -84,6 +88,61 @@ class Activity:
     organisation: str | None = None
     organisation_type: str | None = None
     volunteer_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Organisation:
+    """An organisation in a community's register, as intake last published it (`organisation.changed`); one
+    `merged_into` another is that one under another name."""
+
+    id: uuid.UUID
+    community: str
+    name: str
+    type: str
+    adopted_on: date | None = None
+    merged_into: uuid.UUID | None = None
+
+
+def name_key(name: str) -> str:
+    """An organisation's name as it is compared: any case, spacing and punctuation, with "&" as "and" and no leading
+    "The" ("St Anne's" and "st annes", "Age UK - Blackpool" and "Age UK Blackpool" are one)."""
+    words = re.sub(r"[^\w\s]", "", name.casefold().replace("&", " and ")).split()
+    return " ".join(words[1:] if words[:1] == ["the"] and len(words) > 1 else words)
+
+
+class Register:
+    """Every community's organisations, to count partners by organisation: a name on a referral or an activity is
+    the registered organisation of that name in its community (or the one it was merged into); a name not in the
+    register is a partner of its own, of unknown type, however it is spelled."""
+
+    def __init__(self, organisations: Iterable[Organisation] = ()):
+        organisations = list(organisations)
+        self.by_id = {o.id: o for o in organisations}
+        self.by_name = {(o.community, name_key(o.name)): o for o in organisations}
+
+    def canonical(self, organisation: Organisation) -> Organisation:
+        """The organisation a merged one is now part of (itself when it was not merged)."""
+        seen = set()
+        while organisation.merged_into in self.by_id and organisation.id not in seen:
+            seen.add(organisation.id)
+            organisation = self.by_id[organisation.merged_into]
+        return organisation
+
+    def partner(self, community: str | None, name: str, given_type: str | None = None) -> tuple[str, str]:
+        """(who, type) for an organisation named in a community: its register id and type, or its name's key and
+        the type given with it (unknown when none)."""
+        found = self.by_name.get((community, name_key(name)))
+        if found is not None:
+            found = self.canonical(found)
+            return str(found.id), found.type
+        return f"{community}:{name_key(name)}", given_type if given_type in ORGANISATION_KINDS else UNKNOWN_TYPE
+
+    def adopted(self, communities: Iterable[str], by: date) -> int:
+        """Providers of these communities that had adopted a compassionate communities approach by `by` (merged
+        ones counted once, as the one they are part of)."""
+        wanted = set(communities)
+        return len({self.canonical(o).id for o in self.by_id.values() if o.community in wanted
+                    and o.adopted_on is not None and o.adopted_on <= by})
 
 
 # The fields the measures read from each event they count. These are read without a guard, so a contract that
@@ -313,12 +372,14 @@ MEASURES = (
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
     Measure("active_partners", "Active partner organisations"),
+    Measure("providers_adopting", "Providers that adopted a compassionate communities approach (by the period's end)"),
     Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
-              ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"))
+              ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"),
+              ("partners_by_type", "Active partners:"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -396,7 +457,8 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
              history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
-             source: str | None = None) -> dict[str, Any]:
+             source: str | None = None, register: Register | None = None,
+             communities: Iterable[str] = (), end: date | None = None) -> dict[str, Any]:
     """Every measure of one span, unsuppressed (each one's definition is in the README's "What the counts mean").
 
     `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
@@ -437,8 +499,10 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     # each once, by the pseudonymous reference their request was submitted with.
     submitted = {f.request_id: f for f in history if f.event_type == "request.submitted"}
     helped = {submitted[f.request_id] for f in completed + signposted if f.request_id in submitted}
-    partners = {f.organisation for f in requests if f.organisation} | {a.organisation for a in activities
-                                                                         if a.organisation}
+    register = register or Register()
+    partners = dict([register.partner(f.community, f.organisation) for f in requests if f.organisation]
+                    + [register.partner(a.community, a.organisation, a.organisation_type) for a in activities
+                       if a.organisation])
     return {
         "requests_received": len(requests),
         "requests_matched": sum(is_first(f, first_match, per_occurrence=False) for f in matches),
@@ -463,6 +527,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "group_activities": len(activities),
         "group_attendance": sum(a.attendance for a in activities),
         "active_partners": len(partners),
+        "providers_adopting": register.adopted(communities, end) if end else 0,
         "hours_to_acceptance_median": _percentile(waits, 0.5),
         "hours_to_acceptance_p90": _percentile(waits, 0.9),
         "requests_by_source": by_source(requests),
@@ -472,6 +537,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "activities_by_kind": {k: n for k in ACTIVITY_KINDS if (n := sum(a.kind == k for a in activities))},
         "attendance_by_kind": {k: sum(a.attendance for a in activities if a.kind == k) for k in ACTIVITY_KINDS
                                if any(a.kind == k for a in activities)},
+        "partners_by_type": dict(sorted(Counter(partners.values()).items())),
     }
 
 
@@ -552,7 +618,8 @@ def equations(values: dict[str, Any]) -> list[Equation]:
         found.append([("bereavement_supports", -1)] + [(("tasks_by_kind", p), 1) for p in grief])
         found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
                      + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
-    for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind")):
+    for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind"),
+                             ("active_partners", "partners_by_type")):
         if total in values and breakdown in values:
             found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
     return found

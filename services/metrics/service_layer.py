@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
-from services.metrics.domain import Activity, Baseline, Fact, Filters
+from services.metrics.domain import Activity, Baseline, Fact, Filters, Organisation, Register
 from shared import communities as known_communities
 from shared.auth import Actor
 from shared.contracts import Event
@@ -47,6 +47,21 @@ def record_event(uow: MetricsUnitOfWork, event: Event) -> None:
         # an outcome that overtook its request (a cancellation published a moment after it) takes its place now
         for early in uow.facts.unplaced(fact.request_id):
             _place(uow, early)
+
+
+def record_organisation(uow: MetricsUnitOfWork, event: Event) -> None:
+    """Keep an organisation as intake's register now has it (added, changed, or merged into another); a redelivery,
+    or an older change arriving after a newer one for a merged organisation, leaves it merged."""
+    change = event.payload
+    organisation = uow.organisations.get(change.organisation_id)
+    if organisation is None:
+        uow.organisations.add(Organisation(id=change.organisation_id, community=change.community, name=change.name,
+                                           type=change.type, adopted_on=change.adopted_on,
+                                           merged_into=change.merged_into))
+        return
+    organisation.community, organisation.name, organisation.type = change.community, change.name, change.type
+    organisation.adopted_on = change.adopted_on
+    organisation.merged_into = change.merged_into or organisation.merged_into  # a merge is for good
 
 
 def rebuild(uow: MetricsUnitOfWork) -> int:
@@ -83,6 +98,13 @@ def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now
         created = keep(uow.answers, actor, key, activity, render(activity))
         uow.commit()
     return created
+
+
+def registered_names(uow: MetricsUnitOfWork, actor: Actor) -> list[str]:
+    """The names in the register of the actor's communities (not those merged into another), to choose an
+    activity's organiser from, so that it is counted as that partner."""
+    with uow:
+        return sorted({o.name for o in uow.organisations.of(actor) if o.merged_into is None}, key=str.casefold)
 
 
 def activities_logged(uow: MetricsUnitOfWork, actor: Actor, limit: int = 100) -> list[Activity]:
@@ -139,6 +161,7 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
     for activity in uow.activities.in_span(scope, first, last):
         activities_on[activity.held_on].append(activity)
     changes = uow.facts.volunteer_changes(scope, last)  # oldest first
+    register = Register(uow.organisations.of(scope))
     # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
     # yet placed in a community), in the order the events happened.
     history_of: dict[uuid.UUID, list] = defaultdict(list)
@@ -154,7 +177,7 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
             facts, [activity for day in days for activity in activities_on.get(day, ())],
             volunteer_changes=[change for change in changes if change.day <= span_last],
             history=[fact for request in requests for fact in history_of.get(request, ())],
-            kept=kept, kind=kind, source=source))
+            kept=kept, kind=kind, source=source, register=register, communities=scope.communities, end=span_last))
     return counted
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, rule
-from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, SOURCES, URGENCIES
+from shared.taxonomy import DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, SOURCES, URGENCIES
 
 REQUEST = "6f1c2d5e-8a41-4c57-9d0e-1b2a3c4d5e6f"
 OFFER = "0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
@@ -132,3 +132,20 @@ class PersonErased(EventPayload):
 
     community: str
     request_ids: list[uuid.UUID]
+
+
+@contract("organisation.changed", 1, example={
+    "organisation_id": "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "community": "fylde-coast", "name": "Fylde Coast PCN",
+    "type": "pcn", "adopted_on": "2026-03-01", "merged_into": None})
+class OrganisationChanged(EventPayload):
+    """An organisation in a community's register as it now is: added, changed, or merged into another (a duplicate
+    an administrator found: `merged_into` names the one it is now part of, and its name is then an alias of that
+    one). Metrics counts partnerships by organisation and type, and the providers that adopted a compassionate
+    communities approach. An organisation is not a person: its name may travel."""
+
+    organisation_id: uuid.UUID
+    community: str
+    name: str
+    type: str = rule(validate.OneOf(sorted(ORGANISATION_TYPES)))
+    adopted_on: date | None = None
+    merged_into: uuid.UUID | None = None

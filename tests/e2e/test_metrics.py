@@ -165,6 +165,9 @@ class Record:
             "group_activities": len(held),
             "group_attendance": sum(a["attendance"] for a in held),
             "active_partners": len({a["organisation"] for a in held}),
+            # none of them in the register: each counted by its name, as the type its activity gave
+            "partners_by_type": {"vcfse": len({a["organisation"] for a in held})} if held else {},
+            "providers_adopting": 0,
             "activities_by_kind": dict(Counter(a["kind"] for a in held)),
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},
@@ -376,7 +379,7 @@ def month(site) -> Record:
         elif action == "activity":
             client.call("POST", "/activities", 201, json={
                 "kind": detail["kind"], "held_on": day.isoformat(), "organisation": detail["organisation"],
-                "organisation_type": "community", "attendance": detail["attendance"],
+                "organisation_type": "vcfse", "attendance": detail["attendance"],
                 "volunteer_ids": [volunteers[v] for v in detail["volunteers"]]})
             record.add(day, "activity", {**detail, "volunteers": [volunteers[v] for v in detail["volunteers"]]})
         elif action == "request":

@@ -119,7 +119,7 @@ def test_each_measure_counts_its_events_once_however_often_they_are_delivered(me
     metrics.deliver("request.cancelled", {"request_id": cancelled, "reason": "family helping"}, times=2)
     answer = metrics.client.post("/activities", headers=token("coordinator"), json={
         "kind": "death_cafe", "held_on": TODAY.isoformat(), "organisation": "St Anne's Church",
-        "organisation_type": "faith", "volunteer_ids": [volunteers[2], volunteers[0]],  # [0] did a task too: once
+        "organisation_type": "faith_group", "volunteer_ids": [volunteers[2], volunteers[0]],  # [0] did a task too: once
         "attendance": 14})
     assert answer.status_code == 201, answer.json
     metrics.client.post("/activities", headers=token("coordinator"), json={
@@ -451,7 +451,7 @@ def test_a_coordinator_logs_a_group_activity_by_the_form_and_a_manager_sees_it_c
     assert 'value="Grief Café Fylde"' in text  # what was right is kept
     logged = coordinator.post("/dashboard/activities", data={
         "csrf_token": token, "kind": "grief_cafe", "held_on": TODAY.isoformat(), "attendance": "11",
-        "organisation": "Grief Café Fylde", "organisation_type": "faith"})
+        "organisation": "Grief Café Fylde", "organisation_type": "faith_group"})
     assert logged.status_code == 303 and logged.headers["Location"].endswith("/dashboard/activities?logged=1")
     listed = html.unescape(coordinator.get("/dashboard/activities?logged=1").text)
     assert "The activity is logged." in listed

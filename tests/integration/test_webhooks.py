@@ -200,3 +200,58 @@ def test_retries_back_off_to_an_hour_and_stop_after_about_a_day():
     assert waits[:4] == [10, 20, 40, 80] and max(waits) == 3600 and waits == sorted(waits)
     assert 20 * 3600 < sum(waits) < 30 * 3600
     assert webhooks.next_try(webhooks.MAX_ATTEMPTS, now) is None
+
+
+def test_an_administrator_merges_a_duplicate_and_metrics_counts_the_two_as_one_partner_of_its_type(app_for, token,
+                                                                                                   monkeypatch):
+    from tests.integration.test_scoping import SERVICES, System
+
+    monkeypatch.setenv("CCS_SUPPRESS_BELOW", "0")  # to see the small counts; suppression has tests of its own
+    system = System({name: app_for(name) for name in SERVICES})
+    intake = system.apps["intake"]
+    admin, _ = signed_in(intake, "root@ccs.example", "admin")
+    kept = register(admin, ORGANISATION, "https://pcn.example/hook").rsplit("/", 1)[1]
+    page = admin.get("/organisations/new").text
+    made = admin.post("/organisations/new", data={"csrf_token": csrf(page), "name": "Fylde Coast Primary Care Network",
+                                                  "type": "pcn"})
+    duplicate = made.headers["Location"].rsplit("/", 1)[1]
+    made = admin.post("/organisations/new", data={"csrf_token": csrf(page), "name": "Trinity Hospice",
+                                                  "type": "hospice", "adopted_on": "2026-01-10"})
+    assert made.status_code == 303
+    for name in (ORGANISATION, "Fylde Coast Primary Care Network", "Trinity Hospice"):
+        answer = intake.test_client().post("/referrals", headers=token("referrer", subject=f"gp@{len(name)}.example"),
+                                           json={**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation": name}})
+        assert answer.status_code == 201, answer.json
+    system.relay()
+    manager = token("manager")
+
+    def partners():
+        counts = system.client("metrics").get("/activity", headers=manager, query_string={"period": "year"}).json
+        measures = counts["periods"][-1]["measures"]
+        return measures["active_partners"], measures["partners_by_type"], measures["providers_adopting"]
+
+    assert partners() == (3, {"hospice": 1, "pcn": 2}, 2)  # two spellings of one PCN: two, until merged
+
+    shown = admin.get(f"/organisations/{kept}").text
+    refused = admin.post(f"/organisations/{kept}/merge", data={"csrf_token": csrf(shown), "duplicate": duplicate})
+    assert refused.status_code == 422 and "checked they are the same" in refused.text  # not confirmed: nothing done
+    itself = admin.post(f"/organisations/{kept}/merge", data={"csrf_token": csrf(shown), "duplicate": kept,
+                                                              "same": "yes"})
+    assert itself.status_code == 422 and "Choose another organisation" in itself.text
+    merged = admin.post(f"/organisations/{kept}/merge", data={"csrf_token": csrf(shown), "duplicate": duplicate,
+                                                              "same": "yes"})
+    assert merged.status_code == 303, merged.text
+    listed = admin.get("/organisations").text
+    assert "Fylde Coast Primary Care Network" not in listed and ORGANISATION in listed
+    assert admin.get(f"/organisations/{duplicate}").status_code == 404
+    from services.intake.adapters import requests as requests_table
+
+    with intake.extensions["ccs"].sessions() as session:  # the duplicate's referral is the PCN's now
+        named = session.scalars(sa.select(requests_table.c.referrer_organisation)).all()
+    assert sorted(named) == sorted([ORGANISATION, ORGANISATION, "Trinity Hospice"])
+    system.relay()
+    assert partners() == (2, {"hospice": 1, "pcn": 1}, 2)
+    elsewhere, _ = signed_in(intake, "root@ottawa.example", "admin", communities=("ottawa-west",))
+    assert elsewhere.post(f"/organisations/{kept}/merge", data={
+        "csrf_token": csrf(elsewhere.get("/organisations/new").text), "duplicate": duplicate,
+        "same": "yes"}).status_code == 404

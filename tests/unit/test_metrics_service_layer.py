@@ -11,7 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from services.metrics import domain, service_layer
-from services.metrics.domain import Activity, Baseline, Fact, Filters, NotYourCommunity, UnknownFilter
+from services.metrics.domain import (Activity, Baseline, Fact, Filters, NotYourCommunity, Organisation,
+                                     UnknownFilter)
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared.auth import Actor
 from shared.contracts import EVENTS, EXAMPLES, load_event, make_event
@@ -96,12 +97,27 @@ class FakeBaselines:
         self.rows.pop(community, None)
 
 
+class FakeOrganisations:
+    def __init__(self):
+        self.rows: dict[uuid.UUID, Organisation] = {}
+
+    def get(self, organisation_id):
+        return self.rows.get(organisation_id)
+
+    def add(self, organisation):
+        self.rows[organisation.id] = organisation
+
+    def of(self, scope):
+        return [o for o in self.rows.values() if sees(scope, o.community)]
+
+
 class FakeMetricsUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
         self.facts = FakeFacts()
         self.activities = FakeActivities()
         self.baselines = FakeBaselines()
+        self.organisations = FakeOrganisations()
         self.answers = FakeAnswers()
 
 
@@ -172,7 +188,8 @@ def test_an_outcome_that_overtook_its_request_takes_its_community_and_day_when_t
 def test_every_event_type_records_only_what_its_contract_declares():
     """Every event metrics hears, at its example, makes a fact without reading a field its contract lacks."""
     uow = FakeMetricsUnitOfWork()
-    counted = {event_type for event_type in HANDLERS if event_type != "token.revoked"}  # kept, not counted
+    counted = {event_type for event_type in HANDLERS  # these two are kept, not counted
+               if event_type not in ("token.revoked", "organisation.changed")}
     for event_type, version in EVENTS:
         if event_type in counted:
             deliver(uow, event(event_type))
@@ -210,7 +227,7 @@ def test_an_activity_is_logged_in_the_coordinators_first_community_unless_anothe
     uow = FakeMetricsUnitOfWork()
     volunteer = uuid.uuid4()
     data = {"kind": "death_cafe", "held_on": DAY, "attendance": 14, "organisation": "St Anne's Church",
-            "organisation_type": "faith", "volunteer_ids": [volunteer]}
+            "organisation_type": "faith_group", "volunteer_ids": [volunteer]}
     logged = service_layer.log_activity(uow, COORDINATOR, dict(data), NOON).made
     assert uow.committed and uow.activities.rows == [logged]
     assert (logged.community, logged.created_by, logged.volunteer_ids, logged.created_at, logged.attendance) == (
@@ -399,3 +416,45 @@ def test_a_baseline_shows_its_period_of_the_same_length_beside_each_period_for_i
 def test_a_baseline_is_a_period_already_counted_within_ten_years(day, problem):
     assert problem in domain.baseline_day_problem(day, date(2026, 11, 30))
     assert domain.baseline_day_problem(date(2026, 11, 30), date(2026, 11, 30)) is None
+
+
+# --- partners and the register -----------------------------------------------------------------------------------------
+
+def organisation(name, type="pcn", community="fylde-coast", adopted_on=None, merged_into=None, organisation_id=None):
+    return event("organisation.changed", organisation_id=str(organisation_id or uuid.uuid4()), community=community,
+                 name=name, type=type, adopted_on=adopted_on and adopted_on.isoformat(),
+                 merged_into=merged_into and str(merged_into))
+
+
+@pytest.mark.parametrize("one, other", [("St Anne's Church", "st annes church"), ("Age UK - Blackpool", "Age UK Blackpool"),
+                                        ("The Fylde PCN", "Fylde PCN"), ("Marsh & Co", "Marsh and Co")])
+def test_an_organisation_spelled_two_ways_is_one_name(one, other):
+    assert domain.name_key(one) == domain.name_key(other)
+    assert domain.name_key("Fylde PCN") != domain.name_key("Fylde Coast PCN")
+
+
+def test_partners_are_counted_by_registered_organisation_and_type_and_a_merged_duplicate_counts_once():
+    uow = FakeMetricsUnitOfWork()
+    pcn, duplicate = uuid.uuid4(), uuid.uuid4()
+    deliver(uow, organisation("Fylde Coast PCN", organisation_id=pcn, adopted_on=date(2026, 1, 5)),
+            organisation("Fylde Coast Primary Care Network", organisation_id=duplicate),
+            organisation("Trinity Hospice", type="hospice", adopted_on=date(2026, 3, 20)),
+            organisation("Fylde PCN", community="ottawa-west", adopted_on=date(2026, 1, 1)),  # another community's
+            submitted(source="pcn", referrer_organisation="fylde coast pcn"),
+            submitted(source="pcn", referrer_organisation="Fylde Coast Primary Care Network"),
+            submitted(source="partner", referrer_organisation="Trinity Hospice"))
+    service_layer.log_activity(uow, COORDINATOR, {"kind": "death_cafe", "held_on": DAY, "attendance": 9,
+                                                  "organisation": "St Anne's", "organisation_type": "faith_group"},
+                               NOON)
+    before = today(uow)
+    assert (before["active_partners"], before["partners_by_type"]) == (
+        4, {"faith_group": 1, "hospice": 1, "pcn": 2})  # the two PCN entries are two until merged
+    assert before["providers_adopting"] == 1  # by 10 March: the PCN; the hospice adopts on the 20th
+    deliver(uow, organisation("Fylde Coast Primary Care Network", organisation_id=duplicate, merged_into=pcn))
+    after = today(uow)
+    assert (after["active_partners"], after["partners_by_type"]) == (3, {"faith_group": 1, "hospice": 1, "pcn": 1})
+    # a late copy of the duplicate's earlier change does not undo the merge
+    deliver(uow, organisation("Fylde Coast Primary Care Network", organisation_id=duplicate))
+    assert today(uow)["active_partners"] == 3
+    later = service_layer.activity(uow, MANAGER, "day", Filters(), Settings(), date(2026, 3, 21))["periods"][-1]
+    assert later["measures"]["providers_adopting"] == 2

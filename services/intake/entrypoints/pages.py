@@ -13,7 +13,8 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
+from services.intake.domain import (NotFound, NotOpen, OrganisationExists, SameOrganisation, SupportRequest,
+                                    TooManySignIns)
 from services.intake.entrypoints import directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
@@ -399,8 +400,11 @@ ORGANISATION_CHOICES = [(key, label) for key, (label, _) in ORGANISATION_TYPES.i
 
 
 def organisation_form(form: MultiDict, errors: FormErrors, organisation=None, deliveries=(), status=200):
+    others = [] if organisation is None else [
+        (str(o.id), o.name) for o in service_layer.list_organisations(service().uow(), current_actor())
+        if o.community == organisation.community and o.id != organisation.id]
     return render("organisation.html", form=form, errors=errors, organisation=organisation, deliveries=deliveries,
-                  organisation_types=ORGANISATION_CHOICES), status
+                  organisation_types=ORGANISATION_CHOICES, others=others), status
 
 
 def organisation_details(form) -> dict[str, Any]:
@@ -455,3 +459,35 @@ def show_organisation(organisation_id):
         return organisation_form(request.form, FormErrors({"name": [str(err)]}, ORGANISATION_LABELS), organisation,
                                  deliveries, 422)
     return redirect(f"/organisations/{organisation_id}", 303)
+
+
+MERGE_LABELS = {"duplicate": "The duplicate", "same": "They are the same organisation"}
+
+
+@blp.route("/organisations/<uuid:organisation_id>/merge", methods=["POST"])
+@page_requires("admin")
+def merge_organisation(organisation_id):
+    """Merge a duplicate (the same organisation entered again, or spelled another way) into this one, once the
+    administrator confirms they are the same."""
+    try:
+        organisation, deliveries = service_layer.get_organisation(service().uow(), current_actor(), organisation_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    form = MultiDict({"name": organisation.name, "type": organisation.type,
+                      "adopted_on": organisation.adopted_on.isoformat() if organisation.adopted_on else "",
+                      "webhook_url": organisation.webhook_url or "", "duplicate": request.form.get("duplicate", "")})
+    errors = FormErrors()
+    duplicate = request.form.get("duplicate", "")
+    if not duplicate:
+        errors.add("duplicate", MERGE_LABELS["duplicate"], "Choose the organisation that is a duplicate of this one.")
+    if request.form.get("same") != "yes":
+        errors.add("same", MERGE_LABELS["same"], "Tick this once you have checked they are the same organisation.")
+    if not errors:
+        try:
+            service_layer.merge_organisations(service().uow(), current_actor(), uuid.UUID(duplicate),
+                                              organisation_id)
+        except (ValueError, NotFound, SameOrganisation):
+            errors.add("duplicate", MERGE_LABELS["duplicate"], "Choose another organisation of this community.")
+    if errors:
+        return organisation_form(form, errors, organisation, deliveries, 422)
+    return redirect(f"/organisations/{organisation_id}?merged=1", 303)

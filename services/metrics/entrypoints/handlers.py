@@ -23,4 +23,5 @@ def record(uow, event: Event) -> None:
 # A person's erasure is not metrics' to hear: it holds nothing of anyone, and its counts stay as they were.
 HANDLERS = {**{event_type: record for event_type, _version in EVENTS
                if event_type not in PERSONAL | EVERY_SERVICE | ERASURES},
-            "token.revoked": revocations.handle}  # a revoked token is kept (and refused), not counted
+            "token.revoked": revocations.handle,  # a revoked token is kept (and refused), not counted
+            "organisation.changed": service_layer.record_organisation}  # the register, to count partners by

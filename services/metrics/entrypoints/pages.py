@@ -14,6 +14,7 @@ from services.metrics.domain import ACTIVITY_LABELS, BREAKDOWNS, MEASURES, ORGAN
 from services.metrics.entrypoints.api import MANAGERS, ActivityIn, ActivityQuery, BaselineIn, csv_file, filters_of
 from shared import clock, communities
 from shared.taxonomy import KINDS
+from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
 blp = Pages("dashboard", __name__, description="The managers' dashboard")
@@ -42,7 +43,7 @@ GROUPS = (
     ("Volunteers", ("volunteers_registered", "active_volunteers", "new_volunteers", "volunteers_paused",
                     "volunteers_left", "volunteer_hours")),
     ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached")),
-    ("Partnerships", ("active_partners",)),
+    ("Partnerships", ("active_partners", "providers_adopting")),
 )
 TIMES = {"hours_to_acceptance_median": "From request to a volunteer accepting (median)",
          "hours_to_acceptance_p90": "From request to a volunteer accepting (9 in 10 within)"}
@@ -105,6 +106,9 @@ def dashboard():
     latest = result["periods"][-1]
     return render_template("dashboard.html", result=result, latest=latest, charts=charts,
                            groups=tiles(latest, result["baseline"]), kinds=by_activity_kind(latest),
+                           partner_types=[(t, part_label(t, "partners_by_type"), n,
+                                           latest["previous"]["partners_by_type"].get(t, 0))
+                                          for t, n in latest["measures"]["partners_by_type"].items()],
                            table=csv_rows(result), query=request.args, periods=PERIODS, errors={},
                            csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
                            so_far=domain.so_far(latest["start"], latest["end"], clock.today()),
@@ -178,16 +182,19 @@ SECTIONS = (
                        "bereavement_supports", "future_planning_reached")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
-    ("In the community", ("group_activities", "group_attendance", "active_partners")),
+    ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting")),
 )
 
 
-REPORT_TITLES = {"activities_by_kind": "Group activities by kind"}
+REPORT_TITLES = {"activities_by_kind": "Group activities by kind", "partners_by_type": "Active partners by type"}
 REPORT_CHARTS = ("requests_received", "tasks_completed", "people_reached", "active_volunteers")  # over six periods
 
 
-def part_label(part: str) -> str:
-    """A breakdown's part as a funder reads it: a kind of help's or activity's label, or a source in words."""
+def part_label(part: str, breakdown: str = "") -> str:
+    """A breakdown's part as a funder reads it: a kind of help's, activity's or organisation's label, or a source in
+    words."""
+    if breakdown == "partners_by_type":
+        return ORGANISATION_LABELS.get(part, part)
     if part in ACTIVITY_LABELS:
         return ACTIVITY_LABELS[part]
     return KINDS[part].label if part in KINDS else part.replace("_", " ").capitalize().replace("Pcn", "PCN")
@@ -232,7 +239,8 @@ def report():
                                                     for p in trend], width=200, height=70)}
               for key in REPORT_CHARTS]
     now, then = shown["measures"], shown["previous"]
-    breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part), now[key].get(part, 0), then[key].get(part, 0))
+    breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part, key), now[key].get(part, 0),
+                                                    then[key].get(part, 0))
                                                    for part in sorted(set(now[key]) | set(then[key]))])
                   for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
     return render_template("report.html", result=result, shown=shown, before=result["before"],
@@ -247,15 +255,16 @@ def report():
 COORDINATORS = ("coordinator", "admin")
 ACTIVITY_FIELDS = {"kind": "Kind of activity", "held_on": "Date", "organisation": "Organised by",
                    "organisation_type": "Type of organisation", "attendance": "People attending"}
-ORGANISATION_LABELS = {"voluntary": "Voluntary organisation", "community": "Community group", "faith": "Faith group",
-                       "social_enterprise": "Social enterprise", "pcn": "Primary care network (PCN)",
-                       "hospice": "Hospice", "other": "Other"}
+ORGANISATION_LABELS = {key: label for key, (label, _source) in ORGANISATION_KINDS.items()} | {
+    domain.UNKNOWN_TYPE: "Not in the register"}
 
 
 def _activities_page(errors: FormErrors, form, status: int = 200):
     """The form to log a group activity and the community's activities, newest first."""
     logged = service_layer.activities_logged(service().uow(), current_actor())
+    registered = service_layer.registered_names(service().uow(), current_actor())
     return render_template("activities.html", errors=errors, form=form, logged=logged, labels=ACTIVITY_LABELS,
+                           registered=registered,
                            kinds=list(ACTIVITY_LABELS.items()),
                            organisation_types=[(t, ORGANISATION_LABELS.get(t, t)) for t in ORGANISATION_TYPES],
                            organisations=ORGANISATION_LABELS, saved=request.args.get("logged") == "1"), status

@@ -372,7 +372,7 @@ MEASURES = (
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
     Measure("active_partners", "Active partner organisations"),
-    Measure("providers_adopting", "Providers that adopted a compassionate communities approach (by the period's end)"),
+    Measure("providers_adopting", "Providers adopting the approach (by the period's end)"),
     Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
 )

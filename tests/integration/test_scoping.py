@@ -226,6 +226,7 @@ def seed(system: System, token) -> Seeded:
         {"name": ORGANISATION, "type": "pcn", "adopted_on": None, "webhook_url": "https://pcn.example/hook"})
     entry = intake_service.add_entry(system.apps["intake"].extensions["ccs"].uow(),
                                      Actor(subject=SUBJECT, role="coordinator", communities=(A,)), ENTRY)
+    system.relay()  # the register reaches metrics too (organisation.changed)
 
     with system.apps["notify"].extensions["ccs"].sessions() as session:
         messages = session.scalars(sa.select(OutgoingMessage)).all()
@@ -370,6 +371,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/organisations/new"): [{"data": {"name": ORGANISATION, "type": "pcn"}}],
         ("POST", "/organisations/{organisation_id}"): [{"data": {"name": "Renamed by the sweep", "type": "pcn",
                                                                  "webhook_url": "https://evil.example/hook"}}],  # an Ottawa administrator choosing Fylde Coast
+        ("POST", "/organisations/{organisation_id}/merge"): [{"data": {"duplicate": seeded.organisation,
+                                                                       "same": "yes"}}],
         ("POST", "/board/{request_id}/cancel"): [{"data": {"reason": "cancelled by the sweep"}}],
         ("POST", "/board/{request_id}/signpost"): [{"data": {"entry_id": seeded.entry}}],
         ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",

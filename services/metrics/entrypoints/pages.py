@@ -194,7 +194,7 @@ def part_label(part: str, breakdown: str = "") -> str:
     """A breakdown's part as a funder reads it: a kind of help's, activity's or organisation's label, or a source in
     words."""
     if breakdown == "partners_by_type":
-        return ORGANISATION_LABELS.get(part, part)
+        return PARTNER_LABELS.get(part, ORGANISATION_LABELS.get(part, part))
     if part in ACTIVITY_LABELS:
         return ACTIVITY_LABELS[part]
     return KINDS[part].label if part in KINDS else part.replace("_", " ").capitalize().replace("Pcn", "PCN")
@@ -257,6 +257,11 @@ ACTIVITY_FIELDS = {"kind": "Kind of activity", "held_on": "Date", "organisation"
                    "organisation_type": "Type of organisation", "attendance": "People attending"}
 ORGANISATION_LABELS = {key: label for key, (label, _source) in ORGANISATION_KINDS.items()} | {
     domain.UNKNOWN_TYPE: "Not in the register"}
+# The same, short, as a breakdown's rows say them (on one printed page)
+PARTNER_LABELS = {"pcn": "PCN", "gp_practice": "GP practice", "hospice": "Hospice",
+                  "social_prescribing": "Social prescribing", "vcfse": "VCFSE", "faith_group": "Faith group",
+                  "local_authority": "Local authority", "business": "Business", "health_system": "NHS / Ontario Health",
+                  domain.UNKNOWN_TYPE: "Not in the register"}
 
 
 def _activities_page(errors: FormErrors, form, status: int = 200):

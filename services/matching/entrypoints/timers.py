@@ -8,6 +8,8 @@ holds the advisory lock in pg_locks; a broken connection, as after a PostgreSQL 
 means the lock went with it), and when it has lost it, it stops leading and competes again with the others. A
 leader can still lose its lock during a run, while another takes over: so every job claims the rows it works on
 (`FOR UPDATE SKIP LOCKED`, see service_layer) and two runs at once still expire, cascade and remind once each.
+Befriending's overdue visits are looked for at every run too: a match is reminded once per overdue spell, whatever
+the day, so running more often than daily reminds no one twice.
 """
 
 from __future__ import annotations
@@ -156,11 +158,18 @@ def remind_expiring_checks(unit_of_work: Callable, settings) -> int:
         return service_layer.remind_expiring_checks(uow, clock.today())
 
 
+def remind_overdue_visits(unit_of_work: Callable, settings) -> int:
+    """Remind the volunteers of befriending matches whose visit is overdue as of today (once per overdue spell)."""
+    with unit_of_work() as uow:
+        return service_layer.remind_overdue_visits(uow, clock.today())
+
+
 def run_jobs_once(unit_of_work: Callable, settings) -> None:
     """Run every job once, each in its own transaction."""
     expired, reminded = expire_offers(unit_of_work, settings), remind_expiring_checks(unit_of_work, settings)
-    if expired or reminded:
-        log.info("timers: %d offers expired, %d check reminders", expired, reminded)
+    overdue = remind_overdue_visits(unit_of_work, settings)
+    if expired or reminded or overdue:
+        log.info("timers: %d offers expired, %d check reminders, %d overdue visits", expired, reminded, overdue)
 
 
 def run_timers(engine: Engine, unit_of_work: Callable, settings, stop: threading.Event,

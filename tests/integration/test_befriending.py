@@ -1,0 +1,188 @@
+"""Befriending (issue 15): a weekly befriending match runs three months on the rehearsal clock (shared/clock.py),
+through intake, matching, notify and metrics with their databases on both backends; the bus is played in order
+through their real handlers (`System`, from test_withdrawals) and SMS go through a recording gateway. The offer is
+texted once, DONE logs each visit, a skipped week brings exactly one gentle reminder, the review falls due, and
+the coordinator ends the match with a reason: the volunteer is thanked, the request completes and metrics counts
+the match and its visits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from services.matching.entrypoints import timers
+from shared import clock, topology
+from shared.contracts import load_event
+from shared.web import claims_for
+from tests.helpers import dispatcher
+from tests.integration.test_bus import SAFEGUARDING
+from tests.integration.test_matching import register
+from tests.integration.test_withdrawals import System
+
+PRODUCERS = ("intake", "matching", "notify")
+CONSUMERS = PRODUCERS + ("metrics",)
+HOME_CHECKS = SAFEGUARDING + [{"check": "criminal_record", "done_on": "2026-01-05", "expires_on": "2035-01-05"}]
+BEFRIENDING = {
+    "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
+               "postcode": "FY1 4AB"},
+    "support_type": "home_visit",
+    "when": {"days": ["mon", "tue", "wed", "thu", "fri"], "part_of_day": "afternoon"},
+    "consent": {"share_contact": True, "sms_contact": True},
+    "befriending": {"rhythm": "weekly"},
+}
+
+
+class Rehearsal(System):
+    """The three services of `System` and metrics, on a clock the test moves forward."""
+
+    def __init__(self, app_for, token, clock_file):
+        super().__init__(app_for, token)
+        self.apps["metrics"] = app_for("metrics")
+        self.dispatch["metrics"] = dispatcher(self.apps["metrics"], "metrics")
+        self.clock_file = clock_file
+
+    def carry(self) -> None:
+        """Deliver every event published so far to each service bound to it (metrics too), oldest first."""
+        moved = True
+        while moved:
+            moved = False
+            for producer in PRODUCERS:
+                for row in self.outbox(producer):
+                    for consumer in CONSUMERS:
+                        bound = {t for group_producer, types in topology.SUBSCRIPTIONS[consumer].values()
+                                 if group_producer == producer for t in types}
+                        if row.event_type in bound and (consumer, row.event_id) not in self.carried:
+                            self.carried.add((consumer, row.event_id))
+                            self.dispatch[consumer](load_event(row.body))
+                            moved = True
+
+    def at(self, moment: datetime) -> None:
+        """Move every service's clock on to `moment` (only ever forward)."""
+        assert moment >= clock.utcnow() - timedelta(seconds=1)
+        clock.set_forward(self.clock_file, moment)
+
+    def timers(self) -> int:
+        """Matching's daily job for overdue visits, as its timer leader runs it; then the bus and the sender."""
+        matching = self.apps["matching"].extensions["ccs"]
+        reminded = timers.remind_overdue_visits(matching.uow, matching.settings)
+        self.carry()
+        self.send(at=clock.utcnow())
+        return reminded
+
+    def page(self, request_id: str) -> str:
+        """The request's volunteers section, as intake's request page takes it in, for a signed-in coordinator."""
+        client = self.client("matching")
+        with client.session_transaction() as session:
+            session["user"] = claims_for("test", "coordinator", ["fylde-coast"])
+        answer = client.get(f"/offers/{request_id}?part=1")
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    def befriending(self, request_id: str) -> list[dict]:
+        answer = self.client("matching").get(f"/befriending?request_id={request_id}", headers=self.headers)
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
+
+@pytest.fixture
+def rehearsal(app_for, token, monkeypatch, tmp_path):
+    monkeypatch.setenv("CCS_CLOCK_FILE", str(tmp_path / "clock"))
+    monkeypatch.setenv("CCS_SUPPRESS_BELOW", "0")  # the counts as they are (suppression is metrics' own, shared)
+    monkeypatch.setenv("CCS_OFFER_BATCH", "1")
+    return Rehearsal(app_for, token, tmp_path / "clock")
+
+
+def test_a_befriending_match_runs_three_months_with_an_overdue_reminder_and_ends_with_a_reason(rehearsal):
+    s = rehearsal
+    today = datetime.now(timezone.utc).date()
+    start_day = today + timedelta(days=7 - today.weekday())  # next Monday
+    s.at(datetime.combine(start_day, time(10), tzinfo=timezone.utc))
+    sam = register(s.client("matching"), s.headers, "Sam Patel", "07911 123481", skills=["companionship"],
+                   checks=HOME_CHECKS)["phone"]
+    request_id = s.request(**BEFRIENDING)
+    assert s.seen_by_intake(request_id)["befriending"] == {
+        "rhythm": "weekly", "review_on": clock.months_after(start_day, 3).isoformat()}
+    s.carry()
+    s.send(at=clock.utcnow())
+    [offer_sms] = s.gateway.to(sam)
+    assert "ongoing match" in offer_sms and "weekly" in offer_sms and "near FY1" in offer_sms
+    assert "Pat" not in offer_sms and "Promenade" not in offer_sms
+    code = s.offers(request_id)[sam].code
+    s.text(sam, f"YES {code}")
+    s.carry()
+    s.send(at=clock.utcnow())
+    assert s.seen_by_intake(request_id)["status"] == "matched"
+    [match] = s.befriending(request_id)
+    assert (match["started_on"], match["visits"], match["visit_overdue"]) == (start_day.isoformat(), 0, False)
+
+    visits, skipped = 0, 6  # a visit each week but the sixth
+    for week in range(1, 13):
+        day = start_day + timedelta(weeks=week)
+        if week == skipped:  # the last visit was a week ago: overdue three days on, and reminded that day only
+            reminded_on = []
+            for later in range(7):
+                s.at(datetime.combine(day + timedelta(days=later), time(15), tzinfo=timezone.utc))
+                if s.timers():
+                    reminded_on.append(day + timedelta(days=later))
+            assert reminded_on == [day + timedelta(days=3)]
+            assert s.befriending(request_id)[0]["visit_overdue"] is True
+            assert "Visit overdue" in s.page(request_id)
+            continue
+        s.at(datetime.combine(day, time(15), tzinfo=timezone.utc))
+        assert s.timers() == 0  # a visit a week is never overdue, and the overdue spell was reminded once
+        s.text(sam, f"DONE {code} 1.5")
+        s.carry()
+        visits += 1
+    reminders = [m for m in s.messages(sam) if m.key.startswith("visit_overdue:")]
+    assert len(reminders) == 1, [m.body for m in reminders]
+    assert reminders[0].status == "sent" and "gentle reminder" in reminders[0].body and code in reminders[0].body
+    assert "Pat" not in reminders[0].body
+
+    [match] = s.befriending(request_id)
+    assert (match["visits"], match["visit_overdue"], match["end_reason"]) == (visits, False, None)
+    s.at(datetime.combine(clock.months_after(start_day, 3), time(11), tzinfo=timezone.utc))
+    [match] = s.befriending(request_id)
+    assert match["review_due"] is True
+    page = s.page(request_id)
+    assert "Review due" in page and "Befriending, weekly" in page and "End the match" in page
+    assert "Visit overdue" not in page
+
+    bad = s.client("matching").post(f"/befriending/{match['id']}/end", json={"reason": "bored"}, headers=s.headers)
+    assert bad.status_code == 422 and bad.mimetype == "application/problem+json"
+    assert [e["field"] for e in bad.json["errors"]] == ["reason"]
+    ended = s.client("matching").post(f"/befriending/{match['id']}/end", json={"reason": "person_moved"},
+                                      headers=s.headers)
+    assert ended.status_code == 200, ended.json
+    assert (ended.json["end_reason"], ended.json["visits"]) == ("person_moved", visits)
+    s.carry()
+    s.send(at=clock.utcnow())
+
+    seen = s.seen_by_intake(request_id)
+    assert seen["status"] == "completed"
+    weeks = (clock.months_after(start_day, 3) - start_day).days // 7  # whole weeks: 12 or 13
+    assert seen["timeline"][-1]["detail"] == f"Befriending ended: the person moved away ({visits} visits over {weeks} weeks)"
+    thanks = [m for m in s.messages(sam) if m.key.startswith("befriending_ended:")]
+    assert [m.status for m in thanks] == ["sent"] and f"{visits} visits" in thanks[0].body
+    assert len([m for m in s.messages(sam) if m.purpose == "offer"]) == 1  # offered once, not per visit
+    assert s.events("matching", "task.completed") == []
+
+    manager = s.client("metrics").get(
+        f"/activity?period=month&from={start_day.replace(day=1).isoformat()}&to={clock.today().isoformat()}",
+        headers=_manager(s))
+    assert manager.status_code == 200, manager.json
+    periods = manager.json["periods"]
+    total = {key: sum(p["measures"][key] for p in periods)
+             for key in ("befriending_started", "befriending_ended", "befriending_visits", "tasks_completed")}
+    assert total == {"befriending_started": 1, "befriending_ended": 1, "befriending_visits": visits,
+                     "tasks_completed": visits}
+    assert sum(p["measures"]["volunteer_hours"] for p in periods) == pytest.approx(1.5 * visits)
+
+
+def _manager(s) -> dict:
+    from shared import config
+    from shared.web import issue_token
+
+    return {"Authorization": f"Bearer {issue_token(config.load('cli').secret_key, 'm', 'manager', ('fylde-coast',))}"}

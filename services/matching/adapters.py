@@ -550,11 +550,13 @@ class BefriendingRepository:
         return self.session.scalar(sa.select(BefriendingMatch).where(BefriendingMatch.offer_id == offer_id)
                                    .with_for_update().execution_options(populate_existing=True))
 
-    def of_request(self, request_id: uuid.UUID, scope: Actor) -> list[BefriendingMatch]:
-        """A request's matches in the scope's communities, latest first."""
+    def of_request(self, request_id: uuid.UUID | None, scope: Actor, limit: int = 500) -> list[BefriendingMatch]:
+        """A request's matches (None: every open match) in the scope's communities, latest first."""
+        chosen = [BefriendingMatch.request_id == request_id] if request_id is not None else [
+            BefriendingMatch.ended_on.is_(None)]
         return self.session.scalars(sa.select(BefriendingMatch).where(
-            BefriendingMatch.request_id == request_id, in_scope(BefriendingMatch.community, scope))
-            .order_by(BefriendingMatch.started_on.desc())).all()
+            *chosen, in_scope(BefriendingMatch.community, scope))
+            .order_by(BefriendingMatch.started_on.desc(), BefriendingMatch.id).limit(limit)).all()
 
     def claim_open(self, today: date) -> list[BefriendingMatch]:
         """The open matches that may be overdue by `today` and were not reminded of their last visit (or start),

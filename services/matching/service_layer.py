@@ -585,8 +585,9 @@ class BefriendingView:
     next_visit_by: date
 
 
-def befriending_of(uow, actor: Actor, request_id: uuid.UUID, now: datetime) -> list[BefriendingView]:
-    """A request's befriending matches in the actor's communities, latest first, with what needs the coordinator."""
+def befriending_of(uow, actor: Actor, request_id: uuid.UUID | None, now: datetime) -> list[BefriendingView]:
+    """A request's befriending matches (None: every open one) in the actor's communities, latest first, with what
+    needs the coordinator."""
     views = []
     for match in uow.befriending.of_request(request_id, actor):
         today = _today(match.community, now)

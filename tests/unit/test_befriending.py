@@ -93,8 +93,9 @@ class FakeBefriending:
     def of_offer(self, offer_id):
         return next((m for m in self.rows.values() if m.offer_id == offer_id), None)
 
-    def of_request(self, request_id, scope):
-        return [m for m in self.rows.values() if m.request_id == request_id and sees(scope, m.community)]
+    def of_request(self, request_id, scope, limit=500):
+        return [m for m in self.rows.values() if (m.request_id == request_id if request_id else m.open)
+                and sees(scope, m.community)]
 
     def claim_open(self, today):
         return [m for m in self.rows.values() if m.open]

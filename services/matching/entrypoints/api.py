@@ -540,21 +540,22 @@ class EndIn(Schema):
 
 
 class BefriendingQuery(Schema):
-    request_id = fields.UUID(required=True)
+    request_id = fields.UUID(metadata={"description": "One request's matches, ended too (default: every open match)."})
 
 
 @befriending.route("")
 class BefriendingList(MethodView):
-    """A request's befriending matches."""
+    """Befriending matches."""
 
     @requires(*COORDINATORS)
     @befriending.arguments(BefriendingQuery, location="query")
     @befriending.response(200, BefriendingOut(many=True))
     @befriending.doc(security=BEARER)
     def get(self, query):
-        """A request's befriending matches, latest first, with an overdue visit or a review due marked."""
+        """Every open befriending match (or one request's), latest first, with an overdue visit or a review due
+        marked."""
         with service().uow() as uow:
-            return service_layer.befriending_of(uow, current_actor(), query["request_id"], clock.utcnow())
+            return service_layer.befriending_of(uow, current_actor(), query.get("request_id"), clock.utcnow())
 
 
 @befriending.route("/<uuid:match_id>")

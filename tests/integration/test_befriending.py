@@ -186,3 +186,59 @@ def _manager(s) -> dict:
     from shared.web import issue_token
 
     return {"Authorization": f"Bearer {issue_token(config.load('cli').secret_key, 'm', 'manager', ('fylde-coast',))}"}
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres+rabbitmq", marks=pytest.mark.real_backends)],
+                         indirect=True)
+def test_two_timer_leaders_at_once_remind_each_overdue_match_exactly_once(app_for, token):
+    """Two leaders for a moment (one lost its lock during a run): each claims the matches it reminds of with
+    FOR UPDATE SKIP LOCKED and judges them again once claimed, so every overdue match is reminded once."""
+    import threading
+
+    from services.matching.adapters import outbox
+    from services.matching.domain import BefriendingMatch, MatchRequest, Offer, Volunteer
+
+    apps = [app_for("matching"), app_for("matching")]
+    contexts = [app.extensions["ccs"] for app in apps]
+    headers = token("coordinator")
+    today = clock.today()
+    overdue = 12
+    with contexts[0].sessions() as session:
+        for n in range(overdue + 3):  # three visited lately: not overdue
+            volunteer_id = uuid.UUID(register(apps[0].test_client(), headers, f"Friend {n}", f"0791120{n:04d}",
+                                              skills=["companionship"], checks=HOME_CHECKS)["id"])
+            request = MatchRequest(community="fylde-coast", support_type="home_visit", latitude=53.8175,
+                                   longitude=-3.0357, area="FY1", status="matched", correlation_id=f"c{n}",
+                                   befriending_rhythm="weekly")
+            offer = Offer(request_id=request.request_id, volunteer_id=volunteer_id, code=f"{5000 + n}",
+                          status="accepted", volunteer=session.get(Volunteer, volunteer_id))
+            session.add_all([request, offer])
+            session.flush()
+            session.add(BefriendingMatch(
+                request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer_id, community="fylde-coast",
+                support_type="home_visit", rhythm="weekly", started_on=today - timedelta(days=30),
+                review_on=today + timedelta(days=60), last_visit_on=today - timedelta(days=2) if n >= overdue else None))
+        session.commit()
+
+    jobs = [context for context in contexts for _ in range(2)]
+    start, results, errors = threading.Barrier(len(jobs)), [], []
+
+    def run(context) -> None:
+        start.wait()
+        try:
+            results.append(timers.remind_overdue_visits(context.uow, context.settings))
+        except Exception as error:  # noqa: BLE001 - the test reports every one
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(context,)) for context in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    assert sum(results) == overdue
+    with contexts[0].sessions() as session:
+        rows = session.scalars(sa.select(outbox.table).where(outbox.table.event_type == "befriending.visit_overdue"))
+        reminded = [row.body["payload"]["match_id"] for row in rows]
+    assert len(reminded) == len(set(reminded)) == overdue
+    assert timers.remind_overdue_visits(contexts[1].uow, contexts[1].settings) == 0  # and never again this spell

@@ -47,7 +47,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
         "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
                                   "request.unmatched", "task.completed", "task.given_back",
-                                  "task.volunteer_opted_out", "offer.answer_due", "befriending.ended"]),
+                                  "task.volunteer_opted_out", "offer.answer_due", "befriending.started",
+                                  "befriending.visit_overdue", "befriending.ended"]),
         "texts": ("notify", ["sms.held", "sms.waiting"]),
     },
     "matching": {

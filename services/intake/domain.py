@@ -38,6 +38,9 @@ TIMELINE = {
     "task.volunteer_opted_out": ("volunteer opted out", "The volunteer with the task (ref {code}) opted out of SMS: "
                                                         "no reminder reaches them by text; call them to check it "
                                                         "still stands"),
+    "befriending.started": ("befriending", "Befriending started, {rhythm}: review on {review_on}"),
+    "befriending.visit_overdue": ("visit overdue", "No visit logged since {since}: the volunteer (ref {code}) was "
+                                                   "reminded once"),
     "befriending.ended": ("completed", "Befriending ended: {why} ({visits} visits over {weeks} weeks)"),
 }
 # Why an offer was withdrawn, as the timeline says it (a withdrawal alone never moves the status).

@@ -162,8 +162,11 @@ def test_a_befriending_match_runs_three_months_with_an_overdue_reminder_and_ends
 
     seen = s.seen_by_intake(request_id)
     assert seen["status"] == "completed"
+    lines = [(t["what"], t["detail"]) for t in seen["timeline"]]
+    assert ("befriending", f"Befriending started, weekly: review on {clock.months_after(start_day, 3)}") in lines
+    assert [what for what, _ in lines].count("visit overdue") == 1
     weeks = (clock.months_after(start_day, 3) - start_day).days // 7  # whole weeks: 12 or 13
-    assert seen["timeline"][-1]["detail"] == f"Befriending ended: the person moved away ({visits} visits over {weeks} weeks)"
+    assert lines[-1] == ("completed", f"Befriending ended: the person moved away ({visits} visits over {weeks} weeks)")
     thanks = [m for m in s.messages(sam) if m.key.startswith("befriending_ended:")]
     assert [m.status for m in thanks] == ["sent"] and f"{visits} visits" in thanks[0].body
     assert len([m for m in s.messages(sam) if m.purpose == "offer"]) == 1  # offered once, not per visit

@@ -26,7 +26,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
         "offer": "Can you help? {kind}{place}, {when}. Reply YES {code} to accept or NO {code} to decline.",
         "place": " near {area}",
-        "offer_befriending": "Can you befriend someone? An ongoing match, visiting {rhythm}: {kind}{place}, {when}. "
+        "offer_befriending": "Befriending: an ongoing match, visits {rhythm}. {kind}{place}, {when}. "
                              "Reply YES {code} to accept or NO {code} to decline.",
         "visit_overdue": "Hello, just a gentle reminder: we have no visit logged for {code} since {since}. When you "
                          "next visit, reply DONE {code} <hours>. Thank you!",
@@ -61,8 +61,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
                  "pour refuser.",
         "place": " près de {area}",
-        "offer_befriending": "Pouvez-vous accompagner quelqu'un? Un jumelage durable, {rhythm}: {kind}{place}, "
-                             "{when}. Répondez OUI {code} pour accepter, NON {code} pour refuser.",
+        "offer_befriending": "Accompagnement durable, visites {rhythm}. {kind}{place}, {when}. "
+                             "Répondez OUI {code} pour accepter, NON {code} pour refuser.",
         "visit_overdue": "Bonjour, un petit rappel: aucune visite notée pour {code} depuis le {since}. Après votre "
                          "prochaine visite, répondez FINI {code} <heures>. Merci!",
         "befriending_thanks": "Merci pour votre accompagnement ({code}): le jumelage est terminé. Merci pour vos "

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
-from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate,
-                                      HeldTask, MatchRequest, Offer, Policy, Suited, TimeAway, Volunteer,
+from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, BefriendingMatch, BefriendingVisit,
+                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, Suited, TimeAway, Volunteer,
                                       VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor

@@ -220,7 +220,8 @@ def test_two_timer_leaders_at_once_remind_each_overdue_match_exactly_once(app_fo
             session.add(BefriendingMatch(
                 request_id=request.request_id, offer_id=offer.id, volunteer_id=volunteer_id, community="fylde-coast",
                 support_type="home_visit", rhythm="weekly", started_on=today - timedelta(days=30),
-                review_on=today + timedelta(days=60), last_visit_on=today - timedelta(days=2) if n >= overdue else None))
+                review_on=today + timedelta(days=60),
+                last_visit_on=today - timedelta(days=2) if n >= overdue else None))
         session.commit()
 
     jobs = [context for context in contexts for _ in range(2)]
@@ -245,3 +246,49 @@ def test_two_timer_leaders_at_once_remind_each_overdue_match_exactly_once(app_fo
         reminded = [row.body["payload"]["match_id"] for row in rows]
     assert len(reminded) == len(set(reminded)) == overdue
     assert timers.remind_overdue_visits(contexts[1].uow, contexts[1].settings) == 0  # and never again this spell
+
+
+def test_a_coordinator_ends_a_match_on_the_requests_page_and_a_bad_befriending_request_is_named(rehearsal):
+    """The request form's API refuses befriending that cannot be (the wrong kind, a one-off window, a review date
+    past), naming each field; the request page's section ends a match once a reason is chosen, saying why not
+    beside the field until then."""
+    import re
+
+    s = rehearsal
+    s.at(datetime.now(timezone.utc) + timedelta(days=1))
+    start = clock.utcnow() + timedelta(days=1)
+    one_off = {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()}
+    bad = s.client("intake").post("/requests", headers=s.headers, json={
+        **BEFRIENDING, "support_type": "shopping", "when": one_off,
+        "befriending": {"rhythm": "weekly", "review_on": clock.today().isoformat()}})
+    assert bad.status_code == 422 and bad.mimetype == "application/problem+json"
+    assert {e["field"] for e in bad.json["errors"]} == {"support_type", "when", "befriending.review_on"}
+    unknown = s.client("intake").post("/requests", headers=s.headers,
+                                      json={**BEFRIENDING, "befriending": {"rhythm": "daily"}})
+    assert [e["field"] for e in unknown.json["errors"]] == ["befriending.rhythm"]
+
+    sam = register(s.client("matching"), s.headers, "Sam Patel", "07911 123482", skills=["companionship"],
+                   checks=HOME_CHECKS)["phone"]
+    request_id = s.request(**{**BEFRIENDING, "befriending": {"rhythm": "fortnightly"}})
+    s.carry()
+    s.send(at=clock.utcnow())
+    s.text(sam, f"YES {s.offers(request_id)[sam].code}")
+    s.carry()
+    [match] = s.befriending(request_id)
+    client = s.client("matching")  # one browser: the form's token is its session's
+    with client.session_transaction() as session:
+        session["user"] = claims_for("test", "coordinator", ["fylde-coast"])
+    page = client.get(f"/offers/{request_id}?part=1").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    action = f"/offers/{request_id}/befriending/{match['id']}/end"
+    unchosen = client.post(action, data={"csrf_token": token, "reason": ""})
+    assert unchosen.status_code == 422
+    assert 'id="reason-error"' in unchosen.text and "Choose why the match ends." in unchosen.text
+    assert s.befriending(request_id)[0]["ended_on"] is None
+    ended = client.post(action, data={"csrf_token": token, "reason": "ended_by_person",
+                                      "next": f"/board/{request_id}"})
+    assert ended.status_code == 303 and ended.headers["Location"].endswith(f"/board/{request_id}")
+    assert s.befriending(request_id)[0]["end_reason"] == "ended_by_person"
+    assert "the person ended the match" in s.page(request_id) and "End the match" not in s.page(request_id)
+    s.carry()
+    assert s.seen_by_intake(request_id)["status"] == "completed"

@@ -177,13 +177,14 @@ class RequestIn(HelpIn):
         "description": "A befriending request (a companionship or bereavement visit, or a phone check-in), with "
                        "days and a part of the day as its window and no repeat: visited at its rhythm until ended."})
 
-    @validates_schema
-    def befriending_shape(self, data, **kwargs):
-        """Befriending is companionship or bereavement support, at any of some days, with no end."""
-        if not data.get("befriending"):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def befriending_shape(self, data, original, **kwargs):
+        """Befriending is companionship or bereavement support, at any of some days, with no end (named with any
+        other mistake, e.g. in its review date)."""
+        if not (data.get("befriending") or (isinstance(original, dict) and original.get("befriending"))):
             return
         problems = {}
-        if data.get("support_type") not in BEFRIENDING_KINDS:
+        if "support_type" in data and data["support_type"] not in BEFRIENDING_KINDS:
             problems["support_type"] = [f"Befriending is one of: {', '.join(BEFRIENDING_KINDS)}."]
         if data.get("repeat"):
             problems["repeat"] = ["A befriending request has a rhythm instead: leave repeat out."]

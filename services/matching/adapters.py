@@ -20,8 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
 from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, BefriendingMatch, BefriendingVisit,
-                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, Suited, TimeAway, Volunteer,
-                                      VolunteerCheck)
+                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, Suited,
+                                      TimeAway, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow

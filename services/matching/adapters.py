@@ -512,13 +512,19 @@ class OfferRepository:
 
 
     def hours_in(self, volunteer_id: uuid.UUID, year: int, zone: tzinfo) -> tuple[float, int]:
-        """The hours a volunteer gave in a year (as its community's clocks count it) and how many tasks they did."""
+        """The hours a volunteer gave in a year (as its community's clocks count it) and how many tasks they did,
+        befriending visits among them."""
         start, end = (datetime(y, 1, 1, tzinfo=zone).astimezone(UTC) for y in (year, year + 1))
         hours, done = self.session.execute(
             sa.select(sa.func.coalesce(sa.func.sum(Offer.hours), 0.0), sa.func.count())
             .where(Offer.volunteer_id == volunteer_id, Offer.status == "completed", Offer.completed_at >= start,
                    Offer.completed_at < end)).one()
-        return round(float(hours), 2), done
+        visit_hours, visits = self.session.execute(  # befriending visits are tasks done too
+            sa.select(sa.func.coalesce(sa.func.sum(BefriendingVisit.hours), 0.0), sa.func.count())
+            .join(BefriendingMatch, BefriendingVisit.match_id == BefriendingMatch.id)
+            .where(BefriendingMatch.volunteer_id == volunteer_id,
+                   BefriendingVisit.visited_on.between(date(year, 1, 1), date(year, 12, 31)))).one()
+        return round(float(hours) + float(visit_hours), 2), done + visits
 
 
 class BefriendingRepository:

@@ -143,6 +143,14 @@ def test_a_befriending_match_runs_three_months_with_an_overdue_reminder_and_ends
 
     [match] = s.befriending(request_id)
     assert (match["visits"], match["visit_overdue"], match["end_reason"]) == (visits, False, None)
+    before = len(s.gateway.to(sam))
+    s.text(sam, "HOURS")
+    s.carry()
+    s.send(at=clock.utcnow())
+    [hours] = s.gateway.to(sam)[before:]
+    this_year = sum(1 for week in range(1, 13) if week != skipped
+                    and (start_day + timedelta(weeks=week)).year == clock.today().year)
+    assert hours.startswith(f"You have given {1.5 * this_year:g} hours in {clock.today().year}"), hours
     s.at(datetime.combine(clock.months_after(start_day, 3), time(11), tzinfo=timezone.utc))
     [match] = s.befriending(request_id)
     assert match["review_due"] is True

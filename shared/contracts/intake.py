@@ -125,3 +125,13 @@ class TokenRevoked(EventPayload):
     jti: str | None = rule(validate.Regexp(r"^[0-9a-f]{32}$"), default=None)
     subject_digest: str | None = rule(validate.Regexp(r"^[0-9a-f]{64}$"), default=None)
     issued_before: datetime | None = None
+
+
+@contract("person.erased", 1, example={"community": "fylde-coast", "request_ids": [REQUEST]})
+class PersonErased(EventPayload):
+    """A person's details were erased from intake at their request (`ccs person erase`): each service that holds
+    anything of theirs about these requests removes it too (notify the texts about them, matching its pseudonymous
+    link between them). Carries no personal data: the requests by id alone."""
+
+    community: str
+    request_ids: list[uuid.UUID]

@@ -34,6 +34,14 @@ def today() -> date:
     return (datetime.now() + offset()).date()
 
 
+def months_after(day: date, months: int) -> date:
+    """The same day `months` later, or the last day of that month when it is shorter (31 Jan: 28 or 29 Feb)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return min(date(year, month, 1) + timedelta(days=day.day - 1), following - timedelta(days=1))
+
+
 def set_forward(path: Path, to: datetime) -> None:
     """Set the clock of every process reading `path` so that it now reads `to` (a rehearsal's step)."""
     seconds = (to - datetime.now(timezone.utc)).total_seconds()

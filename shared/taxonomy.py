@@ -93,5 +93,17 @@ ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")
 WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out")
 OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
 UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")
+# Befriending: a long-term match between one volunteer and a person, visited at a rhythm until it ends. It is a
+# request of one of these kinds (a companionship or bereavement visit, or a phone check-in) with a rhythm; the days
+# each rhythm allows between visits, and why a match ended.
+BEFRIENDING_KINDS: tuple[str, ...] = ("home_visit", "phone_check_in", "bereavement_visit")
+RHYTHMS: tuple[str, ...] = ("weekly", "fortnightly", "monthly")
+BEFRIENDING_END_REASONS: dict[str, str] = {
+    "person_moved": "The person moved away",
+    "died": "The person died",
+    "volunteer_left": "The volunteer left",
+    "ended_by_person": "The person ended the match",
+    "ended_by_volunteer": "The volunteer ended the match",
+}
 # What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS).
 VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours")

@@ -50,7 +50,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "intake": {
         "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
                                   "request.unmatched", "task.completed", "task.given_back",
-                                  "task.volunteer_opted_out", "offer.answer_due"]),
+                                  "task.volunteer_opted_out", "offer.answer_due", "befriending.started",
+                                  "befriending.visit_overdue", "befriending.ended"]),
         "texts": ("notify", ["sms.held", "sms.waiting"]),
     },
     "matching": {
@@ -63,7 +64,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     },
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
-                                "reply.unresolved", "reply.answered", "task.completed", "task.given_back"]),
+                                "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
+                                "befriending.visit_overdue", "befriending.ended"]),
         "details": ("intake", ["task.details_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),

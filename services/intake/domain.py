@@ -23,8 +23,8 @@ from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
 from shared.contracts.intake import OrganisationChanged, RequestSubmitted, TaskDetailsShared, TokenRevoked
-from shared.contracts.matching import OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
-from shared.taxonomy import KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
+from shared.contracts.matching import BefriendingEnded, OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
+from shared.taxonomy import BEFRIENDING_END_REASONS, KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
 FINAL_STATUSES = ("completed", "cancelled", "signposted")
@@ -40,6 +40,10 @@ TIMELINE = {
     "task.volunteer_opted_out": ("volunteer opted out", "The volunteer with the task (ref {code}) opted out of SMS: "
                                                         "no reminder reaches them by text; call them to check it "
                                                         "still stands"),
+    "befriending.started": ("befriending", "Befriending started, {rhythm}: review on {review_on}"),
+    "befriending.visit_overdue": ("visit overdue", "No visit logged since {since}: the volunteer (ref {code}) was "
+                                                   "reminded once"),
+    "befriending.ended": ("completed", "Befriending ended: {why} ({visits} visits over {weeks} weeks)"),
 }
 # Why an offer was withdrawn, as the timeline says it (a withdrawal alone never moves the status).
 WITHDRAWN_WHY = {
@@ -56,6 +60,7 @@ IMPLIED_STATUS = {
     "request.unmatched": "unmatched",
     "task.given_back": "offered",  # matching asks others at once: an offer.made or request.unmatched follows
     "task.completed": "completed",  # of the last occurrence; of an earlier one "offered": the next is being asked
+    "befriending.ended": "completed",  # a befriending match ends the request, whatever the reason
 }
 # How an event not numbered (published before events had a sequence) moves a request: only on, from these statuses.
 MOVES = {
@@ -310,6 +315,8 @@ class SupportRequest:
             raise NotOpen(self.status, "changed")
         if self.pseudonymised_at is not None:  # nothing of the person is left to change, and they asked for that
             raise NotOpen("erased", "changed")
+        if "preferences" in columns and self.befriending:  # a befriending request stays one (set when logged)
+            columns = {**columns, "preferences": {**(columns["preferences"] or {}), "befriending": self.befriending}}
         changed = sorted(name for name, value in columns.items() if getattr(self, name) != value)
         if "support_type" in changed and not KINDS[columns["support_type"]].offered and not self.held:
             raise NotOffered("Volunteers may have been asked about this request, so it cannot become "
@@ -354,7 +361,8 @@ class SupportRequest:
             detail += f": {WITHDRAWN_WHY[facts.reason]}"
         if isinstance(facts, OfferAccepted) and facts.by == "coordinator":
             what, detail = "assigned", "A coordinator assigned a volunteer (ref {code})"
-        self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
+        words = {"why": BEFRIENDING_END_REASONS[facts.reason].lower()} if isinstance(facts, BefriendingEnded) else {}
+        self.note(what, detail.format(**facts.as_dict(), **words), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
         self.closing()
@@ -417,6 +425,12 @@ class SupportRequest:
                 history.append((stage, entry.at))
         return history
 
+    @property
+    def befriending(self) -> dict[str, str] | None:
+        """A befriending request's rhythm and review date ({"rhythm", "review_on"}: an ISO date), kept with its
+        preferences; None for any other request."""
+        return (self.preferences or {}).get("befriending")
+
     def for_matching(self, event: type[RequestSubmitted], secret_key: str, **extra: Any) -> RequestSubmitted:
         """What matching may know of the request (`RequestSubmitted` or `RequestUpdated`): no name, phone,
         address, notes or reason; the person only as a pseudonym. (`extra`: `closed=True` for one that ended
@@ -430,7 +444,9 @@ class SupportRequest:
             repeat_occurrences=self.repeat_occurrences, volunteer_language=preferences.get("volunteer_language"),
             volunteer_gender=preferences.get("volunteer_gender"),
             person_ref=person_ref(self.person_name, self.person_phone, self.date_of_birth, secret_key),
-            is_carer=self.is_carer, referrer_organisation=self.referrer_organisation)
+            is_carer=self.is_carer, referrer_organisation=self.referrer_organisation,
+            befriending_rhythm=(self.befriending or {}).get("rhythm"),
+            review_on=date.fromisoformat(self.befriending["review_on"]) if self.befriending else None)
 
     def forget_person(self, at: datetime) -> list[str]:
         """Remove the person's details (retention's pseudonymisation, and erasure): name, phone, address, postcode
@@ -598,6 +614,10 @@ def columns_from(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("support_type", "urgency", "preferences", "coordinator_notes"):
         if name in data:
             columns[name] = data[name]
+    if data.get("befriending"):
+        befriending = data["befriending"]
+        columns["preferences"] = {**columns.get("preferences", {}), "befriending": {
+            "rhythm": befriending["rhythm"], "review_on": befriending["review_on"].isoformat()}}
     if referrer := data.get("referrer"):
         columns.update(referrer_organisation=referrer["organisation"], referrer_name=referrer["name"],
                        referrer_contact=referrer["contact"], source=referrer["organisation_type"])

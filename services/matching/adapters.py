@@ -12,15 +12,16 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
-from services.matching.domain import (HOLDING, CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy,
-                                      Suited, TimeAway, Volunteer, VolunteerCheck)
+from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, BefriendingMatch, BefriendingVisit,
+                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, Suited,
+                                      TimeAway, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -111,6 +112,8 @@ match_requests = sa.Table(
     sa.Column("unmatched_reason", sa.String(500)),
     sa.Column("correlation_id", sa.String(64), nullable=False),
     sa.Column("sequence", sa.Integer, nullable=False, default=0),  # of the last event published about it
+    sa.Column("befriending_rhythm", sa.String(12)),  # RHYTHMS: a befriending request
+    sa.Column("review_on", sa.Date),
 )
 
 cancelled_early = sa.Table(
@@ -142,6 +145,33 @@ offers = sa.Table(
              sqlite_where=sa.text("status = 'accepted'"), postgresql_where=sa.text("status = 'accepted'")),
 )
 
+befriending_matches = sa.Table(
+    "befriending_matches", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("request_id", sa.Uuid, sa.ForeignKey("match_requests.request_id"), nullable=False, index=True),
+    sa.Column("offer_id", sa.Uuid, sa.ForeignKey("offers.id"), nullable=False, unique=True),
+    sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id"), nullable=False, index=True),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("support_type", sa.String(40), nullable=False),
+    sa.Column("rhythm", sa.String(12), nullable=False),
+    sa.Column("started_on", sa.Date, nullable=False),
+    sa.Column("review_on", sa.Date, nullable=False),
+    sa.Column("last_visit_on", sa.Date),
+    sa.Column("visits", sa.Integer, nullable=False, default=0),
+    sa.Column("reminded_for", sa.Date),  # the `since` of the overdue spell a reminder went for
+    sa.Column("ended_on", sa.Date, index=True),
+    sa.Column("end_reason", sa.String(24)),
+)
+
+befriending_visits = sa.Table(
+    "befriending_visits", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("match_id", sa.Uuid, sa.ForeignKey("befriending_matches.id"), nullable=False, index=True),
+    sa.Column("visited_on", sa.Date, nullable=False),
+    sa.Column("hours", sa.Float),
+    sa.Column("message_sid", sa.String(64), unique=True),  # the volunteer's DONE; none when a coordinator logged it
+)
+
 mapper = Base.registry.map_imperatively
 mapper(VolunteerCheck, volunteer_checks)
 mapper(TimeAway, time_away)
@@ -155,6 +185,11 @@ mapper(MatchRequest, match_requests, properties={
     "offers": relationship(Offer, order_by=offers.c.created_at, lazy="selectin"),
 })
 mapper(CancelledEarly, cancelled_early)
+mapper(BefriendingVisit, befriending_visits)
+mapper(BefriendingMatch, befriending_matches, properties={
+    "logged": relationship(BefriendingVisit, lazy="selectin", order_by=befriending_visits.c.visited_on,
+                           cascade="all, delete-orphan"),
+})
 
 
 # --- keeping the candidate index current ----------------------------------------------------------------------
@@ -477,13 +512,69 @@ class OfferRepository:
 
 
     def hours_in(self, volunteer_id: uuid.UUID, year: int, zone: tzinfo) -> tuple[float, int]:
-        """The hours a volunteer gave in a year (as its community's clocks count it) and how many tasks they did."""
+        """The hours a volunteer gave in a year (as its community's clocks count it) and how many tasks they did,
+        befriending visits among them."""
         start, end = (datetime(y, 1, 1, tzinfo=zone).astimezone(UTC) for y in (year, year + 1))
         hours, done = self.session.execute(
             sa.select(sa.func.coalesce(sa.func.sum(Offer.hours), 0.0), sa.func.count())
             .where(Offer.volunteer_id == volunteer_id, Offer.status == "completed", Offer.completed_at >= start,
                    Offer.completed_at < end)).one()
-        return round(float(hours), 2), done
+        visit_hours, visits = self.session.execute(  # befriending visits are tasks done too
+            sa.select(sa.func.coalesce(sa.func.sum(BefriendingVisit.hours), 0.0), sa.func.count())
+            .join(BefriendingMatch, BefriendingVisit.match_id == BefriendingMatch.id)
+            .where(BefriendingMatch.volunteer_id == volunteer_id,
+                   BefriendingVisit.visited_on.between(date(year, 1, 1), date(year, 12, 31)))).one()
+        return round(float(hours) + float(visit_hours), 2), done + visits
+
+
+class BefriendingRepository:
+    """Befriending matches and their visits."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, match: BefriendingMatch) -> None:
+        """Store a new match."""
+        self.session.add(match)
+
+    def get(self, match_id: uuid.UUID, scope: Actor, lock: bool = False) -> BefriendingMatch | None:
+        """A match by id in the scope's communities (`SYSTEM`: any); `lock`: read again and locked until the
+        transaction ends (its request's lock is taken first, see service_layer)."""
+        query = sa.select(BefriendingMatch).where(BefriendingMatch.id == match_id,
+                                                  in_scope(BefriendingMatch.community, scope))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalar(query)
+
+    def request_of(self, match_id: uuid.UUID, scope: Actor) -> uuid.UUID | None:
+        """The request a match in the scope's communities is of."""
+        return self.session.scalar(sa.select(BefriendingMatch.request_id).where(
+            BefriendingMatch.id == match_id, in_scope(BefriendingMatch.community, scope)))
+
+    def of_offer(self, offer_id: uuid.UUID) -> BefriendingMatch | None:
+        """The match an accepted offer made, read again and locked (its request is locked first)."""
+        return self.session.scalar(sa.select(BefriendingMatch).where(BefriendingMatch.offer_id == offer_id)
+                                   .with_for_update().execution_options(populate_existing=True))
+
+    def of_request(self, request_id: uuid.UUID | None, scope: Actor, limit: int = 500) -> list[BefriendingMatch]:
+        """A request's matches (None: every open match) in the scope's communities, latest first."""
+        chosen = [BefriendingMatch.request_id == request_id] if request_id is not None else [
+            BefriendingMatch.ended_on.is_(None)]
+        return self.session.scalars(sa.select(BefriendingMatch).where(
+            *chosen, in_scope(BefriendingMatch.community, scope))
+            .order_by(BefriendingMatch.started_on.desc(), BefriendingMatch.id).limit(limit)).all()
+
+    def claim_open(self, today: date) -> list[BefriendingMatch]:
+        """The open matches that may be overdue by `today` and were not reminded of their last visit (or start),
+        locked until the transaction ends, skipping those another transaction holds (on PostgreSQL `FOR UPDATE
+        SKIP LOCKED`: two timer runs at once never remind of the same match). The domain judges each."""
+        since = sa.func.coalesce(BefriendingMatch.last_visit_on, BefriendingMatch.started_on)
+        return self.session.scalars(sa.select(BefriendingMatch).where(
+            BefriendingMatch.ended_on.is_(None), since <= today - timedelta(days=SHORTEST_OVERDUE_DAYS),
+            sa.or_(BefriendingMatch.reminded_for.is_(None), BefriendingMatch.reminded_for != since))
+                                    .order_by(BefriendingMatch.id)
+                                    .with_for_update(skip_locked=True)
+                                    .execution_options(populate_existing=True)).all()
 
 
 class MatchingUnitOfWork(SqlUnitOfWork):
@@ -496,4 +587,5 @@ class MatchingUnitOfWork(SqlUnitOfWork):
         self.volunteers = VolunteerRepository(session)
         self.requests = RequestRepository(session)
         self.offers = OfferRepository(session)
+        self.befriending = BefriendingRepository(session)
 

@@ -45,7 +45,7 @@ class MatchingSettings(config.Settings):
 
 def create_app(test_config=None) -> Flask:
     """Matching's web app: the volunteers and matches API, and the roster pages."""
-    return create_service_app(SERVICE, MatchingSettings.from_env(), [api.blp, api.matches, pages.blp], outbox,
+    return create_service_app(SERVICE, MatchingSettings.from_env(), [api.blp, api.matches, api.befriending, pages.blp], outbox,
                               unit_of_work=lambda sessions: MatchingUnitOfWork(sessions, outbox),
                               test_config=test_config, revocations=revocations)
 
@@ -72,7 +72,7 @@ SERVICE = ServiceDefinition(
     name="matching",
     title="Matching",
     package="services.matching",
-    routes=("/volunteers", "/matches", "/roster", "/offers"),
+    routes=("/volunteers", "/matches", "/roster", "/offers", "/befriending"),
     create_app=create_app,
     worker=worker,
     metadata=lambda: Base.metadata,

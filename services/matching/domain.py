@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from shared import gazetteer
-from shared.taxonomy import CHECKS, DAYS, KINDS, VOLUNTEER_STATUSES
+from shared.clock import months_after
+from shared.taxonomy import BEFRIENDING_END_REASONS, CHECKS, DAYS, KINDS, RHYTHMS, VOLUNTEER_STATUSES
 
 # Distances are the gazetteer's, one formula for every service (named here too, as matching's code reads them).
 EARTH_RADIUS_KM, distance_km = gazetteer.EARTH_RADIUS_KM, gazetteer.distance_km
@@ -36,7 +37,8 @@ VIEWS = ("MY", "AWAY", "HOURS")  # a volunteer asking about themselves: their ta
 # The fields of a request that matching keeps, as intake's events carry them.
 WHEN = ("window_start", "window_end", "window_days", "window_part")
 REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",
-                  "volunteer_gender", "person_ref", "repeat_every_weeks", "repeat_occurrences") + WHEN
+                  "volunteer_gender", "person_ref", "repeat_every_weeks", "repeat_occurrences",
+                  "befriending_rhythm", "review_on") + WHEN
 
 
 # --- errors the use cases raise ----------------------------------------------------------------------------------
@@ -253,6 +255,8 @@ class MatchRequest:
     unmatched_reason: str | None = None
     correlation_id: str = ""
     sequence: int = 0  # the number of the last event published about it (`numbered`)
+    befriending_rhythm: str | None = None  # a befriending request: offered once, visited at this rhythm
+    review_on: date | None = None  # a befriending match's first review (else REVIEW_AFTER_MONTHS after it starts)
     offers: list[Offer] = field(default_factory=list, repr=False)
 
     def when(self) -> dict[str, Any]:
@@ -322,6 +326,104 @@ class MatchRequest:
         if self.window_start is not None and self.occurrence > 1:
             shift = timedelta(weeks=(self.repeat_every_weeks or 1) * (self.occurrence - 1))
             self.window_start, self.window_end = self.window_start + shift, self.window_end + shift
+
+
+# --- befriending: a long-term match, visited at a rhythm --------------------------------------------------------
+
+GRACE_DAYS = 3  # a visit is overdue its rhythm and this many days after the last (or the start)
+REVIEW_AFTER_MONTHS = 3  # a match's review, unless the coordinator chose a date
+SHORTEST_OVERDUE_DAYS = 7 + GRACE_DAYS  # no visit can be overdue sooner after the last (weekly, and the grace)
+
+
+def visit_due_on(rhythm: str, since: date) -> date:
+    """When the next visit is due, a rhythm after the last visit (or the start)."""
+    if rhythm not in RHYTHMS:
+        raise ValueError(f"rhythm must be one of {', '.join(RHYTHMS)}")
+    if rhythm == "monthly":
+        return months_after(since, 1)
+    return since + timedelta(weeks=1 if rhythm == "weekly" else 2)
+
+
+def overdue_on(rhythm: str, since: date) -> date:
+    """The first day a visit is overdue: its rhythm and GRACE_DAYS after the last visit (or the start)."""
+    return visit_due_on(rhythm, since) + timedelta(days=GRACE_DAYS)
+
+
+@dataclass(eq=False, kw_only=True)
+class BefriendingVisit:
+    """One visit of a befriending match, as its volunteer texted DONE (`message_sid`: their text's; None when a
+    coordinator recorded it), so that a text handled twice is one visit."""
+
+    match_id: uuid.UUID | None = None
+    visited_on: date
+    hours: float | None = None
+    message_sid: str | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(eq=False, kw_only=True)
+class BefriendingMatch:
+    """A volunteer's long-term match with a person (through a request): visited at a rhythm, reviewed, and ended
+    with a reason. It stays open through every visit; a one-off task would close."""
+
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    support_type: str
+    rhythm: str
+    started_on: date
+    review_on: date
+    last_visit_on: date | None = None
+    visits: int = 0
+    reminded_for: date | None = None  # the `since` of the overdue spell a reminder went for
+    ended_on: date | None = None
+    end_reason: str | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    logged: list[BefriendingVisit] = field(default_factory=list, repr=False)
+
+    @property
+    def since(self) -> date:
+        """The last visit, or the start: what the next visit is due after."""
+        return self.last_visit_on or self.started_on
+
+    @property
+    def open(self) -> bool:
+        return self.ended_on is None
+
+    def overdue(self, today: date) -> bool:
+        """Open, and no visit for its rhythm and GRACE_DAYS more."""
+        return self.open and today >= overdue_on(self.rhythm, self.since)
+
+    def needs_reminder(self, today: date) -> bool:
+        """Overdue, and its volunteer not yet reminded of this spell (once per spell, not every day)."""
+        return self.overdue(today) and self.reminded_for != self.since
+
+    def review_due(self, today: date) -> bool:
+        """Open, and its review date has come."""
+        return self.open and today >= self.review_on
+
+    def log_visit(self, day: date, hours: float | None, message_sid: str | None = None) -> BefriendingVisit | None:
+        """A visit done on `day`; None (nothing logged) for a text already logged, or a match that ended."""
+        if not self.open or (message_sid is not None and any(v.message_sid == message_sid for v in self.logged)):
+            return None
+        visit = BefriendingVisit(match_id=self.id, visited_on=day, hours=hours, message_sid=message_sid)
+        self.logged.append(visit)
+        self.visits += 1
+        self.last_visit_on = max(day, self.last_visit_on or day)
+        return visit
+
+    def weeks(self, until: date) -> int:
+        """Whole weeks from its start to `until`."""
+        return max(0, (until - self.started_on).days // 7)
+
+    def end(self, day: date, reason: str) -> None:
+        """End the match, with one of BEFRIENDING_END_REASONS."""
+        if reason not in BEFRIENDING_END_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(BEFRIENDING_END_REASONS)}")
+        if not self.open:
+            raise Conflict("This befriending match has ended already.")
+        self.ended_on, self.end_reason = day, reason
 
 
 @dataclass(eq=False, kw_only=True)

@@ -9,7 +9,8 @@ that comes later in it:
    transaction holds); when a use case changes several requests (an opt-out), it locks them all first, in the
    order of their ids. A request not stored yet is held by its id (`uow.requests.lock_new`) before its row exists,
    so that its request.submitted, request.updated and request.cancelled are judged one at a time;
-2. then its offers: read again once the request is locked (`uow.offers.get(..., fresh=True)`) and only then
+2. then its offers (and a befriending request's match, `uow.befriending.of_offer` or `get(..., lock=True)`):
+   read again once the request is locked (`uow.offers.get(..., fresh=True)`) and only then
    changed. No use case changes an offer without holding its request, so an offer's row is never waited for; an
    offer's code is taken without waiting (`uow.offers.reserve_code`), so two requests' cascades never wait on
    each other in the offers' unique index;
@@ -18,7 +19,8 @@ that comes later in it:
    opt-out). Making an offer to a volunteer takes only the foreign key's share lock on their row, after the
    request's lock, as the order says.
 
-Check reminders lock the rows of the checks they remind of (skipping those another run holds), and nothing else.
+Check reminders lock the rows of the checks they remind of (skipping those another run holds), and nothing else;
+so do overdue-visit reminders, the rows of the befriending matches they remind of.
 The handlers of sms.sent, sms.failed, the replies (YES, NO, DONE, CANCEL), contact.opted_out, request.updated and
 request.cancelled, the expiry timer and its cascades, and a coordinator's assignment and rerun all follow it.
 """
@@ -32,17 +34,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, VIEWS, Candidate,
-                                      Conflict, MatchRequest, NotFound, Offer, Place, Policy, Volunteer,
+from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS,
+                                      VIEWS, BefriendingMatch, Candidate, Conflict, MatchRequest, NotFound, Offer,
+                                      Place, Policy, Volunteer, months_after, overdue_on,
                                       VolunteerCheck, assess, explain, facts_for, next_batch, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
-from shared import gazetteer
+from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
 from shared.contracts.intake import PersonErased, RequestSubmitted
-from shared.contracts.matching import (AboutRequest, CheckExpiring, OfferAccepted, OfferAnswerDue, OfferMade,
-                                       TaskLine,
+from shared.contracts.matching import (AboutRequest, BefriendingEnded, BefriendingStarted, BefriendingVisitLogged,
+                                       BefriendingVisitOverdue, CheckExpiring, OfferAccepted, OfferAnswerDue,
+                                       OfferMade, TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
                                        VolunteerStatusChanged)
@@ -129,7 +133,7 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
             phone=candidate.volunteer.phone, code=offer.code, support_type=request.support_type, area=request.area,
             urgency=request.urgency, community=request.community, round=request.round,
             occurrence=request.occurrence, occurrences=request.repeat_occurrences,
-            language=candidate.volunteer.first_language, **request.when()))
+            language=candidate.volunteer.first_language, rhythm=request.befriending_rhythm, **request.when()))
 
 
 def _unmatched(uow, request: MatchRequest, reason: str) -> None:
@@ -158,6 +162,8 @@ def _accept(uow, request: MatchRequest, offer: Offer, now: datetime, by: str = "
         occurrence=offer.occurrence, **request.when()))
     _publish(uow, request, RequestMatched(request_id=request.request_id, offer_id=offer.id,
                                           volunteer_id=offer.volunteer_id, occurrence=offer.occurrence))
+    if request.befriending_rhythm:
+        _start_befriending(uow, request, offer, now)
 
 
 def _withdraw(uow, request: MatchRequest, offer: Offer, reason: str) -> None:
@@ -212,14 +218,17 @@ def _lock_new(uow, request_id: uuid.UUID) -> MatchRequest | None:
     return uow.requests.lock(request_id, SYSTEM)
 
 
-def cancel_request(uow, request_id: uuid.UUID) -> None:
-    """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too)."""
+def cancel_request(uow, request_id: uuid.UUID, now: datetime | None = None) -> None:
+    """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too; a
+    befriending match ends with it)."""
     request = uow.requests.lock(request_id, SYSTEM) or _lock_new(uow, request_id)
     if request is None:  # the cancellation overtook its request: keep it for when the request comes
         uow.requests.note_cancelled_early(request_id)
     else:
         request.status = "cancelled"
         for offer in request.offers:
+            if offer.status == "accepted" and request.befriending_rhythm:
+                _close_befriending(uow, offer, now or clock.utcnow(), None)
             if offer.status in ("open", "accepted"):
                 _withdraw(uow, request, offer, "cancelled")
     uow.commit()
@@ -313,8 +322,13 @@ def _answer(uow, volunteer: Volunteer, sms: SmsReceived, policy: Policy, now: da
         offer.decline(now)
         _next_round_if_all_answered(uow, request, policy, now)
     elif sms.keyword == "DONE":
-        _complete(uow, request, offer, sms.hours, policy, now)
+        if request.befriending_rhythm:
+            _log_visit(uow, request, offer, sms.hours, now, sms.message_sid)
+        else:
+            _complete(uow, request, offer, sms.hours, policy, now)
     else:  # CANCEL: the volunteer gives the task back; it goes to the front of matching again
+        if request.befriending_rhythm:
+            _close_befriending(uow, offer, now, "ended_by_volunteer")
         offer.give_back(now)
         request.given_back_by_volunteer()
         _publish(uow, request, TaskGivenBack(request_id=request.request_id, offer_id=offer.id,
@@ -457,6 +471,138 @@ def remind_expiring_checks(uow, today: date, days_ahead: int = SOON_DAYS) -> int
         sent += 1
     uow.commit()
     return sent
+
+
+def remind_overdue_visits(uow, today: date) -> int:
+    """Remind the volunteer of each befriending match whose visit is overdue (its rhythm and GRACE_DAYS since the
+    last visit or the start), once per overdue spell, and mark it for the coordinator (`befriending.visit_overdue`);
+    how many reminders went. The matches are claimed (another run at the same moment skips them, and a later one
+    sees them reminded)."""
+    sent = 0
+    for match in uow.befriending.claim_open(today):
+        if not match.needs_reminder(today):
+            continue
+        volunteer, offer = uow.volunteers.get(match.volunteer_id, SYSTEM), uow.offers.get(match.offer_id)
+        match.reminded_for = match.since
+        uow.publish(BefriendingVisitOverdue(
+            match_id=match.id, request_id=match.request_id, volunteer_id=match.volunteer_id,
+            community=match.community, phone=volunteer.phone, code=offer.code, language=volunteer.first_language,
+            rhythm=match.rhythm, since=match.since, overdue_on=overdue_on(match.rhythm, match.since)))
+        sent += 1
+    uow.commit()
+    return sent
+
+
+# --- befriending: one long-term match, visited at a rhythm ------------------------------------------------------
+
+def _today(community_slug: str, now: datetime) -> date:
+    """The day it is in a community."""
+    return now.astimezone(community(community_slug).zone).date()
+
+
+def _start_befriending(uow, request: MatchRequest, offer: Offer, now: datetime) -> BefriendingMatch:
+    """A volunteer took a befriending request: the match starts today, for review on the request's date (else
+    REVIEW_AFTER_MONTHS on)."""
+    started_on = _today(request.community, now)
+    match = BefriendingMatch(request_id=request.request_id, offer_id=offer.id, volunteer_id=offer.volunteer_id,
+                             community=request.community, support_type=request.support_type,
+                             rhythm=request.befriending_rhythm, started_on=started_on,
+                             review_on=request.review_on or months_after(started_on, REVIEW_AFTER_MONTHS))
+    uow.befriending.add(match)
+    _publish(uow, request, BefriendingStarted(
+        match_id=match.id, request_id=request.request_id, offer_id=offer.id, volunteer_id=offer.volunteer_id,
+        community=request.community, support_type=request.support_type, rhythm=match.rhythm,
+        started_on=match.started_on, review_on=match.review_on))
+    return match
+
+
+def _log_visit(uow, request: MatchRequest, offer: Offer, hours: float | None, now: datetime,
+               message_sid: str | None = None) -> None:
+    """A befriending visit (DONE, or a coordinator recording it): logged once per text, and the match goes on."""
+    match = uow.befriending.of_offer(offer.id)
+    if match is None:
+        return
+    visit = match.log_visit(_today(request.community, now), hours, message_sid)
+    if visit is None:
+        return
+    uow.publish(BefriendingVisitLogged(
+        match_id=match.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
+        community=request.community, support_type=request.support_type, visited_on=visit.visited_on,
+        hours=hours, visit=match.visits), correlation_id=request.correlation_id)
+
+
+def _close_befriending(uow, offer: Offer, now: datetime, reason: str | None) -> None:
+    """End a match quietly as its task ends another way (given back, or its request cancelled): no thanks, no
+    completion (`reason` None: the request's cancellation says why)."""
+    match = uow.befriending.of_offer(offer.id)
+    if match is not None and match.open:
+        match.ended_on, match.end_reason = _today(match.community, now), reason
+
+
+def end_befriending(uow, actor: Actor, match_id: uuid.UUID, reason: str, now: datetime) -> BefriendingMatch:
+    """End a befriending match with a reason (BEFRIENDING_END_REASONS): a coordinator's choice, or a handler's
+    with `SYSTEM` (when the person has died). Its volunteer is thanked, its request completes, and metrics counts
+    it (`befriending.ended`: visits and weeks, no names). ValueError for a reason not in the list; Conflict for a
+    match that ended already."""
+    request_id = uow.befriending.request_of(match_id, actor)
+    if request_id is None:
+        raise NotFound("No such befriending match.")
+    request = uow.requests.lock(request_id, actor)
+    match = uow.befriending.get(match_id, actor, lock=True)
+    match.end(_today(match.community, now), reason)
+    offer = uow.offers.get(match.offer_id, fresh=True)
+    volunteer = uow.volunteers.get(match.volunteer_id, SYSTEM)
+    if offer.status == "accepted":
+        offer.complete(now, None)
+    request.status = "completed"
+    _publish(uow, request, BefriendingEnded(
+        match_id=match.id, request_id=request.request_id, offer_id=offer.id, volunteer_id=match.volunteer_id,
+        community=match.community, support_type=match.support_type, reason=reason, visits=match.visits,
+        weeks=match.weeks(match.ended_on), phone=volunteer.phone, code=offer.code,
+        language=volunteer.first_language))
+    uow.commit()
+    return match
+
+
+def end_befriending_of_request(uow, request_id: uuid.UUID, reason: str, now: datetime) -> int:
+    """End every open befriending match of a request with a reason, as the system (a handler's: the person died);
+    how many ended."""
+    ended = 0
+    for match in uow.befriending.of_request(request_id, SYSTEM):
+        if match.open:
+            end_befriending(uow, SYSTEM, match.id, reason, now)
+            ended += 1
+    return ended
+
+
+@dataclass(frozen=True)
+class BefriendingView:
+    """A befriending match as its coordinator sees it: whether a visit is overdue and the review is due."""
+
+    match: BefriendingMatch
+    overdue: bool
+    review_due: bool
+    next_visit_by: date
+
+
+def befriending_of(uow, actor: Actor, request_id: uuid.UUID | None, now: datetime) -> list[BefriendingView]:
+    """A request's befriending matches (None: every open one) in the actor's communities, latest first, with what
+    needs the coordinator."""
+    views = []
+    for match in uow.befriending.of_request(request_id, actor):
+        today = _today(match.community, now)
+        views.append(BefriendingView(match, match.overdue(today), match.review_due(today),
+                                     overdue_on(match.rhythm, match.since)))
+    return views
+
+
+def befriending_match(uow, actor: Actor, match_id: uuid.UUID, now: datetime) -> BefriendingView:
+    """One befriending match in the actor's communities; NotFound otherwise."""
+    match = uow.befriending.get(match_id, actor)
+    if match is None:
+        raise NotFound("No such befriending match.")
+    today = _today(match.community, now)
+    return BefriendingView(match, match.overdue(today), match.review_due(today), overdue_on(match.rhythm, match.since))
 
 
 # --- volunteers, for coordinators ---------------------------------------------------------------------------------
@@ -683,7 +829,10 @@ def complete_for_volunteer(uow, actor: Actor, request_id: uuid.UUID, hours: floa
     offer = next((o for o in request.current_offers() if o.status == "accepted"), None)
     if request.status != "matched" or offer is None:
         raise Conflict(f"Only a matched task can be marked done; this request is {request.status}.")
-    _complete(uow, request, offer, hours, policy, now)
+    if request.befriending_rhythm:
+        _log_visit(uow, request, offer, hours, now)
+    else:
+        _complete(uow, request, offer, hours, policy, now)
     uow.commit()
 
 

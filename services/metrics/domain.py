@@ -160,6 +160,9 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours", "occurrence"}),
     "volunteer.registered": frozenset({"community", "volunteer_id", "status"}),
     "volunteer.status_changed": frozenset({"community", "volunteer_id", "status"}),
+    "befriending.started": frozenset({"community", "request_id", "volunteer_id", "support_type"}),
+    "befriending.visit_logged": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours"}),
+    "befriending.ended": frozenset({"community", "request_id", "support_type"}),
 }
 
 
@@ -375,6 +378,9 @@ MEASURES = (
     Measure("providers_adopting", "Providers adopting the approach (by the period's end)"),
     Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
+    Measure("befriending_started", "Befriending matches started"),
+    Measure("befriending_ended", "Befriending matches ended"),
+    Measure("befriending_visits", "Befriending visits"),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
@@ -474,7 +480,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     def kind_of(fact: Fact) -> str:
         return kinds.get(fact.request_id, fact.support_type)
 
-    completed = [f for f in of("task.completed") if kind is None or kind_of(f) == kind]
+    visits = [f for f in of("befriending.visit_logged") if kind is None or kind_of(f) == kind]
+    # a befriending visit is a task done too (its hours are volunteer hours, its kind counts as the request's)
+    completed = [f for f in of("task.completed") + visits if kind is None or kind_of(f) == kind]
     signposted = list({f.request_id: f for f in of("request.signposted")
                        if kind is None or kind_of(f) == kind}.values())  # once each, however often heard
     volunteers = {f.volunteer_id for f in of("offer.accepted") + completed if f.volunteer_id}
@@ -530,6 +538,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "providers_adopting": register.adopted(communities, end) if end else 0,
         "hours_to_acceptance_median": _percentile(waits, 0.5),
         "hours_to_acceptance_p90": _percentile(waits, 0.9),
+        "befriending_started": sum(1 for f in of("befriending.started") if kind is None or kind_of(f) == kind),
+        "befriending_ended": sum(1 for f in of("befriending.ended") if kind is None or kind_of(f) == kind),
+        "befriending_visits": len(visits),
         "requests_by_source": by_source(requests),
         "requests_by_kind": dict(sorted(Counter(kind_of(f) for f in requests).items())),
         "tasks_by_kind": dict(sorted(Counter(kind_of(f) for f in completed).items())),

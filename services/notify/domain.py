@@ -15,10 +15,11 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable
 
 from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE, VIEWS, Reply, answer_for, kind_label, language_of,
-                                     offer_text, render, window_text)
+                                     offer_text, render, visits_text, window_text)
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
-from shared.contracts.matching import CheckExpiring, OfferMade, OfferWithdrawn, ReplyAnswered, ReplyUnresolved
+from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferMade,
+                                       OfferWithdrawn, ReplyAnswered, ReplyUnresolved)
 from shared.taxonomy import CHECKS
 
 
@@ -375,7 +376,19 @@ def when_text(when: When, place: Community | None, language: str) -> str:
 def offer_body(offer: OfferMade, place: Community | None, language: str) -> str:
     """The offer: the kind of help, district, window and code only."""
     return offer_text(offer.support_type, offer.area, when_text(offer, place, language), offer.code, language,
-                      wording(place))
+                      wording(place), rhythm=offer.rhythm)
+
+
+def visit_overdue_body(overdue: BefriendingVisitOverdue, place: Community | None, language: str) -> str:
+    """A gentle reminder that no befriending visit was logged lately: the code and since when; no names."""
+    since = f"{overdue.since.day} {MONTHS[language_of(language)][overdue.since.month - 1]}"
+    return render("visit_overdue", language, wording(place), code=overdue.code, since=since)
+
+
+def befriending_thanks_body(ended: BefriendingEnded, place: Community | None, language: str) -> str:
+    """Thanks to the volunteer of a befriending match that ended, with how many visits they made."""
+    return render("befriending_thanks", language, wording(place), code=ended.code,
+                  visits=visits_text(ended.visits, language))
 
 
 def details_body(shared: TaskDetailsShared, place: Community | None, language: str) -> str:

@@ -26,6 +26,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
         "offer": "Can you help? {kind}{place}, {when}. Reply YES {code} to accept or NO {code} to decline.",
         "place": " near {area}",
+        "offer_befriending": "Befriending: an ongoing match, visits {rhythm}. {kind}{place}, {when}. "
+                             "Reply YES {code} to accept or NO {code} to decline.",
+        "visit_overdue": "Hello, just a gentle reminder: we have no visit logged for {code} since {since}. When you "
+                         "next visit, reply DONE {code} <hours>. Thank you!",
+        "befriending_thanks": "Thank you for befriending ({code}): the match has now ended. We are so grateful for "
+                              "your {visits}. No need to reply.",
         "accepted": "Thank you! Task {code} is yours: {details}",
         "details": "{first_name}, {address}, tel {phone}. Reply DONE {code} <hours> when done.",
         "no_details": "your coordinator will call you with the details. Reply DONE {code} <hours> when done.",
@@ -55,6 +61,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
                  "pour refuser.",
         "place": " près de {area}",
+        "offer_befriending": "Accompagnement durable, visites {rhythm}. {kind}{place}, {when}. "
+                             "Répondez OUI {code} pour accepter, NON {code} pour refuser.",
+        "visit_overdue": "Bonjour, un petit rappel: aucune visite notée pour {code} depuis le {since}. Après votre "
+                         "prochaine visite, répondez FINI {code} <heures>. Merci!",
+        "befriending_thanks": "Merci pour votre accompagnement ({code}): le jumelage est terminé. Merci pour vos "
+                              "{visits}. Inutile de répondre.",
         "accepted": "Merci! La mission {code} est à vous: {details}",
         "details": "{first_name}, {address}, tél {phone}. Répondez FINI {code} <heures> une fois faite.",
         "no_details": "votre coordinatrice vous appellera. Répondez FINI {code} <heures> une fois faite.",
@@ -106,6 +118,10 @@ MONTHS = {"en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", 
 PARTS = {"fr": {"morning": "matin", "afternoon": "après-midi", "evening": "soir"}}
 ANY = {"en": ("any weekday", "any day", " or "), "fr": ("en semaine", "tous les jours", " ou ")}
 TASKS_DONE = {"en": ("task", "tasks"), "fr": ("mission", "missions")}
+VISITS = {"en": ("visit", "visits"), "fr": ("visite", "visites")}
+RHYTHM_WORDS = {"en": {"weekly": "weekly", "fortnightly": "fortnightly", "monthly": "monthly"},
+                "fr": {"weekly": "chaque semaine", "fortnightly": "toutes les deux semaines",
+                       "monthly": "chaque mois"}}
 
 
 def language_of(language: str | None) -> str:
@@ -150,11 +166,21 @@ def window_text(start: datetime | None, end: datetime | None, days: list[str] | 
 
 
 def offer_text(support_type: str, area: str, when: str, code: str, language: str | None = "en",
-               overrides: dict | None = None) -> str:
-    """An offer: the kind of help, the district, the window and the code; never a name or address."""
+               overrides: dict | None = None, rhythm: str | None = None) -> str:
+    """An offer: the kind of help, the district, the window and the code; never a name or address. A befriending
+    offer (`rhythm`) says it is an ongoing match, and how often."""
     place = render("place", language, overrides, area=area) if area else ""
+    if rhythm:
+        return render("offer_befriending", language, overrides, kind=kind_label(support_type, language),
+                      place=place, when=when, code=code, rhythm=RHYTHM_WORDS[language_of(language)][rhythm])
     return render("offer", language, overrides, kind=kind_label(support_type, language), place=place, when=when,
                   code=code)
+
+
+def visits_text(visits: int, language: str | None = "en") -> str:
+    """'1 visit', '11 visits'."""
+    one, many = VISITS[language_of(language)]
+    return f"{visits} {one if visits == 1 else many}"
 
 
 # --- how many SMS segments a text takes ------------------------------------------------------------------------

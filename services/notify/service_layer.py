@@ -19,7 +19,8 @@ from services.notify.messages import away_dates_text, parse_reply
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import PersonErased, TaskDetailsShared
-from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
+from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferAccepted,
+                                       OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
@@ -188,6 +189,25 @@ def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correl
     _queue(uow, settings, now, key=f"expiring:{expiring.volunteer_id}:{expiring.check}:{expiring.expires_on}",
            purpose="reminder", to=expiring.phone, body=domain.expiring_body(expiring, language),
            correlation_id=correlation_id, community=expiring.community)
+
+
+def queue_visit_overdue(uow: NotifyUnitOfWork, overdue: BefriendingVisitOverdue, correlation_id: str, now: datetime,
+                        settings: NotifySettings) -> None:
+    """Remind a befriending volunteer, gently and once per overdue spell, that no visit was logged lately."""
+    language = domain.language_for(uow.contacts.get(overdue.phone), overdue.language)
+    _queue(uow, settings, now, key=f"visit_overdue:{overdue.match_id}:{overdue.since}", purpose="reminder",
+           to=overdue.phone, body=domain.visit_overdue_body(overdue, settings.community(overdue.community), language),
+           correlation_id=correlation_id, community=overdue.community, about=overdue.request_id)
+
+
+def queue_befriending_thanks(uow: NotifyUnitOfWork, ended: BefriendingEnded, correlation_id: str, now: datetime,
+                             settings: NotifySettings) -> None:
+    """Thank the volunteer of a befriending match that ended (once), and drop anything still waiting for it."""
+    cancel_reminders(uow, ended.offer_id)
+    language = domain.language_for(uow.contacts.get(ended.phone), ended.language)
+    _queue(uow, settings, now, key=f"befriending_ended:{ended.match_id}", purpose="confirmation", to=ended.phone,
+           body=domain.befriending_thanks_body(ended, settings.community(ended.community), language),
+           correlation_id=correlation_id, community=ended.community, about=ended.request_id)
 
 
 # --- what phones send us, and what the provider says of what we sent ------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, rule
-from shared.taxonomy import DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, SOURCES, URGENCIES
+from shared.taxonomy import DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, RHYTHMS, SOURCES, URGENCIES
 
 REQUEST = "6f1c2d5e-8a41-4c57-9d0e-1b2a3c4d5e6f"
 OFFER = "0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
@@ -59,6 +59,9 @@ class RequestSubmitted(When):
     person_ref: str = ""
     is_carer: bool = False
     referrer_organisation: str | None = None
+    befriending_rhythm: str | None = rule(validate.OneOf(RHYTHMS), default=None, description=(
+        "A befriending request: one volunteer visits at this rhythm until the match ends (offered once)."))
+    review_on: date | None = rule(default=None, description="A befriending match's first review.")
 
 
 @contract("request.updated", 1, example={**SUBMITTED_EXAMPLE, "urgency": "urgent"})

@@ -10,8 +10,8 @@ from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, part, rule
 from shared.contracts.intake import OFFER, REQUEST, When
-from shared.taxonomy import ACCEPTED_BY, CHECKS, KINDS, UNRESOLVED_BECAUSE, URGENCIES, VIEW_ANSWERS, \
-    VOLUNTEER_STATUSES, WITHDRAWN_BECAUSE
+from shared.taxonomy import ACCEPTED_BY, BEFRIENDING_END_REASONS, CHECKS, KINDS, RHYTHMS, UNRESOLVED_BECAUSE, \
+    URGENCIES, VIEW_ANSWERS, VOLUNTEER_STATUSES, WITHDRAWN_BECAUSE
 
 VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 PHONE = "+447700900123"
@@ -52,6 +52,8 @@ class OfferMade(When, AboutRequest):
     occurrence: int = 1
     occurrences: int = 1
     language: str | None = None  # the volunteer's first language, for the SMS
+    rhythm: str | None = rule(validate.OneOf(RHYTHMS), default=None,
+                              description="An ongoing befriending match, visited at this rhythm (else a task).")
 
 
 @contract("offer.accepted", 1, example={
@@ -239,3 +241,83 @@ class VolunteerStatusChanged(VolunteerRegistered):
     """A volunteer paused (by SMS or a coordinator), came back, or left."""
 
     previous: str = rule(validate.OneOf(VOLUNTEER_STATUSES))
+
+
+MATCH = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"
+
+
+@contract("befriending.started", 1, example={
+    "match_id": MATCH, "request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER,
+    "community": "fylde-coast", "support_type": "home_visit", "rhythm": "weekly", "started_on": "2026-12-07",
+    "review_on": "2027-03-07"})
+class BefriendingStarted(AboutRequest):
+    """A volunteer took a befriending request: a match that lasts, visited at its rhythm, until it is ended."""
+
+    match_id: uuid.UUID
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    rhythm: str = rule(validate.OneOf(RHYTHMS))
+    started_on: date
+    review_on: date
+
+
+@contract("befriending.visit_logged", 1, example={
+    "match_id": MATCH, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "community": "fylde-coast",
+    "support_type": "home_visit", "visited_on": "2026-12-14", "hours": 1.5, "visit": 1})
+class BefriendingVisitLogged(EventPayload):
+    """The volunteer of a befriending match texted DONE: one visit (its hours, and which visit it was); the match
+    goes on."""
+
+    match_id: uuid.UUID
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    visited_on: date
+    hours: float | None = None
+    visit: int = rule(validate.Range(min=1), default=1)
+
+
+@contract("befriending.visit_overdue", 1, example={
+    "match_id": MATCH, "request_id": REQUEST, "volunteer_id": VOLUNTEER, "community": "fylde-coast",
+    "phone": PHONE, "code": "4821", "language": "en", "rhythm": "weekly", "since": "2026-12-14",
+    "overdue_on": "2026-12-24"})
+class BefriendingVisitOverdue(EventPayload):
+    """No visit of a befriending match was logged for its rhythm and three days more since `since` (the last
+    visit, or the start): its volunteer is reminded once, gently, and the coordinator sees it. No names."""
+
+    match_id: uuid.UUID
+    request_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    phone: str
+    code: str
+    language: str | None = None
+    rhythm: str = rule(validate.OneOf(RHYTHMS))
+    since: date
+    overdue_on: date
+
+
+@contract("befriending.ended", 1, example={
+    "match_id": MATCH, "request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER,
+    "community": "fylde-coast", "support_type": "home_visit", "reason": "person_moved", "visits": 11, "weeks": 13,
+    "phone": PHONE, "code": "4821", "language": "en"})
+class BefriendingEnded(AboutRequest):
+    """A befriending match ended, with the reason: the request is completed and its volunteer thanked. How many
+    visits and weeks it lasted, and nothing that names the person."""
+
+    match_id: uuid.UUID
+    request_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    reason: str = rule(validate.OneOf(sorted(BEFRIENDING_END_REASONS)))
+    visits: int = rule(validate.Range(min=0))
+    weeks: int = rule(validate.Range(min=0))
+    phone: str
+    code: str
+    language: str | None = None

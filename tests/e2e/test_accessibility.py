@@ -145,3 +145,40 @@ def test_a_referral_signposted_from_the_form_is_accessible_and_closes_at_once(br
         accessible(tab, "a referral signposted at once, as referrer at 390 px")
     finally:
         context.close()
+
+
+def test_a_befriending_match_on_the_request_page_and_the_form_that_logs_one_are_accessible(browser, site):
+    """The request form's befriending choice, and a befriending request's page once a volunteer took it: its
+    rhythm, visits, review date and the form to end the match with a reason, at a phone's width."""
+    from shared.demo import text_in
+    from tests.e2e.conftest import api
+    from tests.e2e.test_metrics import offer_code, status_is
+    from tests.helpers import wait_for
+    from tests.integration.test_befriending import BEFRIENDING, HOME_CHECKS
+
+    client = api(site)
+    phone = "+447911126091"
+    client.call("POST", "/volunteers", expect=201, json={
+        "name": "Bea Friend", "phone": phone, "skills": ["companionship"], "checks": HOME_CHECKS, "postcode": "FY1",
+        "max_distance_km": 10})
+    made = client.call("POST", "/requests", expect=201, json={
+        **BEFRIENDING, "person": {**BEFRIENDING["person"], "name": "Bef Riended"}})
+    text_in(site.url, phone, f"YES {offer_code(client, phone, made['id'])}", var_dir=site.var_dir)
+    wait_for("the befriending request to be matched", status_is(client, made["id"], "matched"), timeout=30)
+    context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, locale="en-GB",
+                                  timezone_id="Europe/London")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    try:
+        sign_in(tab, "coordinator")
+        tab.goto("/board/new")
+        tab.select_option("#befriending-rhythm", "weekly")
+        accessible(tab, "the request form with befriending chosen, as coordinator at 390 px")
+        tab.goto(f"/board/{made['id']}")
+        section = tab.locator("#offers .befriending")
+        section.wait_for()
+        assert "Befriending, weekly" in section.inner_text() and "Review on" in section.inner_text()
+        assert tab.locator("#offers select[name=reason]").count() == 1
+        accessible(tab, "a befriending request's page, as coordinator at 390 px")
+    finally:
+        context.close()

@@ -169,6 +169,8 @@ class Record:
             "partners_by_type": {"vcfse": len({a["organisation"] for a in held})} if held else {},
             "providers_adopting": 0,
             "activities_by_kind": dict(Counter(a["kind"] for a in held)),
+            # no befriending in this month (tests/integration/test_befriending.py rehearses three months of it)
+            "befriending_started": 0, "befriending_ended": 0, "befriending_visits": 0,
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},
         }

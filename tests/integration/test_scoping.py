@@ -178,11 +178,11 @@ class Seeded:
     messages: list[str]
     received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
     entry: str = ""  # a service in its signposting directory
-
+    match: str = ""  # a befriending match of its volunteer
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                self.organisation, *self.messages, *self.received, self.entry]
+                self.organisation, *self.messages, *self.received, self.entry, self.match]
 
 
 def seed(system: System, token) -> Seeded:
@@ -228,6 +228,15 @@ def seed(system: System, token) -> Seeded:
                                      Actor(subject=SUBJECT, role="coordinator", communities=(A,)), ENTRY)
     system.relay()  # the register reaches metrics too (organisation.changed)
 
+    from services.matching.domain import BefriendingMatch
+
+    with system.apps["matching"].extensions["ccs"].sessions() as session:  # the task kept as befriending, too
+        match = BefriendingMatch(request_id=uuid.UUID(made.json["id"]), offer_id=uuid.UUID(offer["offer_id"]),
+                                 volunteer_id=uuid.UUID(volunteer.json["id"]), community=A, support_type="shopping",
+                                 rhythm="weekly", started_on=YESTERDAY, review_on=YESTERDAY + timedelta(days=90))
+        session.add(match)
+        session.commit()
+        match_id = str(match.id)
     with system.apps["notify"].extensions["ccs"].sessions() as session:
         messages = session.scalars(sa.select(OutgoingMessage)).all()
         received = session.scalars(sa.select(InboundMessage)).all()
@@ -239,7 +248,7 @@ def seed(system: System, token) -> Seeded:
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
-                  entry=str(entry.id))
+                  entry=str(entry.id), match=match_id)
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -307,6 +316,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "activity_id": ([seeded.activity], str(uuid.uuid4())),
             "organisation_id": ([seeded.organisation], str(uuid.uuid4())),
             "entry_id": ([seeded.entry], str(uuid.uuid4())),
+            "match_id": ([seeded.match], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
@@ -347,6 +357,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/offers/{request_id}/assign"): [{"data": {"volunteer_id": seeded.volunteer}}],
         ("POST", "/offers/{request_id}/rerun"): [{"data": {}}],
         ("POST", "/offers/{request_id}/done"): [{"data": {"hours": "2"}}],
+        ("POST", "/befriending/{match_id}/end"): [{"json": {"reason": "person_moved"}}],
+        ("POST", "/offers/{request_id}/befriending/{match_id}/end"): [{"data": {"reason": "person_moved"}}],
         ("POST", "/activities"): [{"json": {"kind": "death_cafe", "held_on": YESTERDAY.isoformat(), "attendance": 3,
                                             "community": A}}],
         ("PUT", "/activity/baseline"): [{"json": {"starts_on": "2025-01-15", "community": A}}],

@@ -11,13 +11,14 @@ from typing import Any, Callable
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.intake import fhir, service_layer
 from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOffered, NotOpen, SupportRequest,
                                     birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
-from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
+from shared.taxonomy import (BEFRIENDING_KINDS, DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES,
+                             REQUEST_STATUSES, RHYTHMS, URGENCIES)
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
                         field_errors, is_json, known_postcode, requires, service, unstorable)
 
@@ -116,6 +117,31 @@ class RepeatIn(Schema):
     occurrences = Integer(required=True, validate=validate.Range(min=2, max=52))
 
 
+REVIEW_AFTER_MONTHS = 3  # a befriending match's first review, unless the coordinator chooses a date
+
+
+class BefriendingIn(Schema):
+    """A befriending request: one volunteer visits the person at a rhythm, with no end date, until a coordinator
+    ends the match; offered once, not per visit."""
+
+    rhythm = fields.Str(required=True, validate=validate.OneOf(RHYTHMS))
+    review_on = fields.Date(metadata={"description": "When the coordinator reviews the match: after today, within "
+                                                     "a year; 3 months on if not given."})
+
+    @validates_schema
+    def plausible_review(self, data, **kwargs):
+        """A review date after today and within a year."""
+        today = clock.today()
+        if "review_on" in data and not today < data["review_on"] <= clock.months_after(today, 12):
+            raise ValidationError({"review_on": ["Must be after today and at most a year ahead."]})
+
+    @post_load
+    def review_by_default(self, data, **kwargs):
+        """Three months on, unless a date was chosen."""
+        data.setdefault("review_on", clock.months_after(clock.today(), REVIEW_AFTER_MONTHS))
+        return data
+
+
 class PreferencesIn(Schema):
     volunteer_language = Text(validate=validate.Regexp(r"^[a-z]{2}$"))
     volunteer_gender = fields.Str(validate=validate.OneOf(GENDERS))
@@ -147,6 +173,25 @@ class RequestIn(HelpIn):
 
     coordinator_notes = Text(multiline=True, load_default="", validate=validate.Length(max=4000), metadata={
         "description": "For coordinators only: never sent to volunteers or put on the bus."})
+    befriending = fields.Nested(BefriendingIn, load_default=None, allow_none=True, metadata={
+        "description": "A befriending request (a companionship or bereavement visit, or a phone check-in), with "
+                       "days and a part of the day as its window and no repeat: visited at its rhythm until ended."})
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def befriending_shape(self, data, original, **kwargs):
+        """Befriending is companionship or bereavement support, at any of some days, with no end (named with any
+        other mistake, e.g. in its review date)."""
+        if not (data.get("befriending") or (isinstance(original, dict) and original.get("befriending"))):
+            return
+        problems = {}
+        if "support_type" in data and data["support_type"] not in BEFRIENDING_KINDS:
+            problems["support_type"] = [f"Befriending is one of: {', '.join(BEFRIENDING_KINDS)}."]
+        if data.get("repeat"):
+            problems["repeat"] = ["A befriending request has a rhythm instead: leave repeat out."]
+        if "start" in (data.get("when") or {}):
+            problems["when"] = ["A befriending request gives days and part_of_day, not a one-off window."]
+        if problems:
+            raise ValidationError(problems)
 
     @validates_schema
     def phone_for_a_phone_call(self, data, **kwargs):
@@ -223,7 +268,9 @@ class RequestOut(Schema):
     urgency = fields.Str()
     when = fields.Method("_when")
     repeat = fields.Method("_repeat")
-    preferences = fields.Dict()
+    preferences = fields.Method("_preferences")
+    befriending = fields.Method("_befriending", metadata={
+        "description": "A befriending request's rhythm and first review date; null for any other request."})
     consent = fields.Method("_consent")
     consents = fields.List(fields.Nested(ConsentOut))
     coordinator_notes = fields.Str()
@@ -254,6 +301,14 @@ class RequestOut(Schema):
         """How often and how many times, for a recurring request."""
         return {"every_weeks": r.repeat_every_weeks, "occurrences": r.repeat_occurrences} \
             if r.repeat_every_weeks else None
+
+    def _preferences(self, r: SupportRequest) -> dict:
+        """The preferences asked for (a befriending request's rhythm is its own field)."""
+        return {name: value for name, value in (r.preferences or {}).items() if name != "befriending"}
+
+    def _befriending(self, r: SupportRequest) -> dict | None:
+        """Rhythm and review date, for a befriending request."""
+        return r.befriending
 
     def _consent(self, r: SupportRequest) -> dict:
         """The latest answer for each kind of consent."""

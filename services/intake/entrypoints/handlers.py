@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (OfferAccepted, OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched,
-                                       RequestUnmatched, TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
+from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitOverdue, OfferAccepted,
+                                       OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched,
+                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
 from shared.contracts.notify import SmsHeld, SmsWaiting
 
 
@@ -33,5 +34,6 @@ def offer_texts_held(uow, event: Event) -> None:
 
 HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
-                                                         TaskVolunteerOptedOut)},
+                                                         TaskVolunteerOptedOut, BefriendingStarted,
+                                                         BefriendingVisitOverdue, BefriendingEnded)},
             OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting}

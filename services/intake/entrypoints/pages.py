@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import redirect, render_template, request, session
@@ -31,7 +31,8 @@ COORDINATORS = ("coordinator", "admin")
 BOARD_ROWS = 200  # the board shows the first rows of the list, with no pages
 LABELS = {"person.name": "Name", "person.phone": "Phone", "person.postcode": "Postcode", "support_type": "Kind of help",
           "when.start": "From", "when.end": "Until", "when": "When", "when.days": "Days",
-          "when.part_of_day": "Part of the day", "repeat.occurrences": "How many times", "consent": "Consent"}
+          "when.part_of_day": "Part of the day", "repeat.occurrences": "How many times", "consent": "Consent",
+          "befriending.rhythm": "Befriending visits", "befriending.review_on": "Review the match on"}
 
 
 def when(r: SupportRequest) -> str:
@@ -43,6 +44,9 @@ def when(r: SupportRequest) -> str:
     if r.repeat_every_weeks:
         every = "every week" if r.repeat_every_weeks == 1 else f"every {r.repeat_every_weeks} weeks"
         text += f", {every}, {r.repeat_occurrences} times"
+    if r.befriending:
+        review = date.fromisoformat(r.befriending["review_on"])
+        text += f"; befriending, {r.befriending['rhythm']}, review on {review.day} {review:%b %Y}"
     return text
 
 
@@ -149,6 +153,8 @@ def nested(form) -> dict[str, Any]:
             data[name] = value
     if "repeat" in data and "every_weeks" not in data["repeat"]:
         del data["repeat"]  # "how many times" without "how often" is a one-off
+    if "befriending" in data and "rhythm" not in data["befriending"]:
+        del data["befriending"]  # a review date without a rhythm is not befriending
     return data
 
 
@@ -246,7 +252,7 @@ def form_of(r: SupportRequest) -> MultiDict:
     if r.repeat_every_weeks:
         form.update({"repeat.every_weeks": str(r.repeat_every_weeks), "repeat.occurrences": str(r.repeat_occurrences)})
     for name, value in (r.preferences or {}).items():
-        if value not in (None, "", False):
+        if value not in (None, "", False) and name != "befriending":
             form[f"preferences.{name}"] = "1" if value is True else str(value)
     for flag, on in (("person.is_carer", r.is_carer), ("consent.share_contact", r.consent("share_contact")),
                      ("consent.sms_contact", r.consent("sms_contact"))):

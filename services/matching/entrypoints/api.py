@@ -16,7 +16,8 @@ from services.matching import service_layer
 from services.matching.domain import MatchingError, NotFound, check_problems, time_away_problems
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
-from shared.taxonomy import CHECKS, DAYS, GENDERS, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES
+from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, PARTS_OF_DAY, RHYTHMS, SKILLS,
+                             VOLUNTEER_STATUSES)
 from shared.web import (Blueprint, Float, Integer, PhoneNumber, QueryBoolean, Text, current_actor, field_errors,
                         known_postcode, problem, requires, service)
 
@@ -33,8 +34,13 @@ def refused(error: MatchingError):
     return problem(status.value, status.phrase, str(error))
 
 
+befriending = Blueprint("befriending", __name__, url_prefix="/befriending",
+                        description="Befriending matches: a volunteer visiting a person at a rhythm, until ended")
+
+
 blp.register_error_handler(MatchingError, refused)
 matches.register_error_handler(MatchingError, refused)
+befriending.register_error_handler(MatchingError, refused)
 
 
 class CheckIn(Schema):
@@ -502,3 +508,80 @@ class Done(MethodView):
             service_layer.complete_for_volunteer(uow, current_actor(), request_id, data["hours"],
                                                  service().settings.policy, clock.utcnow())
 
+
+
+# --- befriending matches ---------------------------------------------------------------------------------------
+
+class BefriendingOut(Schema):
+    """A befriending match: its rhythm, visits, and what needs the coordinator (an overdue visit, its review)."""
+
+    id = fields.UUID(attribute="match.id")
+    request_id = fields.UUID(attribute="match.request_id")
+    volunteer_id = fields.UUID(attribute="match.volunteer_id")
+    rhythm = fields.Str(attribute="match.rhythm", metadata={"enum": list(RHYTHMS)})
+    started_on = fields.Date(attribute="match.started_on")
+    review_on = fields.Date(attribute="match.review_on")
+    last_visit_on = fields.Date(attribute="match.last_visit_on", allow_none=True)
+    visits = fields.Int(attribute="match.visits")
+    ended_on = fields.Date(attribute="match.ended_on", allow_none=True)
+    end_reason = fields.Str(attribute="match.end_reason", allow_none=True,
+                            metadata={"enum": list(BEFRIENDING_END_REASONS)})
+    visit_overdue = fields.Bool(attribute="overdue")
+    review_due = fields.Bool()
+    overdue_from = fields.Date(attribute="next_visit_by",
+                               metadata={"description": "The day a visit becomes overdue if none is logged."})
+
+
+class EndIn(Schema):
+    """Why a befriending match ends."""
+
+    reason = fields.Str(required=True, validate=validate.OneOf(sorted(BEFRIENDING_END_REASONS)), metadata={
+        "description": "; ".join(f"{key}: {words}" for key, words in BEFRIENDING_END_REASONS.items())})
+
+
+class BefriendingQuery(Schema):
+    request_id = fields.UUID(metadata={"description": "One request's matches, ended too (default: every open match)."})
+
+
+@befriending.route("")
+class BefriendingList(MethodView):
+    """Befriending matches."""
+
+    @requires(*COORDINATORS)
+    @befriending.arguments(BefriendingQuery, location="query")
+    @befriending.response(200, BefriendingOut(many=True))
+    @befriending.doc(security=BEARER)
+    def get(self, query):
+        """Every open befriending match (or one request's), latest first, with an overdue visit or a review due
+        marked."""
+        with service().uow() as uow:
+            return service_layer.befriending_of(uow, current_actor(), query.get("request_id"), clock.utcnow())
+
+
+@befriending.route("/<uuid:match_id>")
+class BefriendingById(MethodView):
+    """One befriending match."""
+
+    @requires(*COORDINATORS)
+    @befriending.response(200, BefriendingOut)
+    @befriending.doc(security=BEARER)
+    def get(self, match_id):
+        """A befriending match: its rhythm, visits, and whether a visit is overdue or its review due."""
+        with service().uow() as uow:
+            return service_layer.befriending_match(uow, current_actor(), match_id, clock.utcnow())
+
+
+@befriending.route("/<uuid:match_id>/end")
+class EndBefriending(MethodView):
+    """Ending a befriending match."""
+
+    @requires(*COORDINATORS)
+    @befriending.arguments(EndIn)
+    @befriending.response(200, BefriendingOut)
+    @befriending.doc(security=BEARER)
+    def post(self, data, match_id):
+        """End the match with a reason: its volunteer is thanked by SMS and its request completes."""
+        with service().uow() as uow:
+            service_layer.end_befriending(uow, current_actor(), match_id, data["reason"], clock.utcnow())
+        with service().uow() as uow:
+            return service_layer.befriending_match(uow, current_actor(), match_id, clock.utcnow())

@@ -24,7 +24,7 @@ def on_request_updated(uow, event: Event, settings) -> None:
 
 def on_request_cancelled(uow, event: Event, settings) -> None:
     """Stop matching a cancelled request, and withdraw its offers."""
-    service_layer.cancel_request(uow, event.payload.request_id)
+    service_layer.cancel_request(uow, event.payload.request_id, clock.utcnow())
 
 
 def on_request_signposted(uow, event: Event, settings) -> None:
@@ -32,7 +32,7 @@ def on_request_signposted(uow, event: Event, settings) -> None:
     withdrawn. One matching never heard of (closed before volunteers were asked) leaves nothing to stop."""
     if not event.payload.asked_matching:
         return
-    service_layer.cancel_request(uow, event.payload.request_id)
+    service_layer.cancel_request(uow, event.payload.request_id, clock.utcnow())
 
 
 def on_sms_received(uow, event: Event, settings) -> None:

@@ -18,7 +18,8 @@ from services.matching.domain import Conflict, NotFound, Volunteer
 from services.matching.entrypoints.api import (COLUMNS, NUMBER_COLUMNS, CheckIn, DoneIn, VolunteerIn, as_number,
                                                read_sheet)
 from shared import clock
-from shared.taxonomy import (CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS, VOLUNTEER_STATUSES)
+from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
+                             VOLUNTEER_STATUSES)
 from shared.auth import local_path
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
@@ -274,10 +275,12 @@ def _offers_page(request_id, errors: FormErrors | None = None, status: int = 200
                                                  clock.utcnow(), rank=False)
             offers = sorted(report["offers"], key=lambda o: (o.occurrence, o.round, o.created_at))
             people = {o.id: (o.volunteer.name, o.volunteer.phone) for o in offers}
+            matches = service_layer.befriending_of(uow, current_actor(), request_id, clock.utcnow())
     except NotFound:
-        report, offers, people = None, [], {}
+        report, offers, people, matches = None, [], {}, []
     template = "offers_part.html" if request.args.get("part") else "offers.html"
-    return render(template, report=report, offers=offers, people=people, request_id=request_id,
+    return render(template, report=report, offers=offers, people=people, request_id=request_id, matches=matches,
+                  end_reasons=BEFRIENDING_END_REASONS,
                   errors=errors or FormErrors(), back=local_path(request.values.get("next"), f"/board/{request_id}")
                   ), (404 if report is None else status)
 
@@ -341,3 +344,14 @@ def mark_done(request_id):
     return _decided(request_id, lambda uow: service_layer.complete_for_volunteer(
         uow, current_actor(), request_id, done["hours"], service().settings.policy, clock.utcnow()))
 
+
+
+@blp.route("/offers/<uuid:request_id>/befriending/<uuid:match_id>/end", methods=["POST"])
+@page_requires(*COORDINATORS)
+def end_befriending(request_id, match_id):
+    """End a befriending match with the reason the coordinator chose (the volunteer is thanked)."""
+    reason = request.form.get("reason", "")
+    if reason not in BEFRIENDING_END_REASONS:
+        return _offers_page(request_id, FormErrors().add("reason", "Why it ends", "Choose why the match ends."), 422)
+    return _decided(request_id, lambda uow: service_layer.end_befriending(uow, current_actor(), match_id, reason,
+                                                                          clock.utcnow()))

@@ -1,6 +1,8 @@
-"""Matching's timed jobs (offers expiring, check reminders) on APScheduler, run by its timer leader alone
-(shared/timers.py: one process per deployment at a time). Every job claims the rows it works on (`FOR UPDATE SKIP
-LOCKED`, see service_layer), so two runs at once, as after a lost lock, still expire, cascade and remind once each.
+"""Matching's timed jobs (offers expiring, check reminders, befriending visits overdue) on APScheduler, run by its
+timer leader alone (shared/timers.py: one process per deployment at a time). Every job claims the rows it works on
+(`FOR UPDATE SKIP LOCKED`, see service_layer), so two runs at once, as after a lost lock, still expire, cascade and
+remind once each. Overdue visits are looked for at every run: a match is reminded once per overdue spell, whatever
+the day, so running more often than daily reminds no one twice.
 """
 
 from __future__ import annotations
@@ -40,11 +42,18 @@ def remind_expiring_checks(unit_of_work: Callable, settings) -> int:
         return service_layer.remind_expiring_checks(uow, clock.today())
 
 
+def remind_overdue_visits(unit_of_work: Callable, settings) -> int:
+    """Remind the volunteers of befriending matches whose visit is overdue as of today (once per overdue spell)."""
+    with unit_of_work() as uow:
+        return service_layer.remind_overdue_visits(uow, clock.today())
+
+
 def run_jobs_once(unit_of_work: Callable, settings) -> None:
     """Run every job once, each in its own transaction."""
     expired, reminded = expire_offers(unit_of_work, settings), remind_expiring_checks(unit_of_work, settings)
-    if expired or reminded:
-        log.info("timers: %d offers expired, %d check reminders", expired, reminded)
+    overdue = remind_overdue_visits(unit_of_work, settings)
+    if expired or reminded or overdue:
+        log.info("timers: %d offers expired, %d check reminders, %d overdue visits", expired, reminded, overdue)
 
 
 def run_timers(engine: Engine, unit_of_work: Callable, settings, stop: threading.Event,

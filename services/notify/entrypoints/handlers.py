@@ -55,6 +55,16 @@ def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_expiry_reminder(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
+def on_visit_overdue(uow, event: Event, settings: NotifySettings) -> None:
+    """Remind a befriending volunteer that a visit is overdue."""
+    service_layer.queue_visit_overdue(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_befriending_ended(uow, event: Event, settings: NotifySettings) -> None:
+    """Thank the volunteer of a befriending match that ended."""
+    service_layer.queue_befriending_thanks(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
     """A person was erased: the texts about their requests go."""
     service_layer.erase_about(uow, event.payload, utcnow())
@@ -63,7 +73,8 @@ def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
-            "volunteer.check_expiring": on_check_expiring, "person.erased": on_person_erased,
+            "volunteer.check_expiring": on_check_expiring, "befriending.visit_overdue": on_visit_overdue,
+            "befriending.ended": on_befriending_ended, "person.erased": on_person_erased,
             "token.revoked": revocations.handle}
 
 

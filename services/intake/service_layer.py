@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
-                                    Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
-                                    UserExists, check_password, columns_from, locked_for, revocation)
+                                    NotMergeable, Organisation, OrganisationExists, Passwords, Person,
+                                    SupportRequest, TooManySignIns, User, UserExists, best_match, check_password,
+                                    columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
@@ -59,6 +60,7 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             entry = None if signpost_to is None else _entry_to_signpost(uow, actor, request, signpost_to)
             if entry is not None:  # closed as it is made (before it is added: its rows are taken as they are)
                 request.signpost(entry.id, entry.name, actor.subject)
+            _find_person(uow, request)
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
             if entry is not None:  # matching is never asked
@@ -78,6 +80,24 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             raise
         earlier.check(idempotency)
         return Created(made=None, body=earlier.response, status_code=earlier.status_code, replayed=True)
+
+
+def _find_person(uow, request: SupportRequest) -> None:
+    """Link a new request to its person's record: the community's record that is surely theirs (the same phone
+    number and name), else a new record, with one that may be theirs (the same phone, or name and date of birth)
+    offered to a coordinator to confirm, never merged silently."""
+    found, sure = best_match(uow.people.like(request.community, request.person_phone, request.person_name), request)
+    if sure:
+        request.person_id = found.id
+        found.heard_of(request)
+        return
+    person = Person.of(request)
+    uow.people.add(person)
+    request.person_id = person.id
+    if found is not None:
+        request.maybe_person_id = found.id
+        request.note("same person?", f"May be someone already known ({' and '.join(found.likeness(request))}): "
+                                     "a coordinator is asked to confirm", request.created_by)
 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],
@@ -148,6 +168,97 @@ def _get(uow, request_id: uuid.UUID, actor: Actor) -> SupportRequest:
     request = uow.requests.get(request_id, actor)
     if request is None:
         raise NotFound("No such request.")
+    return request
+
+
+# --- people, across their requests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PersonRecord:
+    """A person's record with what their page shows: their requests (newest first), requests whose coordinator is
+    asked whether they are this person, and other records that may be theirs (to merge)."""
+
+    person: Person
+    requests: list[SupportRequest]
+    asking: list[SupportRequest]
+    others: list[Person]
+
+
+def get_person(uow, actor: Actor, person_id: uuid.UUID) -> PersonRecord:
+    """A person's record in the actor's communities, with their requests (a merged record: the one it was merged
+    into); the view is audited. NotFound otherwise."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        found = PersonRecord(person, uow.people.requests_of(person.id), uow.people.offering(person.id),
+                             uow.people.others(person))
+        uow.audit.add(AuditEntry.of(actor, "view person", None, person_id=person.id))
+        uow.commit()
+    return found
+
+
+def _person(uow, actor: Actor, person_id: uuid.UUID) -> Person:
+    """A record in the actor's reach, followed to the one it was merged into; NotFound otherwise."""
+    person = uow.people.get(person_id, actor)
+    for _ in range(10):  # merges chain at most this deep in practice; a loop would be a bug, not a wait
+        if person is None or person.merged_into is None:
+            break
+        person = uow.people.get(person.merged_into, actor)
+    if person is None:
+        raise NotFound("No such person.")
+    return person
+
+
+def merge_people(uow, actor: Actor, person_id: uuid.UUID, other_id: uuid.UUID) -> Person:
+    """Merge another record of the community into this one: its requests move here, it points here from now on,
+    and the audit log says who did it. NotFound for a record out of reach; NotMergeable for the same record."""
+    with uow:
+        person = _merge(uow, actor, person_id, other_id)
+        uow.commit()
+    return person
+
+
+def _merge(uow, actor: Actor, person_id: uuid.UUID, other_id: uuid.UUID) -> Person:
+    """The merge itself, in the caller's unit of work."""
+    person, other = _person(uow, actor, person_id), uow.people.get(other_id, actor)
+    if other is None or other.community != person.community:
+        raise NotMergeable("No such record in this person's community.")
+    person.merge(other)
+    moved = uow.people.requests_of(other.id)
+    for request in moved:
+        request.person_id = person.id
+        request.note("same person", "Found to be the same person as another record: merged into it", actor.subject)
+        uow.audit.add(AuditEntry.of(actor, "merge", request.id, ["person_id"], person_id=person.id))
+    for request in uow.people.offering(other.id) + uow.people.offering(person.id):
+        request.maybe_person_id = None if request.person_id == person.id else person.id
+    uow.audit.add(AuditEntry.of(actor, "merge", None, ["merged_into"], person_id=other.id))
+    return person
+
+
+def maybe_same(uow, actor: Actor, request: SupportRequest) -> tuple[Person, list[str]] | None:
+    """The record a request may be for, and why, while a coordinator has not said (for its page)."""
+    if request.maybe_person_id is None:
+        return None
+    with uow:
+        person = uow.people.get(request.maybe_person_id, actor)
+        uow.commit()
+    return (person, person.likeness(request)) if person is not None else None
+
+
+def same_person(uow, actor: Actor, request_id: uuid.UUID, same: bool) -> SupportRequest:
+    """A coordinator says whether a request is for the person it may be for: the same (its record is merged into
+    theirs) or not (it is not asked again). Nothing happens when nothing was asked."""
+    with uow:
+        request = _get(uow, request_id, actor)
+        if request.maybe_person_id is not None:
+            maybe, request.maybe_person_id = request.maybe_person_id, None
+            if same:
+                _merge(uow, actor, maybe, request.person_id)
+            else:
+                request.note("not the same person", "A coordinator said this is someone else", actor.subject)
+                uow.audit.add(AuditEntry.of(actor, "not same person", request.id, ["maybe_person_id"],
+                                            person_id=maybe))
+        uow.commit()
     return request
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from services.intake import service_layer
 from services.intake.domain import (AuditEntry, NotFound, NotOpen, SupportRequest, User, UserExists, board_rank,
-                                    referred_by, within_reach)
+                                    name_key, referred_by, within_reach)
 from services.intake.domain import (SIGN_IN_LIMIT, InvalidRevocation, TooManySignIns, WeakPassword,
                                     locked_for)
-from shared.auth import Actor, subject_digest
+from shared.auth import SYSTEM, Actor, subject_digest
 from shared.config import Settings
 from shared.idempotency import (Idempotency, IdempotencyKey, IdempotencyKeyInUse, IdempotencyKeyReused,
                                 InvalidIdempotencyKey)
@@ -75,6 +75,19 @@ class FakeRequests(Table):
         return rows[page.first_item:page.first_item + page.page_size]
 
 
+class FakePeople(Table):
+    def add(self, person):
+        self.put(person.id, person)
+
+    def get(self, person_id, actor):
+        person = self.find(person_id)
+        return person if person is not None and (actor == SYSTEM or actor.may_see(person.community)) else None
+
+    def like(self, community, phone, name):
+        return [p for p in self.all() if p.community == community and p.merged_into is None
+                and ((phone and p.phone == phone) or p.name_key == name_key(name))]
+
+
 class FakeAudit(Table):
     def add(self, entry):
         self.put(len(self.rows) + len(self.pending), entry)
@@ -122,9 +135,10 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
         self.requests, self.audit, self.users = FakeRequests(), FakeAudit(), FakeUsers()
-        self.answers = FakeIntakeAnswers()
+        self.answers, self.people = FakeIntakeAnswers(), FakePeople()
         self.sign_ins, self.revoked_tokens = FakeSignIns(), FakeRevokedTokens()
-        self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens)
+        self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens,
+                       self.people)
 
     def commit(self):
         if any(key in self.answers.rows or key in self.answers.in_flight for key in self.answers.pending):

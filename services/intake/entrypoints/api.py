@@ -14,8 +14,8 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOffered, NotOpen, SupportRequest,
-                                    birth_date_problem, window_problems)
+from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotMergeable, NotOffered, NotOpen,
+                                    SupportRequest, birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
@@ -218,6 +218,12 @@ class RequestOut(Schema):
     source = fields.Str()
     status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
     outcome = fields.Str()
+    person_id = fields.UUID(metadata={"description": "The person's record (GET /people/records/<id>): the same for "
+                                                     "every request of theirs."})
+    maybe_person_id = fields.UUID(allow_none=True, metadata={
+        "description": "Another record that may be the person's (the same phone number, or name and date of "
+                       "birth), until a coordinator says whether it is: merge it (POST "
+                       "/people/records/<id>/merge) if so."})
     person = fields.Method("_person")
     support_type = fields.Str()
     urgency = fields.Str()
@@ -288,7 +294,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -382,6 +388,79 @@ class CancelRequest(MethodView):
         """Cancel a request; matching withdraws any offers."""
         return service_layer.cancel_request(service().uow(), current_actor(), request_id, data["reason"],
                                             service().settings)
+
+
+# --- people, across their requests --------------------------------------------------------------------------------
+
+people = Blueprint("people", __name__, url_prefix="/people/records",
+                   description="People's records, one per person per community, across their requests (coordinators)")
+
+
+class PersonRequestOut(Schema):
+    """One of the person's requests, as their record lists it."""
+
+    id = fields.UUID()
+    status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
+    outcome = fields.Str()
+    support_type = fields.Str()
+    source = fields.Str()
+    referrer_organisation = fields.Str(allow_none=True)
+    consent = fields.Method("_consent")
+    created_at = fields.AwareDateTime()
+
+    def _consent(self, r: SupportRequest) -> dict:
+        """The latest answer for each kind of consent."""
+        return {kind: r.consent(kind) for kind in CONSENTS}
+
+
+class PersonOut(Schema):
+    """A person's record: the details last known, and all their requests, newest first."""
+
+    id = fields.UUID(attribute="person.id")
+    community = fields.Str(attribute="person.community")
+    name = fields.Str(attribute="person.name")
+    phone = fields.Str(attribute="person.phone", allow_none=True)
+    date_of_birth = fields.Date(attribute="person.date_of_birth", allow_none=True)
+    address = fields.Str(attribute="person.address")
+    postcode = fields.Str(attribute="person.postcode", allow_none=True)
+    created_at = fields.AwareDateTime(attribute="person.created_at")
+    last_activity_at = fields.AwareDateTime(attribute="person.last_activity_at")
+    died_on = fields.Date(attribute="person.died_on", allow_none=True)
+    requests = fields.List(fields.Nested(PersonRequestOut))
+
+
+class MergeIn(Schema):
+    other = fields.UUID(required=True, metadata={
+        "description": "Another record of the same person in the community: its requests move to this one, and it "
+                       "points here from now on."})
+
+
+@people.route("/<uuid:person_id>")
+class PersonById(MethodView):
+    @requires("coordinator", "admin")
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def get(self, person_id):
+        """A person's record with all their requests (a merged record answers as the one it was merged into)."""
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+@people.route("/<uuid:person_id>/merge")
+class MergePerson(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(MergeIn)
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Merge another record of the same person into this one (audited); the other's requests move here."""
+        uow = service().uow()
+        try:
+            service_layer.merge_people(uow, current_actor(), person_id, data["other"])
+        except NotMergeable as err:
+            abort(422, messages={"json": {"other": [str(err)]}})
+        return service_layer.get_person(uow, current_actor(), person_id)
 
 
 # --- referrers ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A coordinator's pages: sign in, the requests board, the request form, and a request with its timeline."""
+"""A coordinator's pages: sign in, the requests board, the request form, a request with its timeline, and a
+person's record across their requests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
+from services.intake.domain import (NotFound, NotMergeable, NotOpen, OrganisationExists, SupportRequest,
+                                    TooManySignIns)
 from services.intake.entrypoints import directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
@@ -225,7 +227,77 @@ def show_request(request_id):
     except NotFound as err:
         abort(404, message=str(err))
     return render("request.html", r=r, suggestions=directory.suggestions(r),
-                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r))
+                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r),
+                  maybe=service_layer.maybe_same(service().uow(), current_actor(), r))
+
+
+@blp.route("/board/<uuid:request_id>/same-person", methods=["POST"])
+@page_requires(*COORDINATORS)
+def same_person(request_id):
+    """A coordinator says whether the request is for the person it may be for: the same (the records are merged,
+    and the person's page shows it) or someone else."""
+    answer = request.form.get("answer", "")
+    if answer not in ("same", "different"):
+        abort(422, message="Say whether it is the same person or a different one.")
+    try:
+        r = service_layer.same_person(service().uow(), current_actor(), request_id, answer == "same")
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{r.person_id}" if answer == "same" else f"/board/{request_id}", 303)
+
+
+# --- a person, across their requests ------------------------------------------------------------------------------
+
+MERGE_LABELS = {"other": "The other record", "confirm": "Confirm"}
+
+
+def person_page(person_id, errors: FormErrors | None = None, form=None, status: int = 200):
+    """A person's page: their details, requests, referrals, consents and timeline, and the merge form."""
+    try:
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if record.person.id != person_id:
+        return redirect(f"/people/{record.person.id}", 303)  # merged: the record it was merged into
+    timeline = sorted(((t, r) for r in record.requests for t in r.timeline), key=lambda pair: pair[0].at,
+                      reverse=True)
+    others = [(str(p.id), f"{p.name}{', born ' + p.date_of_birth.isoformat() if p.date_of_birth else ''}"
+                          f"{', ' + p.phone if p.phone else ''} (known since {p.created_at:%d %b %Y})")
+              for p in record.others]
+    return render("person.html", record=record, p=record.person, timeline=timeline, others=others,
+                  errors=errors or FormErrors(), form=form or MultiDict()), status
+
+
+@blp.route("/people/<uuid:person_id>")
+@page_requires(*COORDINATORS)
+def show_person(person_id):
+    """A person's record: everything known of them across their requests."""
+    return person_page(person_id)
+
+
+@blp.route("/people/<uuid:person_id>/merge", methods=["POST"])
+@page_requires(*COORDINATORS)
+def merge_person(person_id):
+    """Merge another record of the same person into this one, once the coordinator confirms it."""
+    errors = FormErrors()
+    chosen = request.form.get("other", "").strip()
+    try:
+        other = uuid.UUID(chosen)
+    except ValueError:
+        other = None
+        errors.add("other", MERGE_LABELS["other"], "Choose the record that is the same person.")
+    if not request.form.get("confirm"):
+        errors.add("confirm", MERGE_LABELS["confirm"], "Tick to confirm they are the same person.")
+    if not errors:
+        try:
+            service_layer.merge_people(service().uow(), current_actor(), person_id, other)
+        except NotMergeable as err:
+            errors.add("other", MERGE_LABELS["other"], str(err))
+        except NotFound as err:
+            abort(404, message=str(err))
+    if errors:
+        return person_page(person_id, errors, request.form, 422)
+    return redirect(f"/people/{person_id}", 303)
 
 
 def form_of(r: SupportRequest) -> MultiDict:

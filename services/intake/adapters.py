@@ -20,8 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.directory import DirectoryEntry
-from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Consent,
-                                    FailedSignIn, Organisation, OrganisationExists, Person, SupportRequest,
+from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, CarerLink,
+                                    Consent, FailedSignIn, Organisation, OrganisationExists, Person, SupportRequest,
                                     TimelineEntry, User, name_key, referred_by, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
@@ -62,12 +62,25 @@ people = sa.Table(
     sa.Column("merged_into", sa.Uuid, sa.ForeignKey("people.id")),
 )
 
+# Who cares for whom (domain.CarerLink): both are people's records.
+carers = sa.Table(
+    "carers", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("person_id", sa.Uuid, sa.ForeignKey("people.id"), index=True, nullable=False),
+    sa.Column("carer_id", sa.Uuid, sa.ForeignKey("people.id"), index=True, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.UniqueConstraint("person_id", "carer_id", name="uq_carers_person_id_carer_id"),
+)
+
 requests = sa.Table(
     "requests", metadata,
     sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
     sa.Column("community", sa.String(64), index=True, nullable=False),
     sa.Column("person_id", sa.Uuid, sa.ForeignKey("people.id"), index=True),
     sa.Column("maybe_person_id", sa.Uuid, sa.ForeignKey("people.id")),  # a record that may be theirs, to confirm
+    sa.Column("cares_for_id", sa.Uuid, sa.ForeignKey("people.id")),  # for a carer: the person they care for
     sa.Column("source", sa.String(20), default="coordinator", nullable=False),
     sa.Column("status", sa.String(16), default="submitted", index=True, nullable=False),
     sa.Column("outcome", sa.Text, default="", nullable=False),
@@ -234,6 +247,7 @@ mapper(SupportRequest, requests, properties={
 })
 mapper(AuditEntry, audit_log)
 mapper(Person, people)
+mapper(CarerLink, carers)
 mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
 mapper(Organisation, organisations)
@@ -488,6 +502,54 @@ class SqlPeople:
         return list(self.session.scalars(sa.select(Person).where(
             people.c.community == person.community, people.c.merged_into.is_(None), people.c.id != person.id,
             sa.or_(*either)).order_by(people.c.name_key, people.c.created_at).limit(limit)))
+
+    def named(self, community: str, text: str, limit: int = 20) -> list[Person]:
+        """The community's records (not merged away) whose name contains the text (any case), by name."""
+        escaped = name_key(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if not escaped:
+            return []
+        return list(self.session.scalars(sa.select(Person).where(
+            people.c.community == community, people.c.merged_into.is_(None),
+            people.c.name_key.like(f"%{escaped}%", escape="\\")).order_by(people.c.name_key).limit(limit)))
+
+    def carers_of(self, person_id: uuid.UUID) -> list[Person]:
+        """The records of the person's carers, by name."""
+        return list(self.session.scalars(sa.select(Person).join(carers, carers.c.carer_id == people.c.id)
+                                         .where(carers.c.person_id == person_id).order_by(people.c.name_key)))
+
+    def cared_for_by(self, carer_id: uuid.UUID) -> list[Person]:
+        """The records of the people this carer cares for, by name."""
+        return list(self.session.scalars(sa.select(Person).join(carers, carers.c.person_id == people.c.id)
+                                         .where(carers.c.carer_id == carer_id).order_by(people.c.name_key)))
+
+    def link(self, link: CarerLink) -> bool:
+        """Keep a carer link (written with the unit of work's other new rows, after any new record it names),
+        unless the two are linked so already; True if it is new."""
+        if self.session.scalar(sa.select(sa.func.count()).select_from(carers).where(
+                carers.c.person_id == link.person_id, carers.c.carer_id == link.carer_id)):
+            return False
+        self.new_rows.append(carers, link)
+        return True
+
+    def unlink(self, person_id: uuid.UUID, carer_id: uuid.UUID) -> bool:
+        """Forget that `carer_id` cares for `person_id`; True if they were linked."""
+        return self.session.execute(sa.delete(carers).where(carers.c.person_id == person_id,
+                                                             carers.c.carer_id == carer_id)).rowcount > 0
+
+    def move_links(self, merged: Person, into: Person) -> None:
+        """The merged record's carer links, as the survivor's (none twice, and nobody their own carer)."""
+        involved = sa.or_(carers.c.person_id == merged.id, carers.c.carer_id == merged.id)
+        links = self.session.execute(sa.select(carers).where(involved)).all()
+        self.session.execute(sa.delete(carers).where(involved))
+        for row in links:
+            pair = tuple(into.id if id_ == merged.id else id_ for id_ in (row.person_id, row.carer_id))
+            if pair[0] != pair[1]:
+                self.link(CarerLink(community=into.community, person_id=pair[0], carer_id=pair[1],
+                                    created_by=row.created_by, created_at=row.created_at))
+
+    def caring_for(self, person_id: uuid.UUID) -> list[SupportRequest]:
+        """Carers' requests that name this record as the person they care for."""
+        return list(self.session.scalars(sa.select(SupportRequest).where(requests.c.cares_for_id == person_id)))
 
     def offering(self, person_id: uuid.UUID) -> list[SupportRequest]:
         """Requests whose coordinator is asked whether they are for this record."""

@@ -155,6 +155,16 @@ class TooManySignIns(IntakeError):
 class NotMergeable(IntakeError):
     """Two person records that cannot be merged: the same one, or one already merged into another."""
 
+    field = "other"  # what the API and the page name as wrong
+
+
+class NotLinkable(IntakeError):
+    """A carer link that cannot be made: a record not of the person's community, or the person themselves."""
+
+    def __init__(self, message: str, field: str = "carer"):
+        super().__init__(message)
+        self.field = field  # what the API and the page name as wrong
+
 
 class NotOffered(IntakeError):
     """A request volunteers have been asked about cannot become one that is never offered (kind "other")."""
@@ -209,6 +219,7 @@ class SupportRequest:
         self.id = id or uuid.uuid4()
         self.person_id: uuid.UUID | None = None  # the person's record (Person), set as the request is stored
         self.maybe_person_id: uuid.UUID | None = None  # another record that may be theirs, for a coordinator to say
+        self.cares_for_id: uuid.UUID | None = None  # for a carer: the record of the person they care for
         self.community, self.source, self.status, self.outcome = community, source, "submitted", ""
         self.person_name, self.person_phone, self.address, self.postcode = person_name, person_phone, address, postcode
         self.area, self.latitude, self.longitude = area, latitude, longitude
@@ -598,6 +609,19 @@ class Person:
         self.created_at = min(self.created_at, other.created_at)
         self.last_activity_at = max(self.last_activity_at, other.last_activity_at)
         other.merged_into = self.id
+
+
+class CarerLink:
+    """One person (`carer_id`) cares for another (`person_id`), in one community: both are people's records, each
+    possibly with requests of their own."""
+
+    def __init__(self, community: str, person_id: uuid.UUID, carer_id: uuid.UUID, created_by: str,
+                 created_at: datetime | None = None, id: uuid.UUID | None = None):
+        if person_id == carer_id:
+            raise NotLinkable("A person cannot be their own carer.")
+        self.id = id or uuid.uuid4()
+        self.community, self.person_id, self.carer_id = community, person_id, carer_id
+        self.created_by, self.created_at = created_by, created_at or utcnow()
 
 
 def best_match(candidates: Iterable[Person], request: "SupportRequest") -> tuple[Person | None, bool]:

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
-                                    NotMergeable, Organisation, OrganisationExists, Passwords, Person,
-                                    SupportRequest, TooManySignIns, User, UserExists, best_match, check_password,
-                                    columns_from, locked_for, revocation)
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, FailedSignIn,
+                                    NotFound, NotLinkable, NotMergeable, Organisation, OrganisationExists, Passwords,
+                                    Person, SupportRequest, TooManySignIns, User, UserExists, best_match,
+                                    check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
@@ -61,6 +61,8 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             if entry is not None:  # closed as it is made (before it is added: its rows are taken as they are)
                 request.signpost(entry.id, entry.name, actor.subject)
             _find_person(uow, request)
+            if data.get("cares_for"):
+                _cares_for(uow, actor, request, data["cares_for"])
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
             if entry is not None:  # matching is never asked
@@ -98,6 +100,22 @@ def _find_person(uow, request: SupportRequest) -> None:
         request.maybe_person_id = found.id
         request.note("same person?", f"May be someone already known ({' and '.join(found.likeness(request))}): "
                                      "a coordinator is asked to confirm", request.created_by)
+
+
+def _cares_for(uow, actor: Actor, request: SupportRequest, person_id: uuid.UUID) -> None:
+    """A request for a carer names the person they care for: it is the carer's (is_carer), and the carer's record is
+    linked to theirs. NotLinkable for a record not of the request's community."""
+    cared = uow.people.get(person_id, actor)
+    while cared is not None and cared.merged_into is not None:
+        cared = uow.people.get(cared.merged_into, actor)
+    if cared is None or cared.community != request.community:
+        raise NotLinkable("No such record in this community.", field="cares_for")
+    if cared.id == request.person_id:
+        raise NotLinkable("A person cannot be their own carer.", field="cares_for")
+    request.is_carer, request.cares_for_id = True, cared.id
+    if uow.people.link(CarerLink(community=request.community, person_id=cared.id, carer_id=request.person_id,
+                                 created_by=actor.subject)):
+        uow.audit.add(AuditEntry.of(actor, "link carer", request.id, ["carer_id"], person_id=cared.id))
 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],
@@ -183,6 +201,8 @@ class PersonRecord:
     requests: list[SupportRequest]
     asking: list[SupportRequest]
     others: list[Person]
+    carers: list[Person]
+    cares_for: list[Person]
 
 
 def get_person(uow, actor: Actor, person_id: uuid.UUID) -> PersonRecord:
@@ -191,10 +211,19 @@ def get_person(uow, actor: Actor, person_id: uuid.UUID) -> PersonRecord:
     with uow:
         person = _person(uow, actor, person_id)
         found = PersonRecord(person, uow.people.requests_of(person.id), uow.people.offering(person.id),
-                             uow.people.others(person))
+                             uow.people.others(person), uow.people.carers_of(person.id),
+                             uow.people.cared_for_by(person.id))
         uow.audit.add(AuditEntry.of(actor, "view person", None, person_id=person.id))
         uow.commit()
     return found
+
+
+def person_of(uow, actor: Actor, person_id: uuid.UUID) -> Person:
+    """A record in the actor's reach (followed to the one it was merged into), alone: for a form that names them."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        uow.commit()
+    return person
 
 
 def _person(uow, actor: Actor, person_id: uuid.UUID) -> Person:
@@ -231,8 +260,45 @@ def _merge(uow, actor: Actor, person_id: uuid.UUID, other_id: uuid.UUID) -> Pers
         uow.audit.add(AuditEntry.of(actor, "merge", request.id, ["person_id"], person_id=person.id))
     for request in uow.people.offering(other.id) + uow.people.offering(person.id):
         request.maybe_person_id = None if request.person_id == person.id else person.id
+    for request in uow.people.caring_for(other.id):
+        request.cares_for_id = person.id
+    uow.people.move_links(other, person)
     uow.audit.add(AuditEntry.of(actor, "merge", None, ["merged_into"], person_id=other.id))
     return person
+
+
+def link_carer(uow, actor: Actor, person_id: uuid.UUID, carer_id: uuid.UUID) -> Person:
+    """Record that another record of the community is one of this person's carers (audited); NotFound for a
+    person out of reach, NotLinkable for a carer who is not of their community, or is them."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        carer = uow.people.get(carer_id, actor)
+        if carer is None or carer.community != person.community or carer.merged_into is not None:
+            raise NotLinkable("No such record in this person's community.")
+        if uow.people.link(CarerLink(community=person.community, person_id=person.id, carer_id=carer.id,
+                                     created_by=actor.subject)):
+            uow.audit.add(AuditEntry.of(actor, "link carer", None, ["carer_id"], person_id=person.id))
+        uow.commit()
+    return person
+
+
+def unlink_carer(uow, actor: Actor, person_id: uuid.UUID, carer_id: uuid.UUID) -> Person:
+    """Forget that someone cares for this person (audited); NotFound for a person out of reach, or no such carer."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        if not uow.people.unlink(person.id, carer_id):
+            raise NotFound("No such carer of this person.")
+        uow.audit.add(AuditEntry.of(actor, "unlink carer", None, ["carer_id"], person_id=person.id))
+        uow.commit()
+    return person
+
+
+def find_people(uow, actor: Actor, text: str) -> list[Person]:
+    """Records of the actor's community whose name contains the text (for linking a carer)."""
+    with uow:
+        found = uow.people.named(actor.community, text)
+        uow.commit()
+    return found
 
 
 def maybe_same(uow, actor: Actor, request: SupportRequest) -> tuple[Person, list[str]] | None:

@@ -185,3 +185,75 @@ def test_a_record_is_seen_only_by_its_communitys_coordinators_and_admins(intake,
     assert ottawa.get(f"/people/{pat['person_id']}").status_code == 404
     referrer, _ = signed_in(intake, "asha@pcn.example", "referrer", organisation="Fylde Coast PCN")
     assert referrer.get(f"/people/{pat['person_id']}").status_code == 403
+
+
+def test_carers_are_listed_both_ways_linked_from_a_carers_request_or_the_page_and_unlinked(intake, token):
+    pat = log(intake, token)
+    coordinator = token("coordinator")
+    client = intake.test_client()
+    body = copy.deepcopy(SHOPPING)
+    body.update(support_type="carer_respite", cares_for=pat["person_id"],
+                person={**PAT, "name": "Jo Carer", "phone": "01253 000444"})
+    jo = client.post("/requests", json=body, headers=coordinator)
+    assert jo.status_code == 201, jo.json
+    assert jo.json["person"]["is_carer"] is True and jo.json["cares_for_id"] == pat["person_id"]
+    assert refs_differ(intake, pat["id"], jo.json["id"])
+
+    record = client.get(f"/people/records/{pat['person_id']}", headers=coordinator).json
+    assert record["carers"] == [{"id": jo.json["person_id"], "name": "Jo Carer"}] and record["cares_for"] == []
+    carer = client.get(f"/people/records/{jo.json['person_id']}", headers=coordinator).json
+    assert carer["cares_for"] == [{"id": pat["person_id"], "name": "Pat Example"}]
+    assert [r["id"] for r in carer["requests"]] == [jo.json["id"]]  # the carer's own requests are theirs
+
+    kim, _ = signed_in(intake, "kim@fylde.example", "coordinator")
+    page = kim.get(f"/people/{pat['person_id']}").text
+    assert f'<a href="/people/{jo.json["person_id"]}">Jo Carer</a>' in page.split('id="carers-heading"')[1]
+    assert f'<a href="/people/{pat["person_id"]}">Pat Example</a>' in \
+        kim.get(f"/people/{jo.json['person_id']}").text.split("Cares for")[1]
+    form = kim.get(f"/board/new?cares_for={pat['person_id']}").text
+    assert f'name="cares_for" value="{pat["person_id"]}"' in form and "They care for" in form
+
+    removed = client.delete(f"/people/records/{pat['person_id']}/carers/{jo.json['person_id']}", headers=coordinator)
+    assert removed.status_code == 204
+    assert client.get(f"/people/records/{pat['person_id']}", headers=coordinator).json["carers"] == []
+    assert client.delete(f"/people/records/{pat['person_id']}/carers/{jo.json['person_id']}",
+                         headers=coordinator).status_code == 404
+
+    found = kim.get(f"/people/{pat['person_id']}?find=jo car").text
+    assert "Link Jo Carer as a carer" in found
+    linked = kim.post(f"/people/{pat['person_id']}/carers",
+                      data={"carer": jo.json["person_id"], "csrf_token": csrf(found)})
+    assert linked.status_code == 303
+    assert client.get(f"/people/records/{pat['person_id']}", headers=coordinator).json["carers"] == [
+        {"id": jo.json["person_id"], "name": "Jo Carer"}]
+    assert {a.action for a in audit(intake, "link carer")} == {"link carer"} and len(audit(intake, "link carer")) == 2
+    assert len(audit(intake, "unlink carer")) == 1
+
+
+def refs_differ(intake, *request_ids) -> bool:
+    refs = person_refs(intake)
+    return len({refs[r] for r in request_ids}) == len(request_ids)
+
+
+def test_a_carer_link_follows_a_merge_and_bad_links_are_named(intake, token):
+    pat = log(intake, token)
+    jo = log(intake, token, name="Jo Carer", phone="01253 000444")
+    joanne = log(intake, token, name="Joanne Carer", phone="01253 000555")
+    coordinator = token("coordinator")
+    client = intake.test_client()
+    assert client.post(f"/people/records/{pat['person_id']}/carers", json={"carer": joanne["person_id"]},
+                       headers=coordinator).status_code == 200
+    merged = client.post(f"/people/records/{jo['person_id']}/merge", json={"other": joanne["person_id"]},
+                         headers=coordinator)
+    assert merged.status_code == 200
+    assert merged.json["cares_for"] == [{"id": pat["person_id"], "name": "Pat Example"}]
+    assert client.get(f"/people/records/{pat['person_id']}", headers=coordinator).json["carers"] == [
+        {"id": jo["person_id"], "name": "Jo Carer"}]
+
+    themselves = client.post(f"/people/records/{pat['person_id']}/carers", json={"carer": pat["person_id"]},
+                             headers=coordinator)
+    assert themselves.status_code == 422 and [e["field"] for e in themselves.json["errors"]] == ["carer"]
+    body = copy.deepcopy(SHOPPING)
+    body.update(cares_for="5b0e7c1e-0000-4000-8000-000000000000")
+    unknown = client.post("/requests", json=body, headers=coordinator)
+    assert unknown.status_code == 422 and [e["field"] for e in unknown.json["errors"]] == ["cares_for"]

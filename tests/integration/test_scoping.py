@@ -234,6 +234,8 @@ def seed(system: System, token) -> Seeded:
     assert PERSON["name"].split()[0] in details.body and details.community == A  # the text a leak would show
     people = [intake.get(f"/requests/{made_id}", headers=coordinator).json["person_id"]
               for made_id in (made.json["id"], referral.json["id"])]
+    linked = intake.post(f"/people/records/{people[0]}/carers", json={"carer": people[1]}, headers=coordinator)
+    assert linked.status_code == 200 and [c["id"] for c in linked.json["carers"]] == [people[1]]
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
@@ -307,6 +309,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "organisation_id": ([seeded.organisation], str(uuid.uuid4())),
             "entry_id": ([seeded.entry], str(uuid.uuid4())),
             "person_id": (seeded.people, str(uuid.uuid4())),
+            "carer_id": (seeded.people, str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
@@ -373,6 +376,10 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/board/{request_id}/same-person"): [{"data": {"answer": "same"}}],
         ("POST", "/people/{person_id}/merge"): [{"data": {"other": seeded.people[1], "confirm": "1"}}],
         ("POST", "/people/records/{person_id}/merge"): [{"json": {"other": seeded.people[1]}}],
+        ("POST", "/people/records/{person_id}/carers"): [{"json": {"carer": seeded.people[1]}}],
+        ("DELETE", "/people/records/{person_id}/carers/{carer_id}"): [{}],
+        ("POST", "/people/{person_id}/carers"): [{"data": {"carer": seeded.people[1]}}],
+        ("POST", "/people/{person_id}/carers/{carer_id}/remove"): [{"data": {}}],
         ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",
                                                "phone": "+16135550100"}}],
         ("POST", "/directory/{entry_id}"): [{"data": {"name": "Renamed by the sweep", "kinds": "shopping",

@@ -14,7 +14,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotMergeable, NotOffered, NotOpen,
+from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered, NotOpen,
                                     SupportRequest, birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
@@ -147,6 +147,9 @@ class RequestIn(HelpIn):
 
     coordinator_notes = Text(multiline=True, load_default="", validate=validate.Length(max=4000), metadata={
         "description": "For coordinators only: never sent to volunteers or put on the bus."})
+    cares_for = fields.UUID(load_default=None, allow_none=True, metadata={
+        "description": "For a carer's request: the record of the person they care for (the request is the carer's, "
+                       "and their records are linked)."})
 
     @validates_schema
     def phone_for_a_phone_call(self, data, **kwargs):
@@ -224,6 +227,8 @@ class RequestOut(Schema):
         "description": "Another record that may be the person's (the same phone number, or name and date of "
                        "birth), until a coordinator says whether it is: merge it (POST "
                        "/people/records/<id>/merge) if so."})
+    cares_for_id = fields.UUID(allow_none=True, metadata={
+        "description": "For a carer's request: the record of the person they care for."})
     person = fields.Method("_person")
     support_type = fields.Str()
     urgency = fields.Str()
@@ -294,7 +299,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -305,6 +310,8 @@ def answers_problems(view: Callable) -> Callable:
         try:
             return view(*args, **kwargs)
         except IntakeError as err:
+            if getattr(err, "field", None):  # the body's field that is wrong, named as a validation error's
+                abort(STATUS_OF[type(err)], messages={"json": {err.field: [str(err)]}})
             abort(STATUS_OF[type(err)], message=str(err))
 
     return wrapper
@@ -413,6 +420,13 @@ class PersonRequestOut(Schema):
         return {kind: r.consent(kind) for kind in CONSENTS}
 
 
+class PersonLinkOut(Schema):
+    """Another person's record, named."""
+
+    id = fields.UUID()
+    name = fields.Str()
+
+
 class PersonOut(Schema):
     """A person's record: the details last known, and all their requests, newest first."""
 
@@ -427,6 +441,8 @@ class PersonOut(Schema):
     last_activity_at = fields.AwareDateTime(attribute="person.last_activity_at")
     died_on = fields.Date(attribute="person.died_on", allow_none=True)
     requests = fields.List(fields.Nested(PersonRequestOut))
+    carers = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Who cares for them."})
+    cares_for = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Whom they care for."})
 
 
 class MergeIn(Schema):
@@ -455,12 +471,39 @@ class MergePerson(MethodView):
     @answers_problems
     def post(self, data, person_id):
         """Merge another record of the same person into this one (audited); the other's requests move here."""
-        uow = service().uow()
-        try:
-            service_layer.merge_people(uow, current_actor(), person_id, data["other"])
-        except NotMergeable as err:
-            abort(422, messages={"json": {"other": [str(err)]}})
-        return service_layer.get_person(uow, current_actor(), person_id)
+        service_layer.merge_people(service().uow(), current_actor(), person_id, data["other"])
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+class CarerIn(Schema):
+    carer = fields.UUID(required=True, metadata={
+        "description": "Another record of the community: someone who cares for this person (their record may have "
+                       "requests of its own)."})
+
+
+@people.route("/<uuid:person_id>/carers")
+class PersonCarers(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(CarerIn)
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Record that someone cares for this person (audited; linking them again changes nothing)."""
+        service_layer.link_carer(service().uow(), current_actor(), person_id, data["carer"])
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+@people.route("/<uuid:person_id>/carers/<uuid:carer_id>")
+class PersonCarer(MethodView):
+    @requires("coordinator", "admin")
+    @people.response(204)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def delete(self, person_id, carer_id):
+        """Forget that someone cares for this person (audited)."""
+        service_layer.unlink_carer(service().uow(), current_actor(), person_id, carer_id)
+        return None
 
 
 # --- referrers ---------------------------------------------------------------------------------------------------

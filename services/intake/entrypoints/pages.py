@@ -14,8 +14,8 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import (NotFound, NotMergeable, NotOpen, OrganisationExists, SupportRequest,
-                                    TooManySignIns)
+from services.intake.domain import (NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
+                                    SupportRequest, TooManySignIns)
 from services.intake.entrypoints import directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
@@ -195,9 +195,19 @@ def with_signpost(form, schema: Schema, labels: dict[str, str]) -> tuple[dict[st
 
 
 def request_form(form, errors: FormErrors, **context: Any):
-    """The request (or referral) form, offering the directory's entries instead of volunteers."""
+    """The request (or referral) form, offering the directory's entries instead of volunteers; for a carer of
+    someone known (`cares_for`), naming them."""
     return render("request_form.html", form=form, errors=errors, r=None, signpost_field=SIGNPOST_FIELD,
-                  signpost_label=SIGNPOST_LABEL, signpost_options=signpost_options(form), **context)
+                  signpost_label=SIGNPOST_LABEL, signpost_options=signpost_options(form),
+                  cares_for=cared_for(form.get("cares_for", "")), **context)
+
+
+def cared_for(chosen: str):
+    """The record a carer's request names as the person they care for, if it is one the coordinator may see."""
+    try:
+        return service_layer.person_of(service().uow(), current_actor(), uuid.UUID(chosen))
+    except (ValueError, NotFound):
+        return None
 
 
 @blp.route("/board/new", methods=["GET", "POST"])
@@ -205,8 +215,10 @@ def request_form(form, errors: FormErrors, **context: Any):
 def new_request():
     """The request form; a valid form logs the request and shows it. With a directory entry chosen instead of
     volunteers, the request is logged closed, signposted to it, and no volunteer is asked."""
-    if request.method == "GET":
-        return request_form(MultiDict(), FormErrors())
+    if request.method == "GET":  # ?cares_for=<person>: a request for one of their carers
+        cares_for = request.args.get("cares_for", "")
+        return request_form(MultiDict({"cares_for": cares_for, "person.is_carer": "1"} if cares_for else {}),
+                            FormErrors())
     data, entry_id, errors = with_signpost(request.form, RequestIn(), LABELS)
     if errors:
         return request_form(request.form, errors), 422
@@ -215,6 +227,8 @@ def new_request():
                                                  signpost_to=entry_id)
     except NotFound as err:  # retired since the form was shown: nothing was written
         return request_form(request.form, errors.add(SIGNPOST_FIELD, SIGNPOST_LABEL, str(err))), 422
+    except NotLinkable as err:
+        return request_form(request.form, errors.add("cares_for", "They care for", str(err))), 422
     return redirect(f"/board/{submitted.made.id}", 303)
 
 
@@ -264,8 +278,11 @@ def person_page(person_id, errors: FormErrors | None = None, form=None, status: 
     others = [(str(p.id), f"{p.name}{', born ' + p.date_of_birth.isoformat() if p.date_of_birth else ''}"
                           f"{', ' + p.phone if p.phone else ''} (known since {p.created_at:%d %b %Y})")
               for p in record.others]
+    find = request.args.get("find", "").strip()[:100]
+    found = [p for p in service_layer.find_people(service().uow(), current_actor(), find)
+             if p.id != record.person.id and p.id not in {c.id for c in record.carers}] if find else []
     return render("person.html", record=record, p=record.person, timeline=timeline, others=others,
-                  errors=errors or FormErrors(), form=form or MultiDict()), status
+                  errors=errors or FormErrors(), form=form or MultiDict(), find=find, found=found), status
 
 
 @blp.route("/people/<uuid:person_id>")
@@ -298,6 +315,33 @@ def merge_person(person_id):
     if errors:
         return person_page(person_id, errors, request.form, 422)
     return redirect(f"/people/{person_id}", 303)
+
+
+@blp.route("/people/<uuid:person_id>/carers", methods=["POST"])
+@page_requires(*COORDINATORS)
+def link_carer(person_id):
+    """Record that someone found on the person's page cares for them."""
+    try:
+        service_layer.link_carer(service().uow(), current_actor(), person_id, uuid.UUID(request.form.get("carer", "")))
+    except ValueError:
+        return person_page(person_id, FormErrors().add("find", "Find a carer", "Choose a record to link."),
+                           status=422)
+    except NotLinkable as err:
+        return person_page(person_id, FormErrors().add("find", "Find a carer", str(err)), status=422)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{person_id}#carers", 303)
+
+
+@blp.route("/people/<uuid:person_id>/carers/<uuid:carer_id>/remove", methods=["POST"])
+@page_requires(*COORDINATORS)
+def unlink_carer(person_id, carer_id):
+    """Forget that someone cares for the person."""
+    try:
+        service_layer.unlink_carer(service().uow(), current_actor(), person_id, carer_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{person_id}#carers", 303)
 
 
 def form_of(r: SupportRequest) -> MultiDict:

@@ -1,5 +1,6 @@
 """people: one record per person per community across their requests (each request gets its person, each
-existing request a record of its own, for coordinators to merge), and the record an audit entry is about
+existing request a record of its own, for coordinators to merge), who cares for whom, the person a carer's request
+is about, and the record an audit entry is about
 
 Revision ID: 0009
 Revises: 0008
@@ -38,12 +39,30 @@ def upgrade() -> None:
     op.create_index(op.f("ix_people_community"), "people", ["community"], unique=False)
     op.create_index(op.f("ix_people_name_key"), "people", ["name_key"], unique=False)
     op.create_index(op.f("ix_people_phone"), "people", ["phone"], unique=False)
+    op.create_table(
+        "carers",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("community", sa.String(length=64), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("carer_id", sa.Uuid(), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["carer_id"], ["people.id"]),
+        sa.ForeignKeyConstraint(["person_id"], ["people.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("person_id", "carer_id", name="uq_carers_person_id_carer_id"),
+    )
+    op.create_index(op.f("ix_carers_community"), "carers", ["community"], unique=False)
+    op.create_index(op.f("ix_carers_person_id"), "carers", ["person_id"], unique=False)
+    op.create_index(op.f("ix_carers_carer_id"), "carers", ["carer_id"], unique=False)
     with op.batch_alter_table("requests") as batch:
         batch.add_column(sa.Column("person_id", sa.Uuid(), nullable=True))
         batch.add_column(sa.Column("maybe_person_id", sa.Uuid(), nullable=True))
+        batch.add_column(sa.Column("cares_for_id", sa.Uuid(), nullable=True))
         batch.create_index(batch.f("ix_requests_person_id"), ["person_id"], unique=False)
         batch.create_foreign_key("fk_requests_person_id_people", "people", ["person_id"], ["id"])
         batch.create_foreign_key("fk_requests_maybe_person_id_people", "people", ["maybe_person_id"], ["id"])
+        batch.create_foreign_key("fk_requests_cares_for_id_people", "people", ["cares_for_id"], ["id"])
     with op.batch_alter_table("audit_log") as batch:
         batch.add_column(sa.Column("person_id", sa.Uuid(), nullable=True))
         batch.create_index(batch.f("ix_audit_log_person_id"), ["person_id"], unique=False)
@@ -73,11 +92,17 @@ def downgrade() -> None:
         batch.drop_index(batch.f("ix_audit_log_person_id"))
         batch.drop_column("person_id")
     with op.batch_alter_table("requests") as batch:
+        batch.drop_constraint("fk_requests_cares_for_id_people", type_="foreignkey")
         batch.drop_constraint("fk_requests_maybe_person_id_people", type_="foreignkey")
         batch.drop_constraint("fk_requests_person_id_people", type_="foreignkey")
         batch.drop_index(batch.f("ix_requests_person_id"))
+        batch.drop_column("cares_for_id")
         batch.drop_column("maybe_person_id")
         batch.drop_column("person_id")
+    op.drop_index(op.f("ix_carers_carer_id"), table_name="carers")
+    op.drop_index(op.f("ix_carers_person_id"), table_name="carers")
+    op.drop_index(op.f("ix_carers_community"), table_name="carers")
+    op.drop_table("carers")
     op.drop_index(op.f("ix_people_phone"), table_name="people")
     op.drop_index(op.f("ix_people_name_key"), table_name="people")
     op.drop_index(op.f("ix_people_community"), table_name="people")

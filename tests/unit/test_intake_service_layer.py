@@ -241,6 +241,30 @@ def test_the_person_ref_is_a_keyed_pseudonym_the_same_for_the_same_person(uow):
     assert len({first.id, again.id, other_key.id}) == 3
 
 
+@pytest.mark.parametrize("name, phone, born, linked, offered", [
+    ("Pat Example", "+441253477000", None, True, False),  # same phone and name: surely them
+    ("  PAT   example", "+441253477000", None, True, False),  # any case, spaces
+    ("Patricia Example", "+441253477000", None, False, True),  # same phone only: asked
+    ("Pat Example", "+441253000111", "1941-05-02", False, True),  # same name and date of birth: asked
+    ("Pat Example", "+441253000111", None, False, False),  # same name only: someone else
+    ("Sam Other", "+441253000111", "1941-05-02", False, False),  # same date of birth only: someone else
+])
+def test_a_request_is_linked_to_a_record_only_when_surely_theirs_and_otherwise_offered(uow, name, phone, born,
+                                                                                     linked, offered):
+    from datetime import date
+
+    first = service_layer.submit_request(uow, KIM, {**SHOPPING, "person": {
+        **SHOPPING["person"], "date_of_birth": date(1941, 5, 2)}}, SETTINGS).made
+    person = {**SHOPPING["person"], "name": name, "phone": phone,
+              "date_of_birth": date.fromisoformat(born) if born else None}
+    second = service_layer.submit_request(uow, KIM, {**SHOPPING, "person": person}, SETTINGS).made
+    assert (second.person_id == first.person_id) is linked
+    assert (second.maybe_person_id == first.person_id) is offered
+    assert len(uow.people.rows) == (1 if linked else 2)
+    refs = [e.person_ref for e in uow.events(RequestSubmitted)]
+    assert (refs[0] == refs[1]) is linked
+
+
 def test_a_partner_organisations_referral_carries_the_source_partner(uow):
     r = service_layer.submit_request(uow, PARTNER, REFERRAL, SETTINGS, source="partner").made
     [sent] = uow.published

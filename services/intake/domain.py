@@ -44,6 +44,7 @@ WITHDRAWN_WHY = {
     "taken": "another volunteer took it",
     "cancelled": "the request was cancelled",
     "opted_out": "the volunteer opted out of SMS",
+    "died": "the person died",
 }
 # The status a request has while an event is the latest one matching published about it (the highest sequence):
 # the state matching is then in, as intake names it. An event not listed (a withdrawal) says nothing of the status.
@@ -77,7 +78,7 @@ REFERRAL_STAGES = {
     "signposted": ("Could not be met by a volunteer", ""),  # "Signposted to ..." follows
 }
 REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back": "offered", "unmatched": "unmatched",
-                    "matched": "matched", "completed": "completed", "cancelled": "cancelled",
+                    "matched": "matched", "completed": "completed", "cancelled": "cancelled", "died": "cancelled",
                     "signposted": "signposted"}
 # What a coordinator checks on a referral (`SupportRequest.to_check`: a field, why, and what was sent), by the
 # attributes whose change settles it. Until the place and the kind of help are settled, matching is not asked.
@@ -86,8 +87,9 @@ CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "pe
               "person.longitude": ("postcode", "longitude"), "person.name": ("person_name",),
               "person.date_of_birth": ("date_of_birth",), "person.preferred_language": ("preferred_language",),
               "support_type": ("support_type",), "consent": ("consent",),
-              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks")}
-HOLDING = ("person.postcode", "person.latitude", "person.longitude")
+              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks"),
+              "bereavement.consent": ("consent",)}
+HOLDING = ("person.postcode", "person.latitude", "person.longitude", "bereavement.consent")
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
@@ -156,6 +158,10 @@ class NotMergeable(IntakeError):
     """Two person records that cannot be merged: the same one, or one already merged into another."""
 
     field = "other"  # what the API and the page name as wrong
+
+
+class AlreadyDied(IntakeError):
+    """A person whose death is recorded already."""
 
 
 class NotLinkable(IntakeError):
@@ -337,6 +343,19 @@ class SupportRequest:
             raise NotOpen(self.status, "cancelled")
         self.outcome = reason
         self.note("cancelled", reason, by)
+
+    def close_for_death(self, reason: str, by: str) -> None:
+        """Close an open request because the person died (NotOpen if it had ended): cancelled, with the reason as
+        its outcome and a "died" line on its timeline."""
+        if not self.advance("cancelled"):
+            raise NotOpen(self.status, "closed")
+        self.outcome = reason
+        self.note("died", reason, by)
+
+    @property
+    def ended_by_death(self) -> bool:
+        """True for a request closed because the person died."""
+        return self.status == "cancelled" and any(e.what == "died" for e in self.timeline)
 
     def signpost(self, entry_id: uuid.UUID, entry_name: str, by: str) -> None:
         """Close an open request by pointing the person to a service in the directory (no volunteer could, or
@@ -596,6 +615,17 @@ class Person:
                 setattr(self, name, value)
         self.last_activity_at = max(self.last_activity_at, request.created_at)
 
+    def record_death(self, died_on: date) -> None:
+        """They died on that day; AlreadyDied if it was recorded before."""
+        if self.died_on is not None:
+            raise AlreadyDied(f"{self.name}'s death was recorded already ({self.died_on:%d %B %Y}).")
+        self.died_on = died_on
+
+    @property
+    def first_name(self) -> str | None:
+        """What a volunteer who knew them called them."""
+        return self.name.split()[0] if self.name.strip() else None
+
     def merge(self, other: "Person") -> None:
         """Take in another record of the same person (NotMergeable for this one, or one merged already): what
         this one does not know it fills in, and the other points here from now on."""
@@ -622,6 +652,28 @@ class CarerLink:
         self.id = id or uuid.uuid4()
         self.community, self.person_id, self.carer_id = community, person_id, carer_id
         self.created_by, self.created_at = created_by, created_at or utcnow()
+
+
+def died_reason(died_on: date) -> str:
+    """Why a person's requests closed, as their timeline, the board and their referrers read it."""
+    return f"The person died on {died_on:%d %B %Y}"
+
+
+def bereavement_offer(carer: Person, latest: "SupportRequest", died: Person, actor: Actor) -> "SupportRequest":
+    """A bereavement support visit for a carer of someone who died, at the place and in the language of the carer's
+    latest request, held until a coordinator has asked the carer and recorded their consent (never offered to
+    volunteers by itself)."""
+    why = (f"Offered after {died.name} died: ask {carer.name} whether they would like bereavement support, and "
+           "record their consent, before volunteers are asked.")
+    request = SupportRequest.submit(actor, {
+        "person_name": carer.name, "person_phone": carer.phone, "address": carer.address, "postcode": carer.postcode,
+        "area": latest.area, "latitude": latest.latitude, "longitude": latest.longitude,
+        "preferred_language": latest.preferred_language, "date_of_birth": carer.date_of_birth, "is_carer": True,
+        "support_type": "bereavement_visit", "window_days": ["mon", "tue", "wed", "thu", "fri"],
+        "window_part": "afternoon", "to_check": [{"field": "bereavement.consent", "why": why, "value": None}]},
+        {"share_contact": False, "sms_contact": False})
+    request.person_id, request.cares_for_id = carer.id, died.id
+    return request
 
 
 def best_match(candidates: Iterable[Person], request: "SupportRequest") -> tuple[Person | None, bool]:

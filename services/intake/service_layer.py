@@ -11,16 +11,17 @@ from typing import Any, Callable
 from services.intake.directory import DirectoryEntry, Sheet, nearest
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, FailedSignIn,
                                     NotFound, NotLinkable, NotMergeable, Organisation, OrganisationExists, Passwords,
-                                    Person, SupportRequest, TooManySignIns, User, UserExists, best_match,
-                                    check_password, columns_from, locked_for, revocation)
+                                    Person, SupportRequest, TooManySignIns, User, UserExists, bereavement_offer,
+                                    best_match, check_password, columns_from, died_reason, locked_for, person_ref,
+                                    revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
 from shared.communities import get as community
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import (RequestCancelled, RequestSignposted, RequestSubmitted, RequestUpdated,
-                                    TokenRevoked)
+from shared.contracts.intake import (PersonDeathShared, PersonDied, RequestCancelled, RequestSignposted,
+                                    RequestSubmitted, RequestUpdated, TokenRevoked)
 
 
 @dataclass
@@ -291,6 +292,56 @@ def unlink_carer(uow, actor: Actor, person_id: uuid.UUID, carer_id: uuid.UUID) -
         uow.audit.add(AuditEntry.of(actor, "unlink carer", None, ["carer_id"], person_id=person.id))
         uow.commit()
     return person
+
+
+@dataclass
+class Death:
+    """What recording a death did: the record, the requests it closed, and the bereavement requests made for
+    their carers (waiting for the carers' consent)."""
+
+    person: Person
+    closed: list[SupportRequest]
+    offered: list[SupportRequest]
+
+
+def record_death(uow, actor: Actor, person_id: uuid.UUID, died_on, settings: Settings) -> Death:
+    """Record that a person died, once (AlreadyDied after): every open request of theirs closes with that reason
+    (their referrers hear it), matching stops them and withdraws their offers quietly (`person.died`, no name),
+    notify cancels every SMS still waiting about any of their requests and tells the volunteers who helped them,
+    by first name (`person.death_shared`, to notify alone), and each carer gets a bereavement support request,
+    held until a coordinator records that they want it. NotFound for a record out of reach."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        person.record_death(died_on)
+        reason = died_reason(died_on)
+        theirs = uow.people.requests_of(person.id)
+        closed, stopped = [], []  # every open request; those matching has, to stop
+        for request in theirs:
+            if request.is_open:
+                held = request.held
+                request.close_for_death(reason, actor.subject)
+                uow.audit.add(AuditEntry.of(actor, "cancel", request.id, ["status"], person_id=person.id))
+                if held:
+                    closed_before_matching(uow, request, settings)
+                else:
+                    stopped.append(request.id)
+                closed.append(request)
+        offered = []
+        for carer in uow.people.carers_of(person.id):
+            latest = next(iter(uow.people.requests_of(carer.id)), None)
+            if carer.died_on is None and latest is not None:
+                offer = bereavement_offer(carer, latest, person, actor)
+                uow.requests.add(offer)
+                uow.audit.add(AuditEntry.of(actor, "create", offer.id, ["bereavement"], person_id=carer.id))
+                offered.append(offer)
+        uow.audit.add(AuditEntry.of(actor, "record death", None, ["died_on"], person_id=person.id))
+        uow.publish(PersonDied(community=person.community, person_ref=person_ref(person.id, settings.secret_key),
+                               request_ids=stopped, died_on=died_on, carers_offered=len(offered)),
+                    correlation_id=str(person.id))
+        uow.publish(PersonDeathShared(community=person.community, request_ids=[r.id for r in theirs],
+                                      first_name=person.first_name), correlation_id=str(person.id))
+        uow.commit()
+    return Death(person, closed, offered)
 
 
 def find_people(uow, actor: Actor, text: str) -> list[Person]:

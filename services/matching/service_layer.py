@@ -214,6 +214,22 @@ def _lock_new(uow, request_id: uuid.UUID) -> MatchRequest | None:
 
 def cancel_request(uow, request_id: uuid.UUID) -> None:
     """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too)."""
+    _cancel(uow, request_id, "cancelled")
+    uow.commit()
+
+
+def person_died(uow, request_ids: list[uuid.UUID]) -> None:
+    """Stop matching every open request of a person who died, repeats too, and withdraw their offers as "died":
+    notify then sends no "no longer needed" text (it tells the volunteers who helped them itself). In one
+    transaction, the requests locked in the order of their ids."""
+    for request_id in sorted(set(request_ids)):
+        _cancel(uow, request_id, "died")
+    uow.commit()
+
+
+def _cancel(uow, request_id: uuid.UUID, why: str) -> None:
+    """Stop a request and withdraw its open and accepted offers, saying why; one not heard of yet is kept as
+    cancelled for when it comes."""
     request = uow.requests.lock(request_id, SYSTEM) or _lock_new(uow, request_id)
     if request is None:  # the cancellation overtook its request: keep it for when the request comes
         uow.requests.note_cancelled_early(request_id)
@@ -221,8 +237,7 @@ def cancel_request(uow, request_id: uuid.UUID) -> None:
         request.status = "cancelled"
         for offer in request.offers:
             if offer.status in ("open", "accepted"):
-                _withdraw(uow, request, offer, "cancelled")
-    uow.commit()
+                _withdraw(uow, request, offer, why)
 
 
 # --- what volunteers text, and what notify says of the texts sent to them -------------------------------------

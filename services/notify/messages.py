@@ -50,6 +50,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "away": "Thank you: no offers from {first} to {last}. Reply PAUSE to stop all offers for now.",
         "away_unclear": "Sorry, we could not read the dates \"{dates}\". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan",
         "hours": "You have given {hours} hours in {year} ({done}). Thank you!",
+        "died": "We're sorry to tell you that {first_name} has died. Thank you for the help and kindness you gave. "
+                "Reply TALK if you would like someone to call you.",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -80,6 +82,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "away_unclear": "Désolé, nous n'avons pas compris les dates \"{dates}\". Envoyez par ex. ABSENT du 24 au "
                         "28 déc ou ABSENT jusqu'au 3 jan",
         "hours": "Vous avez donné {hours} heures en {year} ({done}). Merci!",
+        "died": "Nous avons le regret de vous dire que {first_name} est décédé(e). Merci pour votre aide et votre "
+                "gentillesse. Répondez TALK si vous souhaitez qu'on vous appelle.",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).

@@ -18,7 +18,7 @@ from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, 
 from services.notify.messages import away_dates_text, parse_reply
 from shared import tracing
 from shared.auth import Actor
-from shared.contracts.intake import TaskDetailsShared
+from shared.contracts.intake import PersonDeathShared, TaskDetailsShared
 from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
@@ -131,6 +131,21 @@ def cancel_reminders(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> None:
         message.cancel(domain.NOT_SENT["task_ended"])
 
 
+def person_died(uow: NotifyUnitOfWork, shared: PersonDeathShared, correlation_id: str, now: datetime,
+                settings: NotifySettings) -> None:
+    """A person died: every SMS still waiting about any of their requests is cancelled (offers, reminders, one held
+    for the quiet hours), and each volunteer who had one of their tasks is told, by the person's first name, in
+    their own language and the community's wording, after its quiet hours. Nothing else is texted about them."""
+    for message in uow.messages.waiting_about(shared.request_ids):
+        message.cancel(domain.NOT_SENT["died"])
+    place = settings.community(shared.community)
+    for phone, request_id in uow.messages.helpers_of(shared.request_ids).items():
+        language = domain.language_for(uow.contacts.get(phone), None)
+        _queue(uow, settings, now, key=f"died:{request_id}:{phone}", purpose="condolence", to=phone,
+               body=domain.died_body(shared.first_name, place, language), correlation_id=correlation_id,
+               community=shared.community, about=request_id)
+
+
 def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlation_id: str, now: datetime,
                     settings: NotifySettings) -> None:
     """An offer withdrawn: its SMS, if it has not gone, is cancelled, and so are its task's reminders. A volunteer
@@ -149,6 +164,8 @@ def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlatio
         return
     if withdrawn.reason == "opted_out":
         message.cancel(domain.NOT_SENT["opted_out"])
+    elif withdrawn.reason == "died":  # the volunteers who helped are told otherwise (person_died)
+        message.cancel(domain.NOT_SENT["died"])
     elif domain.closed_text_fate(offer) == "cancel":
         message.cancel(domain.NOT_SENT["never_offered"])
 

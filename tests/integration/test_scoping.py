@@ -380,6 +380,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("DELETE", "/people/records/{person_id}/carers/{carer_id}"): [{}],
         ("POST", "/people/{person_id}/carers"): [{"data": {"carer": seeded.people[1]}}],
         ("POST", "/people/{person_id}/carers/{carer_id}/remove"): [{"data": {}}],
+        ("POST", "/people/records/{person_id}/death"): [{"json": {"died_on": YESTERDAY.isoformat()}}],
+        ("POST", "/people/{person_id}/death"): [{"data": {"died_on": YESTERDAY.isoformat()}}],
         ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",
                                                "phone": "+16135550100"}}],
         ("POST", "/directory/{entry_id}"): [{"data": {"name": "Renamed by the sweep", "kinds": "shopping",

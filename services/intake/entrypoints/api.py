@@ -14,7 +14,7 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered, NotOpen,
+from services.intake.domain import (CONSENTS, AlreadyDied, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered, NotOpen,
                                     SupportRequest, birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES, REQUEST_STATUSES, URGENCIES
@@ -299,7 +299,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422, AlreadyDied: 409}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -473,6 +473,42 @@ class MergePerson(MethodView):
         """Merge another record of the same person into this one (audited); the other's requests move here."""
         service_layer.merge_people(service().uow(), current_actor(), person_id, data["other"])
         return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+def not_in_the_future(day) -> None:
+    """A day that has come."""
+    if day > clock.today():
+        raise ValidationError("Must not be in the future.")
+
+
+class DeathIn(Schema):
+    died_on = fields.Date(required=True, validate=not_in_the_future, metadata={"description": "The day they died."})
+
+
+class DeathOut(PersonOut):
+    """The record after the death was recorded, with the requests it closed and the bereavement requests made for
+    their carers (each waiting for a coordinator to record the carer's consent)."""
+
+    closed = fields.List(fields.UUID(), metadata={"description": "The requests it closed."})
+    bereavement_requests = fields.List(fields.UUID(), metadata={
+        "description": "A bereavement support request for each carer, held until their consent is recorded."})
+
+
+@people.route("/<uuid:person_id>/death")
+class PersonDeath(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(DeathIn)
+    @people.response(200, DeathOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Record that the person died (once: 409 after): their open requests close, volunteers who helped them are
+        told, nothing more is texted about them, and each carer is offered bereavement support."""
+        death = service_layer.record_death(service().uow(), current_actor(), person_id, data["died_on"],
+                                           service().settings)
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+        return {**{name: getattr(record, name) for name in ("person", "requests", "carers", "cares_for")},
+                "closed": [r.id for r in death.closed], "bereavement_requests": [r.id for r in death.offered]}
 
 
 class CarerIn(Schema):

@@ -14,10 +14,10 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import (NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
+from services.intake.domain import (AlreadyDied, NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
                                     SupportRequest, TooManySignIns)
 from services.intake.entrypoints import directory
-from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
+from services.intake.entrypoints.api import DeathIn, ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
@@ -314,6 +314,33 @@ def merge_person(person_id):
             abort(404, message=str(err))
     if errors:
         return person_page(person_id, errors, request.form, 422)
+    return redirect(f"/people/{person_id}", 303)
+
+
+@blp.route("/people/<uuid:person_id>/death", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def record_death(person_id):
+    """Record that a person died, after a page that says what will happen and asks the date."""
+    try:
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if record.person.id != person_id or record.person.died_on is not None:
+        return redirect(f"/people/{record.person.id}", 303)
+
+    def page(form, errors, status=200):
+        return render("person_death.html", p=record.person, record=record, form=form, errors=errors,
+                      today=utcnow().date().isoformat()), status
+    if request.method == "GET":
+        return page(MultiDict(), FormErrors())
+    try:
+        died_on = DeathIn().load({"died_on": request.form.get("died_on", "")})["died_on"]
+    except ValidationError as err:
+        return page(request.form, FormErrors(err.messages, {"died_on": "The day they died"}), 422)
+    try:
+        service_layer.record_death(service().uow(), current_actor(), person_id, died_on, service().settings)
+    except AlreadyDied:
+        pass  # recorded meanwhile: their page says so
     return redirect(f"/people/{person_id}", 303)
 
 

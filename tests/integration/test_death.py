@@ -1,0 +1,146 @@
+"""When someone dies, on both backends: intake, matching and notify with the bus played in order through their real
+handlers. A person with a carer and open requests (one recurring, one whose offer waits for the quiet hours, one a
+health system's referral) is recorded as died: no SMS about them leaves but the volunteers' message, the volunteers
+who helped get it by first name, the carer has a bereavement request waiting for consent, and the referrer's Task
+shows the reason."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from services.notify.entrypoints import handlers as notify_handlers
+from tests.integration.test_fhir import EHR, fixture, post
+from tests.integration.test_withdrawals import system  # noqa: F401 (the fixture)
+
+PAT = {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool", "postcode": "FY1 4AB"}
+
+
+def open_offer(s, request_id: str) -> tuple[str, str]:
+    """The phone and code of a request's open offer."""
+    [(phone, offer)] = [(p, o) for p, o in s.offers(request_id).items() if o.status == "open"]
+    return phone, offer.code
+
+
+def test_recording_a_death_closes_everything_tells_the_volunteers_and_offers_the_carer_support(system, monkeypatch,
+                                                                                             token):
+    s = system(batch=1, quiet_hours=True)
+    today = datetime.now(timezone.utc)
+    day, night = today.replace(hour=12, minute=0), today.replace(hour=23, minute=30)  # in Blackpool's time
+    now = {"at": day}
+    monkeypatch.setattr(notify_handlers, "utcnow", lambda: now["at"])
+    ann, bob = s.volunteer("Ann", "07911 123491")["phone"], s.volunteer("Bob", "07911 123492")["phone"]
+    coordinator = s.client("intake")
+
+    first = s.request(person=PAT)
+    s.carry()
+    s.send(day)
+    phone, code = open_offer(s, first)
+    s.text(phone, f"YES {code}")
+    s.carry()
+    recurring = s.request(person=PAT, repeat={"every_weeks": 1, "occurrences": 3})
+    s.carry()
+    s.send(day)
+    s.carry()
+    phone, code = open_offer(s, recurring)
+    if phone == ann:  # Ann has the first: Bob takes the recurring one
+        s.text(ann, f"NO {code}")
+        s.carry()
+        s.send(day)
+        s.carry()
+        phone, code = open_offer(s, recurring)
+    assert phone == bob
+    s.text(bob, f"YES {code}")
+    s.carry()
+    s.send(day)
+    assert [s.seen_by_intake(r)["status"] for r in (first, recurring)] == ["matched", "matched"]
+    helpers = {ann, bob}
+    assert all(any(b.startswith("Thank you! Task") for b in s.gateway.to(v)) for v in helpers)
+
+    referral = post(coordinator, fixture("servicerequest-fylde-coast.json"),
+                    token("referrer", subject=EHR, organisation="Fylde Coast PCN"))
+    assert referral.status_code == 201, referral.json
+    referred = s.seen_by_intake(referral.json["id"])
+    person_id = s.seen_by_intake(first)["person_id"]
+    merged = coordinator.post(f"/people/records/{person_id}/merge", json={"other": referred["person_id"]},
+                              headers=s.headers)  # another phone and a date of birth: the same Pat, a coordinator says
+    assert merged.status_code == 200, merged.json
+    s.carry()
+
+    now["at"] = night
+    s.send(night)  # what was due by then (the day-before reminders) has gone
+    waiting = s.request(person=PAT)
+    s.carry()
+    held_to, _ = open_offer(s, waiting)
+    [held] = [m for m in s.messages(held_to) if m.purpose == "offer" and str(m.request_id) == waiting]
+    assert held.status == "queued" and held.next_attempt_at > night and s.send(night) == 0
+
+    jo = s.request(person={**PAT, "name": "Jo Carer", "phone": "01253 000444"}, support_type="other")
+    carer_id = s.seen_by_intake(jo)["person_id"]
+    assert coordinator.post(f"/people/records/{person_id}/carers", json={"carer": carer_id},
+                            headers=s.headers).status_code == 200
+    s.carry()
+    sent_before = len(s.gateway.sent)
+
+    died = coordinator.post(f"/people/records/{person_id}/death", json={"died_on": today.date().isoformat()},
+                            headers=s.headers)
+    assert died.status_code == 200, died.json
+    mine = {first, recurring, referral.json["id"], waiting}
+    assert set(died.json["closed"]) == mine and died.json["died_on"] == today.date().isoformat()
+    [bereavement] = died.json["bereavement_requests"]
+    again = coordinator.post(f"/people/records/{person_id}/death", json={"died_on": today.date().isoformat()},
+                             headers=s.headers)
+    assert again.status_code == 409
+    s.carry()
+
+    reason = f"The person died on {today:%d %B %Y}"
+    for request_id in mine:
+        seen = s.seen_by_intake(request_id)
+        assert (seen["status"], seen["outcome"]) == ("cancelled", reason)
+    assert {o.status for r in (first, recurring, waiting) for o in s.offers(r).values()} <= {"withdrawn", "declined"}
+    withdrawn = s.events("matching", "offer.withdrawn")
+    assert withdrawn and {e["reason"] for e in withdrawn} == {"died"}
+    [event] = s.events("intake", "person.died")
+    assert set(event["request_ids"]) == mine and event["person_ref"].startswith("p_") and event["carers_offered"] == 1
+    assert "Pat" not in str(event)
+
+    assert held.id in {m.id for m in s.messages(held_to) if m.status == "cancelled"}
+    morning = night + timedelta(hours=10)
+    s.send(morning)
+    s.send(morning + timedelta(days=8))  # a week on: the recurring task's reminders would be due
+    after = s.gateway.sent[sent_before:]
+    assert sorted(to for to, _ in after) == sorted(helpers)  # the volunteers who helped, once each, and nothing else
+    for to, body in after:
+        assert body == ("We're sorry to tell you that Pat has died. Thank you for the help and kindness you gave. "
+                        "Reply TALK if you would like someone to call you.")
+    assert all(m.status != "queued" for v in (ann, bob) for m in s.messages(v))
+
+    task = coordinator.get(f"/fhir/Task/{referral.json['id']}",
+                           headers=token("referrer", subject=EHR, organisation="Fylde Coast PCN")).json
+    assert task["status"] == "cancelled" and task["statusReason"]["text"] == reason
+
+    offered = s.seen_by_intake(bereavement)
+    assert (offered["support_type"], offered["status"], offered["person_id"]) == ("bereavement_visit", "submitted",
+                                                                                   carer_id)
+    assert offered["cares_for_id"] == person_id and offered["consent"] == {"share_contact": False,
+                                                                            "sms_contact": False}
+    assert [c["field"] for c in offered["to_check"]] == ["bereavement.consent"]
+    from services.matching.domain import MatchRequest
+
+    with s.apps["matching"].extensions["ccs"].sessions() as session:  # not offered until the carer consents
+        assert session.get(MatchRequest, uuid.UUID(bereavement)) is None
+    released = coordinator.patch(f"/requests/{bereavement}", headers=s.headers,
+                                 json={"consent": {"share_contact": True, "sms_contact": True}})
+    assert released.status_code == 200 and released.json["to_check"] == []
+    assert [e["request_id"] for e in s.events("intake", "request.submitted")][-1] == bereavement
+
+    record = coordinator.get(f"/people/records/{person_id}", headers=s.headers).json
+    assert record["died_on"] == today.date().isoformat()
+    with s.apps["intake"].extensions["ccs"].sessions() as session:
+        from services.intake.adapters import audit_log
+
+        actions = session.scalars(sa.select(audit_log.c.action).where(
+            audit_log.c.person_id == uuid.UUID(person_id))).all()
+    assert "record death" in actions

@@ -667,7 +667,7 @@ def task(request: Any) -> dict[str, Any]:
     stage, meaning = request.referral_stage()
     earlier = [REFERRAL_HISTORY[e.what] for e in request.timeline if e.what in REFERRAL_HISTORY]
     status = task_status(request.status, request.held, earlier[:-1] if earlier[-1:] in (["cancelled"], ["signposted"])
-                         else earlier, died=request.ended_by_death)
+                         else earlier, died=getattr(request, "ended_by_death", False))
     if request.source == "health_system":
         focus = {"reference": f"ServiceRequest/{request.id}", "type": "ServiceRequest"}
     else:

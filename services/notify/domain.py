@@ -238,6 +238,7 @@ INBOX_REASONS = {
     "several_open": "Said yes or no without a reference while several offers were open; we asked which.",
     "no_such_offer": "Gave a reference that is not theirs or no longer open; we told them so.",
     "nothing_open": "Texted though we have never offered them anything.",
+    "debrief": "Asked for someone to call them (TALK): call them, and mark it dealt with once you have.",
 }
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import away_dates_text, parse_reply
+from services.notify.messages import asks_to_talk, away_dates_text, parse_reply, render
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import PersonDeathShared, TaskDetailsShared
@@ -244,13 +244,15 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)
+        talk = keyword is None and asks_to_talk(sms.body)  # a volunteer would like a coordinator to call
         if keyword is None:  # "Sorry, I'm away that week" is for a person to read
-            _needs_coordinator(uow, received, "not_understood",
+            _needs_coordinator(uow, received, "debrief" if talk else "not_understood",
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
                                 away_until=reply.away_until))
-        answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
+        answer = render("talk", contact.language) if talk and not was_opted_out else domain.answer_to(
+            reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
             community = domain.community_of_number(sms.to, settings.communities if settings else {})
             uow.messages.add(OutgoingMessage(

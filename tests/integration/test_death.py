@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from services.notify.entrypoints import handlers as notify_handlers
+from shared.web import claims_for
 from tests.integration.test_fhir import EHR, fixture, post
 from tests.integration.test_withdrawals import system  # noqa: F401 (the fixture)
 
@@ -116,6 +117,26 @@ def test_recording_a_death_closes_everything_tells_the_volunteers_and_offers_the
         assert body == ("We're sorry to tell you that Pat has died. Thank you for the help and kindness you gave. "
                         "Reply TALK if you would like someone to call you.")
     assert all(m.status != "queued" for v in (ann, bob) for m in s.messages(v))
+
+    s.text(ann, "Talk please")  # Ann would like someone to call her: a debrief for the coordinators
+    s.carry()
+    from services.notify.domain import InboundMessage
+
+    with s.apps["notify"].extensions["ccs"].sessions() as session:
+        [talk] = session.scalars(sa.select(InboundMessage).where(InboundMessage.from_phone == ann,
+                                                                 InboundMessage.body == "Talk please")).all()
+    assert talk.attention == "debrief" and talk.dealt_with_at is None and str(talk.request_id) in mine
+    [answer] = [m for m in s.messages(ann) if m.purpose == "answer"]
+    assert answer.body == "Thank you. A coordinator will call you soon."
+    from services.intake.domain import SupportRequest
+
+    with s.apps["intake"].extensions["ccs"].sessions() as session:  # on the board, under Needs you
+        assert session.get(SupportRequest, talk.request_id).sms_waiting == 1
+    with s.client("notify") as client:
+        with client.session_transaction() as session:
+            session["user"] = claims_for("test", "coordinator", ["fylde-coast"])
+        inbox = client.get("/sms/conversations").get_data(as_text=True)
+    assert "Asked for someone to call them (TALK)" in inbox
 
     task = coordinator.get(f"/fhir/Task/{referral.json['id']}",
                            headers=token("referrer", subject=EHR, organisation="Fylde Coast PCN")).json

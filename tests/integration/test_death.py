@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from services.notify.entrypoints import handlers as notify_handlers
 from shared.web import claims_for
+from tests.integration.test_bus import SHOPPING
 from tests.integration.test_fhir import EHR, fixture, post
 from tests.integration.test_withdrawals import system  # noqa: F401 (the fixture)
 
@@ -165,3 +166,37 @@ def test_recording_a_death_closes_everything_tells_the_volunteers_and_offers_the
         actions = session.scalars(sa.select(audit_log.c.action).where(
             audit_log.c.person_id == uuid.UUID(person_id))).all()
     assert "record death" in actions
+
+
+def test_the_death_page_says_what_will_happen_names_a_bad_date_and_records_it_once(app_for, token):
+    from tests.integration.test_people import log
+    from tests.integration.test_role_homes import signed_in
+    from tests.integration.test_webhooks import csrf
+
+    intake = app_for("intake")
+    pat = log(intake, token)
+    jo = intake.test_client().post("/requests", headers=token("coordinator"), json={
+        **{k: v for k, v in SHOPPING.items() if k != "person"},
+        "person": {"name": "Jo Carer", "phone": "01253 000444", "postcode": "FY1 4AB"}, "cares_for": pat["person_id"]})
+    assert jo.status_code == 201, jo.json
+    kim, _ = signed_in(intake, "kim@fylde.example", "coordinator")
+    person = kim.get(f"/people/{pat['person_id']}").text
+    assert f'href="/people/{pat["person_id"]}/death"' in person and "Record that Pat Example died" in person
+    page = kim.get(f"/people/{pat['person_id']}/death").text
+    assert "1 open request of theirs closes" in page and "each carer (Jo Carer)" in page
+
+    future = (datetime.now(timezone.utc).date() + timedelta(days=2)).isoformat()
+    for given, why in (("", "The day they died must be a date."), (future, "Must not be in the future.")):
+        refused = kim.post(f"/people/{pat['person_id']}/death", data={"died_on": given, "csrf_token": csrf(page)})
+        assert refused.status_code == 422 and 'id="died_on-error"' in refused.text
+        assert why in refused.text
+    assert intake.test_client().get(f"/requests/{pat['id']}", headers=token("coordinator")).json["status"] == \
+        "submitted"
+
+    done = kim.post(f"/people/{pat['person_id']}/death", data={"died_on": "2026-12-01", "csrf_token": csrf(page)})
+    assert done.status_code == 303 and done.headers["Location"] == f"/people/{pat['person_id']}"
+    after = kim.get(f"/people/{pat['person_id']}").text
+    assert "Died on 01 December 2026" in after and "/death" not in after
+    assert kim.get(f"/people/{pat['person_id']}/death").status_code == 303  # nothing more to record
+    assert intake.test_client().get(f"/requests/{pat['id']}", headers=token("coordinator")).json["outcome"] == \
+        "The person died on 01 December 2026"

@@ -129,7 +129,7 @@ SECTIONS = (
                               "hours_to_acceptance_median",
                               "hours_to_acceptance_p90")),
     ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
-                       "bereavement_supports", "deaths_recorded", "bereavement_offered", "future_planning_reached")),
+                       "bereavement_supports", "future_planning_reached")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
     ("In the community", ("group_activities", "group_attendance", "active_partners")),

@@ -88,8 +88,9 @@ CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "pe
               "person.date_of_birth": ("date_of_birth",), "person.preferred_language": ("preferred_language",),
               "support_type": ("support_type",), "consent": ("consent",),
               "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks"),
-              "bereavement.consent": ("consent",)}
-HOLDING = ("person.postcode", "person.latitude", "person.longitude", "bereavement.consent")
+              "bereavement.consent": ("consent",),
+              "person.died": ("person_name", "person_phone", "date_of_birth")}
+HOLDING = ("person.postcode", "person.latitude", "person.longitude", "bereavement.consent", "person.died")
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")

@@ -90,6 +90,12 @@ def _find_person(uow, request: SupportRequest) -> None:
     number and name), else a new record, with one that may be theirs (the same phone, or name and date of birth)
     offered to a coordinator to confirm, never merged silently."""
     found, sure = best_match(uow.people.like(request.community, request.person_phone, request.person_name), request)
+    if found is not None and found.died_on is not None:  # nothing is offered about someone who died
+        why = (f"{found.name}, who may be this person, is recorded as having died on {found.died_on:%d %B %Y}: "
+               "check with whoever asked before any volunteer is asked.")
+        request.to_check.append({"field": "person.died", "why": why, "value": None})
+        request.note("to check", why, request.created_by)
+        request.note("waiting", "Not offered to volunteers until a coordinator has checked it", request.created_by)
     if sure:
         request.person_id = found.id
         found.heard_of(request)

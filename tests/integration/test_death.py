@@ -200,3 +200,22 @@ def test_the_death_page_says_what_will_happen_names_a_bad_date_and_records_it_on
     assert kim.get(f"/people/{pat['person_id']}/death").status_code == 303  # nothing more to record
     assert intake.test_client().get(f"/requests/{pat['id']}", headers=token("coordinator")).json["outcome"] == \
         "The person died on 01 December 2026"
+
+
+def test_a_request_for_someone_recorded_as_died_is_held_for_a_coordinator_and_never_offered(app_for, token):
+    from services.intake.adapters import outbox
+    from tests.integration.test_people import log
+
+    intake = app_for("intake")
+    pat = log(intake, token)
+    died = intake.test_client().post(f"/people/records/{pat['person_id']}/death", json={"died_on": "2026-12-01"},
+                                     headers=token("coordinator"))
+    assert died.status_code == 200
+    with intake.extensions["ccs"].sessions() as session:
+        before = session.scalar(sa.select(sa.func.count()).select_from(outbox.table))
+    again = log(intake, token)  # the same phone and name: surely them
+    assert again["person_id"] == pat["person_id"]
+    assert [c["field"] for c in again["to_check"]] == ["person.died"]
+    assert "recorded as having died on 01 December 2026" in again["to_check"][0]["why"]
+    with intake.extensions["ccs"].sessions() as session:  # matching is not asked: no request.submitted
+        assert session.scalar(sa.select(sa.func.count()).select_from(outbox.table)) == before

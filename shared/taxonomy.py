@@ -90,7 +90,7 @@ PARTS_OF_DAY: tuple[str, ...] = ("morning", "afternoon", "evening")
 ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")
 # Why an open offer was taken back: another volunteer said yes first, the request was cancelled, or the volunteer
 # opted out of SMS (STOP, or Twilio's error 21610).
-WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out")
+WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out", "died")
 OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
 UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")
 # Befriending: a long-term match between one volunteer and a person, visited at a rhythm until it ends. It is a

@@ -37,7 +37,7 @@ RETRY = Exchange("retry", type="direct", durable=True)
 DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 
 # Events that carry a person's details: only the service that must act on them hears them, never metrics.
-PERSONAL = {"task.details_shared"}
+PERSONAL = {"task.details_shared", "person.death_shared"}
 # Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
 # a revoked token is refused by every service.
 EVERY_SERVICE = {"token.revoked"}
@@ -56,7 +56,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",
-                                 "request.signposted"]),
+                                 "request.signposted", "person.died"]),
         "replies": ("notify", ["sms.received", "sms.sent", "sms.failed", "contact.opted_out", "contact.opted_in",
                                "contact.invalid"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
@@ -66,7 +66,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
                                 "befriending.visit_overdue", "befriending.ended"]),
-        "details": ("intake", ["task.details_shared"]),
+        "details": ("intake", ["task.details_shared", "person.death_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),
     },

@@ -21,8 +21,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.directory import DirectoryEntry
 from services.intake.domain import (ANSWERS_DUE_SOON, FINAL_STATUSES, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry,
-                                    Consent, FailedSignIn, Organisation, OrganisationExists, SupportRequest,
-                                    TimelineEntry, User, referred_by, scrubbed, within_reach)
+                                    CarerLink, Consent, FailedSignIn, Organisation, OrganisationExists, Person,
+                                    SupportRequest, TimelineEntry, User, name_key, referred_by, scrubbed, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
@@ -45,10 +45,42 @@ webhooks_due = Doorbell()  # rung when this process commits a webhook delivery; 
 metadata = Base.metadata
 COMMON_PASSWORDS = Path(__file__).with_name("data") / "common-passwords.txt.gz"
 
+# One person in one community, across their requests (domain.Person): the details last known.
+people = sa.Table(
+    "people", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("name_key", sa.String(200), index=True, nullable=False),  # domain.name_key: how names are compared
+    sa.Column("phone", sa.String(20), index=True),
+    sa.Column("date_of_birth", sa.Date),
+    sa.Column("address", sa.Text, default="", nullable=False),
+    sa.Column("postcode", sa.String(10)),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("last_activity_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.Column("died_on", sa.Date),
+    sa.Column("merged_into", sa.Uuid, sa.ForeignKey("people.id")),
+)
+
+# Who cares for whom (domain.CarerLink): both are people's records.
+carers = sa.Table(
+    "carers", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("person_id", sa.Uuid, sa.ForeignKey("people.id"), index=True, nullable=False),
+    sa.Column("carer_id", sa.Uuid, sa.ForeignKey("people.id"), index=True, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
+    sa.UniqueConstraint("person_id", "carer_id", name="uq_carers_person_id_carer_id"),
+)
+
 requests = sa.Table(
     "requests", metadata,
     sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
     sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("person_id", sa.Uuid, sa.ForeignKey("people.id"), index=True),
+    sa.Column("maybe_person_id", sa.Uuid, sa.ForeignKey("people.id")),  # a record that may be theirs, to confirm
+    sa.Column("cares_for_id", sa.Uuid, sa.ForeignKey("people.id")),  # for a carer: the person they care for
     sa.Column("source", sa.String(20), default="coordinator", nullable=False),
     sa.Column("status", sa.String(16), default="submitted", index=True, nullable=False),
     sa.Column("outcome", sa.Text, default="", nullable=False),
@@ -123,6 +155,7 @@ audit_log = sa.Table(
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("action", sa.String(20), nullable=False),
     sa.Column("request_id", sa.Uuid, index=True),
+    sa.Column("person_id", sa.Uuid, index=True),  # the person's record, for what was done to it (a merge)
     sa.Column("fields", sa.JSON, default=list, nullable=False),
 )
 
@@ -226,6 +259,8 @@ mapper(SupportRequest, requests, properties={
                              cascade="all, delete-orphan"),  # in the order things happened, whenever heard of
 })
 mapper(AuditEntry, audit_log)
+mapper(Person, people)
+mapper(CarerLink, carers)
 mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
 mapper(Organisation, organisations)
@@ -437,6 +472,101 @@ class SqlRequests:
         organisation, the ones they made), newest first; sets `page.item_count`."""
         query = sa.select(SupportRequest).where(in_scope(requests.c.community, actor), *referrals_of(actor))
         return page_of(self.session, query.order_by(requests.c.created_at.desc()), page)
+
+
+class SqlPeople:
+    """People's records. Every read takes the actor it is for; a record merged into another is read as that one."""
+
+    def __init__(self, session: Session, new_rows: NewRows):
+        self.session, self.new_rows = session, new_rows
+
+    def add(self, person: Person) -> None:
+        """Keep a new record (written with the unit of work's other new rows, before its requests)."""
+        self.new_rows.append(people, person)
+
+    def get(self, person_id: uuid.UUID, actor: Actor) -> Person | None:
+        """A record of the actor's communities, or None (the system sees every one)."""
+        found = self.session.get(Person, person_id)
+        return found if found is not None and (actor == SYSTEM or actor.may_see(found.community)) else None
+
+    def like(self, community: str, phone: str | None, name: str) -> list[Person]:
+        """The community's records (not merged away) with this phone number or this name (any case)."""
+        either = [people.c.name_key == name_key(name)]
+        if phone:
+            either.append(people.c.phone == phone)
+        return list(self.session.scalars(sa.select(Person).where(
+            people.c.community == community, people.c.merged_into.is_(None), sa.or_(*either))))
+
+    def requests_of(self, person_id: uuid.UUID) -> list[SupportRequest]:
+        """The person's requests, newest first (the caller has the record in reach)."""
+        return list(self.session.scalars(sa.select(SupportRequest).where(requests.c.person_id == person_id)
+                                         .order_by(requests.c.created_at.desc())))
+
+    def others(self, person: Person, limit: int = 50) -> list[Person]:
+        """Other records of the person's community (not merged away) that may be theirs, by name: the same phone
+        number, date of birth, name or surname. What a coordinator may merge into theirs."""
+        surname = person.name_key.rsplit(" ", 1)[-1]
+        escaped = surname.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        either = [people.c.name_key == surname, people.c.name_key.like(f"% {escaped}", escape="\\")]
+        if person.phone:
+            either.append(people.c.phone == person.phone)
+        if person.date_of_birth:
+            either.append(people.c.date_of_birth == person.date_of_birth)
+        return list(self.session.scalars(sa.select(Person).where(
+            people.c.community == person.community, people.c.merged_into.is_(None), people.c.id != person.id,
+            sa.or_(*either)).order_by(people.c.name_key, people.c.created_at).limit(limit)))
+
+    def named(self, community: str, text: str, limit: int = 20) -> list[Person]:
+        """The community's records (not merged away) whose name contains the text (any case), by name."""
+        escaped = name_key(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if not escaped:
+            return []
+        return list(self.session.scalars(sa.select(Person).where(
+            people.c.community == community, people.c.merged_into.is_(None),
+            people.c.name_key.like(f"%{escaped}%", escape="\\")).order_by(people.c.name_key).limit(limit)))
+
+    def carers_of(self, person_id: uuid.UUID) -> list[Person]:
+        """The records of the person's carers, by name."""
+        return list(self.session.scalars(sa.select(Person).join(carers, carers.c.carer_id == people.c.id)
+                                         .where(carers.c.person_id == person_id).order_by(people.c.name_key)))
+
+    def cared_for_by(self, carer_id: uuid.UUID) -> list[Person]:
+        """The records of the people this carer cares for, by name."""
+        return list(self.session.scalars(sa.select(Person).join(carers, carers.c.person_id == people.c.id)
+                                         .where(carers.c.carer_id == carer_id).order_by(people.c.name_key)))
+
+    def link(self, link: CarerLink) -> bool:
+        """Keep a carer link (written with the unit of work's other new rows, after any new record it names),
+        unless the two are linked so already; True if it is new."""
+        if self.session.scalar(sa.select(sa.func.count()).select_from(carers).where(
+                carers.c.person_id == link.person_id, carers.c.carer_id == link.carer_id)):
+            return False
+        self.new_rows.append(carers, link)
+        return True
+
+    def unlink(self, person_id: uuid.UUID, carer_id: uuid.UUID) -> bool:
+        """Forget that `carer_id` cares for `person_id`; True if they were linked."""
+        return self.session.execute(sa.delete(carers).where(carers.c.person_id == person_id,
+                                                             carers.c.carer_id == carer_id)).rowcount > 0
+
+    def move_links(self, merged: Person, into: Person) -> None:
+        """The merged record's carer links, as the survivor's (none twice, and nobody their own carer)."""
+        involved = sa.or_(carers.c.person_id == merged.id, carers.c.carer_id == merged.id)
+        links = self.session.execute(sa.select(carers).where(involved)).all()
+        self.session.execute(sa.delete(carers).where(involved))
+        for row in links:
+            pair = tuple(into.id if id_ == merged.id else id_ for id_ in (row.person_id, row.carer_id))
+            if pair[0] != pair[1]:
+                self.link(CarerLink(community=into.community, person_id=pair[0], carer_id=pair[1],
+                                    created_by=row.created_by, created_at=row.created_at))
+
+    def caring_for(self, person_id: uuid.UUID) -> list[SupportRequest]:
+        """Carers' requests that name this record as the person they care for."""
+        return list(self.session.scalars(sa.select(SupportRequest).where(requests.c.cares_for_id == person_id)))
+
+    def offering(self, person_id: uuid.UUID) -> list[SupportRequest]:
+        """Requests whose coordinator is asked whether they are for this record."""
+        return list(self.session.scalars(sa.select(SupportRequest).where(requests.c.maybe_person_id == person_id)))
 
 
 class SqlOrganisations:
@@ -773,6 +903,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         """Attach intake's repositories to this transaction's session."""
         self.new_rows = NewRows()
         self.requests = SqlRequests(session, self.new_rows)
+        self.people = SqlPeople(session, self.new_rows)
         self.organisations = SqlOrganisations(session)
         self.directory = SqlDirectory(session)
         self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)

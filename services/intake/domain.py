@@ -50,6 +50,7 @@ WITHDRAWN_WHY = {
     "taken": "another volunteer took it",
     "cancelled": "the request was cancelled",
     "opted_out": "the volunteer opted out of SMS",
+    "died": "the person died",
 }
 # The status a request has while an event is the latest one matching published about it (the highest sequence):
 # the state matching is then in, as intake names it. An event not listed (a withdrawal) says nothing of the status.
@@ -84,7 +85,7 @@ REFERRAL_STAGES = {
     "signposted": ("Could not be met by a volunteer", ""),  # "Signposted to ..." follows
 }
 REFERRAL_HISTORY = {"submitted": "submitted", "offered": "offered", "given back": "offered", "unmatched": "unmatched",
-                    "matched": "matched", "completed": "completed", "cancelled": "cancelled",
+                    "matched": "matched", "completed": "completed", "cancelled": "cancelled", "died": "cancelled",
                     "signposted": "signposted"}
 # What a coordinator checks on a referral (`SupportRequest.to_check`: a field, why, and what was sent), by the
 # attributes whose change settles it. Until the place and the kind of help are settled, matching is not asked.
@@ -93,8 +94,10 @@ CHECKED_BY = {"person": ("person_phone", "postcode", "latitude", "address"), "pe
               "person.longitude": ("postcode", "longitude"), "person.name": ("person_name",),
               "person.date_of_birth": ("date_of_birth",), "person.preferred_language": ("preferred_language",),
               "support_type": ("support_type",), "consent": ("consent",),
-              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks")}
-HOLDING = ("person.postcode", "person.latitude", "person.longitude")
+              "when": ("window_start", "window_end", "window_days", "window_part", "repeat_every_weeks"),
+              "bereavement.consent": ("consent",),
+              "person.died": ("person_name", "person_phone", "date_of_birth")}
+HOLDING = ("person.postcode", "person.latitude", "person.longitude", "bereavement.consent", "person.died")
 # The request's attributes matching knows of: a change to one of them is a `request.updated`.
 MATCHING_FIELDS = ("support_type", "urgency", "latitude", "longitude", "area", "window_start", "window_end",
                    "window_days", "window_part", "repeat_every_weeks", "repeat_occurrences", "preferences")
@@ -159,6 +162,24 @@ class TooManySignIns(IntakeError):
         self.retry_after = retry_after
 
 
+class NotMergeable(IntakeError):
+    """Two person records that cannot be merged: the same one, or one already merged into another."""
+
+    field = "other"  # what the API and the page name as wrong
+
+
+class AlreadyDied(IntakeError):
+    """A person whose death is recorded already."""
+
+
+class NotLinkable(IntakeError):
+    """A carer link that cannot be made: a record not of the person's community, or the person themselves."""
+
+    def __init__(self, message: str, field: str = "carer"):
+        super().__init__(message)
+        self.field = field  # what the API and the page name as wrong
+
+
 class NotOffered(IntakeError):
     """A request volunteers have been asked about cannot become one that is never offered (kind "other")."""
 
@@ -210,6 +231,9 @@ class SupportRequest:
                  id: uuid.UUID | None = None):
         now = utcnow()
         self.id = id or uuid.uuid4()
+        self.person_id: uuid.UUID | None = None  # the person's record (Person), set as the request is stored
+        self.maybe_person_id: uuid.UUID | None = None  # another record that may be theirs, for a coordinator to say
+        self.cares_for_id: uuid.UUID | None = None  # for a carer: the record of the person they care for
         self.community, self.source, self.status, self.outcome = community, source, "submitted", ""
         self.person_name, self.person_phone, self.address, self.postcode = person_name, person_phone, address, postcode
         self.area, self.latitude, self.longitude = area, latitude, longitude
@@ -340,6 +364,19 @@ class SupportRequest:
         self.outcome = reason
         self.note("cancelled", reason, by)
 
+    def close_for_death(self, reason: str, by: str) -> None:
+        """Close an open request because the person died (NotOpen if it had ended): cancelled, with the reason as
+        its outcome and a "died" line on its timeline."""
+        if not self.advance("cancelled"):
+            raise NotOpen(self.status, "closed")
+        self.outcome = reason
+        self.note("died", reason, by)
+
+    @property
+    def ended_by_death(self) -> bool:
+        """True for a request closed because the person died."""
+        return self.status == "cancelled" and any(e.what == "died" for e in self.timeline)
+
     def signpost(self, entry_id: uuid.UUID, entry_name: str, by: str) -> None:
         """Close an open request by pointing the person to a service in the directory (no volunteer could, or
         should, take it); NotOpen if it had ended, NotSignpostable while a volunteer has it."""
@@ -443,7 +480,7 @@ class SupportRequest:
             window_part=self.window_part, repeat_every_weeks=self.repeat_every_weeks,
             repeat_occurrences=self.repeat_occurrences, volunteer_language=preferences.get("volunteer_language"),
             volunteer_gender=preferences.get("volunteer_gender"),
-            person_ref=person_ref(self.person_name, self.person_phone, self.date_of_birth, secret_key),
+            person_ref=person_ref(self.person_id, secret_key),
             is_carer=self.is_carer, referrer_organisation=self.referrer_organisation,
             befriending_rhythm=(self.befriending or {}).get("rhythm"),
             review_on=date.fromisoformat(self.befriending["review_on"]) if self.befriending else None)
@@ -586,9 +623,11 @@ def scrubbed(value: Any, values: list[str]) -> Any:
     return value
 
 
-def person_ref(name: str, phone: str | None, date_of_birth: date | None, secret_key: str) -> str:
-    """A pseudonym for the person, so metrics can count people without knowing who they are."""
-    seed = "|".join([" ".join(name.lower().split()), phone or "", str(date_of_birth or "")])
+def person_ref(person_id: uuid.UUID | None, secret_key: str) -> str:
+    """A pseudonym for the person's record, so metrics and matching can tell one person's requests together without
+    knowing who they are: the same for every request of the record (a merged record's requests carry the
+    survivor's from then on)."""
+    seed = str(person_id or "")
     return "p_" + hmac.new(secret_key.encode(), seed.encode(), hashlib.sha256).hexdigest()[:16]
 
 
@@ -628,6 +667,135 @@ def columns_from(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("to_check"):
         columns["to_check"] = data["to_check"]
     return columns
+
+
+# --- a person, across their requests ---------------------------------------------------------------------------------
+
+
+def name_key(name: str) -> str:
+    """A name as records are compared by it: any case, spaces not counted twice."""
+    return " ".join(name.lower().split())
+
+
+class Person:
+    """One person in one community, whatever requests are made for them: the details last known, when they were
+    last asked about, and, once two records are found to be one person, the record this one was merged into."""
+
+    def __init__(self, community: str, name: str, phone: str | None = None, date_of_birth: date | None = None,
+                 address: str = "", postcode: str | None = None, id: uuid.UUID | None = None,
+                 created_at: datetime | None = None):
+        now = utcnow()
+        self.id = id or uuid.uuid4()
+        self.community, self.name, self.name_key = community, name, name_key(name)
+        self.phone, self.date_of_birth, self.address, self.postcode = phone, date_of_birth, address, postcode
+        self.created_at = created_at or now
+        self.last_activity_at = self.created_at
+        self.died_on: date | None = None
+        self.merged_into: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, request: "SupportRequest") -> "Person":
+        """A new record for the person a request is for."""
+        return cls(community=request.community, name=request.person_name, phone=request.person_phone,
+                   date_of_birth=request.date_of_birth, address=request.address, postcode=request.postcode,
+                   created_at=request.created_at)
+
+    def likeness(self, request: "SupportRequest") -> list[str]:
+        """Why the request may be for this person, in a coordinator's words: the same phone number, the same name
+        and date of birth (empty: no reason to think so)."""
+        reasons = []
+        if request.person_phone and request.person_phone == self.phone:
+            reasons.append("the same phone number")
+        if name_key(request.person_name) == self.name_key:
+            if request.date_of_birth and request.date_of_birth == self.date_of_birth:
+                reasons.append("the same name and date of birth")
+            elif reasons:
+                reasons.append("the same name")
+        return reasons
+
+    def is_surely(self, request: "SupportRequest") -> bool:
+        """True when the request is certainly for this person: the same phone number and the same name."""
+        return bool(request.person_phone) and request.person_phone == self.phone and \
+            name_key(request.person_name) == self.name_key
+
+    def heard_of(self, request: "SupportRequest") -> None:
+        """A request for the person was made: their details as it gives them are the last known."""
+        for name, value in (("phone", request.person_phone), ("date_of_birth", request.date_of_birth),
+                            ("address", request.address), ("postcode", request.postcode)):
+            if value:
+                setattr(self, name, value)
+        self.last_activity_at = max(self.last_activity_at, request.created_at)
+
+    def record_death(self, died_on: date) -> None:
+        """They died on that day; AlreadyDied if it was recorded before."""
+        if self.died_on is not None:
+            raise AlreadyDied(f"{self.name}'s death was recorded already ({self.died_on:%d %B %Y}).")
+        self.died_on = died_on
+
+    @property
+    def first_name(self) -> str | None:
+        """What a volunteer who knew them called them."""
+        return self.name.split()[0] if self.name.strip() else None
+
+    def merge(self, other: "Person") -> None:
+        """Take in another record of the same person (NotMergeable for this one, or one merged already): what
+        this one does not know it fills in, and the other points here from now on."""
+        if other.id == self.id:
+            raise NotMergeable("A record cannot be merged with itself.")
+        if other.merged_into is not None or self.merged_into is not None:
+            raise NotMergeable("That record was merged into another already.")
+        for name in ("phone", "date_of_birth", "address", "postcode", "died_on"):
+            if not getattr(self, name) and getattr(other, name):
+                setattr(self, name, getattr(other, name))
+        self.created_at = min(self.created_at, other.created_at)
+        self.last_activity_at = max(self.last_activity_at, other.last_activity_at)
+        other.merged_into = self.id
+
+
+class CarerLink:
+    """One person (`carer_id`) cares for another (`person_id`), in one community: both are people's records, each
+    possibly with requests of their own."""
+
+    def __init__(self, community: str, person_id: uuid.UUID, carer_id: uuid.UUID, created_by: str,
+                 created_at: datetime | None = None, id: uuid.UUID | None = None):
+        if person_id == carer_id:
+            raise NotLinkable("A person cannot be their own carer.")
+        self.id = id or uuid.uuid4()
+        self.community, self.person_id, self.carer_id = community, person_id, carer_id
+        self.created_by, self.created_at = created_by, created_at or utcnow()
+
+
+def died_reason(died_on: date) -> str:
+    """Why a person's requests closed, as their timeline, the board and their referrers read it."""
+    return f"The person died on {died_on:%d %B %Y}"
+
+
+def bereavement_offer(carer: Person, latest: "SupportRequest", died: Person, actor: Actor) -> "SupportRequest":
+    """A bereavement support visit for a carer of someone who died, at the place and in the language of the carer's
+    latest request, held until a coordinator has asked the carer and recorded their consent (never offered to
+    volunteers by itself)."""
+    why = (f"Offered after {died.name} died: ask {carer.name} whether they would like bereavement support, and "
+           "record their consent, before volunteers are asked.")
+    request = SupportRequest.submit(actor, {
+        "person_name": carer.name, "person_phone": carer.phone, "address": carer.address, "postcode": carer.postcode,
+        "area": latest.area, "latitude": latest.latitude, "longitude": latest.longitude,
+        "preferred_language": latest.preferred_language, "date_of_birth": carer.date_of_birth, "is_carer": True,
+        "support_type": "bereavement_visit", "window_days": ["mon", "tue", "wed", "thu", "fri"],
+        "window_part": "afternoon", "to_check": [{"field": "bereavement.consent", "why": why, "value": None}]},
+        {"share_contact": False, "sms_contact": False})
+    request.person_id, request.cares_for_id = carer.id, died.id
+    return request
+
+
+def best_match(candidates: Iterable[Person], request: "SupportRequest") -> tuple[Person | None, bool]:
+    """Of the community's records, the one the request is most likely for, and whether it is certainly theirs
+    (same phone and name: it may be linked; anything less is only offered to a coordinator). (None, False): none
+    like it."""
+    ranked = sorted(((len(p.likeness(request)), p.is_surely(request), p.last_activity_at, p) for p in candidates
+                     if p.merged_into is None and p.likeness(request)), key=lambda t: (t[1], t[0], t[2]), reverse=True)
+    if not ranked:
+        return None, False
+    return ranked[0][3], ranked[0][1]
 
 
 # --- who may see a request --------------------------------------------------------------------------------------------
@@ -713,15 +881,17 @@ class AuditEntry:
     """Who created, viewed or changed a person's details, and when. Append-only."""
 
     def __init__(self, actor: str, role: str, action: str, request_id: uuid.UUID | None, fields: list[str],
-                 at: datetime | None = None):
+                 at: datetime | None = None, person_id: uuid.UUID | None = None):
         self.actor, self.role, self.action = actor, role, action
-        self.request_id, self.fields = request_id, fields
+        self.request_id, self.fields, self.person_id = request_id, fields, person_id
         self.at = at or utcnow()
 
     @classmethod
-    def of(cls, actor: Actor, action: str, request_id: uuid.UUID | None, fields=()) -> "AuditEntry":
-        """An entry for what `actor` did, naming the fields touched."""
-        return cls(actor=actor.subject, role=actor.role, action=action, request_id=request_id, fields=sorted(fields))
+    def of(cls, actor: Actor, action: str, request_id: uuid.UUID | None, fields=(),
+           person_id: uuid.UUID | None = None) -> "AuditEntry":
+        """An entry for what `actor` did, naming the fields touched (and the person's record, for one about it)."""
+        return cls(actor=actor.subject, role=actor.role, action=action, request_id=request_id, fields=sorted(fields),
+                   person_id=person_id)
 
 
 # --- people who sign in -----------------------------------------------------------------------------------------------

@@ -653,11 +653,12 @@ TASK_STATUSES = {"submitted": "accepted", "offered": "in-progress", "unmatched":
 CLOSED = ("cancelled", "signposted")  # closed without the help given: signposted says where the person was pointed
 
 
-def task_status(status: str, held: bool, earlier: list[str]) -> str:
-    """The Task's status for a referral's status (`earlier`: the statuses it had before, in order)."""
+def task_status(status: str, held: bool, earlier: list[str], died: bool = False) -> str:
+    """The Task's status for a referral's status (`earlier`: the statuses it had before, in order; `died`: it
+    closed because the person died, which no one failed at: cancelled, whatever came before)."""
     if status == "submitted" and held:
         return "received"
-    if status in CLOSED:
+    if status in CLOSED and not died:
         looked = [s for s in earlier if s in ("offered", "unmatched", "matched")]
         if not looked:
             return "rejected"
@@ -674,7 +675,7 @@ def task(request: Any) -> dict[str, Any]:
     stage, meaning = request.referral_stage()
     earlier = [REFERRAL_HISTORY[e.what] for e in request.timeline if e.what in REFERRAL_HISTORY]
     status = task_status(request.status, request.held, earlier[:-1] if earlier[-1:] in (["cancelled"], ["signposted"])
-                         else earlier)
+                         else earlier, died=getattr(request, "ended_by_death", False))
     if request.source == "health_system":
         focus = {"reference": f"ServiceRequest/{request.id}", "type": "ServiceRequest"}
     else:

@@ -9,18 +9,19 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
-                                    Organisation, OrganisationExists, Passwords, SameOrganisation, SupportRequest,
-                                    TooManySignIns, User,
-                                    UserExists, check_password, columns_from, locked_for, revocation)
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, FailedSignIn,
+                                    NotFound, NotLinkable, NotMergeable, Organisation, OrganisationExists, Passwords,
+                                    Person, SameOrganisation, SupportRequest, TooManySignIns, User, UserExists,
+                                    bereavement_offer, best_match, check_password, columns_from, died_reason,
+                                    locked_for, person_ref, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
 from shared.communities import get as community
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import (PersonErased, RequestCancelled, RequestSignposted, RequestSubmitted,
-                                    RequestUpdated, TokenRevoked)
+from shared.contracts.intake import (PersonDeathShared, PersonDied, PersonErased, RequestCancelled, RequestSignposted,
+                                    RequestSubmitted, RequestUpdated, TokenRevoked)
 
 
 @dataclass
@@ -60,6 +61,9 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             entry = None if signpost_to is None else _entry_to_signpost(uow, actor, request, signpost_to)
             if entry is not None:  # closed as it is made (before it is added: its rows are taken as they are)
                 request.signpost(entry.id, entry.name, actor.subject)
+            _find_person(uow, request)
+            if data.get("cares_for"):
+                _cares_for(uow, actor, request, data["cares_for"])
             uow.requests.add(request)
             uow.audit.add(AuditEntry.of(actor, "create", request.id, columns))
             if entry is not None:  # matching is never asked
@@ -79,6 +83,46 @@ def submit_request(uow, actor: Actor, data: dict[str, Any], settings: Settings, 
             raise
         earlier.check(idempotency)
         return Created(made=None, body=earlier.response, status_code=earlier.status_code, replayed=True)
+
+
+def _find_person(uow, request: SupportRequest) -> None:
+    """Link a new request to its person's record: the community's record that is surely theirs (the same phone
+    number and name), else a new record, with one that may be theirs (the same phone, or name and date of birth)
+    offered to a coordinator to confirm, never merged silently."""
+    found, sure = best_match(uow.people.like(request.community, request.person_phone, request.person_name), request)
+    if found is not None and found.died_on is not None:  # nothing is offered about someone who died
+        why = (f"{found.name}, who may be this person, is recorded as having died on {found.died_on:%d %B %Y}: "
+               "check with whoever asked before any volunteer is asked.")
+        request.to_check.append({"field": "person.died", "why": why, "value": None})
+        request.note("to check", why, request.created_by)
+        request.note("waiting", "Not offered to volunteers until a coordinator has checked it", request.created_by)
+    if sure:
+        request.person_id = found.id
+        found.heard_of(request)
+        return
+    person = Person.of(request)
+    uow.people.add(person)
+    request.person_id = person.id
+    if found is not None:
+        request.maybe_person_id = found.id
+        request.note("same person?", f"May be someone already known ({' and '.join(found.likeness(request))}): "
+                                     "a coordinator is asked to confirm", request.created_by)
+
+
+def _cares_for(uow, actor: Actor, request: SupportRequest, person_id: uuid.UUID) -> None:
+    """A request for a carer names the person they care for: it is the carer's (is_carer), and the carer's record is
+    linked to theirs. NotLinkable for a record not of the request's community."""
+    cared = uow.people.get(person_id, actor)
+    while cared is not None and cared.merged_into is not None:
+        cared = uow.people.get(cared.merged_into, actor)
+    if cared is None or cared.community != request.community:
+        raise NotLinkable("No such record in this community.", field="cares_for")
+    if cared.id == request.person_id:
+        raise NotLinkable("A person cannot be their own carer.", field="cares_for")
+    request.is_carer, request.cares_for_id = True, cared.id
+    if uow.people.link(CarerLink(community=request.community, person_id=cared.id, carer_id=request.person_id,
+                                 created_by=actor.subject)):
+        uow.audit.add(AuditEntry.of(actor, "link carer", request.id, ["carer_id"], person_id=cared.id))
 
 
 def update_request(uow, actor: Actor, request_id: uuid.UUID, data: dict[str, Any],
@@ -149,6 +193,195 @@ def _get(uow, request_id: uuid.UUID, actor: Actor) -> SupportRequest:
     request = uow.requests.get(request_id, actor)
     if request is None:
         raise NotFound("No such request.")
+    return request
+
+
+# --- people, across their requests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PersonRecord:
+    """A person's record with what their page shows: their requests (newest first), requests whose coordinator is
+    asked whether they are this person, and other records that may be theirs (to merge)."""
+
+    person: Person
+    requests: list[SupportRequest]
+    asking: list[SupportRequest]
+    others: list[Person]
+    carers: list[Person]
+    cares_for: list[Person]
+
+
+def get_person(uow, actor: Actor, person_id: uuid.UUID) -> PersonRecord:
+    """A person's record in the actor's communities, with their requests (a merged record: the one it was merged
+    into); the view is audited. NotFound otherwise."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        found = PersonRecord(person, uow.people.requests_of(person.id), uow.people.offering(person.id),
+                             uow.people.others(person), uow.people.carers_of(person.id),
+                             uow.people.cared_for_by(person.id))
+        uow.audit.add(AuditEntry.of(actor, "view person", None, person_id=person.id))
+        uow.commit()
+    return found
+
+
+def person_of(uow, actor: Actor, person_id: uuid.UUID) -> Person:
+    """A record in the actor's reach (followed to the one it was merged into), alone: for a form that names them."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        uow.commit()
+    return person
+
+
+def _person(uow, actor: Actor, person_id: uuid.UUID) -> Person:
+    """A record in the actor's reach, followed to the one it was merged into; NotFound otherwise."""
+    person = uow.people.get(person_id, actor)
+    for _ in range(10):  # merges chain at most this deep in practice; a loop would be a bug, not a wait
+        if person is None or person.merged_into is None:
+            break
+        person = uow.people.get(person.merged_into, actor)
+    if person is None:
+        raise NotFound("No such person.")
+    return person
+
+
+def merge_people(uow, actor: Actor, person_id: uuid.UUID, other_id: uuid.UUID) -> Person:
+    """Merge another record of the community into this one: its requests move here, it points here from now on,
+    and the audit log says who did it. NotFound for a record out of reach; NotMergeable for the same record."""
+    with uow:
+        person = _merge(uow, actor, person_id, other_id)
+        uow.commit()
+    return person
+
+
+def _merge(uow, actor: Actor, person_id: uuid.UUID, other_id: uuid.UUID) -> Person:
+    """The merge itself, in the caller's unit of work."""
+    person, other = _person(uow, actor, person_id), uow.people.get(other_id, actor)
+    if other is None or other.community != person.community:
+        raise NotMergeable("No such record in this person's community.")
+    person.merge(other)
+    moved = uow.people.requests_of(other.id)
+    for request in moved:
+        request.person_id = person.id
+        request.note("same person", "Found to be the same person as another record: merged into it", actor.subject)
+        uow.audit.add(AuditEntry.of(actor, "merge", request.id, ["person_id"], person_id=person.id))
+    for request in uow.people.offering(other.id) + uow.people.offering(person.id):
+        request.maybe_person_id = None if request.person_id == person.id else person.id
+    for request in uow.people.caring_for(other.id):
+        request.cares_for_id = person.id
+    uow.people.move_links(other, person)
+    uow.audit.add(AuditEntry.of(actor, "merge", None, ["merged_into"], person_id=other.id))
+    return person
+
+
+def link_carer(uow, actor: Actor, person_id: uuid.UUID, carer_id: uuid.UUID) -> Person:
+    """Record that another record of the community is one of this person's carers (audited); NotFound for a
+    person out of reach, NotLinkable for a carer who is not of their community, or is them."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        carer = uow.people.get(carer_id, actor)
+        if carer is None or carer.community != person.community or carer.merged_into is not None:
+            raise NotLinkable("No such record in this person's community.")
+        if uow.people.link(CarerLink(community=person.community, person_id=person.id, carer_id=carer.id,
+                                     created_by=actor.subject)):
+            uow.audit.add(AuditEntry.of(actor, "link carer", None, ["carer_id"], person_id=person.id))
+        uow.commit()
+    return person
+
+
+def unlink_carer(uow, actor: Actor, person_id: uuid.UUID, carer_id: uuid.UUID) -> Person:
+    """Forget that someone cares for this person (audited); NotFound for a person out of reach, or no such carer."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        if not uow.people.unlink(person.id, carer_id):
+            raise NotFound("No such carer of this person.")
+        uow.audit.add(AuditEntry.of(actor, "unlink carer", None, ["carer_id"], person_id=person.id))
+        uow.commit()
+    return person
+
+
+@dataclass
+class Death:
+    """What recording a death did: the record, the requests it closed, and the bereavement requests made for
+    their carers (waiting for the carers' consent)."""
+
+    person: Person
+    closed: list[SupportRequest]
+    offered: list[SupportRequest]
+
+
+def record_death(uow, actor: Actor, person_id: uuid.UUID, died_on, settings: Settings) -> Death:
+    """Record that a person died, once (AlreadyDied after): every open request of theirs closes with that reason
+    (their referrers hear it), matching stops them and withdraws their offers quietly (`person.died`, no name),
+    notify cancels every SMS still waiting about any of their requests and tells the volunteers who helped them,
+    by first name (`person.death_shared`, to notify alone), and each carer gets a bereavement support request,
+    held until a coordinator records that they want it. NotFound for a record out of reach."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        person.record_death(died_on)
+        reason = died_reason(died_on)
+        theirs = uow.people.requests_of(person.id)
+        closed, stopped = [], []  # every open request; those matching has, to stop
+        for request in theirs:
+            if request.is_open:
+                held = request.held
+                request.close_for_death(reason, actor.subject)
+                uow.audit.add(AuditEntry.of(actor, "cancel", request.id, ["status"], person_id=person.id))
+                if held:
+                    closed_before_matching(uow, request, settings)
+                else:
+                    stopped.append(request.id)
+                closed.append(request)
+        offered = []
+        for carer in uow.people.carers_of(person.id):
+            latest = next(iter(uow.people.requests_of(carer.id)), None)
+            if carer.died_on is None and latest is not None:
+                offer = bereavement_offer(carer, latest, person, actor)
+                uow.requests.add(offer)
+                uow.audit.add(AuditEntry.of(actor, "create", offer.id, ["bereavement"], person_id=carer.id))
+                offered.append(offer)
+        uow.audit.add(AuditEntry.of(actor, "record death", None, ["died_on"], person_id=person.id))
+        uow.publish(PersonDied(community=person.community, person_ref=person_ref(person.id, settings.secret_key),
+                               request_ids=stopped, died_on=died_on, carers_offered=len(offered)),
+                    correlation_id=str(person.id))
+        uow.publish(PersonDeathShared(community=person.community, request_ids=[r.id for r in theirs],
+                                      first_name=person.first_name), correlation_id=str(person.id))
+        uow.commit()
+    return Death(person, closed, offered)
+
+
+def find_people(uow, actor: Actor, text: str) -> list[Person]:
+    """Records of the actor's community whose name contains the text (for linking a carer)."""
+    with uow:
+        found = uow.people.named(actor.community, text)
+        uow.commit()
+    return found
+
+
+def maybe_same(uow, actor: Actor, request: SupportRequest) -> tuple[Person, list[str]] | None:
+    """The record a request may be for, and why, while a coordinator has not said (for its page)."""
+    if request.maybe_person_id is None:
+        return None
+    with uow:
+        person = uow.people.get(request.maybe_person_id, actor)
+        uow.commit()
+    return (person, person.likeness(request)) if person is not None else None
+
+
+def same_person(uow, actor: Actor, request_id: uuid.UUID, same: bool) -> SupportRequest:
+    """A coordinator says whether a request is for the person it may be for: the same (its record is merged into
+    theirs) or not (it is not asked again). Nothing happens when nothing was asked."""
+    with uow:
+        request = _get(uow, request_id, actor)
+        if request.maybe_person_id is not None:
+            maybe, request.maybe_person_id = request.maybe_person_id, None
+            if same:
+                _merge(uow, actor, maybe, request.person_id)
+            else:
+                request.note("not the same person", "A coordinator said this is someone else", actor.subject)
+                uow.audit.add(AuditEntry.of(actor, "not same person", request.id, ["maybe_person_id"],
+                                            person_id=maybe))
+        uow.commit()
     return request
 
 

@@ -221,6 +221,22 @@ def _lock_new(uow, request_id: uuid.UUID) -> MatchRequest | None:
 def cancel_request(uow, request_id: uuid.UUID, now: datetime | None = None) -> None:
     """Stop matching a cancelled request, and withdraw its offers (a volunteer who had accepted is told too; a
     befriending match ends with it)."""
+    _cancel(uow, request_id, "cancelled", now)
+    uow.commit()
+
+
+def person_died(uow, request_ids: list[uuid.UUID], now: datetime | None = None) -> None:
+    """Stop matching every open request of a person who died, repeats too, and withdraw their offers as "died":
+    notify then sends no "no longer needed" text (it tells the volunteers who helped them itself); a befriending
+    match ends with the reason "died". In one transaction, the requests locked in the order of their ids."""
+    for request_id in sorted(set(request_ids)):
+        _cancel(uow, request_id, "died", now)
+    uow.commit()
+
+
+def _cancel(uow, request_id: uuid.UUID, why: str, now: datetime | None = None) -> None:
+    """Stop a request and withdraw its open and accepted offers, saying why; one not heard of yet is kept as
+    cancelled for when it comes."""
     request = uow.requests.lock(request_id, SYSTEM) or _lock_new(uow, request_id)
     if request is None:  # the cancellation overtook its request: keep it for when the request comes
         uow.requests.note_cancelled_early(request_id)
@@ -228,10 +244,9 @@ def cancel_request(uow, request_id: uuid.UUID, now: datetime | None = None) -> N
         request.status = "cancelled"
         for offer in request.offers:
             if offer.status == "accepted" and request.befriending_rhythm:
-                _close_befriending(uow, offer, now or clock.utcnow(), None)
+                _close_befriending(uow, offer, now or clock.utcnow(), "died" if why == "died" else None)
             if offer.status in ("open", "accepted"):
-                _withdraw(uow, request, offer, "cancelled")
-    uow.commit()
+                _withdraw(uow, request, offer, why)
 
 
 # --- what volunteers text, and what notify says of the texts sent to them -------------------------------------

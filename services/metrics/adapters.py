@@ -48,6 +48,7 @@ facts = sa.Table(
     sa.Column("hours", sa.Float),
     sa.Column("status", sa.String(12)),  # a volunteer's, when registered or changed
     sa.Column("occurrence", sa.Integer),  # of a recurring request: a match's, an acceptance's or a task's
+    sa.Column("carers_offered", sa.Integer),  # of a death: its carers offered bereavement support
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
 

@@ -72,6 +72,7 @@ class Fact:
     hours: float | None = None
     status: str | None = None  # a volunteer's, when registered or changed
     occurrence: int | None = None  # of a recurring request, for a match, an acceptance or a task (None: the first)
+    carers_offered: int | None = None  # of a death: how many of the person's carers were offered bereavement support
 
 
 @dataclass(eq=False)
@@ -163,6 +164,7 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "befriending.started": frozenset({"community", "request_id", "volunteer_id", "support_type"}),
     "befriending.visit_logged": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours"}),
     "befriending.ended": frozenset({"community", "request_id", "support_type"}),
+    "person.died": frozenset({"community", "person_ref", "carers_offered"}),
 }
 
 
@@ -181,7 +183,8 @@ def fact_of(event: Event) -> Fact:
         request_id=read("request_id"), source=read("source"), support_type=read("support_type"),
         person_ref=read("person_ref") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
         organisation=read("referrer_organisation"), hours=read("hours"),
-        status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"))
+        status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
+        carers_offered=read("carers_offered"))
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:
@@ -371,6 +374,8 @@ MEASURES = (
     Measure("people_reached", "People supported"),
     Measure("carers_supported", "Carers supported"),
     Measure("bereavement_supports", "Bereavement supports given"),
+    Measure("deaths_recorded", "Deaths recorded of people supported"),
+    Measure("bereavement_offered", "Carers offered bereavement support after a death"),
     Measure("future_planning_reached", "People at future-life-planning education"),
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
@@ -531,6 +536,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "people_reached": len({f.person_ref for f in helped if f.person_ref}),
         "carers_supported": len({f.person_ref for f in helped if f.person_ref and f.is_carer}),
         "bereavement_supports": len(bereavement),
+        "deaths_recorded": len({f.person_ref for f in of("person.died") if f.person_ref}),
+        "bereavement_offered": sum(f.carers_offered or 0 for f in of("person.died")),
         "future_planning_reached": len(planning) + planning_attendance,
         "group_activities": len(activities),
         "group_attendance": sum(a.attendance for a in activities),

@@ -212,6 +212,28 @@ class MessageRepository:
         """The message the provider knows by this SID."""
         return self.session.scalar(sa.select(OutgoingMessage).where(OutgoingMessage.provider_sid == sid))
 
+    def waiting_about(self, request_ids: list[uuid.UUID]) -> list[OutgoingMessage]:
+        """The messages about these requests still waiting to go (held for the quiet hours too), read afresh and
+        locked (on PostgreSQL) so a sender claiming one at this moment is waited for."""
+        if not request_ids:
+            return []
+        return list(self.session.scalars(sa.select(OutgoingMessage).where(
+            OutgoingMessage.request_id.in_(request_ids), OutgoingMessage.status == "queued")
+            .order_by(OutgoingMessage.id).with_for_update().execution_options(populate_existing=True)))
+
+    def helpers_of(self, request_ids: list[uuid.UUID]) -> dict[str, uuid.UUID]:
+        """The volunteers who had a task of these requests (they were sent its details), by phone, each with the
+        first such request."""
+        if not request_ids:
+            return {}
+        rows = self.session.execute(sa.select(OutgoingMessage.to_phone, OutgoingMessage.request_id).where(
+            OutgoingMessage.request_id.in_(request_ids), OutgoingMessage.purpose == "confirmation")
+            .order_by(OutgoingMessage.created_at))
+        helpers: dict[str, uuid.UUID] = {}
+        for phone, request_id in rows:
+            helpers.setdefault(phone, request_id)
+        return helpers
+
     def queued_with_keys(self, keys: list[str]) -> list[OutgoingMessage]:
         """The messages with these keys that are still waiting to go."""
         return list(self.session.scalars(sa.select(OutgoingMessage).where(OutgoingMessage.key.in_(keys),

@@ -239,6 +239,7 @@ INBOX_REASONS = {
     "several_open": "Said yes or no without a reference while several offers were open; we asked which.",
     "no_such_offer": "Gave a reference that is not theirs or no longer open; we told them so.",
     "nothing_open": "Texted though we have never offered them anything.",
+    "debrief": "Asked for someone to call them (TALK): call them, and mark it dealt with once you have.",
 }
 
 
@@ -298,6 +299,7 @@ NOT_SENT = {  # why a message was cancelled, as the conversation view shows it
     "never_offered": "not sent: the offer it closes never reached them",
     "opted_out": "not sent: they opted out of SMS",
     "task_ended": "not sent: the task was withdrawn, given back or done",
+    "died": "not sent: the person it was about died",
 }
 
 
@@ -406,6 +408,11 @@ def details_body(shared: TaskDetailsShared, place: Community | None, language: s
 def reminder_body(name: str, code: str, when: str, place: Community | None, language: str) -> str:
     """A reminder of an accepted task (`name` is one of REMINDERS)."""
     return render(name, language, wording(place), code=code, when=when)
+
+
+def died_body(first_name: str | None, place: Community | None, language: str) -> str:
+    """What a volunteer who helped someone who died is told (the community may word it its own way)."""
+    return render("died", language, wording(place), first_name=first_name or "the person you helped")
 
 
 def withdrawn_body(withdrawn: OfferWithdrawn, place: Community | None, language: str) -> str:

@@ -56,6 +56,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "away": "Thank you: no offers from {first} to {last}. Reply PAUSE to stop all offers for now.",
         "away_unclear": "Sorry, we could not read the dates \"{dates}\". Send e.g. AWAY 24-28 Dec or AWAY until 3 Jan",
         "hours": "You have given {hours} hours in {year} ({done}). Thank you!",
+        "talk": "Thank you. A coordinator will call you soon.",
+        "died": "We're sorry to tell you that {first_name} has died. Thank you for the help and kindness you gave. "
+                "Reply TALK if you would like someone to call you.",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -92,6 +95,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "away_unclear": "Désolé, nous n'avons pas compris les dates \"{dates}\". Envoyez par ex. ABSENT du 24 au "
                         "28 déc ou ABSENT jusqu'au 3 jan",
         "hours": "Vous avez donné {hours} heures en {year} ({done}). Merci!",
+        "talk": "Merci. Une coordinatrice vous appellera bientôt.",
+        "died": "Nous avons le regret de vous dire que {first_name} est décédé(e). Merci pour votre aide et votre "
+                "gentillesse. Répondez TALK si vous souhaitez qu'on vous appelle.",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -277,6 +283,15 @@ def _plain(body: str) -> str:
     """Upper case, accents and punctuation gone: 'Oui!' -> 'OUI', 'arrêt' -> 'ARRET'."""
     text = unicodedata.normalize("NFKD", body).encode("ascii", "ignore").decode().upper().replace("'", "")
     return re.sub(r"[^A-Z0-9.,]+", " ", text).strip(" .,")
+
+
+TALK_WORDS = ("TALK", "PARLER")  # a volunteer asks for someone to call them (after a death, say)
+
+
+def asks_to_talk(body: str) -> bool:
+    """True for a reply that asks for someone to call: TALK (PARLER), alone or first ("talk please")."""
+    words = _plain(body).split()
+    return bool(words) and words[0] in TALK_WORDS
 
 
 def parse_reply(body: str, today: date | None = None) -> Reply:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import away_dates_text, parse_reply
+from services.notify.messages import asks_to_talk, away_dates_text, parse_reply, render
 from shared import tracing
 from shared.auth import Actor
-from shared.contracts.intake import PersonErased, TaskDetailsShared
+from shared.contracts.intake import PersonDeathShared, PersonErased, TaskDetailsShared
 from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferAccepted,
                                        OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved)
@@ -132,6 +132,21 @@ def cancel_reminders(uow: NotifyUnitOfWork, offer_id: uuid.UUID) -> None:
         message.cancel(domain.NOT_SENT["task_ended"])
 
 
+def person_died(uow: NotifyUnitOfWork, shared: PersonDeathShared, correlation_id: str, now: datetime,
+                settings: NotifySettings) -> None:
+    """A person died: every SMS still waiting about any of their requests is cancelled (offers, reminders, one held
+    for the quiet hours), and each volunteer who had one of their tasks is told, by the person's first name, in
+    their own language and the community's wording, after its quiet hours. Nothing else is texted about them."""
+    for message in uow.messages.waiting_about(shared.request_ids):
+        message.cancel(domain.NOT_SENT["died"])
+    place = settings.community(shared.community)
+    for phone, request_id in uow.messages.helpers_of(shared.request_ids).items():
+        language = domain.language_for(uow.contacts.get(phone), None)
+        _queue(uow, settings, now, key=f"died:{request_id}:{phone}", purpose="condolence", to=phone,
+               body=domain.died_body(shared.first_name, place, language), correlation_id=correlation_id,
+               community=shared.community, about=request_id)
+
+
 def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlation_id: str, now: datetime,
                     settings: NotifySettings) -> None:
     """An offer withdrawn: its SMS, if it has not gone, is cancelled, and so are its task's reminders. A volunteer
@@ -150,6 +165,8 @@ def queue_withdrawn(uow: NotifyUnitOfWork, withdrawn: OfferWithdrawn, correlatio
         return
     if withdrawn.reason == "opted_out":
         message.cancel(domain.NOT_SENT["opted_out"])
+    elif withdrawn.reason == "died":  # the volunteers who helped are told otherwise (person_died)
+        message.cancel(domain.NOT_SENT["died"])
     elif domain.closed_text_fate(offer) == "cancel":
         message.cancel(domain.NOT_SENT["never_offered"])
 
@@ -247,13 +264,15 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)
+        talk = keyword is None and asks_to_talk(sms.body)  # a volunteer would like a coordinator to call
         if keyword is None:  # "Sorry, I'm away that week" is for a person to read
-            _needs_coordinator(uow, received, "not_understood",
+            _needs_coordinator(uow, received, "debrief" if talk else "not_understood",
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
                                 away_until=reply.away_until))
-        answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
+        answer = render("talk", contact.language) if talk and not was_opted_out else domain.answer_to(
+            reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
             community = domain.community_of_number(sms.to, settings.communities if settings else {})
             uow.messages.add(OutgoingMessage(

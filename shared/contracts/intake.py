@@ -115,6 +115,33 @@ class TaskDetailsShared(EventPayload):
     person_phone: str | None = None
 
 
+@contract("person.died", 1, example={
+    "community": "fylde-coast", "person_ref": "p_4f1c2a9d0b7e", "request_ids": [REQUEST], "died_on": "2026-12-03"})
+class PersonDied(EventPayload):
+    """A coordinator recorded that a person died: their open requests (`request_ids`) are closed. Matching stops
+    them and withdraws their offers without the usual "no longer needed" text (notify hears of the death from
+    `person.death_shared`, and tells the volunteers who helped); metrics counts the death. No name."""
+
+    community: str
+    person_ref: str
+    request_ids: list[uuid.UUID]
+    died_on: date
+    carers_offered: int = rule(default=0, description="How many of their carers were offered bereavement "
+                                                      "support (a request each, waiting for their consent).")
+
+
+@contract("person.death_shared", 1, example={
+    "community": "fylde-coast", "request_ids": [REQUEST], "first_name": "Margaret"})
+class PersonDeathShared(EventPayload):
+    """What the volunteers who were matched with a person who died may be told: their first name. It carries
+    personal data, so it goes to notify alone, which cancels every SMS still waiting about the person's requests
+    (every request of theirs, open or not) and texts each volunteer who had one of their tasks."""
+
+    community: str
+    request_ids: list[uuid.UUID]
+    first_name: str | None = None
+
+
 @contract("token.revoked", 1, example={"jti": "3f2a9c1d5e7b4a608c9d0e1f2a3b4c5d", "subject_digest": None,
                                        "issued_before": None})
 class TokenRevoked(EventPayload):

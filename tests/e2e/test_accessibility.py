@@ -11,7 +11,8 @@ from tests.e2e.conftest import accessible, sign_in
 
 PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
-                    "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities"],
+                    "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
+                    "/people/{person}", "/people/{person}/death"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],
@@ -24,18 +25,27 @@ def test_every_page_is_accessible_and_fits_the_window(browser, site, width):
                                   timezone_id="Europe/London")
     tab = context.new_page()
     tab.set_default_timeout(15_000)
+    ids = {"person": made(site)["person_id"]}  # the pages of a record, by the id made for them
     try:
         tab.goto("/login")
         accessible(tab, f"/login at {width} px")
         for role, paths in PAGES.items():
             sign_in(tab, role)
             for path in paths:
+                path = path.format(**ids)
                 answer = tab.goto(path)
                 assert answer.ok and urlsplit(tab.url).path == path, f"{role} could not open {path}: {tab.url}"
                 accessible(tab, f"{path} as {role} at {width} px")
             tab.context.clear_cookies()
     finally:
         context.close()
+
+
+def made(site) -> dict:
+    """A request logged by the API, for the pages of its records."""
+    from tests.e2e.test_people import log_for
+
+    return log_for(site, "Tamsin Accessible", "+447911123998", "shopping")
 
 
 def test_a_referral_with_what_to_check_is_accessible_on_the_coordinators_page(browser, site):

@@ -159,7 +159,7 @@ def test_a_submitted_request_writes_exactly_its_rows_and_its_answer_is_what_was_
     made, request_id = answer.json, uuid.UUID(answer.json["id"])
     after = every_count(sessions)
     assert {name: after[name] - before[name] for name in after if after[name] != before[name]} == {
-        "requests": 1, "consents": 2, "timeline": 1, "audit_log": 1, "outbox": 1, "idempotency_keys": 1}
+        "requests": 1, "consents": 2, "timeline": 1, "audit_log": 1, "outbox": 1, "idempotency_keys": 1, "people": 1}
 
     with sessions() as session:
         def rows_of(table, *where):
@@ -171,6 +171,11 @@ def test_a_submitted_request_writes_exactly_its_rows_and_its_answer_is_what_was_
         [audit] = rows_of(adapters.audit_log)
         [event] = rows_of(adapters.outbox.table.__table__)
         [key] = rows_of(adapters.idempotency_keys)
+        [person] = rows_of(adapters.people)
+    assert (str(person["id"]), person["name"], person["name_key"], person["phone"], person["merged_into"]) == (
+        made["person_id"], "Pat Example", "pat example", "+441253477000", None)
+    assert person["created_at"] == person["last_activity_at"] == request["created_at"]
+    assert request["person_id"] == person["id"] and request["maybe_person_id"] is None
     assert (request["id"], request["community"], request["source"], request["status"], request["urgency"]) == (
         request_id, "fylde-coast", "coordinator", "submitted", "soon")
     assert (request["person_name"], request["area"], request["matching_sequence"], request["preferences"]) == (

@@ -179,10 +179,12 @@ class Seeded:
     received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
     entry: str = ""  # a service in its signposting directory
     match: str = ""  # a befriending match of its volunteer
+    people: list[str] = field(default_factory=list)  # the records of the request's person and the referral's
+
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                self.organisation, *self.messages, *self.received, self.entry, self.match]
+                self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people]
 
 
 def seed(system: System, token) -> Seeded:
@@ -244,11 +246,15 @@ def seed(system: System, token) -> Seeded:
     assert {m.purpose for m in messages} >= {"offer", "confirmation"}
     [details] = [m for m in messages if m.purpose == "confirmation"]
     assert PERSON["name"].split()[0] in details.body and details.community == A  # the text a leak would show
+    people = [intake.get(f"/requests/{made_id}", headers=coordinator).json["person_id"]
+              for made_id in (made.json["id"], referral.json["id"])]
+    linked = intake.post(f"/people/records/{people[0]}/carers", json={"carer": people[1]}, headers=coordinator)
+    assert linked.status_code == 200 and [c["id"] for c in linked.json["carers"]] == [people[1]]
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
-                  entry=str(entry.id), match=match_id)
+                  entry=str(entry.id), match=match_id, people=people)
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -263,7 +269,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("matching", f"/volunteers/{seeded.volunteer}", coordinator), ("matching", "/volunteers", coordinator),
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
              ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator),
-             ("metrics", "/activity/baseline", manager)]
+             ("metrics", "/activity/baseline", manager),
+             ("intake", f"/people/records/{seeded.people[0]}", coordinator)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -317,6 +324,8 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "organisation_id": ([seeded.organisation], str(uuid.uuid4())),
             "entry_id": ([seeded.entry], str(uuid.uuid4())),
             "match_id": ([seeded.match], str(uuid.uuid4())),
+            "person_id": (seeded.people, str(uuid.uuid4())),
+            "carer_id": (seeded.people, str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
@@ -387,6 +396,15 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                                                        "same": "yes"}}],
         ("POST", "/board/{request_id}/cancel"): [{"data": {"reason": "cancelled by the sweep"}}],
         ("POST", "/board/{request_id}/signpost"): [{"data": {"entry_id": seeded.entry}}],
+        ("POST", "/board/{request_id}/same-person"): [{"data": {"answer": "same"}}],
+        ("POST", "/people/{person_id}/merge"): [{"data": {"other": seeded.people[1], "confirm": "1"}}],
+        ("POST", "/people/records/{person_id}/merge"): [{"json": {"other": seeded.people[1]}}],
+        ("POST", "/people/records/{person_id}/carers"): [{"json": {"carer": seeded.people[1]}}],
+        ("DELETE", "/people/records/{person_id}/carers/{carer_id}"): [{}],
+        ("POST", "/people/{person_id}/carers"): [{"data": {"carer": seeded.people[1]}}],
+        ("POST", "/people/{person_id}/carers/{carer_id}/remove"): [{"data": {}}],
+        ("POST", "/people/records/{person_id}/death"): [{"json": {"died_on": YESTERDAY.isoformat()}}],
+        ("POST", "/people/{person_id}/death"): [{"data": {"died_on": YESTERDAY.isoformat()}}],
         ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",
                                                "phone": "+16135550100"}}],
         ("POST", "/directory/{entry_id}"): [{"data": {"name": "Renamed by the sweep", "kinds": "shopping",

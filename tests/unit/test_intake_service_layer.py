@@ -12,10 +12,10 @@ import pytest
 
 from services.intake import service_layer
 from services.intake.domain import (AuditEntry, NotFound, NotOpen, SupportRequest, User, UserExists, board_rank,
-                                    referred_by, within_reach)
+                                    name_key, referred_by, within_reach)
 from services.intake.domain import (SIGN_IN_LIMIT, InvalidRevocation, TooManySignIns, WeakPassword,
                                     locked_for)
-from shared.auth import Actor, subject_digest
+from shared.auth import SYSTEM, Actor, subject_digest
 from shared.config import Settings
 from shared.idempotency import (Idempotency, IdempotencyKey, IdempotencyKeyInUse, IdempotencyKeyReused,
                                 InvalidIdempotencyKey)
@@ -75,6 +75,19 @@ class FakeRequests(Table):
         return rows[page.first_item:page.first_item + page.page_size]
 
 
+class FakePeople(Table):
+    def add(self, person):
+        self.put(person.id, person)
+
+    def get(self, person_id, actor):
+        person = self.find(person_id)
+        return person if person is not None and (actor == SYSTEM or actor.may_see(person.community)) else None
+
+    def like(self, community, phone, name):
+        return [p for p in self.all() if p.community == community and p.merged_into is None
+                and ((phone and p.phone == phone) or p.name_key == name_key(name))]
+
+
 class FakeAudit(Table):
     def add(self, entry):
         self.put(len(self.rows) + len(self.pending), entry)
@@ -122,9 +135,10 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
         self.requests, self.audit, self.users = FakeRequests(), FakeAudit(), FakeUsers()
-        self.answers = FakeIntakeAnswers()
+        self.answers, self.people = FakeIntakeAnswers(), FakePeople()
         self.sign_ins, self.revoked_tokens = FakeSignIns(), FakeRevokedTokens()
-        self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens)
+        self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens,
+                       self.people)
 
     def commit(self):
         if any(key in self.answers.rows or key in self.answers.in_flight for key in self.answers.pending):
@@ -225,6 +239,30 @@ def test_the_person_ref_is_a_keyed_pseudonym_the_same_for_the_same_person(uow):
     refs = [e.person_ref for e in uow.events(RequestSubmitted)]
     assert refs[0] == refs[1] != refs[2]
     assert len({first.id, again.id, other_key.id}) == 3
+
+
+@pytest.mark.parametrize("name, phone, born, linked, offered", [
+    ("Pat Example", "+441253477000", None, True, False),  # same phone and name: surely them
+    ("  PAT   example", "+441253477000", None, True, False),  # any case, spaces
+    ("Patricia Example", "+441253477000", None, False, True),  # same phone only: asked
+    ("Pat Example", "+441253000111", "1941-05-02", False, True),  # same name and date of birth: asked
+    ("Pat Example", "+441253000111", None, False, False),  # same name only: someone else
+    ("Sam Other", "+441253000111", "1941-05-02", False, False),  # same date of birth only: someone else
+])
+def test_a_request_is_linked_to_a_record_only_when_surely_theirs_and_otherwise_offered(uow, name, phone, born,
+                                                                                     linked, offered):
+    from datetime import date
+
+    first = service_layer.submit_request(uow, KIM, {**SHOPPING, "person": {
+        **SHOPPING["person"], "date_of_birth": date(1941, 5, 2)}}, SETTINGS).made
+    person = {**SHOPPING["person"], "name": name, "phone": phone,
+              "date_of_birth": date.fromisoformat(born) if born else None}
+    second = service_layer.submit_request(uow, KIM, {**SHOPPING, "person": person}, SETTINGS).made
+    assert (second.person_id == first.person_id) is linked
+    assert (second.maybe_person_id == first.person_id) is offered
+    assert len(uow.people.rows) == (1 if linked else 2)
+    refs = [e.person_ref for e in uow.events(RequestSubmitted)]
+    assert (refs[0] == refs[1]) is linked
 
 
 def test_a_partner_organisations_referral_carries_the_source_partner(uow):

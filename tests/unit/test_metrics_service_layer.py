@@ -300,6 +300,17 @@ def test_people_supported_are_those_helped_once_each_by_a_task_done_or_signposti
     assert (measures["people_reached"], measures["carers_supported"]) == (2, 1)
 
 
+def test_deaths_are_counted_once_each_with_the_carers_offered_bereavement_support():
+    uow = FakeMetricsUnitOfWork()
+    died = event("person.died", person_ref="p_dead00000001", carers_offered=2)
+    deliver(uow, died, died, event("person.died", person_ref="p_dead00000002", carers_offered=0),
+            event("person.died", person_ref="p_dead00000001", carers_offered=0))  # recorded again on a merged record
+    measures = today(uow, settings=Settings(suppress_below=0))
+    assert (measures["deaths_recorded"], measures["bereavement_offered"]) == (2, 2)
+    suppressed = today(uow, settings=Settings(suppress_below=5))  # small counts are hidden like every other
+    assert isinstance(suppressed["deaths_recorded"], str) and isinstance(suppressed["bereavement_offered"], str)
+
+
 def test_a_request_from_a_partner_is_counted_by_intakes_spelling_of_the_source():
     """Intake says "partner" (shared.taxonomy.SOURCES); metrics once knew only "partner_organisation"."""
     uow = FakeMetricsUnitOfWork()

@@ -14,8 +14,8 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, IntakeError, NotFound, NotOffered, NotOpen, SupportRequest,
-                                    birth_date_problem, window_problems)
+from services.intake.domain import (CONSENTS, AlreadyDied, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered, NotOpen,
+                                    SupportRequest, birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import (BEFRIENDING_KINDS, DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES,
                              REQUEST_STATUSES, RHYTHMS, URGENCIES)
@@ -192,6 +192,9 @@ class RequestIn(HelpIn):
             problems["when"] = ["A befriending request gives days and part_of_day, not a one-off window."]
         if problems:
             raise ValidationError(problems)
+    cares_for = fields.UUID(load_default=None, allow_none=True, metadata={
+        "description": "For a carer's request: the record of the person they care for (the request is the carer's, "
+                       "and their records are linked)."})
 
     @validates_schema
     def phone_for_a_phone_call(self, data, **kwargs):
@@ -263,6 +266,14 @@ class RequestOut(Schema):
     source = fields.Str()
     status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
     outcome = fields.Str()
+    person_id = fields.UUID(metadata={"description": "The person's record (GET /people/records/<id>): the same for "
+                                                     "every request of theirs."})
+    maybe_person_id = fields.UUID(allow_none=True, metadata={
+        "description": "Another record that may be the person's (the same phone number, or name and date of "
+                       "birth), until a coordinator says whether it is: merge it (POST "
+                       "/people/records/<id>/merge) if so."})
+    cares_for_id = fields.UUID(allow_none=True, metadata={
+        "description": "For a carer's request: the record of the person they care for."})
     person = fields.Method("_person")
     support_type = fields.Str()
     urgency = fields.Str()
@@ -343,7 +354,7 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422, AlreadyDied: 409}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -354,6 +365,8 @@ def answers_problems(view: Callable) -> Callable:
         try:
             return view(*args, **kwargs)
         except IntakeError as err:
+            if getattr(err, "field", None):  # the body's field that is wrong, named as a validation error's
+                abort(STATUS_OF[type(err)], messages={"json": {err.field: [str(err)]}})
             abort(STATUS_OF[type(err)], message=str(err))
 
     return wrapper
@@ -437,6 +450,151 @@ class CancelRequest(MethodView):
         """Cancel a request; matching withdraws any offers."""
         return service_layer.cancel_request(service().uow(), current_actor(), request_id, data["reason"],
                                             service().settings)
+
+
+# --- people, across their requests --------------------------------------------------------------------------------
+
+people = Blueprint("people", __name__, url_prefix="/people/records",
+                   description="People's records, one per person per community, across their requests (coordinators)")
+
+
+class PersonRequestOut(Schema):
+    """One of the person's requests, as their record lists it."""
+
+    id = fields.UUID()
+    status = fields.Str(metadata={"enum": list(REQUEST_STATUSES)})
+    outcome = fields.Str()
+    support_type = fields.Str()
+    source = fields.Str()
+    referrer_organisation = fields.Str(allow_none=True)
+    consent = fields.Method("_consent")
+    created_at = fields.AwareDateTime()
+
+    def _consent(self, r: SupportRequest) -> dict:
+        """The latest answer for each kind of consent."""
+        return {kind: r.consent(kind) for kind in CONSENTS}
+
+
+class PersonLinkOut(Schema):
+    """Another person's record, named."""
+
+    id = fields.UUID()
+    name = fields.Str()
+
+
+class PersonOut(Schema):
+    """A person's record: the details last known, and all their requests, newest first."""
+
+    id = fields.UUID(attribute="person.id")
+    community = fields.Str(attribute="person.community")
+    name = fields.Str(attribute="person.name")
+    phone = fields.Str(attribute="person.phone", allow_none=True)
+    date_of_birth = fields.Date(attribute="person.date_of_birth", allow_none=True)
+    address = fields.Str(attribute="person.address")
+    postcode = fields.Str(attribute="person.postcode", allow_none=True)
+    created_at = fields.AwareDateTime(attribute="person.created_at")
+    last_activity_at = fields.AwareDateTime(attribute="person.last_activity_at")
+    died_on = fields.Date(attribute="person.died_on", allow_none=True)
+    requests = fields.List(fields.Nested(PersonRequestOut))
+    carers = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Who cares for them."})
+    cares_for = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Whom they care for."})
+
+
+class MergeIn(Schema):
+    other = fields.UUID(required=True, metadata={
+        "description": "Another record of the same person in the community: its requests move to this one, and it "
+                       "points here from now on."})
+
+
+@people.route("/<uuid:person_id>")
+class PersonById(MethodView):
+    @requires("coordinator", "admin")
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def get(self, person_id):
+        """A person's record with all their requests (a merged record answers as the one it was merged into)."""
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+@people.route("/<uuid:person_id>/merge")
+class MergePerson(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(MergeIn)
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Merge another record of the same person into this one (audited); the other's requests move here."""
+        service_layer.merge_people(service().uow(), current_actor(), person_id, data["other"])
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+def not_in_the_future(day) -> None:
+    """A day that has come."""
+    if day > clock.today():
+        raise ValidationError("Must not be in the future.")
+
+
+class DeathIn(Schema):
+    died_on = fields.Date(required=True, validate=not_in_the_future, metadata={"description": "The day they died."})
+
+
+class DeathOut(PersonOut):
+    """The record after the death was recorded, with the requests it closed and the bereavement requests made for
+    their carers (each waiting for a coordinator to record the carer's consent)."""
+
+    closed = fields.List(fields.UUID(), metadata={"description": "The requests it closed."})
+    bereavement_requests = fields.List(fields.UUID(), metadata={
+        "description": "A bereavement support request for each carer, held until their consent is recorded."})
+
+
+@people.route("/<uuid:person_id>/death")
+class PersonDeath(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(DeathIn)
+    @people.response(200, DeathOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Record that the person died (once: 409 after): their open requests close, volunteers who helped them are
+        told, nothing more is texted about them, and each carer is offered bereavement support."""
+        death = service_layer.record_death(service().uow(), current_actor(), person_id, data["died_on"],
+                                           service().settings)
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+        return {**{name: getattr(record, name) for name in ("person", "requests", "carers", "cares_for")},
+                "closed": [r.id for r in death.closed], "bereavement_requests": [r.id for r in death.offered]}
+
+
+class CarerIn(Schema):
+    carer = fields.UUID(required=True, metadata={
+        "description": "Another record of the community: someone who cares for this person (their record may have "
+                       "requests of its own)."})
+
+
+@people.route("/<uuid:person_id>/carers")
+class PersonCarers(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(CarerIn)
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def post(self, data, person_id):
+        """Record that someone cares for this person (audited; linking them again changes nothing)."""
+        service_layer.link_carer(service().uow(), current_actor(), person_id, data["carer"])
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
+
+
+@people.route("/<uuid:person_id>/carers/<uuid:carer_id>")
+class PersonCarer(MethodView):
+    @requires("coordinator", "admin")
+    @people.response(204)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def delete(self, person_id, carer_id):
+        """Forget that someone cares for this person (audited)."""
+        service_layer.unlink_carer(service().uow(), current_actor(), person_id, carer_id)
+        return None
 
 
 # --- referrers ---------------------------------------------------------------------------------------------------

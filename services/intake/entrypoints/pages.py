@@ -1,4 +1,5 @@
-"""A coordinator's pages: sign in, the requests board, the request form, and a request with its timeline."""
+"""A coordinator's pages: sign in, the requests board, the request form, a request with its timeline, and a
+person's record across their requests."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import (NotFound, NotOpen, OrganisationExists, SameOrganisation, SupportRequest,
-                                    TooManySignIns)
+from services.intake.domain import (AlreadyDied, NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
+                                    SameOrganisation, SupportRequest, TooManySignIns)
 from services.intake.entrypoints import directory
-from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
+from services.intake.entrypoints.api import DeathIn, ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
@@ -200,9 +201,19 @@ def with_signpost(form, schema: Schema, labels: dict[str, str]) -> tuple[dict[st
 
 
 def request_form(form, errors: FormErrors, **context: Any):
-    """The request (or referral) form, offering the directory's entries instead of volunteers."""
+    """The request (or referral) form, offering the directory's entries instead of volunteers; for a carer of
+    someone known (`cares_for`), naming them."""
     return render("request_form.html", form=form, errors=errors, r=None, signpost_field=SIGNPOST_FIELD,
-                  signpost_label=SIGNPOST_LABEL, signpost_options=signpost_options(form), **context)
+                  signpost_label=SIGNPOST_LABEL, signpost_options=signpost_options(form),
+                  cares_for=cared_for(form.get("cares_for", "")), **context)
+
+
+def cared_for(chosen: str):
+    """The record a carer's request names as the person they care for, if it is one the coordinator may see."""
+    try:
+        return service_layer.person_of(service().uow(), current_actor(), uuid.UUID(chosen))
+    except (ValueError, NotFound):
+        return None
 
 
 @blp.route("/board/new", methods=["GET", "POST"])
@@ -210,8 +221,10 @@ def request_form(form, errors: FormErrors, **context: Any):
 def new_request():
     """The request form; a valid form logs the request and shows it. With a directory entry chosen instead of
     volunteers, the request is logged closed, signposted to it, and no volunteer is asked."""
-    if request.method == "GET":
-        return request_form(MultiDict(), FormErrors())
+    if request.method == "GET":  # ?cares_for=<person>: a request for one of their carers
+        cares_for = request.args.get("cares_for", "")
+        return request_form(MultiDict({"cares_for": cares_for, "person.is_carer": "1"} if cares_for else {}),
+                            FormErrors())
     data, entry_id, errors = with_signpost(request.form, RequestIn(), LABELS)
     if errors:
         return request_form(request.form, errors), 422
@@ -220,6 +233,8 @@ def new_request():
                                                  signpost_to=entry_id)
     except NotFound as err:  # retired since the form was shown: nothing was written
         return request_form(request.form, errors.add(SIGNPOST_FIELD, SIGNPOST_LABEL, str(err))), 422
+    except NotLinkable as err:
+        return request_form(request.form, errors.add("cares_for", "They care for", str(err))), 422
     return redirect(f"/board/{submitted.made.id}", 303)
 
 
@@ -232,7 +247,134 @@ def show_request(request_id):
     except NotFound as err:
         abort(404, message=str(err))
     return render("request.html", r=r, suggestions=directory.suggestions(r),
-                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r))
+                  signposted=service_layer.signposted_entry(service().uow(), current_actor(), r),
+                  maybe=service_layer.maybe_same(service().uow(), current_actor(), r))
+
+
+@blp.route("/board/<uuid:request_id>/same-person", methods=["POST"])
+@page_requires(*COORDINATORS)
+def same_person(request_id):
+    """A coordinator says whether the request is for the person it may be for: the same (the records are merged,
+    and the person's page shows it) or someone else."""
+    answer = request.form.get("answer", "")
+    if answer not in ("same", "different"):
+        abort(422, message="Say whether it is the same person or a different one.")
+    try:
+        r = service_layer.same_person(service().uow(), current_actor(), request_id, answer == "same")
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{r.person_id}" if answer == "same" else f"/board/{request_id}", 303)
+
+
+# --- a person, across their requests ------------------------------------------------------------------------------
+
+MERGE_LABELS = {"other": "The other record", "confirm": "Confirm"}
+
+
+def person_page(person_id, errors: FormErrors | None = None, form=None, status: int = 200):
+    """A person's page: their details, requests, referrals, consents and timeline, and the merge form."""
+    try:
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if record.person.id != person_id:
+        return redirect(f"/people/{record.person.id}", 303)  # merged: the record it was merged into
+    timeline = sorted(((t, r) for r in record.requests for t in r.timeline), key=lambda pair: pair[0].at,
+                      reverse=True)
+    others = [(str(p.id), f"{p.name}{', born ' + p.date_of_birth.isoformat() if p.date_of_birth else ''}"
+                          f"{', ' + p.phone if p.phone else ''} (known since {p.created_at:%d %b %Y})")
+              for p in record.others]
+    find = request.args.get("find", "").strip()[:100]
+    found = [p for p in service_layer.find_people(service().uow(), current_actor(), find)
+             if p.id != record.person.id and p.id not in {c.id for c in record.carers}] if find else []
+    return render("person.html", record=record, p=record.person, timeline=timeline, others=others,
+                  errors=errors or FormErrors(), form=form or MultiDict(), find=find, found=found), status
+
+
+@blp.route("/people/<uuid:person_id>")
+@page_requires(*COORDINATORS)
+def show_person(person_id):
+    """A person's record: everything known of them across their requests."""
+    return person_page(person_id)
+
+
+@blp.route("/people/<uuid:person_id>/merge", methods=["POST"])
+@page_requires(*COORDINATORS)
+def merge_person(person_id):
+    """Merge another record of the same person into this one, once the coordinator confirms it."""
+    errors = FormErrors()
+    chosen = request.form.get("other", "").strip()
+    try:
+        other = uuid.UUID(chosen)
+    except ValueError:
+        other = None
+        errors.add("other", MERGE_LABELS["other"], "Choose the record that is the same person.")
+    if not request.form.get("confirm"):
+        errors.add("confirm", MERGE_LABELS["confirm"], "Tick to confirm they are the same person.")
+    if not errors:
+        try:
+            service_layer.merge_people(service().uow(), current_actor(), person_id, other)
+        except NotMergeable as err:
+            errors.add("other", MERGE_LABELS["other"], str(err))
+        except NotFound as err:
+            abort(404, message=str(err))
+    if errors:
+        return person_page(person_id, errors, request.form, 422)
+    return redirect(f"/people/{person_id}", 303)
+
+
+@blp.route("/people/<uuid:person_id>/death", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def record_death(person_id):
+    """Record that a person died, after a page that says what will happen and asks the date."""
+    try:
+        record = service_layer.get_person(service().uow(), current_actor(), person_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    if record.person.id != person_id or record.person.died_on is not None:
+        return redirect(f"/people/{record.person.id}", 303)
+
+    def page(form, errors, status=200):
+        return render("person_death.html", p=record.person, record=record, form=form, errors=errors,
+                      today=utcnow().date().isoformat()), status
+    if request.method == "GET":
+        return page(MultiDict(), FormErrors())
+    try:
+        died_on = DeathIn().load({"died_on": request.form.get("died_on", "")})["died_on"]
+    except ValidationError as err:
+        return page(request.form, FormErrors(err.messages, {"died_on": "The day they died"}), 422)
+    try:
+        service_layer.record_death(service().uow(), current_actor(), person_id, died_on, service().settings)
+    except AlreadyDied:
+        pass  # recorded meanwhile: their page says so
+    return redirect(f"/people/{person_id}", 303)
+
+
+@blp.route("/people/<uuid:person_id>/carers", methods=["POST"])
+@page_requires(*COORDINATORS)
+def link_carer(person_id):
+    """Record that someone found on the person's page cares for them."""
+    try:
+        service_layer.link_carer(service().uow(), current_actor(), person_id, uuid.UUID(request.form.get("carer", "")))
+    except ValueError:
+        return person_page(person_id, FormErrors().add("find", "Find a carer", "Choose a record to link."),
+                           status=422)
+    except NotLinkable as err:
+        return person_page(person_id, FormErrors().add("find", "Find a carer", str(err)), status=422)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{person_id}#carers", 303)
+
+
+@blp.route("/people/<uuid:person_id>/carers/<uuid:carer_id>/remove", methods=["POST"])
+@page_requires(*COORDINATORS)
+def unlink_carer(person_id, carer_id):
+    """Forget that someone cares for the person."""
+    try:
+        service_layer.unlink_carer(service().uow(), current_actor(), person_id, carer_id)
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{person_id}#carers", 303)
 
 
 def form_of(r: SupportRequest) -> MultiDict:

@@ -35,6 +35,11 @@ def on_request_signposted(uow, event: Event, settings) -> None:
     service_layer.cancel_request(uow, event.payload.request_id, clock.utcnow())
 
 
+def on_person_died(uow, event: Event, settings) -> None:
+    """A person died: their open requests stop, their offers are withdrawn quietly."""
+    service_layer.person_died(uow, event.payload.request_ids, clock.utcnow())
+
+
 def on_sms_received(uow, event: Event, settings) -> None:
     """Act on what a volunteer texted."""
     service_layer.reply(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
@@ -71,7 +76,7 @@ def on_person_erased(uow, event: Event, settings) -> None:
 
 
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
-            "request.cancelled": on_request_cancelled,
+            "request.cancelled": on_request_cancelled, "person.died": on_person_died,
             "request.signposted": on_request_signposted, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
             "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
             "contact.invalid": on_invalid, "token.revoked": revocations.handle, "person.erased": on_person_erased}

@@ -30,6 +30,11 @@ def on_details_shared(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_details(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
+def on_person_died(uow, event: Event, settings: NotifySettings) -> None:
+    """Cancel what waits about a person who died, and tell the volunteers who helped them."""
+    service_layer.person_died(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 def on_offer_withdrawn(uow, event: Event, settings: NotifySettings) -> None:
     """Cancel the offer's SMS if it has not gone, or tell the volunteer it is closed if it did."""
     service_layer.queue_withdrawn(uow, event.payload, event.correlation_id, utcnow(), settings)
@@ -71,6 +76,7 @@ def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
 
 
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
+            "person.death_shared": on_person_died,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
             "volunteer.check_expiring": on_check_expiring, "befriending.visit_overdue": on_visit_overdue,

@@ -1,8 +1,8 @@
 """the register of organisations as intake publishes it (partners counted by organisation and type), and activities'
 organiser types spelled as the register spells them
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0009
+Revises: 0008
 """
 from typing import Sequence, Union
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = "0012"
-down_revision: Union[str, Sequence[str], None] = "0011"
+revision: str = "0009"
+down_revision: Union[str, Sequence[str], None] = "0008"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

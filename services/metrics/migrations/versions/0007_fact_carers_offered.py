@@ -1,0 +1,24 @@
+"""how many carers a death's fact says were offered bereavement support
+
+Revision ID: 0007
+Revises: 0006
+"""
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: Union[str, Sequence[str], None] = "0006"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("facts") as batch:
+        batch.add_column(sa.Column("carers_offered", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("facts") as batch:
+        batch.drop_column("carers_offered")

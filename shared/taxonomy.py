@@ -94,4 +94,14 @@ WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out")
 OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
 UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")
 # What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS).
-VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours")
+VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours", "concern_received", "concern_which",
+                                  "concern_no_task")
+# What a coordinator did about a volunteer's concern (the safeguarding log's actions), as the page words them.
+CONCERN_ACTIONS: dict[str, str] = {
+    "noted": "Noted",
+    "called_person": "Called the person",
+    "referred_safeguarding": "Referred to the local authority safeguarding team",
+    "referred_gp": "Referred to their GP",
+    "referred_hospice": "Referred to the hospice",
+    "emergency_services": "Emergency services called",
+}

@@ -9,17 +9,18 @@ from datetime import datetime
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, FailedSignIn, NotFound,
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, Concern, FailedSignIn, NotFound,
                                     Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
                                     UserExists, check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
 from shared.clock import utcnow
 from shared.communities import get as community
+from shared.taxonomy import CONCERN_ACTIONS
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import (RequestCancelled, RequestSignposted, RequestSubmitted, RequestUpdated,
-                                    TokenRevoked)
+from shared.contracts.intake import (ConcernClosed, ConcernOpened, RequestCancelled, RequestSignposted,
+                                    RequestSubmitted, RequestUpdated, TokenRevoked)
 
 
 @dataclass
@@ -215,6 +216,78 @@ def offer_texts_held(uow, event: Event) -> None:
     request = uow.requests.get(event.payload.request_id, SYSTEM)
     if request is not None:
         request.texts_held_until(event.payload.until, community(request.community).zone, event.occurred_at)
+
+
+# --- the safeguarding log: volunteers' concerns ---------------------------------------------------------------------
+
+
+def open_concern(uow, event: Event) -> None:
+    """A volunteer's concern (concern.raised, from matching): opened in the safeguarding log on the request's record,
+    once however often it is delivered; the request goes to the top of the board, and metrics hears a concern was
+    opened (never its words). Runs in the handler's unit of work, which the caller commits."""
+    raised = event.payload
+    if uow.concerns.get(raised.concern_id, SYSTEM) is not None:
+        return
+    request = uow.requests.get(raised.request_id, SYSTEM)
+    if request is None:  # never dropped: retried, then kept as a dead letter for an administrator
+        raise NotFound(f"No request {raised.request_id} for concern {raised.concern_id}.")
+    now = utcnow()
+    uow.concerns.add(Concern(id=raised.concern_id, request_id=request.id, community=request.community,
+                             volunteer_id=raised.volunteer_id, text=raised.text, raised_at=raised.raised_at,
+                             opened_at=now))
+    request.concerns_open += 1
+    request.note("concern", "A volunteer raised a concern: see Concerns", "matching", at=raised.raised_at)
+    uow.publish(ConcernOpened(concern_id=raised.concern_id, community=request.community,
+                              support_type=request.support_type, occurred_at=now))
+
+
+def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None) -> list[tuple[Concern, SupportRequest]]:
+    """The concerns in the actor's communities (about one request, if given), open first, newest first, each with
+    its request; the listing is audited."""
+    with uow:
+        found = uow.concerns.list(actor, request_id)
+        rows = [(concern, uow.requests.get(concern.request_id, SYSTEM)) for concern in found]
+        uow.audit.add(AuditEntry.of(actor, "list concerns", request_id))
+        uow.commit()
+    return rows
+
+
+def _concern(uow, actor: Actor, concern_id: uuid.UUID) -> Concern:
+    """A concern in the actor's communities, or NotFound."""
+    concern = uow.concerns.get(concern_id, actor)
+    if concern is None:
+        raise NotFound("No such concern.")
+    return concern
+
+
+def get_concern(uow, actor: Actor, concern_id: uuid.UUID) -> tuple[Concern, SupportRequest]:
+    """One concern with its actions and its request; the view is audited."""
+    with uow:
+        concern = _concern(uow, actor, concern_id)
+        request = uow.requests.get(concern.request_id, SYSTEM)
+        uow.audit.add(AuditEntry.of(actor, "view concern", concern.request_id))
+        uow.commit()
+    return concern, request
+
+
+def act_on_concern(uow, actor: Actor, concern_id: uuid.UUID, action: str, note: str,
+                   close: bool) -> tuple[Concern, SupportRequest]:
+    """Append what a coordinator did about a concern to the log (ConcernClosed once it is closed); with `close`,
+    close it: the request leaves the top of the board when none of its concerns is open, and metrics hears which
+    action closed it (never the note)."""
+    with uow:
+        concern = _concern(uow, actor, concern_id)
+        request = uow.requests.get(concern.request_id, SYSTEM)
+        now = utcnow()
+        concern.act(action, note, actor.subject, now, close)
+        uow.audit.add(AuditEntry.of(actor, "act on concern", concern.request_id, ["concern"]))
+        if close:
+            request.concerns_open = max(request.concerns_open - 1, 0)
+            request.note("concern", f"A concern was closed: {CONCERN_ACTIONS[action]}", actor.subject, at=now)
+            uow.publish(ConcernClosed(concern_id=concern.id, community=concern.community,
+                                      support_type=request.support_type, occurred_at=now, action=action))
+        uow.commit()
+    return concern, request
 
 
 def share_details(uow, request: SupportRequest, event: Event) -> None:

@@ -101,6 +101,8 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "task.completed": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours", "occurrence"}),
     "volunteer.registered": frozenset({"community", "volunteer_id", "status"}),
     "volunteer.status_changed": frozenset({"community", "volunteer_id", "status"}),
+    "concern.opened": frozenset({"community", "support_type"}),
+    "concern.closed": frozenset({"community", "support_type"}),
 }
 
 
@@ -283,6 +285,8 @@ MEASURES = (
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
     Measure("active_partners", "Active partner organisations"),
+    Measure("concerns_raised", "Concerns raised by volunteers"),
+    Measure("concerns_closed", "Concerns closed by coordinators"),
     Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
 )
@@ -405,6 +409,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     decided = [outcomes[f.request_id] for f in requests if f.request_id in outcomes]
     partners = {f.organisation for f in requests if f.organisation} | {a.organisation for a in activities
                                                                          if a.organisation}
+
+    def concerns(event_type: str) -> int:  # each concern's event once (its id is the fact's); by its request's kind
+        return sum(1 for f in facts if f.event_type == event_type and (kind is None or f.support_type == kind))
     return {
         "requests_received": len(requests),
         "requests_matched": sum(is_first(f, first_match, per_occurrence=False) for f in matches),
@@ -429,6 +436,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "group_activities": len(activities),
         "group_attendance": sum(a.attendance for a in activities),
         "active_partners": len(partners),
+        "concerns_raised": concerns("concern.opened"),
+        "concerns_closed": concerns("concern.closed"),
         "hours_to_acceptance_median": _percentile(waits, 0.5),
         "hours_to_acceptance_p90": _percentile(waits, 0.9),
         "requests_by_source": by_source(requests),

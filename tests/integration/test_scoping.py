@@ -178,11 +178,12 @@ class Seeded:
     messages: list[str]
     received: list[str]  # the SMS Fylde Coast's number received, one of them waiting in its inbox
     entry: str = ""  # a service in its signposting directory
+    concern: str = ""  # a volunteer's concern in its safeguarding log
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                self.organisation, *self.messages, *self.received, self.entry]
+                self.organisation, *self.messages, *self.received, self.entry, self.concern]
 
 
 def seed(system: System, token) -> Seeded:
@@ -210,6 +211,9 @@ def seed(system: System, token) -> Seeded:
     system.relay()
     system.text(VOLUNTEER["phone"], "Sorry, I'm away that week")  # free text: it waits in the inbox
     system.relay()
+    system.text(VOLUNTEER["phone"], f"CONCERN {offer['code']} Mrs Quorrington seemed confused")  # the log's
+    system.relay()
+    [concern] = system.events("matching", "concern.raised")
     activity = system.client("metrics").post("/activities", headers=coordinator, json={
         "kind": "bereavement_group", "held_on": YESTERDAY.isoformat(), "attendance": 12,
         "organisation": ACTIVITY_ORGANISATION})
@@ -235,7 +239,7 @@ def seed(system: System, token) -> Seeded:
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
-                  entry=str(entry.id))
+                  entry=str(entry.id), concern=concern["concern_id"])
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -249,7 +253,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("intake", f"/fhir/Task/{seeded.service_request}", referrer),
              ("matching", f"/volunteers/{seeded.volunteer}", coordinator), ("matching", "/volunteers", coordinator),
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
-             ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator)]
+             ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator),
+             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -304,6 +309,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "entry_id": ([seeded.entry], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
+            "concern_id": ([seeded.concern], str(uuid.uuid4())),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -392,6 +398,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                              "MessageSid": "SM" + "0" * 32}}],
         ("POST", "/sms/status"): [{"data": {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}}],
         ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
+        ("POST", "/concerns/{concern_id}/actions"): [{"json": {"action": "noted", "close": True}}],
+        ("POST", "/board/concerns/{concern_id}"): [{"data": {"action": "noted", "close": "1"}}],
     }
 
 

@@ -109,7 +109,7 @@ def board():
 @page_requires(*COORDINATORS)
 def board_latest():
     """A mark that moves when the board would change (a request changed, or offers came close to timing out): the
-    open board looks every few seconds and reloads its rows only when this moves (no names, so it is not audited
+    open board looks every second and reloads its rows only when this moves (no names, so it is not audited
     as a listing is)."""
     latest = service_layer.latest_change(service().uow(), current_actor(), utcnow())
     return {"latest": latest}, 200, {"Cache-Control": "no-store"}

@@ -13,7 +13,7 @@ from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry,
                                     Organisation, OrganisationExists, Passwords, SupportRequest, TooManySignIns, User,
                                     UserExists, check_password, columns_from, locked_for, revocation)
 from shared.auth import SYSTEM, Actor
-from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
+from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse, keep, replay
 from shared.clock import utcnow
 from shared.communities import get as community
 from shared.taxonomy import CONCERN_ACTIONS
@@ -270,13 +270,17 @@ def get_concern(uow, actor: Actor, concern_id: uuid.UUID) -> tuple[Concern, Supp
     return concern, request
 
 
-def act_on_concern(uow, actor: Actor, concern_id: uuid.UUID, action: str, note: str,
-                   close: bool) -> tuple[Concern, SupportRequest]:
+def act_on_concern(uow, actor: Actor, concern_id: uuid.UUID, action: str, note: str, close: bool,
+                   key: Idempotency | None = None,
+                   render: Callable[[Concern], dict[str, Any]] = lambda concern: {}) -> Created:
     """Append what a coordinator did about a concern to the log (ConcernClosed once it is closed); with `close`,
     close it: the request leaves the top of the board when none of its concerns is open, and metrics hears which
-    action closed it (never the note)."""
+    action closed it (never the note). With an Idempotency-Key, once: a retry gets the first answer (`render`ed in
+    the same transaction) again, and the log is not added to twice."""
     with uow:
         concern = _concern(uow, actor, concern_id)
+        if (earlier := replay(uow.answers, actor, key)) is not None:
+            return earlier
         request = uow.requests.get(concern.request_id, SYSTEM)
         now = utcnow()
         concern.act(action, note, actor.subject, now, close)
@@ -286,8 +290,10 @@ def act_on_concern(uow, actor: Actor, concern_id: uuid.UUID, action: str, note: 
             request.note("concern", f"A concern was closed: {CONCERN_ACTIONS[action]}", actor.subject, at=now)
             uow.publish(ConcernClosed(concern_id=concern.id, community=concern.community,
                                       support_type=request.support_type, occurred_at=now, action=action))
+        uow.flush()
+        created = keep(uow.answers, actor, key, concern, render(concern))
         uow.commit()
-    return concern, request
+    return created
 
 
 def share_details(uow, request: SupportRequest, event: Event) -> None:

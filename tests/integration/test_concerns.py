@@ -154,9 +154,12 @@ def test_a_volunteer_texts_a_concern_that_opens_on_the_request_flags_it_and_is_c
     noted = s.client("intake").post(actions, json={"action": "called_person", "note": "Spoke to her daughter."},
                                     headers=s.headers)
     assert noted.status_code == 201 and noted.json["open"] is True
-    closed = s.client("intake").post(actions, json={"action": "referred_gp", "note": "GP to visit", "close": True},
-                                     headers=s.headers)
+    closing = {"json": {"action": "referred_gp", "note": "GP to visit", "close": True},
+               "headers": {**s.headers, "Idempotency-Key": str(uuid.uuid4())}}
+    closed = s.client("intake").post(actions, **closing)
     assert closed.status_code == 201, closed.json
+    retried = s.client("intake").post(actions, **closing)  # a retry after a timeout adds nothing to the log
+    assert (retried.status_code, retried.headers["Idempotent-Replayed"], retried.json) == (201, "true", closed.json)
     assert closed.json["open"] is False and closed.json["closed_at"] is not None
     assert [(a["action"], a["closes"]) for a in closed.json["actions"]] == [("called_person", False),
                                                                               ("referred_gp", True)]

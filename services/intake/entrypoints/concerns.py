@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, request
+from flask import redirect, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.domain import Concern, ConcernClosed, NotFound, SupportRequest
+from shared import idempotency
 from shared.taxonomy import CONCERN_ACTIONS
 from shared.web import Blueprint, Boolean, FormErrors, Pages, Text, current_actor, page_requires, requires, service
 
@@ -95,16 +96,21 @@ class ConcernActions(MethodView):
     @requires(*COORDINATORS)
     @api.arguments(ActionIn)
     @api.response(201, ConcernOut)
-    @api.doc(security=BEARER)
+    @api.doc(security=BEARER, parameters=[idempotency.PARAMETER])
     def post(self, data, concern_id):
-        """Record what was done about a concern (appended to the log), and with `close`, close it."""
+        """Record what was done about a concern (appended to the log), and with `close`, close it; with an
+        Idempotency-Key, a retry adds nothing more and gets the first answer again."""
         try:
-            return service_layer.act_on_concern(service().uow(), current_actor(), concern_id, data["action"],
-                                                data["note"], data["close"])[0]
+            done = service_layer.act_on_concern(service().uow(), current_actor(), concern_id, data["action"],
+                                                data["note"], data["close"],
+                                                key=idempotency.Idempotency.of_request("concerns"),
+                                                render=CONCERN_OUT.dump)
         except NotFound as err:
             abort(404, message=str(err))
         except ConcernClosed as err:
             abort(409, message=str(err))
+        return idempotency.answer(done.body, done.status_code, done.replayed,
+                                  url_for("concerns.ConcernById", concern_id=concern_id))
 
 
 # --- the pages ----------------------------------------------------------------------------------------------------

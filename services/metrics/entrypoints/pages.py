@@ -133,8 +133,7 @@ SECTIONS = (
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
     ("In the community", ("group_activities", "group_attendance", "active_partners")),
-    ("Safeguarding", ("concerns_raised", "concerns_closed")),
-)
+)  # concerns raised and closed are the dashboard's and the API's: the report is a funder's, on one page
 
 
 REPORT_TITLES = {"activities_by_kind": "Group activities by kind"}

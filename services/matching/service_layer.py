@@ -263,7 +263,7 @@ def _concern(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correla
         task = tasks[0]
         request = uow.requests.get(task.request_id, SYSTEM)
         uow.publish(ConcernRaised(concern_id=concern_id(sms.message_sid), request_id=task.request_id,
-                                  community=volunteer.community, volunteer_id=volunteer.id, text=sms.text,
+                                  community=request.community, volunteer_id=volunteer.id, text=sms.text,
                                   raised_at=now), correlation_id=correlation_id)
         answer: dict[str, Any] = {"answer": "concern_received", "tasks": [TaskLine(
             code=task.code, support_type=request.support_type, area=request.area)]}

@@ -30,6 +30,8 @@ class Community:
     centre: where a referral whose postcode cannot be placed is put until a coordinator places it ([lat, lon]).
     emergency_number: what to call when someone is in danger now (a volunteer's concern is answered with it); by
     default the country's (EMERGENCY_NUMBERS).
+    retention: how long the community keeps personal data, in days, each one overriding `Retention`'s default
+    (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
     """
 
     slug: str
@@ -43,6 +45,7 @@ class Community:
     referral_codes: dict = field(default_factory=dict, hash=False, compare=False)
     centre: tuple = field(default=(0.0, 0.0), hash=False, compare=False)
     emergency_number: str = ""
+    retention: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def emergency(self) -> str:
@@ -50,15 +53,53 @@ class Community:
         return self.emergency_number or EMERGENCY_NUMBERS.get(self.country, "112")
 
     @property
+    def keeps(self) -> "Retention":
+        """How long the community keeps personal data (its `retention`, over the defaults)."""
+        return Retention.of(self.retention)
+
+    @property
     def zone(self) -> ZoneInfo:
         """The community's time zone."""
         return ZoneInfo(self.time_zone)
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long personal data is kept, in days (each service's nightly retention job applies it).
+
+    closed_request_days: a closed request (completed, cancelled, signposted) with nothing happening to it for this
+    long has its person's details pseudonymised (intake).
+    sms_body_days: an SMS's text, sent or received, is blanked this long after it was sent or received; the record
+    that it was (who, why, when, how it went) stays (notify).
+    audit_log_days: entries of the audit log (who saw or changed whose details) are kept this long (intake).
+    safeguarding_log_days: safeguarding concerns are kept this long (intake's concerns log, when it has one).
+    """
+
+    closed_request_days: int = 730
+    sms_body_days: int = 365
+    audit_log_days: int = 2920
+    safeguarding_log_days: int = 2920
+
+    @classmethod
+    def of(cls, given: dict) -> "Retention":
+        """The periods a community's `retention` gives, the defaults for the rest; ValueError for a name that is
+        not a period or a period that is not a whole number of days from 1."""
+        known = {name for name in cls.__dataclass_fields__}
+        for name, days in given.items():
+            if name not in known:
+                raise ValueError(f"retention: {name!r} is not one of {', '.join(sorted(known))}")
+            if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+                raise ValueError(f"retention: {name} must be a whole number of days from 1, not {days!r}")
+        return cls(**given)
+
+
 @lru_cache(maxsize=4)
 def _load(path: str) -> dict[str, Community]:
     with open(path, encoding="utf-8") as handle:
-        return {entry["slug"]: Community(**entry) for entry in json.load(handle)}
+        communities = {entry["slug"]: Community(**entry) for entry in json.load(handle)}
+    for community in communities.values():
+        community.keeps  # a retention period that cannot be used stops the service here, saying which
+    return communities
 
 
 def all_communities() -> dict[str, Community]:

@@ -69,6 +69,8 @@ class Client:
         response = self.http.request(method, self.url + path, timeout=10, **kwargs)
         if response.status_code != expect:
             raise RuntimeError(f"{method} {path} answered {response.status_code}: {response.text}")
+        if not response.content:
+            return ""  # 204 No Content
         return response.json() if "json" in response.headers.get("Content-Type", "") else response.text
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable
 from shared.config import SERVICES
 
 if TYPE_CHECKING:
+    import uuid
+
     import click
     from flask import Flask
     from sqlalchemy import MetaData
@@ -68,6 +70,8 @@ class ServiceDefinition:
     worker: Callable[["Flask"], WorkerParts]  # the worker's parts, built on an app from create_app
     metadata: Callable[[], "MetaData"]  # its tables, for migrations and their check
     commands: Callable[[], list["click.Command"]] | None = None  # its own `ccs` commands (e.g. intake's `users`)
+    # What it holds about these requests' person, read from its own database (`ccs person export`)
+    subject_access: Callable[[list["uuid.UUID"]], dict] | None = None
 
     @property
     def folder(self) -> Path:

@@ -43,6 +43,9 @@ PERSONAL = {"task.details_shared", "sms.received", "concern.raised"}
 # Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
 # a revoked token is refused by every service.
 EVERY_SERVICE = {"token.revoked"}
+# A person's erasure: each service that holds something of theirs removes it, on a queue of its own; metrics holds
+# nothing of anyone, and keeps its counts.
+ERASURES = {"person.erased"}
 
 # consumer -> {group name: (producer, [event types])}
 SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
@@ -59,16 +62,18 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "replies": ("notify", ["sms.received", "sms.sent", "sms.failed", "contact.opted_out", "contact.opted_in",
                                "contact.invalid"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
+        "erasures": ("intake", sorted(ERASURES)),
     },
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "reply.answered", "task.completed", "task.given_back"]),
         "details": ("intake", ["task.details_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
+        "erasures": ("intake", sorted(ERASURES)),
     },
     "metrics": {
         **{f"{producer}-all": (producer, sorted({c.TYPE for c in EVENTS.values() if c.PRODUCER == producer
-                                                 and c.TYPE not in PERSONAL | EVERY_SERVICE}))
+                                                 and c.TYPE not in PERSONAL | EVERY_SERVICE | ERASURES}))
            for producer in PRODUCERS},
         "tokens": ("intake", sorted(EVERY_SERVICE)),
     },

@@ -20,9 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.directory import DirectoryEntry
-from services.intake.domain import (ANSWERS_DUE_SOON, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry, Concern,
-                                    ConcernAction, Consent, FailedSignIn, Organisation, OrganisationExists, SupportRequest, TimelineEntry,
-                                    User, referred_by, within_reach)
+from services.intake.domain import (ANSWERS_DUE_SOON, FINAL_STATUSES, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry,
+                                    Concern, ConcernAction, Consent, FailedSignIn, Organisation, OrganisationExists,
+                                    SupportRequest, TimelineEntry, User, referred_by, scrubbed, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
@@ -90,6 +90,7 @@ requests = sa.Table(
     sa.Column("source_document", sa.JSON),  # a FHIR ServiceRequest (or the transaction Bundle it came in), as sent
     sa.Column("to_check", sa.JSON, default=list, nullable=False),  # what a coordinator should check (flags)
     sa.Column("signposted_to", sa.Uuid),  # the directory entry the person was pointed to, if they were
+    sa.Column("pseudonymised_at", UtcDateTime),  # when its person's details were removed (retention, or erasure)
     sa.Column("created_by", sa.String(200), index=True, nullable=False),
     sa.Column("created_at", UtcDateTime, default=utcnow, nullable=False),
     sa.Column("updated_at", UtcDateTime, default=utcnow, onupdate=utcnow, nullable=False),
@@ -127,6 +128,18 @@ audit_log = sa.Table(
 )
 
 idempotency_keys = idempotency.table(metadata)
+
+# What each run of the nightly retention job did, and each erasure: counts and request ids, never a person's details.
+retention_runs = sa.Table(
+    "retention_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(12), nullable=False),  # "nightly" or "erasure"
+    sa.Column("day", sa.Date, index=True, nullable=False),  # the day it ran for (the services' clock)
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), default="", nullable=False),  # who asked for an erasure
+    sa.Column("counts", sa.JSON, default=dict, nullable=False),  # by community: what was done, how many times
+    sa.Column("request_ids", sa.JSON, default=list, nullable=False),  # an erasure's requests
+)
 
 users = sa.Table(
     "users", metadata,
@@ -623,6 +636,102 @@ class SqlAuditLog:
         self.new_rows.append(audit_log, entry)
 
 
+class SqlRetention:
+    """What the retention job and erasures read and change besides the requests themselves: the copies of a
+    person's details in the idempotency answers, the outbox and the webhook deliveries; old audit entries; and the
+    record of each run."""
+
+    # Intake's events that can carry what a person or a coordinator wrote about the person.
+    PERSONAL_EVENTS = ("task.details_shared", "request.cancelled")
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def closed_and_quiet(self, community: str, before: datetime, limit: int) -> list[SupportRequest]:
+        """Closed requests of the community, nothing changed since `before`, whose person's details are still
+        there, oldest first; on PostgreSQL locked for this transaction, skipping those another run holds."""
+        c = requests.c
+        query = (sa.select(SupportRequest).where(c.community == community, c.status.in_(FINAL_STATUSES),
+                                                 c.updated_at < before, c.pseudonymised_at.is_(None))
+                 .order_by(c.updated_at).limit(limit))
+        return list(self.session.scalars(lock_skipping(self.session, query)))
+
+    def closed_with_documents(self, limit: int) -> list[SupportRequest]:
+        """Closed requests still holding the document they came in (closed before documents were dropped at
+        closing), locked as `closed_and_quiet` locks them."""
+        c = requests.c
+        query = (sa.select(SupportRequest).where(c.status.in_(FINAL_STATUSES), c.source_document.is_not(None))
+                 .order_by(c.updated_at).limit(limit))
+        return list(self.session.scalars(lock_skipping(self.session, query)))
+
+    def of(self, request_ids: list[uuid.UUID], lock: bool = False) -> list[SupportRequest]:
+        """These requests; with `lock`, locked for this transaction (an erasure waits for whatever else holds
+        them)."""
+        query = sa.select(SupportRequest).where(requests.c.id.in_(request_ids)).order_by(requests.c.id)
+        if lock and is_postgres(self.session):
+            query = query.with_for_update()
+        return list(self.session.scalars(query))
+
+    def scrub_copies(self, request_id: uuid.UUID, values: list[str]) -> int:
+        """Remove `values` from every copy of the request's details intake keeps elsewhere: the answers kept for
+        Idempotency-Keys (a create's answer is the request), its events in the outbox (published or not), and what
+        its referrer's webhook was sent. How many rows changed."""
+        changed = 0
+        key = str(request_id)
+        answers = self.session.execute(sa.select(idempotency_keys).where(
+            sa.cast(idempotency_keys.c.response, sa.Text).like(f"%{key}%"))).all()
+        for answer in answers:
+            self.session.execute(sa.update(idempotency_keys).where(
+                idempotency_keys.c.subject == answer.subject, idempotency_keys.c.key == answer.key).values(
+                response=scrubbed(answer.response, values)))
+            changed += 1
+        events = self.session.scalars(sa.select(outbox.table).where(
+            outbox.table.event_type.in_(self.PERSONAL_EVENTS),
+            outbox.table.body["payload"]["request_id"].as_string() == key)).all()
+        for event in events:
+            event.body = scrubbed(event.body, values)
+            changed += 1
+        deliveries = self.session.execute(sa.select(webhook_deliveries.c.id, webhook_deliveries.c.body).where(
+            webhook_deliveries.c.request_id == request_id)).all()
+        for delivery in deliveries:
+            self.session.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
+                body=scrubbed(delivery.body, values)))
+            changed += 1
+        return changed
+
+    def drop_audit_before(self, community: str, before: datetime) -> int:
+        """Remove the audit entries about the community's requests made before `before`; how many."""
+        about = sa.select(requests.c.id).where(requests.c.community == community)
+        return self.session.execute(sa.delete(audit_log).where(
+            audit_log.c.at < before, audit_log.c.request_id.in_(about))).rowcount or 0
+
+    def ran_on(self, kind: str, day: date) -> bool:
+        """Whether a run of this kind was recorded for this day."""
+        return self.session.scalar(sa.select(sa.func.count()).select_from(retention_runs).where(
+            retention_runs.c.kind == kind, retention_runs.c.day == day)) > 0
+
+    def record(self, kind: str, day: date, at: datetime, counts: dict[str, Any], actor: str = "",
+               request_ids: list[uuid.UUID] = ()) -> None:
+        """Record a run: what it did, and for an erasure who asked and which requests."""
+        self.session.execute(sa.insert(retention_runs).values(kind=kind, day=day, at=at, actor=actor, counts=counts,
+                                                              request_ids=[str(i) for i in request_ids]))
+
+    def runs(self, limit: int = 50) -> list[Any]:
+        """The latest runs, newest first."""
+        return list(self.session.execute(sa.select(retention_runs).order_by(retention_runs.c.id.desc())
+                                         .limit(limit)))
+
+    def audit_about(self, request_ids: list[uuid.UUID]) -> list[AuditEntry]:
+        """The audit entries about these requests, oldest first."""
+        return list(self.session.scalars(sa.select(AuditEntry).where(audit_log.c.request_id.in_(request_ids))
+                                         .order_by(audit_log.c.at, audit_log.c.id)))
+
+
+def lock_skipping(session: Session, query):
+    """On PostgreSQL, the rows `query` selects locked for this transaction, skipping those another one holds."""
+    return query.with_for_update(skip_locked=True) if is_postgres(session) else query
+
+
 class SqlUsers:
     """People who sign in."""
 
@@ -719,6 +828,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.users = SqlUsers(session)
         self.sign_ins = SqlSignIns(session)
         self.revoked_tokens = revocations.repository(session)
+        self.retention = SqlRetention(session)
 
     def publish(self, event: EventPayload, *, correlation_id: str | None = None) -> dict[str, Any]:
         """Stage an event in the outbox (checked against its contract, its relay woken at commit, as any service's),

@@ -42,19 +42,22 @@ def create_app(test_config=None):
 
 
 def worker(app) -> WorkerParts:
-    """Intake's worker: it follows matching's events, and sends referrers' organisations their webhooks."""
+    """Intake's worker: it follows matching's events, sends referrers' organisations their webhooks, and runs the
+    nightly retention job."""
     from services.intake.entrypoints.handlers import HANDLERS
+    from services.intake.entrypoints.timers import retention_loop
     from services.intake.entrypoints.webhooks import webhooks_loop
 
     return WorkerParts.from_handlers("intake", app, HANDLERS, outbox,
-                                     loops={"webhooks": webhooks_loop(app.extensions["ccs"])})
+                                     loops={"webhooks": webhooks_loop(app.extensions["ccs"]),
+                                            "retention": retention_loop(app.extensions["ccs"])})
 
 
 def commands() -> list:
-    """Intake's `ccs` commands: `users`, `tokens` and `directory`."""
-    from services.intake.entrypoints.cli import directory, tokens, users
+    """Intake's `ccs` commands: `users`, `tokens`, `directory` and `person`."""
+    from services.intake.entrypoints.cli import directory, person, tokens, users
 
-    return [users, tokens, directory]
+    return [users, tokens, directory, person]
 
 
 SERVICE = ServiceDefinition(

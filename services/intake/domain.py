@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Iterable, Protocol
 
+import phonenumbers
+
 from services.intake import fhir
 from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
@@ -228,6 +230,7 @@ class SupportRequest:
         self.answers_due_at: datetime | None = None  # when the latest offers sent time out (matching says)
         self.sms_waiting, self.sms_waiting_as_of = 0, None  # SMS about it in notify's inbox, as of when notify said
         self.concerns_open = 0  # volunteers' concerns about the person still open in the safeguarding log
+        self.pseudonymised_at: datetime | None = None  # when its person's details were removed (retention, erasure)
         self.consents = []
         self.timeline = []
 
@@ -266,8 +269,15 @@ class SupportRequest:
             return False
         if status in FINAL_STATUSES or REQUEST_STATUSES.index(status) > REQUEST_STATUSES.index(self.status):
             self.status = status
+            self.closing()
             return True
         return False
+
+    def closing(self) -> None:
+        """What a request keeps once it is closed: not the document it came in (a FHIR ServiceRequest or Bundle,
+        with the whole patient in it), which is kept only while the request is open."""
+        if self.status in FINAL_STATUSES:
+            self.source_document = None
 
     def consent(self, kind: str) -> bool:
         """The latest recorded answer for a kind of consent (no record means no)."""
@@ -303,6 +313,8 @@ class SupportRequest:
         one never offered)."""
         if not self.is_open:
             raise NotOpen(self.status, "changed")
+        if self.pseudonymised_at is not None:  # nothing of the person is left to change, and they asked for that
+            raise NotOpen("erased", "changed")
         changed = sorted(name for name, value in columns.items() if getattr(self, name) != value)
         if "support_type" in changed and not KINDS[columns["support_type"]].offered and not self.held:
             raise NotOffered("Volunteers may have been asked about this request, so it cannot become "
@@ -350,6 +362,7 @@ class SupportRequest:
         self.note(what, detail.format(**facts.as_dict()), "matching", at=at)
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
+        self.closing()
         if event_type == "task.given_back" and self.status in NOT_MATCHED:
             self.given_back_at = at
         elif self.status not in NOT_MATCHED:
@@ -427,10 +440,36 @@ class SupportRequest:
             person_ref=person_ref(self.person_name, self.person_phone, self.date_of_birth, secret_key),
             is_carer=self.is_carer, referrer_organisation=self.referrer_organisation)
 
+    def forget_person(self, at: datetime) -> list[str]:
+        """Remove the person's details (retention's pseudonymisation, and erasure): name, phone, address, postcode
+        (the district stays), date of birth, notes, the referral's reason, the document it came in, what was to be
+        checked, and every text on it that quotes them. What it was, where (the district), when and how it went
+        stay, for the counts. The values removed, to remove wherever else they were copied (`scrubbed`)."""
+        values = personal_values(self)
+        self.person_name, self.person_phone, self.address, self.postcode = REMOVED_NAME, None, "", None
+        self.date_of_birth, self.coordinator_notes, self.referral_reason = None, "", ""
+        self.source_document = None
+        self.to_check = [{"field": c.get("field"), "why": scrubbed(c.get("why", ""), values)} for c in self.to_check]
+        self.outcome = scrubbed(self.outcome, values)
+        for entry in self.timeline:
+            entry.detail = REMOVED if entry.what in WRITTEN_BY_PEOPLE and entry.detail else scrubbed(entry.detail,
+                                                                                                   values)
+        self.pseudonymised_at = at
+        return values
+
+    def as_held(self) -> dict[str, Any]:
+        """Everything kept of the request, with its consents and timeline (a subject access export)."""
+        held = {name: value for name, value in vars(self).items()
+                if not name.startswith("_") and name not in ("consents", "timeline")}
+        held["consents"] = [{"kind": c.kind, "given": c.given, "recorded_by": c.recorded_by,
+                             "recorded_at": c.recorded_at} for c in self.consents]
+        held["timeline"] = [{"at": e.at, "what": e.what, "detail": e.detail, "actor": e.actor} for e in self.timeline]
+        return held
+
     def details_for(self, accepted: OfferAccepted) -> TaskDetailsShared:
         """What the volunteer who accepted, and only they, may be told: the person's first name, address and phone
         where the person consented to sharing them; otherwise nothing, and the coordinator calls."""
-        shared = self.consent("share_contact")
+        shared = self.consent("share_contact") and self.pseudonymised_at is None  # nothing left to share
         return TaskDetailsShared(
             offer_id=accepted.offer_id, request_id=self.id, phone=accepted.phone, code=accepted.code,
             language=accepted.language, community=self.community, shared=shared,
@@ -486,6 +525,57 @@ def completion(done: TaskCompleted) -> tuple[str, bool]:
     if done.hours:
         detail += f" ({done.hours:g} hours)"
     return detail, last
+
+
+# --- retention and erasure ---------------------------------------------------------------------------------------
+
+REMOVED = "[removed]"
+REMOVED_NAME = "(details removed)"
+# Timeline entries whose words a person wrote (a coordinator's reason for cancelling, what a referral's sender gave
+# that was to be checked): they may say anything about the person, so they go whole.
+WRITTEN_BY_PEOPLE = ("cancelled", "to check")
+
+
+def personal_values(request: "SupportRequest") -> list[str]:
+    """What identifies the person in any text or document about their request: their name and each part of it,
+    their phone number as stored and as people write it, their address, postcode and date of birth, and what a
+    referral sent that was to be checked; longest first, so a longer one is removed before a part of it."""
+    values = {request.person_name, *request.person_name.split(), request.address, request.postcode or "",
+              *phone_forms(request.person_phone)}
+    if request.date_of_birth:
+        born = request.date_of_birth
+        values |= {born.isoformat(), f"{born:%d/%m/%Y}", f"{born:%d-%m-%Y}"}
+    values |= {c["value"] for c in request.to_check if isinstance(c.get("value"), str)}
+    values.discard(REMOVED_NAME)
+    return sorted({v.strip() for v in values if v and len(v.strip()) >= 2}, key=lambda v: (-len(v), v))
+
+
+def phone_forms(phone: str | None) -> set[str]:
+    """A number as stored (E.164) and as people write it: national, with and without its spaces."""
+    if not phone:
+        return set()
+    forms = {phone}
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return forms
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return forms | {national, national.replace(" ", ""), international, phone.lstrip("+")}
+
+
+def scrubbed(value: Any, values: list[str]) -> Any:
+    """`value` (a text, or a JSON document) with every one of `values` in it (in any case, and not as a part of a
+    longer word: "Pat" goes, "Patient" stays) replaced by [removed]."""
+    if isinstance(value, str):
+        for personal in values:
+            value = re.sub(rf"(?<!\w){re.escape(personal)}(?!\w)", REMOVED, value, flags=re.IGNORECASE)
+        return value
+    if isinstance(value, dict):
+        return {key: scrubbed(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrubbed(item, values) for item in value]
+    return value
 
 
 def person_ref(name: str, phone: str | None, date_of_birth: date | None, secret_key: str) -> str:

@@ -628,9 +628,17 @@ def stored_resource(resource: dict[str, Any], id: str, status: str) -> dict[str,
     return stored
 
 
-def service_request_of(document: dict[str, Any]) -> dict[str, Any]:
+# What a closed referral's ServiceRequest says once the document it came in is no longer kept (retention: the document
+# holds the whole patient, and is kept only while the request is open).
+NOT_KEPT = {"resourceType": "ServiceRequest", "intent": "order",
+            "subject": {"display": "Not kept: the document sent is dropped when the request closes"}}
+
+
+def service_request_of(document: dict[str, Any] | None) -> dict[str, Any]:
     """The ServiceRequest a stored document (a ServiceRequest, or the transaction Bundle it came in) holds, with
-    what the Bundle gave it contained."""
+    what the Bundle gave it contained; once the request closed and the document went, only what says so."""
+    if document is None:
+        return NOT_KEPT
     return from_bundle(document)[0] if document.get("resourceType") == "Bundle" else document
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
@@ -19,8 +19,8 @@ from shared.communities import get as community
 from shared.taxonomy import CONCERN_ACTIONS
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import (ConcernClosed, ConcernOpened, RequestCancelled, RequestSignposted,
-                                    RequestSubmitted, RequestUpdated, TokenRevoked)
+from shared.contracts.intake import (ConcernClosed, ConcernOpened, PersonErased, RequestCancelled,
+                                    RequestSignposted, RequestSubmitted, RequestUpdated, TokenRevoked)
 
 
 @dataclass
@@ -557,3 +557,110 @@ def signposted_entry(uow, actor: Actor, request: SupportRequest) -> DirectoryEnt
         entry = uow.directory.names({request.signposted_to}).get(request.signposted_to)
         uow.commit()
     return entry if entry is not None and entry.community == request.community else None
+
+
+# --- retention and erasure --------------------------------------------------------------------------------------------
+
+RETENTION_BATCH = 200  # requests claimed by one transaction of the nightly job
+
+
+def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, batch: int = RETENTION_BATCH,
+                    ) -> dict[str, dict[str, int]]:
+    """The nightly retention job: in each community, pseudonymise the person's details of every closed request with
+    nothing happening to it for the community's `closed_request_days`, and remove the audit entries older than its
+    `audit_log_days`; drop the documents closed requests still hold. Each batch of requests is claimed (SKIP LOCKED)
+    and done in a transaction of its own, so two runs at once do each request once, and a second run finds nothing
+    left to do. Records the run (counts by community, no personal data); the counts."""
+    counts: dict[str, dict[str, int]] = {}
+    for slug, place in communities.items():
+        keeps = place.keeps
+        done = {"pseudonymised": 0, "copies_scrubbed": 0, "audit_entries_removed": 0}
+        while True:
+            with unit_of_work() as uow:
+                claimed = uow.retention.closed_and_quiet(slug, now - timedelta(days=keeps.closed_request_days),
+                                                         batch)
+                for request in claimed:
+                    done["copies_scrubbed"] += uow.retention.scrub_copies(request.id, request.forget_person(now))
+                uow.commit()
+            done["pseudonymised"] += len(claimed)
+            if len(claimed) < batch:
+                break
+        with unit_of_work() as uow:
+            done["audit_entries_removed"] = uow.retention.drop_audit_before(
+                slug, now - timedelta(days=keeps.audit_log_days))
+            # KEPT LONGER: intake's safeguarding concerns log, when it has one, is kept for the community's
+            # `safeguarding_log_days` (keeps.safeguarding_log_days), never the shorter closed_request_days: remove
+            # its entries older than that here, as the audit log's are.
+            uow.commit()
+        counts[slug] = done
+    dropped = 0
+    while True:
+        with unit_of_work() as uow:
+            claimed = uow.retention.closed_with_documents(batch)
+            for request in claimed:
+                request.closing()
+            uow.commit()
+        dropped += len(claimed)
+        if len(claimed) < batch:
+            break
+    with unit_of_work() as uow:
+        uow.retention.record("nightly", now.date(), now, {"documents_dropped": dropped, **counts})
+        uow.commit()
+    return {**counts, "all": {"documents_dropped": dropped}}
+
+
+def retention_due(uow, day) -> bool:
+    """Whether the nightly job has yet to run for `day`."""
+    with uow:
+        return not uow.retention.ran_on("nightly", day)
+
+
+def requests_of_person(uow, person_id: uuid.UUID, lock: bool = False) -> list[SupportRequest]:
+    """The requests of the person with this id (with `lock`, locked for the caller's transaction); NotFound if there
+    is none.
+
+    A person is, for now, the person of one request: `person_id` is that request's id. (With a record of each person,
+    this is where their id finds their requests, and the caller also erases or exports that record.)"""
+    found = uow.retention.of([person_id], lock=lock)
+    if not found:
+        raise NotFound(f"No person or request {person_id}.")
+    return found
+
+
+def erase_person(uow, actor: Actor, person_id: uuid.UUID, now: datetime) -> list[SupportRequest]:
+    """Erase a person at their request: their details removed from each of their requests and every copy intake
+    keeps (idempotency answers, events, webhook deliveries; `forget_person`), and each other service told
+    (`person.erased`, with the requests' ids alone) to remove what it holds about those requests. The requests stay,
+    with their status, so every count stays the same. Recorded in the audit log and the retention runs: who, when,
+    which requests. The requests erased."""
+    with uow:
+        found = requests_of_person(uow, person_id, lock=True)
+        for request in found:
+            uow.retention.scrub_copies(request.id, request.forget_person(now))
+            request.note("erased", "The person's details were erased at their request", actor.subject, at=now)
+            uow.audit.add(AuditEntry.of(actor, "erase", request.id, ["person"]))
+        by_community: dict[str, list[uuid.UUID]] = {}
+        for request in found:
+            by_community.setdefault(request.community, []).append(request.id)
+        for slug, ids in by_community.items():
+            uow.publish(PersonErased(community=slug, request_ids=ids), correlation_id=str(ids[0]))
+        uow.retention.record("erasure", now.date(), now, {slug: {"requests": len(ids)}
+                                                          for slug, ids in by_community.items()},
+                             actor=actor.subject, request_ids=[r.id for r in found])
+        uow.commit()
+    return found
+
+
+def export_person(uow, actor: Actor, person_id: uuid.UUID) -> dict[str, Any]:
+    """Everything intake holds about a person (subject access): each of their requests with its consents and
+    timeline, and who saw or changed their details (the audit log). The export is audited too."""
+    with uow:
+        found = requests_of_person(uow, person_id)
+        audit = uow.retention.audit_about([r.id for r in found])
+        for request in found:
+            uow.audit.add(AuditEntry.of(actor, "export", request.id))
+        held = {"requests": [request.as_held() for request in found],
+                "audit_log": [{"at": e.at.isoformat(), "actor": e.actor, "role": e.role, "action": e.action,
+                               "request_id": str(e.request_id), "fields": e.fields} for e in audit]}
+        uow.commit()
+    return held

@@ -12,6 +12,7 @@ from typing import Mapping
 from flask import Flask
 
 from services.matching.adapters import Base, MatchingUnitOfWork, outbox, revocations
+from services.matching import service_layer
 from services.matching.domain import Policy
 from services.matching.entrypoints import api, pages, timers
 from services.matching.entrypoints.handlers import HANDLERS
@@ -56,6 +57,17 @@ def worker(app: Flask) -> WorkerParts:
     return WorkerParts.from_handlers("matching", app, handlers, outbox, loops={"timers": timers.timers_loop(context)})
 
 
+def subject_access(request_ids) -> list:
+    """What matching holds about these requests, read from its own database (`ccs person export`)."""
+    from shared.db import make_engine, make_sessions
+
+    engine = make_engine(MatchingSettings.from_env().database_url)
+    try:
+        return service_layer.held_about(MatchingUnitOfWork(make_sessions(engine), outbox), request_ids)
+    finally:
+        engine.dispose()
+
+
 SERVICE = ServiceDefinition(
     name="matching",
     title="Matching",
@@ -64,4 +76,5 @@ SERVICE = ServiceDefinition(
     create_app=create_app,
     worker=worker,
     metadata=lambda: Base.metadata,
+    subject_access=subject_access,
 )

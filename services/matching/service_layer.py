@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, VIEWS, Candidate,
-                                      Conflict, MatchRequest, NotFound, Offer, Place, Policy, Volunteer,
+from services.matching.domain import (ANSWERS, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, SOON_DAYS, VIEWS,
+                                      Candidate, Conflict, MatchRequest, NotFound, Offer, Place, Policy, Volunteer,
                                       VolunteerCheck, assess, concern_id, concern_tasks, explain, facts_for,
                                       next_batch, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
@@ -41,8 +41,9 @@ from shared import gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
-from shared.contracts.intake import RequestSubmitted
-from shared.contracts.matching import (AboutRequest, CheckExpiring, ConcernRaised, OfferAccepted, OfferAnswerDue, OfferMade,
+from shared.contracts.intake import PersonErased, RequestSubmitted
+from shared.contracts.matching import (AboutRequest, CheckExpiring, ConcernRaised, OfferAccepted, OfferAnswerDue,
+                                       OfferMade,
                                        TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
@@ -726,3 +727,32 @@ def rerun(uow, actor: Actor, request_id: uuid.UUID, policy: Policy, now: datetim
     report = _report(uow, request, policy, now)
     uow.commit()
     return report
+
+
+# --- erasure and subject access ---------------------------------------------------------------------------------
+
+def forget_person(uow, erased: PersonErased) -> None:
+    """A person was erased: matching holds no name, phone, address or notes of anyone it helps, only a pseudonym
+    that links their requests (so the volunteer who helped before is asked first); that link goes. Each request is
+    locked as every change to a request is. In the handler's unit of work."""
+    for request_id in erased.request_ids:
+        request = uow.requests.lock(request_id, SYSTEM)
+        if request is not None and request.community == erased.community:
+            request.person_ref = ""
+
+
+def held_about(uow, request_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """What matching holds about these requests (a subject access export): its record of each request, and each
+    offer of it (the volunteers by id: who they are is theirs)."""
+    with uow:
+        held = []
+        for request_id in request_ids:
+            request = uow.requests.get(request_id, SYSTEM)
+            if request is None:
+                continue
+            row = {name: value for name, value in vars(request).items() if not name.startswith("_")
+                   and name != "offers"}
+            row["offers"] = [{name: value for name, value in vars(offer).items() if not name.startswith("_")}
+                             for offer in request.offers]
+            held.append(row)
+        return held

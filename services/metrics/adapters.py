@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from services.metrics.domain import REQUEST_HISTORY, Activity, Fact
+from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -67,9 +67,18 @@ activities = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False, default=utcnow),
 )
 
+baselines = sa.Table(
+    "baselines", Base.metadata,
+    sa.Column("community", sa.String(64), primary_key=True),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("set_by", sa.String(200), nullable=False),
+    sa.Column("set_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
 # The domain's classes are the rows (cosmicpython's imperative mapping): `Fact.community` is then also a column.
 Base.registry.map_imperatively(Fact, facts)
 Base.registry.map_imperatively(Activity, activities)
+Base.registry.map_imperatively(Baseline, baselines)
 
 VOLUNTEER_CHANGES = ("volunteer.registered", "volunteer.status_changed")
 
@@ -160,12 +169,32 @@ class ActivityRepository:
             Activity.held_on.desc(), Activity.created_at.desc()).limit(limit)).all())
 
 
+class BaselineRepository:
+    """Each community's baseline, as its manager set it."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def of(self, community: str) -> Baseline | None:
+        """The community's baseline, if its manager set one."""
+        return self.session.get(Baseline, community)
+
+    def add(self, baseline: Baseline) -> None:
+        """Keep a community's first baseline."""
+        self.session.add(baseline)
+
+    def remove(self, community: str) -> None:
+        """The community has no baseline any more (nothing happens if it had none)."""
+        self.session.execute(sa.delete(baselines).where(baselines.c.community == community))
+
+
 class MetricsUnitOfWork(SqlUnitOfWork):
-    """One transaction over metrics' database: `uow.facts`, `uow.activities`, and the answers kept for
-    Idempotency-Keys (`uow.answers`)."""
+    """One transaction over metrics' database: `uow.facts`, `uow.activities`, `uow.baselines`, and the answers kept
+    for Idempotency-Keys (`uow.answers`)."""
 
     facts: FactRepository
     activities: ActivityRepository
+    baselines: BaselineRepository
     answers: idempotency.Answers
 
     def __init__(self, sessions: sessionmaker):
@@ -175,4 +204,5 @@ class MetricsUnitOfWork(SqlUnitOfWork):
         """Attach the repositories to this transaction's session."""
         self.facts = FactRepository(session)
         self.activities = ActivityRepository(session)
+        self.baselines = BaselineRepository(session)
         self.answers = idempotency.Answers(session, idempotency_keys)

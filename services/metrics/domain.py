@@ -146,6 +146,35 @@ def activity_day_problem(day: date, today: date) -> str | None:
     return None
 
 
+@dataclass(eq=False)
+class Baseline:
+    """The period a community compares itself with, as its manager chose it: the period of any length (a month, a
+    quarter ...) that `starts_on` falls in, so a month is compared with the baseline's month and a year with its
+    year."""
+
+    community: str
+    starts_on: date
+    set_by: str
+    set_at: datetime
+
+    def span(self, period: str) -> tuple[date, date]:
+        """The baseline's period of this length: the one `starts_on` falls in."""
+        return period_of(period, self.starts_on)
+
+
+BASELINE_WITHIN = timedelta(days=10 * 366)  # a baseline is at most ten years back
+
+
+def baseline_day_problem(day: date, today: date) -> str | None:
+    """What is wrong with a baseline's day: it is in the past (a baseline is counted, not forecast), at most ten
+    years ago."""
+    if day > today:
+        return "Must be a day that has happened: a baseline is a period already counted."
+    if day < today - BASELINE_WITHIN:
+        return "Must be at most ten years ago."
+    return None
+
+
 # --- who sees what ------------------------------------------------------------------------------------------------
 
 def communities_asked(mine: Iterable[str], community: str | None) -> list[str]:
@@ -164,12 +193,13 @@ def communities_shown(mine: Iterable[str], community: str | None) -> list[str]:
     return [community] if community in mine else mine
 
 
-def community_to_log(mine: Iterable[str], community: str | None) -> str:
-    """Where an activity is logged: the community named (it must be the actor's), else their first."""
+def community_to_log(mine: Iterable[str], community: str | None, what: str = "log activities") -> str:
+    """Where an activity is logged (or a baseline set): the community named (it must be the actor's), else their
+    first."""
     mine = list(mine)
-    chosen = community or mine[0]
-    if chosen not in mine:
-        raise NotYourCommunity("You may log activities only for your own communities.")
+    chosen = community or (mine[0] if mine else None)
+    if chosen is None or chosen not in mine:
+        raise NotYourCommunity(f"You may {what} only for your own communities.")
     return chosen
 
 
@@ -407,6 +437,10 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         (f for f in history if f.event_type in ("request.matched", "request.unmatched")),
         key=lambda f: f.event_type == "request.matched")}  # matched if ever matched
     decided = [outcomes[f.request_id] for f in requests if f.request_id in outcomes]
+    # People supported: those whose request had help in the span (a task done, a visit, a signposting outcome),
+    # each once, by the pseudonymous reference their request was submitted with.
+    submitted = {f.request_id: f for f in history if f.event_type == "request.submitted"}
+    helped = {submitted[f.request_id] for f in completed + signposted if f.request_id in submitted}
     partners = {f.organisation for f in requests if f.organisation} | {a.organisation for a in activities
                                                                          if a.organisation}
 
@@ -429,8 +463,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "volunteers_paused": len({f.volunteer_id for f in changes if f.status == "paused"}),
         "volunteers_left": len({f.volunteer_id for f in changes if f.status == "left"}),
         "active_volunteers": len(volunteers),
-        "people_reached": len({f.person_ref for f in requests if f.person_ref}),
-        "carers_supported": len({f.person_ref for f in requests if f.person_ref and f.is_carer}),
+        "people_reached": len({f.person_ref for f in helped if f.person_ref}),
+        "carers_supported": len({f.person_ref for f in helped if f.person_ref and f.is_carer}),
         "bereavement_supports": len(bereavement),
         "future_planning_reached": len(planning) + planning_attendance,
         "group_activities": len(activities),

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
-from services.metrics.domain import Activity, Fact, Filters
+from services.metrics.domain import Activity, Baseline, Fact, Filters
 from shared import communities as known_communities
 from shared.auth import Actor
 from shared.contracts import Event
@@ -91,6 +91,39 @@ def activities_logged(uow: MetricsUnitOfWork, actor: Actor, limit: int = 100) ->
         return uow.activities.latest(actor, limit)
 
 
+# --- baselines -----------------------------------------------------------------------------------------------------
+
+def set_baseline(uow: MetricsUnitOfWork, actor: Actor, community: str | None, starts_on: date,
+                 now: datetime) -> Baseline:
+    """Set the period a community compares itself with (the actor's only community, or the one named, which must be
+    theirs): the period of each length that `starts_on` falls in. Setting it again moves it."""
+    chosen = domain.community_to_log(actor.communities, community, "set a baseline")
+    with uow:
+        baseline = uow.baselines.of(chosen)
+        if baseline is None:
+            baseline = Baseline(community=chosen, starts_on=starts_on, set_by=actor.subject, set_at=now)
+            uow.baselines.add(baseline)
+        else:
+            baseline.starts_on, baseline.set_by, baseline.set_at = starts_on, actor.subject, now
+        uow.commit()
+        return baseline
+
+
+def remove_baseline(uow: MetricsUnitOfWork, actor: Actor, community: str | None) -> None:
+    """No baseline for the actor's only community, or the one named (which must be theirs)."""
+    chosen = domain.community_to_log(actor.communities, community, "remove a baseline")
+    with uow:
+        uow.baselines.remove(chosen)
+        uow.commit()
+
+
+def baseline_of(uow: MetricsUnitOfWork, actor: Actor, community: str | None) -> Baseline | None:
+    """The baseline of the actor's only community, or of the one named (NotYourCommunity for another's)."""
+    chosen = domain.community_to_log(actor.communities, community, "see a baseline")
+    with uow:
+        return uow.baselines.of(chosen)
+
+
 # --- the counts ----------------------------------------------------------------------------------------------------
 
 def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[date, date]], kind: str | None,
@@ -128,7 +161,8 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
 def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end: date, below: int,
             kind: str | None = None, source: str | None = None) -> dict[str, Any]:
     """Each period from `start` to `end` with every measure and the period before's beside it (suppressed), of
-    the scope's communities only."""
+    the scope's communities only; and, for one community whose manager set one, its baseline period's measures
+    (None otherwise: communities' baselines are different periods, so they are not added up)."""
     kept = None  # with a kind or source asked for, outcomes count only for requests of that kind now, or source
     if kind or source:
         requests = uow.facts.requests_in(scope)
@@ -137,7 +171,13 @@ def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end:
     counted = [domain.shown(measures, below) for measures in _measures_of_each(uow, scope, spans, kind, source, kept)]
     rows = [{"start": first, "end": last, "measures": now, "previous": before}
             for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
-    return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows}
+    baseline = None
+    if len(scope.communities) == 1 and (chosen := uow.baselines.of(scope.communities[0])) is not None:
+        first, last = chosen.span(period)
+        measures = _measures_of_each(uow, scope, [(first, last)], kind, source, kept)[0]
+        baseline = {"start": first, "end": last, "measures": domain.shown(measures, below)}
+    return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows,
+            "baseline": baseline}
 
 
 def activity(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -170,6 +210,9 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
     funder; `before` is that earlier period's first and last day."""
     communities = domain.communities_shown(actor.communities, filters.community)
     first, last = domain.period_of(period, filters.end or domain.last_whole(period, today))
+    scope = narrowed(actor, communities)
     with uow:
-        result = _counts(uow, narrowed(actor, communities), period, first, last, settings.suppress_below)
-    return {**result, "before": domain.previous(period, first)}
+        result = _counts(uow, scope, period, first, last, settings.suppress_below)
+        # the report's charts: the six periods up to this one (the same counts; the last is the one reported)
+        trend = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
+    return {**result, "before": domain.previous(period, first), "trend": trend["periods"]}

@@ -124,6 +124,17 @@ inbound_messages = sa.Table(
     sa.Index("ix_inbound_messages_attention", "attention", "dealt_with_at"),
 )
 
+# What each run of the nightly retention job did, and each erasure it carried out: counts and request ids only.
+retention_runs = sa.Table(
+    "retention_runs", Base.metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(12), nullable=False),  # "nightly" or "erasure"
+    sa.Column("day", sa.Date, index=True, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("counts", sa.JSON, default=dict, nullable=False),
+    sa.Column("request_ids", sa.JSON, default=list, nullable=False),
+)
+
 # The domain's classes are the rows (cosmicpython's imperative mapping): `OutgoingMessage.key` is also a column.
 Base.registry.map_imperatively(Contact, contacts)
 Base.registry.map_imperatively(OutgoingMessage, outgoing_messages)
@@ -370,6 +381,79 @@ class ConversationRepository:
         return _detached(self.session, received), _detached(self.session, sent)
 
 
+class RetentionRepository:
+    """The texts of SMS, as retention and erasure remove them (the records that they were sent or received stay:
+    to whom, why, when, how it went), and the record of each run."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def blank_sent(self, where: list, limit: int) -> int:
+        """Blank the text of up to `limit` SMS that `where` chooses and still have one, claimed with SKIP LOCKED on
+        PostgreSQL; one still waiting to go is cancelled (it would go empty). How many."""
+        t = outgoing_messages.c
+        ids = self.session.scalars(_skip_locked(self.session, sa.select(t.id).where(t.body != "", *where)
+                                                .order_by(t.created_at).limit(limit))).all()
+        if ids:
+            self.session.execute(sa.update(outgoing_messages).where(t.id.in_(ids)).values(body=""))
+            self.session.execute(sa.update(outgoing_messages).where(t.id.in_(ids), t.status == "queued").values(
+                status="cancelled", next_attempt_at=None))
+        return len(ids)
+
+    def blank_received(self, where: list, limit: int) -> int:
+        """Blank the text of up to `limit` received SMS that `where` chooses and still have one, and the copy of
+        each in the `sms.received` event notify published; claimed as `blank_sent` claims; how many."""
+        t = inbound_messages.c
+        sids = self.session.scalars(_skip_locked(self.session, sa.select(t.message_sid).where(t.body != "", *where)
+                                                 .order_by(t.received_at).limit(limit))).all()
+        if not sids:
+            return 0
+        self.session.execute(sa.update(inbound_messages).where(t.message_sid.in_(sids)).values(body=""))
+        events = self.session.scalars(sa.select(outbox.table).where(
+            outbox.table.event_type == "sms.received",
+            outbox.table.body["payload"]["message_sid"].as_string().in_(sids))).all()
+        for event in events:
+            event.body = {**event.body, "payload": {**event.body["payload"], "body": ""}}
+        return len(sids)
+
+    def sent_older_than(self, community: str, before: datetime) -> list:
+        """Which SMS are the community's, older than `before`, and no longer waiting to go."""
+        t = outgoing_messages.c
+        return [t.community == community, t.created_at < before, t.status.not_in(("queued", "sending"))]
+
+    def received_older_than(self, number: str | None, before: datetime, others: list[str] = ()) -> list:
+        """Which received SMS came to this number (None: to none of `others`) and are older than `before`."""
+        t = inbound_messages.c
+        to = t.to_phone == number if number is not None else t.to_phone.not_in(others)
+        return [to, t.received_at < before]
+
+    def sent_about(self, community: str, request_ids: list[uuid.UUID]) -> list:
+        """Which sent SMS are about these requests of the community."""
+        return [outgoing_messages.c.community == community, outgoing_messages.c.request_id.in_(request_ids)]
+
+    def received_about(self, request_ids: list[uuid.UUID]) -> list:
+        """Which received SMS were about these requests (in the coordinators' inbox)."""
+        return [inbound_messages.c.request_id.in_(request_ids)]
+
+    def held_about(self, request_ids: list[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
+        """Every SMS about these requests, sent and received, as rows (a subject access export)."""
+        sent = self.session.execute(sa.select(outgoing_messages).where(outgoing_messages.c.request_id.in_(
+            request_ids)).order_by(outgoing_messages.c.created_at)).mappings().all()
+        received = self.session.execute(sa.select(inbound_messages).where(inbound_messages.c.request_id.in_(
+            request_ids)).order_by(inbound_messages.c.received_at)).mappings().all()
+        return {"sent": [dict(row) for row in sent], "received": [dict(row) for row in received]}
+
+    def ran_on(self, kind: str, day) -> bool:
+        """Whether a run of this kind was recorded for this day."""
+        return self.session.scalar(sa.select(sa.func.count()).select_from(retention_runs).where(
+            retention_runs.c.kind == kind, retention_runs.c.day == day)) > 0
+
+    def record(self, kind: str, at: datetime, counts: dict[str, Any], request_ids: list[uuid.UUID] = ()) -> None:
+        """Record a run: what it did, and for an erasure which requests."""
+        self.session.execute(sa.insert(retention_runs).values(kind=kind, day=at.date(), at=at, counts=counts,
+                                                              request_ids=[str(i) for i in request_ids]))
+
+
 class NotifyUnitOfWork(SqlUnitOfWork):
     """One transaction over notify's database: `uow.contacts`, `uow.messages`, `uow.inbound`,
     `uow.conversations`."""
@@ -388,6 +472,7 @@ class NotifyUnitOfWork(SqlUnitOfWork):
         self.messages = MessageRepository(session)
         self.inbound = InboundRepository(session)
         self.conversations = ConversationRepository(session)
+        self.retention = RetentionRepository(session)
 
 
 # --- SMS gateways ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from services.notify.adapters import Base, NotifyUnitOfWork, gateway_for, holds,
 from services.notify.domain import Retry
 from services.notify.entrypoints import api, handlers, pages
 from services.notify.entrypoints.sender import sender
+from services.notify.entrypoints.timers import retention_loop
 from shared import config
 from shared.communities import Community, all_communities
 from shared.config import Settings, env_number, quiet_hours_from
@@ -51,14 +52,28 @@ def create_app(test_config=None):
 
 
 def worker(app) -> WorkerParts:
-    """The worker's parts: the handlers that queue SMS, and the sender that sends them through the gateway the
-    settings choose (Twilio, or the development gateway)."""
+    """The worker's parts: the handlers that queue SMS, the sender that sends them through the gateway the
+    settings choose (Twilio, or the development gateway), and the nightly retention job."""
     context = app.extensions["ccs"]
     settings = context.settings
     gateway = gateway_for(settings)
     holds.listener = getattr(gateway, "held", None)  # the development gateway shows what waits out the quiet hours
     return WorkerParts.from_handlers("notify", app, handlers.bound(settings), outbox,
-                                     loops={"sender": sender(context.uow, gateway, settings)})
+                                     loops={"sender": sender(context.uow, gateway, settings),
+                                            "retention": retention_loop(context)})
+
+
+def subject_access(request_ids) -> dict:
+    """Every SMS notify holds about these requests, sent and received, read from its own database (`ccs person
+    export`)."""
+    from shared.db import make_engine, make_sessions
+    from services.notify import service_layer
+
+    engine = make_engine(NotifySettings.from_env().database_url)
+    try:
+        return service_layer.held_about(NotifyUnitOfWork(make_sessions(engine)), request_ids)
+    finally:
+        engine.dispose()
 
 
 SERVICE = ServiceDefinition(
@@ -69,4 +84,5 @@ SERVICE = ServiceDefinition(
     create_app=create_app,
     worker=worker,
     metadata=lambda: Base.metadata,
+    subject_access=subject_access,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
@@ -18,7 +18,7 @@ from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, 
 from services.notify.messages import away_dates_text, parse_reply
 from shared import tracing
 from shared.auth import Actor
-from shared.contracts.intake import TaskDetailsShared
+from shared.contracts.intake import PersonErased, TaskDetailsShared
 from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
@@ -482,3 +482,68 @@ def text_as_phone(uow: NotifyUnitOfWork, phone, sender: str, to: str | None, bod
     if theirs:
         raise domain.NotInScope("phone")
     return {"phone": sender, "body": body, **phone.text(sender, to, body)}
+
+
+# --- retention and erasure --------------------------------------------------------------------------------------
+
+RETENTION_BATCH = 500  # SMS claimed by one transaction of the nightly job
+
+
+def _blank_all(unit_of_work, blank, where, batch: int) -> int:
+    """Blank in batches, each claimed and committed in a transaction of its own, until none is left; how many."""
+    done = 0
+    while True:
+        with unit_of_work() as uow:
+            blanked = blank(uow)(where(uow), batch)
+            uow.commit()
+        done += blanked
+        if blanked < batch:
+            return done
+
+
+def apply_retention(unit_of_work, now: datetime, communities: dict, batch: int = RETENTION_BATCH,
+                    ) -> dict[str, dict[str, int]]:
+    """The nightly retention job: blank the text of every SMS sent or received longer ago than its community's
+    `sms_body_days` (a text to a number that is no community's, after the default period), keeping the record that
+    it was. Two runs at once blank each once; a second run finds nothing to do. Records the run; the counts."""
+    from shared.communities import Retention
+
+    counts: dict[str, dict[str, int]] = {}
+    numbers = [place.sms_from for place in communities.values()]
+    for slug, place in communities.items():
+        before = now - timedelta(days=place.keeps.sms_body_days)
+        counts[slug] = {
+            "sent_blanked": _blank_all(unit_of_work, lambda uow: uow.retention.blank_sent,
+                                       lambda uow: uow.retention.sent_older_than(slug, before), batch),
+            "received_blanked": _blank_all(unit_of_work, lambda uow: uow.retention.blank_received,
+                                           lambda uow: uow.retention.received_older_than(place.sms_from, before),
+                                           batch)}
+    before = now - timedelta(days=Retention().sms_body_days)
+    counts["other_numbers"] = {"received_blanked": _blank_all(
+        unit_of_work, lambda uow: uow.retention.blank_received,
+        lambda uow: uow.retention.received_older_than(None, before, numbers), batch)}
+    with unit_of_work() as uow:
+        uow.retention.record("nightly", now, counts)
+        uow.commit()
+    return counts
+
+
+def retention_due(uow: NotifyUnitOfWork, day) -> bool:
+    """Whether the nightly job has yet to run for `day`."""
+    with uow:
+        return not uow.retention.ran_on("nightly", day)
+
+
+def erase_about(uow: NotifyUnitOfWork, erased: PersonErased, now: datetime) -> None:
+    """A person was erased: blank the text of every SMS about their requests, sent or received (the records that
+    they were stay), and record it (which requests, how many texts). In the handler's unit of work."""
+    sent = uow.retention.blank_sent(uow.retention.sent_about(erased.community, erased.request_ids), limit=100_000)
+    received = uow.retention.blank_received(uow.retention.received_about(erased.request_ids), limit=100_000)
+    uow.retention.record("erasure", now, {erased.community: {"sent_blanked": sent, "received_blanked": received}},
+                         erased.request_ids)
+
+
+def held_about(uow: NotifyUnitOfWork, request_ids: list[uuid.UUID]) -> dict[str, Any]:
+    """Every SMS about these requests, sent and received (a subject access export)."""
+    with uow:
+        return uow.retention.held_about(request_ids)

@@ -124,6 +124,16 @@ class TokenRevoked(EventPayload):
     issued_before: datetime | None = None
 
 
+@contract("person.erased", 1, example={"community": "fylde-coast", "request_ids": [REQUEST]})
+class PersonErased(EventPayload):
+    """A person's details were erased from intake at their request (`ccs person erase`): each service that holds
+    anything of theirs about these requests removes it too (notify the texts about them, matching its pseudonymous
+    link between them). Carries no personal data: the requests by id alone."""
+
+    community: str
+    request_ids: list[uuid.UUID]
+
+
 CONCERN = "5d4c3b2a-1f0e-5d9c-8b7a-6f5e4d3c2b1a"
 
 

@@ -141,6 +141,8 @@ class Record:
         ever = {what: {d["ref"] for _, did, d in self.happened if did == what} for what in ("matched", "unmatched")}
         decided = [r["ref"] in ever["matched"] for r in requests if r["ref"] in ever["matched"] | ever["unmatched"]]
         held = of("activity")
+        person = {r["ref"]: r for r in self.between(date.min, last, "received")}
+        helped = completed + of("signposted")
         counts = {
             "requests_received": len(requests),
             "requests_matched": sum(1 for _, first_of_request, _ in matches if first_of_request),
@@ -155,8 +157,9 @@ class Record:
             "new_volunteers": len(of("join")), "volunteers_paused": len(set(of("pause"))),
             "active_volunteers": len({match["by"] for match, _, _ in matches} | {task["by"] for task in completed}
                                      | {v for a in of("activity") for v in a["volunteers"]}),
-            "people_reached": len({r["person"] for r in requests}),
-            "carers_supported": len({r["person"] for r in requests if r["carer"]}),
+            # people helped in the period (a task of theirs done, or signposted), each once
+            "people_reached": len({person[r["ref"]]["person"] for r in helped}),
+            "carers_supported": len({person[r["ref"]]["person"] for r in helped if person[r["ref"]]["carer"]}),
             "bereavement_supports": sum(1 for task in completed if kind_of(task).category == "bereavement"),
             "volunteers_left": 0,
             "future_planning_reached": sum(1 for task in completed if kind_of(task).category == "future_planning")
@@ -411,8 +414,9 @@ def test_the_api_and_csv_count_the_month_each_week_and_each_day_as_the_record_do
     expected = month.expected(MONTH, last)
     assert measures_of(counted(site, "month", MONTH, last)[0]) == expected
     # the plan, as read
-    assert (expected["requests_received"], expected["people_reached"], expected["requests_matched"]) == ("13", "12",
-                                                                                                          "11")
+    # 13 requests from 12 people (Ann twice); 9 of them helped (Dee cancelled, Gus's task not done, Hal unmatched)
+    assert (expected["requests_received"], expected["people_reached"], expected["requests_matched"]) == ("13", "9",
+                                                                                                         "11")
     assert (expected["occurrences_matched"], expected["requests_rematched"]) == ("<5", "<5")
     assert (expected["tasks_completed"], expected["volunteer_hours"]) == ("12", "15.5")
     assert expected["requests_by_kind"] == {"bereavement_visit": "<5", "prescription_collection": "<5",
@@ -558,3 +562,41 @@ def test_coordinators_cannot_open_the_managers_pages(page, path):
     sign_in(page, "coordinator")
     page.goto(path)
     expect(page.get_by_role("heading", name="This page is not for your role")).to_be_visible()
+
+
+def test_a_manager_sets_the_month_as_the_baseline_and_the_next_months_dashboard_and_report_show_it(page, site,
+                                                                                                      month):
+    expected = {key: value for key, value in month.expected(MONTH, MONTH_END).items() if not isinstance(value, dict)}
+    after = MONTH_END + timedelta(days=1)
+    sign_in(page, "manager")
+    page.goto(f"/dashboard?period=month&from={after.isoformat()}&to={after.isoformat()}")
+    day = page.get_by_label("Baseline: any day of it")
+    try:
+        day.fill((MONTH.replace(day=28) + timedelta(days=400)).isoformat())  # not yet happened: said beside it
+        page.get_by_role("button", name="Set the baseline").click()
+        expect(page.locator("#starts_on-error")).to_contain_text("has happened")
+        expect(day).to_have_attribute("aria-invalid", "true")
+        accessible(page, "the baseline refused")
+        day.fill(MONTH.replace(day=15).isoformat())
+        page.get_by_role("button", name="Set the baseline").click()
+        expect(page.get_by_role("status")).to_have_text("Baseline saved.")
+        expect(page.locator(".baseline-form .hint")).to_contain_text(f"The baseline now is {MONTH.strftime('%B %Y')}")
+        expect(page.locator('.headline li[data-measure="requests_received"] .baseline')).to_have_text(
+            f"baseline: {expected['requests_received']}")  # the dashboard kept the manager's period
+        accessible(page, "the dashboard with a baseline")
+
+        page.goto(f"/report?period=month&to={after.isoformat()}")
+        expect(page.locator("article.report p").first).to_contain_text(f"the baseline, {MONTH.strftime('%B %Y')}")
+        rows = page.locator("article.report .sections tbody tr").evaluate_all(
+            "rows => rows.map(row => [...row.children].map(cell => cell.textContent.trim()))")
+        baseline = {row[0]: row[4] for row in rows}
+        shown = {key: baseline[LABELS[key]] for key in expected if LABELS[key] in baseline}
+        assert shown == {key: expected[key] for key in shown}
+        assert len(shown) >= 15  # every section's measures
+        charts = page.get_by_role("img", name=re.compile("^Requests received: "))
+        expect(charts).to_have_attribute("aria-label", re.compile(
+            rf"{MONTH.strftime('%b')} {expected['requests_received']}, {after.strftime('%b')} 0$"))
+        pdf = page.pdf(format="A4")
+        assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1, "the report with its baseline prints on one page"
+    finally:
+        api(site, "manager").call("DELETE", "/activity/baseline", expect=204)

@@ -218,6 +218,9 @@ def seed(system: System, token) -> Seeded:
         "kind": "bereavement_group", "held_on": YESTERDAY.isoformat(), "attendance": 12,
         "organisation": ACTIVITY_ORGANISATION})
     assert activity.status_code == 201, activity.json
+    baseline = system.client("metrics").put("/activity/baseline", headers=token("manager", communities=(A,)),
+                                            json={"starts_on": YESTERDAY.isoformat()})
+    assert baseline.status_code == 200, baseline.json
     from services.intake import service_layer as intake_service
     from services.notify.domain import InboundMessage, OutgoingMessage
     from shared.auth import Actor
@@ -254,7 +257,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("matching", f"/volunteers/{seeded.volunteer}", coordinator), ("matching", "/volunteers", coordinator),
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
              ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator),
-             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator)]
+             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator),
+             ("metrics", "/activity/baseline", manager)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -350,6 +354,9 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/offers/{request_id}/done"): [{"data": {"hours": "2"}}],
         ("POST", "/activities"): [{"json": {"kind": "death_cafe", "held_on": YESTERDAY.isoformat(), "attendance": 3,
                                             "community": A}}],
+        ("PUT", "/activity/baseline"): [{"json": {"starts_on": "2025-01-15", "community": A}}],
+        ("POST", "/dashboard/baseline"): [{"data": {"starts_on": "2025-01-15", "community": A}}],
+        ("DELETE", "/activity/baseline"): [{"query_string": {"community": A}}],
         ("POST", "/dashboard/activities"): [{"data": {"kind": "death_cafe", "held_on": YESTERDAY.isoformat(),
                                                       "attendance": "3", "community": A}}],
         ("POST", "/login"): [{"data": {"email": "nobody@example.org", "password": "not the password at all",

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from services.metrics import domain, service_layer
-from services.metrics.domain import Activity, Fact, Filters, NotYourCommunity, UnknownFilter
+from services.metrics.domain import Activity, Baseline, Fact, Filters, NotYourCommunity, UnknownFilter
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared.auth import Actor
 from shared.contracts import EVENTS, EXAMPLES, load_event, make_event
@@ -82,11 +82,26 @@ class FakeActivities:
         return [a for a in self.rows if sees(scope, a.community) and first <= a.held_on <= last]
 
 
+class FakeBaselines:
+    def __init__(self):
+        self.rows: dict[str, Baseline] = {}
+
+    def of(self, community):
+        return self.rows.get(community)
+
+    def add(self, baseline):
+        self.rows[baseline.community] = baseline
+
+    def remove(self, community):
+        self.rows.pop(community, None)
+
+
 class FakeMetricsUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
         self.facts = FakeFacts()
         self.activities = FakeActivities()
+        self.baselines = FakeBaselines()
         self.answers = FakeAnswers()
 
 
@@ -242,13 +257,32 @@ def test_each_measure_counts_the_days_facts_and_activities():
         "group_activities", "group_attendance", "active_partners", "volunteers_registered", "new_volunteers",
         "volunteers_left", "hours_to_acceptance_median")} == {
         "requests_received": 3, "requests_matched": 1, "requests_unmatched": 1, "tasks_completed": 2,
-        "volunteer_hours": 3.5, "active_volunteers": 2, "people_reached": 3, "carers_supported": 1,
+        "volunteer_hours": 3.5, "active_volunteers": 2, "people_reached": 2, "carers_supported": 1,
         "bereavement_supports": 1, "future_planning_reached": 9, "group_activities": 1, "group_attendance": 9,
         "active_partners": 1, "volunteers_registered": 1, "new_volunteers": 2, "volunteers_left": 1,
-        "hours_to_acceptance_median": 3.0}
+        "hours_to_acceptance_median": 3.0}  # people supported: the two helped, not the lonely one nobody could visit
     assert measures["requests_by_source"] == {"coordinator": 2, "social_prescriber": 1}
     assert measures["tasks_by_kind"] == {"bereavement_visit": 1, "shopping": 1}
     assert uow.published == []  # metrics publishes nothing
+
+
+def test_people_supported_are_those_helped_once_each_by_a_task_done_or_signposting_not_those_who_only_asked():
+    uow = FakeMetricsUnitOfWork()
+    ann, bob, cy = "p_ann000000001", "p_bob000000001", "p_cy0000000001"
+    first, again, pointed, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    volunteer = uuid.uuid4()
+    deliver(uow, submitted(first, NOON - timedelta(hours=3), person_ref=ann, is_carer=True),
+            submitted(again, NOON - timedelta(hours=2), person_ref=ann, is_carer=True),
+            submitted(pointed, NOON - timedelta(hours=2), person_ref=bob),
+            submitted(waiting, NOON - timedelta(hours=1), person_ref=cy),
+            event("task.completed", request_id=str(first), volunteer_id=str(volunteer), hours=1.0),
+            event("task.completed", request_id=str(again), volunteer_id=str(volunteer), hours=1.0),
+            event("request.signposted", request_id=str(pointed), community="fylde-coast", support_type="shopping"))
+    measures = today(uow)
+    assert (measures["requests_received"], measures["tasks_completed"]) == (4, 2)
+    # Ann (twice helped: once) and Bob (signposted); Cy asked and is still waiting. Small counts show as "<5"
+    # elsewhere: these are the counts before suppression.
+    assert (measures["people_reached"], measures["carers_supported"]) == (2, 1)
 
 
 def test_a_request_from_a_partner_is_counted_by_intakes_spelling_of_the_source():
@@ -325,3 +359,45 @@ def test_the_report_shows_the_last_whole_period_by_default_beside_the_one_before
     march = service_layer.report(uow, MANAGER, "month", Filters(end=DAY), Settings(suppress_below=5), DAY)
     assert march["periods"][0]["measures"]["requests_received"] == "<5"
 
+
+
+# --- the baseline -----------------------------------------------------------------------------------------------------
+
+JUNE = date(2026, 6, 30)
+
+
+def test_a_baseline_shows_its_period_of_the_same_length_beside_each_period_for_its_community_only():
+    uow = FakeMetricsUnitOfWork()
+    april = [submitted(at=NOON.replace(month=4, day=d)) for d in (3, 9, 16)]
+    deliver(uow, *april, submitted(at=NOON.replace(month=5, day=2)))
+    assert service_layer.activity(uow, MANAGER, "month", Filters(), Settings(), JUNE)["baseline"] is None  # not set
+    service_layer.set_baseline(uow, MANAGER, None, date(2026, 4, 17), NOON)
+    assert uow.baselines.of("fylde-coast").starts_on == date(2026, 4, 17)
+
+    def baseline(period, actor=MANAGER, **filters):
+        return service_layer.activity(uow, actor, period, Filters(**filters), Settings(), JUNE)["baseline"]
+
+    month = baseline("month")
+    assert (month["start"], month["end"], month["measures"]["requests_received"]) == (
+        date(2026, 4, 1), date(2026, 4, 30), 3)
+    quarter = baseline("quarter")  # April to June: May's request too
+    assert (quarter["start"], quarter["measures"]["requests_received"]) == (date(2026, 4, 1), 4)
+    assert baseline("week")["measures"]["requests_received"] == 1  # the week of Friday 17 April: the 16th's
+    # set again: it moves
+    service_layer.set_baseline(uow, MANAGER, "fylde-coast", date(2026, 5, 1), NOON)
+    assert baseline("month")["measures"]["requests_received"] == 1
+    # a manager of two communities sees no baseline for both at once (each has its own), but each one's alone
+    both = dataclasses.replace(MANAGER, communities=("fylde-coast", "cheshire-east"))
+    assert baseline("month", both) is None
+    assert baseline("month", both, community="fylde-coast")["start"] == date(2026, 5, 1)
+    with pytest.raises(NotYourCommunity):
+        service_layer.set_baseline(uow, MANAGER, "ottawa-west", date(2026, 5, 1), NOON)
+    assert uow.baselines.of("ottawa-west") is None
+    service_layer.remove_baseline(uow, MANAGER, None)
+    assert baseline("month") is None
+
+
+@pytest.mark.parametrize("day, problem", [(date(2026, 12, 1), "has happened"), (date(2010, 1, 1), "ten years")])
+def test_a_baseline_is_a_period_already_counted_within_ten_years(day, problem):
+    assert problem in domain.baseline_day_problem(day, date(2026, 11, 30))
+    assert domain.baseline_day_problem(date(2026, 11, 30), date(2026, 11, 30)) is None

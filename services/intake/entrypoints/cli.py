@@ -1,5 +1,6 @@
 """Intake's `ccs` commands: `ccs users create` (people who sign in are kept by intake), `ccs tokens issue` and
-`ccs tokens revoke`."""
+`ccs tokens revoke`, `ccs directory import`, and `ccs person erase` / `ccs person export` (a person's rights to
+erasure and to a copy of their data)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,21 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import json
+import uuid
+
 import click
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.bootstrap import IntakeSettings, unit_of_work_for
 from services.intake.directory import DirectoryProblem, read_file
-from services.intake.domain import InvalidRevocation, UserExists, WeakPassword
+from services.intake.domain import InvalidRevocation, NotFound, UserExists, WeakPassword
+from shared import clock
 from shared.auth import ROLES, Actor
 from shared.communities import all_communities
 from shared.db import make_engine, make_sessions, upgrade
+from shared.service import registry
 from shared.web import claims_for, issue_token, token_id
 
 
@@ -122,6 +128,64 @@ def import_directory(file, community):
     click.echo(f"imported {outcome['imported']}, updated {outcome['updated']} of {outcome['rows']} into {community}"
                + (f"; left out {len(outcome['skipped'])} offering none of the kinds of help" if outcome["skipped"]
                   else ""))
+
+
+@click.group()
+def person():
+    """A person's data: a copy of everything held about them (subject access), or its erasure at their request."""
+
+
+def _by_option(function):
+    return click.option("--by", default="cli", show_default=True,
+                        help="Who is acting (your email address): recorded, with when and which requests.")(function)
+
+
+def _acting(by: str) -> Actor:
+    return Actor(by.strip().lower() or "cli", "admin", tuple(all_communities()))
+
+
+@person.command("erase")
+@click.argument("person_id", type=click.UUID)
+@_by_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase_person(person_id: uuid.UUID, by: str, yes: bool):
+    """Erase a person (for now: the person of the request with this id) from every service: their name, phone,
+    address, date of birth and notes on intake's records and every copy of them, the SMS about their requests
+    (notify) and the link between their requests (matching). The requests stay, without them, so every count stays
+    the same. It cannot be undone."""
+    if not yes:
+        click.confirm(f"Erase the details of the person of {person_id} from every service? This cannot be undone",
+                      abort=True)
+    with intake_unit_of_work() as uow:
+        try:
+            erased = service_layer.erase_person(uow, _acting(by), person_id, clock.utcnow())
+        except NotFound as err:
+            raise click.ClickException(str(err)) from err
+    click.echo(f"erased the person of {len(erased)} request(s): {', '.join(str(r.id) for r in erased)}; the other "
+               f"services remove theirs as they hear (person.erased)")
+    still_open = [r for r in erased if r.is_open]
+    if still_open:
+        click.echo(f"{len(still_open)} of them still open (volunteers may still be asked, and will be told the "
+                   f"coordinator will call): cancel them if no help is wanted", err=True)
+
+
+@person.command("export")
+@click.argument("person_id", type=click.UUID)
+@_by_option
+def export_person(person_id: uuid.UUID, by: str):
+    """Print as JSON everything held about a person (for now: the person of the request with this id) in every
+    service: intake's requests, consents, timeline and audit entries, matching's record of the help, and notify's
+    SMS about them. Each service reads its own database."""
+    with intake_unit_of_work() as uow:
+        try:
+            held = {"intake": service_layer.export_person(uow, _acting(by), person_id)}
+        except NotFound as err:
+            raise click.ClickException(str(err)) from err
+    request_ids = [uuid.UUID(str(r["id"])) for r in held["intake"]["requests"]]
+    for name, definition in registry().items():
+        if name != "intake" and definition.subject_access is not None:
+            held[name] = definition.subject_access(request_ids)
+    click.echo(json.dumps({"person": str(person_id), **held}, indent=2, default=str, ensure_ascii=False))
 
 
 @contextmanager

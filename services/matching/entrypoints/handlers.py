@@ -65,8 +65,13 @@ def on_opted_in(uow, event: Event, settings) -> None:
     service_layer.contact_changed(uow, event.payload.phone, opted_out_at=None)
 
 
+def on_person_erased(uow, event: Event, settings) -> None:
+    """A person was erased: the pseudonym linking their requests goes."""
+    service_layer.forget_person(uow, event.payload)
+
+
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
             "request.cancelled": on_request_cancelled,
             "request.signposted": on_request_signposted, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
             "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
-            "contact.invalid": on_invalid, "token.revoked": revocations.handle}
+            "contact.invalid": on_invalid, "token.revoked": revocations.handle, "person.erased": on_person_erased}

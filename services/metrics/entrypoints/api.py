@@ -55,12 +55,48 @@ class PeriodOut(Schema):
     previous = fields.Dict(metadata={"description": "The same measures for the period before."})
 
 
+class BaselinePeriodOut(Schema):
+    start = fields.Date()
+    end = fields.Date()
+    measures = fields.Dict(metadata={"description": "Each measure in the baseline's period of the same length, "
+                                           "suppressed as the others are."})
+
+
 class ReportOut(Schema):
     period = fields.Str()
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
     communities = fields.List(fields.Str())
     periods = fields.List(fields.Nested(PeriodOut))
+    baseline = fields.Nested(BaselinePeriodOut, allow_none=True, metadata={
+        "description": "For one community whose manager set a baseline: its period of this length (null otherwise)."})
+
+
+def plausible_baseline(day) -> None:
+    """A baseline's day as the domain finds plausible: it has happened, at most ten years ago."""
+    why = domain.baseline_day_problem(day, clock.today())
+    if why:
+        raise ValidationError(why)
+
+
+class BaselineIn(Schema):
+    """The period a community compares itself with: the month, quarter or year (as the counts are asked for) that
+    `starts_on` falls in."""
+
+    starts_on = fields.Date(required=True, validate=plausible_baseline, metadata={
+        "description": "Any day of the baseline: its period of each length is the one this day falls in."})
+    community = fields.Str(metadata={"description": "Default: your first community."})
+
+
+class BaselineOut(Schema):
+    community = fields.Str()
+    starts_on = fields.Date()
+    set_by = fields.Str()
+    set_at = fields.AwareDateTime()
+
+
+class BaselineQuery(Schema):
+    community = fields.Str(metadata={"description": "Default: your first community."})
 
 
 def counts(query: dict) -> dict:
@@ -93,6 +129,47 @@ class ActivityCsv(MethodView):
     def get(self, query):
         """The counts as CSV, one row per period and measure, as the dashboard's table shows them."""
         return csv_file(counts(query))
+
+
+@blp.route("/activity/baseline")
+class BaselineView(MethodView):
+    @requires(*MANAGERS)
+    @blp.arguments(BaselineQuery, location="query")
+    @blp.response(200, BaselineOut)
+    @blp.doc(security=BEARER)
+    def get(self, query):
+        """The community's baseline (404 when its manager has not set one)."""
+        try:
+            baseline = service_layer.baseline_of(service().uow(), current_actor(), query.get("community"))
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))
+        if baseline is None:
+            abort(404, message="No baseline is set for this community.")
+        return baseline
+
+    @requires(*MANAGERS)
+    @blp.arguments(BaselineIn)
+    @blp.response(200, BaselineOut)
+    @blp.doc(security=BEARER)
+    def put(self, data):
+        """Set the period the community compares itself with; the dashboard, report and /activity show it beside
+        the period before (setting it again moves it)."""
+        try:
+            return service_layer.set_baseline(service().uow(), current_actor(), data.get("community"),
+                                              data["starts_on"], clock.utcnow())
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))
+
+    @requires(*MANAGERS)
+    @blp.arguments(BaselineQuery, location="query")
+    @blp.response(204)
+    @blp.doc(security=BEARER)
+    def delete(self, query):
+        """Compare with the period before only: the community's baseline is no longer shown."""
+        try:
+            service_layer.remove_baseline(service().uow(), current_actor(), query.get("community"))
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))
 
 
 def csv_file(result: dict) -> Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from services.metrics import service_layer
 from services.metrics.adapters import revocations
 from shared.contracts import EVENTS, Event
-from shared.topology import EVERY_SERVICE, PERSONAL
+from shared.topology import ERASURES, EVERY_SERVICE, PERSONAL
 
 
 def record(uow, event: Event) -> None:
@@ -20,5 +20,7 @@ def record(uow, event: Event) -> None:
     service_layer.record_event(uow, event)
 
 
-HANDLERS = {**{event_type: record for event_type, _version in EVENTS if event_type not in PERSONAL | EVERY_SERVICE},
+# A person's erasure is not metrics' to hear: it holds nothing of anyone, and its counts stay as they were.
+HANDLERS = {**{event_type: record for event_type, _version in EVENTS
+               if event_type not in PERSONAL | EVERY_SERVICE | ERASURES},
             "token.revoked": revocations.handle}  # a revoked token is kept (and refused), not counted

@@ -4,12 +4,14 @@ as "<5" here as everywhere."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import redirect, render_template, request
 from marshmallow import ValidationError
 
 from services.metrics import domain, service_layer
 from services.metrics.domain import ACTIVITY_LABELS, BREAKDOWNS, MEASURES, ORGANISATION_TYPES, PERIODS, csv_rows
-from services.metrics.entrypoints.api import MANAGERS, ActivityIn, ActivityQuery, csv_file, filters_of
+from services.metrics.entrypoints.api import MANAGERS, ActivityIn, ActivityQuery, BaselineIn, csv_file, filters_of
 from shared import clock, communities
 from shared.taxonomy import KINDS
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
@@ -58,12 +60,24 @@ def tile_text(key: str, value) -> str:
     return str(value)
 
 
-def tiles(period: dict) -> list[tuple[str, list[dict]]]:
-    """The latest period's tiles under their headings: each measure's label, value and the period before's."""
+def tiles(period: dict, baseline: dict | None = None) -> list[tuple[str, list[dict]]]:
+    """The latest period's tiles under their headings: each measure's label, value, the period before's and the
+    baseline's (None without one)."""
     labels = {m.key: m.label for m in MEASURES} | TIMES
     return [(heading, [{"key": key, "label": labels[key], "value": tile_text(key, period["measures"][key]),
-                        "before": tile_text(key, period["previous"][key])} for key in keys])
+                        "before": tile_text(key, period["previous"][key]),
+                        "baseline": tile_text(key, baseline["measures"][key]) if baseline else None}
+                       for key in keys])
             for heading, keys in GROUPS]
+
+
+def period_words(start, end) -> str:
+    """A period as a heading names it: "April 2026", "Q2 2026: 1 Apr to 30 Jun", "2026", or its first and last day."""
+    if start.day == 1 and start.month == end.month and start.year == end.year and (end.day >= 28):
+        return start.strftime("%B %Y")
+    if (start.month, start.day, end.month, end.day) == (1, 1, 12, 31) and start.year == end.year:
+        return str(start.year)
+    return f"{start.strftime('%-d %b %Y')} to {end.strftime('%-d %b %Y')}"
 
 
 def by_activity_kind(period: dict) -> list[dict]:
@@ -79,8 +93,8 @@ def by_activity_kind(period: dict) -> list[dict]:
 @page_requires(*MANAGERS)
 def dashboard():
     """This period's numbers with the last period's, each measure over the last six periods, and the table."""
-    try:
-        query = ActivityQuery().load({k: v for k, v in request.args.items() if v})
+    try:  # `baseline=set`: the baseline form's "saved", not a filter
+        query = ActivityQuery().load({k: v for k, v in request.args.items() if v and k != "baseline"})
     except ValidationError as err:
         return refused(err)
     period = query["period"]
@@ -90,11 +104,42 @@ def dashboard():
                                              p["measures"][m.key]) for p in result["periods"]])}
               for m in MEASURES if m.is_count]
     latest = result["periods"][-1]
-    return render_template("dashboard.html", result=result, latest=latest, charts=charts, groups=tiles(latest),
-                           kinds=by_activity_kind(latest), table=csv_rows(result), query=request.args,
-                           periods=PERIODS, errors={},
+    return render_template("dashboard.html", result=result, latest=latest, charts=charts,
+                           groups=tiles(latest, result["baseline"]), kinds=by_activity_kind(latest),
+                           table=csv_rows(result), query=request.args, periods=PERIODS, errors={},
                            csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
-                           so_far=domain.so_far(latest["start"], latest["end"], clock.today()))
+                           so_far=domain.so_far(latest["start"], latest["end"], clock.today()),
+                           baseline=_baseline_form(result), saved=request.args.get("baseline") == "set")
+
+
+def _baseline_form(result: dict | None) -> dict | None:
+    """What the dashboard says of the baseline: its period's words, and the day it was set from (for the form);
+    None when several communities are shown (each has its own)."""
+    if result is None or len(result["communities"]) != 1:
+        return None
+    chosen = result["baseline"]
+    return {"community": result["communities"][0],
+            "words": period_words(chosen["start"], chosen["end"]) if chosen else None,
+            "starts_on": chosen["start"].isoformat() if chosen else ""}
+
+
+@blp.route("/dashboard/baseline", methods=["POST"])
+@page_requires(*MANAGERS)
+def baseline_page():
+    """Set the community's baseline from the dashboard's form (PUT /activity/baseline's schema and use case), then
+    show the dashboard again with the choices the manager had made."""
+    back = {k: v for k, v in request.form.items() if k in ("period", "from", "to", "community") and v}
+    data = {k: v for k, v in (("starts_on", request.form.get("starts_on", "").strip()),
+                              ("community", request.form.get("community"))) if v}
+    try:
+        loaded = BaselineIn().load(data)
+        service_layer.set_baseline(service().uow(), current_actor(), loaded.get("community"), loaded["starts_on"],
+                                   clock.utcnow())
+    except ValidationError as err:
+        return refused(err, status=422, query=back)
+    except domain.NotYourCommunity as err:
+        return refused(ValidationError({"starts_on": [str(err)]}), status=403, query=back)
+    return redirect("/dashboard?" + urlencode({**back, "baseline": "set"}), 303)
 
 
 @blp.route("/dashboard/activity.csv")
@@ -110,24 +155,26 @@ def dashboard_csv():
                                             service().settings, clock.today()))
 
 
-FIELDS = {"period": "Period", "from": "From", "to": "To"}  # the filters' labels, as the form shows them
+FIELDS = {"period": "Period", "from": "From", "to": "To", "starts_on": "Baseline: any day of it"}  # as labelled
 
 
-def refused(err: ValidationError):
+def refused(err: ValidationError, status: int = 422, query=None):
     """The dashboard's form again, with what was chosen kept and each problem beside its field (422)."""
     errors = {field: " ".join(messages) if isinstance(messages, list) else str(messages)
               for field, messages in err.messages.items()}
     return render_template("dashboard.html", errors=errors, fields=FIELDS, result=None, charts=[],
-                           query=request.args, periods=PERIODS), 422
+                           query=request.args if query is None else query, periods=PERIODS,
+                           baseline={"community": request.form.get("community", ""), "words": None,
+                                     "starts_on": request.form.get("starts_on", "")}
+                           if "starts_on" in errors else None), status
 
 
 # The report's sections: a funder reads what was asked for, what was given, who gave it, and with whom.
 SECTIONS = (
     ("Requests for support", ("requests_received", "requests_matched", "match_rate", "occurrences_matched",
-                              "requests_rematched",
-                              "requests_unmatched", "requests_cancelled", "requests_signposted",
-                              "hours_to_acceptance_median",
-                              "hours_to_acceptance_p90")),
+                              "requests_rematched", "requests_unmatched", "requests_cancelled",
+                              "requests_signposted")),
+    ("How quickly help comes", ("hours_to_acceptance_median", "hours_to_acceptance_p90")),
     ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
                        "bereavement_supports", "future_planning_reached")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
@@ -137,6 +184,7 @@ SECTIONS = (
 
 
 REPORT_TITLES = {"activities_by_kind": "Group activities by kind"}
+REPORT_CHARTS = ("requests_received", "tasks_completed", "people_reached", "active_volunteers")  # over six periods
 
 
 def part_label(part: str) -> str:
@@ -173,16 +221,24 @@ def report():
                                   service().settings, clock.today())
     known = communities.all_communities()
     labels = {m.key: m.label for m in MEASURES}
-    shown = result["periods"][0]
+    shown, baseline = result["periods"][0], result["baseline"]
     sections = [(title, [(labels[key], tile_text(key, shown["measures"][key]), tile_text(key, shown["previous"][key]),
-                          change(shown["measures"][key], shown["previous"][key], key)) for key in keys])
+                          change(shown["measures"][key], shown["previous"][key], key),
+                          tile_text(key, baseline["measures"][key]) if baseline else None) for key in keys])
                 for title, keys in SECTIONS]
+    trend = result["trend"]
+    charts = [{"label": labels[key], "chart": bars([(p["start"].strftime("%b" if query["period"] == "month" else
+                                                                         "%d %b" if query["period"] in ("day", "week")
+                                                                         else "%b %y"), p["measures"][key])
+                                                    for p in trend], width=200, height=70)}
+              for key in REPORT_CHARTS]
     now, then = shown["measures"], shown["previous"]
     breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part), now[key].get(part, 0), then[key].get(part, 0))
                                                    for part in sorted(set(now[key]) | set(then[key]))])
                   for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
     return render_template("report.html", result=result, shown=shown, before=result["before"],
-                           sections=sections, breakdowns=breakdowns, errors={}, query=request.args,
+                           sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
+                           baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,
                            periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],
                            made=clock.today().strftime("%d %B %Y"))
 

@@ -55,10 +55,15 @@ def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_expiry_reminder(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
+def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
+    """A person was erased: the texts about their requests go."""
+    service_layer.erase_about(uow, event.payload, utcnow())
+
+
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
-            "volunteer.check_expiring": on_check_expiring,
+            "volunteer.check_expiring": on_check_expiring, "person.erased": on_person_erased,
             "token.revoked": revocations.handle}
 
 

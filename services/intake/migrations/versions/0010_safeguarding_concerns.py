@@ -1,7 +1,7 @@
 """the safeguarding log: volunteers' concerns and the actions taken, and each request's count of open concerns
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0013
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision: str = "0010"
-down_revision: Union[str, Sequence[str], None] = "0008"  # 0009 is another branch's: merged, this revises it
+down_revision: Union[str, Sequence[str], None] = "0013"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

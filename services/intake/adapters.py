@@ -705,6 +705,18 @@ class SqlRetention:
         return self.session.execute(sa.delete(audit_log).where(
             audit_log.c.at < before, audit_log.c.request_id.in_(about))).rowcount or 0
 
+    def drop_concerns_closed_before(self, community: str, before: datetime) -> int:
+        """Remove the community's concerns closed before `before`, with their actions (the safeguarding log's only
+        removal: an open concern is never removed); how many."""
+        closed_early = sa.select(concern_actions.c.concern_id).where(concern_actions.c.closes.is_(True),
+                                                                     concern_actions.c.at < before)
+        gone = sa.select(concerns.c.id).where(concerns.c.community == community, concerns.c.id.in_(closed_early))
+        ids = list(self.session.scalars(gone))
+        if not ids:
+            return 0
+        self.session.execute(sa.delete(concern_actions).where(concern_actions.c.concern_id.in_(ids)))
+        return self.session.execute(sa.delete(concerns).where(concerns.c.id.in_(ids))).rowcount or 0
+
     def ran_on(self, kind: str, day: date) -> bool:
         """Whether a run of this kind was recorded for this day."""
         return self.session.scalar(sa.select(sa.func.count()).select_from(retention_runs).where(

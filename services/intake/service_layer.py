@@ -568,13 +568,14 @@ def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, ba
                     ) -> dict[str, dict[str, int]]:
     """The nightly retention job: in each community, pseudonymise the person's details of every closed request with
     nothing happening to it for the community's `closed_request_days`, and remove the audit entries older than its
-    `audit_log_days`; drop the documents closed requests still hold. Each batch of requests is claimed (SKIP LOCKED)
+    `audit_log_days`, and the concerns closed longer ago than its `safeguarding_log_days`; drop the documents closed
+    requests still hold. Each batch of requests is claimed (SKIP LOCKED)
     and done in a transaction of its own, so two runs at once do each request once, and a second run finds nothing
     left to do. Records the run (counts by community, no personal data); the counts."""
     counts: dict[str, dict[str, int]] = {}
     for slug, place in communities.items():
         keeps = place.keeps
-        done = {"pseudonymised": 0, "copies_scrubbed": 0, "audit_entries_removed": 0}
+        done = {"pseudonymised": 0, "copies_scrubbed": 0, "audit_entries_removed": 0, "concerns_removed": 0}
         while True:
             with unit_of_work() as uow:
                 claimed = uow.retention.closed_and_quiet(slug, now - timedelta(days=keeps.closed_request_days),
@@ -588,9 +589,10 @@ def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, ba
         with unit_of_work() as uow:
             done["audit_entries_removed"] = uow.retention.drop_audit_before(
                 slug, now - timedelta(days=keeps.audit_log_days))
-            # KEPT LONGER: intake's safeguarding concerns log, when it has one, is kept for the community's
-            # `safeguarding_log_days` (keeps.safeguarding_log_days), never the shorter closed_request_days: remove
-            # its entries older than that here, as the audit log's are.
+            # KEPT LONGER: the safeguarding log's concerns are kept for the community's `safeguarding_log_days` after
+            # they were closed, never the shorter closed_request_days; an open one is kept however old
+            done["concerns_removed"] = uow.retention.drop_concerns_closed_before(
+                slug, now - timedelta(days=keeps.safeguarding_log_days))
             uow.commit()
         counts[slug] = done
     dropped = 0

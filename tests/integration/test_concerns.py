@@ -246,3 +246,30 @@ def test_only_coordinators_and_admins_see_concerns(concerns_system, role):
     assert intake.get("/concerns", headers=elsewhere).json == []
     assert intake.get(f"/concerns/{concern['id']}", headers=elsewhere).status_code == 404
     assert s.concerns(s.token("admin", communities=("fylde-coast", "ottawa-west")))[0]["id"] == concern["id"]
+
+
+def test_the_nightly_retention_removes_only_concerns_closed_longer_ago_than_the_community_keeps_them(
+        concerns_system):
+    from services.intake.service_layer import apply_retention
+    from shared.communities import all_communities
+
+    s = concerns_system
+    ann = s.volunteer("Ann", "07911 123486")["phone"]
+    first, first_code = take(s, ann, TOMORROW)
+    second, second_code = take(s, ann, TOMORROW + timedelta(days=2))
+    s.ask(ann, f"CONCERN {first_code} {WORDS}")
+    s.ask(ann, f"CONCERN {second_code} he was very low today")
+    closed, still_open = sorted(s.concerns(), key=lambda c: c["request_id"] != first)
+    answer = s.client("intake").post(f"/concerns/{closed['id']}/actions", json={"action": "noted", "close": True},
+                                     headers=s.headers)
+    assert answer.status_code == 201
+    uow = s.apps["intake"].extensions["ccs"].uow
+    keeps = all_communities()["fylde-coast"].keeps.safeguarding_log_days
+    communities = {"fylde-coast": all_communities()["fylde-coast"]}
+
+    soon = apply_retention(uow, utcnow() + timedelta(days=keeps - 1), communities)
+    assert soon["fylde-coast"]["concerns_removed"] == 0 and len(s.concerns()) == 2
+    later = apply_retention(uow, utcnow() + timedelta(days=keeps + 1), communities)
+    assert later["fylde-coast"]["concerns_removed"] == 1
+    assert [c["id"] for c in s.concerns()] == [still_open["id"]]  # an open concern is kept however old
+    assert WORDS not in s.everything_in("intake")

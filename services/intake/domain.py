@@ -716,7 +716,8 @@ class ConcernAction:
     """What a coordinator did about a concern (CONCERN_ACTIONS), with their note; one that `closes` closes it."""
 
     def __init__(self, *, concern_id: uuid.UUID, action: str, note: str, by: str, at: datetime, closes: bool):
-        self.concern_id, self.action, self.note, self.by, self.at, self.closes = concern_id, action, note, by, at, closes
+        self.concern_id, self.action, self.note = concern_id, action, note
+        self.by, self.at, self.closes = by, at, closes
 
 
 # --- the audit log ----------------------------------------------------------------------------------------------------

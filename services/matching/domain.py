@@ -56,7 +56,8 @@ def concern_tasks(tasks: Iterable["Offer"], now: datetime, code: str | None = No
         return [o for o in latest_first if o.code == code][:1]
     found: dict[uuid.UUID, Offer] = {}
     for offer in latest_first:
-        if offer.status == "accepted" or (offer.completed_at is not None and offer.completed_at >= now - CONCERN_RECENT):
+        done_lately = offer.completed_at is not None and offer.completed_at >= now - CONCERN_RECENT
+        if offer.status == "accepted" or done_lately:
             found.setdefault(offer.request_id, offer)
     return list(found.values())
 

@@ -249,8 +249,8 @@ CONCERN_WORDS = {"CONCERN", "CONCERNS", "CONCERNED", "CONCERNING", "WORRIED", "W
                  "SOUCI", "SOUCIS", "SOUCIEUX", "SOUCIEUSE"}
 CONCERN_LEADS = {"I", "IM", "AM", "IVE", "HAVE", "GOT", "A", "AN", "BIT", "LITTLE", "VERY", "REALLY", "QUITE", "SO",
                  "SLIGHTLY", "RATHER", "SOMEWHAT", "SOME", "FEELING", "JUST", "HI", "HELLO", "HEY", "URGENT",
-                 "M", "VE", "JE", "J", "AI", "JAI", "SUIS", "UN", "UNE", "PEU", "TRES", "VRAIMENT", "ASSEZ", "BONJOUR", "ME", "FAIS",
-                 "DU", "DES"}
+                 "M", "VE", "JE", "J", "AI", "JAI", "SUIS", "UN", "UNE", "PEU", "TRES", "VRAIMENT", "ASSEZ", "BONJOUR",
+                 "ME", "FAIS", "DU", "DES"}
 CONCERN_LEAD_MAX = 5
 # Words between the concern and its code: "worried about 4821", "concern re task 4821", "inquiète pour la mission 4821".
 CONCERN_BEFORE_CODE = {"ABOUT", "FOR", "RE", "REGARDING", "WITH", "ON", "OVER", "TASK", "REF", "REFERENCE", "CODE",

@@ -124,7 +124,7 @@ def test_a_volunteer_texts_a_concern_that_opens_on_the_request_flags_it_and_is_c
     s.webhook(ann, f"CONCERN {code} {WORDS}", received.body["payload"]["message_sid"])  # Twilio's retry
     assert [e["keyword"] for e in s.events("notify", "sms.received")] == ["YES", "CONCERN"]
     s.dispatch["matching"](load_event(received.body))  # the bus's redelivery
-    s.dispatch["matching"](load_event(make_event("sms.received", received.body["payload"])))  # the same text as a new event
+    s.dispatch["matching"](load_event(make_event("sms.received", received.body["payload"])))  # as a new event
     raised = [row for row in s.outbox("matching") if row.event_type == "concern.raised"]
     assert len(raised) == 2 and raised[0].body["payload"]["concern_id"] == raised[1].body["payload"]["concern_id"]
     s.carry()

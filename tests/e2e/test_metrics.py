@@ -497,7 +497,7 @@ def test_the_dashboard_shows_the_month_and_a_chart_of_each_week(page, site, mont
     assert len(expected["activities_by_kind"]) == 4  # each kind on its own
     headings = page.locator(".headline h3").all_text_contents()
     assert headings == ["Requests for support", "How quickly help comes", "People supported", "Volunteers",
-                        "Activities and education", "Partnerships"]
+                        "Activities and education", "Partnerships", "Safeguarding"]
     waited = page.locator('.headline li[data-measure="hours_to_acceptance_median"] .value').text_content()
     assert re.fullmatch(r"(\d+ (day|hour|minute)s?( \d+ (hour|minute)s?)?|under a minute)", waited), waited
     today = MONTH.replace(day=28)  # where the rehearsal clock stopped

@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 SHIPPED = Path(__file__).with_name("data") / "communities.json"
+EMERGENCY_NUMBERS = {"GB": "999", "CA": "911", "US": "911", "IE": "112", "FR": "112"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Community:
     (e.g. "http://snomed.info/sct|413125004": "home_visit"), added to (and overriding) services/intake/fhir.py's
     REFERRAL_CODES.
     centre: where a referral whose postcode cannot be placed is put until a coordinator places it ([lat, lon]).
+    emergency_number: what to call when someone is in danger now (a volunteer's concern is answered with it); by
+    default the country's (EMERGENCY_NUMBERS).
     retention: how long the community keeps personal data, in days, each one overriding `Retention`'s default
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
     """
@@ -41,7 +44,13 @@ class Community:
     sms_templates: dict = field(default_factory=dict, hash=False, compare=False)
     referral_codes: dict = field(default_factory=dict, hash=False, compare=False)
     centre: tuple = field(default=(0.0, 0.0), hash=False, compare=False)
+    emergency_number: str = ""
     retention: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def emergency(self) -> str:
+        """The number to call when someone is in danger now: the community's own, else its country's."""
+        return self.emergency_number or EMERGENCY_NUMBERS.get(self.country, "112")
 
     @property
     def keeps(self) -> "Retention":

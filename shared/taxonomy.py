@@ -106,4 +106,14 @@ BEFRIENDING_END_REASONS: dict[str, str] = {
     "ended_by_volunteer": "The volunteer ended the match",
 }
 # What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS).
-VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours")
+VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours", "concern_received", "concern_which",
+                                  "concern_no_task")
+# What a coordinator did about a volunteer's concern (the safeguarding log's actions), as the page words them.
+CONCERN_ACTIONS: dict[str, str] = {
+    "noted": "Noted",
+    "called_person": "Called the person",
+    "referred_safeguarding": "Referred to the local authority safeguarding team",
+    "referred_gp": "Referred to their GP",
+    "referred_hospice": "Referred to the hospice",
+    "emergency_services": "Emergency services called",
+}

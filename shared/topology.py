@@ -36,8 +36,10 @@ EXCHANGES: dict[str, Exchange] = {
 RETRY = Exchange("retry", type="direct", durable=True)
 DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 
-# Events that carry a person's details: only the service that must act on them hears them, never metrics.
-PERSONAL = {"task.details_shared", "person.death_shared"}
+# Events that carry a person's details, or words about them: only the service that must act on them hears them, never
+# metrics. A volunteer's text (sms.received: matching's) may be a concern about the person; concern.raised carries it
+# to intake alone.
+PERSONAL = {"task.details_shared", "person.death_shared", "sms.received", "concern.raised"}
 # Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
 # a revoked token is refused by every service.
 EVERY_SERVICE = {"token.revoked"}
@@ -53,6 +55,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
                                   "task.volunteer_opted_out", "offer.answer_due", "befriending.started",
                                   "befriending.visit_overdue", "befriending.ended"]),
         "texts": ("notify", ["sms.held", "sms.waiting"]),
+        "concerns": ("matching", ["concern.raised"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",

@@ -21,8 +21,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.directory import DirectoryEntry
 from services.intake.domain import (ANSWERS_DUE_SOON, FINAL_STATUSES, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry,
-                                    CarerLink, Consent, FailedSignIn, Organisation, OrganisationExists, Person,
-                                    SupportRequest, TimelineEntry, User, name_key, referred_by, scrubbed, within_reach)
+                                    CarerLink, Concern, ConcernAction, Consent, FailedSignIn, Organisation,
+                                    OrganisationExists, Person, SupportRequest, TimelineEntry, User, name_key,
+                                    referred_by, scrubbed, within_reach)
 from shared import idempotency
 from shared.auth import SYSTEM, Actor
 from shared.clock import utcnow
@@ -90,6 +91,7 @@ requests = sa.Table(
     sa.Column("answers_due_at", UtcDateTime),
     sa.Column("sms_waiting", sa.Integer, default=0, nullable=False),
     sa.Column("sms_waiting_as_of", UtcDateTime),
+    sa.Column("concerns_open", sa.Integer, default=0, nullable=False),  # volunteers' concerns open (the log's)
     # The person
     sa.Column("person_name", sa.String(200), nullable=False),
     sa.Column("person_phone", sa.String(20)),
@@ -249,6 +251,30 @@ directory_entries = sa.Table(
     sa.UniqueConstraint("community", "external_id", name="uq_directory_entries_community_external_id"),
 )
 
+# The safeguarding log: volunteers' concerns, append-only. A concern's row is written once and never changed (its
+# words least of all); what coordinators did is appended as concern_actions rows, and one that closes it closes it.
+concerns = sa.Table(
+    "concerns", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),  # matching's, made from the SMS: a redelivery is the same concern
+    sa.Column("request_id", sa.Uuid, sa.ForeignKey("requests.id"), index=True, nullable=False),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("volunteer_id", sa.Uuid, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("raised_at", UtcDateTime, nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+)
+
+concern_actions = sa.Table(
+    "concern_actions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("concern_id", sa.Uuid, sa.ForeignKey("concerns.id"), index=True, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # shared.taxonomy.CONCERN_ACTIONS
+    sa.Column("note", sa.Text, default="", nullable=False),
+    sa.Column("by", sa.String(200), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("closes", sa.Boolean, default=False, nullable=False),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Consent, consents)
 mapper(TimelineEntry, timeline)
@@ -257,6 +283,10 @@ mapper(SupportRequest, requests, properties={
                              cascade="all, delete-orphan"),
     "timeline": relationship(TimelineEntry, order_by=(timeline.c.at, timeline.c.id), lazy="selectin",
                              cascade="all, delete-orphan"),  # in the order things happened, whenever heard of
+})
+mapper(ConcernAction, concern_actions)
+mapper(Concern, concerns, properties={
+    "actions": relationship(ConcernAction, order_by=(concern_actions.c.at, concern_actions.c.id), lazy="selectin"),
 })
 mapper(AuditEntry, audit_log)
 mapper(Person, people)
@@ -305,7 +335,8 @@ def searched(text: str) -> list:
 def needs_you(now: datetime) -> sa.ColumnElement[bool]:
     """The SQL twin of domain.SupportRequest.needs_you: true when the request has a reason to be looked at now."""
     c = requests.c
-    return sa.or_(c.status == "unmatched",
+    return sa.or_(c.concerns_open > 0,
+                  c.status == "unmatched",
                   sa.and_(c.given_back_at.is_not(None), c.status.in_(("offered", "unmatched"))),
                   sa.and_(c.status == "offered", c.answers_due_at > now, c.answers_due_at <= now + ANSWERS_DUE_SOON),
                   c.sms_waiting > 0,
@@ -313,9 +344,10 @@ def needs_you(now: datetime) -> sa.ColumnElement[bool]:
 
 
 def board_order(query, now: datetime):
-    """The SQL twin of domain.board_rank: those needing a coordinator first, then unmatched, then by urgency, then
-    newest."""
-    return query.order_by(sa.case((needs_you(now), 0), else_=1),
+    """The SQL twin of domain.board_rank: those with a volunteer's concern open first, then the others needing a
+    coordinator, then unmatched, then by urgency, then newest."""
+    return query.order_by(sa.case((requests.c.concerns_open > 0, 0), else_=1),
+                          sa.case((needs_you(now), 0), else_=1),
                           sa.case((requests.c.status == "unmatched", 0), else_=1),
                           sa.case(URGENCY_RANK, value=requests.c.urgency, else_=2),
                           requests.c.created_at.desc())
@@ -569,6 +601,36 @@ class SqlPeople:
         return list(self.session.scalars(sa.select(SupportRequest).where(requests.c.maybe_person_id == person_id)))
 
 
+def closing_action():
+    """Whether a concern has an action that closed it (SQL)."""
+    return sa.exists().where(concern_actions.c.concern_id == concerns.c.id, concern_actions.c.closes.is_(True))
+
+
+class SqlConcerns:
+    """The safeguarding log. Only ever added to: a concern once, then its actions. Every read takes the actor it
+    is for (their communities; `SYSTEM`: any)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, concern: Concern) -> None:
+        """Open a concern in the log."""
+        self.session.add(concern)
+
+    def get(self, concern_id: uuid.UUID, actor: Actor) -> Concern | None:
+        """A concern in the actor's communities, or None."""
+        return self.session.scalar(sa.select(Concern).where(concerns.c.id == concern_id,
+                                                            in_scope(concerns.c.community, actor)))
+
+    def list(self, actor: Actor, request_id: uuid.UUID | None = None, limit: int = 500) -> list[Concern]:
+        """The concerns in the actor's communities (about one request, if given): open ones first, newest first."""
+        query = sa.select(Concern).where(in_scope(concerns.c.community, actor))
+        if request_id is not None:
+            query = query.where(concerns.c.request_id == request_id)
+        return self.session.scalars(query.order_by(sa.case((closing_action(), 1), else_=0),
+                                                   concerns.c.opened_at.desc()).limit(limit)).all()
+
+
 class SqlOrganisations:
     """A community's register of organisations. Every read takes the actor it is for."""
 
@@ -789,6 +851,18 @@ class SqlRetention:
         return self.session.execute(sa.delete(audit_log).where(
             audit_log.c.at < before, audit_log.c.request_id.in_(about))).rowcount or 0
 
+    def drop_concerns_closed_before(self, community: str, before: datetime) -> int:
+        """Remove the community's concerns closed before `before`, with their actions (the safeguarding log's only
+        removal: an open concern is never removed); how many."""
+        closed_early = sa.select(concern_actions.c.concern_id).where(concern_actions.c.closes.is_(True),
+                                                                     concern_actions.c.at < before)
+        gone = sa.select(concerns.c.id).where(concerns.c.community == community, concerns.c.id.in_(closed_early))
+        ids = list(self.session.scalars(gone))
+        if not ids:
+            return 0
+        self.session.execute(sa.delete(concern_actions).where(concern_actions.c.concern_id.in_(ids)))
+        return self.session.execute(sa.delete(concerns).where(concerns.c.id.in_(ids))).rowcount or 0
+
     def ran_on(self, kind: str, day: date) -> bool:
         """Whether a run of this kind was recorded for this day."""
         return self.session.scalar(sa.select(sa.func.count()).select_from(retention_runs).where(
@@ -904,6 +978,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.new_rows = NewRows()
         self.requests = SqlRequests(session, self.new_rows)
         self.people = SqlPeople(session, self.new_rows)
+        self.concerns = SqlConcerns(session)
         self.organisations = SqlOrganisations(session)
         self.directory = SqlDirectory(session)
         self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)

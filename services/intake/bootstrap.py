@@ -31,11 +31,13 @@ def unit_of_work_for(sessions: sessionmaker) -> IntakeUnitOfWork:
 
 
 def create_app(test_config=None):
-    """Intake's web app: the API (requests, referrals, FHIR, people's records) and the coordinators' pages."""
-    from services.intake.entrypoints import api, directory, pages
+    """Intake's web app: the API (requests, referrals, FHIR, people's records, concerns) and the coordinators'
+    pages."""
+    from services.intake.entrypoints import api, concerns, directory, pages
 
     return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, api.people,
-                                                                  pages.blp, directory.api, directory.pages],
+                                                                  pages.blp, directory.api, directory.pages,
+                                                                  concerns.api, concerns.pages],
                               outbox, unit_of_work=unit_of_work_for, test_config=test_config,
                               revocations=revocations)
 
@@ -64,7 +66,7 @@ SERVICE = ServiceDefinition(
     title="Intake",
     package="services.intake",
     routes=("/requests", "/referrals", "/fhir", "/login", "/logout", "/board", "/my-referrals", "/communities",
-            "/organisations", "/directory", "/people"),
+            "/organisations", "/directory", "/people", "/concerns"),
     create_app=create_app,
     worker=worker,
     metadata=lambda: metadata,

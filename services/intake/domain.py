@@ -184,6 +184,10 @@ class NotOffered(IntakeError):
     """A request volunteers have been asked about cannot become one that is never offered (kind "other")."""
 
 
+class ConcernClosed(IntakeError):
+    """A concern that was closed takes no more actions."""
+
+
 class InvalidRevocation(IntakeError):
     """A revocation that names no token: neither a token id nor a holder, or an id that cannot be one."""
 
@@ -254,6 +258,7 @@ class SupportRequest:
         self.given_back_at: datetime | None = None  # its volunteer gave it back, and nobody has taken it since
         self.answers_due_at: datetime | None = None  # when the latest offers sent time out (matching says)
         self.sms_waiting, self.sms_waiting_as_of = 0, None  # SMS about it in notify's inbox, as of when notify said
+        self.concerns_open = 0  # volunteers' concerns about the person still open in the safeguarding log
         self.pseudonymised_at: datetime | None = None  # when its person's details were removed (retention, erasure)
         self.consents = []
         self.timeline = []
@@ -420,11 +425,14 @@ class SupportRequest:
             self.sms_waiting, self.sms_waiting_as_of = waiting, as_of
 
     def needs_you(self, now: datetime) -> list[tuple[str, Any]]:
-        """Why a coordinator should look at the request now, most pressing first, as (reason, detail): nobody found
+        """Why a coordinator should look at the request now, most pressing first, as (reason, detail): a volunteer
+        raised a concern (how many are open), nobody found
         (the reason why), given back by its volunteer, offers about to time out (when), SMS about it waiting in the
         inbox (how many), urgent with no volunteer yet. Empty when it can wait. `adapters.needs_you` is its SQL
         twin."""
         reasons: list[tuple[str, Any]] = []
+        if self.concerns_open > 0:
+            reasons.append(("concern", self.concerns_open))
         if self.status == "unmatched":
             reasons.append(("unmatched", self.outcome))
         if self.given_back_at is not None and self.status in ("offered", "unmatched"):
@@ -868,10 +876,53 @@ def referred_by(request: SupportRequest, actor: Actor) -> bool:
 
 
 def board_rank(request: SupportRequest, now: datetime) -> tuple:
-    """Where a request comes on the board: those needing a coordinator first, then unmatched, then by urgency, then
-    newest (sort ascending)."""
-    return (0 if request.needs_you(now) else 1, 0 if request.status == "unmatched" else 1,
+    """Where a request comes on the board: those with a volunteer's concern open first, then the others needing a
+    coordinator, then unmatched, then by urgency, then newest (sort ascending)."""
+    return (0 if request.concerns_open > 0 else 1, 0 if request.needs_you(now) else 1,
+            0 if request.status == "unmatched" else 1,
             URGENCY_RANK.get(request.urgency, 2), -request.created_at.timestamp())
+
+
+# --- the safeguarding log: volunteers' concerns -----------------------------------------------------------------------
+
+class Concern:
+    """A volunteer's concern about the person a request is for, in the append-only safeguarding log: its words are
+    written once and never changed; what coordinators did about it is appended (`ConcernAction`), and an action that
+    closes it closes it. Only the request's community's coordinators and admins see it."""
+
+    actions: list["ConcernAction"]
+
+    def __init__(self, *, id: uuid.UUID, request_id: uuid.UUID, community: str, volunteer_id: uuid.UUID, text: str,
+                 raised_at: datetime, opened_at: datetime):
+        self.id, self.request_id, self.community, self.volunteer_id = id, request_id, community, volunteer_id
+        self.text, self.raised_at, self.opened_at = text, raised_at, opened_at
+        self.actions = []
+
+    @property
+    def closed_at(self) -> datetime | None:
+        """When an action closed it (None while it is open)."""
+        return next((a.at for a in self.actions if a.closes), None)
+
+    @property
+    def is_open(self) -> bool:
+        """True until an action closes it."""
+        return self.closed_at is None
+
+    def act(self, action: str, note: str, by: str, at: datetime, close: bool) -> "ConcernAction":
+        """Append what a coordinator did (and, with `close`, close it); ConcernClosed once it is closed."""
+        if not self.is_open:
+            raise ConcernClosed("This concern is closed: it takes no more actions.")
+        done = ConcernAction(concern_id=self.id, action=action, note=note, by=by, at=at, closes=close)
+        self.actions.append(done)
+        return done
+
+
+class ConcernAction:
+    """What a coordinator did about a concern (CONCERN_ACTIONS), with their note; one that `closes` closes it."""
+
+    def __init__(self, *, concern_id: uuid.UUID, action: str, note: str, by: str, at: datetime, closes: bool):
+        self.concern_id, self.action, self.note = concern_id, action, note
+        self.by, self.at, self.closes = by, at, closes
 
 
 # --- the audit log ----------------------------------------------------------------------------------------------------

@@ -9,19 +9,21 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
-from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, FailedSignIn,
+from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, Concern, FailedSignIn,
                                     NotFound, NotLinkable, NotMergeable, Organisation, OrganisationExists, Passwords,
                                     Person, SameOrganisation, SupportRequest, TooManySignIns, User, UserExists,
                                     bereavement_offer, best_match, check_password, columns_from, died_reason,
                                     locked_for, person_ref, revocation)
 from shared.auth import SYSTEM, Actor
-from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse
+from shared.idempotency import Created, Idempotency, IdempotencyKey, IdempotencyKeyInUse, keep, replay
 from shared.clock import utcnow
 from shared.communities import get as community
+from shared.taxonomy import CONCERN_ACTIONS
 from shared.config import Settings
 from shared.contracts import Event
-from shared.contracts.intake import (PersonDeathShared, PersonDied, PersonErased, RequestCancelled, RequestSignposted,
-                                    RequestSubmitted, RequestUpdated, TokenRevoked)
+from shared.contracts.intake import (ConcernClosed, ConcernOpened, PersonDeathShared, PersonDied, PersonErased,
+                                    RequestCancelled, RequestSignposted, RequestSubmitted, RequestUpdated,
+                                    TokenRevoked)
 
 
 @dataclass
@@ -451,6 +453,84 @@ def offer_texts_held(uow, event: Event) -> None:
         request.texts_held_until(event.payload.until, community(request.community).zone, event.occurred_at)
 
 
+# --- the safeguarding log: volunteers' concerns ---------------------------------------------------------------------
+
+
+def open_concern(uow, event: Event) -> None:
+    """A volunteer's concern (concern.raised, from matching): opened in the safeguarding log on the request's record,
+    once however often it is delivered; the request goes to the top of the board, and metrics hears a concern was
+    opened (never its words). Runs in the handler's unit of work, which the caller commits."""
+    raised = event.payload
+    if uow.concerns.get(raised.concern_id, SYSTEM) is not None:
+        return
+    request = uow.requests.get(raised.request_id, SYSTEM)
+    if request is None:  # never dropped: retried, then kept as a dead letter for an administrator
+        raise NotFound(f"No request {raised.request_id} for concern {raised.concern_id}.")
+    now = utcnow()
+    uow.concerns.add(Concern(id=raised.concern_id, request_id=request.id, community=request.community,
+                             volunteer_id=raised.volunteer_id, text=raised.text, raised_at=raised.raised_at,
+                             opened_at=now))
+    request.concerns_open += 1
+    request.note("concern", "A volunteer raised a concern: see Concerns", "matching", at=raised.raised_at)
+    uow.publish(ConcernOpened(concern_id=raised.concern_id, community=request.community,
+                              support_type=request.support_type, occurred_at=now))
+
+
+def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None) -> list[tuple[Concern, SupportRequest]]:
+    """The concerns in the actor's communities (about one request, if given), open first, newest first, each with
+    its request; the listing is audited."""
+    with uow:
+        found = uow.concerns.list(actor, request_id)
+        rows = [(concern, uow.requests.get(concern.request_id, SYSTEM)) for concern in found]
+        uow.audit.add(AuditEntry.of(actor, "list concerns", request_id))
+        uow.commit()
+    return rows
+
+
+def _concern(uow, actor: Actor, concern_id: uuid.UUID) -> Concern:
+    """A concern in the actor's communities, or NotFound."""
+    concern = uow.concerns.get(concern_id, actor)
+    if concern is None:
+        raise NotFound("No such concern.")
+    return concern
+
+
+def get_concern(uow, actor: Actor, concern_id: uuid.UUID) -> tuple[Concern, SupportRequest]:
+    """One concern with its actions and its request; the view is audited."""
+    with uow:
+        concern = _concern(uow, actor, concern_id)
+        request = uow.requests.get(concern.request_id, SYSTEM)
+        uow.audit.add(AuditEntry.of(actor, "view concern", concern.request_id))
+        uow.commit()
+    return concern, request
+
+
+def act_on_concern(uow, actor: Actor, concern_id: uuid.UUID, action: str, note: str, close: bool,
+                   key: Idempotency | None = None,
+                   render: Callable[[Concern], dict[str, Any]] = lambda concern: {}) -> Created:
+    """Append what a coordinator did about a concern to the log (ConcernClosed once it is closed); with `close`,
+    close it: the request leaves the top of the board when none of its concerns is open, and metrics hears which
+    action closed it (never the note). With an Idempotency-Key, once: a retry gets the first answer (`render`ed in
+    the same transaction) again, and the log is not added to twice."""
+    with uow:
+        concern = _concern(uow, actor, concern_id)
+        if (earlier := replay(uow.answers, actor, key)) is not None:
+            return earlier
+        request = uow.requests.get(concern.request_id, SYSTEM)
+        now = utcnow()
+        concern.act(action, note, actor.subject, now, close)
+        uow.audit.add(AuditEntry.of(actor, "act on concern", concern.request_id, ["concern"]))
+        if close:
+            request.concerns_open = max(request.concerns_open - 1, 0)
+            request.note("concern", f"A concern was closed: {CONCERN_ACTIONS[action]}", actor.subject, at=now)
+            uow.publish(ConcernClosed(concern_id=concern.id, community=concern.community,
+                                      support_type=request.support_type, occurred_at=now, action=action))
+        uow.flush()
+        created = keep(uow.answers, actor, key, concern, render(concern))
+        uow.commit()
+    return created
+
+
 def share_details(uow, request: SupportRequest, event: Event) -> None:
     """Tell notify (`task.details_shared`) what the volunteer who accepted may know of the person."""
     uow.publish(request.details_for(event.payload), correlation_id=event.correlation_id)
@@ -748,13 +828,14 @@ def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, ba
                     ) -> dict[str, dict[str, int]]:
     """The nightly retention job: in each community, pseudonymise the person's details of every closed request with
     nothing happening to it for the community's `closed_request_days`, and remove the audit entries older than its
-    `audit_log_days`; drop the documents closed requests still hold. Each batch of requests is claimed (SKIP LOCKED)
+    `audit_log_days`, and the concerns closed longer ago than its `safeguarding_log_days`; drop the documents closed
+    requests still hold. Each batch of requests is claimed (SKIP LOCKED)
     and done in a transaction of its own, so two runs at once do each request once, and a second run finds nothing
     left to do. Records the run (counts by community, no personal data); the counts."""
     counts: dict[str, dict[str, int]] = {}
     for slug, place in communities.items():
         keeps = place.keeps
-        done = {"pseudonymised": 0, "copies_scrubbed": 0, "audit_entries_removed": 0}
+        done = {"pseudonymised": 0, "copies_scrubbed": 0, "audit_entries_removed": 0, "concerns_removed": 0}
         while True:
             with unit_of_work() as uow:
                 claimed = uow.retention.closed_and_quiet(slug, now - timedelta(days=keeps.closed_request_days),
@@ -768,9 +849,10 @@ def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, ba
         with unit_of_work() as uow:
             done["audit_entries_removed"] = uow.retention.drop_audit_before(
                 slug, now - timedelta(days=keeps.audit_log_days))
-            # KEPT LONGER: intake's safeguarding concerns log, when it has one, is kept for the community's
-            # `safeguarding_log_days` (keeps.safeguarding_log_days), never the shorter closed_request_days: remove
-            # its entries older than that here, as the audit log's are.
+            # KEPT LONGER: the safeguarding log's concerns are kept for the community's `safeguarding_log_days` after
+            # they were closed, never the shorter closed_request_days; an open one is kept however old
+            done["concerns_removed"] = uow.retention.drop_concerns_closed_before(
+                slug, now - timedelta(days=keeps.safeguarding_log_days))
             uow.commit()
         counts[slug] = done
     dropped = 0

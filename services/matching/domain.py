@@ -34,11 +34,34 @@ LIVE = ("open", "accepted")  # offers someone can still act on
 ANSWERS = {"YES": ("open",), "NO": ("open",), "DONE": ("accepted",), "CANCEL": ("accepted",)}
 NOTIFY_ANSWERS = ("STOP", "START", "HELP")  # notify answers these itself, from any number
 VIEWS = ("MY", "AWAY", "HOURS")  # a volunteer asking about themselves: their tasks, time away, hours
+# A volunteer's concern (CONCERN) is about a task they hold, or one they did this recently.
+CONCERN_RECENT = timedelta(days=14)
+CONCERN_IDS = uuid.UUID("8f3c2e1a-7b6d-4c5e-9a8b-1d2c3b4a5e6f")  # the namespace a concern's id is made in
 # The fields of a request that matching keeps, as intake's events carry them.
 WHEN = ("window_start", "window_end", "window_days", "window_part")
 REQUEST_FIELDS = ("community", "support_type", "urgency", "latitude", "longitude", "area", "volunteer_language",
                   "volunteer_gender", "person_ref", "repeat_every_weeks", "repeat_occurrences",
                   "befriending_rhythm", "review_on") + WHEN
+
+
+def concern_id(message_sid: str) -> uuid.UUID:
+    """A concern's id, made from the SMS that raised it: the same text, delivered again, is the same concern."""
+    return uuid.uuid5(CONCERN_IDS, message_sid)
+
+
+def concern_tasks(tasks: Iterable["Offer"], now: datetime, code: str | None = None) -> list["Offer"]:
+    """The tasks a volunteer's concern may be about, one per request, latest first: with a code, their task with
+    that code (the latest, as codes are used again); without, each task they hold now or did in the last
+    CONCERN_RECENT."""
+    latest_first = sorted(tasks, key=lambda o: o.answered_at or o.created_at, reverse=True)
+    if code is not None:
+        return [o for o in latest_first if o.code == code][:1]
+    found: dict[uuid.UUID, Offer] = {}
+    for offer in latest_first:
+        done_lately = offer.completed_at is not None and offer.completed_at >= now - CONCERN_RECENT
+        if offer.status == "accepted" or done_lately:
+            found.setdefault(offer.request_id, offer)
+    return list(found.values())
 
 
 # --- errors the use cases raise ----------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS,
-                                      VIEWS, BefriendingMatch, Candidate, Conflict, MatchRequest, NotFound, Offer,
-                                      Place, Policy, Volunteer, months_after, overdue_on,
-                                      VolunteerCheck, assess, explain, facts_for, next_batch, rule_text, task_slots,
+from services.matching.domain import (ANSWERS, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS,
+                                      SOON_DAYS, VIEWS, BefriendingMatch, Candidate, Conflict, MatchRequest, NotFound,
+                                      Offer, Place, Policy, Volunteer, months_after, overdue_on, VolunteerCheck, assess,
+                                      concern_id, concern_tasks, explain, facts_for, next_batch, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
 from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
@@ -45,8 +45,8 @@ from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import get as community
 from shared.contracts.intake import PersonErased, RequestSubmitted
 from shared.contracts.matching import (AboutRequest, BefriendingEnded, BefriendingStarted, BefriendingVisitLogged,
-                                       BefriendingVisitOverdue, CheckExpiring, OfferAccepted, OfferAnswerDue,
-                                       OfferMade, TaskLine,
+                                       BefriendingVisitOverdue, CheckExpiring, ConcernRaised, OfferAccepted,
+                                       OfferAnswerDue, OfferMade, TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
                                        VolunteerStatusChanged)
@@ -253,7 +253,8 @@ def _cancel(uow, request_id: uuid.UUID, why: str, now: datetime | None = None) -
 
 def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None) -> None:
     """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
-    PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered). (STOP and START arrive as
+    PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered); CONCERN (to intake as
+    concern.raised, the volunteer's receipt through notify as reply.answered). (STOP and START arrive as
     contact.opted_out and contact.opted_in.) What cannot be acted on is sent back to notify as reply.unresolved,
     saying why."""
     volunteer = uow.volunteers.by_phone(sms.from_phone)
@@ -270,7 +271,34 @@ def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: 
         _answer(uow, volunteer, sms, policy, now, correlation_id)
     elif sms.keyword in VIEWS:
         _own_view(uow, volunteer, sms, now, correlation_id)
+    elif sms.keyword == "CONCERN" and sms.text:
+        _concern(uow, volunteer, sms, now, correlation_id)
     uow.commit()
+
+
+def _concern(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correlation_id: str | None) -> None:
+    """A volunteer's worry about the person whose task they hold: with a code, that task of theirs; without, their
+    only current or recent one. Found, the concern goes to intake alone (concern.raised, its id made from the SMS
+    so a redelivery opens nothing twice) and the volunteer is told it arrived and what happens next; otherwise they
+    are asked which task, with their tasks' codes (and notify puts the text before a coordinator)."""
+    tasks = concern_tasks(uow.offers.of_volunteer(volunteer.id, HOLDING, sms.code), now, sms.code)
+    if len(tasks) == 1:
+        task = tasks[0]
+        request = uow.requests.get(task.request_id, SYSTEM)
+        uow.publish(ConcernRaised(concern_id=concern_id(sms.message_sid), request_id=task.request_id,
+                                  community=request.community, volunteer_id=volunteer.id, text=sms.text,
+                                  raised_at=now), correlation_id=correlation_id)
+        answer: dict[str, Any] = {"answer": "concern_received", "tasks": [TaskLine(
+            code=task.code, support_type=request.support_type, area=request.area)]}
+    else:
+        if sms.code is not None:  # not a code of theirs: which of their tasks (current or recent) is it?
+            tasks = concern_tasks(uow.offers.of_volunteer(volunteer.id, HOLDING), now)
+        requests = {t.request_id: uow.requests.get(t.request_id, SYSTEM) for t in tasks}
+        answer = {"answer": "concern_which" if tasks else "concern_no_task", "tasks": [TaskLine(
+            code=t.code, support_type=requests[t.request_id].support_type, area=requests[t.request_id].area)
+            for t in tasks[:TASKS_LISTED]]}
+    uow.publish(ReplyAnswered(phone=sms.from_phone, message_sid=sms.message_sid, community=volunteer.community,
+                              language=volunteer.first_language, **answer), correlation_id=correlation_id)
 
 
 TASKS_LISTED = 5  # the next tasks an SMS lists (about two segments)

@@ -165,6 +165,8 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "befriending.visit_logged": frozenset({"community", "request_id", "volunteer_id", "support_type", "hours"}),
     "befriending.ended": frozenset({"community", "request_id", "support_type"}),
     "person.died": frozenset({"community", "person_ref", "carers_offered"}),
+    "concern.opened": frozenset({"community", "support_type"}),
+    "concern.closed": frozenset({"community", "support_type"}),
 }
 
 
@@ -381,6 +383,8 @@ MEASURES = (
     Measure("group_attendance", "People at group activities"),
     Measure("active_partners", "Active partner organisations"),
     Measure("providers_adopting", "Providers adopting the approach (by the period's end)"),
+    Measure("concerns_raised", "Concerns raised by volunteers"),
+    Measure("concerns_closed", "Concerns closed by coordinators"),
     Measure("hours_to_acceptance_median", "Hours from request to acceptance (median)", is_count=False),
     Measure("hours_to_acceptance_p90", "Hours from request to acceptance (90th percentile)", is_count=False),
     Measure("befriending_started", "Befriending matches started"),
@@ -516,6 +520,10 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     partners = dict([register.partner(f.community, f.organisation) for f in requests if f.organisation]
                     + [register.partner(a.community, a.organisation, a.organisation_type) for a in activities
                        if a.organisation])
+
+    def concerns(event_type: str) -> int:  # each concern's event once (its id is the fact's); by its request's kind
+        return sum(1 for f in facts if f.event_type == event_type and (kind is None or f.support_type == kind))
+
     return {
         "requests_received": len(requests),
         "requests_matched": sum(is_first(f, first_match, per_occurrence=False) for f in matches),
@@ -543,6 +551,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "group_attendance": sum(a.attendance for a in activities),
         "active_partners": len(partners),
         "providers_adopting": register.adopted(communities, end) if end else 0,
+        "concerns_raised": concerns("concern.opened"),
+        "concerns_closed": concerns("concern.closed"),
         "hours_to_acceptance_median": _percentile(waits, 0.5),
         "hours_to_acceptance_p90": _percentile(waits, 0.9),
         "befriending_started": sum(1 for f in of("befriending.started") if kind is None or kind_of(f) == kind),

@@ -240,7 +240,10 @@ INBOX_REASONS = {
     "no_such_offer": "Gave a reference that is not theirs or no longer open; we told them so.",
     "nothing_open": "Texted though we have never offered them anything.",
     "debrief": "Asked for someone to call them (TALK): call them, and mark it dealt with once you have.",
+    "concern_unplaced": "A volunteer's concern we could not tie to one task of theirs (we asked which): read it, "
+                        "and call them.",
 }
+CONCERN_UNPLACED = ("concern_which", "concern_no_task")  # matching's answers to a concern it could not place
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,8 @@ def hours_text(hours: float, language: str) -> str:
 
 def answered_body(answered: ReplyAnswered, place: Community | None, language: str, dates: str = "") -> str:
     """What a volunteer who asked about themselves is told: their tasks (code, kind of help, district, window; never
-    the person), the days away recorded, that the dates could not be read (quoting `dates`), or their hours."""
+    the person), the days away recorded, that the dates could not be read (quoting `dates`), or their hours; or, to
+    a concern, that it reached the coordinator (or which task it is about), with the community's emergency number."""
     texts = wording(place)
     if answered.answer == "tasks":
         if not answered.tasks:
@@ -461,6 +465,11 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
                       last=day_text(answered.away_until, language))
     if answered.answer == "away_unclear":
         return render("away_unclear", language, texts, dates=dates)
+    if answered.answer.startswith("concern_"):
+        codes = [t.code for t in answered.tasks]
+        emergency = place.emergency if place else "999"
+        return render(answered.answer, language, texts, code=codes[0] if codes else "", codes=", ".join(codes),
+                      first=codes[0] if codes else "", emergency=emergency)
     done = answered.year_tasks or 0
     return render("hours", language, texts, hours=hours_text(answered.year_hours or 0, language), year=answered.year,
                   done=f"{done} {TASKS_DONE[language][done != 1]}")

@@ -59,6 +59,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "talk": "Thank you. A coordinator will call you soon.",
         "died": "We're sorry to tell you that {first_name} has died. Thank you for the help and kindness you gave. "
                 "Reply TALK if you would like someone to call you.",
+        "concern_received": "Thank you: your concern about task {code} has reached the coordinator. A coordinator "
+                            "will look at this today. If someone is in danger now, call {emergency}.",
+        "concern_which": "Thank you for telling us. Which task is it about ({codes})? Please send CONCERN with the "
+                         "code and your words again, e.g. CONCERN {first} ... If someone is in danger now, call "
+                         "{emergency}.",
+        "concern_no_task": "Thank you for telling us: it has gone to the coordinators, who will look at it today. "
+                           "If someone is in danger now, call {emergency}.",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -98,6 +105,14 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "talk": "Merci. Une coordinatrice vous appellera bientôt.",
         "died": "Nous avons le regret de vous dire que {first_name} est décédé(e). Merci pour votre aide et votre "
                 "gentillesse. Répondez TALK si vous souhaitez qu'on vous appelle.",
+        "concern_received": "Merci: votre inquiétude au sujet de la mission {code} est parvenue à la coordination. "
+                            "Une coordinatrice s'en occupera aujourd'hui. En cas de danger immédiat, appelez "
+                            "le {emergency}.",
+        "concern_which": "Merci de nous le dire. De quelle mission s'agit-il ({codes})? Renvoyez INQUIET avec le "
+                         "code et votre message, ex. INQUIET {first} ... En cas de danger immédiat, appelez le "
+                         "{emergency}.",
+        "concern_no_task": "Merci de nous le dire: votre message est parvenu à la coordination, qui s'en occupera "
+                           "aujourd'hui. En cas de danger immédiat, appelez le {emergency}.",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -258,6 +273,25 @@ FILLER_WORDS = {"FROM", "DU", "DES", "LE", "THE", "OF", "ON", "ST", "ND", "RD", 
 _DATE_TOKEN = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}\.\d{1,2}(?:\.\d{2,4})?|\d+|[A-Z]+"
                          r"|-")
 AWAY_AHEAD = timedelta(days=366)  # time away is recorded at most a year ahead, as matching's API allows
+# A volunteer's worry about the person they help (CONCERN): a message that opens with one of these words, after at
+# most a few of CONCERN_LEADS ("I'm a bit worried about ...", "Je suis inquiète ...", "J'ai une inquiétude ...").
+CONCERN_WORDS = {"CONCERN", "CONCERNS", "CONCERNED", "CONCERNING", "WORRIED", "WORRY", "WORRIES", "WORRYING",
+                 "SAFEGUARDING", "ANXIOUS", "INQUIET", "INQUIETE", "INQUIETS", "INQUIETES", "INQUIETUDE",
+                 "INQUIETUDES", "MINQUIETE", "PREOCCUPE", "PREOCCUPEE", "PREOCCUPES", "PREOCCUPEES", "PREOCCUPATION",
+                 "SOUCI", "SOUCIS", "SOUCIEUX", "SOUCIEUSE"}
+CONCERN_LEADS = {"I", "IM", "AM", "IVE", "HAVE", "GOT", "A", "AN", "BIT", "LITTLE", "VERY", "REALLY", "QUITE", "SO",
+                 "SLIGHTLY", "RATHER", "SOMEWHAT", "SOME", "FEELING", "JUST", "HI", "HELLO", "HEY", "URGENT",
+                 "M", "VE", "JE", "J", "AI", "JAI", "SUIS", "UN", "UNE", "PEU", "TRES", "VRAIMENT", "ASSEZ", "BONJOUR",
+                 "ME", "FAIS", "DU", "DES"}
+CONCERN_LEAD_MAX = 5
+# Words between the concern and its code: "worried about 4821", "concern re task 4821", "inquiète pour la mission 4821".
+CONCERN_BEFORE_CODE = {"ABOUT", "FOR", "RE", "REGARDING", "WITH", "ON", "OVER", "TASK", "REF", "REFERENCE", "CODE",
+                       "JOB", "VISIT", "OFFER", "THE", "POUR", "SUR", "AU", "SUJET", "DE", "LA", "MISSION", "A",
+                       "PROPOS"}
+# The command form, whose words are what follows the keyword and its code: "CONCERN 4821: she fell".
+_CONCERN_COMMAND = re.compile(
+    r"^\s*(?:(?:safeguarding\s+)?concern\b|safeguarding\b)[\s:;,.\-–—]*(?:#?\d{4}\b)?[\s:;,.\-–—]*"
+    r"|^\s*(?:worried|inqui[eè]te?|pr[ée]occup[ée]e?)[\s:;,.\-–—]*#?\d{4}\b[\s:;,.\-–—]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -277,6 +311,7 @@ class Reply:
     problem: str | None = None
     away_from: date | None = None
     away_until: date | None = None
+    text: str | None = None
 
 
 def _plain(body: str) -> str:
@@ -310,6 +345,9 @@ def parse_reply(body: str, today: date | None = None) -> Reply:
         return Reply("HOURS")
     if whole and whole[0] in AWAY_WORDS:
         return _away(body, today or date.today())
+    concern = _concern(body, whole)
+    if concern is not None:
+        return concern
     tokens = _TOKEN.findall(plain)
     keywords = []
     for token in tokens:
@@ -345,6 +383,36 @@ def parse_reply(body: str, today: date | None = None) -> Reply:
         if len(others) > 1 or not 0 < hours <= 24:
             return Reply(keyword, code, problem=f"the hours ({number})")
     return Reply(keyword, code, hours)
+
+
+def _concern(body: str, whole: list[str]) -> Reply | None:
+    """A worry about the person (keyword CONCERN), with the code of the task it is about when the volunteer gave one
+    by the concern ("CONCERN 4821 ...", "worried about 4821 ...", "4821 concern ...") and their words: the whole
+    message, or what follows the keyword and code in the command form. None when the message is not a concern."""
+    words = whole[1:] if whole and _is_code(whole[0]) else whole
+    leads = 0
+    while leads < len(words) and leads < CONCERN_LEAD_MAX and words[leads] in CONCERN_LEADS \
+            and words[leads] not in CONCERN_WORDS:
+        leads += 1
+    if leads >= len(words) or words[leads] not in CONCERN_WORDS:
+        return None
+    code = whole[0] if words is not whole else None
+    following = words[leads + 1:]
+    while following and following[0] in CONCERN_BEFORE_CODE | CONCERN_WORDS:
+        following = following[1:]
+    if code is None and following and _is_code(following[0]):
+        code = following[0]
+    command = _CONCERN_COMMAND.match(body)
+    text = (body[command.end():] if command else body).strip()
+    if not text:
+        return Reply("CONCERN", code, problem="your concern: please say what worries you, e.g. CONCERN 4821 she "
+                                              "seemed confused")
+    return Reply("CONCERN", code, text=body.strip()[:1600] if not command else text[:1600])
+
+
+def _is_code(word: str) -> bool:
+    """A task's reference code: four digits."""
+    return len(word) == 4 and word.isdigit()
 
 
 def away_dates_text(body: str) -> str:

@@ -187,14 +187,17 @@ def queue_answer(uow: NotifyUnitOfWork, unresolved: ReplyUnresolved, event_id: u
 
 def queue_own_view(uow: NotifyUnitOfWork, answered: ReplyAnswered, correlation_id: str, now: datetime,
                    settings: NotifySettings) -> None:
-    """Text a volunteer matching's answer to their MY, AWAY or HOURS, at once, in their language, from the number
-    they texted (else their community's): once per text they sent, however often the answer is delivered."""
+    """Text a volunteer matching's answer to their MY, AWAY, HOURS or CONCERN, at once, in their language, from the
+    number they texted (else their community's): once per text they sent, however often the answer is delivered. A
+    concern matching could not tie to one of their tasks waits in the coordinators' inbox too."""
     language = domain.language_for(uow.contacts.get(answered.phone), answered.language)
     texted = uow.inbound.get(answered.message_sid)
     community = domain.community_of_number(texted.to_phone if texted else None, settings.communities) \
         or answered.community
     dates = away_dates_text(texted.body) if texted is not None else ""
     body = domain.answered_body(answered, settings.community(community), language, dates)
+    if answered.answer in domain.CONCERN_UNPLACED and texted is not None:  # a worry no task of theirs could take
+        _needs_coordinator(uow, texted, "concern_unplaced", community, now)
     _queue(uow, settings, now, key=f"view:{answered.message_sid}", purpose="answer", to=answered.phone, body=body,
            correlation_id=correlation_id, community=community, urgent=True)
 
@@ -270,7 +273,7 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
                                 keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
-                                away_until=reply.away_until))
+                                away_until=reply.away_until, text=reply.text if keyword == "CONCERN" else None))
         answer = render("talk", contact.language) if talk and not was_opted_out else domain.answer_to(
             reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:

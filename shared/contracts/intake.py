@@ -10,7 +10,7 @@ from datetime import date, datetime
 from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, rule
-from shared.taxonomy import DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, RHYTHMS, SOURCES, URGENCIES
+from shared.taxonomy import CONCERN_ACTIONS, DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, RHYTHMS, SOURCES, URGENCIES
 
 REQUEST = "6f1c2d5e-8a41-4c57-9d0e-1b2a3c4d5e6f"
 OFFER = "0b7e8f9a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
@@ -179,3 +179,26 @@ class OrganisationChanged(EventPayload):
     type: str = rule(validate.OneOf(sorted(ORGANISATION_TYPES)))
     adopted_on: date | None = None
     merged_into: uuid.UUID | None = None
+
+
+CONCERN = "5d4c3b2a-1f0e-5d9c-8b7a-6f5e4d3c2b1a"
+
+
+@contract("concern.opened", 1, example={"concern_id": CONCERN, "community": "fylde-coast",
+                                        "support_type": "shopping", "occurred_at": "2026-11-25T17:40:01+00:00"})
+class ConcernOpened(EventPayload):
+    """A volunteer's concern was opened in the safeguarding log, for counting: no words, no person, no volunteer."""
+
+    concern_id: uuid.UUID
+    community: str
+    support_type: str = rule(validate.OneOf(sorted(KINDS)))
+    occurred_at: datetime
+
+
+@contract("concern.closed", 1, example={"concern_id": CONCERN, "community": "fylde-coast",
+                                        "support_type": "shopping", "occurred_at": "2026-11-26T10:05:00+00:00",
+                                        "action": "referred_gp"})
+class ConcernClosed(ConcernOpened):
+    """A coordinator closed a concern with the action taken (never their note), for counting."""
+
+    action: str = rule(validate.OneOf(sorted(CONCERN_ACTIONS)))

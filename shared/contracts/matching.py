@@ -153,6 +153,26 @@ class ReplyAnswered(EventPayload):
     year_tasks: int | None = None
 
 
+@contract("concern.raised", 1, example={
+    "concern_id": "5d4c3b2a-1f0e-5d9c-8b7a-6f5e4d3c2b1a", "request_id": REQUEST, "community": "fylde-coast",
+    "volunteer_id": VOLUNTEER, "text": "She seemed confused and had not eaten.",
+    "raised_at": "2026-11-25T17:40:00+00:00"})
+class ConcernRaised(EventPayload):
+    """A volunteer texted a worry about the person whose task they hold (CONCERN): intake opens it in the
+    safeguarding log. `concern_id` is made from the SMS's sid, so a redelivered text opens nothing twice.
+
+    It carries the volunteer's words, so intake alone may subscribe to it (shared/topology.py PERSONAL keeps it from
+    metrics, and no other consumer is bound to it): the concern's text goes no further than intake, whose own
+    events about concerns (concern.opened, concern.closed) carry none."""
+
+    concern_id: uuid.UUID
+    request_id: uuid.UUID
+    community: str
+    volunteer_id: uuid.UUID
+    text: str = rule(validate.Length(min=1, max=1600))
+    raised_at: datetime
+
+
 @contract("request.matched", 1, example={"request_id": REQUEST, "offer_id": OFFER, "volunteer_id": VOLUNTEER})
 class RequestMatched(AboutRequest):
     """A volunteer has the request's task (of its current occurrence: a recurring request is matched once per

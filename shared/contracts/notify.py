@@ -20,7 +20,9 @@ MESSAGE = "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a"
     "message_sid": "SM0123456789abcdef0123456789abcdef", "from_phone": PHONE, "to_phone": "+447700900000",
     "body": "YES 4821", "keyword": "YES", "code": "4821"})
 class SmsReceived(EventPayload):
-    """A text from a phone, with what the reply parser understood of it (keyword: see notify's `Reply`)."""
+    """A text from a phone, with what the reply parser understood of it (keyword: see notify's `Reply`). It carries
+    the message as sent, so only matching, which must act on it, hears it (never metrics: shared/topology.py
+    PERSONAL)."""
 
     message_sid: str
     from_phone: str
@@ -31,6 +33,7 @@ class SmsReceived(EventPayload):
     hours: float | None = None
     away_from: date | None = None  # AWAY: the days away, both included, when the parser could read them
     away_until: date | None = None
+    text: str | None = None  # CONCERN: the volunteer's words (the whole message, or what follows CONCERN <code>)
 
 
 @contract("sms.sent", 1, example={"message_id": MESSAGE, "purpose": "offer",

@@ -1,4 +1,4 @@
-// The requests board keeps itself current: every few seconds it asks whether anything on it moved (a tiny answer
+// The requests board keeps itself current: every second it asks whether anything on it moved (a tiny answer
 // with no names: when a request last changed, intake's own or by matching's and notify's events, and how many have
 // offers about to time out), and only when that moves does it fetch the board again and swap in the new rows,
 // saying so to screen readers. Each matched row then names its volunteer, with their phone, from matching's list
@@ -49,5 +49,5 @@
   }
 
   nameVolunteers();
-  setInterval(look, 5000);
+  setInterval(look, 1000);  // a volunteer's concern shows within two seconds of the text
 })();

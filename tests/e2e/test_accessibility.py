@@ -12,7 +12,7 @@ from tests.e2e.conftest import accessible, sign_in
 PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
-                    "/people/{person}", "/people/{person}/death"],
+                    "/people/{person}", "/people/{person}/death", "/board/concerns"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],

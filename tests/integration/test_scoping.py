@@ -180,11 +180,13 @@ class Seeded:
     entry: str = ""  # a service in its signposting directory
     match: str = ""  # a befriending match of its volunteer
     people: list[str] = field(default_factory=list)  # the records of the request's person and the referral's
+    concern: str = ""  # a volunteer's concern in its safeguarding log
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
-                self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people]
+                self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people,
+                self.concern]
 
 
 def seed(system: System, token) -> Seeded:
@@ -212,6 +214,9 @@ def seed(system: System, token) -> Seeded:
     system.relay()
     system.text(VOLUNTEER["phone"], "Sorry, I'm away that week")  # free text: it waits in the inbox
     system.relay()
+    system.text(VOLUNTEER["phone"], f"CONCERN {offer['code']} Mrs Quorrington seemed confused")  # the log's
+    system.relay()
+    [concern] = system.events("matching", "concern.raised")
     activity = system.client("metrics").post("/activities", headers=coordinator, json={
         "kind": "bereavement_group", "held_on": YESTERDAY.isoformat(), "attendance": 12,
         "organisation": ACTIVITY_ORGANISATION})
@@ -254,7 +259,7 @@ def seed(system: System, token) -> Seeded:
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
-                  entry=str(entry.id), match=match_id, people=people)
+                  entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"])
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -270,7 +275,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("matching", f"/matches/{seeded.request}", coordinator), ("notify", "/sms/messages", coordinator),
              ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator),
              ("metrics", "/activity/baseline", manager),
-             ("intake", f"/people/records/{seeded.people[0]}", coordinator)]
+             ("intake", f"/people/records/{seeded.people[0]}", coordinator),
+             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -328,6 +334,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "carer_id": (seeded.people, str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
+            "concern_id": ([seeded.concern], str(uuid.uuid4())),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -432,6 +439,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                              "MessageSid": "SM" + "0" * 32}}],
         ("POST", "/sms/status"): [{"data": {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}}],
         ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
+        ("POST", "/concerns/{concern_id}/actions"): [{"json": {"action": "noted", "close": True}}],
+        ("POST", "/board/concerns/{concern_id}"): [{"data": {"action": "noted", "close": "1"}}],
     }
 
 

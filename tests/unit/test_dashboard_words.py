@@ -71,7 +71,7 @@ def test_every_measure_is_under_exactly_one_heading():
     assert sorted(keys) == sorted(m.key for m in domain.MEASURES)
     assert [heading for heading, _ in GROUPS] == ["Requests for support", "How quickly help comes",
                                                   "People supported", "Volunteers", "Activities and education",
-                                                  "Partnerships"]
+                                                  "Partnerships", "Safeguarding"]
 
 
 def activity(kind: str, attendance: int) -> Activity:

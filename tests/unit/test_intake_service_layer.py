@@ -784,3 +784,27 @@ def test_kind_other_waits_for_a_coordinator_and_a_request_already_offered_cannot
     with pytest.raises(NotOffered):
         service_layer.update_request(uow, KIM, offered.id, {"support_type": "other"}, SETTINGS)
     assert offered.support_type == "shopping" and uow.published == []
+
+
+
+def test_a_concern_comes_first_on_the_board_and_closing_is_an_action_after_which_it_takes_none():
+    from services.intake.domain import Concern, ConcernClosed
+
+    now = datetime.now(timezone.utc)
+    flagged, urgent = (SupportRequest(community="fylde-coast", created_by="c", person_name=name, latitude=53.8,
+                                      longitude=-3.0, support_type="shopping", urgency=urgency)
+                       for name, urgency in (("Ann", "routine"), ("Bo", "urgent")))
+    flagged.status = urgent.status = "offered"
+    flagged.concerns_open = 1
+    assert flagged.needs_you(now)[0] == ("concern", 1) and urgent.needs_you(now) == [("urgent", None)]
+    assert sorted([urgent, flagged], key=lambda r: board_rank(r, now)) == [flagged, urgent]
+
+    concern = Concern(id=uuid.uuid4(), request_id=flagged.id, community="fylde-coast", volunteer_id=uuid.uuid4(),
+                      text="She fell", raised_at=now, opened_at=now)
+    concern.act("called_person", "", "c", now, close=False)
+    assert concern.is_open and concern.closed_at is None
+    concern.act("referred_gp", "GP to visit", "c", now + timedelta(minutes=5), close=True)
+    assert not concern.is_open and concern.closed_at == now + timedelta(minutes=5)
+    with pytest.raises(ConcernClosed):
+        concern.act("noted", "", "c", now, close=False)
+    assert [a.action for a in concern.actions] == ["called_person", "referred_gp"] and concern.text == "She fell"

@@ -133,3 +133,28 @@ def test_the_explanation_counts_each_rule_largest_first():
 def test_distance_between_blackpool_and_kendal_is_about_60_km():
     # equirectangular by hand: 0.5138 deg north = 57.13 km, 0.3043 deg east at 54.07N = 19.88 km
     assert distance_km(53.8142, -3.0503, 54.3280, -2.7460) == pytest.approx(60.49, abs=0.3)
+
+
+# --- which task a volunteer's concern is about ---------------------------------------------------------------------
+
+def test_a_concern_is_about_the_task_with_its_code_or_each_current_or_recent_one_once_per_request():
+    from services.matching.domain import CONCERN_RECENT, Offer, concern_id, concern_tasks
+
+    now = datetime(2026, 12, 7, 12, tzinfo=timezone.utc)
+    me, weekly, other, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def task(request, code, status, days_ago, done_days_ago=None):
+        return Offer(request_id=request, volunteer_id=me, code=code, status=status,
+                     answered_at=now - timedelta(days=days_ago),
+                     completed_at=None if done_days_ago is None else now - timedelta(days=done_days_ago))
+
+    first_week = task(weekly, "1111", "completed", 9, done_days_ago=8)
+    this_week = task(weekly, "2222", "accepted", 2)
+    long_ago = task(old, "3333", "completed", 40, done_days_ago=CONCERN_RECENT.days + 1)
+    recent = task(other, "4444", "completed", 5, done_days_ago=4)
+    tasks = [first_week, this_week, long_ago, recent]
+    assert concern_tasks(tasks, now) == [this_week, recent]  # one per request, latest first; not the old one
+    assert concern_tasks(tasks, now, "3333") == [long_ago]  # with its code, however long ago
+    assert concern_tasks(tasks, now, "9999") == []
+    assert concern_tasks([this_week, long_ago], now) == [this_week]
+    assert concern_id("SM1") == concern_id("SM1") != concern_id("SM2")  # the same text is the same concern

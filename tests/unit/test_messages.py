@@ -160,7 +160,8 @@ def test_every_template_fills_in_and_all_languages_have_the_same_ones(language):
     values = dict(kind="Courses", place="", when="lun matin", code="4821", details="", first_name="Ann",
                   address="1 Rue", phone="+1", check="formation", date="1 déc", codes="4821, 5532",
                   keyword="OUI", first="4821", problem="?", help="", area="K2P", tasks="", last="28 déc",
-                  dates="24-28", hours="3", year=2026, done=2, rhythm="weekly", since="7 déc", visits="3")
+                  dates="24-28", hours="3", year=2026, done=2, rhythm="weekly", since="7 déc", visits="3",
+                  emergency="999")
     for name in TEMPLATES[language]:
         assert "{" not in render(name, language, **values)
 
@@ -274,3 +275,59 @@ def test_the_answers_to_a_volunteer_asking_about_themselves_fit_and_are_in_their
     assert answered_body(one, None, "en") == "You have given 2 hours in 2026 (1 task). Thank you!"
     for text in (answered_body(away, None, "fr"), unclear, answered_body(hours, None, "fr")):
         assert segments(text).count == 1, text
+
+
+# A volunteer's concern, as a worried volunteer types it: (what they typed, the code, the words kept).
+CONCERNS = [
+    ("CONCERN 4821 she seemed confused", "4821", "she seemed confused"),
+    ("concern 4821: she seemed confused", "4821", "she seemed confused"),
+    ("Concern #4821 - not eating", "4821", "not eating"),
+    ("CONCERN she seemed confused", None, "she seemed confused"),
+    ("concern: Mrs B had a fall", None, "Mrs B had a fall"),
+    ("Concern - Mrs B had a fall", None, "Mrs B had a fall"),
+    ("Safeguarding concern 4821 bruises on her arm", "4821", "bruises on her arm"),
+    ("worried about Mrs B, she seemed confused", None, "worried about Mrs B, she seemed confused"),
+    ("Worried about 4821, she seemed confused", "4821", "Worried about 4821, she seemed confused"),
+    ("Worried 4821: she was upset", "4821", "she was upset"),
+    ("I'm worried about Mrs B", None, "I'm worried about Mrs B"),
+    ("I’m really worried about her", None, "I’m really worried about her"),  # a phone's curly apostrophe
+    ("Im a bit worried about Jo, he was very low", None, "Im a bit worried about Jo, he was very low"),
+    ("I am concerned about Mr T", None, "I am concerned about Mr T"),
+    ("I'm concerned re task 4821, door left open", "4821", "I'm concerned re task 4821, door left open"),
+    ("Hi, I'm very worried about Ann", None, "Hi, I'm very worried about Ann"),
+    ("I have a concern about Pat", None, "I have a concern about Pat"),
+    ("Concerned about 4821 she was upset", "4821", "Concerned about 4821 she was upset"),
+    ("4821 concern she fell", "4821", "4821 concern she fell"),
+    ("inquiet pour M. Roy", None, "inquiet pour M. Roy"),
+    ("Inquiète pour Mme Roy, elle ne mange plus", None, "Inquiète pour Mme Roy, elle ne mange plus"),
+    ("inquiète 4821 elle ne mange plus", "4821", "elle ne mange plus"),
+    ("Je suis inquiète pour la mission 4821", "4821", "Je suis inquiète pour la mission 4821"),
+    ("Je m'inquiète pour elle", None, "Je m'inquiète pour elle"),
+    ("Je m’inquiète pour elle", None, "Je m’inquiète pour elle"),
+    ("J'ai une inquiétude pour M. Roy", None, "J'ai une inquiétude pour M. Roy"),
+    ("préoccupé: il ne mange plus", None, "préoccupé: il ne mange plus"),
+    ("Préoccupée au sujet de la mission 4821: chute", "4821", "Préoccupée au sujet de la mission 4821: chute"),
+    ("Je suis très préoccupé pour M. Roy", None, "Je suis très préoccupé pour M. Roy"),
+]
+
+
+@pytest.mark.parametrize("body, code, text", CONCERNS)
+def test_a_concern_is_read_however_a_worried_volunteer_puts_it(body, code, text):
+    assert parse_reply(body) == Reply("CONCERN", code, text=text)
+
+
+@pytest.mark.parametrize("body, keyword", [
+    ("No worries 4821", "NO"),  # only a message that opens with a worry is a concern
+    ("Sorry I'm worried I can't make it 4821", "NO"),
+    ("yes 4821, she sounded worried", "YES"),
+    ("Done 4821 2h, not worried", "DONE"),
+])
+def test_a_worry_word_later_in_a_reply_does_not_make_it_a_concern(body, keyword):
+    assert parse_reply(body).keyword == keyword
+
+
+@pytest.mark.parametrize("body", ["CONCERN", "concern 4821", "Concern:"])
+def test_a_concern_without_words_asks_for_them(body):
+    reply = parse_reply(body)
+    assert reply.keyword == "CONCERN" and reply.text is None
+    assert answer_for(reply).startswith("Sorry, we did not understand your concern: please say what worries you")

@@ -198,7 +198,9 @@ def test_every_event_type_records_only_what_its_contract_declares():
     assert facts["volunteer.status_changed"].status == "paused"
     assert facts["volunteer.check_expiring"].status is None  # it has no status (reading one once raised)
     assert facts["task.completed"].hours == 1.5 and facts["task.completed"].support_type == "shopping"
-    assert facts["sms.received"].community is None and facts["sms.received"].request_id is None
+    assert facts["sms.sent"].community is None and facts["sms.sent"].request_id is None
+    assert "sms.received" not in facts and "concern.raised" not in facts  # words about people never reach metrics
+    assert (facts["concern.closed"].community, facts["concern.closed"].support_type) == ("fylde-coast", "shopping")
     assert facts["request.matched"].community == "fylde-coast"  # its request's (the examples share a request)
 
 

@@ -1,14 +1,14 @@
 """What intake does with matching's events (keep each request's status and timeline current, and when its offers
-time out), and with notify's word that an offer's texts wait for the quiet hours, or that SMS about a request wait
+time out; a volunteer's concern, opened in the safeguarding log), and with notify's word that an offer's texts wait for the quiet hours, or that SMS about a request wait
 in its inbox."""
 
 from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitOverdue, OfferAccepted,
-                                       OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched,
-                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
+from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitOverdue, ConcernRaised,
+                                       OfferAccepted, OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched,
+                                       RequestUnmatched, TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
 from shared.contracts.notify import SmsHeld, SmsWaiting
 
 
@@ -27,6 +27,11 @@ def messages_waiting(uow, event: Event) -> None:
     service_layer.messages_waiting(uow, event)
 
 
+def concern_raised(uow, event: Event) -> None:
+    """Open a volunteer's concern in the safeguarding log, and put its request at the top of the board."""
+    service_layer.open_concern(uow, event)
+
+
 def offer_texts_held(uow, event: Event) -> None:
     """Say on the timeline when an offer's texts will go, so nobody thinks the volunteers have been asked yet."""
     service_layer.offer_texts_held(uow, event)
@@ -36,4 +41,5 @@ HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepte
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
                                                          TaskVolunteerOptedOut, BefriendingStarted,
                                                          BefriendingVisitOverdue, BefriendingEnded)},
-            OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting}
+            OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting,
+            ConcernRaised.TYPE: concern_raised}

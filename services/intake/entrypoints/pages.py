@@ -16,7 +16,7 @@ from services.intake import service_layer
 from services.intake.adapters import passwords
 from services.intake.domain import (AlreadyDied, NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
                                     SameOrganisation, SupportRequest, TooManySignIns)
-from services.intake.entrypoints import directory
+from services.intake.entrypoints import concerns, directory
 from services.intake.entrypoints.api import DeathIn, ReferralIn, RequestIn, RequestPatch
 from shared import gazetteer
 from shared.auth import HOMES, local_path
@@ -115,7 +115,7 @@ def board():
 @page_requires(*COORDINATORS)
 def board_latest():
     """A mark that moves when the board would change (a request changed, or offers came close to timing out): the
-    open board looks every few seconds and reloads its rows only when this moves (no names, so it is not audited
+    open board looks every second and reloads its rows only when this moves (no names, so it is not audited
     as a listing is)."""
     latest = service_layer.latest_change(service().uow(), current_actor(), utcnow())
     return {"latest": latest}, 200, {"Cache-Control": "no-store"}
@@ -246,7 +246,7 @@ def show_request(request_id):
         r = service_layer.get_request(service().uow(), current_actor(), request_id)
     except NotFound as err:
         abort(404, message=str(err))
-    return render("request.html", r=r, suggestions=directory.suggestions(r),
+    return render("request.html", r=r, suggestions=directory.suggestions(r), concerns=concerns.of_request(r),
                   signposted=service_layer.signposted_entry(service().uow(), current_actor(), r),
                   maybe=service_layer.maybe_same(service().uow(), current_actor(), r))
 

@@ -46,6 +46,7 @@ GROUPS = (
                     "volunteers_left", "volunteer_hours")),
     ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached")),
     ("Partnerships", ("active_partners", "providers_adopting")),
+    ("Safeguarding", ("concerns_raised", "concerns_closed")),
 )
 TIMES = {"hours_to_acceptance_median": "From request to a volunteer accepting (median)",
          "hours_to_acceptance_p90": "From request to a volunteer accepting (9 in 10 within)"}
@@ -186,7 +187,7 @@ SECTIONS = (
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
     ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting")),
-)
+)  # concerns raised and closed are the dashboard's and the API's: the report is a funder's, on one page
 
 
 REPORT_TITLES = {"activities_by_kind": "Group activities by kind", "partners_by_type": "Active partners by type"}

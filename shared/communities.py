@@ -29,6 +29,8 @@ class Community:
     centre: where a referral whose postcode cannot be placed is put until a coordinator places it ([lat, lon]).
     retention: how long the community keeps personal data, in days, each one overriding `Retention`'s default
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
+    applicant_wait_days: an applicant to volunteer waiting longer than this at one stage is marked "waiting too
+    long" on the coordinators' board of applicants.
     """
 
     slug: str
@@ -42,6 +44,7 @@ class Community:
     referral_codes: dict = field(default_factory=dict, hash=False, compare=False)
     centre: tuple = field(default=(0.0, 0.0), hash=False, compare=False)
     retention: dict = field(default_factory=dict, hash=False, compare=False)
+    applicant_wait_days: int = 14
 
     @property
     def keeps(self) -> "Retention":

@@ -93,5 +93,5 @@ ACCEPTED_BY: tuple[str, ...] = ("volunteer", "coordinator")
 WITHDRAWN_BECAUSE: tuple[str, ...] = ("taken", "cancelled", "opted_out")
 OPTED_VIA: tuple[str, ...] = ("keyword", "provider")
 UNRESOLVED_BECAUSE: tuple[str, ...] = ("unknown_sender", "several_open", "no_such_offer", "nothing_open")
-# What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS).
-VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours")
+# What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS), and anyone texting JOIN.
+VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours", "join")

@@ -63,7 +63,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     },
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
-                                "reply.unresolved", "reply.answered", "task.completed", "task.given_back"]),
+                                "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
+                                "applicant.applied"]),
         "details": ("intake", ["task.details_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),

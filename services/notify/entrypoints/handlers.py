@@ -46,8 +46,13 @@ def on_reply_unresolved(uow, event: Event, settings: NotifySettings) -> None:
 
 
 def on_reply_answered(uow, event: Event, settings: NotifySettings) -> None:
-    """Text a volunteer the answer to their MY, AWAY or HOURS."""
+    """Text a volunteer the answer to their MY, AWAY or HOURS, and anyone the link for JOIN."""
     service_layer.queue_own_view(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_applicant_applied(uow, event: Event, settings: NotifySettings) -> None:
+    """Acknowledge an application to volunteer by SMS."""
+    service_layer.queue_acknowledgement(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
 def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
@@ -63,7 +68,7 @@ def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
-            "volunteer.check_expiring": on_check_expiring, "person.erased": on_person_erased,
+            "volunteer.check_expiring": on_check_expiring, "applicant.applied": on_applicant_applied, "person.erased": on_person_erased,
             "token.revoked": revocations.handle}
 
 

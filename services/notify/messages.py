@@ -83,8 +83,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                         "28 déc ou ABSENT jusqu'au 3 jan",
         "hours": "Vous avez donné {hours} heures en {year} ({done}). Merci!",
         "applied": "Merci de votre candidature comme bénévole avec {community}. Une coordinatrice vous contactera "
-                   "bientôt.",
-        "join": "Merci de vouloir être bénévole avec {community}! Inscrivez-vous ici: {link}",
+                   "sous peu.",
+        "join": "Merci de vouloir devenir bénévole avec {community}! Inscrivez-vous ici: {link}",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).

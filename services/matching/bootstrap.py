@@ -46,7 +46,8 @@ class MatchingSettings(config.Settings):
 def create_app(test_config=None) -> Flask:
     """Matching's web app: the volunteers, matches and applicants API, the roster pages, the public page for
     applying to volunteer and the board of applicants."""
-    return create_service_app(SERVICE, MatchingSettings.from_env(), [api.blp, api.matches, api.applying, pages.blp], outbox,
+    return create_service_app(SERVICE, MatchingSettings.from_env(),
+                              [api.blp, api.matches, api.applying, pages.blp], outbox,
                               unit_of_work=lambda sessions: MatchingUnitOfWork(sessions, outbox),
                               test_config=test_config, revocations=revocations)
 

@@ -41,7 +41,7 @@ def move(coordinator, applicant_id, stage: str, reason: str = ""):
                             data={"stage": stage, "reason": reason, "csrf_token": token})
 
 
-def test_someone_applies_on_the_page_is_texted_and_a_coordinator_moves_them_to_approved_then_offered(system):  # noqa: F811,E501
+def test_an_applicant_is_texted_moved_to_approved_by_a_coordinator_then_offered_a_task(system):  # noqa: F811
     s = system(batch=1)
     public = s.client("matching")
     page = public.get(PAGE)
@@ -51,8 +51,8 @@ def test_someone_applies_on_the_page_is_texted_and_a_coordinator_moves_them_to_a
     wrong = apply(public, {"phone": "12", "postcode": "ZZ99 9ZZ", "website": ""})
     assert wrong.status_code == 422
     text = wrong.get_data(as_text=True)
-    for field, says in {"name": "Your name is needed.", "phone": "is not", "postcode": "", "kinds": "Choose at least one.",
-                        "consent": "Tick to say you agree"}.items():
+    for field, says in {"name": "Your name is needed.", "phone": "is not", "postcode": "",
+                        "kinds": "Choose at least one.", "consent": "Tick to say you agree"}.items():
         beside = re.search(rf'<span class="error" id="{field}-error">([^<]*)</span>', text)
         assert beside is not None and says in beside.group(1), (field, text[:3000])
     assert stored(s) == []
@@ -142,7 +142,7 @@ def test_the_eleventh_application_from_one_address_in_an_hour_is_refused_and_not
     assert elsewhere.status_code == 303 and len(stored(s)) == 11
 
 
-def test_a_coordinator_declines_with_a_reason_through_the_api_and_other_communities_see_nothing(system, token):  # noqa: F811,E501
+def test_a_coordinator_declines_with_a_reason_and_other_communities_see_nothing(system, token):  # noqa: F811
     s = system(batch=1)
     matching = s.client("matching")
     applied = matching.post("/applicants", json={"community": "fylde-coast", "name": "Dee", "phone": "07911 123482",

@@ -34,7 +34,7 @@ matches = Blueprint("matches", __name__, url_prefix="/matches",
 
 
 applying = Blueprint("applicants", __name__, url_prefix="/applicants",
-                     description="People applying to volunteer, and the coordinators' pipeline from applied to approved")
+                     description="People applying to volunteer, and the coordinators' pipeline to approved")
 RETRY_AFTER_SECONDS = 3600
 
 

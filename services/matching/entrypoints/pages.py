@@ -409,7 +409,8 @@ def _wait_text(waited) -> str:
 def _board_context(applicants: list) -> dict[str, Any]:
     now = clock.utcnow()
     days = {slug: all_communities()[slug].applicant_wait_days for slug in {a.community for a in applicants}}
-    rows = [{"applicant": a, "waited": _wait_text(a.waited(now)), "too_long": a.waiting_too_long(now, days[a.community]),
+    rows = [{"applicant": a, "waited": _wait_text(a.waited(now)),
+             "too_long": a.waiting_too_long(now, days[a.community]),
              "kinds": ", ".join(KINDS[k].label for k in a.kinds if k in KINDS)} for a in applicants]
     return {"rows": rows, "stages": STAGE_NAMES}
 

@@ -32,6 +32,8 @@ class Community:
     default the country's (EMERGENCY_NUMBERS).
     retention: how long the community keeps personal data, in days, each one overriding `Retention`'s default
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
+    applicant_wait_days: an applicant to volunteer waiting longer than this at one stage is marked "waiting too
+    long" on the coordinators' board of applicants.
     """
 
     slug: str
@@ -46,6 +48,7 @@ class Community:
     centre: tuple = field(default=(0.0, 0.0), hash=False, compare=False)
     emergency_number: str = ""
     retention: dict = field(default_factory=dict, hash=False, compare=False)
+    applicant_wait_days: int = 14
 
     @property
     def emergency(self) -> str:

@@ -105,9 +105,10 @@ BEFRIENDING_END_REASONS: dict[str, str] = {
     "ended_by_person": "The person ended the match",
     "ended_by_volunteer": "The volunteer ended the match",
 }
-# What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS).
+# What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS, a concern), and anyone
+# texting JOIN.
 VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours", "concern_received", "concern_which",
-                                  "concern_no_task")
+                                  "concern_no_task", "join")
 # What a coordinator did about a volunteer's concern (the safeguarding log's actions), as the page words them.
 CONCERN_ACTIONS: dict[str, str] = {
     "noted": "Noted",

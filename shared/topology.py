@@ -68,7 +68,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
-                                "befriending.visit_overdue", "befriending.ended"]),
+                                "befriending.visit_overdue", "befriending.ended", "applicant.applied"]),
         "details": ("intake", ["task.details_shared", "person.death_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
-from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, BefriendingMatch, BefriendingVisit,
-                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, Suited,
-                                      TimeAway, Volunteer, VolunteerCheck)
+from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, Applicant, BefriendingMatch, BefriendingVisit,
+                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, StageChange,
+                                      Suited, TimeAway, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -172,7 +172,48 @@ befriending_visits = sa.Table(
     sa.Column("message_sid", sa.String(64), unique=True),  # the volunteer's DONE; none when a coordinator logged it
 )
 
+applicants = sa.Table(
+    "applicants", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("postcode", sa.String(10), nullable=False),
+    sa.Column("kinds", sa.JSON, nullable=False, default=list),
+    sa.Column("language", sa.String(8), nullable=False, default="en"),
+    sa.Column("stage", sa.String(16), nullable=False, default="applied"),  # domain.APPLICANT_STAGES
+    sa.Column("applied_at", UtcDateTime, nullable=False),
+    sa.Column("stage_since", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(500)),  # why they were withdrawn or declined
+    sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id")),  # once approved
+)
+
+applicant_stages = sa.Table(  # every move of an applicant, by whom and why: the pipeline's audit trail
+    "applicant_stages", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("applicant_id", sa.Uuid, sa.ForeignKey("applicants.id"), nullable=False, index=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("previous", sa.String(16)),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(500)),
+)
+
+application_attempts = sa.Table(  # applications taken, by a keyed hash of the address they came from (never the
+    "application_attempts", metadata,  # address itself), for the hourly limit; older ones are deleted
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index("ix_application_attempts_address_at", "address", "at"),
+)
+
 mapper = Base.registry.map_imperatively
+mapper(StageChange, applicant_stages)
+mapper(Applicant, applicants, properties={
+    "history": relationship(StageChange, lazy="selectin", cascade="all, delete-orphan",
+                            order_by=applicant_stages.c.at),
+})
 mapper(VolunteerCheck, volunteer_checks)
 mapper(TimeAway, time_away)
 mapper(Volunteer, volunteers, properties={
@@ -577,6 +618,39 @@ class BefriendingRepository:
                                     .execution_options(populate_existing=True)).all()
 
 
+class ApplicantRepository:
+    """People applying to volunteer, and how many applications each address sent lately."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, applicant: Applicant) -> None:
+        """Store a new applicant."""
+        self.session.add(applicant)
+
+    def get(self, applicant_id: uuid.UUID, scope: Actor, lock: bool = False) -> Applicant | None:
+        """An applicant by id, if they are in the scope's communities (`lock`: until the transaction ends)."""
+        query = sa.select(Applicant).where(Applicant.id == applicant_id, in_scope(Applicant.community, scope))
+        return self.session.scalar(query.with_for_update() if lock else query)
+
+    def listing(self, scope: Actor, stage: str | None = None) -> list[Applicant]:
+        """The scope's applicants (at a stage), longest waiting first."""
+        query = sa.select(Applicant).where(in_scope(Applicant.community, scope)).order_by(Applicant.stage_since)
+        if stage is not None:
+            query = query.where(Applicant.stage == stage)
+        return self.session.scalars(query).all()
+
+    def recent_from(self, address: str, since: datetime) -> int:
+        """How many applications came from an address (its keyed hash) since a time."""
+        t = application_attempts.c
+        return self.session.scalar(sa.select(sa.func.count()).where(t.address == address, t.at > since))
+
+    def taken_from(self, address: str, at: datetime, forget_before: datetime) -> None:
+        """Count an application from an address, and forget those too old to count."""
+        self.session.execute(sa.delete(application_attempts).where(application_attempts.c.at <= forget_before))
+        self.session.execute(sa.insert(application_attempts).values(id=uuid.uuid4(), address=address, at=at))
+
+
 class MatchingUnitOfWork(SqlUnitOfWork):
     """One transaction over matching's database: `uow.volunteers`, `uow.requests`, `uow.offers`, the answers kept
     for Idempotency-Keys (`uow.answers`), and its outbox."""
@@ -588,4 +662,5 @@ class MatchingUnitOfWork(SqlUnitOfWork):
         self.requests = RequestRepository(session)
         self.offers = OfferRepository(session)
         self.befriending = BefriendingRepository(session)
+        self.applicants = ApplicantRepository(session)
 

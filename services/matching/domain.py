@@ -765,3 +765,91 @@ def time_away_problems(starts_on: date, ends_on: date, today: date) -> dict[str,
     elif ends_on > today + AWAY_WITHIN:
         problems["ends_on"] = "Must be at most a year ahead."
     return problems
+
+
+# --- people applying to volunteer --------------------------------------------------------------------------------
+
+# An applicant moves one stage at a time to approved (then a volunteer in the roster), or leaves at any stage
+# before that, withdrawn (their choice) or declined (the coordinator's), with a reason. Until approved an applicant
+# is not a volunteer: nothing of theirs is in the volunteers table, so no rule of matching can offer them a task.
+APPLICANT_STAGES = ("applied", "contacted", "checks", "training", "approved", "withdrawn", "declined")
+STAGE_NAMES = {"applied": "Applied", "contacted": "Contacted", "checks": "Checks in progress", "training": "Training",
+               "approved": "Approved", "withdrawn": "Withdrawn", "declined": "Declined"}
+NEXT_STAGE = {"applied": "contacted", "contacted": "checks", "checks": "training", "training": "approved"}
+LEAVING = ("withdrawn", "declined")  # each needs a reason
+APPLICATIONS_PER_HOUR = 10  # from one address; the next is refused
+
+
+class TooManyApplications(MatchingError):
+    """An address sent as many applications as an hour allows."""
+
+
+@dataclass(eq=False, kw_only=True)
+class StageChange:
+    """One move of an applicant, who made it and why: the pipeline's audit trail."""
+
+    applicant_id: uuid.UUID
+    stage: str
+    previous: str | None
+    at: datetime
+    actor: str
+    role: str
+    reason: str | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(eq=False, kw_only=True)
+class Applicant:
+    """Someone who asked to volunteer, on the public page: what they gave, and where they are in the pipeline."""
+
+    community: str
+    name: str
+    phone: str
+    postcode: str
+    kinds: list[str]
+    language: str = "en"
+    stage: str = "applied"
+    applied_at: datetime
+    stage_since: datetime
+    reason: str | None = None
+    volunteer_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    history: list[StageChange] = field(default_factory=list, repr=False)
+
+    @property
+    def open(self) -> bool:
+        """Still in the pipeline (not approved, withdrawn or declined)."""
+        return self.stage in NEXT_STAGE
+
+    @property
+    def next_stage(self) -> str | None:
+        """The stage a coordinator moves them on to; None once they left the pipeline."""
+        return NEXT_STAGE.get(self.stage)
+
+    def waited(self, now: datetime) -> timedelta:
+        """How long they have been at their stage."""
+        return now - self.stage_since
+
+    def waiting_too_long(self, now: datetime, days: int) -> bool:
+        """In the pipeline, and at their stage longer than the community allows."""
+        return self.open and self.waited(now) > timedelta(days=days)
+
+    def skills(self) -> list[str]:
+        """The skills the kinds of help they would like to give need, as a volunteer's profile keeps them."""
+        return sorted({KINDS[kind].skill for kind in self.kinds if kind in KINDS and KINDS[kind].offered})
+
+    def move(self, stage: str, now: datetime, actor: str, role: str, reason: str | None = None) -> StageChange:
+        """Move to the next stage, or out of the pipeline with a reason; Conflict for any other move."""
+        if not self.open:
+            raise Conflict(f"This applicant is {STAGE_NAMES[self.stage].lower()} already.")
+        if stage in LEAVING:
+            if not (reason or "").strip():
+                raise ValueError("Say why.")
+        elif stage != self.next_stage:
+            raise Conflict(f"An applicant who is {STAGE_NAMES[self.stage].lower()} moves on to "
+                           f"{STAGE_NAMES[self.next_stage].lower()} next.")
+        change = StageChange(applicant_id=self.id, stage=stage, previous=self.stage, at=now, actor=actor, role=role,
+                             reason=reason.strip() if stage in LEAVING and reason else None)
+        self.stage, self.stage_since, self.reason = stage, now, change.reason
+        self.history.append(change)
+        return change

@@ -34,19 +34,20 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS,
-                                      SOON_DAYS, VIEWS, BefriendingMatch, Candidate, Conflict, MatchRequest, NotFound,
-                                      Offer, Place, Policy, Volunteer, months_after, overdue_on, VolunteerCheck, assess,
-                                      concern_id, concern_tasks, explain, facts_for, next_batch, rule_text, task_slots,
+from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS,
+                                      REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS, Applicant, BefriendingMatch, Candidate,
+                                      Conflict, MatchRequest, NotFound, Offer, Place, Policy, TooManyApplications,
+                                      Volunteer, VolunteerCheck, assess, concern_id, concern_tasks, explain, facts_for,
+                                      months_after, next_batch, overdue_on, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
 from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
-from shared.communities import get as community
+from shared.communities import all_communities, default_slug, get as community
 from shared.contracts.intake import PersonErased, RequestSubmitted
-from shared.contracts.matching import (AboutRequest, BefriendingEnded, BefriendingStarted, BefriendingVisitLogged,
-                                       BefriendingVisitOverdue, CheckExpiring, ConcernRaised, OfferAccepted,
-                                       OfferAnswerDue, OfferMade, TaskLine,
+from shared.contracts.matching import (AboutRequest, ApplicantApplied, BefriendingEnded, BefriendingStarted,
+                                       BefriendingVisitLogged, BefriendingVisitOverdue, CheckExpiring, ConcernRaised,
+                                       OfferAccepted, OfferAnswerDue, OfferMade, TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
                                        VolunteerStatusChanged)
@@ -251,14 +252,18 @@ def _cancel(uow, request_id: uuid.UUID, why: str, now: datetime | None = None) -
 
 # --- what volunteers text, and what notify says of the texts sent to them -------------------------------------
 
-def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None) -> None:
+def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: str | None = None,
+          public_url: str = "") -> None:
     """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
     PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered); CONCERN (to intake as
     concern.raised, the volunteer's receipt through notify as reply.answered). (STOP and START arrive as
     contact.opted_out and contact.opted_in.) What cannot be acted on is sent back to notify as reply.unresolved,
-    saying why."""
+    saying why. JOIN, from anyone, is answered with the link to the page for applying of the community whose
+    number they texted (`public_url` is where the pages are)."""
     volunteer = uow.volunteers.by_phone(sms.from_phone)
-    if volunteer is None:
+    if sms.keyword == "JOIN":
+        _join_link(uow, sms, public_url, correlation_id)
+    elif volunteer is None:
         if sms.keyword not in NOTIFY_ANSWERS:
             _unresolved(uow, sms, correlation_id, "unknown_sender")
     elif sms.keyword is None:  # notify answered it, unless it never texted them: then say how to answer
@@ -302,6 +307,19 @@ def _concern(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correla
 
 
 TASKS_LISTED = 5  # the next tasks an SMS lists (about two segments)
+
+
+def community_of_number(to_phone: str) -> str:
+    """The community whose SMS number this is; the first community, for a number no community sends from."""
+    return next((c.slug for c in all_communities().values() if c.sms_from == to_phone), None) or default_slug()
+
+
+def _join_link(uow, sms: SmsReceived, public_url: str, correlation_id: str | None) -> None:
+    """Answer JOIN with the link to the community's page for applying, in the community's language."""
+    slug = community_of_number(sms.to_phone)
+    uow.publish(ReplyAnswered(phone=sms.from_phone, message_sid=sms.message_sid, community=slug, answer="join",
+                              language=community(slug).language, link=f"{public_url}/join/{slug}"),
+                correlation_id=correlation_id)
 
 
 def _own_view(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correlation_id: str | None) -> None:
@@ -918,3 +936,68 @@ def held_about(uow, request_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
                              for offer in request.offers]
             held.append(row)
         return held
+
+
+# --- people applying to volunteer, and the coordinators' pipeline ------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+def apply(uow, community_slug: str, details: dict[str, Any], address: str, now: datetime) -> Applicant:
+    """Take an application from the community's public page (validated `details`) and ask notify to acknowledge it
+    by SMS, in the community's language; TooManyApplications (nothing stored) when the address (a keyed hash of it)
+    sent as many as an hour allows."""
+    if uow.applicants.recent_from(address, now - HOUR) >= APPLICATIONS_PER_HOUR:
+        raise TooManyApplications("Too many applications have come from this connection in the last hour. Please "
+                                  "try again later, or call your local Compassionate Communities team.")
+    place = community(community_slug)
+    applicant = Applicant(community=place.slug, name=details["name"], phone=details["phone"],
+                          postcode=details["postcode"], kinds=list(details["kinds"]), language=place.language,
+                          applied_at=now, stage_since=now)
+    uow.applicants.add(applicant)
+    uow.applicants.taken_from(address, now, now - HOUR)
+    uow.publish(ApplicantApplied(applicant_id=applicant.id, community=applicant.community, phone=applicant.phone,
+                                 language=applicant.language))
+    uow.commit()
+    return applicant
+
+
+def applicants(uow, actor: Actor, stage: str | None = None) -> list[Applicant]:
+    """The actor's community's applicants (at a stage), longest waiting first."""
+    return uow.applicants.listing(actor, stage)
+
+
+def applicant(uow, actor: Actor, applicant_id: uuid.UUID) -> Applicant:
+    """One applicant of the actor's communities, with their stages; NotFound otherwise."""
+    found = uow.applicants.get(applicant_id, actor)
+    if found is None:
+        raise NotFound("No such applicant.")
+    return found
+
+
+APPROVED_PROFILE = {"max_distance_km": 10.0, "weekly_cap": 3}  # an approved applicant's until a coordinator edits
+
+
+def move_applicant(uow, actor: Actor, applicant_id: uuid.UUID, stage: str, now: datetime,
+                   reason: str | None = None) -> Applicant:
+    """Move an applicant on a stage, or out of the pipeline with a reason, recording who did it and when. Approved,
+    they become an active volunteer with what they gave (name, phone, postcode, the skills their kinds of help need,
+    the community's language); checks are recorded on the volunteer as for anyone. Conflict for a move out of order
+    or a phone a volunteer has already; ValueError for a withdrawal or decline without a reason."""
+    found = uow.applicants.get(applicant_id, actor, lock=True)
+    if found is None:
+        raise NotFound("No such applicant.")
+    if stage == "approved" and found.stage == "training":
+        if uow.volunteers.phones_taken([found.phone]):
+            raise Conflict("A volunteer with this phone number is already registered.")
+        if not found.skills():
+            raise Conflict("None of the kinds of help they chose is offered to volunteers; decline with a reason.")
+    found.move(stage, now, actor.subject, actor.role, reason)
+    if stage == "approved":
+        volunteer = _register(uow, found.community, {
+            "name": found.name, "phone": found.phone, "postcode": found.postcode, "skills": found.skills(),
+            "languages": [found.language], **APPROVED_PROFILE})
+        uow.flush()  # the volunteer is stored before the applicant names them
+        found.volunteer_id = volunteer.id
+    uow.commit()
+    return found

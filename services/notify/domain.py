@@ -258,7 +258,7 @@ class InboundSms:
 
 def answer_to(reply: Reply, language: str | None, was_opted_out: bool, texted_before: bool) -> str | None:
     """What an SMS gets by return: help, or what we did not understand; None when matching answers it, or the
-    carrier does (opt-out and opt-in), or the number opted out. Matching answers MY, AWAY and HOURS."""
+    carrier does (opt-out and opt-in), or the number opted out. Matching answers MY, AWAY, HOURS and JOIN."""
     if reply.keyword in ("STOP", "START", *VIEWS) or (was_opted_out and reply.keyword != "START"):
         return None
     if not texted_before and reply.keyword != "HELP":
@@ -470,9 +470,16 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
         emergency = place.emergency if place else "999"
         return render(answered.answer, language, texts, code=codes[0] if codes else "", codes=", ".join(codes),
                       first=codes[0] if codes else "", emergency=emergency)
+    if answered.answer == "join":
+        return render("join", language, texts, community=place.name if place else "us", link=answered.link or "")
     done = answered.year_tasks or 0
     return render("hours", language, texts, hours=hours_text(answered.year_hours or 0, language), year=answered.year,
                   done=f"{done} {TASKS_DONE[language][done != 1]}")
+
+
+def applied_body(place: Community | None, language: str) -> str:
+    """Someone applied to volunteer: thanked, told a coordinator will be in touch."""
+    return render("applied", language, wording(place), community=place.name if place else "us")
 
 
 def expiring_body(expiring: CheckExpiring, language: str) -> str:

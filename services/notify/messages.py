@@ -66,6 +66,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
                          "{emergency}.",
         "concern_no_task": "Thank you for telling us: it has gone to the coordinators, who will look at it today. "
                            "If someone is in danger now, call {emergency}.",
+        "applied": "Thank you for applying to volunteer with {community}. A coordinator will be in touch soon.",
+        "join": "Thank you for wanting to volunteer with {community}! Apply here: {link}",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -113,6 +115,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
                          "{emergency}.",
         "concern_no_task": "Merci de nous le dire: votre message est parvenu à la coordination, qui s'en occupera "
                            "aujourd'hui. En cas de danger immédiat, appelez le {emergency}.",
+        "applied": "Merci de votre candidature comme bénévole avec {community}. Une coordinatrice vous contactera "
+                   "sous peu.",
+        "join": "Merci de vouloir devenir bénévole avec {community}! Inscrivez-vous ici: {link}",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -260,7 +265,10 @@ MY_TASKS = {"MY", "MY TASKS", "MY TASK", "TASKS", "TASK", "MY JOBS", "JOBS", "MY
 MY_HOURS = {"HOURS", "HRS", "MY HOURS", "HEURES", "MES HEURES", "HOURS THIS YEAR", "MY HOURS THIS YEAR"}
 MY_HOURS_OPENINGS = ("HOW MANY HOURS", "COMBIEN DHEURES", "COMBIEN D HEURES")
 AWAY_WORDS = {"AWAY", "ABSENT", "ABSENTE", "HOLIDAY", "VACANCES"}
-VIEWS = ("MY", "AWAY", "HOURS")  # what matching answers, from any number it knows
+# Someone asking to volunteer (the whole message): matching answers with the link to the page for applying.
+JOIN_WORDS = {"JOIN", "VOLUNTEER", "I WANT TO VOLUNTEER", "JOIN US", "REJOINDRE", "BENEVOLE", "BENEVOLAT",
+              "DEVENIR BENEVOLE"}
+VIEWS = ("MY", "AWAY", "HOURS", "JOIN")  # what matching answers, from any number (JOIN: from anyone)
 MONTH_WORDS = {word: month for month, words in enumerate((
     ("JAN", "JANUARY", "JANV", "JANVIER"), ("FEB", "FEBRUARY", "FEV", "FEVR", "FEVRIER"), ("MAR", "MARCH", "MARS"),
     ("APR", "APRIL", "AVR", "AVRIL"), ("MAY", "MAI"), ("JUN", "JUNE", "JUIN"), ("JUL", "JULY", "JUIL", "JUILLET"),
@@ -299,7 +307,7 @@ class Reply:
     """What a volunteer's SMS says.
 
     keyword: YES, NO, DONE, CANCEL, PAUSE, RESUME, HELP, STOP or START; MY, AWAY or HOURS (a volunteer asking
-    about themselves); None when we could not tell.
+    about themselves); JOIN (someone asking to volunteer); None when we could not tell.
     code: the four-digit offer reference, if given. hours: for DONE, if given. away_from, away_until: for AWAY,
     the days away (both included), when they could be read.
     problem: what we did not understand, in a few words for the answer we send back; None if all was clear.
@@ -331,7 +339,7 @@ def asks_to_talk(body: str) -> bool:
 
 def parse_reply(body: str, today: date | None = None) -> Reply:
     """Read a volunteer's reply: 'YES 4821', 'yes', 'Y 4821', '4821 yes', 'DONE 4821 1.5h', 'STOP', 'my tasks',
-    'away 24-28 dec', 'hours' (`today` places dates given without a year: the next such day)."""
+    'away 24-28 dec', 'hours', 'join' (`today` places dates given without a year: the next such day)."""
     plain = _plain(body)
     whole = plain.replace(".", " ").replace(",", " ").split()
     if " ".join(whole) in OPT_OUT or plain.replace(" ", "") in OPT_OUT:
@@ -343,6 +351,8 @@ def parse_reply(body: str, today: date | None = None) -> Reply:
         return Reply("MY")
     if asked in MY_HOURS or asked.startswith(MY_HOURS_OPENINGS):
         return Reply("HOURS")
+    if asked in JOIN_WORDS:
+        return Reply("JOIN")
     if whole and whole[0] in AWAY_WORDS:
         return _away(body, today or date.today())
     concern = _concern(body, whole)

@@ -19,8 +19,8 @@ from services.notify.messages import asks_to_talk, away_dates_text, parse_reply,
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import PersonDeathShared, PersonErased, TaskDetailsShared
-from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferAccepted,
-                                       OfferMade, OfferWithdrawn, ReplyAnswered,
+from shared.contracts.matching import (ApplicantApplied, BefriendingEnded, BefriendingVisitOverdue, CheckExpiring,
+                                       OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
@@ -200,6 +200,16 @@ def queue_own_view(uow: NotifyUnitOfWork, answered: ReplyAnswered, correlation_i
         _needs_coordinator(uow, texted, "concern_unplaced", community, now)
     _queue(uow, settings, now, key=f"view:{answered.message_sid}", purpose="answer", to=answered.phone, body=body,
            correlation_id=correlation_id, community=community, urgent=True)
+
+
+def queue_acknowledgement(uow: NotifyUnitOfWork, applied: ApplicantApplied, correlation_id: str, now: datetime,
+                          settings: NotifySettings) -> None:
+    """Thank someone who applied to volunteer, by SMS in their community's language, from its number, once however
+    often the event is delivered."""
+    language = domain.language_for(uow.contacts.get(applied.phone), applied.language)
+    place = settings.community(applied.community)
+    _queue(uow, settings, now, key=f"applied:{applied.applicant_id}", purpose="acknowledgement", to=applied.phone,
+           body=domain.applied_body(place, language), correlation_id=correlation_id, community=applied.community)
 
 
 def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,

@@ -133,12 +133,13 @@ class TaskLine(When):
     "language": "en", "tasks": [{"code": "4821", "support_type": "shopping", "area": "FY1",
                                  "window_start": "2026-12-09T14:00:00+00:00", "window_end": "2026-12-09T16:00:00+00:00",
                                  "window_days": None, "window_part": None}],
-    "away_from": None, "away_until": None, "year": None, "year_hours": None, "year_tasks": None})
+    "away_from": None, "away_until": None, "year": None, "year_hours": None, "year_tasks": None, "link": None})
 class ReplyAnswered(EventPayload):
     """A volunteer asked about themselves by SMS (MY, AWAY, HOURS; `message_sid` is their text's), and this is
     matching's answer for notify to text back: their upcoming tasks (`tasks`), the time away it recorded
     (`away`), that it could not read the dates (`away_unclear`), or their hours this year (`hours`: `year_hours`
-    over `year_tasks` tasks)."""
+    over `year_tasks` tasks). Someone who texted JOIN is answered `join`, with the `link` to the community's page
+    for applying."""
 
     phone: str
     message_sid: str
@@ -151,6 +152,7 @@ class ReplyAnswered(EventPayload):
     year: int | None = None
     year_hours: float | None = None  # not a task's hours: what the volunteer gave in `year`, over `year_tasks`
     year_tasks: int | None = None
+    link: str | None = None  # join: the community's page for applying
 
 
 @contract("concern.raised", 1, example={
@@ -340,4 +342,15 @@ class BefriendingEnded(AboutRequest):
     weeks: int = rule(validate.Range(min=0))
     phone: str
     code: str
+
+
+@contract("applicant.applied", 1, example={"applicant_id": VOLUNTEER, "community": "fylde-coast", "phone": PHONE,
+                                           "language": "en"})
+class ApplicantApplied(EventPayload):
+    """Someone applied to volunteer on the community's public page: notify texts them an acknowledgement. No name:
+    the phone to text, and the language to text in."""
+
+    applicant_id: uuid.UUID
+    community: str
+    phone: str
     language: str | None = None

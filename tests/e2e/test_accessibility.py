@@ -10,13 +10,15 @@ import pytest
 from tests.e2e.conftest import accessible, sign_in
 
 PAGES = {
-    "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/sms/conversations",
+    "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/applicants/board",
+                    "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
                     "/people/{person}", "/people/{person}/death", "/board/concerns"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],
 }
+PUBLIC = ["/join/fylde-coast", "/join/fylde-coast/thanks"]
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -29,6 +31,9 @@ def test_every_page_is_accessible_and_fits_the_window(browser, site, width):
     try:
         tab.goto("/login")
         accessible(tab, f"/login at {width} px")
+        for path in PUBLIC:  # nobody signed in
+            assert tab.goto(path).ok
+            accessible(tab, f"{path} at {width} px")
         for role, paths in PAGES.items():
             sign_in(tab, role)
             for path in paths:

@@ -54,7 +54,7 @@ VOLUNTEER = {"name": "Barnaby Featherstonehaugh", "phone": "+447911729675", "pos
              "skills": ["practical", "bereavement"], "checks": CHECKS, "max_distance_km": 15}
 ACTIVITY_ORGANISATION = "Thistledown Bereavement Circle"
 MARKERS = ["Quorrington", "Marigoldfield", "Thistlewood", "Larkspur", "Featherstonehaugh", "Pemberthwaite",
-           "Thistledown", "729104", "729381", "729675", "729562", "Quillfeather"]
+           "Thistledown", "729104", "729381", "729675", "729562", "Quillfeather", "Brackenridge", "729733"]
 ENTRY = {"name": "Quillfeather Befriending Circle", "kinds": ["home_visit", "shopping"], "postcode": "FY1 4AB",
          "area": "FY1", "latitude": 53.8175, "longitude": -3.0357, "phone": "01253 000000"}  # in Fylde's directory
 
@@ -64,6 +64,8 @@ REFERRAL = {"person": REFERRED, "support_type": "bereavement_visit", "when": WHE
             "consent": {"share_contact": True, "sms_contact": True},
             "referrer": {"organisation": ORGANISATION, "organisation_type": "pcn", "name": "Dr Asha Rao"},
             "reason": "Thistlewood was recently bereaved."}
+APPLICANT = {"community": A, "name": "Ottoline Brackenridge", "phone": "+447911729733", "postcode": "FY1 4AB",
+             "kinds": ["home_visit"], "consent": True}  # applied to volunteer with Fylde Coast, on its public page
 IDEMPOTENCY_KEY, REFERRAL_KEY = "fylde-form-1", "fylde-referral-1"
 
 
@@ -181,12 +183,13 @@ class Seeded:
     match: str = ""  # a befriending match of its volunteer
     people: list[str] = field(default_factory=list)  # the records of the request's person and the referral's
     concern: str = ""  # a volunteer's concern in its safeguarding log
+    applicant: str = ""  # someone who applied to volunteer
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
                 self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people,
-                self.concern]
+                self.concern, self.applicant]
 
 
 def seed(system: System, token) -> Seeded:
@@ -197,6 +200,9 @@ def seed(system: System, token) -> Seeded:
     intake, matching = system.client("intake"), system.client("matching")
     volunteer = matching.post("/volunteers", json=VOLUNTEER, headers=coordinator)
     assert volunteer.status_code == 201, volunteer.json
+    applied = matching.post("/applicants", json=APPLICANT)
+    assert applied.status_code == 202, applied.json
+    [applicant] = matching.get("/applicants", headers=coordinator).json
     made = intake.post("/requests", json=REQUEST, headers={**coordinator, "Idempotency-Key": IDEMPOTENCY_KEY})
     assert made.status_code == 201, made.json
     referral = intake.post("/referrals", json=REFERRAL, headers={**referrer, "Idempotency-Key": REFERRAL_KEY})
@@ -259,7 +265,8 @@ def seed(system: System, token) -> Seeded:
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
-                  entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"])
+                  entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"],
+                  applicant=applicant["id"])
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -276,7 +283,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("metrics", "/activity?period=year", manager), ("intake", "/directory/entries", coordinator),
              ("metrics", "/activity/baseline", manager),
              ("intake", f"/people/records/{seeded.people[0]}", coordinator),
-             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator)]
+             ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator),
+             ("matching", "/applicants", coordinator)]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -332,6 +340,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "match_id": ([seeded.match], str(uuid.uuid4())),
             "person_id": (seeded.people, str(uuid.uuid4())),
             "carer_id": (seeded.people, str(uuid.uuid4())),
+            "applicant_id": ([seeded.applicant], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "concern_id": ([seeded.concern], str(uuid.uuid4())),
@@ -441,7 +450,18 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
         ("POST", "/concerns/{concern_id}/actions"): [{"json": {"action": "noted", "close": True}}],
         ("POST", "/board/concerns/{concern_id}"): [{"data": {"action": "noted", "close": "1"}}],
+        # applying is public: anyone may apply to any community (here to Ottawa West, so Fylde Coast's list stays)
+        ("POST", "/applicants"): [{"json": {**APPLICANT, "community": B, "phone": "+16135550199",
+                                            "postcode": "K1Y"}}],
+        ("POST", "/applicants/{applicant_id}/stage"): [{"json": {"stage": "declined", "reason": "by the sweep"}}],
+        ("POST", "/applicants/{applicant_id}/move"): [{"data": {"stage": "contacted"}}],
+        ("POST", "/join/{slug}"): [{"data": {"name": "Sweep", "phone": "+447911729555", "postcode": "FY1",
+                                             "kinds": "shopping", "consent": "yes", "website": "honeypot"}}],
     }
+
+
+# Public pages (no sign-in): every role gets them, Fylde Coast's among them; they show nothing of its records.
+PUBLIC_PAGES = {"/join/{slug}", "/join/{slug}/thanks"}
 
 
 # Query parameters that ask about Fylde Coast.
@@ -586,7 +606,9 @@ def test_no_route_of_any_service_shows_or_changes_another_communitys_data(system
         calls = bodies.get((method, template), [{}])
         for role in ROLES:
             for options in calls:
-                if "{" in template:
+                if template in PUBLIC_PAGES:
+                    sweep.call(sweep.client(service, role), role, method, template.replace("{slug}", A), options)
+                elif "{" in template:
                     sweep.by_id(service, role, method, template, options)
                 elif method == "GET":
                     sweep.read(service, role, method, template, parameters)
@@ -595,7 +617,6 @@ def test_no_route_of_any_service_shows_or_changes_another_communitys_data(system
         sweep.covered.add((service, method, template))
     system.relay()  # whatever the writes published reaches the other services too
     after = fylde_sees(system, token, seeded)
-
     assert after == before, "a write by another community changed Fylde Coast's records"
     assert {t for _, m, t in sweep.covered if m == "GET" and "{" in t} >= {
         "/requests/{request_id}", "/referrals/{request_id}", "/fhir/ServiceRequest/{request_id}",

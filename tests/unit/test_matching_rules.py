@@ -158,3 +158,51 @@ def test_a_concern_is_about_the_task_with_its_code_or_each_current_or_recent_one
     assert concern_tasks(tasks, now, "9999") == []
     assert concern_tasks([this_week, long_ago], now) == [this_week]
     assert concern_id("SM1") == concern_id("SM1") != concern_id("SM2")  # the same text is the same concern
+
+
+# --- an applicant's stages ---------------------------------------------------------------------------------------
+
+def an_applicant(stage: str = "applied"):
+    from services.matching.domain import Applicant
+
+    at = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    return Applicant(community="fylde-coast", name="Ada", phone="+447911123481", postcode="FY1 1AA",
+                     kinds=["shopping", "meals", "other"], applied_at=at, stage_since=at, stage=stage)
+
+
+@pytest.mark.parametrize("stage, to", [("applied", "contacted"), ("contacted", "checks"), ("checks", "training"),
+                                       ("training", "approved")])
+def test_an_applicant_moves_on_one_stage_at_a_time(stage, to):
+    applicant = an_applicant(stage)
+    now = applicant.stage_since + timedelta(days=3)
+    change = applicant.move(to, now, "coordinator@example.org", "coordinator")
+    assert (applicant.stage, applicant.stage_since, change.previous, change.stage) == (to, now, stage, to)
+
+
+@pytest.mark.parametrize("stage, to", [("applied", "checks"), ("applied", "approved"), ("training", "contacted"),
+                                       ("approved", "declined"), ("declined", "contacted"), ("withdrawn", "declined")])
+def test_an_applicant_skipping_going_back_or_moving_after_leaving_is_refused(stage, to):
+    from services.matching.domain import Conflict
+
+    applicant = an_applicant(stage)
+    with pytest.raises(Conflict):
+        applicant.move(to, applicant.stage_since, "c", "coordinator", "a reason")
+    assert applicant.stage == stage and applicant.history == []
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_withdrawn_or_declined_needs_a_reason(reason):
+    applicant = an_applicant("checks")
+    with pytest.raises(ValueError):
+        applicant.move("declined", applicant.stage_since, "c", "coordinator", reason)
+    applicant.move("withdrawn", applicant.stage_since, "c", "coordinator", " Moved away ")
+    assert (applicant.stage, applicant.reason, applicant.open) == ("withdrawn", "Moved away", False)
+
+
+def test_waiting_too_long_is_longer_than_the_communitys_days_at_one_open_stage():
+    applicant = an_applicant()
+    assert not applicant.waiting_too_long(applicant.stage_since + timedelta(days=14), 14)
+    assert applicant.waiting_too_long(applicant.stage_since + timedelta(days=14, minutes=1), 14)
+    applicant.move("declined", applicant.stage_since, "c", "coordinator", "no")
+    assert not applicant.waiting_too_long(applicant.stage_since + timedelta(days=30), 14)
+    assert an_applicant().skills() == ["cooking", "practical"]  # "other" is never offered: no skill

@@ -161,9 +161,27 @@ def test_every_template_fills_in_and_all_languages_have_the_same_ones(language):
                   address="1 Rue", phone="+1", check="formation", date="1 déc", codes="4821, 5532",
                   keyword="OUI", first="4821", problem="?", help="", area="K2P", tasks="", last="28 déc",
                   dates="24-28", hours="3", year=2026, done=2, rhythm="weekly", since="7 déc", visits="3",
-                  emergency="999")
+                  emergency="999", community="Ottawa West", link="https://cc.example.org/join/ottawa-west")
     for name in TEMPLATES[language]:
         assert "{" not in render(name, language, **values)
+
+
+@pytest.mark.parametrize("body", ["JOIN", "join", "Join!", "volunteer", "I want to volunteer", "Bénévole",
+                                  "rejoindre"])
+def test_someone_asking_to_volunteer_is_read_as_join(body):
+    assert parse_reply(body).keyword == "JOIN"
+
+
+@pytest.mark.parametrize("body", ["join 4821", "YES join", "can I join the group on Tuesday"])
+def test_join_is_the_whole_message_only(body):
+    assert parse_reply(body).keyword != "JOIN"
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_acknowledgement_and_the_join_link_fit_one_segment_each(language):
+    link = "https://cc.example.org/join/fylde-coast"
+    assert segments(render("applied", language, community="Fylde Coast")).count == 1
+    assert segments(render("join", language, community="Fylde Coast", link=link)).count == 1
 
 
 def test_a_community_rewords_a_template_and_unknown_languages_fall_back_to_english():

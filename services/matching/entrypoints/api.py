@@ -8,18 +8,24 @@ import io
 import re
 from http import HTTPStatus
 
+import hashlib
+import hmac
+
 from flask import request, url_for
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.matching import service_layer
-from services.matching.domain import MatchingError, NotFound, check_problems, time_away_problems
+from services.matching.domain import (APPLICANT_STAGES, LEAVING, MatchingError, NotFound, TooManyApplications,
+                                      check_problems, time_away_problems)
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
-from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, PARTS_OF_DAY, RHYTHMS, SKILLS,
+from shared.communities import all_communities
+from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, KINDS, PARTS_OF_DAY, RHYTHMS, SKILLS,
                              VOLUNTEER_STATUSES)
-from shared.web import (Blueprint, Float, Integer, PhoneNumber, QueryBoolean, Text, current_actor, field_errors,
-                        known_postcode, problem, requires, service)
+from shared.web import (Blueprint, Boolean, Float, Integer, PhoneNumber, QueryBoolean, Text, client_address,
+                        csrf_exempt, current_actor, field_errors, known_postcode, normalise_phone, problem, requires,
+                        service)
 
 BEARER = [{"bearerAuth": []}]
 COORDINATORS = ("coordinator", "admin")
@@ -28,8 +34,18 @@ matches = Blueprint("matches", __name__, url_prefix="/matches",
                     description="How each request is matched: candidates, reasons, and a coordinator's choices")
 
 
+applying = Blueprint("applicants", __name__, url_prefix="/applicants",
+                     description="People applying to volunteer, and the coordinators' pipeline to approved")
+RETRY_AFTER_SECONDS = 3600
+
+
 def refused(error: MatchingError):
-    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), else 409."""
+    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), 429 for too many
+    applications, else 409."""
+    if isinstance(error, TooManyApplications):
+        response = problem(429, "Too Many Requests", str(error))
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     status = HTTPStatus.NOT_FOUND if isinstance(error, NotFound) else HTTPStatus.CONFLICT
     return problem(status.value, status.phrase, str(error))
 
@@ -38,9 +54,8 @@ befriending = Blueprint("befriending", __name__, url_prefix="/befriending",
                         description="Befriending matches: a volunteer visiting a person at a rhythm, until ended")
 
 
-blp.register_error_handler(MatchingError, refused)
-matches.register_error_handler(MatchingError, refused)
-befriending.register_error_handler(MatchingError, refused)
+for _blueprint in (blp, matches, befriending, applying):
+    _blueprint.register_error_handler(MatchingError, refused)
 
 
 class CheckIn(Schema):
@@ -585,3 +600,162 @@ class EndBefriending(MethodView):
             service_layer.end_befriending(uow, current_actor(), match_id, data["reason"], clock.utcnow())
         with service().uow() as uow:
             return service_layer.befriending_match(uow, current_actor(), match_id, clock.utcnow())
+
+
+# --- people applying to volunteer ----------------------------------------------------------------------------------
+
+OFFERED_KINDS = sorted(kind for kind, about in KINDS.items() if about.offered)
+CONSENT = ("I agree that the Compassionate Communities team may keep what I gave here, contact me about volunteering "
+           "by phone and SMS, and ask me for the checks and training the help I chose needs.")
+
+
+class ApplicationIn(Schema):
+    """An application to volunteer, as the public page sends it. `website` is a field people never see (a honeypot):
+    filled in, the application is answered as taken and nothing is kept."""
+
+    community = fields.Str(required=True, validate=validate.OneOf(sorted(all_communities())))
+    name = Text(required=True, blank=False, validate=validate.Length(max=200))
+    phone = Text(required=True, blank=False, validate=validate.Length(max=40), metadata={
+        "description": "A mobile number: national in the community's country, or international; kept in E.164."})
+    postcode = Text(required=True, blank=False, validate=[validate.Length(max=10), known_postcode])
+    kinds = fields.List(fields.Str(validate=validate.OneOf(OFFERED_KINDS)), required=True,
+                        validate=validate.Length(min=1), metadata={"description": "What they would like to do."})
+    consent = Boolean(required=True, metadata={"description": "That they agree to the consent statement: " + CONSENT})
+    website = fields.Str(load_default="", metadata={"description": "Leave empty."})
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_phone_and_consent(self, data, **kwargs):
+        """A phone number read as the community's country writes them, and the consent given."""
+        problems = {}
+        if data.get("consent") is not True and "consent" in data:
+            problems["consent"] = ["Tick to say you agree, so that we can keep your details and contact you."]
+        if "phone" in data:
+            region = all_communities().get(data.get("community"), None)
+            try:
+                normalise_phone(data["phone"], region.country if region else service().settings.default_region)
+            except ValueError as err:
+                problems["phone"] = [f"{data['phone']!r} {err}."]
+        if problems:
+            raise ValidationError(problems)
+
+    @post_load
+    def in_e164(self, data, **kwargs):
+        """The phone number kept in E.164."""
+        data["phone"] = normalise_phone(data["phone"], all_communities()[data["community"]].country)
+        return data
+
+
+class ApplicationOut(Schema):
+    """That an application was received (the same whether it was kept or not)."""
+
+    message = fields.Str()
+
+
+RECEIVED = {"message": "Thank you for applying. We will text you to say we have your application, and a coordinator "
+                       "will be in touch."}
+
+
+def address_key() -> str:
+    """The address this request came from, as a keyed hash: enough to count applications by, never the address."""
+    return hmac.new(service().settings.secret_key.encode(), client_address().encode(), hashlib.sha256).hexdigest()
+
+
+def take_application(data: dict) -> None:
+    """Keep an application and have it acknowledged, unless the honeypot was filled (then nothing is kept);
+    TooManyApplications when the address sent as many as an hour allows."""
+    if data.get("website", "").strip():
+        return
+    with service().uow() as uow:
+        service_layer.apply(uow, data["community"], data, address_key(), clock.utcnow())
+
+
+class StageIn(Schema):
+    """Where a coordinator moves an applicant: the next stage, or out (withdrawn, declined) with a reason."""
+
+    stage = fields.Str(required=True, validate=validate.OneOf(APPLICANT_STAGES[1:]))
+    reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=500),
+                  metadata={"description": "Why they were withdrawn or declined (needed for those)."})
+
+    @validates_schema
+    def check_reason(self, data, **kwargs):
+        """Withdrawn and declined say why."""
+        if data.get("stage") in LEAVING and not (data.get("reason") or "").strip():
+            raise ValidationError({"reason": ["Say why they are withdrawn or declined."]})
+
+
+class StageOut(Schema):
+    """One move of an applicant."""
+
+    stage = fields.Str()
+    previous = fields.Str(allow_none=True)
+    at = fields.DateTime()
+    actor = fields.Str()
+    reason = fields.Str(allow_none=True)
+
+
+class ApplicantOut(Schema):
+    """An applicant, where they are, and since when."""
+
+    id = fields.UUID()
+    name = fields.Str()
+    phone = fields.Str()
+    postcode = fields.Str()
+    kinds = fields.List(fields.Str())
+    stage = fields.Str()
+    applied_at = fields.DateTime()
+    stage_since = fields.DateTime()
+    waiting_too_long = fields.Method("too_long")
+    reason = fields.Str(allow_none=True)
+    volunteer_id = fields.UUID(allow_none=True, metadata={"description": "Once approved: their id in the roster."})
+    history = fields.List(fields.Nested(StageOut))
+
+    def too_long(self, applicant) -> bool:
+        """At their stage longer than their community allows."""
+        days = all_communities()[applicant.community].applicant_wait_days
+        return applicant.waiting_too_long(clock.utcnow(), days)
+
+
+class ApplicantQuery(Schema):
+    """Which applicants to list."""
+
+    stage = fields.Str(validate=validate.OneOf(APPLICANT_STAGES))
+
+
+@applying.route("")
+class Applicants(MethodView):
+    """People applying to volunteer."""
+
+    @csrf_exempt
+    @applying.arguments(ApplicationIn)
+    @applying.response(202, ApplicationOut)
+    @applying.alt_response(429, description="Too many applications from this address in the last hour; nothing "
+                                            "was kept.")
+    def post(self, data):
+        """Apply to volunteer (public: no token). They are texted an acknowledgement; ten an hour from one address."""
+        take_application(data)
+        return RECEIVED
+
+    @requires(*COORDINATORS)
+    @applying.arguments(ApplicantQuery, location="query")
+    @applying.response(200, ApplicantOut(many=True))
+    @applying.doc(security=BEARER)
+    def get(self, query):
+        """The community's applicants (at a stage), longest waiting first."""
+        with service().uow() as uow:
+            return service_layer.applicants(uow, current_actor(), query.get("stage"))
+
+
+@applying.route("/<uuid:applicant_id>/stage")
+class ApplicantStage(MethodView):
+    """Moving an applicant through the pipeline."""
+
+    @requires(*COORDINATORS)
+    @applying.arguments(StageIn)
+    @applying.response(200, ApplicantOut)
+    @applying.doc(security=BEARER)
+    def post(self, data, applicant_id):
+        """Move an applicant to the next stage (approved: they become an active volunteer), or withdraw or decline
+        them with a reason; recorded with who did it and when."""
+        with service().uow() as uow:
+            return service_layer.move_applicant(uow, current_actor(), applicant_id, data["stage"], clock.utcnow(),
+                                                data.get("reason"))

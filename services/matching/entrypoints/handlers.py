@@ -41,8 +41,9 @@ def on_person_died(uow, event: Event, settings) -> None:
 
 
 def on_sms_received(uow, event: Event, settings) -> None:
-    """Act on what a volunteer texted."""
-    service_layer.reply(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id)
+    """Act on what a volunteer texted (and answer JOIN from anyone with the link to the page for applying)."""
+    service_layer.reply(uow, event.payload, settings.policy, clock.utcnow(), event.correlation_id,
+                        public_url=settings.public_url)
 
 
 def on_sms_sent(uow, event: Event, settings) -> None:

@@ -1,6 +1,7 @@
 """Coordinators' volunteer pages: the roster with checks running out, each volunteer's page, adding and editing a
 volunteer, pausing, resuming or recording that they left, renewing a check, and importing a spreadsheet of
-volunteers (with a template to start from). Each page parses, calls one use case, and renders."""
+volunteers (with a template to start from); the public page for applying to volunteer, and the coordinators' board
+of applicants. Each page parses, calls one use case, and renders."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from services.matching import service_layer
-from services.matching.domain import Conflict, NotFound, Volunteer
-from services.matching.entrypoints.api import (COLUMNS, NUMBER_COLUMNS, CheckIn, DoneIn, VolunteerIn, as_number,
-                                               read_sheet)
+from services.matching.domain import LEAVING, STAGE_NAMES, Conflict, NotFound, TooManyApplications, Volunteer
+from services.matching.entrypoints.api import (CONSENT, COLUMNS, NUMBER_COLUMNS, OFFERED_KINDS, RETRY_AFTER_SECONDS,
+                                               ApplicationIn, CheckIn, DoneIn, StageIn, VolunteerIn, as_number,
+                                               read_sheet, take_application)
 from shared import clock
+from shared.communities import all_communities
 from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
                              VOLUNTEER_STATUSES)
 from shared.auth import local_path
@@ -355,3 +358,124 @@ def end_befriending(request_id, match_id):
         return _offers_page(request_id, FormErrors().add("reason", "Why it ends", "Choose why the match ends."), 422)
     return _decided(request_id, lambda uow: service_layer.end_befriending(uow, current_actor(), match_id, reason,
                                                                           clock.utcnow()))
+
+
+# --- applying to volunteer (public, no sign-in) and the coordinators' pipeline ----------------------------------
+
+APPLY_LABELS = {"name": "Your name", "phone": "Mobile phone", "postcode": "Postcode",
+                "kinds": "What you would like to do", "consent": "Consent"}
+KIND_CHOICES = [(kind, KINDS[kind].label) for kind in OFFERED_KINDS]
+
+
+def _join_page(place, errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
+    return render_template("join.html", place=place, kinds=KIND_CHOICES, consent=CONSENT,
+                           errors=errors or FormErrors(), form=form or MultiDict()), status
+
+
+def _community_page(slug: str):
+    """The community of a public page, or None."""
+    return all_communities().get(slug)
+
+
+@blp.route("/join/<slug>", methods=["GET", "POST"])
+def join(slug):
+    """Apply to volunteer with a community: no sign-in. Every problem is shown beside its field; a filled honeypot
+    is thanked and nothing kept; the 11th application from one address in an hour is refused (429), nothing kept."""
+    place = _community_page(slug)
+    if place is None:
+        return render_template("join_thanks.html", place=None, refused=None), 404
+    if request.method == "GET":
+        return _join_page(place)
+    data: dict[str, Any] = {"community": place.slug, "kinds": request.form.getlist("kinds"),
+                            "consent": request.form.get("consent") == "yes",
+                            "website": request.form.get("website", "")}
+    for name in ("name", "phone", "postcode"):  # an empty one is left out: "... is needed"
+        if value := request.form.get(name, "").strip():
+            data[name] = value
+    try:
+        application = ApplicationIn().load(data)
+    except ValidationError as err:
+        return _join_page(place, FormErrors(err.messages, APPLY_LABELS), request.form, 422)
+    try:
+        take_application(application)
+    except TooManyApplications as err:
+        return (render_template("join_thanks.html", place=place, refused=str(err)), 429,
+                {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return redirect(f"/join/{place.slug}/thanks", 303)
+
+
+@blp.route("/join/<slug>/thanks")
+def join_thanks(slug):
+    """Thank you: what happens next."""
+    place = _community_page(slug)
+    return render_template("join_thanks.html", place=place, refused=None), (200 if place else 404)
+
+
+def _wait_text(waited) -> str:
+    """How long someone has waited, as a coordinator says it."""
+    days = waited.days
+    if days >= 1:
+        return f"{days} day{'s' if days != 1 else ''}"
+    hours = int(waited.total_seconds() // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}" if hours else "under an hour"
+
+
+def _board_context(applicants: list) -> dict[str, Any]:
+    now = clock.utcnow()
+    days = {slug: all_communities()[slug].applicant_wait_days for slug in {a.community for a in applicants}}
+    rows = [{"applicant": a, "waited": _wait_text(a.waited(now)),
+             "too_long": a.waiting_too_long(now, days[a.community]),
+             "kinds": ", ".join(KINDS[k].label for k in a.kinds if k in KINDS)} for a in applicants]
+    return {"rows": rows, "stages": STAGE_NAMES}
+
+
+@blp.route("/applicants/board")
+@page_requires(*COORDINATORS)
+def applicants_board():
+    """The community's applicants at each stage, longest waiting first, with how long each has waited (marked when
+    longer than the community allows)."""
+    with service().uow() as uow:
+        found = service_layer.applicants(uow, current_actor())
+    return render("applicants.html", **_board_context(found))
+
+
+def _applicant_page(applicant_id, errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
+    try:
+        with service().uow() as uow:
+            found = service_layer.applicant(uow, current_actor(), applicant_id)
+            context = _board_context([found])["rows"][0]
+    except NotFound:
+        return render("applicant.html", applicant=None, errors=FormErrors(), form=MultiDict()), 404
+    return render("applicant.html", applicant=found, row=context, stages=STAGE_NAMES, leaving=LEAVING,
+                  errors=errors or FormErrors(), form=form or MultiDict()), status
+
+
+@blp.route("/applicants/<uuid:applicant_id>")
+@page_requires(*COORDINATORS)
+def applicant_page(applicant_id):
+    """One applicant: what they gave, their stages (who moved them and when), and the next move."""
+    return _applicant_page(applicant_id)
+
+
+@blp.route("/applicants/<uuid:applicant_id>/move", methods=["POST"])
+@page_requires(*COORDINATORS)
+def move_applicant(applicant_id):
+    """Move an applicant to the next stage, or withdraw or decline them with a reason (the page's form; the API's
+    is POST /applicants/<id>/stage)."""
+    given = {"stage": request.form.get("stage", ""), "reason": request.form.get("reason", "").strip() or None}
+    try:
+        move = StageIn().load(given)
+    except ValidationError as err:
+        return _applicant_page(applicant_id, FormErrors(err.messages, {"stage": "Stage", "reason": "Reason"}),
+                               request.form, 422)
+    try:
+        with service().uow() as uow:
+            moved = service_layer.move_applicant(uow, current_actor(), applicant_id, move["stage"], clock.utcnow(),
+                                                 move.get("reason"))
+    except NotFound:
+        return _applicant_page(applicant_id)
+    except Conflict as err:
+        return _applicant_page(applicant_id, FormErrors().add("stage", "Stage", str(err)), request.form, 409)
+    if moved.volunteer_id is not None:
+        return redirect(f"/roster/{moved.volunteer_id}", 303)
+    return redirect(f"/applicants/{applicant_id}", 303)

@@ -51,8 +51,13 @@ def on_reply_unresolved(uow, event: Event, settings: NotifySettings) -> None:
 
 
 def on_reply_answered(uow, event: Event, settings: NotifySettings) -> None:
-    """Text a volunteer the answer to their MY, AWAY or HOURS."""
+    """Text a volunteer the answer to their MY, AWAY or HOURS, and anyone the link for JOIN."""
     service_layer.queue_own_view(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_applicant_applied(uow, event: Event, settings: NotifySettings) -> None:
+    """Acknowledge an application to volunteer by SMS."""
+    service_layer.queue_acknowledgement(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
 def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
@@ -80,7 +85,8 @@ HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "t
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
             "volunteer.check_expiring": on_check_expiring, "befriending.visit_overdue": on_visit_overdue,
-            "befriending.ended": on_befriending_ended, "person.erased": on_person_erased,
+            "befriending.ended": on_befriending_ended, "applicant.applied": on_applicant_applied,
+            "person.erased": on_person_erased,
             "token.revoked": revocations.handle}
 
 

@@ -342,6 +342,7 @@ class BefriendingEnded(AboutRequest):
     weeks: int = rule(validate.Range(min=0))
     phone: str
     code: str
+    language: str | None = None
 
 
 @contract("applicant.applied", 1, example={"applicant_id": VOLUNTEER, "community": "fylde-coast", "phone": PHONE,

@@ -171,7 +171,8 @@ def lead(lock: TimerLock, job: Callable[[], None], stop: threading.Event, interv
         job()
 
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(run, "interval", seconds=interval, id=f"{getattr(lock, 'name', 'service')}-timers", max_instances=1, coalesce=True,
+    scheduler.add_job(run, "interval", seconds=interval, id=f"{getattr(lock, 'name', 'service')}-timers",
+                      max_instances=1, coalesce=True,
                       next_run_time=datetime.now(timezone.utc))  # APScheduler keeps the machine's time
     scheduler.start()
     try:

@@ -521,6 +521,27 @@ class SqlPeople:
         found = self.session.get(Person, person_id)
         return found if found is not None and (actor == SYSTEM or actor.may_see(found.community)) else None
 
+    def family(self, person_id: uuid.UUID) -> list[Person]:
+        """The record and every record merged into it (and into those), whatever their communities' reach: what
+        holds a person's details (retention and erasure)."""
+        found, frontier = [], [person_id]
+        while frontier:
+            rows = list(self.session.scalars(sa.select(Person).where(
+                sa.or_(people.c.id.in_(frontier), people.c.merged_into.in_(frontier)))))
+            new = [p for p in rows if p.id not in {f.id for f in found}]
+            found += new
+            frontier = [p.id for p in new]
+        return found
+
+    def quiet(self, person_ids: list[uuid.UUID]) -> list[Person]:
+        """Of these records, those none of whose requests still holds the person's details (each pseudonymised)."""
+        if not person_ids:
+            return []
+        holding = sa.select(requests.c.person_id).where(requests.c.person_id.in_(person_ids),
+                                                        requests.c.pseudonymised_at.is_(None))
+        return list(self.session.scalars(sa.select(Person).where(people.c.id.in_(person_ids),
+                                                                 people.c.id.not_in(holding))))
+
     def like(self, community: str, phone: str | None, name: str) -> list[Person]:
         """The community's records (not merged away) with this phone number or this name (any case)."""
         either = [people.c.name_key == name_key(name)]

@@ -721,6 +721,12 @@ class Person:
                 reasons.append("the same name")
         return reasons
 
+    def forget(self) -> None:
+        """Remove the details that identify the person (retention, once each of their requests has been
+        pseudonymised, and erasure); the record stays, so their requests still count as one person's."""
+        self.name, self.name_key, self.phone, self.date_of_birth = REMOVED_NAME, "", None, None
+        self.address, self.postcode = "", None
+
     def is_surely(self, request: "SupportRequest") -> bool:
         """True when the request is certainly for this person: the same phone number and the same name."""
         return bool(request.person_phone) and request.person_phone == self.phone and \

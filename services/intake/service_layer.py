@@ -842,6 +842,10 @@ def apply_retention(unit_of_work: Callable, now: datetime, communities: dict, ba
                                                          batch)
                 for request in claimed:
                     done["copies_scrubbed"] += uow.retention.scrub_copies(request.id, request.forget_person(now))
+                uow.flush()
+                for person in uow.people.quiet(list({r.person_id for r in claimed if r.person_id})):
+                    for record in uow.people.family(person.id):  # and the records merged into it
+                        record.forget()
                 uow.commit()
             done["pseudonymised"] += len(claimed)
             if len(claimed) < batch:
@@ -881,12 +885,26 @@ def requests_of_person(uow, person_id: uuid.UUID, lock: bool = False) -> list[Su
     """The requests of the person with this id (with `lock`, locked for the caller's transaction); NotFound if there
     is none.
 
-    A person is, for now, the person of one request: `person_id` is that request's id. (With a record of each person,
-    this is where their id finds their requests, and the caller also erases or exports that record.)"""
-    found = uow.retention.of([person_id], lock=lock)
+    `person_id` is a person's record (their requests, and those of every record merged into it), or one request's
+    id (then its person's requests, all of them)."""
+    record = uow.people.get(person_id, SYSTEM)
+    if record is None:
+        found = uow.retention.of([person_id])
+        record = uow.people.get(found[0].person_id, SYSTEM) if found and found[0].person_id else None
+    if record is not None:
+        ids = [r.id for each in uow.people.family(record.id) for r in uow.people.requests_of(each.id)]
+        found = uow.retention.of(ids or [person_id], lock=lock)
+    else:
+        found = uow.retention.of([person_id], lock=lock)
     if not found:
         raise NotFound(f"No person or request {person_id}.")
     return found
+
+
+def records_of_person(uow, found: list[SupportRequest]) -> list[Person]:
+    """The person's records these requests belong to, with every record merged into them."""
+    return [record for person_id in {r.person_id for r in found if r.person_id}
+            for record in uow.people.family(person_id)]
 
 
 def erase_person(uow, actor: Actor, person_id: uuid.UUID, now: datetime) -> list[SupportRequest]:
@@ -897,6 +915,8 @@ def erase_person(uow, actor: Actor, person_id: uuid.UUID, now: datetime) -> list
     which requests. The requests erased."""
     with uow:
         found = requests_of_person(uow, person_id, lock=True)
+        for record in records_of_person(uow, found):
+            record.forget()
         for request in found:
             uow.retention.scrub_copies(request.id, request.forget_person(now))
             request.note("erased", "The person's details were erased at their request", actor.subject, at=now)
@@ -921,7 +941,13 @@ def export_person(uow, actor: Actor, person_id: uuid.UUID) -> dict[str, Any]:
         audit = uow.retention.audit_about([r.id for r in found])
         for request in found:
             uow.audit.add(AuditEntry.of(actor, "export", request.id))
-        held = {"requests": [request.as_held() for request in found],
+        held = {"records": [{"id": str(p.id), "community": p.community, "name": p.name, "phone": p.phone,
+                             "date_of_birth": p.date_of_birth.isoformat() if p.date_of_birth else None,
+                             "address": p.address, "postcode": p.postcode,
+                             "died_on": p.died_on and p.died_on.isoformat(),
+                             "merged_into": p.merged_into and str(p.merged_into)}
+                            for p in records_of_person(uow, found)],
+                "requests": [request.as_held() for request in found],
                 "audit_log": [{"at": e.at.isoformat(), "actor": e.actor, "role": e.role, "action": e.action,
                                "request_id": str(e.request_id), "fields": e.fields} for e in audit]}
         uow.commit()

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable
 
-from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE, VIEWS, Reply, answer_for, kind_label, language_of,
-                                     offer_text, render, visits_text, window_text)
+from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE, VIEWS, Reply, answer_for, kind_label,
+                                     language_of, offer_text, render, visits_text, window_text)
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
 from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferMade,

@@ -10,7 +10,6 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from shared import config
 from shared.demo import text_in
 from tests.e2e.conftest import accessible, api, running_site, sign_in
 from tests.e2e.test_sms_pages import TOMORROW, sent_offer, urgent_request, volunteer

@@ -220,7 +220,8 @@ def test_an_administrator_merges_a_duplicate_and_metrics_counts_the_two_as_one_p
     assert made.status_code == 303
     for name in (ORGANISATION, "Fylde Coast Primary Care Network", "Trinity Hospice"):
         answer = intake.test_client().post("/referrals", headers=token("referrer", subject=f"gp@{len(name)}.example"),
-                                           json={**REFERRAL, "referrer": {**REFERRAL["referrer"], "organisation": name}})
+                                           json={**REFERRAL,
+                                                 "referrer": {**REFERRAL["referrer"], "organisation": name}})
         assert answer.status_code == 201, answer.json
     system.relay()
     manager = token("manager")

@@ -431,7 +431,7 @@ def test_a_baseline_is_a_period_already_counted_within_ten_years(day, problem):
     assert domain.baseline_day_problem(date(2026, 11, 30), date(2026, 11, 30)) is None
 
 
-# --- partners and the register -----------------------------------------------------------------------------------------
+# --- partners and the register ---------------------------------------------------------------------------------------
 
 def organisation(name, type="pcn", community="fylde-coast", adopted_on=None, merged_into=None, organisation_id=None):
     return event("organisation.changed", organisation_id=str(organisation_id or uuid.uuid4()), community=community,
@@ -439,7 +439,8 @@ def organisation(name, type="pcn", community="fylde-coast", adopted_on=None, mer
                  merged_into=merged_into and str(merged_into))
 
 
-@pytest.mark.parametrize("one, other", [("St Anne's Church", "st annes church"), ("Age UK - Blackpool", "Age UK Blackpool"),
+@pytest.mark.parametrize("one, other", [("St Anne's Church", "st annes church"),
+                                        ("Age UK - Blackpool", "Age UK Blackpool"),
                                         ("The Fylde PCN", "Fylde PCN"), ("Marsh & Co", "Marsh and Co")])
 def test_an_organisation_spelled_two_ways_is_one_name(one, other):
     assert domain.name_key(one) == domain.name_key(other)

@@ -14,8 +14,8 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, AlreadyDied, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered, NotOpen,
-                                    SupportRequest, birth_date_problem, window_problems)
+from services.intake.domain import (CONSENTS, AlreadyDied, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered,
+                                    NotOpen, SupportRequest, birth_date_problem, window_problems)
 from shared import clock, communities, gazetteer, idempotency
 from shared.taxonomy import (BEFRIENDING_KINDS, DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES,
                              REQUEST_STATUSES, RHYTHMS, URGENCIES)

@@ -1,6 +1,6 @@
 """What intake does with matching's events (keep each request's status and timeline current, and when its offers
-time out; a volunteer's concern, opened in the safeguarding log), and with notify's word that an offer's texts wait for the quiet hours, or that SMS about a request wait
-in its inbox."""
+time out; a volunteer's concern, opened in the safeguarding log), and with notify's word that an offer's texts wait
+for the quiet hours, or that SMS about a request wait in its inbox."""
 
 from __future__ import annotations
 

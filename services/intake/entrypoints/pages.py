@@ -609,7 +609,7 @@ def show_organisation(organisation_id):
     return redirect(f"/organisations/{organisation_id}", 303)
 
 
-MERGE_LABELS = {"duplicate": "The duplicate", "same": "They are the same organisation"}
+ORGANISATION_MERGE_LABELS = {"duplicate": "The duplicate", "same": "They are the same organisation"}
 
 
 @blp.route("/organisations/<uuid:organisation_id>/merge", methods=["POST"])
@@ -627,15 +627,18 @@ def merge_organisation(organisation_id):
     errors = FormErrors()
     duplicate = request.form.get("duplicate", "")
     if not duplicate:
-        errors.add("duplicate", MERGE_LABELS["duplicate"], "Choose the organisation that is a duplicate of this one.")
+        errors.add("duplicate", ORGANISATION_MERGE_LABELS["duplicate"],
+                   "Choose the organisation that is a duplicate of this one.")
     if request.form.get("same") != "yes":
-        errors.add("same", MERGE_LABELS["same"], "Tick this once you have checked they are the same organisation.")
+        errors.add("same", ORGANISATION_MERGE_LABELS["same"],
+                   "Tick this once you have checked they are the same organisation.")
     if not errors:
         try:
             service_layer.merge_organisations(service().uow(), current_actor(), uuid.UUID(duplicate),
                                               organisation_id)
         except (ValueError, NotFound, SameOrganisation):
-            errors.add("duplicate", MERGE_LABELS["duplicate"], "Choose another organisation of this community.")
+            errors.add("duplicate", ORGANISATION_MERGE_LABELS["duplicate"],
+                       "Choose another organisation of this community.")
     if errors:
         return organisation_form(form, errors, organisation, deliveries, 422)
     return redirect(f"/organisations/{organisation_id}?merged=1", 303)

@@ -491,7 +491,13 @@ class SupportRequest:
             person_ref=person_ref(self.person_id, secret_key),
             is_carer=self.is_carer, referrer_organisation=self.referrer_organisation,
             befriending_rhythm=(self.befriending or {}).get("rhythm"),
-            review_on=date.fromisoformat(self.befriending["review_on"]) if self.befriending else None)
+            review_on=date.fromisoformat(self.befriending["review_on"]) if self.befriending else None,
+            follows_a_death=self.follows_a_death)
+
+    @property
+    def follows_a_death(self) -> bool:
+        """True for the bereavement support offered to a carer when the person they cared for died."""
+        return any(e.what == AFTER_A_DEATH for e in self.timeline)
 
     def forget_person(self, at: datetime) -> list[str]:
         """Remove the person's details (retention's pseudonymisation, and erasure): name, phone, address, postcode
@@ -784,6 +790,9 @@ def died_reason(died_on: date) -> str:
     return f"The person died on {died_on:%d %B %Y}"
 
 
+AFTER_A_DEATH = "offered after a death"  # the timeline's mark on a carer's bereavement support offered at a death
+
+
 def bereavement_offer(carer: Person, latest: "SupportRequest", died: Person, actor: Actor) -> "SupportRequest":
     """A bereavement support visit for a carer of someone who died, at the place and in the language of the carer's
     latest request, held until a coordinator has asked the carer and recorded their consent (never offered to
@@ -798,6 +807,8 @@ def bereavement_offer(carer: Person, latest: "SupportRequest", died: Person, act
         "window_part": "afternoon", "to_check": [{"field": "bereavement.consent", "why": why, "value": None}]},
         {"share_contact": False, "sms_contact": False})
     request.person_id, request.cares_for_id = carer.id, died.id
+    request.note(AFTER_A_DEATH, "Bereavement support offered after the death of the person they cared for",
+                 actor.subject)
     return request
 
 

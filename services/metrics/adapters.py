@@ -49,6 +49,7 @@ facts = sa.Table(
     sa.Column("status", sa.String(12)),  # a volunteer's, when registered or changed
     sa.Column("occurrence", sa.Integer),  # of a recurring request: a match's, an acceptance's or a task's
     sa.Column("carers_offered", sa.Integer),  # of a death: its carers offered bereavement support
+    sa.Column("follows_a_death", sa.Boolean, nullable=False, default=False, server_default=sa.false()),  # taken up
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
 

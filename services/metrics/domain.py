@@ -73,6 +73,7 @@ class Fact:
     status: str | None = None  # a volunteer's, when registered or changed
     occurrence: int | None = None  # of a recurring request, for a match, an acceptance or a task (None: the first)
     carers_offered: int | None = None  # of a death: how many of the person's carers were offered bereavement support
+    follows_a_death: bool = False  # of a request: a carer's bereavement support taken up after a death
 
 
 @dataclass(eq=False)
@@ -151,7 +152,7 @@ class Register:
 # their contract declares them.
 COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "request.submitted": frozenset({"community", "request_id", "source", "support_type", "person_ref", "is_carer",
-                                    "referrer_organisation"}),
+                                    "referrer_organisation", "follows_a_death"}),
     "request.updated": frozenset({"request_id", "support_type"}),
     "request.matched": frozenset({"request_id", "volunteer_id", "occurrence"}),
     "request.unmatched": frozenset({"request_id"}),
@@ -186,7 +187,8 @@ def fact_of(event: Event) -> Fact:
         person_ref=read("person_ref") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
         organisation=read("referrer_organisation"), hours=read("hours"),
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
-        carers_offered=read("carers_offered"))
+        carers_offered=read("carers_offered"),
+        follows_a_death=bool(read("follows_a_death")) and not read("closed"))
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:
@@ -378,6 +380,7 @@ MEASURES = (
     Measure("bereavement_supports", "Bereavement supports given"),
     Measure("deaths_recorded", "Deaths recorded of people supported"),
     Measure("bereavement_offered", "Carers offered bereavement support after a death"),
+    Measure("bereavement_taken_up", "Carers who took up bereavement support after a death"),
     Measure("future_planning_reached", "People at future-life-planning education"),
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
@@ -546,6 +549,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "bereavement_supports": len(bereavement),
         "deaths_recorded": len({f.person_ref for f in of("person.died") if f.person_ref}),
         "bereavement_offered": sum(f.carers_offered or 0 for f in of("person.died")),
+        "bereavement_taken_up": len({f.request_id for f in requests if f.follows_a_death}),
         "future_planning_reached": len(planning) + planning_attendance,
         "group_activities": len(activities),
         "group_attendance": sum(a.attendance for a in activities),

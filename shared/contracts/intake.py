@@ -62,6 +62,9 @@ class RequestSubmitted(When):
     befriending_rhythm: str | None = rule(validate.OneOf(RHYTHMS), default=None, description=(
         "A befriending request: one volunteer visits at this rhythm until the match ends (offered once)."))
     review_on: date | None = rule(default=None, description="A befriending match's first review.")
+    follows_a_death: bool = rule(default=False, description=(
+        "Bereavement support offered to a carer after the person they cared for died, now that they took it up "
+        "(a coordinator recorded their consent): metrics counts it as taken up."))
 
 
 @contract("request.updated", 1, example={**SUBMITTED_EXAMPLE, "urgency": "urgent"})

@@ -174,6 +174,8 @@ class Record:
             "activities_by_kind": dict(Counter(a["kind"] for a in held)),
             # no befriending in this month (tests/integration/test_befriending.py rehearses three months of it)
             "befriending_started": 0, "befriending_ended": 0, "befriending_visits": 0,
+            # nobody died this month (tests/integration/test_death.py records a death and its bereavement offers)
+            "deaths_recorded": 0, "bereavement_offered": 0, "bereavement_taken_up": 0,
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},
         }

@@ -156,7 +156,9 @@ def test_recording_a_death_closes_everything_tells_the_volunteers_and_offers_the
     released = coordinator.patch(f"/requests/{bereavement}", headers=s.headers,
                                  json={"consent": {"share_contact": True, "sms_contact": True}})
     assert released.status_code == 200 and released.json["to_check"] == []
-    assert [e["request_id"] for e in s.events("intake", "request.submitted")][-1] == bereavement
+    taken_up = s.events("intake", "request.submitted")[-1]
+    assert (taken_up["request_id"], taken_up["follows_a_death"]) == (bereavement, True)  # metrics counts it taken up
+    assert not any(e["follows_a_death"] for e in s.events("intake", "request.submitted")[:-1])
 
     record = coordinator.get(f"/people/records/{person_id}", headers=s.headers).json
     assert record["died_on"] == today.date().isoformat()

@@ -472,3 +472,13 @@ def test_partners_are_counted_by_registered_organisation_and_type_and_a_merged_d
     assert today(uow)["active_partners"] == 3
     later = service_layer.activity(uow, MANAGER, "day", Filters(), Settings(), date(2026, 3, 21))["periods"][-1]
     assert later["measures"]["providers_adopting"] == 2
+
+
+def test_bereavement_support_after_a_death_is_taken_up_when_released_to_volunteers_not_when_closed_unasked():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, event("person.died", person_ref="p_dead00000001", carers_offered=2),
+            submitted(support_type="bereavement_visit", follows_a_death=True, is_carer=True),
+            submitted(support_type="bereavement_visit", follows_a_death=True, is_carer=True, closed=True),  # declined
+            submitted(support_type="bereavement_visit"))  # bereavement support asked for otherwise
+    measures = today(uow)
+    assert (measures["bereavement_offered"], measures["bereavement_taken_up"]) == (2, 1)

@@ -41,7 +41,7 @@ GROUPS = (
     ("How quickly help comes", ("hours_to_acceptance_median", "hours_to_acceptance_p90")),
     ("People supported", ("people_reached", "carers_supported", "bereavement_supports", "tasks_completed",
                           "befriending_started", "befriending_ended", "befriending_visits",
-                          "deaths_recorded", "bereavement_offered")),
+                          "deaths_recorded", "bereavement_offered", "bereavement_taken_up")),
     ("Volunteers", ("volunteers_registered", "active_volunteers", "new_volunteers", "volunteers_paused",
                     "volunteers_left", "volunteer_hours")),
     ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached")),

@@ -790,7 +790,7 @@ def died_reason(died_on: date) -> str:
     return f"The person died on {died_on:%d %B %Y}"
 
 
-AFTER_A_DEATH = "offered after a death"  # the timeline's mark on a carer's bereavement support offered at a death
+AFTER_A_DEATH = "after a death"  # the timeline's mark on a carer's bereavement support offered at a death
 
 
 def bereavement_offer(carer: Person, latest: "SupportRequest", died: Person, actor: Actor) -> "SupportRequest":

@@ -887,15 +887,14 @@ def requests_of_person(uow, person_id: uuid.UUID, lock: bool = False) -> list[Su
 
     `person_id` is a person's record (their requests, and those of every record merged into it), or one request's
     id (then its person's requests, all of them)."""
+    found: list[SupportRequest] = []
     record = uow.people.get(person_id, SYSTEM)
-    if record is None:
-        found = uow.retention.of([person_id])
+    if record is None:  # a request's id: its person's record, if it has one
+        found = uow.retention.of([person_id], lock=lock)
         record = uow.people.get(found[0].person_id, SYSTEM) if found and found[0].person_id else None
     if record is not None:
         ids = [r.id for each in uow.people.family(record.id) for r in uow.people.requests_of(each.id)]
         found = uow.retention.of(ids or [person_id], lock=lock)
-    else:
-        found = uow.retention.of([person_id], lock=lock)
     if not found:
         raise NotFound(f"No person or request {person_id}.")
     return found

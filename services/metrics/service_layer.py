@@ -234,8 +234,7 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
     communities = domain.communities_shown(actor.communities, filters.community)
     first, last = domain.period_of(period, filters.end or domain.last_whole(period, today))
     scope = narrowed(actor, communities)
-    with uow:
-        result = _counts(uow, scope, period, first, last, settings.suppress_below)
-        # the report's charts: the six periods up to this one (the same counts; the last is the one reported)
-        trend = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
-    return {**result, "before": domain.previous(period, first), "trend": trend["periods"]}
+    with uow:  # the six periods up to this one, for the report's charts; the last is the one reported
+        counted = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
+    return {**counted, "from": first, "periods": counted["periods"][-1:], "before": domain.previous(period, first),
+            "trend": counted["periods"]}

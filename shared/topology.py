@@ -39,7 +39,8 @@ DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 # Events that carry a person's details, or words about them: only the service that must act on them hears them, never
 # metrics. A volunteer's text (sms.received: matching's) may be a concern about the person; concern.raised carries it
 # to intake alone.
-PERSONAL = {"task.details_shared", "person.death_shared", "sms.received", "concern.raised"}
+PERSONAL = {"task.details_shared", "person.death_shared", "sms.received", "concern.raised", "training.invited",
+            "training.answered"}
 # Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
 # a revoked token is refused by every service.
 EVERY_SERVICE = {"token.revoked"}
@@ -68,7 +69,8 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
-                                "befriending.visit_overdue", "befriending.ended", "applicant.applied"]),
+                                "befriending.visit_overdue", "befriending.ended", "applicant.applied",
+                                "training.invited", "training.answered"]),
         "details": ("intake", ["task.details_shared", "person.death_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),

@@ -20,8 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
 from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, Applicant, BefriendingMatch, BefriendingVisit,
-                                      CancelledEarly, Candidate, HeldTask, MatchRequest, Offer, Policy, StageChange,
-                                      Suited, TimeAway, Volunteer, VolunteerCheck)
+                                      CancelledEarly, Candidate, HeldTask, Invitation, MatchRequest, Offer, Policy,
+                                      RESERVING, StageChange, Suited, TimeAway, TrainingSession, Volunteer,
+                                      VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -186,6 +187,41 @@ applicants = sa.Table(
     sa.Column("stage_since", UtcDateTime, nullable=False),
     sa.Column("reason", sa.String(500)),  # why they were withdrawn or declined
     sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id")),  # once approved
+    sa.Column("kept_checks", sa.JSON, nullable=False, default=list),  # granted by training, given when approved
+)
+
+training_sessions = sa.Table(
+    "training_sessions", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("place", sa.String(200)),
+    sa.Column("online", sa.Boolean, nullable=False, default=False),
+    sa.Column("trainer", sa.String(200), nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("grants", sa.String(32)),  # a check key, or none
+    sa.Column("public", sa.String(32)),  # domain.PUBLIC_TOPICS, or none
+    sa.Column("code", sa.String(4)),  # a public session's code for signing up by SMS
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+training_invitations = sa.Table(
+    "training_invitations", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("session_id", sa.Uuid, sa.ForeignKey("training_sessions.id"), nullable=False, index=True),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("phone", sa.String(20), nullable=False, index=True),
+    sa.Column("name", sa.String(200)),  # a member of the public's, if the coordinator gave one
+    sa.Column("language", sa.String(8), nullable=False, default="en"),
+    sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id")),
+    sa.Column("applicant_id", sa.Uuid, sa.ForeignKey("applicants.id")),
+    sa.Column("code", sa.String(4), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, default="invited"),  # domain.INVITATION_STATUSES
+    sa.Column("invited_at", UtcDateTime, nullable=False),
+    sa.Column("answered_at", UtcDateTime),
+    sa.Column("attended_on", sa.Date),
+    sa.UniqueConstraint("session_id", "phone"),
 )
 
 applicant_stages = sa.Table(  # every move of an applicant, by whom and why: the pipeline's audit trail
@@ -209,6 +245,11 @@ application_attempts = sa.Table(  # applications taken, by a keyed hash of the a
 )
 
 mapper = Base.registry.map_imperatively
+mapper(Invitation, training_invitations)
+mapper(TrainingSession, training_sessions, properties={
+    "invitations": relationship(Invitation, lazy="selectin", cascade="all, delete-orphan",
+                                order_by=training_invitations.c.invited_at),
+})
 mapper(StageChange, applicant_stages)
 mapper(Applicant, applicants, properties={
     "history": relationship(StageChange, lazy="selectin", cascade="all, delete-orphan",
@@ -475,22 +516,27 @@ class OfferRepository:
         return self.session.get(Offer, offer_id, populate_existing=fresh)
 
     def codes_in_use(self) -> set[str]:
-        """The codes of offers open or accepted: a new offer's code must not be one of them."""
-        return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted")))))
+        """The codes of offers open or accepted, and of training invitations and public sessions still to be
+        answered or attended: a new offer's or invitation's code must not be one of them (so YES with one never
+        answers another)."""
+        return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted"))))) | set(
+            self.session.scalars(sa.select(Invitation.code).where(Invitation.status.in_(RESERVING),
+                                                                  Invitation.attended_on.is_(None)))) | set(
+            self.session.scalars(sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None))))
 
     def reserve_code(self, code: str) -> bool:
         """Take a code for an offer this transaction makes; False if it cannot have it. On PostgreSQL two
         transactions making offers for different requests must not pick the same code: the second would wait on
         the first's row in the unique index (and, holding its own request's lock, could deadlock with it). So the
         code is held with a transaction-level advisory lock, tried without waiting, and then looked up again
-        (a statement after the lock sees every offer committed before it). SQLite has one writer at a time."""
+        (a statement after the lock sees every offer and invitation committed before it). Invitations take their
+        codes the same way. SQLite has one writer at a time."""
         if self.session.get_bind().dialect.name != "postgresql":
             return True
         if not self.session.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:space, :code)"),
                                    {"space": OFFER_CODES, "code": int(code)}):
             return False
-        return self.session.scalar(sa.select(Offer.id).where(Offer.code == code, Offer.status.in_(("open", "accepted")))
-                                   .limit(1)) is None
+        return code not in self.codes_in_use()
 
     def of_volunteer(self, volunteer_id: uuid.UUID, statuses: Iterable[str], code: str | None = None) -> list[Offer]:
         """A volunteer's offers in these statuses (with this code), oldest first."""
@@ -651,6 +697,45 @@ class ApplicantRepository:
         self.session.execute(sa.insert(application_attempts).values(id=uuid.uuid4(), address=address, at=at))
 
 
+class TrainingRepository:
+    """Training sessions and their invitations."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, training: TrainingSession) -> None:
+        """Store a new session."""
+        self.session.add(training)
+
+    def get(self, session_id: uuid.UUID, scope: Actor, lock: bool = False) -> TrainingSession | None:
+        """A session in the scope's communities (`SYSTEM`: any); `lock`: read again and locked until the transaction
+        ends (every change to a session's invitations holds it: capacity is judged one answer at a time)."""
+        query = sa.select(TrainingSession).where(TrainingSession.id == session_id,
+                                                 in_scope(TrainingSession.community, scope))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalar(query)
+
+    def listing(self, scope: Actor, since: datetime | None = None) -> list[TrainingSession]:
+        """The scope's sessions (starting after `since`), soonest first."""
+        query = sa.select(TrainingSession).where(in_scope(TrainingSession.community, scope))
+        if since is not None:
+            query = query.where(TrainingSession.starts_at >= since)
+        return self.session.scalars(query.order_by(TrainingSession.starts_at)).all()
+
+    def answerable(self, phone: str, statuses: Iterable[str], code: str | None = None) -> list[Invitation]:
+        """A phone's invitations in these statuses (with this code) to sessions not attended yet, oldest first."""
+        query = sa.select(Invitation).where(Invitation.phone == phone, Invitation.status.in_(list(statuses)),
+                                            Invitation.attended_on.is_(None))
+        if code is not None:
+            query = query.where(Invitation.code == code)
+        return self.session.scalars(query.order_by(Invitation.invited_at)).all()
+
+    def public_by_code(self, code: str) -> TrainingSession | None:
+        """The public session with this sign-up code."""
+        return self.session.scalar(sa.select(TrainingSession).where(TrainingSession.code == code))
+
+
 class MatchingUnitOfWork(SqlUnitOfWork):
     """One transaction over matching's database: `uow.volunteers`, `uow.requests`, `uow.offers`, the answers kept
     for Idempotency-Keys (`uow.answers`), and its outbox."""
@@ -663,4 +748,5 @@ class MatchingUnitOfWork(SqlUnitOfWork):
         self.offers = OfferRepository(session)
         self.befriending = BefriendingRepository(session)
         self.applicants = ApplicantRepository(session)
+        self.training = TrainingRepository(session)
 

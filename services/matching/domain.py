@@ -9,6 +9,8 @@ need (through the repositories) and passes it in. adapters.py maps these classes
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -813,6 +815,8 @@ class Applicant:
     stage_since: datetime
     reason: str | None = None
     volunteer_id: uuid.UUID | None = None
+    # checks granted by training they attended before approval ({"check", "done_on"}): given when approved
+    kept_checks: list[dict[str, str]] = field(default_factory=list)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     history: list[StageChange] = field(default_factory=list, repr=False)
 
@@ -853,3 +857,120 @@ class Applicant:
         self.stage, self.stage_since, self.reason = stage, now, change.reason
         self.history.append(change)
         return change
+
+
+# --- training sessions, and who is invited to them ----------------------------------------------------------------
+
+# A session is scheduled by a coordinator: volunteer training (granting a check on attendance, or none) or a public
+# session (Future Life Planning, Dying Matters) that members of the public sign up to. Each invitation has a code of
+# its own, unique among the open offers and invitations (so YES with one never answers the other), texted with
+# the topic, day and place only. An invitation is answered YES (accepted, or on the waiting list once the session
+# is full) or NO; attendance is recorded by the coordinator.
+INVITATION_STATUSES = ("invited", "accepted", "waiting", "declined")
+INVITATION_NAMES = {"invited": "Invited", "accepted": "Accepted", "waiting": "On the waiting list",
+                    "declined": "Declined"}
+INVITATION_ANSWERS = {"YES": ("invited",), "NO": ("invited", "accepted", "waiting")}  # what each answers
+RESERVING = ("invited", "accepted", "waiting")  # an invitation's code stays taken in these, until attended
+PUBLIC_TOPICS = {"future_life_planning": "Future Life Planning", "dying_matters": "Dying Matters"}
+INVITED_STAGES = ("checks", "training")  # applicants a session may invite
+
+
+def attendee_digest(phone: str, secret_key: str) -> str:
+    """Who attended, as metrics counts them: a keyed digest of their phone (the same person at two sessions is one
+    person accessing education), from which the phone cannot be had back."""
+    return hmac.new(secret_key.encode(), b"training attendee:" + phone.encode(), hashlib.sha256).hexdigest()
+
+
+def training_check_expiry(check: str, done_on: date) -> date | None:
+    """When a check granted by attending training expires: none for now. The one place to wire the per-community
+    check types' `check_expires_on(...)` (branch "checks") into."""
+    return None
+
+
+@dataclass(eq=False, kw_only=True)
+class Invitation:
+    """Someone invited to (or, for a public session, signed up to) a session: a volunteer, an applicant or a member
+    of the public (their phone, and a name if the coordinator gave one)."""
+
+    session_id: uuid.UUID
+    community: str
+    phone: str
+    code: str
+    name: str | None = None
+    language: str = "en"
+    volunteer_id: uuid.UUID | None = None
+    applicant_id: uuid.UUID | None = None
+    status: str = "invited"
+    invited_at: datetime
+    answered_at: datetime | None = None
+    attended_on: date | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def who(self) -> str:
+        """What the coordinator's page calls them: volunteer, applicant, or member of the public."""
+        return "Volunteer" if self.volunteer_id else "Applicant" if self.applicant_id else "Public"
+
+
+@dataclass(eq=False, kw_only=True)
+class TrainingSession:
+    """A scheduled session: its topic, when and where (a place, or online), the trainer, how many it takes, the
+    check attending grants (or none), and whether it is a public one."""
+
+    community: str
+    topic: str
+    starts_at: datetime
+    trainer: str
+    capacity: int
+    place: str | None = None
+    online: bool = False
+    grants: str | None = None  # a key of shared.taxonomy.CHECKS
+    public: str | None = None  # a key of PUBLIC_TOPICS: members of the public sign up to it
+    code: str | None = None  # a public session's code, for signing up by SMS (YES <code>)
+    created_at: datetime
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    invitations: list[Invitation] = field(default_factory=list, repr=False)
+
+    def taken(self) -> int:
+        """How many places are taken (accepted, or attended without answering)."""
+        return sum(1 for i in self.invitations if i.status == "accepted")
+
+    def full(self) -> bool:
+        """Every place is taken."""
+        return self.taken() >= self.capacity
+
+    def where(self) -> str:
+        """Where it is, as a text says it."""
+        return "online" if self.online else (self.place or "")
+
+    def invite(self, phone: str, code: str, now: datetime, **who: Any) -> Invitation:
+        """Invite someone (their phone, and who they are), unless they are invited already: ValueError then."""
+        if any(i.phone == phone for i in self.invitations):
+            raise ValueError("invited already")
+        invitation = Invitation(session_id=self.id, community=self.community, phone=phone, code=code, invited_at=now,
+                                **who)
+        self.invitations.append(invitation)
+        return invitation
+
+    def answer(self, invitation: Invitation, yes: bool, now: datetime) -> str:
+        """Take a YES or NO: 'accepted', 'full' (on the waiting list), 'declined', or 'unchanged' when it was
+        answered that way already. A place freed by a NO goes to nobody by itself: the coordinator invites again."""
+        if yes:
+            if invitation.status == "accepted":
+                return "unchanged"
+            invitation.status = "waiting" if self.full() else "accepted"
+        else:
+            if invitation.status == "declined":
+                return "unchanged"
+            invitation.status = "declined"
+        invitation.answered_at = now
+        return {"accepted": "accepted", "waiting": "full", "declined": "declined"}[invitation.status]
+
+    def attended(self, invitation: Invitation, day: date) -> bool:
+        """Record that they came (`day`: the session's, in its community); False if it was recorded already."""
+        if invitation.attended_on is not None:
+            return False
+        invitation.attended_on = day
+        if invitation.status != "accepted":
+            invitation.status = "accepted"
+        return True

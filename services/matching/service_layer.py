@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
-from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS,
-                                      REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS, Applicant, BefriendingMatch, Candidate,
-                                      Conflict, MatchRequest, NotFound, Offer, Place, Policy, TooManyApplications,
-                                      Volunteer, VolunteerCheck, assess, concern_id, concern_tasks, explain, facts_for,
+from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, INVITATION_ANSWERS, INVITED_STAGES,
+                                      LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS,
+                                      Applicant, BefriendingMatch, Candidate, Conflict, Invitation, MatchRequest,
+                                      NotFound, Offer, Place, Policy, TooManyApplications, TrainingSession, Volunteer,
+                                      VolunteerCheck, assess, attendee_digest, training_check_expiry, concern_id, concern_tasks, explain, facts_for,
                                       months_after, next_batch, overdue_on, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
 from shared import clock, gazetteer
@@ -49,7 +50,8 @@ from shared.contracts.matching import (AboutRequest, ApplicantApplied, Befriendi
                                        BefriendingVisitLogged, BefriendingVisitOverdue, CheckExpiring, ConcernRaised,
                                        OfferAccepted, OfferAnswerDue, OfferMade, TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
-                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, VolunteerRegistered,
+                                       TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, TrainingAnswered,
+                                       TrainingAttended, TrainingInvited, VolunteerRegistered,
                                        VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 
@@ -105,11 +107,17 @@ def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, 
     place offers are made, whether matching asks or a coordinator assigns. `taken`, the codes known to be in use
     (read once for a batch of offers, and added to here), spares reading them again for each offer; a code is only
     a candidate until `uow.offers.reserve_code` takes it."""
+    return request.offer_to(volunteer, _free_code(uow, taken), now, distance)
+
+
+def _free_code(uow, taken: set[str] | None = None) -> str:
+    """A code no open or accepted offer, and no training invitation still to answer or attend, has; held for this
+    transaction (`uow.offers.reserve_code`). The one place codes are chosen, for offers and invitations alike."""
     taken = uow.offers.codes_in_use() if taken is None else taken
     while (code := f"{secrets.randbelow(9000) + 1000}") in taken or not uow.offers.reserve_code(code):
         taken.add(code)  # in use, or being given by another transaction now
     taken.add(code)
-    return request.offer_to(volunteer, code, now, distance)
+    return code
 
 
 def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> None:
@@ -263,6 +271,8 @@ def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: 
     volunteer = uow.volunteers.by_phone(sms.from_phone)
     if sms.keyword == "JOIN":
         _join_link(uow, sms, public_url, correlation_id)
+    elif sms.keyword in INVITATION_ANSWERS and _answer_invitation(uow, volunteer, sms, now, correlation_id):
+        pass  # a YES or NO to a training invitation (from a volunteer, an applicant or anyone signing up)
     elif volunteer is None:
         if sms.keyword not in NOTIFY_ANSWERS:
             _unresolved(uow, sms, correlation_id, "unknown_sender")
@@ -996,8 +1006,171 @@ def move_applicant(uow, actor: Actor, applicant_id: uuid.UUID, stage: str, now: 
     if stage == "approved":
         volunteer = _register(uow, found.community, {
             "name": found.name, "phone": found.phone, "postcode": found.postcode, "skills": found.skills(),
-            "languages": [found.language], **APPROVED_PROFILE})
+            "languages": [found.language], "checks": [_granted(kept["check"], date.fromisoformat(kept["done_on"]))
+                                                      for kept in found.kept_checks], **APPROVED_PROFILE})
         uow.flush()  # the volunteer is stored before the applicant names them
         found.volunteer_id = volunteer.id
     uow.commit()
     return found
+
+
+# --- training sessions: scheduled, invited to by SMS, answered YES or NO, attended ---------------------------------
+# Lock order: the session's row first (`uow.training.get(..., lock=True)`: every answer and attendance holds it, so
+# capacity is judged one answer at a time), then the volunteer or applicant a check is granted to.
+
+def schedule_session(uow, actor: Actor, details: dict[str, Any], now: datetime) -> TrainingSession:
+    """Schedule a session in the actor's community (validated `details`); a public one gets a code of its own,
+    which anyone may text (YES <code>) to sign up."""
+    training = TrainingSession(community=actor.community, created_at=now, **details)
+    if training.public:
+        training.code = _free_code(uow)
+    uow.training.add(training)
+    uow.commit()
+    return training
+
+
+def training_sessions(uow, actor: Actor) -> list[TrainingSession]:
+    """The actor's communities' sessions, soonest first."""
+    return uow.training.listing(actor)
+
+
+def training_session(uow, actor: Actor, session_id: uuid.UUID, lock: bool = False) -> TrainingSession:
+    """One session of the actor's communities; NotFound otherwise."""
+    found = uow.training.get(session_id, actor, lock=lock)
+    if found is None:
+        raise NotFound("No such training session.")
+    return found
+
+
+def invitable(uow, actor: Actor, training: TrainingSession) -> tuple[list[Applicant], list[Volunteer]]:
+    """Who a session may invite and has not: its community's applicants at checks or training, and its active
+    volunteers (a public session invites neither: people sign up, or are added by phone)."""
+    if training.public:
+        return [], []
+    phones = {i.phone for i in training.invitations}
+    scope = Actor(actor.subject, actor.role, (training.community,))
+    applicants_ = [a for a in uow.applicants.listing(scope) if a.stage in INVITED_STAGES and a.phone not in phones]
+    volunteers = [v for v in uow.volunteers.roster(scope, "active") if v.phone not in phones]
+    return applicants_, volunteers
+
+
+def invite(uow, actor: Actor, session_id: uuid.UUID, now: datetime, applicant_ids: list[uuid.UUID] = (),
+           volunteer_ids: list[uuid.UUID] = (), people: list[dict[str, Any]] = ()) -> list[Invitation]:
+    """Invite applicants (at checks or training) and volunteers of the session's community, each texted an
+    invitation with a code of its own; or, to a public session, add members of the public (a phone, and a name if
+    given) as booked. Someone invited already is left as they are. NotFound for an applicant or volunteer not in
+    the community; Conflict for an applicant at another stage, or people added to a session that is not public."""
+    training = training_session(uow, actor, session_id, lock=True)
+    scope = Actor(actor.subject, actor.role, (training.community,))
+    made, taken = [], uow.offers.codes_in_use()
+    for applicant_id in applicant_ids:
+        found = uow.applicants.get(applicant_id, scope)
+        if found is None:
+            raise NotFound("No such applicant.")
+        if found.stage not in INVITED_STAGES:
+            raise Conflict("Only applicants at checks or training are invited to training.")
+        made.append(_invite(uow, training, found.phone, now, taken, applicant_id=found.id, language=found.language))
+    for volunteer_id in volunteer_ids:
+        volunteer = _visible_volunteer(uow, scope, volunteer_id)
+        made.append(_invite(uow, training, volunteer.phone, now, taken, volunteer_id=volunteer.id,
+                            language=volunteer.first_language or "en"))
+    if people and not training.public:
+        raise Conflict("Members of the public are added to public sessions only.")
+    for person in people:
+        invitation = _invite(uow, training, person["phone"], now, taken, name=person.get("name"),
+                             language=community(training.community).language, text=False)
+        if invitation is not None:
+            training.answer(invitation, True, now)
+            made.append(invitation)
+    uow.commit()
+    return [i for i in made if i is not None]
+
+
+def _invite(uow, training: TrainingSession, phone: str, now: datetime, taken: set[str], text: bool = True,
+            **who: Any) -> Invitation | None:
+    """Invite one phone (None if it was invited already), with a new code, and have notify text them."""
+    if any(i.phone == phone for i in training.invitations):
+        return None
+    invitation = training.invite(phone, _free_code(uow, taken), now, **who)
+    if text:
+        uow.publish(TrainingInvited(invitation_id=invitation.id, session_id=training.id, community=training.community,
+                                    phone=phone, language=invitation.language, code=invitation.code,
+                                    topic=training.topic, starts_at=training.starts_at, where=training.where()))
+    return invitation
+
+
+def _answer_invitation(uow, volunteer: Volunteer | None, sms: SmsReceived, now: datetime,
+                       correlation_id: str | None) -> bool:
+    """A YES or NO about a training invitation: the one it names (or the only one open, when it names none), or a
+    YES with a public session's code (signing up). Ambiguous (an invitation and an offer, or two invitations, open
+    and no code), it asks which. False when it is about no invitation: an offer's answer, handled as before."""
+    wanted = INVITATION_ANSWERS[sms.keyword]
+    invitations = uow.training.answerable(sms.from_phone, wanted, sms.code)
+    public = uow.training.public_by_code(sms.code) if sms.code and not invitations else None
+    if not invitations and (public is None or sms.keyword != "YES"):
+        return False
+    offers = uow.offers.of_volunteer(volunteer.id, ANSWERS[sms.keyword], sms.code) if volunteer else []
+    if len(invitations) + len(offers) > 1:
+        _unresolved(uow, sms, correlation_id, "several_open", volunteer,
+                    [o.code for o in offers] + [i.code for i in invitations])
+        return True
+    training = uow.training.get(public.id if public else invitations[0].session_id, SYSTEM, lock=True)
+    if public is not None:  # signing up to a public session by its code
+        invitation = next((i for i in training.invitations if i.phone == sms.from_phone), None) or _invite(
+            uow, training, sms.from_phone, now, uow.offers.codes_in_use(), text=False,
+            language=volunteer.first_language if volunteer else community(training.community).language)
+    else:
+        invitation = next(i for i in training.invitations if i.id == invitations[0].id)
+    if invitation.status not in wanted or invitation.attended_on is not None:
+        return True  # answered another way while we waited for the session's lock
+    answer = training.answer(invitation, sms.keyword == "YES", now)
+    if answer != "unchanged":
+        uow.publish(TrainingAnswered(
+            invitation_id=invitation.id, session_id=training.id, community=training.community, phone=sms.from_phone,
+            language=invitation.language, message_sid=sms.message_sid, answer=answer, code=invitation.code,
+            topic=training.topic, starts_at=training.starts_at, where=training.where()),
+            correlation_id=correlation_id)
+    return True
+
+
+def _granted(check: str, done_on: date) -> dict[str, Any]:
+    """A check granted by training, as a volunteer's profile records it (its expiry from one place)."""
+    return {"check": check, "done_on": done_on, "expires_on": training_check_expiry(check, done_on)}
+
+
+def record_attendance(uow, actor: Actor, session_id: uuid.UUID, invitation_ids: list[uuid.UUID], now: datetime,
+                      secret_key: str) -> TrainingSession:
+    """Record who came (on the session's day, in its community): each is counted by metrics as a person accessing
+    education (a keyed digest of their phone), and given the check the session grants: a volunteer at once, as
+    their page records a check; an applicant when approved (kept until then). Recorded twice, nothing happens
+    twice. NotFound for an invitation not of this session."""
+    training = training_session(uow, actor, session_id, lock=True)
+    by_id = {i.id: i for i in training.invitations}
+    if any(i not in by_id for i in invitation_ids):
+        raise NotFound("No such invitation to this session.")
+    day = training.starts_at.astimezone(community(training.community).zone).date()
+    for invitation_id in invitation_ids:
+        invitation = by_id[invitation_id]
+        if not training.attended(invitation, day):
+            continue
+        if training.grants:
+            _grant(uow, invitation, training.grants, day)
+        uow.publish(TrainingAttended(invitation_id=invitation.id, session_id=training.id, community=training.community,
+                                     public=training.public, attendee=attendee_digest(invitation.phone, secret_key),
+                                     attended_on=day, granted=training.grants))
+    uow.commit()
+    return training
+
+
+def _grant(uow, invitation: Invitation, check: str, day: date) -> None:
+    """Give the check a session grants: to the volunteer (their applicant record's, once approved), else kept on
+    the applicant for their approval."""
+    volunteer_id = invitation.volunteer_id
+    found = uow.applicants.get(invitation.applicant_id, SYSTEM, lock=True) if invitation.applicant_id else None
+    if found is not None and found.volunteer_id is not None:
+        volunteer_id = found.volunteer_id
+    if volunteer_id is not None:
+        uow.volunteers.get(volunteer_id, SYSTEM).update({"checks": [_granted(check, day)]})
+    elif found is not None:
+        found.kept_checks = [*(k for k in found.kept_checks if k["check"] != check),
+                             {"check": check, "done_on": day.isoformat()}]

@@ -19,6 +19,7 @@ from services.notify.messages import (DAY_NAMES, KEYWORD_IN, MONTHS, TASKS_DONE,
 from shared.communities import Community
 from shared.contracts.intake import TaskDetailsShared, When
 from shared.contracts.matching import (BefriendingEnded, BefriendingVisitOverdue, CheckExpiring, OfferMade,
+                                       TrainingAnswered, TrainingInvited,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved)
 from shared.taxonomy import CHECKS
 
@@ -480,6 +481,25 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
 def applied_body(place: Community | None, language: str) -> str:
     """Someone applied to volunteer: thanked, told a coordinator will be in touch."""
     return render("applied", language, wording(place), community=place.name if place else "us")
+
+
+def _session_when(starts_at: datetime, place: Community | None, language: str) -> str:
+    """A session's day and time as its community's clocks show it: 'Mon 14 Dec 10:00'."""
+    local = starts_at.astimezone(place.zone) if place is not None else starts_at
+    return f"{DAY_NAMES[language_of(language)][local.weekday()]} {local.day:02d} " \
+           f"{MONTHS[language_of(language)][local.month - 1]} {local:%H:%M}"
+
+
+def invitation_body(invited: TrainingInvited, place: Community | None, language: str) -> str:
+    """An invitation to a training session: its topic, day, place and code; never anything about the person."""
+    return render("training_invited", language, wording(place), topic=invited.topic, code=invited.code,
+                  when=_session_when(invited.starts_at, place, language), where=invited.where)
+
+
+def training_answer_body(answered: TrainingAnswered, place: Community | None, language: str) -> str:
+    """The answer to a YES or NO about a session: booked, full (on the waiting list), or noted."""
+    return render(f"training_{answered.answer}", language, wording(place), topic=answered.topic, code=answered.code,
+                  when=_session_when(answered.starts_at, place, language), where=answered.where)
 
 
 def expiring_body(expiring: CheckExpiring, language: str) -> str:

@@ -68,6 +68,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
                            "If someone is in danger now, call {emergency}.",
         "applied": "Thank you for applying to volunteer with {community}. A coordinator will be in touch soon.",
         "join": "Thank you for wanting to volunteer with {community}! Apply here: {link}",
+        # training sessions: the topic, day and place only
+        "training_invited": "You're invited: {topic}, {when}, {where}. Reply YES {code} to book a place or NO {code} "
+                            "if you can't come.",
+        "training_accepted": "Thank you, you're booked: {topic}, {when}, {where}. Reply NO {code} if you can't come.",
+        "training_full": "Sorry, {topic} on {when} is full: you're on the waiting list, and we'll be in touch if a "
+                         "place comes free.",
+        "training_declined": "Thank you: we've noted you can't come to {topic} on {when}. No need to reply.",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -118,6 +125,14 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "applied": "Merci de votre candidature comme bénévole avec {community}. Une coordinatrice vous contactera "
                    "sous peu.",
         "join": "Merci de vouloir devenir bénévole avec {community}! Inscrivez-vous ici: {link}",
+        "training_invited": "Vous êtes invité(e): {topic}, {when}, {where}. Répondez OUI {code} pour réserver une "
+                            "place, NON {code} si vous ne pouvez pas venir.",
+        "training_accepted": "Merci, votre place est réservée: {topic}, {when}, {where}. Répondez NON {code} si vous "
+                             "ne pouvez pas venir.",
+        "training_full": "Désolé, {topic} le {when} est complet: vous êtes sur la liste d'attente, nous vous "
+                         "écrirons si une place se libère.",
+        "training_declined": "Merci: nous avons noté que vous ne pouvez pas venir à {topic} le {when}. Inutile de "
+                             "répondre.",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).

@@ -21,7 +21,7 @@ from shared.auth import Actor
 from shared.contracts.intake import PersonDeathShared, PersonErased, TaskDetailsShared
 from shared.contracts.matching import (ApplicantApplied, BefriendingEnded, BefriendingVisitOverdue, CheckExpiring,
                                        OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
-                                       ReplyUnresolved)
+                                       ReplyUnresolved, TrainingAnswered, TrainingInvited)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
 from shared.telemetry import SMS
@@ -210,6 +210,28 @@ def queue_acknowledgement(uow: NotifyUnitOfWork, applied: ApplicantApplied, corr
     place = settings.community(applied.community)
     _queue(uow, settings, now, key=f"applied:{applied.applicant_id}", purpose="acknowledgement", to=applied.phone,
            body=domain.applied_body(place, language), correlation_id=correlation_id, community=applied.community)
+
+
+def queue_invitation(uow: NotifyUnitOfWork, invited: TrainingInvited, correlation_id: str, now: datetime,
+                     settings: NotifySettings) -> None:
+    """Text an invitation to a training session (topic, day, place and its code; nothing else), in the person's
+    language, from the community's number, after its quiet hours; once however often the event is delivered."""
+    language = domain.language_for(uow.contacts.get(invited.phone), invited.language)
+    place = settings.community(invited.community)
+    _queue(uow, settings, now, key=f"training:{invited.invitation_id}", purpose="invitation", to=invited.phone,
+           body=domain.invitation_body(invited, place, language), correlation_id=correlation_id,
+           community=invited.community)
+
+
+def queue_training_answer(uow: NotifyUnitOfWork, answered: TrainingAnswered, correlation_id: str, now: datetime,
+                          settings: NotifySettings) -> None:
+    """Answer a YES or NO to a training invitation at once: booked, full (on the waiting list), or noted; once per
+    text they sent."""
+    language = domain.language_for(uow.contacts.get(answered.phone), answered.language)
+    place = settings.community(answered.community)
+    _queue(uow, settings, now, key=f"training_answer:{answered.message_sid}", purpose="answer", to=answered.phone,
+           body=domain.training_answer_body(answered, place, language), correlation_id=correlation_id,
+           community=answered.community, urgent=True)
 
 
 def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correlation_id: str, now: datetime,

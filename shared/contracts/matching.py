@@ -355,3 +355,68 @@ class ApplicantApplied(EventPayload):
     community: str
     phone: str
     language: str | None = None
+
+
+# --- training sessions --------------------------------------------------------------------------------------------
+
+SESSION = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9"
+INVITATION = "6f5e4d3c-2b1a-4f0e-9d8c-7b6a5f4e3d2c"
+
+
+@contract("training.invited", 1, example={
+    "invitation_id": INVITATION, "session_id": SESSION, "community": "fylde-coast", "phone": PHONE, "language": "en",
+    "code": "5172", "topic": "Bereavement support", "starts_at": "2026-12-14T10:00:00+00:00",
+    "where": "Blackpool Library"})
+class TrainingInvited(EventPayload):
+    """Someone is invited to a training session: notify texts them the topic, day and place with the invitation's
+    code to answer YES or NO. Nothing else about them (shared/topology.py PERSONAL keeps it from metrics)."""
+
+    invitation_id: uuid.UUID
+    session_id: uuid.UUID
+    community: str
+    phone: str
+    language: str | None = None
+    code: str = rule(validate.Regexp(r"^\d{4}$"))
+    topic: str
+    starts_at: datetime
+    where: str = rule(description="The place, or 'online'.")
+
+
+@contract("training.answered", 1, example={
+    "invitation_id": INVITATION, "session_id": SESSION, "community": "fylde-coast", "phone": PHONE, "language": "en",
+    "message_sid": "SM0123456789abcdef0123456789abcdef", "answer": "accepted", "code": "5172",
+    "topic": "Bereavement support", "starts_at": "2026-12-14T10:00:00+00:00", "where": "Blackpool Library"})
+class TrainingAnswered(EventPayload):
+    """A YES or NO to an invitation (or a YES signing up to a public session) was taken: notify texts back that
+    they are booked (`accepted`), on the waiting list as it is full (`full`), or that their NO is noted
+    (`declined`), once per text (`message_sid`)."""
+
+    invitation_id: uuid.UUID
+    session_id: uuid.UUID
+    community: str
+    phone: str
+    language: str | None = None
+    message_sid: str
+    answer: str = rule(validate.OneOf(("accepted", "full", "declined")))
+    code: str = rule(validate.Regexp(r"^\d{4}$"))
+    topic: str
+    starts_at: datetime
+    where: str
+
+
+@contract("training.attended", 1, example={
+    "invitation_id": INVITATION, "session_id": SESSION, "community": "fylde-coast", "public": "future_life_planning",
+    "attendee": "b1946ac92492d2347c6235b4d2611184a1f3c5e7d9b1a3c5e7f9a1b3c5d7e9f1", "attended_on": "2026-12-14",
+    "granted": None})
+class TrainingAttended(EventPayload):
+    """Someone attended a session, as a coordinator recorded: metrics counts people accessing education by
+    distinct `attendee` (a keyed digest of their phone, never the phone: the same person at two sessions is one
+    person). `public` is the kind of public session (none: volunteer training); `granted` the check it gave."""
+
+    invitation_id: uuid.UUID
+    session_id: uuid.UUID
+    community: str
+    public: str | None = None
+    attendee: str = rule(validate.Length(equal=64))
+    attended_on: date
+    granted: str | None = rule(validate.OneOf(sorted(CHECKS)), default=None)

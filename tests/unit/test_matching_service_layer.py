@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from services.matching import service_layer
-from services.matching.domain import (HOLDING, Conflict, HeldTask, MatchRequest, NotFound, Policy, TimeAway,
+from services.matching.domain import (HOLDING, RESERVING, Conflict, HeldTask, MatchRequest, NotFound, Policy, TimeAway,
                                       Volunteer, VolunteerCheck, distance_km, judge_profiles)
 from services.matching.service_layer import VolunteerSheet
 from shared.auth import SYSTEM, Actor
@@ -123,6 +123,37 @@ class FakeRequests:
                 if any(o.status == "open" and o.expires_at and o.expires_at <= now for o in r.offers)]
 
 
+class FakeTraining:
+    """Training sessions and their invitations in memory."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def add(self, training):
+        self.rows[training.id] = training
+
+    def get(self, session_id, scope, lock=False):
+        found = self.rows.get(session_id)
+        return found if found is not None and sees(scope, found.community) else None
+
+    def listing(self, scope, since=None):
+        return sorted((t for t in self.rows.values() if sees(scope, t.community)), key=lambda t: t.starts_at)
+
+    def _invitations(self):
+        return [i for t in self.rows.values() for i in t.invitations]
+
+    def answerable(self, phone, statuses, code=None):
+        return sorted((i for i in self._invitations() if i.phone == phone and i.status in statuses
+                       and i.attended_on is None and code in (None, i.code)), key=lambda i: i.invited_at)
+
+    def public_by_code(self, code):
+        return next((t for t in self.rows.values() if t.code == code), None)
+
+    def codes(self):
+        return {i.code for i in self._invitations() if i.status in RESERVING and i.attended_on is None} | {
+            t.code for t in self.rows.values() if t.code}
+
+
 class FakeOffers:
     """The offers of the requests in memory (as in the database, they are stored with their request)."""
 
@@ -139,7 +170,7 @@ class FakeOffers:
         return offer
 
     def codes_in_use(self):
-        return {o.code for o, _ in self._all() if o.status in ("open", "accepted")}
+        return {o.code for o, _ in self._all() if o.status in ("open", "accepted")} | self.requests.training.codes()
 
     def reserve_code(self, code):
         return code not in self.codes_in_use()
@@ -186,6 +217,7 @@ class FakeMatchingUnitOfWork(FakeUnitOfWork):
         self.log: list[tuple[str, uuid.UUID]] = []
         self.volunteers = FakeVolunteers()
         self.requests = FakeRequests(self.log)
+        self.training = self.requests.training = FakeTraining()
         self.offers = FakeOffers(self.requests)
         self.answers = FakeAnswers()
 

@@ -161,7 +161,8 @@ def test_every_template_fills_in_and_all_languages_have_the_same_ones(language):
                   address="1 Rue", phone="+1", check="formation", date="1 déc", codes="4821, 5532",
                   keyword="OUI", first="4821", problem="?", help="", area="K2P", tasks="", last="28 déc",
                   dates="24-28", hours="3", year=2026, done=2, rhythm="weekly", since="7 déc", visits="3",
-                  emergency="999", community="Ottawa West", link="https://cc.example.org/join/ottawa-west")
+                  emergency="999", community="Ottawa West", link="https://cc.example.org/join/ottawa-west",
+                  topic="Bereavement support", where="Blackpool Library")
     for name in TEMPLATES[language]:
         assert "{" not in render(name, language, **values)
 

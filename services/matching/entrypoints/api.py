@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 from http import HTTPStatus
 
 import hashlib
@@ -16,8 +17,8 @@ from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.matching import service_layer
-from services.matching.domain import (APPLICANT_STAGES, LEAVING, MatchingError, NotFound, TooManyApplications,
-                                      check_problems, time_away_problems)
+from services.matching.domain import (APPLICANT_STAGES, INVITATION_STATUSES, LEAVING, PUBLIC_TOPICS, MatchingError,
+                                      NotFound, TooManyApplications, check_problems, time_away_problems)
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
 from shared.communities import all_communities
@@ -54,7 +55,11 @@ befriending = Blueprint("befriending", __name__, url_prefix="/befriending",
                         description="Befriending matches: a volunteer visiting a person at a rhythm, until ended")
 
 
-for _blueprint in (blp, matches, befriending, applying):
+training = Blueprint("training", __name__, url_prefix="/training",
+                     description="Training sessions: scheduled, invited to by SMS (YES/NO), attendance recorded")
+
+
+for _blueprint in (blp, matches, befriending, applying, training):
     _blueprint.register_error_handler(MatchingError, refused)
 
 
@@ -759,3 +764,170 @@ class ApplicantStage(MethodView):
         with service().uow() as uow:
             return service_layer.move_applicant(uow, current_actor(), applicant_id, data["stage"], clock.utcnow(),
                                                 data.get("reason"))
+
+
+# --- training sessions --------------------------------------------------------------------------------------------
+
+class SessionIn(Schema):
+    """A session to schedule: its topic, when, where (a place, or online), the trainer, how many it takes, the check
+    attending grants (or none), and, for a public one, which kind."""
+
+    topic = Text(required=True, validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(required=True, metadata={"description": "From today to a year ahead."})
+    place = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    online = Boolean(load_default=False)
+    trainer = Text(required=True, validate=validate.Length(min=1, max=200))
+    capacity = Integer(required=True, validate=validate.Range(min=1, max=500))
+    grants = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(sorted(CHECKS)))
+    public = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(sorted(PUBLIC_TOPICS)),
+                        metadata={"description": "A public session (Future Life Planning, Dying Matters)."})
+
+    @validates_schema
+    def check_session(self, data, **kwargs):
+        """A place unless online; within a year from today; a public session grants no check."""
+        problems = session_problems(data)
+        if problems:
+            raise ValidationError(problems)
+
+
+def session_problems(data: dict) -> dict[str, list[str]]:
+    """What is wrong with a session's details, by field (the form says the same beside each)."""
+    problems: dict[str, list[str]] = {}
+    if not data.get("online") and not (data.get("place") or "").strip():
+        problems["place"] = ["Say where it is, or that it is online."]
+    starts_at = data.get("starts_at")
+    if starts_at is not None and not clock.utcnow() - timedelta(days=1) <= starts_at \
+            <= clock.utcnow() + timedelta(days=366):
+        problems["starts_at"] = ["A session is scheduled from today to a year ahead."]
+    if data.get("public") and data.get("grants"):
+        problems["grants"] = ["A public session grants no check."]
+    return problems
+
+
+class InvitationOut(Schema):
+    """Someone invited, and their answer and attendance."""
+
+    id = fields.UUID()
+    who = fields.Str(metadata={"description": "Volunteer, Applicant or Public."})
+    volunteer_id = fields.UUID(allow_none=True)
+    applicant_id = fields.UUID(allow_none=True)
+    name = fields.Str(allow_none=True)
+    phone = fields.Str()
+    code = fields.Str()
+    status = fields.Str(metadata={"description": ", ".join(INVITATION_STATUSES)})
+    invited_at = fields.DateTime()
+    answered_at = fields.DateTime(allow_none=True)
+    attended_on = fields.Date(allow_none=True)
+
+
+class SessionOut(Schema):
+    """A session, with its invitations."""
+
+    id = fields.UUID()
+    community = fields.Str()
+    topic = fields.Str()
+    starts_at = fields.DateTime()
+    place = fields.Str(allow_none=True)
+    online = fields.Bool()
+    trainer = fields.Str()
+    capacity = fields.Int()
+    grants = fields.Str(allow_none=True)
+    public = fields.Str(allow_none=True)
+    code = fields.Str(allow_none=True, metadata={"description": "A public session's: YES <code> signs up."})
+    taken = fields.Method("places_taken")
+    invitations = fields.List(fields.Nested(InvitationOut))
+
+    def places_taken(self, session) -> int:
+        """Places taken (accepted)."""
+        return session.taken()
+
+
+class PersonIn(Schema):
+    """A member of the public added to a public session."""
+
+    phone = PhoneNumber(required=True)
+    name = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class InviteIn(Schema):
+    """Who to invite: applicants (at checks or training) and volunteers by id; to a public session, people."""
+
+    applicants = fields.List(fields.UUID(), load_default=list)
+    volunteers = fields.List(fields.UUID(), load_default=list)
+    people = fields.List(fields.Nested(PersonIn), load_default=list)
+
+
+class AttendanceIn(Schema):
+    """Who attended, by invitation id."""
+
+    invitations = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1))
+
+
+@training.route("/sessions")
+class Sessions(MethodView):
+    """Training sessions."""
+
+    @requires(*COORDINATORS)
+    @training.arguments(SessionIn)
+    @training.response(201, SessionOut)
+    @training.doc(security=BEARER)
+    def post(self, data):
+        """Schedule a session in your community."""
+        with service().uow() as uow:
+            return service_layer.schedule_session(uow, current_actor(), data, clock.utcnow())
+
+    @requires(*COORDINATORS)
+    @training.response(200, SessionOut(many=True))
+    @training.doc(security=BEARER)
+    def get(self):
+        """Your communities' sessions, soonest first."""
+        with service().uow() as uow:
+            return service_layer.training_sessions(uow, current_actor())
+
+
+@training.route("/sessions/<uuid:session_id>")
+class OneSession(MethodView):
+    """One session."""
+
+    @requires(*COORDINATORS)
+    @training.response(200, SessionOut)
+    @training.doc(security=BEARER)
+    def get(self, session_id):
+        """A session with who is invited, their answers and attendance."""
+        with service().uow() as uow:
+            return service_layer.training_session(uow, current_actor(), session_id)
+
+
+@training.route("/sessions/<uuid:session_id>/invitations")
+class SessionInvitations(MethodView):
+    """Inviting people to a session."""
+
+    @requires(*COORDINATORS)
+    @training.arguments(InviteIn)
+    @training.response(200, SessionOut)
+    @training.doc(security=BEARER)
+    def post(self, data, session_id):
+        """Invite applicants and volunteers (each texted, with a code to answer YES or NO), or add members of the
+        public to a public session."""
+        with service().uow() as uow:
+            service_layer.invite(uow, current_actor(), session_id, clock.utcnow(), data["applicants"],
+                                 data["volunteers"], data["people"])
+        with service().uow() as uow:
+            return service_layer.training_session(uow, current_actor(), session_id)
+
+
+@training.route("/sessions/<uuid:session_id>/attendance")
+class SessionAttendance(MethodView):
+    """Recording who came."""
+
+    @requires(*COORDINATORS)
+    @training.arguments(AttendanceIn)
+    @training.response(200, SessionOut)
+    @training.doc(security=BEARER)
+    def post(self, data, session_id):
+        """Record who attended: each gets the check the session grants (an applicant, once approved)."""
+        with service().uow() as uow:
+            service_layer.record_attendance(uow, current_actor(), session_id, data["invitations"], clock.utcnow(),
+                                            service().settings.secret_key)
+        with service().uow() as uow:
+            return service_layer.training_session(uow, current_actor(), session_id)

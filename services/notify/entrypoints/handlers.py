@@ -60,6 +60,16 @@ def on_applicant_applied(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_acknowledgement(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
+def on_training_invited(uow, event: Event, settings: NotifySettings) -> None:
+    """Text someone their invitation to a training session."""
+    service_layer.queue_invitation(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
+def on_training_answered(uow, event: Event, settings: NotifySettings) -> None:
+    """Answer a YES or NO to a training invitation: booked, on the waiting list, or noted."""
+    service_layer.queue_training_answer(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 def on_check_expiring(uow, event: Event, settings: NotifySettings) -> None:
     """Remind the volunteer that a check runs out soon."""
     service_layer.queue_expiry_reminder(uow, event.payload, event.correlation_id, utcnow(), settings)
@@ -87,6 +97,7 @@ HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "t
             "volunteer.check_expiring": on_check_expiring, "befriending.visit_overdue": on_visit_overdue,
             "befriending.ended": on_befriending_ended, "applicant.applied": on_applicant_applied,
             "person.erased": on_person_erased,
+            "training.invited": on_training_invited, "training.answered": on_training_answered,
             "token.revoked": revocations.handle}
 
 

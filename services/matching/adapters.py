@@ -212,7 +212,7 @@ training_invitations = sa.Table(
     sa.Column("session_id", sa.Uuid, sa.ForeignKey("training_sessions.id"), nullable=False, index=True),
     sa.Column("community", sa.String(64), nullable=False, index=True),
     sa.Column("phone", sa.String(20), nullable=False, index=True),
-    sa.Column("name", sa.String(200)),  # a member of the public's, if the coordinator gave one
+    sa.Column("name", sa.String(200)),  # for the coordinator's page (a member of the public's: if given)
     sa.Column("language", sa.String(8), nullable=False, default="en"),
     sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id")),
     sa.Column("applicant_id", sa.Uuid, sa.ForeignKey("applicants.id")),

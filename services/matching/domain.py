@@ -890,7 +890,7 @@ def training_check_expiry(check: str, done_on: date) -> date | None:
 @dataclass(eq=False, kw_only=True)
 class Invitation:
     """Someone invited to (or, for a public session, signed up to) a session: a volunteer, an applicant or a member
-    of the public (their phone, and a name if the coordinator gave one)."""
+    of the public (their phone, and their name for the coordinator's page: a member of the public's if given)."""
 
     session_id: uuid.UUID
     community: str

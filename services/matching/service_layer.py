@@ -1069,11 +1069,12 @@ def invite(uow, actor: Actor, session_id: uuid.UUID, now: datetime, applicant_id
             raise NotFound("No such applicant.")
         if found.stage not in INVITED_STAGES:
             raise Conflict("Only applicants at checks or training are invited to training.")
-        made.append(_invite(uow, training, found.phone, now, taken, applicant_id=found.id, language=found.language))
+        made.append(_invite(uow, training, found.phone, now, taken, applicant_id=found.id, name=found.name,
+                            language=found.language))
     for volunteer_id in volunteer_ids:
         volunteer = _visible_volunteer(uow, scope, volunteer_id)
         made.append(_invite(uow, training, volunteer.phone, now, taken, volunteer_id=volunteer.id,
-                            language=volunteer.first_language or "en"))
+                            name=volunteer.name, language=volunteer.first_language or "en"))
     if people and not training.public:
         raise Conflict("Members of the public are added to public sessions only.")
     for person in people:
@@ -1118,7 +1119,7 @@ def _answer_invitation(uow, volunteer: Volunteer | None, sms: SmsReceived, now: 
     if public is not None:  # signing up to a public session by its code
         invitation = next((i for i in training.invitations if i.phone == sms.from_phone), None) or _invite(
             uow, training, sms.from_phone, now, uow.offers.codes_in_use(), text=False,
-            language=volunteer.first_language if volunteer else community(training.community).language)
+            name=volunteer.name if volunteer else None, language=volunteer.first_language if volunteer else community(training.community).language)
     else:
         invitation = next(i for i in training.invitations if i.id == invitations[0].id)
     if invitation.status not in wanted or invitation.attended_on is not None:

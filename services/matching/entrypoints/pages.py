@@ -1,13 +1,15 @@
 """Coordinators' volunteer pages: the roster with checks running out, each volunteer's page, adding and editing a
 volunteer, pausing, resuming or recording that they left, renewing a check, and importing a spreadsheet of
 volunteers (with a template to start from); the public page for applying to volunteer, and the coordinators' board
-of applicants. Each page parses, calls one use case, and renders."""
+of applicants; training sessions (schedule, invite, record attendance). Each page parses, calls one use case, and
+renders."""
 
 from __future__ import annotations
 
 import csv
 import io
 import uuid
+from datetime import datetime
 from typing import Any
 
 from flask import Response, redirect, render_template, request
@@ -15,10 +17,11 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from services.matching import service_layer
-from services.matching.domain import LEAVING, STAGE_NAMES, Conflict, NotFound, TooManyApplications, Volunteer
+from services.matching.domain import (INVITATION_NAMES, LEAVING, PUBLIC_TOPICS, STAGE_NAMES, Conflict, NotFound,
+                                      TooManyApplications, Volunteer)
 from services.matching.entrypoints.api import (CONSENT, COLUMNS, NUMBER_COLUMNS, OFFERED_KINDS, RETRY_AFTER_SECONDS,
-                                               ApplicationIn, CheckIn, DoneIn, StageIn, VolunteerIn, as_number,
-                                               read_sheet, take_application)
+                                               ApplicationIn, CheckIn, DoneIn, PersonIn, SessionIn, StageIn,
+                                               VolunteerIn, as_number, read_sheet, take_application)
 from shared import clock
 from shared.communities import all_communities
 from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
@@ -479,3 +482,128 @@ def move_applicant(applicant_id):
     if moved.volunteer_id is not None:
         return redirect(f"/roster/{moved.volunteer_id}", 303)
     return redirect(f"/applicants/{applicant_id}", 303)
+
+
+# --- training sessions --------------------------------------------------------------------------------------------
+
+SESSION_LABELS = {"topic": "Topic", "starts_at": "Starts", "place": "Place", "online": "Online", "trainer": "Trainer",
+                  "capacity": "Places", "grants": "Attending grants", "public": "Public session",
+                  "phone": "Mobile phone", "name": "Name", "invitations": "Who attended", "invite": "Who to invite"}
+
+
+def _session_of(form: MultiDict) -> dict[str, Any]:
+    """The schedule form as the body POST /training/sessions takes: the time given in the community's clocks."""
+    data: dict[str, Any] = {name: form.get(name, "").strip() for name in ("topic", "place", "trainer")}
+    data["online"] = form.get("online") == "yes"
+    data["place"] = data["place"] or None
+    data["grants"] = form.get("grants") or None
+    data["public"] = form.get("public") or None
+    if capacity := form.get("capacity", "").strip():
+        data["capacity"] = as_number(capacity)
+    if starts := form.get("starts_at", "").strip():
+        try:
+            moment = datetime.fromisoformat(starts)
+            data["starts_at"] = (moment if moment.tzinfo else moment.replace(
+                tzinfo=all_communities()[current_actor().community].zone)).isoformat()
+        except ValueError:
+            data["starts_at"] = starts  # the schema says what is wrong with it
+    return data
+
+
+def _sessions_page(errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
+    with service().uow() as uow:
+        found = service_layer.training_sessions(uow, current_actor())
+        return render("training.html", sessions=found, errors=errors or FormErrors(), form=form or MultiDict(),
+                      public_topics=PUBLIC_TOPICS), status
+
+
+@blp.route("/training", methods=["GET", "POST"])
+@page_requires(*COORDINATORS)
+def training_sessions():
+    """The community's training sessions, soonest first, and the form to schedule one (the API's is
+    POST /training/sessions)."""
+    if request.method == "GET":
+        return _sessions_page()
+    try:
+        details = SessionIn().load(_session_of(request.form))
+    except ValidationError as err:
+        return _sessions_page(FormErrors(err.messages, SESSION_LABELS), request.form, 422)
+    with service().uow() as uow:
+        made = service_layer.schedule_session(uow, current_actor(), details, clock.utcnow())
+    return redirect(f"/training/{made.id}", 303)
+
+
+def _session_page(session_id, errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
+    try:
+        with service().uow() as uow:
+            found = service_layer.training_session(uow, current_actor(), session_id)
+            applicants_, volunteers = service_layer.invitable(uow, current_actor(), found)
+            return render("training_session.html", training=found, applicants=applicants_, volunteers=volunteers,
+                          statuses=INVITATION_NAMES, stages=STAGE_NAMES, public_topics=PUBLIC_TOPICS,
+                          errors=errors or FormErrors(), form=form or MultiDict()), status
+    except NotFound:
+        return render("training_session.html", training=None, errors=FormErrors(), form=MultiDict()), 404
+
+
+@blp.route("/training/<uuid:session_id>")
+@page_requires(*COORDINATORS)
+def training_session(session_id):
+    """One session: who is invited and their answers (invited, accepted, on the waiting list, declined), who
+    attended, who else may be invited, and the forms to invite and record attendance."""
+    return _session_page(session_id)
+
+
+def _ids(form: MultiDict, name: str) -> list[uuid.UUID]:
+    """The ticked ids of a list of checkboxes (any that is not an id is left out)."""
+    found = []
+    for value in form.getlist(name):
+        try:
+            found.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return found
+
+
+@blp.route("/training/<uuid:session_id>/invite", methods=["POST"])
+@page_requires(*COORDINATORS)
+def invite_to_training(session_id):
+    """Invite the ticked applicants and volunteers (each is texted), or add a member of the public to a public
+    session (the API's is POST /training/sessions/<id>/invitations)."""
+    applicant_ids, volunteer_ids, people = _ids(request.form, "applicants"), _ids(request.form, "volunteers"), []
+    if "phone" in request.form:
+        try:
+            people = [PersonIn().load({"phone": request.form.get("phone", "").strip(),
+                                       "name": request.form.get("name", "").strip() or None})]
+        except ValidationError as err:
+            return _session_page(session_id, FormErrors(err.messages, SESSION_LABELS), request.form, 422)
+    elif not applicant_ids and not volunteer_ids:
+        return _session_page(session_id, FormErrors().add("invite", SESSION_LABELS["invite"],
+                                                          "Tick at least one person to invite."), request.form, 422)
+    try:
+        with service().uow() as uow:
+            service_layer.invite(uow, current_actor(), session_id, clock.utcnow(), applicant_ids, volunteer_ids,
+                                 people)
+    except NotFound:
+        return _session_page(session_id)
+    except Conflict as err:
+        return _session_page(session_id, FormErrors().add("invite", SESSION_LABELS["invite"], str(err)),
+                             request.form, 409)
+    return redirect(f"/training/{session_id}", 303)
+
+
+@blp.route("/training/<uuid:session_id>/attendance", methods=["POST"])
+@page_requires(*COORDINATORS)
+def record_training_attendance(session_id):
+    """Record who attended (the ticked invitations): each gets the check the session grants (the API's is
+    POST /training/sessions/<id>/attendance)."""
+    ticked = _ids(request.form, "invitations")
+    if not ticked:
+        return _session_page(session_id, FormErrors().add("invitations", SESSION_LABELS["invitations"],
+                                                          "Tick who attended."), request.form, 422)
+    try:
+        with service().uow() as uow:
+            service_layer.record_attendance(uow, current_actor(), session_id, ticked, clock.utcnow(),
+                                            service().settings.secret_key)
+    except NotFound:
+        return _session_page(session_id)
+    return redirect(f"/training/{session_id}", 303)

@@ -184,12 +184,14 @@ class Seeded:
     people: list[str] = field(default_factory=list)  # the records of the request's person and the referral's
     concern: str = ""  # a volunteer's concern in its safeguarding log
     applicant: str = ""  # someone who applied to volunteer
+    session: str = ""  # a training session, with the volunteer invited
+    invitation: str = ""
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
                 self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people,
-                self.concern, self.applicant]
+                self.concern, self.applicant, self.session, self.invitation]
 
 
 def seed(system: System, token) -> Seeded:
@@ -203,6 +205,13 @@ def seed(system: System, token) -> Seeded:
     applied = matching.post("/applicants", json=APPLICANT)
     assert applied.status_code == 202, applied.json
     [applicant] = matching.get("/applicants", headers=coordinator).json
+    training = matching.post("/training/sessions", headers=coordinator, json={
+        "topic": "Bereavement support", "starts_at": TOMORROW.isoformat(), "place": "Blackpool Library",
+        "trainer": "Dr Rivera", "capacity": 5, "grants": "bereavement_training"})
+    assert training.status_code == 201, training.json
+    invited = matching.post(f"/training/sessions/{training.json['id']}/invitations", headers=coordinator,
+                            json={"volunteers": [volunteer.json["id"]]})
+    assert invited.status_code == 200, invited.json
     made = intake.post("/requests", json=REQUEST, headers={**coordinator, "Idempotency-Key": IDEMPOTENCY_KEY})
     assert made.status_code == 201, made.json
     referral = intake.post("/referrals", json=REFERRAL, headers={**referrer, "Idempotency-Key": REFERRAL_KEY})
@@ -266,7 +275,8 @@ def seed(system: System, token) -> Seeded:
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
                   entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"],
-                  applicant=applicant["id"])
+                  applicant=applicant["id"], session=training.json["id"],
+                  invitation=invited.json["invitations"][0]["id"])
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -341,6 +351,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "person_id": (seeded.people, str(uuid.uuid4())),
             "carer_id": (seeded.people, str(uuid.uuid4())),
             "applicant_id": ([seeded.applicant], str(uuid.uuid4())),
+            "session_id": ([seeded.session], str(uuid.uuid4())),
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "concern_id": ([seeded.concern], str(uuid.uuid4())),
@@ -455,6 +466,14 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                             "postcode": "K1Y"}}],
         ("POST", "/applicants/{applicant_id}/stage"): [{"json": {"stage": "declined", "reason": "by the sweep"}}],
         ("POST", "/applicants/{applicant_id}/move"): [{"data": {"stage": "contacted"}}],
+        ("POST", "/training/sessions"): [{"json": {"topic": "Sweep", "starts_at": TOMORROW.isoformat(),
+                                                   "online": True, "trainer": "Sweep", "capacity": 3}}],
+        ("POST", "/training/sessions/{session_id}/invitations"): [{"json": {"volunteers": [seeded.volunteer]}}],
+        ("POST", "/training/sessions/{session_id}/attendance"): [{"json": {"invitations": [seeded.invitation]}}],
+        ("POST", "/training"): [{"data": {"topic": "Sweep", "starts_at": TOMORROW.strftime("%Y-%m-%dT%H:%M"),
+                                          "online": "yes", "trainer": "Sweep", "capacity": "3"}}],
+        ("POST", "/training/{session_id}/invite"): [{"data": {"volunteers": seeded.volunteer}}],
+        ("POST", "/training/{session_id}/attendance"): [{"data": {"invitations": seeded.invitation}}],
         ("POST", "/join/{slug}"): [{"data": {"name": "Sweep", "phone": "+447911729555", "postcode": "FY1",
                                              "kinds": "shopping", "consent": "yes", "website": "honeypot"}}],
     }

@@ -1144,11 +1144,13 @@ def record_attendance(uow, actor: Actor, session_id: uuid.UUID, invitation_ids: 
     """Record who came (on the session's day, in its community): each is counted by metrics as a person accessing
     education (a keyed digest of their phone), and given the check the session grants: a volunteer at once, as
     their page records a check; an applicant when approved (kept until then). Recorded twice, nothing happens
-    twice. NotFound for an invitation not of this session."""
+    twice. NotFound for an invitation not of this session; Conflict before the session has begun."""
     training = training_session(uow, actor, session_id, lock=True)
     by_id = {i.id: i for i in training.invitations}
     if any(i not in by_id for i in invitation_ids):
         raise NotFound("No such invitation to this session.")
+    if training.starts_at > now:
+        raise Conflict("Attendance is recorded once the session has begun.")
     day = training.starts_at.astimezone(community(training.community).zone).date()
     for invitation_id in invitation_ids:
         invitation = by_id[invitation_id]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from shared.contracts import load_event
 from tests.integration.test_matching import SAFEGUARDING
 from tests.integration.test_withdrawals import system  # noqa: F401 (the fixture)
 
-STARTS = (datetime.now(timezone.utc) + timedelta(days=7)).replace(hour=10, minute=0, second=0, microsecond=0)
+STARTS = (datetime.now(timezone.utc) - timedelta(hours=2)).replace(second=0, microsecond=0)  # attended: begun
 SESSION = {"topic": "Bereavement support", "starts_at": STARTS.isoformat(), "place": "Blackpool Library",
            "trainer": "Dr Rivera", "capacity": 1, "grants": "bereavement_training"}
 ADA, VAL = "+447911123581", "+447911123582"
@@ -95,7 +96,7 @@ def test_invited_by_sms_yes_books_until_full_no_declines_and_attendance_grants_t
     attended = client.post(f"/training/sessions/{session['id']}/attendance",
                            json={"invitations": [i["id"] for i in seen["invitations"]]}, headers=s.headers)
     assert attended.status_code == 200, attended.json
-    day = STARTS.astimezone(timezone.utc).date().isoformat()  # Europe/London in winter: the UTC day
+    day = STARTS.astimezone(ZoneInfo("Europe/London")).date().isoformat()  # the day in Fylde Coast
     assert [i["attended_on"] for i in attended.json["invitations"]] == [day, day]
     checks = {c["check"]: c for c in client.get(f"/volunteers/{val['id']}", headers=s.headers).json["checks"]}
     assert checks["bereavement_training"]["done_on"] == day and checks["bereavement_training"]["expires_on"] is None
@@ -111,6 +112,11 @@ def test_invited_by_sms_yes_books_until_full_no_declines_and_attendance_grants_t
     assert [(c["check"], c["done_on"]) for c in volunteer["checks"]] == [("bereavement_training", day)]
     assert client.post(f"/training/sessions/{session['id']}/attendance", json={"invitations": [ada]},
                        headers=s.headers).status_code == 404  # not an invitation of this session
+    later = schedule(s, starts_at=(STARTS + timedelta(days=7)).isoformat())
+    invited = invite(s, later["id"], volunteers=[val["id"]])
+    early = client.post(f"/training/sessions/{later['id']}/attendance",
+                        json={"invitations": [invited["invitations"][0]["id"]]}, headers=s.headers)
+    assert early.status_code == 409 and "once the session has begun" in early.json["detail"]
 
 
 def test_an_invitations_code_never_answers_an_offer_and_a_bare_yes_with_both_open_asks_which(system):  # noqa: F811
@@ -171,4 +177,4 @@ def test_the_public_sign_up_to_a_future_life_planning_session_by_sms_and_are_cou
     facts = s.events("matching", "training.attended")
     assert [(f["public"], f["granted"]) for f in facts] == [("future_life_planning", None)] * 2
     assert len({f["attendee"] for f in facts}) == 2
-    assert date.fromisoformat(facts[0]["attended_on"]) == STARTS.date()
+    assert date.fromisoformat(facts[0]["attended_on"]) == STARTS.astimezone(ZoneInfo("Europe/London")).date()

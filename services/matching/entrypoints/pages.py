@@ -487,7 +487,7 @@ def move_applicant(applicant_id):
 # --- training sessions --------------------------------------------------------------------------------------------
 
 SESSION_LABELS = {"topic": "Topic", "starts_at": "Starts", "place": "Place", "online": "Online", "trainer": "Trainer",
-                  "capacity": "Places", "grants": "Attending grants", "public": "Public session",
+                  "capacity": "Number of places", "grants": "Attending grants", "public": "Public session",
                   "phone": "Mobile phone", "name": "Name", "invitations": "Who attended", "invite": "Who to invite"}
 
 
@@ -606,4 +606,7 @@ def record_training_attendance(session_id):
                                             service().settings.secret_key)
     except NotFound:
         return _session_page(session_id)
+    except Conflict as err:
+        return _session_page(session_id, FormErrors().add("invitations", SESSION_LABELS["invitations"], str(err)),
+                             request.form, 409)
     return redirect(f"/training/{session_id}", 303)

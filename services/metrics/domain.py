@@ -63,9 +63,9 @@ class Fact:
     day: date | None = None  # in the community's time zone
     community: str | None = None
     request_id: uuid.UUID | None = None
-    source: str | None = None
+    source: str | None = None  # of a request; of a training.attended, the kind of public session (none: training)
     support_type: str | None = None
-    person_ref: str | None = None
+    person_ref: str | None = None  # of a training.attended, the attendee's keyed digest (of their phone)
     is_carer: bool = False
     volunteer_id: uuid.UUID | None = None
     organisation: str | None = None
@@ -154,6 +154,7 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "request.submitted": frozenset({"community", "request_id", "source", "support_type", "person_ref", "is_carer",
                                     "referrer_organisation", "follows_a_death"}),
     "request.updated": frozenset({"request_id", "support_type"}),
+    "training.attended": frozenset({"community", "public", "attendee"}),
     "request.matched": frozenset({"request_id", "volunteer_id", "occurrence"}),
     "request.unmatched": frozenset({"request_id"}),
     "request.cancelled": frozenset({"request_id"}),
@@ -183,8 +184,8 @@ def fact_of(event: Event) -> Fact:
 
     return Fact(
         event_id=event.event_id, event_type=event.type, occurred_at=event.occurred_at, community=read("community"),
-        request_id=read("request_id"), source=read("source"), support_type=read("support_type"),
-        person_ref=read("person_ref") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
+        request_id=read("request_id"), source=read("source") or read("public"), support_type=read("support_type"),
+        person_ref=read("person_ref") or read("attendee") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
         organisation=read("referrer_organisation"), hours=read("hours"),
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
         carers_offered=read("carers_offered"),
@@ -382,6 +383,7 @@ MEASURES = (
     Measure("bereavement_offered", "Carers offered bereavement support after a death"),
     Measure("bereavement_taken_up", "Carers who took up bereavement support after a death"),
     Measure("future_planning_reached", "People at future-life-planning education"),
+    Measure("education_reached", "People accessing education (each once, at public sessions)"),
     Measure("group_activities", "Group activities"),
     Measure("group_attendance", "People at group activities"),
     Measure("active_partners", "Active partner organisations"),
@@ -551,6 +553,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "bereavement_offered": sum(f.carers_offered or 0 for f in of("person.died")),
         "bereavement_taken_up": len({f.request_id for f in requests if f.follows_a_death}),
         "future_planning_reached": len(planning) + planning_attendance,
+        # people at public sessions (Future Life Planning, Dying Matters), each once however many they attended
+        "education_reached": len({f.person_ref for f in of("training.attended") if f.source and f.person_ref}),
         "group_activities": len(activities),
         "group_attendance": sum(a.attendance for a in activities),
         "active_partners": len(partners),

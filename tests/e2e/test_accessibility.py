@@ -13,7 +13,8 @@ PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/applicants/board",
                     "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
-                    "/people/{person}", "/people/{person}/death", "/board/concerns"],
+                    "/people/{person}", "/people/{person}/death", "/board/concerns", "/training",
+                    "/training/{session}", "/training/{public_session}"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],
@@ -27,7 +28,7 @@ def test_every_page_is_accessible_and_fits_the_window(browser, site, width):
                                   timezone_id="Europe/London")
     tab = context.new_page()
     tab.set_default_timeout(15_000)
-    ids = {"person": made(site)["person_id"]}  # the pages of a record, by the id made for them
+    ids = {"person": made(site)["person_id"], **sessions(site)}  # the pages of records, by the ids made for them
     try:
         tab.goto("/login")
         accessible(tab, f"/login at {width} px")
@@ -44,6 +45,30 @@ def test_every_page_is_accessible_and_fits_the_window(browser, site, width):
             tab.context.clear_cookies()
     finally:
         context.close()
+
+
+def sessions(site) -> dict:
+    """A training session with a volunteer invited, and a public session with someone signed up, for their pages."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.e2e.conftest import api
+    from tests.integration.test_bus import SAFEGUARDING
+
+    client = api(site)
+    starts = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    volunteer = client.call("POST", "/volunteers", 201, json={
+        "name": "Ana Accessible", "phone": "+447911123997", "skills": ["companionship"], "checks": SAFEGUARDING,
+        "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
+    training = client.call("POST", "/training/sessions", 201, json={
+        "topic": "Bereavement support", "starts_at": starts, "place": "Blackpool Library", "trainer": "Dr Rivera",
+        "capacity": 8, "grants": "bereavement_training"})
+    client.call("POST", f"/training/sessions/{training['id']}/invitations", json={"volunteers": [volunteer["id"]]})
+    public = client.call("POST", "/training/sessions", 201, json={
+        "topic": "Future Life Planning", "starts_at": starts, "online": True, "trainer": "Sam Trainer",
+        "capacity": 20, "public": "future_life_planning"})
+    client.call("POST", f"/training/sessions/{public['id']}/invitations", json={
+        "people": [{"phone": "+447911123996", "name": "Pat Public"}]})
+    return {"session": training["id"], "public_session": public["id"]}
 
 
 def made(site) -> dict:

@@ -8,6 +8,7 @@ through their real handlers (`system`, from test_withdrawals)."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -178,3 +179,38 @@ def test_the_public_sign_up_to_a_future_life_planning_session_by_sms_and_are_cou
     assert [(f["public"], f["granted"]) for f in facts] == [("future_life_planning", None)] * 2
     assert len({f["attendee"] for f in facts}) == 2
     assert date.fromisoformat(facts[0]["attended_on"]) == STARTS.astimezone(ZoneInfo("Europe/London")).date()
+
+
+def test_people_accessing_education_are_counted_once_each_small_counts_suppressed_and_no_digest_leaves(
+        app_for, token, monkeypatch):
+    """Metrics counts distinct attendees of public sessions (by the keyed digest), not headcount: the same person at
+    two sessions is one; volunteer training is not public education; 1 to 4 reads "<5" in the API and the CSV."""
+    import csv
+    import io
+
+    from shared.contracts import EXAMPLES
+    from tests.integration.test_metrics import TODAY, Metrics
+
+    monkeypatch.delenv("CCS_SUPPRESS_BELOW", raising=False)
+    metrics = Metrics(app_for("metrics"))
+    example = EXAMPLES[("training.attended", 1)]
+
+    def attended(person: int, public: str | None = "future_life_planning", times: int = 1) -> None:
+        metrics.deliver("training.attended", {**example, "invitation_id": str(uuid.uuid4()), "public": public,
+                                              "attendee": f"{person:064x}", "attended_on": TODAY.isoformat()},
+                        times=times)
+
+    for person in range(3):
+        attended(person)
+    attended(0, "dying_matters")  # the same person at a second session
+    attended(9, None)  # volunteer training: not public education
+    measures = metrics.today(token("manager"))["measures"]
+    assert measures["education_reached"] == "<5"
+    for person in range(3, 6):
+        attended(person, times=2)  # a redelivered event counts once
+    assert metrics.today(token("manager"))["measures"]["education_reached"] == 6
+    sheet = metrics.client.get("/activity.csv", headers=token("manager"), query_string={"period": "day"})
+    rows = list(csv.reader(io.StringIO(sheet.get_data(as_text=True))))
+    assert [TODAY.isoformat(), TODAY.isoformat(), "People accessing education (each once, at public sessions)",
+            "6", "0"] in rows
+    assert f"{0:064x}" not in sheet.get_data(as_text=True)

@@ -125,12 +125,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "applied": "Merci de votre candidature comme bénévole avec {community}. Une coordinatrice vous contactera "
                    "sous peu.",
         "join": "Merci de vouloir devenir bénévole avec {community}! Inscrivez-vous ici: {link}",
-        "training_invited": "Vous êtes invité(e): {topic}, {when}, {where}. Répondez OUI {code} pour réserver une "
-                            "place, NON {code} si vous ne pouvez pas venir.",
+        "training_invited": "Invitation: {topic}, {when}, {where}. Répondez OUI {code} pour réserver une place, "
+                            "NON {code} si vous ne pouvez pas venir.",
         "training_accepted": "Merci, votre place est réservée: {topic}, {when}, {where}. Répondez NON {code} si vous "
                              "ne pouvez pas venir.",
-        "training_full": "Désolé, {topic} le {when} est complet: vous êtes sur la liste d'attente, nous vous "
-                         "écrirons si une place se libère.",
+        "training_full": "Désolé, {topic} le {when} est complet: nous vous inscrivons sur la liste d'attente et "
+                         "vous écrirons si une place se libère.",
         "training_declined": "Merci: nous avons noté que vous ne pouvez pas venir à {topic} le {when}. Inutile de "
                              "répondre.",
     },

@@ -38,9 +38,9 @@ from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, I
                                       LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS,
                                       Applicant, BefriendingMatch, Candidate, Conflict, Invitation, MatchRequest,
                                       NotFound, Offer, Place, Policy, TooManyApplications, TrainingSession, Volunteer,
-                                      VolunteerCheck, assess, attendee_digest, training_check_expiry, concern_id, concern_tasks, explain, facts_for,
-                                      months_after, next_batch, overdue_on, rule_text, task_slots,
-                                      time_away_problems, why_unmatched)
+                                      VolunteerCheck, assess, attendee_digest, concern_id, concern_tasks, explain,
+                                      facts_for, months_after, next_batch, overdue_on, rule_text, task_slots,
+                                      time_away_problems, training_check_expiry, why_unmatched)
 from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
@@ -1117,9 +1117,10 @@ def _answer_invitation(uow, volunteer: Volunteer | None, sms: SmsReceived, now: 
         return True
     training = uow.training.get(public.id if public else invitations[0].session_id, SYSTEM, lock=True)
     if public is not None:  # signing up to a public session by its code
+        language = (volunteer.first_language if volunteer else None) or community(training.community).language
         invitation = next((i for i in training.invitations if i.phone == sms.from_phone), None) or _invite(
             uow, training, sms.from_phone, now, uow.offers.codes_in_use(), text=False,
-            name=volunteer.name if volunteer else None, language=volunteer.first_language if volunteer else community(training.community).language)
+            name=volunteer.name if volunteer else None, language=language)
     else:
         invitation = next(i for i in training.invitations if i.id == invitations[0].id)
     if invitation.status not in wanted or invitation.attended_on is not None:

@@ -185,7 +185,8 @@ def fact_of(event: Event) -> Fact:
     return Fact(
         event_id=event.event_id, event_type=event.type, occurred_at=event.occurred_at, community=read("community"),
         request_id=read("request_id"), source=read("source") or read("public"), support_type=read("support_type"),
-        person_ref=read("person_ref") or read("attendee") or None, is_carer=bool(read("is_carer")), volunteer_id=read("volunteer_id"),
+        person_ref=read("person_ref") or read("attendee") or None, is_carer=bool(read("is_carer")),
+        volunteer_id=read("volunteer_id"),
         organisation=read("referrer_organisation"), hours=read("hours"),
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
         carers_offered=read("carers_offered"),

@@ -59,8 +59,8 @@ def sessions(site) -> dict:
     client = api(site)
     starts = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
     volunteer = client.call("POST", "/volunteers", 201, json={
-        "name": "Ana Accessible", "phone": f"+447911126{secrets.randbelow(1000):03d}", "skills": ["companionship"], "checks": SAFEGUARDING,
-        "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
+        "name": "Ana Accessible", "phone": f"+447911126{secrets.randbelow(1000):03d}", "skills": ["companionship"],
+        "checks": SAFEGUARDING, "latitude": 53.8142, "longitude": -3.0503, "max_distance_km": 10})
     training = client.call("POST", "/training/sessions", 201, json={
         "topic": "Bereavement support", "starts_at": starts, "place": "Blackpool Library", "trainer": "Dr Rivera",
         "capacity": 8, "grants": "bereavement_training"})

@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from shared.contracts import load_event
-from tests.integration.test_matching import SAFEGUARDING
 from tests.integration.test_withdrawals import system  # noqa: F401 (the fixture)
 
 STARTS = (datetime.now(timezone.utc) - timedelta(hours=2)).replace(second=0, microsecond=0)  # attended: begun

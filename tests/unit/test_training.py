@@ -14,7 +14,7 @@ from services.notify.messages import parse_reply, render, segments
 from shared.auth import Actor
 from shared.contracts.matching import OfferAccepted, ReplyUnresolved, TrainingAnswered, TrainingAttended, \
     TrainingInvited
-from tests.unit.test_matching_service_layer import NOW, POLICY, offer_of, submit, text, uow_with, volunteer
+from tests.unit.test_matching_service_layer import NOW, offer_of, submit, text, uow_with, volunteer
 
 COORDINATOR = Actor("coordinator@example.org", "coordinator", ("fylde-coast",))
 DETAILS = {"topic": "Bereavement support", "starts_at": NOW - timedelta(hours=1), "place": "Blackpool Library",

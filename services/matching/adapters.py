@@ -505,6 +505,9 @@ class RequestRepository:
                                     .order_by(Offer.request_id)).all()
 
 
+ANSWERED_WITHIN = timedelta(days=1)  # a session that began longer ago takes no YES or NO, and frees its codes
+
+
 class OfferRepository:
     """The offers made (they are stored with their request)."""
 
@@ -517,12 +520,15 @@ class OfferRepository:
 
     def codes_in_use(self) -> set[str]:
         """The codes of offers open or accepted, and of training invitations and public sessions still to be
-        answered or attended: a new offer's or invitation's code must not be one of them (so YES with one never
-        answers another)."""
+        answered or attended (of sessions not over, ANSWERED_WITHIN): a new offer's or invitation's code must not be
+        one of them (so YES with one never answers another)."""
+        since = utcnow() - ANSWERED_WITHIN
         return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted"))))) | set(
-            self.session.scalars(sa.select(Invitation.code).where(Invitation.status.in_(RESERVING),
-                                                                  Invitation.attended_on.is_(None)))) | set(
-            self.session.scalars(sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None))))
+            self.session.scalars(sa.select(Invitation.code).join(TrainingSession).where(
+                Invitation.status.in_(RESERVING), Invitation.attended_on.is_(None),
+                TrainingSession.starts_at >= since))) | set(
+            self.session.scalars(sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None),
+                                                                       TrainingSession.starts_at >= since)))
 
     def reserve_code(self, code: str) -> bool:
         """Take a code for an offer this transaction makes; False if it cannot have it. On PostgreSQL two
@@ -724,16 +730,19 @@ class TrainingRepository:
         return self.session.scalars(query.order_by(TrainingSession.starts_at)).all()
 
     def answerable(self, phone: str, statuses: Iterable[str], code: str | None = None) -> list[Invitation]:
-        """A phone's invitations in these statuses (with this code) to sessions not attended yet, oldest first."""
-        query = sa.select(Invitation).where(Invitation.phone == phone, Invitation.status.in_(list(statuses)),
-                                            Invitation.attended_on.is_(None))
+        """A phone's invitations in these statuses (with this code), not attended, to sessions not over (begun at
+        most ANSWERED_WITHIN ago), oldest first."""
+        query = sa.select(Invitation).join(TrainingSession).where(
+            Invitation.phone == phone, Invitation.status.in_(list(statuses)), Invitation.attended_on.is_(None),
+            TrainingSession.starts_at >= utcnow() - ANSWERED_WITHIN)
         if code is not None:
             query = query.where(Invitation.code == code)
         return self.session.scalars(query.order_by(Invitation.invited_at)).all()
 
     def public_by_code(self, code: str) -> TrainingSession | None:
-        """The public session with this sign-up code."""
-        return self.session.scalar(sa.select(TrainingSession).where(TrainingSession.code == code))
+        """The public session not over with this sign-up code."""
+        return self.session.scalar(sa.select(TrainingSession).where(
+            TrainingSession.code == code, TrainingSession.starts_at >= utcnow() - ANSWERED_WITHIN))
 
 
 class MatchingUnitOfWork(SqlUnitOfWork):

@@ -101,6 +101,7 @@ def test_an_applicant_trained_by_invitation_and_sms_becomes_eligible_for_bereave
 
         page.goto("/applicants/board")
         page.get_by_role("link", name="Bea Bereavement").click()
+        expect(page.locator("dl.facts")).to_contain_text("Attended training on")  # kept for their approval
         page.get_by_role("button", name="Move to approved").click()
         assert re.search(r"/roster/[0-9a-f-]{36}$", page.url), page.url  # a volunteer, on their page
         checks = page.locator("table.checks")

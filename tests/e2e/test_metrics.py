@@ -176,6 +176,8 @@ class Record:
             "befriending_started": 0, "befriending_ended": 0, "befriending_visits": 0,
             # nobody died this month (tests/integration/test_death.py records a death and its bereavement offers)
             "deaths_recorded": 0, "bereavement_offered": 0, "bereavement_taken_up": 0,
+            # no public session's attendance recorded (tests/integration/test_training.py counts people at them)
+            "education_reached": 0,
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},
         }

@@ -842,7 +842,7 @@ class SessionOut(Schema):
         return session.taken()
 
 
-class PersonIn(Schema):
+class PublicPersonIn(Schema):
     """A member of the public added to a public session."""
 
     phone = PhoneNumber(required=True)
@@ -854,7 +854,7 @@ class InviteIn(Schema):
 
     applicants = fields.List(fields.UUID(), load_default=list)
     volunteers = fields.List(fields.UUID(), load_default=list)
-    people = fields.List(fields.Nested(PersonIn), load_default=list)
+    people = fields.List(fields.Nested(PublicPersonIn), load_default=list)
 
 
 class AttendanceIn(Schema):

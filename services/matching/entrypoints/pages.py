@@ -20,7 +20,7 @@ from services.matching import service_layer
 from services.matching.domain import (INVITATION_NAMES, LEAVING, PUBLIC_TOPICS, STAGE_NAMES, Conflict, NotFound,
                                       TooManyApplications, Volunteer)
 from services.matching.entrypoints.api import (CONSENT, COLUMNS, NUMBER_COLUMNS, OFFERED_KINDS, RETRY_AFTER_SECONDS,
-                                               ApplicationIn, CheckIn, DoneIn, PersonIn, SessionIn, StageIn,
+                                               ApplicationIn, CheckIn, DoneIn, PublicPersonIn, SessionIn, StageIn,
                                                VolunteerIn, as_number, read_sheet, take_application)
 from shared import clock
 from shared.communities import all_communities
@@ -572,7 +572,7 @@ def invite_to_training(session_id):
     applicant_ids, volunteer_ids, people = _ids(request.form, "applicants"), _ids(request.form, "volunteers"), []
     if "phone" in request.form:
         try:
-            people = [PersonIn().load({"phone": request.form.get("phone", "").strip(),
+            people = [PublicPersonIn().load({"phone": request.form.get("phone", "").strip(),
                                        "name": request.form.get("name", "").strip() or None})]
         except ValidationError as err:
             return _session_page(session_id, FormErrors(err.messages, SESSION_LABELS), request.form, 422)

@@ -475,6 +475,11 @@ class SqlRequests:
         request = self.session.get(SupportRequest, request_id)
         return request if request is not None and within_reach(request, actor) else None
 
+    def of_ids(self, request_ids, actor: Actor) -> dict[uuid.UUID, SupportRequest]:
+        """The requests of these ids within the actor's reach, by id, read in one query."""
+        found = self.session.scalars(sa.select(SupportRequest).where(requests.c.id.in_(set(request_ids)))).all()
+        return {request.id: request for request in found if within_reach(request, actor)}
+
     def get_referral(self, request_id: uuid.UUID, actor: Actor) -> SupportRequest | None:
         """A referral the actor made in one of their communities, or None."""
         request = self.session.get(SupportRequest, request_id)
@@ -643,13 +648,16 @@ class SqlConcerns:
         return self.session.scalar(sa.select(Concern).where(concerns.c.id == concern_id,
                                                             in_scope(concerns.c.community, actor)))
 
-    def list(self, actor: Actor, request_id: uuid.UUID | None = None, limit: int = 500) -> list[Concern]:
-        """The concerns in the actor's communities (about one request, if given): open ones first, newest first."""
+    def list(self, actor: Actor, request_id: uuid.UUID | None = None, page=None, limit: int = 500) -> list[Concern]:
+        """The concerns in the actor's communities (about one request, if given): open ones first, newest first;
+        one page of them when `page` (flask-smorest's pagination parameters) is given, else the first `limit`."""
         query = sa.select(Concern).where(in_scope(concerns.c.community, actor))
         if request_id is not None:
             query = query.where(concerns.c.request_id == request_id)
-        return self.session.scalars(query.order_by(sa.case((closing_action(), 1), else_=0),
-                                                   concerns.c.opened_at.desc()).limit(limit)).all()
+        query = query.order_by(sa.case((closing_action(), 1), else_=0), concerns.c.opened_at.desc(), concerns.c.id)
+        if page is not None:
+            return page_of(self.session, query, page)
+        return self.session.scalars(query.limit(limit)).all()
 
 
 class SqlOrganisations:

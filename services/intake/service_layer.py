@@ -476,12 +476,14 @@ def open_concern(uow, event: Event) -> None:
                               support_type=request.support_type, occurred_at=now))
 
 
-def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None) -> list[tuple[Concern, SupportRequest]]:
-    """The concerns in the actor's communities (about one request, if given), open first, newest first, each with
-    its request; the listing is audited."""
+def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None,
+                  page=None) -> list[tuple[Concern, SupportRequest]]:
+    """The concerns in the actor's communities (about one request, if given), open first, newest first (one page
+    of them, if `page` is given), each with its request; the listing is audited."""
     with uow:
-        found = uow.concerns.list(actor, request_id)
-        rows = [(concern, uow.requests.get(concern.request_id, SYSTEM)) for concern in found]
+        found = uow.concerns.list(actor, request_id, page)
+        about = uow.requests.of_ids([concern.request_id for concern in found], SYSTEM)
+        rows = [(concern, about[concern.request_id]) for concern in found]
         uow.audit.add(AuditEntry.of(actor, "list concerns", request_id))
         uow.commit()
     return rows

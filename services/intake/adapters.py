@@ -92,6 +92,8 @@ requests = sa.Table(
     sa.Column("sms_waiting", sa.Integer, default=0, nullable=False),
     sa.Column("sms_waiting_as_of", UtcDateTime),
     sa.Column("concerns_open", sa.Integer, default=0, nullable=False),  # volunteers' concerns open (the log's)
+    sa.Column("visit_overdue_since", sa.Date),  # a befriending match's last visit (or start), when overdue
+    sa.Column("last_visit_on", sa.Date),  # a befriending match's latest visit matching told of
     # The person
     sa.Column("person_name", sa.String(200), nullable=False),
     sa.Column("person_phone", sa.String(20)),
@@ -337,6 +339,7 @@ def needs_you(now: datetime) -> sa.ColumnElement[bool]:
     c = requests.c
     return sa.or_(c.concerns_open > 0,
                   c.status == "unmatched",
+                  sa.and_(c.status == "matched", c.visit_overdue_since.is_not(None)),
                   sa.and_(c.given_back_at.is_not(None), c.status.in_(("offered", "unmatched"))),
                   sa.and_(c.status == "offered", c.answers_due_at > now, c.answers_due_at <= now + ANSWERS_DUE_SOON),
                   c.sms_waiting > 0,

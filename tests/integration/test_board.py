@@ -180,18 +180,19 @@ def test_needs_you_and_its_sql_twin_agree_on_every_reason_and_every_combination(
     answers_due = (None, now - timedelta(minutes=1), now + ANSWERS_DUE_SOON / 2, now + ANSWERS_DUE_SOON,
                    now + ANSWERS_DUE_SOON * 2)  # each side of both bounds, and on the outer one
     grid = list(itertools.product(REQUEST_STATUSES, (0, 1), (None, now - timedelta(hours=1)), answers_due, (0, 1),
-                                  URGENCIES))
+                                  URGENCIES, (None, now.date())))
     with s.apps["intake"].extensions["ccs"].sessions() as session:
         template = dict(session.execute(sa.select(requests_table)).mappings().one())
         session.execute(sa.insert(requests_table), [
             {**template, "id": uuid.uuid4(), "status": status, "concerns_open": concerns, "given_back_at": given_back,
-             "answers_due_at": due, "sms_waiting": waiting, "urgency": urgency}
-            for status, concerns, given_back, due, waiting, urgency in grid])
+             "answers_due_at": due, "sms_waiting": waiting, "urgency": urgency, "visit_overdue_since": overdue}
+            for status, concerns, given_back, due, waiting, urgency, overdue in grid])
         session.commit()
         flagged = set(session.scalars(sa.select(requests_table.c.id).where(needs_you_sql(now))))
         everyone = session.scalars(sa.select(SupportRequest)).all()
         assert len(everyone) == len(grid) + 1
         assert {r.id for r in everyone if r.needs_you(now)} == flagged
         reasons = {reason for r in everyone for reason, _ in r.needs_you(now)}
-        assert reasons == {"concern", "unmatched", "given_back", "answers_due", "sms_waiting", "urgent"}
+        assert reasons == {"concern", "unmatched", "visit_overdue", "given_back", "answers_due", "sms_waiting",
+                           "urgent"}
         assert 0 < len(flagged) < len(everyone)

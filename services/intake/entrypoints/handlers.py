@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitOverdue, ConcernRaised,
-                                       OfferAccepted, OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched,
-                                       RequestUnmatched, TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
+from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitLogged,
+                                       BefriendingVisitOverdue, ConcernRaised, OfferAccepted, OfferAnswerDue,
+                                       OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched, TaskCompleted,
+                                       TaskGivenBack, TaskVolunteerOptedOut)
 from shared.contracts.notify import SmsHeld, SmsWaiting
 
 
@@ -40,6 +41,7 @@ def offer_texts_held(uow, event: Event) -> None:
 HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
                                                          TaskVolunteerOptedOut, BefriendingStarted,
-                                                         BefriendingVisitOverdue, BefriendingEnded)},
+                                                         BefriendingVisitOverdue, BefriendingVisitLogged,
+                                                         BefriendingEnded)},
             OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting,
             ConcernRaised.TYPE: concern_raised}

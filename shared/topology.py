@@ -56,6 +56,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
                                   "befriending.visit_overdue", "befriending.visit_logged", "befriending.ended"]),
         "texts": ("notify", ["sms.held", "sms.waiting"]),
         "concerns": ("matching", ["concern.raised"]),
+        "applicants": ("matching", ["applicants.waiting"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",

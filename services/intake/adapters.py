@@ -253,6 +253,16 @@ directory_entries = sa.Table(
     sa.UniqueConstraint("community", "external_id", name="uq_directory_entries_community_external_id"),
 )
 
+# How many of a community's applicants to volunteer wait too long at their stage, as matching last said
+# (`applicants.waiting`): the board reminds the coordinators.
+applicants_waiting = sa.Table(
+    "applicants_waiting", metadata,
+    sa.Column("community", sa.String(64), primary_key=True),
+    sa.Column("waiting_too_long", sa.Integer, nullable=False),
+    sa.Column("wait_days", sa.Integer, nullable=False),
+    sa.Column("as_of", UtcDateTime, nullable=False),
+)
+
 # The safeguarding log: volunteers' concerns, append-only. A concern's row is written once and never changed (its
 # words least of all); what coordinators did is appended as concern_actions rows, and one that closes it closes it.
 concerns = sa.Table(
@@ -663,6 +673,29 @@ class SqlConcerns:
         return self.session.scalars(query.limit(limit)).all()
 
 
+class SqlApplicantsWaiting:
+    """How many applicants wait too long in each community, as matching last said."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def record(self, community: str, waiting: int, wait_days: int, as_of: datetime) -> None:
+        """Keep a community's count, unless a later one is kept already (the counts can arrive out of order)."""
+        t = applicants_waiting.c
+        values = {"waiting_too_long": waiting, "wait_days": wait_days, "as_of": as_of}
+        updated = self.session.execute(sa.update(applicants_waiting)
+                                       .where(t.community == community, t.as_of <= as_of).values(**values))
+        if updated.rowcount == 0 and self.session.scalar(sa.select(t.as_of).where(t.community == community)) is None:
+            self.session.execute(sa.insert(applicants_waiting).values(community=community, **values))
+
+    def of(self, actor: Actor) -> list[tuple[str, int, int]]:
+        """(community, how many wait too long, the days allowed) for the actor's communities where any do."""
+        t = applicants_waiting.c
+        return [tuple(row) for row in self.session.execute(
+            sa.select(t.community, t.waiting_too_long, t.wait_days)
+            .where(in_scope(t.community, actor), t.waiting_too_long > 0).order_by(t.community)).all()]
+
+
 class SqlOrganisations:
     """A community's register of organisations. Every read takes the actor it is for."""
 
@@ -1011,6 +1044,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.requests = SqlRequests(session, self.new_rows)
         self.people = SqlPeople(session, self.new_rows)
         self.concerns = SqlConcerns(session)
+        self.applicants_waiting = SqlApplicantsWaiting(session)
         self.organisations = SqlOrganisations(session)
         self.directory = SqlDirectory(session)
         self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)

@@ -168,7 +168,7 @@ def test_a_request_whose_offers_are_about_to_time_out_comes_first_saying_when(ap
     at = datetime.fromisoformat(due).astimezone(community(FYLDE).zone).strftime("%H:%M")
     assert f"Offers time out at {at} with no answer yet." in row_of(needing, "Walt Waiting")
     mark = json.loads(page(s, "intake", "/board/latest"))["latest"]
-    assert mark.endswith("/1")  # the open board's mark moves with the clock too
+    assert mark.endswith("/1/0")  # the open board's mark moves with the clock too (and with applicants waiting)
 
 
 def test_needs_you_and_its_sql_twin_agree_on_every_reason_and_every_combination(s):

@@ -54,9 +54,10 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "outcomes": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "request.matched",
                                   "request.unmatched", "task.completed", "task.given_back",
                                   "task.volunteer_opted_out", "offer.answer_due", "befriending.started",
-                                  "befriending.visit_overdue", "befriending.ended"]),
+                                  "befriending.visit_overdue", "befriending.visit_logged", "befriending.ended"]),
         "texts": ("notify", ["sms.held", "sms.waiting"]),
         "concerns": ("matching", ["concern.raised"]),
+        "applicants": ("matching", ["applicants.waiting"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",

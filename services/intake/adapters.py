@@ -92,6 +92,8 @@ requests = sa.Table(
     sa.Column("sms_waiting", sa.Integer, default=0, nullable=False),
     sa.Column("sms_waiting_as_of", UtcDateTime),
     sa.Column("concerns_open", sa.Integer, default=0, nullable=False),  # volunteers' concerns open (the log's)
+    sa.Column("visit_overdue_since", sa.Date),  # a befriending match's last visit (or start), when overdue
+    sa.Column("last_visit_on", sa.Date),  # a befriending match's latest visit matching told of
     # The person
     sa.Column("person_name", sa.String(200), nullable=False),
     sa.Column("person_phone", sa.String(20)),
@@ -251,6 +253,16 @@ directory_entries = sa.Table(
     sa.UniqueConstraint("community", "external_id", name="uq_directory_entries_community_external_id"),
 )
 
+# How many of a community's applicants to volunteer wait too long at their stage, as matching last said
+# (`applicants.waiting`): the board reminds the coordinators.
+applicants_waiting = sa.Table(
+    "applicants_waiting", metadata,
+    sa.Column("community", sa.String(64), primary_key=True),
+    sa.Column("waiting_too_long", sa.Integer, nullable=False),
+    sa.Column("wait_days", sa.Integer, nullable=False),
+    sa.Column("as_of", UtcDateTime, nullable=False),
+)
+
 # The safeguarding log: volunteers' concerns, append-only. A concern's row is written once and never changed (its
 # words least of all); what coordinators did is appended as concern_actions rows, and one that closes it closes it.
 concerns = sa.Table(
@@ -337,6 +349,7 @@ def needs_you(now: datetime) -> sa.ColumnElement[bool]:
     c = requests.c
     return sa.or_(c.concerns_open > 0,
                   c.status == "unmatched",
+                  sa.and_(c.status == "matched", c.visit_overdue_since.is_not(None)),
                   sa.and_(c.given_back_at.is_not(None), c.status.in_(("offered", "unmatched"))),
                   sa.and_(c.status == "offered", c.answers_due_at > now, c.answers_due_at <= now + ANSWERS_DUE_SOON),
                   c.sms_waiting > 0,
@@ -474,6 +487,11 @@ class SqlRequests:
         """A request within the actor's reach, or None."""
         request = self.session.get(SupportRequest, request_id)
         return request if request is not None and within_reach(request, actor) else None
+
+    def of_ids(self, request_ids, actor: Actor) -> dict[uuid.UUID, SupportRequest]:
+        """The requests of these ids within the actor's reach, by id, read in one query."""
+        found = self.session.scalars(sa.select(SupportRequest).where(requests.c.id.in_(set(request_ids)))).all()
+        return {request.id: request for request in found if within_reach(request, actor)}
 
     def get_referral(self, request_id: uuid.UUID, actor: Actor) -> SupportRequest | None:
         """A referral the actor made in one of their communities, or None."""
@@ -643,13 +661,39 @@ class SqlConcerns:
         return self.session.scalar(sa.select(Concern).where(concerns.c.id == concern_id,
                                                             in_scope(concerns.c.community, actor)))
 
-    def list(self, actor: Actor, request_id: uuid.UUID | None = None, limit: int = 500) -> list[Concern]:
-        """The concerns in the actor's communities (about one request, if given): open ones first, newest first."""
+    def list(self, actor: Actor, request_id: uuid.UUID | None = None, page=None, limit: int = 500) -> list[Concern]:
+        """The concerns in the actor's communities (about one request, if given): open ones first, newest first;
+        one page of them when `page` (flask-smorest's pagination parameters) is given, else the first `limit`."""
         query = sa.select(Concern).where(in_scope(concerns.c.community, actor))
         if request_id is not None:
             query = query.where(concerns.c.request_id == request_id)
-        return self.session.scalars(query.order_by(sa.case((closing_action(), 1), else_=0),
-                                                   concerns.c.opened_at.desc()).limit(limit)).all()
+        query = query.order_by(sa.case((closing_action(), 1), else_=0), concerns.c.opened_at.desc(), concerns.c.id)
+        if page is not None:
+            return page_of(self.session, query, page)
+        return self.session.scalars(query.limit(limit)).all()
+
+
+class SqlApplicantsWaiting:
+    """How many applicants wait too long in each community, as matching last said."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def record(self, community: str, waiting: int, wait_days: int, as_of: datetime) -> None:
+        """Keep a community's count, unless a later one is kept already (the counts can arrive out of order)."""
+        t = applicants_waiting.c
+        values = {"waiting_too_long": waiting, "wait_days": wait_days, "as_of": as_of}
+        updated = self.session.execute(sa.update(applicants_waiting)
+                                       .where(t.community == community, t.as_of <= as_of).values(**values))
+        if updated.rowcount == 0 and self.session.scalar(sa.select(t.as_of).where(t.community == community)) is None:
+            self.session.execute(sa.insert(applicants_waiting).values(community=community, **values))
+
+    def of(self, actor: Actor) -> list[tuple[str, int, int]]:
+        """(community, how many wait too long, the days allowed) for the actor's communities where any do."""
+        t = applicants_waiting.c
+        return [tuple(row) for row in self.session.execute(
+            sa.select(t.community, t.waiting_too_long, t.wait_days)
+            .where(in_scope(t.community, actor), t.waiting_too_long > 0).order_by(t.community)).all()]
 
 
 class SqlOrganisations:
@@ -1000,6 +1044,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.requests = SqlRequests(session, self.new_rows)
         self.people = SqlPeople(session, self.new_rows)
         self.concerns = SqlConcerns(session)
+        self.applicants_waiting = SqlApplicantsWaiting(session)
         self.organisations = SqlOrganisations(session)
         self.directory = SqlDirectory(session)
         self.webhook_deliveries = SqlWebhookDeliveries(session, self.new_rows)

@@ -23,7 +23,8 @@ from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
 from shared.contracts.intake import OrganisationChanged, RequestSubmitted, TaskDetailsShared, TokenRevoked
-from shared.contracts.matching import BefriendingEnded, OfferAccepted, OfferWithdrawn, RequestUnmatched, TaskCompleted
+from shared.contracts.matching import (BefriendingEnded, BefriendingVisitLogged, BefriendingVisitOverdue, OfferAccepted,
+                                      OfferWithdrawn, RequestUnmatched, TaskCompleted)
 from shared.taxonomy import BEFRIENDING_END_REASONS, KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
@@ -43,6 +44,7 @@ TIMELINE = {
     "befriending.started": ("befriending", "Befriending started, {rhythm}: review on {review_on}"),
     "befriending.visit_overdue": ("visit overdue", "No visit logged since {since}: the volunteer (ref {code}) was "
                                                    "reminded once"),
+    "befriending.visit_logged": ("visit", "Visit {visit} logged for {visited_on}"),
     "befriending.ended": ("completed", "Befriending ended: {why} ({visits} visits over {weeks} weeks)"),
 }
 # Why an offer was withdrawn, as the timeline says it (a withdrawal alone never moves the status).
@@ -259,6 +261,8 @@ class SupportRequest:
         self.answers_due_at: datetime | None = None  # when the latest offers sent time out (matching says)
         self.sms_waiting, self.sms_waiting_as_of = 0, None  # SMS about it in notify's inbox, as of when notify said
         self.concerns_open = 0  # volunteers' concerns about the person still open in the safeguarding log
+        self.visit_overdue_since: date | None = None  # befriending: no visit logged since that day, and it is overdue
+        self.last_visit_on: date | None = None  # befriending: the latest visit matching told of
         self.pseudonymised_at: datetime | None = None  # when its person's details were removed (retention, erasure)
         self.consents = []
         self.timeline = []
@@ -408,10 +412,24 @@ class SupportRequest:
         standing = standing_after(Standing(self.status, self.outcome, self.matching_sequence), event_type, facts)
         self.status, self.outcome, self.matching_sequence = standing.status, standing.outcome, standing.sequence
         self.closing()
+        self.visits(facts)
         if event_type == "task.given_back" and self.status in NOT_MATCHED:
             self.given_back_at = at
         elif self.status not in NOT_MATCHED:
             self.given_back_at = None
+
+    def visits(self, facts: EventPayload) -> None:
+        """Follow a befriending match's visits: overdue since a day until a visit after that day is logged. Matching's
+        events may come out of order: an overdue spell older than the latest visit heard of is over already."""
+        if isinstance(facts, BefriendingVisitOverdue):
+            if self.last_visit_on is None or facts.since >= self.last_visit_on:
+                self.visit_overdue_since = facts.since
+        elif isinstance(facts, BefriendingVisitLogged):
+            self.last_visit_on = max(filter(None, (self.last_visit_on, facts.visited_on)))
+            if self.visit_overdue_since is not None and facts.visited_on > self.visit_overdue_since:
+                self.visit_overdue_since = None
+        elif isinstance(facts, BefriendingEnded):
+            self.visit_overdue_since = None
 
     def answers_due(self, due_at: datetime) -> None:
         """Matching says an offer's SMS went and until when it may be answered: the latest such time counts."""
@@ -426,8 +444,8 @@ class SupportRequest:
 
     def needs_you(self, now: datetime) -> list[tuple[str, Any]]:
         """Why a coordinator should look at the request now, most pressing first, as (reason, detail): a volunteer
-        raised a concern (how many are open), nobody found
-        (the reason why), given back by its volunteer, offers about to time out (when), SMS about it waiting in the
+        raised a concern (how many are open), nobody found (the reason why), a befriending visit overdue (no visit
+        since that day), given back by its volunteer, offers about to time out (when), SMS about it waiting in the
         inbox (how many), urgent with no volunteer yet. Empty when it can wait. `adapters.needs_you` is its SQL
         twin."""
         reasons: list[tuple[str, Any]] = []
@@ -435,6 +453,8 @@ class SupportRequest:
             reasons.append(("concern", self.concerns_open))
         if self.status == "unmatched":
             reasons.append(("unmatched", self.outcome))
+        if self.status == "matched" and self.visit_overdue_since is not None:
+            reasons.append(("visit_overdue", self.visit_overdue_since))
         if self.given_back_at is not None and self.status in ("offered", "unmatched"):
             reasons.append(("given_back", self.given_back_at))
         if self.status == "offered" and self.answers_due_at and now < self.answers_due_at <= now + ANSWERS_DUE_SOON:

@@ -184,10 +184,12 @@ def list_requests(uow, actor: Actor, filters: dict[str, Any], page, search: str 
 
 def latest_change(uow, actor: Actor, now: datetime | None = None) -> str:
     """A mark that moves whenever the board would change: when a request in the actor's communities last changed,
-    and how many have offers about to time out (no personal data: not audited)."""
+    how many have offers about to time out, and how many applicants wait too long (no personal data: not
+    audited)."""
     with uow:
         latest, due = uow.requests.latest_change(actor, now or utcnow())
-    return f"{latest.isoformat() if latest else ''}/{due}"
+        waiting = sum(count for _, count, _ in uow.applicants_waiting.of(actor))
+    return f"{latest.isoformat() if latest else ''}/{due}/{waiting}"
 
 
 def _get(uow, request_id: uuid.UUID, actor: Actor) -> SupportRequest:
@@ -476,12 +478,27 @@ def open_concern(uow, event: Event) -> None:
                               support_type=request.support_type, occurred_at=now))
 
 
-def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None) -> list[tuple[Concern, SupportRequest]]:
-    """The concerns in the actor's communities (about one request, if given), open first, newest first, each with
-    its request; the listing is audited."""
+def applicants_waiting(uow, event: Event) -> None:
+    """Keep how many of a community's applicants wait too long, as matching says (the board reminds the
+    coordinators). Runs in the handler's unit of work, which the caller commits."""
+    said = event.payload
+    uow.applicants_waiting.record(said.community, said.waiting_too_long, said.wait_days, said.as_of)
+
+
+def waiting_applicants(uow, actor: Actor) -> list[tuple[str, int, int]]:
+    """(community, how many, the days allowed) for the actor's communities with applicants waiting too long."""
     with uow:
-        found = uow.concerns.list(actor, request_id)
-        rows = [(concern, uow.requests.get(concern.request_id, SYSTEM)) for concern in found]
+        return uow.applicants_waiting.of(actor)
+
+
+def list_concerns(uow, actor: Actor, request_id: uuid.UUID | None = None,
+                  page=None) -> list[tuple[Concern, SupportRequest]]:
+    """The concerns in the actor's communities (about one request, if given), open first, newest first (one page
+    of them, if `page` is given), each with its request; the listing is audited."""
+    with uow:
+        found = uow.concerns.list(actor, request_id, page)
+        about = uow.requests.of_ids([concern.request_id for concern in found], SYSTEM)
+        rows = [(concern, about[concern.request_id]) for concern in found]
         uow.audit.add(AuditEntry.of(actor, "list concerns", request_id))
         uow.commit()
     return rows

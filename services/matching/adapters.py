@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
-from services.matching.domain import (HOLDING, SHORTEST_OVERDUE_DAYS, Applicant, BefriendingMatch, BefriendingVisit,
-                                      CancelledEarly, Candidate, HeldTask, Invitation, MatchRequest, Offer, Policy,
-                                      RESERVING, StageChange, Suited, TimeAway, TrainingSession, Volunteer,
-                                      VolunteerCheck)
+from services.matching.domain import (HOLDING, NEXT_STAGE, RESERVING, SHORTEST_OVERDUE_DAYS, Applicant,
+                                      BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate, HeldTask,
+                                      Invitation, MatchRequest, Offer, Policy, StageChange, Suited, TimeAway,
+                                      TrainingSession, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -242,6 +242,13 @@ application_attempts = sa.Table(  # applications taken, by a keyed hash of the a
     sa.Column("address", sa.String(64), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index("ix_application_attempts_address_at", "address", "at"),
+)
+
+applicants_told = sa.Table(  # how many of a community's applicants waiting too long its coordinators were last told
+    "applicants_told", metadata,
+    sa.Column("community", sa.String(64), primary_key=True),
+    sa.Column("waiting_too_long", sa.Integer, nullable=False),
+    sa.Column("told_at", UtcDateTime, nullable=False),
 )
 
 mapper = Base.registry.map_imperatively
@@ -691,6 +698,26 @@ class ApplicantRepository:
         if stage is not None:
             query = query.where(Applicant.stage == stage)
         return self.session.scalars(query).all()
+
+    def waiting_since(self) -> list[tuple[str, datetime]]:
+        """(community, since when) of every applicant still in the pipeline: two columns, not whole rows."""
+        return self.session.execute(sa.select(applicants.c.community, applicants.c.stage_since)
+                                    .where(applicants.c.stage.in_(NEXT_STAGE))).all()
+
+    def told(self) -> dict[str, int]:
+        """How many applicants waiting too long each community's coordinators were last told of, locked until the
+        transaction ends (a second timer run at the same moment waits, then sees what this one told)."""
+        t = applicants_told.c
+        return dict(self.session.execute(sa.select(t.community, t.waiting_too_long).with_for_update()).all())
+
+    def tell(self, community: str, waiting: int, at: datetime) -> None:
+        """Remember what a community's coordinators were told."""
+        t = applicants_told.c
+        updated = self.session.execute(sa.update(applicants_told).where(t.community == community)
+                                       .values(waiting_too_long=waiting, told_at=at))
+        if updated.rowcount == 0:
+            self.session.execute(sa.insert(applicants_told).values(community=community, waiting_too_long=waiting,
+                                                                   told_at=at))
 
     def recent_from(self, address: str, since: datetime) -> int:
         """How many applications came from an address (its keyed hash) since a time."""

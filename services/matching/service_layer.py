@@ -46,7 +46,8 @@ from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.communities import all_communities, default_slug, get as community
 from shared.contracts.intake import PersonErased, RequestSubmitted
-from shared.contracts.matching import (AboutRequest, ApplicantApplied, BefriendingEnded, BefriendingStarted,
+from shared.contracts.matching import (AboutRequest, ApplicantApplied, ApplicantsWaiting, BefriendingEnded,
+                                       BefriendingStarted,
                                        BefriendingVisitLogged, BefriendingVisitOverdue, CheckExpiring, ConcernRaised,
                                        OfferAccepted, OfferAnswerDue, OfferMade, TaskLine,
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
@@ -562,6 +563,24 @@ def remind_overdue_visits(uow, today: date) -> int:
         sent += 1
     uow.commit()
     return sent
+
+
+def remind_applicants_waiting(uow, now: datetime) -> int:
+    """Tell each community's coordinators how many of its applicants have waited at their stage longer than it
+    allows (its `applicant_wait_days`), when that number has changed since they were last told
+    (`applicants.waiting`: the board shows it); how many communities were told."""
+    waiting = {slug: 0 for slug in all_communities()}
+    for slug, since in uow.applicants.waiting_since():
+        if slug in waiting and now - since > timedelta(days=community(slug).applicant_wait_days):
+            waiting[slug] += 1
+    told = uow.applicants.told()
+    changed = {slug: count for slug, count in waiting.items() if told.get(slug, 0) != count}
+    for slug, count in changed.items():
+        uow.applicants.tell(slug, count, now)
+        uow.publish(ApplicantsWaiting(community=slug, waiting_too_long=count,
+                                      wait_days=community(slug).applicant_wait_days, as_of=now))
+    uow.commit()
+    return len(changed)
 
 
 # --- befriending: one long-term match, visited at a rhythm ------------------------------------------------------

@@ -44,6 +44,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "which": "You have more than one offer open ({codes}). Reply {keyword} with the code, e.g. {keyword} {first}",
         "help": "Reply YES <code> to accept an offer, NO <code> to decline, DONE <code> <hours> when done, "
                 "PAUSE or RESUME. STOP to stop texts.",
+        # HELP on its own gets the whole list (the short one above is what an unclear reply is reminded of)
+        "help_all": "{help} Also: MY for your tasks, HOURS for your hours this year, AWAY <dates> for time away, "
+                    "CONCERN <code> <words> if you are worried about someone, TALK to speak to a coordinator.",
         "unclear": "Sorry, we did not understand {problem}. {help}",
         "unknown_sender": "Sorry, we don't recognise this number. Please contact your coordinator.",
         "not_open": "Offer {code} is no longer open to you: it may have been taken or closed. Thank you all the same.",
@@ -98,6 +101,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "which": "Vous avez plusieurs offres ({codes}). Répondez {keyword} avec le code, ex. {keyword} {first}",
         "help": "Répondez OUI <code> pour accepter, NON <code> pour refuser, FINI <code> <heures> une fois faite, "
                 "PAUSE ou REPRENDRE. ARRET pour ne plus recevoir.",
+        "help_all": "{help} Aussi: MES TACHES pour vos missions, HEURES pour vos heures cette année, ABSENT <dates> "
+                    "pour une absence, INQUIET <code> <mots> si vous êtes inquiet pour quelqu'un, PARLER pour parler "
+                    "à une coordinatrice.",
         "unclear": "Désolé, nous n'avons pas compris {problem}. {help}",
         "unknown_sender": "Désolé, nous ne reconnaissons pas ce numéro. Contactez votre coordinatrice.",
         "not_open": "L'offre {code} n'est plus ouverte pour vous: elle a pu être prise ou close. Merci quand même.",
@@ -516,7 +522,7 @@ def answer_for(reply: Reply, language: str | None = "en", overrides: dict | None
     """The short answer a reply gets by return SMS: help, or what we did not understand; None if all was clear."""
     help_text = render("help", language, overrides)
     if reply.keyword == "HELP":
-        return help_text
+        return render("help_all", language, overrides, help=help_text)
     if reply.problem:
         return render("unclear", language, overrides, problem=reply.problem, help=help_text)
     return None

@@ -357,6 +357,19 @@ class ApplicantApplied(EventPayload):
     language: str | None = None
 
 
+@contract("applicants.waiting", 1, example={"community": "fylde-coast", "waiting_too_long": 2, "wait_days": 14,
+                                            "as_of": "2026-12-07T09:00:00+00:00"})
+class ApplicantsWaiting(EventPayload):
+    """How many of a community's applicants have waited at their stage longer than it allows (`wait_days`), as of a
+    time: sent by matching's timers when the number changes, so the coordinators' board reminds them. A count: no
+    one is named."""
+
+    community: str
+    waiting_too_long: int = rule(validate.Range(min=0))
+    wait_days: int = rule(validate.Range(min=1))
+    as_of: datetime
+
+
 # --- training sessions --------------------------------------------------------------------------------------------
 
 SESSION = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9"

@@ -206,3 +206,46 @@ def test_join_by_sms_from_an_unknown_number_is_answered_with_the_link_to_the_pag
     assert s.gateway.to(stranger) == [
         f"Thank you for wanting to volunteer with Fylde Coast! Apply here: {public_url}/join/fylde-coast"]
     assert s.events("matching", "reply.unresolved") == []  # not "we don't recognise this number"
+
+
+def test_the_coordinators_board_reminds_them_of_applicants_waiting_longer_than_the_community_allows(system):  # noqa: F811
+    """Matching's timers count the applicants at their stage longer than `applicant_wait_days` (14 on the Fylde
+    Coast) and tell intake when the number changes; the requests board says how many, with a link, until none do."""
+    from services.matching.entrypoints import timers
+
+    s = system(batch=1)
+    public = s.client("matching")
+    for n in range(3):
+        assert apply(public, {**FORM, "phone": f"07911 1236{n:02d}"}, address=f"203.0.113.{n}").status_code == 303
+    first, second, fresh = stored(s)
+    with s.apps["matching"].extensions["ccs"].sessions() as session:  # two of them applied 15 days ago
+        for applicant, days in ((first, 15), (second, 15), (fresh, 13)):
+            session.execute(sa.update(Applicant.__table__).where(Applicant.id == applicant.id)
+                            .values(stage_since=applicant.stage_since - timedelta(days=days)))
+        session.commit()
+    matching = s.apps["matching"].extensions["ccs"]
+
+    def tell() -> int:
+        told = timers.remind_applicants_waiting(matching.uow, matching.settings)
+        s.carry()
+        return told
+
+    def notice(community: str = "fylde-coast") -> str:
+        board = signed_in(s.apps["intake"], "coordinator", communities=(community,)).get("/board")
+        found = re.search(r'<p class="notice applicants-waiting">(.*?)</p>', board.get_data(as_text=True), re.S)
+        return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split()) if found else ""
+
+    assert notice() == ""
+    assert tell() == 1  # the Fylde Coast; the others have none waiting, as they were (never) told
+    assert notice() == "2 applicants have waited more than 14 days at their stage. See the applicants"
+    assert notice("cheshire-east") == ""  # another community's coordinators are not told of these
+    assert tell() == 0 and len(s.events("matching", "applicants.waiting")) == 1  # unchanged: not told again
+
+    coordinator = signed_in(s.apps["matching"], "coordinator")
+    assert move(coordinator, first.id, "contacted").status_code == 303  # moved on: waiting afresh
+    assert tell() == 1
+    assert notice() == "1 applicant has waited more than 14 days at their stage. See the applicants"
+    assert move(coordinator, second.id, "withdrawn", "moved away").status_code == 303
+    assert tell() == 1 and notice() == ""
+    [told] = [e for e in s.events("matching", "applicants.waiting") if e["community"] == "fylde-coast"][-1:]
+    assert set(told) == {"community", "waiting_too_long", "wait_days", "as_of"}  # a count: nobody named

@@ -130,12 +130,16 @@ def test_a_befriending_match_runs_three_months_with_an_overdue_reminder_and_ends
             assert reminded_on == [day + timedelta(days=3)]
             assert s.befriending(request_id)[0]["visit_overdue"] is True
             assert "Visit overdue" in s.page(request_id)
+            s.carry()
+            since = day - timedelta(weeks=1)
+            assert _needs_you(s, request_id) == [("visit_overdue", since)]  # first on the coordinator's board
             continue
         s.at(datetime.combine(day, time(15), tzinfo=timezone.utc))
         assert s.timers() == 0  # a visit a week is never overdue, and the overdue spell was reminded once
         s.text(sam, f"DONE {code} 1.5")
         s.carry()
         visits += 1
+        assert _needs_you(s, request_id) == []  # a visit logged ends an overdue spell
     reminders = [m for m in s.messages(sam) if m.key.startswith("visit_overdue:")]
     assert len(reminders) == 1, [m.body for m in reminders]
     assert reminders[0].status == "sent" and "gentle reminder" in reminders[0].body and code in reminders[0].body
@@ -190,6 +194,14 @@ def test_a_befriending_match_runs_three_months_with_an_overdue_reminder_and_ends
     assert total == {"befriending_started": 1, "befriending_ended": 1, "befriending_visits": visits,
                      "tasks_completed": visits}
     assert sum(p["measures"]["volunteer_hours"] for p in periods) == pytest.approx(1.5 * visits)
+
+
+def _needs_you(s, request_id: str) -> list:
+    """Why intake's board puts the request first, as intake holds it now."""
+    from services.intake.domain import SupportRequest
+
+    with s.apps["intake"].extensions["ccs"].sessions() as session:
+        return session.get(SupportRequest, uuid.UUID(request_id)).needs_you(clock.utcnow())
 
 
 def _manager(s) -> dict:

@@ -6,14 +6,20 @@ in one read for the whole board; another community's requests and volunteers nev
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from services.intake.adapters import needs_you as needs_you_sql, requests as requests_table
+from services.intake.domain import ANSWERS_DUE_SOON, SupportRequest
+from shared.clock import utcnow
 from shared.communities import get as community
+from shared.taxonomy import REQUEST_STATUSES, URGENCIES
 from shared.web import claims_for
 from tests.integration.test_matching import register
 from tests.integration.test_scoping import csrf_pair
@@ -162,4 +168,31 @@ def test_a_request_whose_offers_are_about_to_time_out_comes_first_saying_when(ap
     at = datetime.fromisoformat(due).astimezone(community(FYLDE).zone).strftime("%H:%M")
     assert f"Offers time out at {at} with no answer yet." in row_of(needing, "Walt Waiting")
     mark = json.loads(page(s, "intake", "/board/latest"))["latest"]
-    assert mark.endswith("/1")  # the open board's mark moves with the clock too
+    assert mark.endswith("/1/0")  # the open board's mark moves with the clock too (and with applicants waiting)
+
+
+def test_needs_you_and_its_sql_twin_agree_on_every_reason_and_every_combination(s):
+    """The board orders in SQL (`adapters.needs_you`, so the order holds before its 200-row limit) and explains in
+    Python (`SupportRequest.needs_you`): over every combination of what each reason reads, the two pick the same
+    requests, whichever backend."""
+    s.request()
+    now = utcnow()
+    answers_due = (None, now - timedelta(minutes=1), now + ANSWERS_DUE_SOON / 2, now + ANSWERS_DUE_SOON,
+                   now + ANSWERS_DUE_SOON * 2)  # each side of both bounds, and on the outer one
+    grid = list(itertools.product(REQUEST_STATUSES, (0, 1), (None, now - timedelta(hours=1)), answers_due, (0, 1),
+                                  URGENCIES, (None, now.date())))
+    with s.apps["intake"].extensions["ccs"].sessions() as session:
+        template = dict(session.execute(sa.select(requests_table)).mappings().one())
+        session.execute(sa.insert(requests_table), [
+            {**template, "id": uuid.uuid4(), "status": status, "concerns_open": concerns, "given_back_at": given_back,
+             "answers_due_at": due, "sms_waiting": waiting, "urgency": urgency, "visit_overdue_since": overdue}
+            for status, concerns, given_back, due, waiting, urgency, overdue in grid])
+        session.commit()
+        flagged = set(session.scalars(sa.select(requests_table.c.id).where(needs_you_sql(now))))
+        everyone = session.scalars(sa.select(SupportRequest)).all()
+        assert len(everyone) == len(grid) + 1
+        assert {r.id for r in everyone if r.needs_you(now)} == flagged
+        reasons = {reason for r in everyone for reason, _ in r.needs_you(now)}
+        assert reasons == {"concern", "unmatched", "visit_overdue", "given_back", "answers_due", "sms_waiting",
+                           "urgent"}
+        assert 0 < len(flagged) < len(everyone)

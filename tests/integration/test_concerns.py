@@ -213,6 +213,12 @@ def test_without_a_code_the_only_task_is_meant_and_with_two_the_volunteer_is_ask
     assert s.ask(ann, f"CONCERN {second_code} he was very low today") == [RECEIPT.format(code=second_code)]
     assert len(s.concerns()) == 2 and s.concerns()[0]["text"] == "he was very low today"
 
+    pages = [s.client("intake").get("/concerns", headers=s.headers, query_string={"page": n, "page_size": 1})
+             for n in (1, 2, 3)]
+    assert [[c["text"] for c in page.json] for page in pages] == [
+        ["he was very low today"], [f"I'm worried about her. {WORDS}"], []]
+    assert '"total": 2' in pages[0].headers["X-Pagination"]  # the log is paged, and says how long it is
+
 
 def test_a_volunteer_with_no_task_is_told_it_reached_the_coordinators_and_ottawa_says_911(concerns_system):
     s = concerns_system

@@ -534,3 +534,18 @@ def test_a_patient_without_a_name_or_with_an_impossible_one_is_taken_and_flagged
     long["contained"][0]["name"] = [{"text": "x" * 300}]
     loaded = fhir_referral(long, ACTOR)
     assert loaded["person"]["name"] == "Name not given" and loaded["to_check"][0]["value"] == "x" * 300
+
+
+def test_every_request_status_has_a_stage_for_the_referrer_a_service_request_status_and_a_task_status():
+    """A request's status is told three ways (the referrer's words, FHIR ServiceRequest.status, Task.status): a new
+    status added to the taxonomy must be added to each, or a referrer's page and a partner's FHIR read would fail."""
+    from services.intake.domain import REFERRAL_HISTORY, REFERRAL_STAGES
+    from shared.taxonomy import REQUEST_STATUSES
+
+    assert set(REFERRAL_STAGES) == set(fhir.STATUSES) == set(fhir.TASK_STATUSES) == set(REQUEST_STATUSES)
+    assert set(REFERRAL_HISTORY.values()) <= set(REQUEST_STATUSES)
+    assert set(fhir.STATUSES.values()) <= {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error"}
+    # FHIR R4's value sets (the models do not check them): request-status and task-status
+    assert set(fhir.TASK_STATUSES.values()) <= {"draft", "requested", "received", "accepted", "rejected", "ready",
+                                                "cancelled", "in-progress", "on-hold", "failed", "completed",
+                                                "entered-in-error"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -746,6 +746,33 @@ def test_a_task_given_back_needs_a_coordinator_until_someone_takes_it_and_counts
     request.messages_waiting(3, BOARD_NOW - timedelta(seconds=1))  # an older count, arriving late
     assert request.sms_waiting == 2
     request.messages_waiting(0, BOARD_NOW + timedelta(seconds=1))
+    assert request.needs_you(BOARD_NOW) == []
+
+
+def test_an_overdue_befriending_visit_needs_a_coordinator_until_a_later_visit_whatever_order_events_come_in():
+    request = board_request("matched", matching_sequence=2)
+    ids = {"match_id": str(uuid.uuid4()), "request_id": str(request.id), "volunteer_id": str(uuid.uuid4()),
+           "community": "fylde-coast"}
+
+    def overdue(since: str):
+        return load_event(make_event("befriending.visit_overdue", {
+            **ids, "phone": "+447911123456", "code": "4821", "rhythm": "weekly", "since": since,
+            "overdue_on": since})).payload
+
+    def visit(on: str):
+        return load_event(make_event("befriending.visit_logged", {
+            **ids, "support_type": "home_visit", "visited_on": on, "hours": 1.0})).payload
+
+    request.visits(overdue("2026-12-01"))
+    assert request.needs_you(BOARD_NOW) == [("visit_overdue", date(2026, 12, 1))]
+    request.visits(visit("2026-12-01"))  # the visit the spell counts from, heard again: the spell goes on
+    assert request.needs_you(BOARD_NOW) == [("visit_overdue", date(2026, 12, 1))]
+    request.visits(visit("2026-12-09"))
+    assert request.needs_you(BOARD_NOW) == []
+    request.visits(overdue("2026-12-01"))  # an older spell arriving late: over already
+    assert request.needs_you(BOARD_NOW) == []
+    request.visits(overdue("2026-12-09"))
+    request.status = "completed"  # ended: nobody need look
     assert request.needs_you(BOARD_NOW) == []
 
 

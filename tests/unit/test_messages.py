@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime, timezone
 
 import pytest
 
-from services.notify.messages import (TEMPLATES, Reply, Segments, answer_for, offer_text, parse_reply, render,
-                                      segments, window_text)
+from services.notify.messages import (TEMPLATES, Reply, Segments, answer_for, asks_to_talk, offer_text, parse_reply,
+                                      render, segments, window_text)
 from shared.taxonomy import KINDS
 
 # (what a volunteer typed, keyword, code, hours, understood all of it?)
@@ -103,6 +103,21 @@ def test_stop_words_opt_out_only_as_the_whole_message():
 def test_an_unclear_reply_is_told_what_was_not_understood_and_how_to_answer(reply, says):
     answer = answer_for(reply)
     assert says in answer and "YES <code>" in answer
+
+
+@pytest.mark.parametrize("language, examples", [
+    ("en", {"MY": "MY", "HOURS": "HOURS", "AWAY 24-28 dec": "AWAY", "CONCERN 4821 she fell": "CONCERN"}),
+    ("fr", {"MES TACHES": "MY", "HEURES": "HOURS", "ABSENT du 24 au 28 déc": "AWAY",
+            "INQUIET 4821 elle est tombée": "CONCERN"}),
+])
+def test_help_names_every_command_a_volunteer_can_text_and_each_one_it_names_is_understood(language, examples):
+    """HELP on its own lists what a volunteer can ask about themselves too; the words it teaches are the ones read."""
+    answer = answer_for(Reply("HELP"), language)
+    for example, keyword in examples.items():
+        assert example.split()[0] in answer
+        assert parse_reply(example, date(2026, 12, 1)).keyword == keyword, example
+    talk = "TALK" if language == "en" else "PARLER"
+    assert talk in answer and asks_to_talk(talk)
 
 
 def test_a_clear_reply_gets_no_answer_and_help_is_answered_in_french():

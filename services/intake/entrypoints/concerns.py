@@ -72,10 +72,12 @@ CONCERN_OUT = ConcernOut()
 class Concerns(MethodView):
     @requires(*COORDINATORS)
     @api.response(200, ConcernOut(many=True))
+    @api.paginate()
     @api.doc(security=BEARER)
-    def get(self):
-        """The concerns in your communities, open ones first, then newest."""
-        return [concern for concern, _ in service_layer.list_concerns(service().uow(), current_actor())]
+    def get(self, pagination_parameters):
+        """The concerns in your communities, open ones first, then newest, a page at a time."""
+        return [concern for concern, _ in service_layer.list_concerns(service().uow(), current_actor(),
+                                                                       page=pagination_parameters)]
 
 
 @api.route("/<uuid:concern_id>")

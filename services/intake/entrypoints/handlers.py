@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from services.intake import service_layer
 from shared.contracts import Event
-from shared.contracts.matching import (BefriendingEnded, BefriendingStarted, BefriendingVisitOverdue, ConcernRaised,
-                                       OfferAccepted, OfferAnswerDue, OfferMade, OfferWithdrawn, RequestMatched,
-                                       RequestUnmatched, TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut)
+from shared.contracts.matching import (ApplicantsWaiting, BefriendingEnded, BefriendingStarted, BefriendingVisitLogged,
+                                       BefriendingVisitOverdue, ConcernRaised, OfferAccepted, OfferAnswerDue,
+                                       OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched, TaskCompleted,
+                                       TaskGivenBack, TaskVolunteerOptedOut)
 from shared.contracts.notify import SmsHeld, SmsWaiting
 
 
@@ -32,6 +33,11 @@ def concern_raised(uow, event: Event) -> None:
     service_layer.open_concern(uow, event)
 
 
+def applicants_waiting(uow, event: Event) -> None:
+    """Keep how many applicants to volunteer wait too long, so the board reminds the coordinators."""
+    service_layer.applicants_waiting(uow, event)
+
+
 def offer_texts_held(uow, event: Event) -> None:
     """Say on the timeline when an offer's texts will go, so nobody thinks the volunteers have been asked yet."""
     service_layer.offer_texts_held(uow, event)
@@ -40,6 +46,7 @@ def offer_texts_held(uow, event: Event) -> None:
 HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
                                                          TaskVolunteerOptedOut, BefriendingStarted,
-                                                         BefriendingVisitOverdue, BefriendingEnded)},
+                                                         BefriendingVisitOverdue, BefriendingVisitLogged,
+                                                         BefriendingEnded)},
             OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting,
-            ConcernRaised.TYPE: concern_raised}
+            ConcernRaised.TYPE: concern_raised, ApplicantsWaiting.TYPE: applicants_waiting}

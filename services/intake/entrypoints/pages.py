@@ -98,7 +98,8 @@ def logout():
 def board():
     """The community's requests: those needing a coordinator first, each with why in plain words (nobody found,
     given back, offers about to time out, SMS waiting in the inbox, urgent with nobody yet), then the rest,
-    unmatched and urgent first; with filters and search."""
+    unmatched and urgent first; with filters and search. Above them, how many applicants to volunteer have waited
+    too long, where any have."""
     chosen = {name: request.args.get(name, "") for name in ("status", "support_type", "urgency")}
     filters = {name: value for name, value in chosen.items() if value}
     search = request.args.get("q", "")[:100]
@@ -108,7 +109,10 @@ def board():
                                        service_layer.Page(page_size=BOARD_ROWS), search, now)
     needing = [(r, reasons) for r in rows if (reasons := r.needs_you(now))]
     rest = [r for r in rows if not r.needs_you(now)]
-    return render("board.html", needing=needing, rest=rest, chosen=chosen, search=search, latest=latest)
+    applicants = [(all_communities()[slug].name if slug in all_communities() else slug, waiting, days)
+                  for slug, waiting, days in service_layer.waiting_applicants(service().uow(), current_actor())]
+    return render("board.html", needing=needing, rest=rest, chosen=chosen, search=search, latest=latest,
+                  applicants=applicants)
 
 
 @blp.route("/board/latest")

@@ -1,8 +1,8 @@
 """training sessions and their invitations (each with a code unique among open offers and invitations), and the
 checks an applicant was granted by training before approval
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 """
 from typing import Sequence, Union
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = "0013"
-down_revision: Union[str, Sequence[str], None] = "0012"
+revision: str = "0014"
+down_revision: Union[str, Sequence[str], None] = "0013"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1097,27 +1097,33 @@ def change_check_type(uow, actor: Actor, key: str, changes: dict[str, Any], now:
     return own
 
 
-def set_requirement(uow, actor: Actor, kind: str, checks: list[str], now: datetime) -> tuple[str, ...]:
-    """Set which checks a kind of help needs in the actor's community, from now on: volunteers without one in date
-    are not asked for it (offers already made stay). NotFound for a kind matching never offers; Invalid for a
-    check the community does not have (or has retired). The checks it needs now."""
-    if kind not in KINDS or not KINDS[kind].offered:
-        raise NotFound("No such kind of help.")
+def set_requirements(uow, actor: Actor, wanted: dict[str, list[str]], now: datetime) -> dict[str, tuple[str, ...]]:
+    """Set which checks kinds of help need in the actor's community (each kind given: its checks), from now on:
+    volunteers without one in date are not asked for it (offers already made stay); each kind changed is audited.
+    NotFound for a kind matching never offers; Invalid (naming `requires.<kind>`) for a check the community does
+    not have or has retired, and then nothing changes. The checks each kind given needs now."""
+    if unknown_kinds := [kind for kind in wanted if kind not in KINDS or not KINDS[kind].offered]:
+        raise NotFound(f"No such kind of help: {', '.join(unknown_kinds)}.")
     community = actor.community
     uow.checks.changing(community)
     rules = uow.checks.rules(community)
     active = rules.active()
-    if unknown := [c for c in checks if c not in active]:
-        raise Invalid({"checks": [f"{', '.join(unknown)}: not a check of this community. "
-                                  f"Choose from {', '.join(active)}."]})
-    before = rules.needed(kind)
-    after = tuple(sorted(set(checks), key=list(rules.types).index))
-    if after != before:
+    problems = {f"requires.{kind}": [f"{', '.join(unknown)}: not a check of this community. "
+                                     f"Choose from {', '.join(active)}."]
+                for kind, checks in wanted.items() if (unknown := [c for c in checks if c not in active])}
+    if problems:
+        raise Invalid(problems)
+    now_needed = {}
+    for kind, checks in wanted.items():
+        before = rules.needed(kind)
+        now_needed[kind] = after = tuple(sorted(set(checks), key=list(rules.types).index))
+        if after == before:
+            continue
         own = uow.checks.own_requirement(community, kind)
         if own is None:
             uow.checks.add(KindRequirement(community=community, kind=kind, checks=list(after)))
         else:
             own.checks = list(after)
         _audit(uow, actor, f"requirement:{kind}", {"checks": list(before)}, {"checks": list(after)}, now)
-        uow.commit()
-    return after
+    uow.commit()
+    return now_needed

@@ -16,8 +16,9 @@ from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.matching import service_layer
-from services.matching.domain import (APPLICANT_STAGES, LEAVING, MatchingError, NotFound, TooManyApplications,
-                                      check_problems, time_away_problems)
+from services.matching.domain import (APPLICANT_STAGES, CHECK_KEY, LEAVING, LONGEST_LIFE_MONTHS, Invalid,
+                                      MatchingError, NotFound, TooManyApplications, check_problems,
+                                      time_away_problems)
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
 from shared.communities import all_communities
@@ -40,8 +41,12 @@ RETRY_AFTER_SECONDS = 3600
 
 
 def refused(error: MatchingError):
-    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), 429 for too many
-    applications, else 409."""
+    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), 422 naming each
+    field for a value the community's rules do not allow, 429 for too many applications, else 409."""
+    if isinstance(error, Invalid):
+        errors = field_errors(error.messages)
+        return problem(422, "Unprocessable Content", "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                       errors=errors)
     if isinstance(error, TooManyApplications):
         response = problem(429, "Too Many Requests", str(error))
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -54,17 +59,25 @@ befriending = Blueprint("befriending", __name__, url_prefix="/befriending",
                         description="Befriending matches: a volunteer visiting a person at a rhythm, until ended")
 
 
-for _blueprint in (blp, matches, befriending, applying):
+checks = Blueprint("checks", __name__, url_prefix="/volunteers/checks",
+                   description="Each community's checks and training: their names, the evidence seen, how long they "
+                               "last, and which kinds of help need which (administrators change them; every change "
+                               "is audited and applies from then on)")
+
+
+for _blueprint in (blp, matches, befriending, applying, checks):
     _blueprint.register_error_handler(MatchingError, refused)
 
 
 class CheckIn(Schema):
     """That a check or training was done, and when it expires."""
 
-    check = fields.Str(required=True, validate=validate.OneOf(sorted(CHECKS)))
+    check = fields.Str(required=True, validate=validate.Regexp(CHECK_KEY, error="Choose one of the options."),
+                       metadata={"description": "One of the community's checks (GET /volunteers/checks): else 422."})
     done_on = fields.Date(required=True, metadata={"description": "By today, and not before 1900."})
-    expires_on = fields.Date(load_default=None, allow_none=True,
-                             metadata={"description": "After done_on, and at most ten years after it."})
+    expires_on = fields.Date(load_default=None, allow_none=True, metadata={
+        "description": "After done_on, and at most ten years after it; when not given, done_on plus the months "
+                       "the check lasts in the community (none if it does not expire)."})
 
     @validates_schema
     def check_dates(self, data, **kwargs):
@@ -759,3 +772,140 @@ class ApplicantStage(MethodView):
         with service().uow() as uow:
             return service_layer.move_applicant(uow, current_actor(), applicant_id, data["stage"], clock.utcnow(),
                                                 data.get("reason"))
+
+
+# --- a community's checks and training, as its administrators define them ----------------------------------------
+
+ADMINS = ("admin",)
+KEY_RULE = "2 to 32 lowercase letters, digits or _, starting with a letter."
+
+
+class CheckTypeIn(Schema):
+    """A check or training the community asks of volunteers."""
+
+    key = fields.Str(required=True, validate=validate.Regexp(CHECK_KEY, error=f"Must be {KEY_RULE}"),
+                     metadata={"description": f"How the API and spreadsheets name it: {KEY_RULE}", "example":
+                               "culturally_safe_practice"})
+    name = Text(required=True, blank=False, validate=validate.Length(max=200),
+                metadata={"example": "Culturally safe practice training"})
+    evidence = Text(load_default="", validate=validate.Length(max=500),
+                    metadata={"description": "What a coordinator sees before recording it.",
+                              "example": "certificate seen"})
+    lasts_months = Integer(load_default=None, allow_none=True, validate=validate.Range(1, LONGEST_LIFE_MONTHS),
+                           metadata={"description": "How long it lasts; null: it does not expire.", "example": 24})
+
+
+class CheckTypePatch(Schema):
+    """What may change of a check: only the fields given change. `retired` true: no longer asked for or recorded."""
+
+    name = Text(blank=False, validate=validate.Length(max=200))
+    evidence = Text(validate=validate.Length(max=500))
+    lasts_months = Integer(allow_none=True, validate=validate.Range(1, LONGEST_LIFE_MONTHS))
+    retired = Boolean()
+
+
+class CheckTypeOut(Schema):
+    """A check or training of the community."""
+
+    key = fields.Str()
+    name = fields.Str()
+    evidence = fields.Str()
+    lasts_months = fields.Int(allow_none=True)
+    retired = fields.Bool()
+
+
+class RequirementIn(Schema):
+    """The checks a kind of help needs: every one, in date on the day of the task."""
+
+    checks = fields.List(fields.Str(), required=True, metadata={"description": "Keys of unretired checks; [] for none."})
+
+
+class RequirementOut(Schema):
+    """A kind of help and the checks it needs in the community."""
+
+    kind = fields.Str()
+    label = fields.Str()
+    checks = fields.List(fields.Str())
+
+
+class CheckRuleChangeOut(Schema):
+    """One change to the community's checks or requirements: who, when, before and after."""
+
+    subject = fields.Str(metadata={"description": "check_type:<key> or requirement:<kind>"})
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict()
+    at = fields.AwareDateTime()
+    actor = fields.Str()
+    role = fields.Str()
+
+
+class CheckRulesOut(Schema):
+    """The community's checks (retired ones too), which kinds of help need which, and the latest changes."""
+
+    community = fields.Str()
+    check_types = fields.List(fields.Nested(CheckTypeOut))
+    requirements = fields.List(fields.Nested(RequirementOut))
+    changes = fields.List(fields.Nested(CheckRuleChangeOut))
+
+
+def rules_out(view: service_layer.CheckRulesView) -> dict:
+    """The community's rules as CheckRulesOut reads them."""
+    return {"community": view.community, "check_types": list(view.rules.types.values()),
+            "requirements": [{"kind": kind, "label": details.label, "checks": list(view.rules.needed(kind))}
+                             for kind, details in KINDS.items() if details.offered],
+            "changes": view.changes}
+
+
+@checks.route("")
+class CheckTypes(MethodView):
+    """The community's checks and training."""
+
+    @requires(*ADMINS)
+    @checks.response(200, CheckRulesOut)
+    @checks.doc(security=BEARER)
+    def get(self):
+        """The checks of the administrator's community, which kinds of help need which, and who changed what."""
+        with service().uow() as uow:
+            return rules_out(service_layer.check_rules(uow, current_actor()))
+
+    @requires(*ADMINS)
+    @checks.arguments(CheckTypeIn)
+    @checks.response(201, CheckTypeOut)
+    @checks.doc(security=BEARER)
+    def post(self, data):
+        """Add a check or training: it can be recorded for volunteers and required for kinds of help from now on."""
+        with service().uow() as uow:
+            return service_layer.add_check_type(uow, current_actor(), data, clock.utcnow())
+
+
+@checks.route("/<key>")
+class CheckTypeByKey(MethodView):
+    """One check of the community."""
+
+    @requires(*ADMINS)
+    @checks.arguments(CheckTypePatch)
+    @checks.response(200, CheckTypeOut)
+    @checks.doc(security=BEARER)
+    def patch(self, data, key):
+        """Rename a check, change its evidence or how long it lasts, or retire it (audited; from now on)."""
+        with service().uow() as uow:
+            return service_layer.change_check_type(uow, current_actor(), key, data, clock.utcnow())
+
+
+@checks.route("/requirements/<kind>")
+class Requirement(MethodView):
+    """The checks one kind of help needs in the community."""
+
+    @requires(*ADMINS)
+    @checks.arguments(RequirementIn)
+    @checks.response(200, RequirementOut)
+    @checks.doc(security=BEARER)
+    def put(self, data, kind):
+        """Set the checks a kind of help needs (audited): from now on, volunteers without one in date are not
+        asked for it; offers already made stay."""
+        try:
+            with service().uow() as uow:
+                needed = service_layer.set_requirements(uow, current_actor(), {kind: data["checks"]}, clock.utcnow())
+        except Invalid as err:  # about this kind's checks: the body's `checks`
+            raise Invalid({"checks": err.messages[f"requires.{kind}"]}) from err
+        return {"kind": kind, "label": KINDS[kind].label, "checks": list(needed[kind])}

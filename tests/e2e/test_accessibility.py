@@ -16,7 +16,7 @@ PAGES = {
                     "/people/{person}", "/people/{person}/death", "/board/concerns"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
-    "admin": ["/dead-letters", "/organisations", "/organisations/new"],
+    "admin": ["/dead-letters", "/organisations", "/organisations/new", "/roster/checks", "/roster/checks/safeguarding"],
 }
 PUBLIC = ["/join/fylde-coast", "/join/fylde-coast/thanks"]
 

@@ -560,7 +560,7 @@ def _checks_page(add_errors: FormErrors | None = None, add_form: MultiDict | Non
         requires_form = MultiDict()
         for kind in OFFERED_KINDS:
             requires_form.setlist(f"requires.{kind}", list(view.rules.needed(kind)))
-    return render("check_rules.html", view.rules, view=view, changes=_change_rows(view), offered=[(k, KINDS[k].label) for k in OFFERED_KINDS],
+    return render("check_rules.html", view.rules, view=view, community_name=all_communities()[view.community].name, changes=_change_rows(view), offered=[(k, KINDS[k].label) for k in OFFERED_KINDS],
                   add_errors=add_errors or FormErrors(), add_form=add_form or MultiDict(),
                   requires_errors=requires_errors or FormErrors(), requires_form=requires_form), status
 

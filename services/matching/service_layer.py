@@ -38,7 +38,8 @@ from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, L
                                       REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS, Applicant, BefriendingMatch, Candidate,
                                       CheckRuleChange, CheckRules, CheckType, Conflict, Invalid, KindRequirement,
                                       MatchRequest, NotFound, Offer, Place, Policy, TooManyApplications,
-                                      Volunteer, VolunteerCheck, assess, check_type_problems, concern_id, concern_tasks, explain, facts_for,
+                                      Volunteer, VolunteerCheck, assess, check_type_problems, concern_id,
+                                      concern_tasks, explain, facts_for,
                                       months_after, next_batch, overdue_on, rule_text, task_slots,
                                       time_away_problems, why_unmatched)
 from shared import clock, gazetteer

@@ -5,7 +5,6 @@ explanation names the check; once a coordinator records it on the volunteer's pa
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 
 import pytest

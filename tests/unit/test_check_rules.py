@@ -87,8 +87,9 @@ def test_a_kind_needing_the_communitys_own_check_rules_out_a_volunteer_without_i
 
 def test_adding_a_check_and_requiring_it_is_audited_and_a_check_recorded_without_expiry_lasts_its_time():
     uow = FakeMatchingUnitOfWork()
-    added = service_layer.add_check_type(uow, ADMIN, {"key": CULTURAL.key, "name": " Culturally safe practice training ",
-                                                      "evidence": "certificate seen", "lasts_months": 24}, NOW)
+    added = service_layer.add_check_type(uow, ADMIN, {
+        "key": CULTURAL.key, "name": " Culturally safe practice training ", "evidence": "certificate seen",
+        "lasts_months": 24}, NOW)
     assert added.name == "Culturally safe practice training" and uow.committed
     with pytest.raises(Invalid) as twice:
         service_layer.add_check_type(uow, ADMIN, {"key": CULTURAL.key, "name": "Again"}, NOW)
@@ -136,5 +137,6 @@ def test_renaming_a_default_check_keeps_its_other_facts_and_an_unchanged_save_is
     with pytest.raises(NotFound):
         service_layer.change_check_type(uow, ADMIN, "no_such_check", {"name": "X"}, NOW)
     retired = service_layer.change_check_type(uow, ADMIN, "driving", {"retired": True}, NOW)
-    assert retired.retired and uow.checks.rules("fylde-coast").needed("transport") == ("safeguarding", "criminal_record")
+    assert retired.retired
+    assert uow.checks.rules("fylde-coast").needed("transport") == ("safeguarding", "criminal_record")
     assert uow.checks.rules("cheshire-east").needed("transport") == KINDS["transport"].checks  # theirs alone

@@ -817,7 +817,8 @@ class CheckTypeOut(Schema):
 class RequirementIn(Schema):
     """The checks a kind of help needs: every one, in date on the day of the task."""
 
-    checks = fields.List(fields.Str(), required=True, metadata={"description": "Keys of unretired checks; [] for none."})
+    checks = fields.List(fields.Str(), required=True,
+                         metadata={"description": "Keys of unretired checks; [] for none."})
 
 
 class RequirementOut(Schema):

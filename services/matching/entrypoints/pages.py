@@ -83,7 +83,8 @@ def profile_of(form: MultiDict, rules: CheckRules = DEFAULT_RULES) -> tuple[dict
         data["languages"] = form.getlist("languages")
     data["availability"] = [{"days": form.getlist(f"availability.{part}"), "part_of_day": part}
                             for part in PARTS_OF_DAY if form.getlist(f"availability.{part}")]
-    order = [check for check in rules.active() if form.get(f"checks.{check}.done_on") or form.get(f"checks.{check}.expires_on")]
+    order = [check for check in rules.active()
+             if form.get(f"checks.{check}.done_on") or form.get(f"checks.{check}.expires_on")]
     if order:
         data["checks"] = [{"check": check, **{edge: form[f"checks.{check}.{edge}"] for edge in ("done_on", "expires_on")
                                               if form.get(f"checks.{check}.{edge}")}} for check in order]
@@ -560,7 +561,8 @@ def _checks_page(add_errors: FormErrors | None = None, add_form: MultiDict | Non
         requires_form = MultiDict()
         for kind in OFFERED_KINDS:
             requires_form.setlist(f"requires.{kind}", list(view.rules.needed(kind)))
-    return render("check_rules.html", view.rules, view=view, community_name=all_communities()[view.community].name, changes=_change_rows(view), offered=[(k, KINDS[k].label) for k in OFFERED_KINDS],
+    return render("check_rules.html", view.rules, view=view, community_name=all_communities()[view.community].name,
+                  changes=_change_rows(view), offered=[(k, KINDS[k].label) for k in OFFERED_KINDS],
                   add_errors=add_errors or FormErrors(), add_form=add_form or MultiDict(),
                   requires_errors=requires_errors or FormErrors(), requires_form=requires_form), status
 

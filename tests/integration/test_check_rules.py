@@ -159,3 +159,24 @@ def test_two_processes_see_a_rule_change_in_their_next_decision_and_the_index_ag
                                  json={"checks": ["culturally_safe_practice"]}).status_code == 200
     found = decide(other, visit, everyone=True)  # a check nobody holds yet
     assert found == ([], Counter({"check:culturally_safe_practice": 3})) and found[1] == reference(other, visit)[1]
+
+
+def test_a_spreadsheet_imports_the_communitys_own_checks_and_names_the_column_of_one_it_does_not_have(app_for, token):
+    client = app_for("matching").test_client()
+    admin, coordinator = token("admin"), token("coordinator")
+    assert client.post("/volunteers/checks", json=CULTURAL, headers=admin).status_code == 201
+    header = "name,phone,postcode,max_distance_km,skills,safeguarding_done,culturally_safe_practice_done"
+    rows = ["Ida Import,07911123480,FY1,10,bereavement,2026-01-05,2026-02-01",
+            "Jo Import,07911123481,FY1,10,bereavement,2026-01-05,"]
+    sheet = "\n".join([header, *rows]) + "\n"
+    done = client.post("/volunteers/import", data=sheet, headers={**coordinator, "Content-Type": "text/csv"})
+    assert done.status_code == 201 and done.json == {"imported": 2, "rows": 2, "errors": []}, done.json
+    ida = next(v for v in client.get("/volunteers", headers=coordinator).json if v["name"] == "Ida Import")
+    assert {c["check"]: c["expires_on"] for c in ida["checks"]} == {"safeguarding": None,
+                                                                    "culturally_safe_practice": "2028-02-01"}
+
+    elsewhere = sheet.replace("culturally_safe_practice_done", "fylde_only_done").replace("0791112348", "0791112349")
+    refused = client.post("/volunteers/import", data=elsewhere, headers={**coordinator, "Content-Type": "text/csv"})
+    assert refused.status_code == 422 and refused.json["errors"] == [
+        {"line": 2, "field": "fylde_only_done", "detail": refused.json["errors"][0]["detail"]}], refused.json
+    assert refused.json["errors"][0]["detail"].startswith("Must be one of: safeguarding, ")

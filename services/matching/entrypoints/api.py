@@ -11,7 +11,7 @@ from http import HTTPStatus
 import hashlib
 import hmac
 
-from flask import request, url_for
+from flask import g, has_request_context, request, url_for
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -69,10 +69,23 @@ for _blueprint in (blp, matches, befriending, applying, checks):
     _blueprint.register_error_handler(MatchingError, refused)
 
 
+def known_check(value: str) -> None:
+    """One of the acting user's community's checks, unretired (a validator, so every bad field is named at once;
+    the use case judges again). The community's checks are read once per request."""
+    if not has_request_context() or "user" not in g:
+        return
+    if "matching_checks" not in g:
+        with service().uow() as uow:
+            g.matching_checks = uow.checks.rules(current_actor().community).active()
+    if value not in g.matching_checks:
+        raise ValidationError(f"Must be one of: {', '.join(g.matching_checks)}.")
+
+
 class CheckIn(Schema):
     """That a check or training was done, and when it expires."""
 
-    check = fields.Str(required=True, validate=validate.Regexp(CHECK_KEY, error="Choose one of the options."),
+    check = fields.Str(required=True, validate=[validate.Regexp(CHECK_KEY, error="Choose one of the options."),
+                                                known_check],
                        metadata={"description": "One of the community's checks (GET /volunteers/checks): else 422."})
     done_on = fields.Date(required=True, metadata={"description": "By today, and not before 1900."})
     expires_on = fields.Date(load_default=None, allow_none=True, metadata={
@@ -280,6 +293,9 @@ COLUMNS = ("name", "phone", "postcode", "latitude", "longitude", "max_distance_k
            "availability", "weekly_cap", *CHECK_COLUMNS)
 SHEETS = ("text/csv", "multipart/form-data")  # how a spreadsheet may come
 NUMBER_COLUMNS = ("latitude", "longitude", "max_distance_km", "weekly_cap")
+# A community's own checks come in columns named the same way (<key>_done, <key>_expires); a key the community does
+# not have is refused on its row, naming the column.
+CHECK_COLUMN = re.compile(r"^([a-z][a-z0-9_]{1,31})_(done|expires)$")
 _UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
@@ -303,7 +319,7 @@ def as_number(text: str) -> int | float | str:
 
 def volunteer_from_row(row: dict[str, str]) -> dict:
     """A CSV row as the body POST /volunteers takes: lists split on ';' or ',', availability as 'mon:morning',
-    each check as <check>_done and <check>_expires columns. Empty cells are left out."""
+    each check (the community's own too) as <check>_done and <check>_expires columns. Empty cells are left out."""
     cells = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
     data: dict = {}
     for name in ("name", "phone", "postcode", "gender", "latitude", "longitude", "max_distance_km", "weekly_cap"):
@@ -320,8 +336,9 @@ def volunteer_from_row(row: dict[str, str]) -> dict:
                    if item.strip()]
         data["availability"] = [{"days": [w.split(":")[0]], "part_of_day": w.partition(":")[2]} for w in windows]
     checks = {}
-    for column, (check, edge) in CHECK_COLUMNS.items():
-        if cells.get(column):
+    for column in cells:
+        if (found := CHECK_COLUMN.match(column)) and cells[column]:
+            check, edge = found.groups()
             checks.setdefault(check, {"check": check})["done_on" if edge == "done" else "expires_on"] = \
                 _date(cells[column])
     if checks:
@@ -334,7 +351,7 @@ def _column_of(field: str, data: dict) -> str:
     parts = field.split(".")
     if parts[0] == "checks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(data.get("checks", [])):
         check = data["checks"][int(parts[1])]["check"]
-        return f"{check}_{'done' if parts[-1] == 'done_on' else 'expires'}" if len(parts) > 2 else f"{check}_done"
+        return f"{check}_{'expires' if parts[-1] == 'expires_on' else 'done'}" if len(parts) > 2 else f"{check}_done"
     return parts[0]
 
 
@@ -358,7 +375,8 @@ def read_csv(raw: bytes) -> list[tuple[int, dict[str, str]]]:
         raise ValueError(f"The file is not CSV: line {reader.line_num}: {err}.") from err
     if reader.fieldnames is None:
         raise ValueError("The file is empty.")
-    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS]
+    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS
+               and not CHECK_COLUMN.match(name.strip().lower())]
     if unknown:
         raise ValueError(f"Unknown column(s): {', '.join(unknown)}. The columns are: {', '.join(COLUMNS)}.")
     return rows
@@ -418,9 +436,9 @@ class VolunteerImport(MethodView):
         """Import a coordinator's volunteer spreadsheet (CSV, with a header row), all or nothing.
 
         Columns: name, phone, postcode (or latitude and longitude), max_distance_km, skills ("practical; driving"),
-        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each check
-        `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires; dates as 2026-01-05
-        or 05/01/2026). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
+        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each of the
+        community's checks `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires;
+        dates as 2026-01-05 or 05/01/2026; without an expiry, a check expires as it lasts in the community). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
         number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
         if request.mimetype not in SHEETS and (request.mimetype or request.content_length):
             return problem(415, "Unsupported Media Type", "Send the spreadsheet as text/csv or as a "

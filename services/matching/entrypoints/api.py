@@ -438,8 +438,9 @@ class VolunteerImport(MethodView):
         Columns: name, phone, postcode (or latitude and longitude), max_distance_km, skills ("practical; driving"),
         languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each of the
         community's checks `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires;
-        dates as 2026-01-05 or 05/01/2026; without an expiry, a check expires as it lasts in the community). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
-        number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
+        dates as 2026-01-05 or 05/01/2026; without an expiry, a check expires as it lasts in the community).
+        Every row is checked as POST /volunteers checks one; a bad row is reported with its line number (the header
+        is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
         if request.mimetype not in SHEETS and (request.mimetype or request.content_length):
             return problem(415, "Unsupported Media Type", "Send the spreadsheet as text/csv or as a "
                            f"multipart/form-data `file`, not {request.mimetype or 'untyped'}.")

@@ -484,11 +484,27 @@ CHECK_KEY = re.compile(r"^[a-z][a-z0-9_]{1,31}$")  # as volunteer_checks.check s
 LONGEST_LIFE_MONTHS = 120  # a check lasts at most ten years (as `check_problems` holds a recorded check to)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckDefinition:
+    """A check or training as a community defines it: its name as the community words it, the evidence a
+    coordinator sees, and how long it lasts (None: it does not expire). A retired one is no longer asked for or
+    recorded; the records volunteers hold of it stay. A value, so a process can keep it (`CheckRules`)."""
+
+    key: str
+    name: str
+    evidence: str = ""
+    lasts_months: int | None = None
+    retired: bool = False
+
+    def facts(self) -> dict[str, Any]:
+        """What the audit trail keeps of it, before and after a change."""
+        return {"name": self.name, "evidence": self.evidence, "lasts_months": self.lasts_months,
+                "retired": self.retired}
+
+
 @dataclass(eq=False, kw_only=True)
 class CheckType:
-    """A check or training a community asks of volunteers: its name as the community words it, the evidence a
-    coordinator sees, and how long it lasts (None: it does not expire). A retired one is no longer asked for or
-    recorded; the records volunteers hold of it stay."""
+    """A community's own definition of a check (a row: one it added, or a default it changed)."""
 
     community: str
     key: str
@@ -498,13 +514,17 @@ class CheckType:
     retired: bool = False
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
+    def definition(self) -> CheckDefinition:
+        """The check as the rules read it."""
+        return CheckDefinition(key=self.key, name=self.name, evidence=self.evidence, lasts_months=self.lasts_months,
+                               retired=self.retired)
+
     def facts(self) -> dict[str, Any]:
         """What the audit trail keeps of it, before and after a change."""
-        return {"name": self.name, "evidence": self.evidence, "lasts_months": self.lasts_months,
-                "retired": self.retired}
+        return self.definition().facts()
 
 
-def check_expires_on(check_type: CheckType | None, done_on: date) -> date | None:
+def check_expires_on(check_type: CheckDefinition | CheckType | None, done_on: date) -> date | None:
     """When a check of this type done on `done_on` expires: `lasts_months` later (the last day of a shorter month);
     None when it does not expire, or its type is not known. The one place that says so: the volunteer form and API,
     and anything that grants a check (training attended), ask it."""
@@ -544,7 +564,7 @@ class CheckRules:
     needs, as matching applies them: the taxonomy's defaults, then the community's block in communities.json, then
     what its administrators changed (the rows). A community that defines nothing has exactly the taxonomy's."""
 
-    types: dict[str, CheckType]
+    types: dict[str, CheckDefinition]
     requires: dict[str, tuple[str, ...]]  # by kind: the keys of the unretired checks it needs, in the types' order
 
     @classmethod
@@ -553,15 +573,14 @@ class CheckRules:
            requirements: Iterable[KindRequirement] = ()) -> "CheckRules":
         """The rules of a community: the defaults, its configured block (`checks`: key to {"name", "evidence",
         "lasts_months"}; `requirements`: kind to keys), and its rows over both."""
-        found = {key: CheckType(community=community, key=key, name=name) for key, name in CHECKS.items()}
+        found = {key: CheckDefinition(key=key, name=name) for key, name in CHECKS.items()}
         for key, given in (configured or {}).items():
             default = found.get(key)
-            found[key] = CheckType(community=community, key=key,
-                                   name=given.get("name") or (default.name if default else key),
-                                   evidence=given.get("evidence", ""), lasts_months=given.get("lasts_months"),
-                                   retired=bool(given.get("retired", False)))
+            found[key] = CheckDefinition(key=key, name=given.get("name") or (default.name if default else key),
+                                         evidence=given.get("evidence", ""), lasts_months=given.get("lasts_months"),
+                                         retired=bool(given.get("retired", False)))
         for check_type in types:
-            found[check_type.key] = check_type
+            found[check_type.key] = check_type.definition()
         needs = {kind: list(details.checks) for kind, details in KINDS.items()}
         needs.update({kind: list(keys) for kind, keys in (configured_requirements or {}).items()})
         needs.update({row.kind: list(row.checks) for row in requirements})

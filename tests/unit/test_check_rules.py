@@ -10,9 +10,9 @@ from datetime import date, datetime, timezone
 import pytest
 
 from services.matching import service_layer
-from services.matching.domain import (DEFAULT_RULES, CheckRules, CheckType, Facts, Invalid, KindRequirement,
-                                      NotFound, Policy, check_expires_on, exclusion, explain, task_slots,
-                                      why_unmatched)
+from services.matching.domain import (DEFAULT_RULES, CheckDefinition, CheckRules, CheckType, Facts, Invalid,
+                                      KindRequirement, NotFound, Policy, check_expires_on, exclusion, explain,
+                                      task_slots, why_unmatched)
 from shared.auth import Actor
 from shared.communities import all_communities
 from shared.taxonomy import CHECKS, KINDS
@@ -22,8 +22,13 @@ from tests.unit.test_matching_service_layer import COORDINATOR, FakeMatchingUnit
 
 NOW = datetime(2030, 1, 7, 9, tzinfo=timezone.utc)
 ADMIN = Actor(subject="ada@example.org", role="admin", communities=("fylde-coast",))
-CULTURAL = CheckType(community="fylde-coast", key="culturally_safe_practice", name="Culturally safe practice training",
-                     evidence="certificate seen", lasts_months=24)
+CULTURAL = CheckDefinition(key="culturally_safe_practice", name="Culturally safe practice training",
+                           evidence="certificate seen", lasts_months=24)
+
+
+def cultural() -> CheckType:
+    """The community's own check, as a row (made fresh: a domain object is a row once mapped)."""
+    return CheckType(community="fylde-coast", **CULTURAL.facts(), key=CULTURAL.key)
 
 
 def test_a_community_that_defines_nothing_has_exactly_the_taxonomys_checks_and_requirements():
@@ -70,7 +75,7 @@ def test_a_check_expires_as_long_after_it_was_done_as_its_type_lasts(lasts, done
 
 
 def test_a_kind_needing_the_communitys_own_check_rules_out_a_volunteer_without_it_naming_it():
-    rules = CheckRules.of("fylde-coast", types=[CULTURAL], requirements=[KindRequirement(
+    rules = CheckRules.of("fylde-coast", types=[cultural()], requirements=[KindRequirement(
         community="fylde-coast", kind="bereavement_visit",
         checks=["safeguarding", "criminal_record", "bereavement_training", CULTURAL.key])])
     request = bereavement_request(support_type="bereavement_visit")
@@ -140,3 +145,9 @@ def test_renaming_a_default_check_keeps_its_other_facts_and_an_unchanged_save_is
     assert retired.retired
     assert uow.checks.rules("fylde-coast").needed("transport") == ("safeguarding", "criminal_record")
     assert uow.checks.rules("cheshire-east").needed("transport") == KINDS["transport"].checks  # theirs alone
+
+
+def test_the_default_rules_read_the_same_once_matchings_tables_are_mapped():
+    import services.matching.adapters  # noqa: F401 (maps CheckType onto its table)
+
+    assert DEFAULT_RULES.active() == CHECKS and DEFAULT_RULES.name("driving") == CHECKS["driving"]

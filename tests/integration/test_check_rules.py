@@ -6,6 +6,7 @@ decision, and the candidate index decides as the rules do volunteer by volunteer
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -15,6 +16,7 @@ from shared.clock import months_after, utcnow
 from shared.communities import get as community
 from tests.integration.test_candidate_index import decide, shopping
 from tests.integration.test_matching import Matching, register
+from tests.integration.test_security import csrf_of, signed_in
 
 IN_DATE = {"done_on": "2026-01-05", "expires_on": "2035-01-05"}
 BEREAVEMENT = [{"check": check, **IN_DATE} for check in ("safeguarding", "criminal_record", "bereavement_training")]
@@ -180,3 +182,38 @@ def test_a_spreadsheet_imports_the_communitys_own_checks_and_names_the_column_of
     assert refused.status_code == 422 and refused.json["errors"] == [
         {"line": 2, "field": "fylde_only_done", "detail": refused.json["errors"][0]["detail"]}], refused.json
     assert refused.json["errors"][0]["detail"].startswith("Must be one of: safeguarding, ")
+
+
+def test_the_checks_pages_change_the_rules_showing_each_mistake_beside_its_field(app_for):
+    app = app_for("matching")
+    admin = signed_in(app, "admin")
+    page = admin.get("/roster/checks")
+    assert page.status_code == 200 and "Checks and training in Fylde Coast" in page.get_data(as_text=True)
+    token = csrf_of(page.get_data(as_text=True))
+
+    blank = admin.post("/roster/checks/driving", data={"name": " ", "evidence": "", "lasts_months": "200",
+                                                       "csrf_token": token})
+    text = blank.get_data(as_text=True)
+    assert blank.status_code == 422
+    assert re.search(r'id="name-error">[^<]*blank', text) and re.search(r'id="lasts_months-error">[^<]*120', text)
+    assert 'value="200"' in text  # what was typed is kept
+
+    renamed = admin.post("/roster/checks/driving", data={"name": "Driving licence seen", "evidence": "",
+                                                         "lasts_months": "36", "retired": "yes", "csrf_token": token})
+    assert renamed.status_code == 303
+    wrong = admin.post("/roster/checks/requirements", data={"requires.transport": ["safeguarding", "driving"],
+                                                            "csrf_token": token})
+    assert wrong.status_code == 422  # driving is retired now
+    assert re.search(r'id="requires-transport-error">driving: not a check of this community',
+                     wrong.get_data(as_text=True))
+    saved = admin.post("/roster/checks/requirements", data={"requires.transport": ["safeguarding"],
+                                                            "csrf_token": token})
+    assert saved.status_code == 303
+    shown = admin.get("/roster/checks").get_data(as_text=True)
+    assert "Checks needed for transport to an appointment" in shown and "Driving licence seen" in shown
+    with app.extensions["ccs"].uow() as uow:
+        rules = uow.checks.rules("fylde-coast")
+        assert rules.needed("transport") == ("safeguarding",) and rules.needed("meals") == ()  # none ticked: none
+        assert rules.types["driving"].retired and rules.types["driving"].lasts_months == 36
+    coordinator = signed_in(app, "coordinator")
+    assert coordinator.get("/roster/checks").status_code == 403

@@ -512,8 +512,9 @@ CHECK_TYPE_LABELS = {"key": "Key", "name": "Name", "evidence": "Evidence seen", 
                      "retired": "Retired"}
 
 
-def _check_type_data(form: MultiDict, fields: tuple[str, ...]) -> dict[str, Any]:
-    """A check type's form as the API's body: empty fields left out, except an empty life (it does not expire)."""
+def _check_type_data(form: MultiDict, fields: tuple[str, ...], whole: bool = False) -> dict[str, Any]:
+    """A check type's form as the API's body: empty fields left out (`whole`: kept, as a change to them), except an
+    empty life (it does not expire)."""
     data: dict[str, Any] = {}
     for name in fields:
         value = form.get(name, "").strip()
@@ -521,7 +522,7 @@ def _check_type_data(form: MultiDict, fields: tuple[str, ...]) -> dict[str, Any]
             data[name] = as_number(value) if value else None
         elif name == "retired":
             data[name] = form.get(name) == "yes"
-        elif value:
+        elif value or whole:
             data[name] = value
     return data
 
@@ -609,7 +610,8 @@ def check_type(key):
                           "lasts_months": str(current.lasts_months or ""), "retired": "yes" if current.retired else ""})
         return render("check_type.html", rules, check_type=current, errors=FormErrors(), form=form)
     try:
-        data = CheckTypePatch().load(_check_type_data(request.form, ("name", "evidence", "lasts_months", "retired")))
+        data = CheckTypePatch().load(_check_type_data(request.form, ("name", "evidence", "lasts_months", "retired"),
+                                                      whole=True))
         with service().uow() as uow:
             service_layer.change_check_type(uow, current_actor(), key, data, clock.utcnow())
     except (ValidationError, Invalid) as err:

@@ -4,6 +4,7 @@ a community's rules; and the use cases that change them (audited, from then on) 
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import date, datetime, timezone
 
@@ -151,3 +152,15 @@ def test_the_default_rules_read_the_same_once_matchings_tables_are_mapped():
     import services.matching.adapters  # noqa: F401 (maps CheckType onto its table)
 
     assert DEFAULT_RULES.active() == CHECKS and DEFAULT_RULES.name("driving") == CHECKS["driving"]
+
+
+def test_the_expiry_reminder_names_the_check_as_its_community_does_and_an_older_event_by_the_defaults():
+    from services.notify.domain import expiring_body
+    from shared.contracts.matching import CheckExpiring
+
+    about = dict(volunteer_id=uuid.uuid4(), community="fylde-coast",
+                 phone="+447911123401", expires_on=date(2030, 2, 1))
+    own = CheckExpiring(**about, check=CULTURAL.key, check_name=CULTURAL.name)
+    assert "culturally safe practice training" in expiring_body(own, "en")
+    older = CheckExpiring(**about, check="criminal_record")  # before events carried the name
+    assert CHECKS["criminal_record"].lower() in expiring_body(older, "en")

@@ -34,6 +34,11 @@ class Community:
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
     applicant_wait_days: an applicant to volunteer waiting longer than this at one stage is marked "waiting too
     long" on the coordinators' board of applicants.
+    checks: the community's own check types, and its wording of the default ones, by key (lowercase letters,
+    digits and _): {"name", "evidence", "lasts_months" (none: it does not expire), "retired"} (matching applies
+    them; its administrators can change them in the browser, and their changes win).
+    requirements: the checks each kind of help needs here, by kind, in place of the taxonomy's (e.g.
+    {"bereavement_visit": ["safeguarding", "criminal_record", "bereavement_training"]}).
     """
 
     slug: str
@@ -49,6 +54,8 @@ class Community:
     emergency_number: str = ""
     retention: dict = field(default_factory=dict, hash=False, compare=False)
     applicant_wait_days: int = 14
+    checks: dict = field(default_factory=dict, hash=False, compare=False)
+    requirements: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def emergency(self) -> str:

@@ -16,16 +16,19 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
 from services.matching.domain import (HOLDING, NEXT_STAGE, RESERVING, SHORTEST_OVERDUE_DAYS, Applicant,
-                                      BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate, HeldTask,
-                                      Invitation, MatchRequest, Offer, Policy, StageChange, Suited, TimeAway,
-                                      TrainingSession, Volunteer, VolunteerCheck)
+                                      BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate, CheckRuleChange,
+                                      CheckRules, CheckType, HeldTask, Invitation, KindRequirement, MatchRequest,
+                                      Offer, Policy, StageChange, Suited, TimeAway, TrainingSession, Volunteer,
+                                      VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
+from shared.communities import all_communities
 from shared.db import UtcDateTime
 from shared.outbox import Outbox
 from shared.revocation import Revocations
@@ -251,12 +254,58 @@ applicants_told = sa.Table(  # how many of a community's applicants waiting too 
     sa.Column("told_at", UtcDateTime, nullable=False),
 )
 
+# Each community's own check types and requirements: its changes over the defaults (the taxonomy's, then its block
+# in communities.json), which domain.CheckRules lays over them; `check_rule_versions` counts each community's
+# changes, so that a process reads its rules again only when they changed; `check_rule_changes` is the audit trail.
+check_types = sa.Table(
+    "check_types", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("evidence", sa.String(500), nullable=False, default=""),
+    sa.Column("lasts_months", sa.Integer),  # none: it does not expire
+    sa.Column("retired", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("community", "key"),
+)
+
+kind_requirements = sa.Table(
+    "kind_requirements", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("checks", sa.JSON, nullable=False, default=list),  # check keys
+    sa.UniqueConstraint("community", "kind"),
+)
+
+check_rule_versions = sa.Table(
+    "check_rule_versions", metadata,
+    sa.Column("community", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+check_rule_changes = sa.Table(
+    "check_rule_changes", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(80), nullable=False),  # "check_type:<key>" or "requirement:<kind>"
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Index("ix_check_rule_changes_community_at", "community", "at"),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Invitation, training_invitations)
 mapper(TrainingSession, training_sessions, properties={
     "invitations": relationship(Invitation, lazy="selectin", cascade="all, delete-orphan",
                                 order_by=training_invitations.c.invited_at),
 })
+mapper(CheckType, check_types)
+mapper(KindRequirement, kind_requirements)
+mapper(CheckRuleChange, check_rule_changes)
 mapper(StageChange, applicant_stages)
 mapper(Applicant, applicants, properties={
     "history": relationship(StageChange, lazy="selectin", cascade="all, delete-orphan",
@@ -403,11 +452,12 @@ class VolunteerRepository:
         asked, nearest first, and how many of the others each profile rule ruled out: from the process's candidate
         index, brought up to date first, and for the volunteers this transaction has changed, from the session."""
         self.session.flush()
+        rules = CheckRuleRepository(self.session).rules(request.community)
         index = index_of(self.session.get_bind())
         with index.lock:
             catch_up(self.session, index)
             own = [self.session.get(Volunteer, id_) for id_ in self.session.info.get(CHANGED, ())]
-            return index.search(request, slots, policy, everyone, own=[v for v in own if v is not None])
+            return index.search(request, slots, policy, everyone, own=[v for v in own if v is not None], rules=rules)
 
     def loaded(self, candidates: list[Candidate]) -> list[Candidate]:
         """The candidates with their volunteers loaded (to be asked: their checks and time away only if read), in
@@ -447,6 +497,78 @@ class VolunteerRepository:
                           VolunteerCheck.reminded_for != VolunteerCheck.expires_on))
             .order_by(VolunteerCheck.id)
             .with_for_update(of=VolunteerCheck, skip_locked=True).execution_options(populate_existing=True))]
+
+
+RULES_CHANGED = "matching.check_rules_changed"  # session.info: this transaction changed a community's rules
+
+
+class CheckRuleRepository:
+    """A community's check types, the checks each kind of help needs, and the changes made to them."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def rules(self, community: str) -> CheckRules:
+        """The community's rules as matching applies them: made once per version of them and kept in the process
+        (beside its candidate index), so a decision reads one row (the version) and the rules again only after an
+        administrator changed them. The version is read first: rules read after it are at least that new."""
+        version = self.session.scalar(sa.select(check_rule_versions.c.version)
+                                      .where(check_rule_versions.c.community == community)) or 0
+        index = index_of(self.session.get_bind())
+        with index.lock:
+            kept = index.check_rules.get(community)
+        if kept is not None and kept[0] == version and not self.session.info.get(RULES_CHANGED):
+            return kept[1]
+        configured = all_communities().get(community)
+        rules = CheckRules.of(community, configured.checks if configured else {},
+                              configured.requirements if configured else {}, self.types(community),
+                              self.session.scalars(sa.select(KindRequirement)
+                                                   .where(KindRequirement.community == community)
+                                                   .order_by(KindRequirement.kind)).all())
+        if not self.session.info.get(RULES_CHANGED):  # never keep what this transaction may yet roll back
+            with index.lock:
+                index.check_rules[community] = (version, rules)
+        return rules
+
+    def types(self, community: str) -> list[CheckType]:
+        """The community's own check types (its changes over the defaults), by key."""
+        return self.session.scalars(sa.select(CheckType).where(CheckType.community == community)
+                                    .order_by(CheckType.key)).all()
+
+    def own_type(self, community: str, key: str) -> CheckType | None:
+        """The community's own row for a check type, if it has one."""
+        return self.session.scalar(sa.select(CheckType).where(CheckType.community == community,
+                                                              CheckType.key == key))
+
+    def own_requirement(self, community: str, kind: str) -> KindRequirement | None:
+        """The community's own row for a kind's requirement, if it has one."""
+        return self.session.scalar(sa.select(KindRequirement).where(KindRequirement.community == community,
+                                                                    KindRequirement.kind == kind))
+
+    def changing(self, community: str) -> None:
+        """Take the community's rules to change them: its version moves on (and its row stays locked until the
+        transaction ends, so two administrators' changes are made one after the other)."""
+        dialect = self.session.get_bind().dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(check_rule_versions)
+        self.session.execute(insert.values(community=community, version=1).on_conflict_do_update(
+            index_elements=["community"], set_={"version": check_rule_versions.c.version + 1}))
+        self.session.info[RULES_CHANGED] = True
+
+    def add(self, thing: CheckType | KindRequirement | CheckRuleChange) -> None:
+        """Store a new check type, requirement or change."""
+        self.session.add(thing)
+
+    def changes(self, community: str, limit: int = 200) -> list[CheckRuleChange]:
+        """The community's latest changes to its rules, latest first."""
+        return self.session.scalars(sa.select(CheckRuleChange).where(CheckRuleChange.community == community)
+                                    .order_by(CheckRuleChange.at.desc()).limit(limit)).all()
+
+
+@sa.event.listens_for(Session, "after_commit")
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_rules_changed(session: Session) -> None:
+    """Once the transaction ends, its rules are everyone's (or gone): they may be kept again."""
+    session.info.pop(RULES_CHANGED, None)
 
 
 # Keys of matching's transaction-level advisory locks (two-number keys, apart from the timers' one-number key).
@@ -785,4 +907,5 @@ class MatchingUnitOfWork(SqlUnitOfWork):
         self.befriending = BefriendingRepository(session)
         self.applicants = ApplicantRepository(session)
         self.training = TrainingRepository(session)
+        self.checks = CheckRuleRepository(session)
 

@@ -47,7 +47,8 @@ def create_app(test_config=None) -> Flask:
     """Matching's web app: the volunteers, matches, befriending and applicants API, the roster pages, the public
     page for applying to volunteer and the board of applicants."""
     return create_service_app(SERVICE, MatchingSettings.from_env(),
-                              [api.blp, api.matches, api.befriending, api.applying, api.training, pages.blp], outbox,
+                              [api.blp, api.matches, api.befriending, api.applying, api.training, api.checks,
+                               pages.blp], outbox,
                               unit_of_work=lambda sessions: MatchingUnitOfWork(sessions, outbox),
                               test_config=test_config, revocations=revocations)
 

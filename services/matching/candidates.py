@@ -44,8 +44,9 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from services.matching.domain import (EARTH_RADIUS_KM, Policy, Suited, distance_km, judge_profiles)
-from shared.taxonomy import CHECKS, DAYS, KINDS, PARTS_OF_DAY, SKILLS
+from services.matching.domain import (DEFAULT_RULES, EARTH_RADIUS_KM, CheckRules, Policy, Suited, distance_km,
+                                      judge_profiles)
+from shared.taxonomy import DAYS, KINDS, PARTS_OF_DAY, SKILLS
 
 # --- the grid --------------------------------------------------------------------------------------------------
 
@@ -139,9 +140,10 @@ class Profile:
     time_away: list[Away] = field(default_factory=list)
 
 
-# Rule codes in the arrays: 0 for suited, then the profile rules in `profile_exclusion`'s order.
-RULES = (None, "status", "sms", "skill", *(f"check:{check}" for check in CHECKS), "away", "availability", "too_far",
-         "language", "gender")
+# Rule codes in the arrays: 0 for suited, then the profile rules other than checks; a check's rule is coded
+# len(RULES) + its number in `Codes.checks` (checks are each community's own, so their codes are handed out as
+# checks are met). A code only names a rule: the order the rules are judged in is `_profile_codes`'s.
+RULES = (None, "status", "sms", "skill", "away", "availability", "too_far", "language", "gender")
 CODE = {rule: code for code, rule in enumerate(RULES)}
 NEVER = np.iinfo(np.int32).max  # a check never done starts, and one that never expires ends, on this day
 SLOT_BIT = {f"{day}:{part}": d * len(PARTS_OF_DAY) + p for d, day in enumerate(DAYS)
@@ -151,22 +153,33 @@ LANGUAGE_BITS = 64
 
 
 class Codes:
-    """The small integers the arrays store communities, genders and languages as (only ever added to)."""
+    """The small integers the arrays store communities, genders, languages and checks as (only ever added to)."""
 
     def __init__(self):
         self.communities: dict[str, int] = {}
         self.genders: dict[str | None, int] = {None: 0}
         self.languages: dict[str, int] = {}
+        self.checks: dict[str, int] = {}  # every check key met, in a volunteer's record or a community's rules
 
     def admit(self, profile: Profile) -> bool:
-        """Give the profile's languages their bits, and True; or False if there are not enough bits left (then the
-        arrays cannot hold the profile)."""
+        """Give the profile's languages their bits (and its checks their numbers), and True; or False if there are
+        not enough bits left (then the arrays cannot hold the profile)."""
         new = set(profile.languages) - self.languages.keys()
         if len(self.languages) + len(new) > LANGUAGE_BITS:
             return False
         for language in sorted(new):
             self.of(self.languages, language)
+        for check in sorted({c.check for c in profile.checks}):
+            self.of(self.checks, check)
         return True
+
+    def rule(self, code: int) -> str | None:
+        """The rule a code stands for."""
+        return RULES[code] if code < len(RULES) else f"check:{list(self.checks)[code - len(RULES)]}"
+
+    def check_code(self, check: str) -> int:
+        """The code of a check's rule (the check numbered now if it is new)."""
+        return len(RULES) + self.of(self.checks, check)
 
     def of(self, table: dict, value) -> int:
         """The code of a value, given a new one if it has none."""
@@ -216,7 +229,7 @@ class Arrays:
         }
         columns["key"] = (columns["community"] << 32) + np.array(
             [grid_cell(p.latitude, p.longitude) for p in profiles], dtype=np.int64) + (1 << 31)
-        for check in CHECKS:
+        for check in codes.checks:  # a column pair for every check met so far
             held = [next((c for c in p.checks if c.check == check), None) for p in profiles]
             columns[f"done:{check}"] = np.array([c.done_on.toordinal() if c else NEVER for c in held], dtype=np.int32)
             columns[f"expires:{check}"] = np.array(
@@ -231,7 +244,11 @@ class Arrays:
         keep = np.flatnonzero(self.alive)
         renumber = np.full(self.size + 1, -1, dtype=np.int64)
         renumber[keep] = np.arange(len(keep))
-        columns = {name: np.concatenate([column[keep], other.columns[name]]) for name, column in self.columns.items()}
+        # `other` is the newer: it has a column for every check these arrays have, and for any met since (of which
+        # these rows hold none)
+        columns = {name: np.concatenate([self.columns[name][keep] if name in self.columns
+                                         else np.full(len(keep), NEVER, dtype=column.dtype), column])
+                   for name, column in other.columns.items()}
         rows = np.concatenate([renumber[self.away["row"]], other.away["row"] + len(keep)])
         away = {name: np.concatenate([self.away[name], other.away[name]])[rows >= 0] for name in ("start", "end")}
         away["row"] = rows[rows >= 0]
@@ -260,6 +277,8 @@ class CandidateIndex:
         self.mark: int | None = None  # where the next read of changes starts; None: nothing read yet
         self.rebuild_at = rebuild_at
         self.lock = threading.RLock()
+        # each community's check rules, with the version they were read at (adapters.CheckRuleRepository.rules)
+        self.check_rules: dict[str, tuple[int, CheckRules]] = {}
 
     def load(self, profiles: Iterable[Profile], mark: int | None) -> None:
         """Hold these volunteers (everyone), read up to `mark`."""
@@ -296,21 +315,21 @@ class CandidateIndex:
             return int(self.arrays.alive.sum()) + len(self.recent)
 
     def search(self, request: Any, slots: list[tuple[date, str]], policy: Policy, everyone: bool = False,
-               own: Iterable[Any] = ()) -> tuple["Found", Counter]:
+               own: Iterable[Any] = (), rules: CheckRules = DEFAULT_RULES) -> tuple["Found", Counter]:
         """The volunteers within the request's radius (`everyone`: in its community) whose profile lets them be
         asked, nearest first, and how many of the others each profile rule ruled out: the same answer as
-        `domain.judge_profiles` over the same volunteers. `own` are volunteers (domain objects) as the caller's
-        transaction has them, in place of what the index holds of them."""
+        `domain.judge_profiles` over the same volunteers, under the community's check `rules`. `own` are volunteers
+        (domain objects) as the caller's transaction has them, in place of what the index holds of them."""
         own = list(own)
         skip = {v.id for v in own}
         with self.lock:
             arrays = self.arrays
-            rows, distance, free, excluded = self._search_arrays(request, slots, policy, everyone, skip)
+            rows, distance, free, excluded = self._search_arrays(request, slots, policy, everyone, skip, rules)
             others = [(p, distance_km(request.latitude, request.longitude, p.latitude, p.longitude))
                       for p in (*(p for p in self.recent.values() if p.id not in skip), *own)
                       if p.community == request.community]
         more, excluded_more = judge_profiles(
-            [(p, d) for p, d in others if everyone or d <= policy.request_radius_km], request, slots, policy)
+            [(p, d) for p, d in others if everyone or d <= policy.request_radius_km], request, slots, policy, rules)
         return Found(arrays, request, [day for day, _ in slots], rows, distance, free, more), excluded + excluded_more
 
     def _rows_for(self, request: Any, radius: float, everyone: bool) -> np.ndarray:
@@ -330,7 +349,7 @@ class CandidateIndex:
         return rows[a.alive[rows]]
 
     def _search_arrays(self, request: Any, slots: list[tuple[date, str]], policy: Policy, everyone: bool,
-                       skip: set[uuid.UUID]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Counter]:
+                       skip: set[uuid.UUID], rules: CheckRules) -> tuple[np.ndarray, np.ndarray, np.ndarray, Counter]:
         """`search` over the arrays: the rows suited, their distances and free slots, and the counts of the rest."""
         a, radius = self.arrays, policy.request_radius_km
         rows = self._rows_for(request, radius, everyone)
@@ -347,9 +366,9 @@ class CandidateIndex:
         if not everyone and len(close):
             near = distance <= radius
             rows, distance, limit = rows[near], distance[near], limit[near]
-        codes, free = _profile_codes(a, rows, distance, limit, request, slots, self.codes)
+        codes, free = _profile_codes(a, rows, distance, limit, request, slots, self.codes, rules)
         counts = np.bincount(codes, minlength=len(RULES))
-        excluded = Counter({RULES[code]: int(n) for code, n in enumerate(counts) if code and n})
+        excluded = Counter({self.codes.rule(code): int(n) for code, n in enumerate(counts) if code and n})
         chosen = codes == 0
         return rows[chosen], distance[chosen], free[chosen], excluded
 
@@ -395,10 +414,11 @@ def _distances(latitude: float, longitude: float, phi: np.ndarray, cos_phi: np.n
 
 
 def _profile_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.ndarray, request: Any,
-                   slots: list[tuple[date, str]], codes: Codes) -> tuple[np.ndarray, np.ndarray]:
+                   slots: list[tuple[date, str]], codes: Codes,
+                   rules: CheckRules = DEFAULT_RULES) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the code of the first profile rule that rules the volunteer out (0: none), and a mask of the
-    slots they are free in (bit j for slots[j]): `domain.profile_exclusion` over arrays. The rules are applied last
-    first, so the first that applies writes last."""
+    slots they are free in (bit j for slots[j]): `domain.profile_exclusion` over arrays, the checks those the
+    community's `rules` ask for the kind. The rules are applied last first, so the first that applies writes last."""
     kind = KINDS[request.support_type]
     n, days = len(rows), [day.toordinal() for day, _ in slots]
     away = _away_masks(a, rows, days)
@@ -419,14 +439,17 @@ def _profile_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.
     if slots:
         result[away == (1 << len(slots)) - 1] = CODE["away"]
     ordered_days = np.array(sorted(set(days)), dtype=np.int64)
-    for check in reversed(kind.checks):
+    for check in reversed(rules.needed(request.support_type)):
+        if f"done:{check}" not in a.columns:  # nobody in the arrays holds it
+            result[:] = codes.check_code(check)
+            continue
         done, expires = a.columns[f"done:{check}"][rows], a.columns[f"expires:{check}"][rows]
         if len(ordered_days):
             first = np.searchsorted(ordered_days, done)  # the first task day on or after it was done
             valid = (first < len(ordered_days)) & (ordered_days[np.minimum(first, len(ordered_days) - 1)] <= expires)
         else:
             valid = np.zeros(n, dtype=bool)
-        result[~valid] = CODE[f"check:{check}"]
+        result[~valid] = codes.check_code(check)
     if kind.skill in SKILLS:
         result[(a.skills[rows] >> SKILLS.index(kind.skill)) & 1 == 0] = CODE["skill"]
     else:  # a kind nobody is offered (intake holds "other" for a coordinator): no volunteer has its skill

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -78,6 +79,26 @@ class NotFound(MatchingError):
 
 class Conflict(MatchingError):
     """The change cannot be made in the state things are in (a phone already registered, a matched request)."""
+
+
+class Invalid(MatchingError):
+    """A value is not one the community's rules allow (a check it does not have): `messages` name the fields, nested
+    as marshmallow's are (`{"checks": {0: {"check": ["..."]}}}`), so API and pages show them as their own."""
+
+    def __init__(self, messages: dict[str, Any]):
+        super().__init__("; ".join(_flat(messages)))
+        self.messages = messages
+
+
+def _flat(messages: dict[str, Any], prefix: str = "") -> list[str]:
+    """'checks.0.check: Must be one of ...' for each message."""
+    found = []
+    for name, value in messages.items():
+        if isinstance(value, dict):
+            found += _flat(value, f"{prefix}{name}.")
+        else:
+            found += [f"{prefix}{name}: {message}" for message in value]
+    return found
 
 
 # --- entities ----------------------------------------------------------------------------------------------------
@@ -459,6 +480,148 @@ class CancelledEarly:
     at: datetime | None = None
 
 
+# --- checks and training, as each community defines them -------------------------------------------------------
+
+CHECK_KEY = re.compile(r"^[a-z][a-z0-9_]{1,31}$")  # as volunteer_checks.check stores it
+LONGEST_LIFE_MONTHS = 120  # a check lasts at most ten years (as `check_problems` holds a recorded check to)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckDefinition:
+    """A check or training as a community defines it: its name as the community words it, the evidence a
+    coordinator sees, and how long it lasts (None: it does not expire). A retired one is no longer asked for or
+    recorded; the records volunteers hold of it stay. A value, so a process can keep it (`CheckRules`)."""
+
+    key: str
+    name: str
+    evidence: str = ""
+    lasts_months: int | None = None
+    retired: bool = False
+
+    def facts(self) -> dict[str, Any]:
+        """What the audit trail keeps of it, before and after a change."""
+        return {"name": self.name, "evidence": self.evidence, "lasts_months": self.lasts_months,
+                "retired": self.retired}
+
+
+@dataclass(eq=False, kw_only=True)
+class CheckType:
+    """A community's own definition of a check (a row: one it added, or a default it changed)."""
+
+    community: str
+    key: str
+    name: str
+    evidence: str = ""
+    lasts_months: int | None = None
+    retired: bool = False
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def definition(self) -> CheckDefinition:
+        """The check as the rules read it."""
+        return CheckDefinition(key=self.key, name=self.name, evidence=self.evidence, lasts_months=self.lasts_months,
+                               retired=self.retired)
+
+    def facts(self) -> dict[str, Any]:
+        """What the audit trail keeps of it, before and after a change."""
+        return self.definition().facts()
+
+
+def check_expires_on(check_type: CheckDefinition | CheckType | None, done_on: date) -> date | None:
+    """When a check of this type done on `done_on` expires: `lasts_months` later (the last day of a shorter month);
+    None when it does not expire, or its type is not known. The one place that says so: the volunteer form and API,
+    and anything that grants a check (training attended), ask it."""
+    if check_type is None or check_type.lasts_months is None:
+        return None
+    return months_after(done_on, check_type.lasts_months)
+
+
+@dataclass(eq=False, kw_only=True)
+class KindRequirement:
+    """The checks a community asks for one kind of help, in place of the defaults for that kind."""
+
+    community: str
+    kind: str
+    checks: list[str]
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(eq=False, kw_only=True)
+class CheckRuleChange:
+    """One change to a community's check types or requirements: who made it, when, and what it was before and
+    after (`subject`: "check_type:<key>" or "requirement:<kind>"). The rules' audit trail."""
+
+    community: str
+    subject: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    at: datetime
+    actor: str
+    role: str
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True)
+class CheckRules:
+    """A community's check types (retired ones too, for the names of checks held) and the checks each kind of help
+    needs, as matching applies them: the taxonomy's defaults, then the community's block in communities.json, then
+    what its administrators changed (the rows). A community that defines nothing has exactly the taxonomy's."""
+
+    types: dict[str, CheckDefinition]
+    requires: dict[str, tuple[str, ...]]  # by kind: the keys of the unretired checks it needs, in the types' order
+
+    @classmethod
+    def of(cls, community: str, configured: dict[str, Any] | None = None,
+           configured_requirements: dict[str, list[str]] | None = None, types: Iterable[CheckType] = (),
+           requirements: Iterable[KindRequirement] = ()) -> "CheckRules":
+        """The rules of a community: the defaults, its configured block (`checks`: key to {"name", "evidence",
+        "lasts_months"}; `requirements`: kind to keys), and its rows over both."""
+        found = {key: CheckDefinition(key=key, name=name) for key, name in CHECKS.items()}
+        for key, given in (configured or {}).items():
+            default = found.get(key)
+            found[key] = CheckDefinition(key=key, name=given.get("name") or (default.name if default else key),
+                                         evidence=given.get("evidence", ""), lasts_months=given.get("lasts_months"),
+                                         retired=bool(given.get("retired", False)))
+        for check_type in types:
+            found[check_type.key] = check_type.definition()
+        needs = {kind: list(details.checks) for kind, details in KINDS.items()}
+        needs.update({kind: list(keys) for kind, keys in (configured_requirements or {}).items()})
+        needs.update({row.kind: list(row.checks) for row in requirements})
+        order = list(found)
+        requires = {kind: tuple(sorted({k for k in keys if k in found and not found[k].retired}, key=order.index))
+                    for kind, keys in needs.items()}
+        return cls(found, requires)
+
+    def needed(self, kind: str) -> tuple[str, ...]:
+        """The checks a volunteer must hold, in date, to be asked for this kind of help."""
+        return self.requires.get(kind, ())
+
+    def name(self, key: str) -> str:
+        """A check's name as the community words it (its key, for a check nobody defines any more)."""
+        found = self.types.get(key)
+        return found.name if found else CHECKS.get(key, key)
+
+    def active(self) -> dict[str, str]:
+        """The checks that may be recorded and required now, key to name."""
+        return {key: t.name for key, t in self.types.items() if not t.retired}
+
+    def expires_on(self, key: str, done_on: date) -> date | None:
+        """When a check of this community's done on `done_on` expires (`check_expires_on`)."""
+        return check_expires_on(self.types.get(key), done_on)
+
+
+DEFAULT_RULES = CheckRules.of("")  # the taxonomy's: what a community that defines nothing applies
+
+
+def check_type_problems(name: str | None, lasts_months: int | None) -> dict[str, str]:
+    """What is wrong with a check type's fields, by field: a name, and a life of 1 to 120 months if any."""
+    problems = {}
+    if name is not None and not name.strip():
+        problems["name"] = "Must not be blank."
+    if lasts_months is not None and not 1 <= lasts_months <= LONGEST_LIFE_MONTHS:
+        problems["lasts_months"] = f"Must be from 1 to {LONGEST_LIFE_MONTHS} months, or empty if it does not expire."
+    return problems
+
+
 # --- the policy and the rules -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -564,9 +727,10 @@ def _away(volunteer: Any, on: date) -> bool:
 
 
 def profile_exclusion(volunteer: Any, request: Any, distance: float, slots: list[tuple[date, str]],
-                      policy: Policy) -> tuple[str | None, list[date]]:
+                      policy: Policy, rules: CheckRules = DEFAULT_RULES) -> tuple[str | None, list[date]]:
     """The first rule that the volunteer's profile alone rules them out by (see `exclusion`), or None; and the days
-    of the task's slots they are free on (not away, and available then), which the weekly cap is judged on."""
+    of the task's slots they are free on (not away, and available then), which the weekly cap is judged on. The
+    checks are those the community's `rules` ask for the kind of help."""
     kind = KINDS[request.support_type]
     if volunteer.status != "active":
         return "status", []
@@ -574,7 +738,7 @@ def profile_exclusion(volunteer: Any, request: Any, distance: float, slots: list
         return "sms", []
     if kind.skill not in volunteer.skills:
         return "skill", []
-    for check in kind.checks:
+    for check in rules.needed(request.support_type):
         if not any(_check_valid(volunteer, check, day) for day, _ in slots):
             return f"check:{check}", []
     if slots and all(_away(volunteer, day) for day, _ in slots):
@@ -605,7 +769,8 @@ def load_exclusion(weekly_cap: int, free_days: Iterable[date], facts: Facts) -> 
     return None
 
 
-def exclusion(volunteer: Any, request: Any, facts: Facts, slots: list[tuple[date, str]], policy: Policy) -> str | None:
+def exclusion(volunteer: Any, request: Any, facts: Facts, slots: list[tuple[date, str]], policy: Policy,
+              rules: CheckRules = DEFAULT_RULES) -> str | None:
     """The first rule that rules this volunteer out for this request, or None if they may be asked.
 
     Rules, in order: status, sms, skill, check:<name>, away, availability, too_far, language, gender,
@@ -613,7 +778,7 @@ def exclusion(volunteer: Any, request: Any, facts: Facts, slots: list[tuple[date
     task could happen: the volunteer must be able to take at least one of them. The first nine read only the
     volunteer's profile (`profile_exclusion`, which the candidate index judges over arrays); the last two their
     tasks and offers (`load_exclusion`)."""
-    rule, free_days = profile_exclusion(volunteer, request, facts.distance_km, slots, policy)
+    rule, free_days = profile_exclusion(volunteer, request, facts.distance_km, slots, policy, rules)
     return rule or load_exclusion(volunteer.weekly_cap, free_days, facts)
 
 
@@ -630,13 +795,13 @@ class Suited:
 
 
 def judge_profiles(found: Iterable[tuple[Any, float]], request: Any, slots: list[tuple[date, str]],
-           policy: Policy) -> tuple[list[Suited], Counter]:
+                   policy: Policy, rules: CheckRules = DEFAULT_RULES) -> tuple[list[Suited], Counter]:
     """The volunteers found (with their distance) whose profile lets them be asked, nearest first, and how many of
     the others each profile rule ruled out: the rules one volunteer at a time, as the candidate index's arrays
     must judge them."""
     chosen, excluded = [], Counter()
     for volunteer, distance in found:
-        rule, free_days = profile_exclusion(volunteer, request, distance, slots, policy)
+        rule, free_days = profile_exclusion(volunteer, request, distance, slots, policy, rules)
         if rule is None:
             chosen.append(Suited(volunteer.id, volunteer.name, distance, volunteer.weekly_cap, tuple(free_days)))
         else:
@@ -707,26 +872,27 @@ RULE_TEXT = {
 }
 
 
-def rule_text(rule: str) -> str:
-    """A rule's name as a coordinator reads it."""
+def rule_text(rule: str, rules: CheckRules = DEFAULT_RULES) -> str:
+    """A rule's name as a coordinator reads it; a check by the name the community (`rules`) gives it."""
     if rule.startswith("check:"):
-        return f"without {CHECKS[rule.split(':', 1)[1]][0].lower()}{CHECKS[rule.split(':', 1)[1]][1:]} in date"
+        name = rules.name(rule.split(":", 1)[1])
+        return f"without {name[:1].lower()}{name[1:]} in date"
     return RULE_TEXT[rule]
 
 
-def explain(exclusions: Counter) -> str:
+def explain(exclusions: Counter, rules: CheckRules = DEFAULT_RULES) -> str:
     """'12 too far, 3 without bereavement-support training in date', largest first; or that nobody is registered."""
     if not exclusions:
         return "no volunteers are registered in this community"
-    ordered = sorted(exclusions.items(), key=lambda item: (-item[1], rule_text(item[0])))
-    return ", ".join(f"{n} {rule_text(rule)}" for rule, n in ordered)
+    ordered = sorted(exclusions.items(), key=lambda item: (-item[1], rule_text(item[0], rules)))
+    return ", ".join(f"{n} {rule_text(rule, rules)}" for rule, n in ordered)
 
 
-def why_unmatched(asked: int, excluded: Counter) -> str:
+def why_unmatched(asked: int, excluded: Counter, rules: CheckRules = DEFAULT_RULES) -> str:
     """Why nobody more can be asked: how many were asked, and what ruled out the rest."""
     excluded = Counter({rule: n for rule, n in excluded.items() if rule != "already_asked"})
     prefix = f"{asked} asked, none said yes; of the rest: " if asked else "nobody eligible: "
-    return prefix + explain(excluded)
+    return prefix + explain(excluded, rules)
 
 
 # --- what is plausible --------------------------------------------------------------------------------------------
@@ -879,12 +1045,6 @@ def attendee_digest(phone: str, secret_key: str) -> str:
     """Who attended, as metrics counts them: a keyed digest of their phone (the same person at two sessions is one
     person accessing education), from which the phone cannot be had back."""
     return hmac.new(secret_key.encode(), b"training attendee:" + phone.encode(), hashlib.sha256).hexdigest()
-
-
-def training_check_expiry(check: str, done_on: date) -> date | None:
-    """When a check granted by attending training expires: none for now. The one place to wire the per-community
-    check types' `check_expires_on(...)` (branch "checks") into."""
-    return None
 
 
 @dataclass(eq=False, kw_only=True)

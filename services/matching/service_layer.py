@@ -36,11 +36,12 @@ from typing import Any, Callable
 
 from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, INVITATION_ANSWERS, INVITED_STAGES,
                                       LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS,
-                                      Applicant, BefriendingMatch, Candidate, Conflict, Invitation, MatchRequest,
-                                      NotFound, Offer, Place, Policy, TooManyApplications, TrainingSession, Volunteer,
-                                      VolunteerCheck, assess, attendee_digest, concern_id, concern_tasks, explain,
-                                      facts_for, months_after, next_batch, overdue_on, rule_text, task_slots,
-                                      time_away_problems, training_check_expiry, why_unmatched)
+                                      Applicant, BefriendingMatch, Candidate, CheckRuleChange, CheckRules, CheckType,
+                                      Conflict, Invalid, Invitation, KindRequirement, MatchRequest, NotFound, Offer,
+                                      Place, Policy, TooManyApplications, TrainingSession, Volunteer, VolunteerCheck,
+                                      assess, attendee_digest, check_type_problems, concern_id, concern_tasks,
+                                      explain, facts_for, months_after, next_batch, overdue_on, rule_text,
+                                      task_slots, time_away_problems, why_unmatched)
 from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
 from shared.idempotency import Created, Idempotency, keep, replay
@@ -55,6 +56,7 @@ from shared.contracts.matching import (AboutRequest, ApplicantApplied, Applicant
                                        TrainingAttended, TrainingInvited, VolunteerRegistered,
                                        VolunteerStatusChanged)
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
+from shared.taxonomy import KINDS
 
 
 # --- finding and asking volunteers --------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
     batch = uow.volunteers.loaded(next_batch(request, candidates, policy))
     if not batch:
         _, excluded = candidates_for(uow, request, policy, now, everyone=True)
-        _unmatched(uow, request, why_unmatched(asked, excluded))
+        _unmatched(uow, request, why_unmatched(asked, excluded, uow.checks.rules(request.community)))
         return
     request.round += 1
     taken = uow.offers.codes_in_use()
@@ -539,7 +541,8 @@ def remind_expiring_checks(uow, today: date, days_ahead: int = SOON_DAYS) -> int
             continue
         check.reminded_for = check.expires_on
         uow.publish(CheckExpiring(volunteer_id=volunteer.id, community=volunteer.community,
-                                  phone=volunteer.phone, check=check.check, expires_on=check.expires_on))
+                                  phone=volunteer.phone, check=check.check, expires_on=check.expires_on,
+                                  check_name=uow.checks.rules(volunteer.community).name(check.check)))
         sent += 1
     uow.commit()
     return sent
@@ -709,8 +712,25 @@ def _place_of(profile: dict[str, Any]) -> Place | None:
     return None
 
 
+def _known_checks(uow, community_slug: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile with its checks the community's own (Invalid, naming each entry, for a check it does not have
+    or has retired), each without an expiry date given expiring as its check type says (`check_expires_on`)."""
+    if not profile.get("checks"):
+        return profile
+    rules = uow.checks.rules(community_slug)
+    active = rules.active()
+    unknown = {n: {"check": [f"Must be one of: {', '.join(active)}."]}
+               for n, given in enumerate(profile["checks"]) if given["check"] not in active}
+    if unknown:
+        raise Invalid({"checks": unknown})
+    checks = [{**given, "expires_on": given.get("expires_on") or rules.expires_on(given["check"], given["done_on"])}
+              for given in profile["checks"]]
+    return {**profile, "checks": checks}
+
+
 def _register(uow, community_slug: str, profile: dict[str, Any]) -> Volunteer:
     """Add a volunteer to a community, and tell metrics they joined (their id, community and status only)."""
+    profile = _known_checks(uow, community_slug, profile)
     volunteer = Volunteer(community=community_slug)
     volunteer.update(profile, _place_of(profile))
     uow.volunteers.add(volunteer)
@@ -757,6 +777,7 @@ def update_volunteer(uow, actor: Actor, volunteer_id: uuid.UUID, changes: dict[s
     changes = dict(changes)
     if "phone" in changes and uow.volunteers.phones_taken([changes["phone"]], other_than=volunteer.id):
         raise Conflict("Another volunteer has this phone number.")
+    changes = _known_checks(uow, volunteer.community, changes)
     if "status" in changes:
         _change_status(uow, volunteer, changes.pop("status"))
     volunteer.update(changes, _place_of(changes))
@@ -804,6 +825,12 @@ def import_volunteers(uow, actor: Actor, sheet: VolunteerSheet, skip_invalid: bo
     good = []
     for line, profile in sheet.valid:
         phone = profile["phone"]
+        try:
+            profile = _known_checks(uow, actor.community, profile)
+        except Invalid as err:
+            problems += [{"line": line, "field": f"{profile['checks'][n]['check']}_done", "detail": why["check"][0]}
+                         for n, why in err.messages["checks"].items()]
+            continue
         if phone in known:
             problems.append({"line": line, "field": "phone", "detail": "A volunteer with this phone is registered."})
         elif phone in seen:
@@ -871,14 +898,15 @@ def _report(uow, request: MatchRequest, policy: Policy, now: datetime, rank: boo
         candidates, excluded = candidates_for(uow, request, policy, now, everyone=True)
     else:
         candidates, excluded = [], Counter()
+    rules = uow.checks.rules(request.community)
     return {
         "request_id": request.request_id, "status": request.status, "round": request.round,
         "unmatched_reason": request.unmatched_reason,
         "candidates": [{"rank": n, "volunteer_id": c.volunteer.id, "name": c.volunteer.name,
                         "distance_km": round(c.distance_km, 2), "score": c.score, "reasons": list(c.reasons)}
                        for n, c in enumerate(candidates, start=1)],
-        "excluded": {rule_text(rule): n for rule, n in excluded.most_common()},
-        "explanation": explain(excluded) if excluded else "",
+        "excluded": {rule_text(rule, rules): n for rule, n in excluded.most_common()},
+        "explanation": explain(excluded, rules) if excluded else "",
         "offers": list(request.offers),
     }
 
@@ -1025,8 +1053,9 @@ def move_applicant(uow, actor: Actor, applicant_id: uuid.UUID, stage: str, now: 
     if stage == "approved":
         volunteer = _register(uow, found.community, {
             "name": found.name, "phone": found.phone, "postcode": found.postcode, "skills": found.skills(),
-            "languages": [found.language], "checks": [_granted(kept["check"], date.fromisoformat(kept["done_on"]))
-                                                      for kept in found.kept_checks], **APPROVED_PROFILE})
+            "languages": [found.language], "checks": [
+                _granted(uow.checks.rules(found.community), kept["check"], date.fromisoformat(kept["done_on"]))
+                for kept in found.kept_checks], **APPROVED_PROFILE})
         uow.flush()  # the volunteer is stored before the applicant names them
         found.volunteer_id = volunteer.id
     uow.commit()
@@ -1039,7 +1068,10 @@ def move_applicant(uow, actor: Actor, applicant_id: uuid.UUID, stage: str, now: 
 
 def schedule_session(uow, actor: Actor, details: dict[str, Any], now: datetime) -> TrainingSession:
     """Schedule a session in the actor's community (validated `details`); a public one gets a code of its own,
-    which anyone may text (YES <code>) to sign up."""
+    which anyone may text (YES <code>) to sign up. Invalid when it grants a check the community does not have (or
+    has retired)."""
+    if details.get("grants") and details["grants"] not in (active := uow.checks.rules(actor.community).active()):
+        raise Invalid({"grants": [f"Not a check of this community: choose from {', '.join(active)}."]})
     training = TrainingSession(community=actor.community, created_at=now, **details)
     if training.public:
         training.code = _free_code(uow)
@@ -1154,9 +1186,10 @@ def _answer_invitation(uow, volunteer: Volunteer | None, sms: SmsReceived, now: 
     return True
 
 
-def _granted(check: str, done_on: date) -> dict[str, Any]:
-    """A check granted by training, as a volunteer's profile records it (its expiry from one place)."""
-    return {"check": check, "done_on": done_on, "expires_on": training_check_expiry(check, done_on)}
+def _granted(rules: CheckRules, check: str, done_on: date) -> dict[str, Any]:
+    """A check granted by training, as a volunteer's profile records it: it expires as the community's check type
+    says (`check_expires_on`)."""
+    return {"check": check, "done_on": done_on, "expires_on": rules.expires_on(check, done_on)}
 
 
 def record_attendance(uow, actor: Actor, session_id: uuid.UUID, invitation_ids: list[uuid.UUID], now: datetime,
@@ -1177,7 +1210,7 @@ def record_attendance(uow, actor: Actor, session_id: uuid.UUID, invitation_ids: 
         if not training.attended(invitation, day):
             continue
         if training.grants:
-            _grant(uow, invitation, training.grants, day)
+            _grant(uow, invitation, training.grants, day, uow.checks.rules(training.community))
         uow.publish(TrainingAttended(invitation_id=invitation.id, session_id=training.id, community=training.community,
                                      public=training.public, attendee=attendee_digest(invitation.phone, secret_key),
                                      attended_on=day, granted=training.grants))
@@ -1185,7 +1218,7 @@ def record_attendance(uow, actor: Actor, session_id: uuid.UUID, invitation_ids: 
     return training
 
 
-def _grant(uow, invitation: Invitation, check: str, day: date) -> None:
+def _grant(uow, invitation: Invitation, check: str, day: date, rules: CheckRules) -> None:
     """Give the check a session grants: to the volunteer (their applicant record's, once approved), else kept on
     the applicant for their approval."""
     volunteer_id = invitation.volunteer_id
@@ -1193,7 +1226,103 @@ def _grant(uow, invitation: Invitation, check: str, day: date) -> None:
     if found is not None and found.volunteer_id is not None:
         volunteer_id = found.volunteer_id
     if volunteer_id is not None:
-        uow.volunteers.get(volunteer_id, SYSTEM).update({"checks": [_granted(check, day)]})
+        uow.volunteers.get(volunteer_id, SYSTEM).update({"checks": [_granted(rules, check, day)]})
     elif found is not None:
         found.kept_checks = [*(k for k in found.kept_checks if k["check"] != check),
                              {"check": check, "done_on": day.isoformat()}]
+# --- checks and training as data: a community's administrators define them -----------------------------------
+
+@dataclass(frozen=True)
+class CheckRulesView:
+    """A community's check types and requirements as matching applies them now, and the latest changes to them."""
+
+    community: str
+    rules: CheckRules
+    changes: list[CheckRuleChange]
+
+
+def check_rules(uow, actor: Actor) -> CheckRulesView:
+    """The actor's community's check types (retired ones too), which kinds of help need which, and who changed what."""
+    return CheckRulesView(actor.community, uow.checks.rules(actor.community), uow.checks.changes(actor.community))
+
+
+def _audit(uow, actor: Actor, subject: str, before: dict[str, Any] | None, after: dict[str, Any],
+           now: datetime) -> None:
+    """Record a change to the community's rules: who, when, before and after."""
+    uow.checks.add(CheckRuleChange(community=actor.community, subject=subject, before=before, after=after, at=now,
+                                   actor=actor.subject, role=actor.role))
+
+
+def add_check_type(uow, actor: Actor, data: dict[str, Any], now: datetime) -> CheckType:
+    """Add a check or training to the actor's community (a validated `key`, `name`, `evidence`, `lasts_months`):
+    it can be recorded for volunteers and required for kinds of help from now on. Invalid for a key it has."""
+    community = actor.community
+    uow.checks.changing(community)
+    if data["key"] in uow.checks.rules(community).types:
+        raise Invalid({"key": ["This community has a check with this key already: choose another, or change it."]})
+    if problems := check_type_problems(data["name"], data.get("lasts_months")):
+        raise Invalid({name: [why] for name, why in problems.items()})
+    added = CheckType(community=community, key=data["key"], name=data["name"].strip(),
+                      evidence=(data.get("evidence") or "").strip(), lasts_months=data.get("lasts_months"))
+    uow.checks.add(added)
+    _audit(uow, actor, f"check_type:{added.key}", None, added.facts(), now)
+    uow.commit()
+    return added
+
+
+def change_check_type(uow, actor: Actor, key: str, changes: dict[str, Any], now: datetime) -> CheckType:
+    """Rename a check of the actor's community, change its evidence or how long it lasts, or retire it (or bring it
+    back): only the fields given. It applies from now on: checks recorded before keep their dates, offers made
+    stay. NotFound for a check the community does not have."""
+    community = actor.community
+    uow.checks.changing(community)
+    current = uow.checks.rules(community).types.get(key)
+    if current is None:
+        raise NotFound("This community has no such check.")
+    if problems := check_type_problems(changes.get("name"), changes.get("lasts_months")):
+        raise Invalid({name: [why] for name, why in problems.items()})
+    before = current.facts()
+    own = uow.checks.own_type(community, key)
+    if own is None:  # a default (the taxonomy's or communities.json's) the community now words its own way
+        own = CheckType(community=community, key=key, **before)
+        uow.checks.add(own)
+    for name in ("name", "evidence", "lasts_months", "retired"):
+        if name in changes:
+            value = changes[name]
+            setattr(own, name, value.strip() if isinstance(value, str) else value)
+    if own.facts() != before:
+        _audit(uow, actor, f"check_type:{key}", before, own.facts(), now)
+        uow.commit()
+    return own
+
+
+def set_requirements(uow, actor: Actor, wanted: dict[str, list[str]], now: datetime) -> dict[str, tuple[str, ...]]:
+    """Set which checks kinds of help need in the actor's community (each kind given: its checks), from now on:
+    volunteers without one in date are not asked for it (offers already made stay); each kind changed is audited.
+    NotFound for a kind matching never offers; Invalid (naming `requires.<kind>`) for a check the community does
+    not have or has retired, and then nothing changes. The checks each kind given needs now."""
+    if unknown_kinds := [kind for kind in wanted if kind not in KINDS or not KINDS[kind].offered]:
+        raise NotFound(f"No such kind of help: {', '.join(unknown_kinds)}.")
+    community = actor.community
+    uow.checks.changing(community)
+    rules = uow.checks.rules(community)
+    active = rules.active()
+    problems = {f"requires.{kind}": [f"{', '.join(unknown)}: not a check of this community. "
+                                     f"Choose from {', '.join(active)}."]
+                for kind, checks in wanted.items() if (unknown := [c for c in checks if c not in active])}
+    if problems:
+        raise Invalid(problems)
+    now_needed = {}
+    for kind, checks in wanted.items():
+        before = rules.needed(kind)
+        now_needed[kind] = after = tuple(sorted(set(checks), key=list(rules.types).index))
+        if after == before:
+            continue
+        own = uow.checks.own_requirement(community, kind)
+        if own is None:
+            uow.checks.add(KindRequirement(community=community, kind=kind, checks=list(after)))
+        else:
+            own.checks = list(after)
+        _audit(uow, actor, f"requirement:{kind}", {"checks": list(before)}, {"checks": list(after)}, now)
+    uow.commit()
+    return now_needed

@@ -503,8 +503,9 @@ def training_answer_body(answered: TrainingAnswered, place: Community | None, la
 
 
 def expiring_body(expiring: CheckExpiring, language: str) -> str:
-    """That a check or training runs out soon."""
-    return render("expiring", language, check=CHECKS[expiring.check].lower(), date=f"{expiring.expires_on:%d %b %Y}")
+    """That a check or training runs out soon, by the name its community gives it."""
+    name = expiring.check_name or CHECKS.get(expiring.check, expiring.check.replace("_", " "))
+    return render("expiring", language, check=name.lower(), date=f"{expiring.expires_on:%d %b %Y}")
 
 
 # --- conversations, as a phone shows them -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from marshmallow import validate
 
 from shared.contracts import EventPayload, contract, part, rule
 from shared.contracts.intake import OFFER, REQUEST, When
-from shared.taxonomy import ACCEPTED_BY, BEFRIENDING_END_REASONS, CHECKS, KINDS, RHYTHMS, UNRESOLVED_BECAUSE, \
+from shared.taxonomy import ACCEPTED_BY, BEFRIENDING_END_REASONS, KINDS, RHYTHMS, UNRESOLVED_BECAUSE, \
     URGENCIES, VIEW_ANSWERS, VOLUNTEER_STATUSES, WITHDRAWN_BECAUSE
 
 VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -236,15 +236,18 @@ class TaskVolunteerOptedOut(AboutRequest):
 
 @contract("volunteer.check_expiring", 1, example={
     "volunteer_id": VOLUNTEER, "community": "fylde-coast", "phone": PHONE, "check": "criminal_record",
-    "expires_on": "2026-12-20"})
+    "expires_on": "2026-12-20", "check_name": "Criminal record check (DBS, or vulnerable sector check in Ontario)"})
 class CheckExpiring(EventPayload):
-    """A volunteer's check or training runs out soon: they and the coordinator are told once."""
+    """A volunteer's check or training runs out soon: they and the coordinator are told once. `check` is the
+    community's key for it (each community defines its own checks), `check_name` its name there (empty in events
+    from before communities named their checks: the taxonomy's name then)."""
 
     volunteer_id: uuid.UUID
     community: str
     phone: str
-    check: str = rule(validate.OneOf(sorted(CHECKS)))
+    check: str = rule(validate.Regexp(r"^[a-z][a-z0-9_]{1,31}$"))
     expires_on: date
+    check_name: str = rule(validate.Length(max=200), default="")
 
 
 @contract("volunteer.registered", 1, example={"volunteer_id": VOLUNTEER, "community": "fylde-coast",
@@ -432,4 +435,4 @@ class TrainingAttended(EventPayload):
     public: str | None = None
     attendee: str = rule(validate.Length(equal=64))
     attended_on: date
-    granted: str | None = rule(validate.OneOf(sorted(CHECKS)), default=None)
+    granted: str | None = rule(validate.Regexp(r"^[a-z][a-z0-9_]{1,31}$"), default=None)  # a community's check key

@@ -17,7 +17,7 @@ PAGES = {
                     "/training/{session}", "/training/{public_session}"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
-    "admin": ["/dead-letters", "/organisations", "/organisations/new"],
+    "admin": ["/dead-letters", "/organisations", "/organisations/new", "/roster/checks", "/roster/checks/safeguarding"],
 }
 PUBLIC = ["/join/fylde-coast", "/join/fylde-coast/thanks"]
 

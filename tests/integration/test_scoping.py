@@ -186,6 +186,7 @@ class Seeded:
     applicant: str = ""  # someone who applied to volunteer
     session: str = ""  # a training session, with the volunteer invited
     invitation: str = ""
+    check_type: str = ""  # a check of its own, which a kind of help there needs
 
     @property
     def ids(self) -> list[str]:
@@ -270,13 +271,20 @@ def seed(system: System, token) -> Seeded:
               for made_id in (made.json["id"], referral.json["id"])]
     linked = intake.post(f"/people/records/{people[0]}/carers", json={"carer": people[1]}, headers=coordinator)
     assert linked.status_code == 200 and [c["id"] for c in linked.json["carers"]] == [people[1]]
+    admin = token("admin", communities=(A,), subject=SUBJECT)  # its own check, needed for meals there
+    added = matching.post("/volunteers/checks", headers=admin, json={"key": "larkspur_training",
+                                                                     "name": "Larkspur training", "lasts_months": 12})
+    assert added.status_code == 201, added.json
+    needs = matching.put("/volunteers/checks/requirements/meals", headers=admin,
+                         json={"checks": ["safeguarding", "larkspur_training"]})
+    assert needs.status_code == 200, needs.json
     return Seeded(request=made.json["id"], referral=referral.json["id"], service_request=sent.json["id"],
                   volunteer=volunteer.json["id"], offer=offer["offer_id"], activity=activity.json["id"],
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
                   entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"],
                   applicant=applicant["id"], session=training.json["id"],
-                  invitation=invited.json["invitations"][0]["id"])
+                  invitation=invited.json["invitations"][0]["id"], check_type="larkspur_training")
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -294,7 +302,8 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
              ("metrics", "/activity/baseline", manager),
              ("intake", f"/people/records/{seeded.people[0]}", coordinator),
              ("intake", f"/concerns/{seeded.concern}", coordinator), ("intake", "/concerns", coordinator),
-             ("matching", "/applicants", coordinator)]
+             ("matching", "/applicants", coordinator),
+             ("matching", "/volunteers/checks", token("admin", communities=(A,), subject=SUBJECT))]
     seen = {}
     for service, path, headers in reads:
         answer = system.client(service).get(path, headers=headers)
@@ -355,6 +364,8 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "concern_id": ([seeded.concern], str(uuid.uuid4())),
+            "key": ([seeded.check_type], "no_such_check"),  # Fylde Coast's own check: unknown elsewhere
+            "kind": ([], "no_such_kind"),  # kinds of help are everyone's: each community sets its own needs
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -474,6 +485,12 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
                                           "online": "yes", "trainer": "Sweep", "capacity": "3"}}],
         ("POST", "/training/{session_id}/invite"): [{"data": {"volunteers": seeded.volunteer}}],
         ("POST", "/training/{session_id}/attendance"): [{"data": {"invitations": seeded.invitation}}],
+        ("POST", "/volunteers/checks"): [{"json": {"key": "ottawa_sweep", "name": "Sweep training"}}],
+        ("PATCH", "/volunteers/checks/{key}"): [{"json": {"name": "Renamed by the sweep", "retired": True}}],
+        ("PUT", "/volunteers/checks/requirements/{kind}"): [{"json": {"checks": []}}],
+        ("POST", "/roster/checks"): [{"data": {"key": "ottawa_form", "name": "Form training", "lasts_months": "6"}}],
+        ("POST", "/roster/checks/requirements"): [{"data": {"requires.meals": "safeguarding"}}],
+        ("POST", "/roster/checks/{key}"): [{"data": {"name": "Renamed by the sweep", "retired": "yes"}}],
         ("POST", "/join/{slug}"): [{"data": {"name": "Sweep", "phone": "+447911729555", "postcode": "FY1",
                                              "kinds": "shopping", "consent": "yes", "website": "honeypot"}}],
     }

@@ -13,7 +13,8 @@ import pytest
 
 from services.matching.candidates import (CELL_DEGREES, Away, CandidateIndex, Check, Profile, cell_ranges,
                                           grid_cell)
-from services.matching.domain import EARTH_RADIUS_KM, MatchRequest, Policy, distance_km, judge_profiles, task_slots
+from services.matching.domain import (EARTH_RADIUS_KM, CheckRules, CheckType, KindRequirement, MatchRequest, Policy,
+                                      distance_km, judge_profiles, task_slots)
 from shared.taxonomy import CHECKS, DAYS, KINDS, PARTS_OF_DAY, SKILLS
 
 BLACKPOOL = (53.8142, -3.0503)
@@ -194,3 +195,51 @@ def test_a_language_the_arrays_have_no_bit_for_is_still_judged():
         request = request_at(*BLACKPOOL, volunteer_language=roster[n].languages[0])
         found, excluded = index.search(request, task_slots(request, LONDON_ZONE, TODAY), Policy())
         assert [s.name for s in found[:]] == [roster[n].name] and excluded == {"language": 69}
+
+
+def random_rules(rng: random.Random, own: list[str]) -> CheckRules:
+    """A community's rules with its own checks (`own`, some never held by anyone) and a random set per kind."""
+    keys = list(CHECKS) + own
+    types = [CheckType(community="fylde-coast", key=key, name=key.title(), lasts_months=12) for key in own]
+    if rng.random() < 0.3:
+        types.append(CheckType(community="fylde-coast", key="driving", name="Driving", retired=True))
+    requirements = [KindRequirement(community="fylde-coast", kind=kind, checks=rng.sample(keys, rng.randint(0, 3)))
+                    for kind in KINDS if rng.random() < 0.7]
+    return CheckRules.of("fylde-coast", types=types, requirements=requirements)
+
+
+@pytest.mark.parametrize("rebuild_at", [10_000, 5])
+def test_the_arrays_judge_a_communitys_own_checks_as_the_domain_does_as_its_rules_change(rebuild_at):
+    rng, policy = random.Random(16), Policy()
+    own = ["cultural_safety", "manual_handling", "never_held"]
+
+    def with_own_checks(roster: list[Profile]) -> list[Profile]:
+        for p in roster:
+            p.checks += [Check(key, TODAY - timedelta(days=rng.randint(0, 400)),
+                               rng.choice([None, TODAY + timedelta(days=rng.randint(-5, 30))]))
+                         for key in own[:2] if rng.random() < 0.6]
+        return roster
+
+    roster = with_own_checks(random_roster(rng, 300))
+    index = loaded(roster, rebuild_at)
+    for round_ in range(3):
+        rules = random_rules(rng, own)
+        for request in random_requests(rng, 30):
+            slots = task_slots(request, LONDON_ZONE, TODAY)
+            for everyone in (False, True):
+                found, excluded = index.search(request, slots, policy, everyone, rules=rules)
+                expected = judge_profiles(
+                    [(p, d) for p, d in ((p, distance_km(request.latitude, request.longitude, p.latitude,
+                                                         p.longitude)) for p in roster if p.community == "fylde-coast")
+                     if everyone or d <= policy.request_radius_km], request, slots, policy, rules)
+                assert (found[:], excluded) == expected, (round_, request, rules.needed(request.support_type))
+        changed = with_own_checks(random_roster(rng, 20, first=2000 + round_ * 100))
+        roster += changed
+        index.take(changed, mark=round_ + 2)
+    held_nowhere = CheckRules.of("fylde-coast", types=[CheckType(community="fylde-coast", key="never_held",
+                                                                 name="Never held")],
+                                 requirements=[KindRequirement(community="fylde-coast", kind="shopping",
+                                                               checks=["never_held"])])
+    request = request_at(*BLACKPOOL)
+    found, excluded = index.search(request, task_slots(request, LONDON_ZONE, TODAY), policy, True, rules=held_nowhere)
+    assert len(found) == 0 and excluded["check:never_held"] > 0

@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 from services.matching import service_layer
-from services.matching.domain import (HOLDING, RESERVING, Conflict, HeldTask, MatchRequest, NotFound, Policy, TimeAway,
-                                      Volunteer, VolunteerCheck, distance_km, judge_profiles)
+from services.matching.domain import (HOLDING, RESERVING, CheckRuleChange, CheckRules, CheckType, Conflict, HeldTask,
+                                      KindRequirement, MatchRequest, NotFound, Policy, TimeAway, Volunteer,
+                                      VolunteerCheck, distance_km, judge_profiles)
 from services.matching.service_layer import VolunteerSheet
 from shared.auth import SYSTEM, Actor
+from shared.communities import all_communities
 from shared.contracts.intake import RequestSubmitted
 from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved,
@@ -25,6 +27,7 @@ from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, 
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 from shared.gazetteer import locate
 from shared.scoping import sees
+from shared.taxonomy import CHECKS
 from tests.unit.fakes import FakeAnswers, FakeUnitOfWork
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # a Monday morning
@@ -43,11 +46,45 @@ def safeguarding() -> VolunteerCheck:
 
 # --- fakes ---------------------------------------------------------------------------------------------------------
 
+class FakeCheckRules:
+    """Communities' check types, requirements and changes in memory, answering what adapters.CheckRuleRepository's
+    queries answer."""
+
+    def __init__(self):
+        self.types: list[CheckType] = []
+        self.requirements: list[KindRequirement] = []
+        self.changed: list[CheckRuleChange] = []
+        self.versions: Counter = Counter()
+
+    def rules(self, community):
+        configured = all_communities()[community]
+        return CheckRules.of(community, configured.checks, configured.requirements,
+                             [t for t in self.types if t.community == community],
+                             [r for r in self.requirements if r.community == community])
+
+    def own_type(self, community, key):
+        return next((t for t in self.types if (t.community, t.key) == (community, key)), None)
+
+    def own_requirement(self, community, kind):
+        return next((r for r in self.requirements if (r.community, r.kind) == (community, kind)), None)
+
+    def changing(self, community):
+        self.versions[community] += 1
+
+    def add(self, thing):
+        {CheckType: self.types, KindRequirement: self.requirements, CheckRuleChange: self.changed}[type(thing)] \
+            .append(thing)
+
+    def changes(self, community, limit=200):
+        return sorted((c for c in self.changed if c.community == community), key=lambda c: c.at, reverse=True)
+
+
 class FakeVolunteers:
     """Volunteers in memory, answering what adapters.VolunteerRepository's queries answer."""
 
-    def __init__(self):
+    def __init__(self, checks: FakeCheckRules | None = None):
         self.rows: dict[uuid.UUID, Volunteer] = {}
+        self.checks = checks or FakeCheckRules()
 
     def add(self, volunteer):
         self.rows[volunteer.id] = volunteer
@@ -66,7 +103,7 @@ class FakeVolunteers:
         found = [(v, distance_km(request.latitude, request.longitude, v.latitude, v.longitude))
                  for v in self.rows.values() if v.community == request.community]
         return judge_profiles([(v, d) for v, d in found if everyone or d <= policy.request_radius_km], request,
-                              slots, policy)
+                              slots, policy, self.checks.rules(request.community))
 
     def loaded(self, candidates):
         return [replace(c, volunteer=self.rows[c.volunteer.id]) for c in candidates]
@@ -215,7 +252,8 @@ class FakeMatchingUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
         self.log: list[tuple[str, uuid.UUID]] = []
-        self.volunteers = FakeVolunteers()
+        self.checks = FakeCheckRules()
+        self.volunteers = FakeVolunteers(self.checks)
         self.requests = FakeRequests(self.log)
         self.training = self.requests.training = FakeTraining()
         self.offers = FakeOffers(self.requests)
@@ -664,7 +702,8 @@ def test_a_check_expiring_within_30_days_is_reminded_once_and_not_for_someone_wh
         check="criminal_record", done_on=date(2027, 3, 1), expires_on=expires)]))
     service_layer.remind_expiring_checks(uow, expires - timedelta(days=10))
     assert uow.events(CheckExpiring) == [CheckExpiring(volunteer_id=soon.id, community="fylde-coast",
-                                                       phone=soon.phone, check="criminal_record", expires_on=expires)]
+                                                       phone=soon.phone, check="criminal_record", expires_on=expires,
+                                                       check_name=CHECKS["criminal_record"])]
 
 
 # --- volunteers, for coordinators -----------------------------------------------------------------------------

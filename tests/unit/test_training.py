@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from services.matching import service_layer
-from services.matching.domain import Conflict, TrainingSession, attendee_digest, training_check_expiry
+from services.matching.domain import CheckType, Conflict, Invalid, TrainingSession, attendee_digest
+from shared.clock import months_after
 from services.notify.messages import parse_reply, render, segments
 from shared.auth import Actor
 from shared.contracts.matching import OfferAccepted, ReplyUnresolved, TrainingAnswered, TrainingAttended, \
@@ -82,6 +83,8 @@ def test_an_invitations_code_is_no_open_offers_and_yes_with_it_accepts_no_offer(
 def test_attendance_grants_the_check_once_and_metrics_gets_a_digest_never_the_phone():
     val = volunteer("Val", "+447700900011")
     uow = uow_with(val)
+    uow.checks.add(CheckType(community="fylde-coast", key="bereavement_training", name="Bereavement-support training",
+                             lasts_months=24))  # the community's own word: it lasts two years
     training = service_layer.schedule_session(uow, COORDINATOR, DETAILS, NOW)
     [invitation] = service_layer.invite(uow, COORDINATOR, training.id, NOW, volunteer_ids=[val.id])
     with pytest.raises(Conflict):  # before it begins
@@ -89,10 +92,19 @@ def test_attendance_grants_the_check_once_and_metrics_gets_a_digest_never_the_ph
                                         "key")
     service_layer.record_attendance(uow.anew(), COORDINATOR, training.id, [invitation.id], NOW, "key")
     granted = {c.check: c for c in val.checks}["bereavement_training"]
-    assert (granted.done_on, granted.expires_on) == (NOW.date(), training_check_expiry("bereavement_training",
-                                                                                       NOW.date()))
+    assert (granted.done_on, granted.expires_on) == (NOW.date(), months_after(NOW.date(), 24))
     [attended] = uow.events(TrainingAttended)
     assert attended.attendee == attendee_digest(val.phone, "key") and val.phone not in str(attended)
     service_layer.record_attendance(uow.anew(), COORDINATOR, training.id, [invitation.id], NOW, "key")
     assert uow.events(TrainingAttended) == [] and len(val.checks) == 2  # recorded twice: nothing twice
     assert attendee_digest(val.phone, "key") != attendee_digest(val.phone, "another key")
+
+
+def test_a_session_grants_only_a_check_the_community_has_and_has_not_retired():
+    uow = uow_with()
+    with pytest.raises(Invalid) as refused:
+        service_layer.schedule_session(uow, COORDINATOR, {**DETAILS, "grants": "larkspur_training"}, NOW)
+    assert list(refused.value.messages) == ["grants"] and uow.committed is False
+    uow.checks.add(CheckType(community="fylde-coast", key="larkspur_training", name="Larkspur training"))
+    assert service_layer.schedule_session(uow, COORDINATOR, {**DETAILS, "grants": "larkspur_training"}, NOW).grants \
+        == "larkspur_training"

@@ -12,13 +12,14 @@ from http import HTTPStatus
 import hashlib
 import hmac
 
-from flask import request, url_for
+from flask import g, has_request_context, request, url_for
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.matching import service_layer
-from services.matching.domain import (APPLICANT_STAGES, INVITATION_STATUSES, LEAVING, PUBLIC_TOPICS, MatchingError,
-                                      NotFound, TooManyApplications, check_problems, time_away_problems)
+from services.matching.domain import (APPLICANT_STAGES, CHECK_KEY, INVITATION_STATUSES, LEAVING, LONGEST_LIFE_MONTHS,
+                                      PUBLIC_TOPICS, Invalid, MatchingError, NotFound, TooManyApplications,
+                                      check_problems, time_away_problems)
 from services.matching.service_layer import VolunteerSheet
 from shared import clock, idempotency
 from shared.communities import all_communities
@@ -41,8 +42,12 @@ RETRY_AFTER_SECONDS = 3600
 
 
 def refused(error: MatchingError):
-    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), 429 for too many
-    applications, else 409."""
+    """A use case's refusal as problem details: 404 for what is not there (or not the caller's), 422 naming each
+    field for a value the community's rules do not allow, 429 for too many applications, else 409."""
+    if isinstance(error, Invalid):
+        errors = field_errors(error.messages)
+        return problem(422, "Unprocessable Content", "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                       errors=errors)
     if isinstance(error, TooManyApplications):
         response = problem(429, "Too Many Requests", str(error))
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -58,18 +63,38 @@ befriending = Blueprint("befriending", __name__, url_prefix="/befriending",
 training = Blueprint("training", __name__, url_prefix="/training",
                      description="Training sessions: scheduled, invited to by SMS (YES/NO), attendance recorded")
 
+checks = Blueprint("checks", __name__, url_prefix="/volunteers/checks",
+                   description="Each community's checks and training: their names, the evidence seen, how long they "
+                               "last, and which kinds of help need which (administrators change them; every change "
+                               "is audited and applies from then on)")
 
-for _blueprint in (blp, matches, befriending, applying, training):
+
+for _blueprint in (blp, matches, befriending, applying, training, checks):
     _blueprint.register_error_handler(MatchingError, refused)
+
+
+def known_check(value: str) -> None:
+    """One of the acting user's community's checks, unretired (a validator, so every bad field is named at once;
+    the use case judges again). The community's checks are read once per request."""
+    if not has_request_context() or "user" not in g:
+        return
+    if "matching_checks" not in g:
+        with service().uow() as uow:
+            g.matching_checks = uow.checks.rules(current_actor().community).active()
+    if value not in g.matching_checks:
+        raise ValidationError(f"Must be one of: {', '.join(g.matching_checks)}.")
 
 
 class CheckIn(Schema):
     """That a check or training was done, and when it expires."""
 
-    check = fields.Str(required=True, validate=validate.OneOf(sorted(CHECKS)))
+    check = fields.Str(required=True, validate=[validate.Regexp(CHECK_KEY, error="Choose one of the options."),
+                                                known_check],
+                       metadata={"description": "One of the community's checks (GET /volunteers/checks): else 422."})
     done_on = fields.Date(required=True, metadata={"description": "By today, and not before 1900."})
-    expires_on = fields.Date(load_default=None, allow_none=True,
-                             metadata={"description": "After done_on, and at most ten years after it."})
+    expires_on = fields.Date(load_default=None, allow_none=True, metadata={
+        "description": "After done_on, and at most ten years after it; when not given, done_on plus the months "
+                       "the check lasts in the community (none if it does not expire)."})
 
     @validates_schema
     def check_dates(self, data, **kwargs):
@@ -272,6 +297,9 @@ COLUMNS = ("name", "phone", "postcode", "latitude", "longitude", "max_distance_k
            "availability", "weekly_cap", *CHECK_COLUMNS)
 SHEETS = ("text/csv", "multipart/form-data")  # how a spreadsheet may come
 NUMBER_COLUMNS = ("latitude", "longitude", "max_distance_km", "weekly_cap")
+# A community's own checks come in columns named the same way (<key>_done, <key>_expires); a key the community does
+# not have is refused on its row, naming the column.
+CHECK_COLUMN = re.compile(r"^([a-z][a-z0-9_]{1,31})_(done|expires)$")
 _UK_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
@@ -295,7 +323,7 @@ def as_number(text: str) -> int | float | str:
 
 def volunteer_from_row(row: dict[str, str]) -> dict:
     """A CSV row as the body POST /volunteers takes: lists split on ';' or ',', availability as 'mon:morning',
-    each check as <check>_done and <check>_expires columns. Empty cells are left out."""
+    each check (the community's own too) as <check>_done and <check>_expires columns. Empty cells are left out."""
     cells = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
     data: dict = {}
     for name in ("name", "phone", "postcode", "gender", "latitude", "longitude", "max_distance_km", "weekly_cap"):
@@ -312,8 +340,9 @@ def volunteer_from_row(row: dict[str, str]) -> dict:
                    if item.strip()]
         data["availability"] = [{"days": [w.split(":")[0]], "part_of_day": w.partition(":")[2]} for w in windows]
     checks = {}
-    for column, (check, edge) in CHECK_COLUMNS.items():
-        if cells.get(column):
+    for column in cells:
+        if (found := CHECK_COLUMN.match(column)) and cells[column]:
+            check, edge = found.groups()
             checks.setdefault(check, {"check": check})["done_on" if edge == "done" else "expires_on"] = \
                 _date(cells[column])
     if checks:
@@ -326,7 +355,7 @@ def _column_of(field: str, data: dict) -> str:
     parts = field.split(".")
     if parts[0] == "checks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(data.get("checks", [])):
         check = data["checks"][int(parts[1])]["check"]
-        return f"{check}_{'done' if parts[-1] == 'done_on' else 'expires'}" if len(parts) > 2 else f"{check}_done"
+        return f"{check}_{'expires' if parts[-1] == 'expires_on' else 'done'}" if len(parts) > 2 else f"{check}_done"
     return parts[0]
 
 
@@ -350,7 +379,8 @@ def read_csv(raw: bytes) -> list[tuple[int, dict[str, str]]]:
         raise ValueError(f"The file is not CSV: line {reader.line_num}: {err}.") from err
     if reader.fieldnames is None:
         raise ValueError("The file is empty.")
-    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS]
+    unknown = [name for name in reader.fieldnames if name and name.strip().lower() not in COLUMNS
+               and not CHECK_COLUMN.match(name.strip().lower())]
     if unknown:
         raise ValueError(f"Unknown column(s): {', '.join(unknown)}. The columns are: {', '.join(COLUMNS)}.")
     return rows
@@ -410,10 +440,11 @@ class VolunteerImport(MethodView):
         """Import a coordinator's volunteer spreadsheet (CSV, with a header row), all or nothing.
 
         Columns: name, phone, postcode (or latitude and longitude), max_distance_km, skills ("practical; driving"),
-        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each check
-        `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires; dates as 2026-01-05
-        or 05/01/2026). Every row is checked as POST /volunteers checks one; a bad row is reported with its line
-        number (the header is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
+        languages ("en; fr"), gender, availability ("mon morning; wed afternoon"), weekly_cap, and for each of the
+        community's checks `<check>_done` and `<check>_expires` (e.g. safeguarding_done, criminal_record_expires;
+        dates as 2026-01-05 or 05/01/2026; without an expiry, a check expires as it lasts in the community).
+        Every row is checked as POST /volunteers checks one; a bad row is reported with its line number (the header
+        is line 1) and column, and nothing is imported unless `skip_invalid=true`."""
         if request.mimetype not in SHEETS and (request.mimetype or request.content_length):
             return problem(415, "Unsupported Media Type", "Send the spreadsheet as text/csv or as a "
                            f"multipart/form-data `file`, not {request.mimetype or 'untyped'}.")
@@ -778,7 +809,8 @@ class SessionIn(Schema):
     online = Boolean(load_default=False)
     trainer = Text(required=True, validate=validate.Length(min=1, max=200))
     capacity = Integer(required=True, validate=validate.Range(min=1, max=500))
-    grants = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(sorted(CHECKS)))
+    grants = fields.Str(load_default=None, allow_none=True, validate=validate.Regexp(CHECK_KEY),
+                        metadata={"description": "The key of one of the community's checks (GET /volunteers/checks)."})
     public = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(sorted(PUBLIC_TOPICS)),
                         metadata={"description": "A public session (Future Life Planning, Dying Matters)."})
 
@@ -931,3 +963,139 @@ class SessionAttendance(MethodView):
                                             service().settings.secret_key)
         with service().uow() as uow:
             return service_layer.training_session(uow, current_actor(), session_id)
+# --- a community's checks and training, as its administrators define them ----------------------------------------
+
+ADMINS = ("admin",)
+KEY_RULE = "2 to 32 lowercase letters, digits or _, starting with a letter."
+
+
+class CheckTypeIn(Schema):
+    """A check or training the community asks of volunteers."""
+
+    key = fields.Str(required=True, validate=validate.Regexp(CHECK_KEY, error=f"Must be {KEY_RULE}"),
+                     metadata={"description": f"How the API and spreadsheets name it: {KEY_RULE}", "example":
+                               "culturally_safe_practice"})
+    name = Text(required=True, blank=False, validate=validate.Length(max=200),
+                metadata={"example": "Culturally safe practice training"})
+    evidence = Text(load_default="", validate=validate.Length(max=500),
+                    metadata={"description": "What a coordinator sees before recording it.",
+                              "example": "certificate seen"})
+    lasts_months = Integer(load_default=None, allow_none=True, validate=validate.Range(1, LONGEST_LIFE_MONTHS),
+                           metadata={"description": "How long it lasts; null: it does not expire.", "example": 24})
+
+
+class CheckTypePatch(Schema):
+    """What may change of a check: only the fields given change. `retired` true: no longer asked for or recorded."""
+
+    name = Text(blank=False, validate=validate.Length(max=200))
+    evidence = Text(validate=validate.Length(max=500))
+    lasts_months = Integer(allow_none=True, validate=validate.Range(1, LONGEST_LIFE_MONTHS))
+    retired = Boolean()
+
+
+class CheckTypeOut(Schema):
+    """A check or training of the community."""
+
+    key = fields.Str()
+    name = fields.Str()
+    evidence = fields.Str()
+    lasts_months = fields.Int(allow_none=True)
+    retired = fields.Bool()
+
+
+class RequirementIn(Schema):
+    """The checks a kind of help needs: every one, in date on the day of the task."""
+
+    checks = fields.List(fields.Str(), required=True,
+                         metadata={"description": "Keys of unretired checks; [] for none."})
+
+
+class RequirementOut(Schema):
+    """A kind of help and the checks it needs in the community."""
+
+    kind = fields.Str()
+    label = fields.Str()
+    checks = fields.List(fields.Str())
+
+
+class CheckRuleChangeOut(Schema):
+    """One change to the community's checks or requirements: who, when, before and after."""
+
+    subject = fields.Str(metadata={"description": "check_type:<key> or requirement:<kind>"})
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict()
+    at = fields.AwareDateTime()
+    actor = fields.Str()
+    role = fields.Str()
+
+
+class CheckRulesOut(Schema):
+    """The community's checks (retired ones too), which kinds of help need which, and the latest changes."""
+
+    community = fields.Str()
+    check_types = fields.List(fields.Nested(CheckTypeOut))
+    requirements = fields.List(fields.Nested(RequirementOut))
+    changes = fields.List(fields.Nested(CheckRuleChangeOut))
+
+
+def rules_out(view: service_layer.CheckRulesView) -> dict:
+    """The community's rules as CheckRulesOut reads them."""
+    return {"community": view.community, "check_types": list(view.rules.types.values()),
+            "requirements": [{"kind": kind, "label": details.label, "checks": list(view.rules.needed(kind))}
+                             for kind, details in KINDS.items() if details.offered],
+            "changes": view.changes}
+
+
+@checks.route("")
+class CheckTypes(MethodView):
+    """The community's checks and training."""
+
+    @requires(*ADMINS)
+    @checks.response(200, CheckRulesOut)
+    @checks.doc(security=BEARER)
+    def get(self):
+        """The checks of the administrator's community, which kinds of help need which, and who changed what."""
+        with service().uow() as uow:
+            return rules_out(service_layer.check_rules(uow, current_actor()))
+
+    @requires(*ADMINS)
+    @checks.arguments(CheckTypeIn)
+    @checks.response(201, CheckTypeOut)
+    @checks.doc(security=BEARER)
+    def post(self, data):
+        """Add a check or training: it can be recorded for volunteers and required for kinds of help from now on."""
+        with service().uow() as uow:
+            return service_layer.add_check_type(uow, current_actor(), data, clock.utcnow())
+
+
+@checks.route("/<key>")
+class CheckTypeByKey(MethodView):
+    """One check of the community."""
+
+    @requires(*ADMINS)
+    @checks.arguments(CheckTypePatch)
+    @checks.response(200, CheckTypeOut)
+    @checks.doc(security=BEARER)
+    def patch(self, data, key):
+        """Rename a check, change its evidence or how long it lasts, or retire it (audited; from now on)."""
+        with service().uow() as uow:
+            return service_layer.change_check_type(uow, current_actor(), key, data, clock.utcnow())
+
+
+@checks.route("/requirements/<kind>")
+class Requirement(MethodView):
+    """The checks one kind of help needs in the community."""
+
+    @requires(*ADMINS)
+    @checks.arguments(RequirementIn)
+    @checks.response(200, RequirementOut)
+    @checks.doc(security=BEARER)
+    def put(self, data, kind):
+        """Set the checks a kind of help needs (audited): from now on, volunteers without one in date are not
+        asked for it; offers already made stay."""
+        try:
+            with service().uow() as uow:
+                needed = service_layer.set_requirements(uow, current_actor(), {kind: data["checks"]}, clock.utcnow())
+        except Invalid as err:  # about this kind's checks: the body's `checks`
+            raise Invalid({"checks": err.messages[f"requires.{kind}"]}) from err
+        return {"kind": kind, "label": KINDS[kind].label, "checks": list(needed[kind])}

@@ -17,14 +17,15 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from services.matching import service_layer
-from services.matching.domain import (INVITATION_NAMES, LEAVING, PUBLIC_TOPICS, STAGE_NAMES, Conflict, NotFound,
-                                      TooManyApplications, Volunteer)
+from services.matching.domain import (DEFAULT_RULES, INVITATION_NAMES, LEAVING, PUBLIC_TOPICS, STAGE_NAMES, CheckRules,
+                                      Conflict, Invalid, NotFound, TooManyApplications, Volunteer)
 from services.matching.entrypoints.api import (CONSENT, COLUMNS, NUMBER_COLUMNS, OFFERED_KINDS, RETRY_AFTER_SECONDS,
-                                               ApplicationIn, CheckIn, DoneIn, PublicPersonIn, SessionIn, StageIn,
-                                               VolunteerIn, as_number, read_sheet, take_application)
+                                               ApplicationIn, CheckIn, CheckTypeIn, CheckTypePatch, DoneIn,
+                                               PublicPersonIn, SessionIn, StageIn, VolunteerIn, as_number, read_sheet,
+                                               take_application)
 from shared import clock
 from shared.communities import all_communities
-from shared.taxonomy import (BEFRIENDING_END_REASONS, CHECKS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
+from shared.taxonomy import (BEFRIENDING_END_REASONS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
                              VOLUNTEER_STATUSES)
 from shared.auth import local_path
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
@@ -33,34 +34,48 @@ blp = Pages("roster", __name__, description="Coordinators' volunteer pages")
 COORDINATORS = ("coordinator", "admin")
 
 
-def render(template: str, **context):
-    """A page, with the names of checks and kinds of help, and what the volunteer form offers."""
-    return render_template(template, checks=CHECKS, kinds=KINDS, skills=SKILL_CHOICES, languages=LANGUAGES,
+def render(template: str, rules: CheckRules = DEFAULT_RULES, **context):
+    """A page, with the names of the community's checks (`rules`; the checks that may be recorded, and the names of
+    all, retired ones too) and of kinds of help, and what the volunteer form offers."""
+    return render_template(template, checks=rules.active(), check_names={k: t.name for k, t in rules.types.items()},
+                           kinds=KINDS, skills=[_skill_choice(skill, rules) for skill in SKILLS], languages=LANGUAGES,
                            genders=[(g, g.capitalize()) for g in GENDERS], days=DAYS, parts_of_day=PARTS_OF_DAY,
                            **context)
 
 
-def _skill_choice(skill: str) -> tuple[str, str]:
-    """A skill as the form offers it, with the checks its kinds of help need, where a coordinator decides."""
-    needed = sorted({check for kind in KINDS.values() if kind.skill == skill for check in kind.checks},
-                    key=list(CHECKS).index)
+def _rules() -> CheckRules:
+    """The signed-in user's community's checks and requirements."""
+    with service().uow() as uow:
+        return uow.checks.rules(current_actor().community)
+
+
+def _skill_choice(skill: str, rules: CheckRules) -> tuple[str, str]:
+    """A skill as the form offers it, with the checks its kinds of help need here, where a coordinator decides."""
+    order = list(rules.types)
+    needed = sorted({check for key, kind in KINDS.items() if kind.skill == skill for check in rules.needed(key)},
+                    key=order.index)
     kinds = ", ".join(kind.label.lower() for kind in KINDS.values() if kind.skill == skill)
-    checks = ", ".join(CHECKS[c][:1].lower() + CHECKS[c][1:] for c in needed)  # "DBS" and "Ontario" kept as written
+    names = [rules.name(c) for c in needed]
+    checks = ", ".join(n[:1].lower() + n[1:] for n in names) or "no checks"  # "DBS" and "Ontario" kept as written
     return skill, f"{skill.replace('_', ' ').capitalize()}: {kinds} (needs {checks})"
 
 
-SKILL_CHOICES = [_skill_choice(skill) for skill in SKILLS]
 LABELS = {"name": "Name", "phone": "Mobile phone", "postcode": "Postcode", "max_distance_km": "Travels up to (km)",
           "weekly_cap": "Tasks a week at most", "skills": "What they can help with", "languages": "Languages",
           "gender": "Gender", "availability": "When they are free", "status_reason": "Why they left",
-          **{f"checks.{check}.{edge}": f"{name}: {'done on' if edge == 'done_on' else 'expires on'}"
-             for check, name in CHECKS.items() for edge in ("done_on", "expires_on")},
           "check": "Check", "done_on": "Done on", "expires_on": "Expires on"}
 
 
-def profile_of(form: MultiDict) -> tuple[dict[str, Any], list[str]]:
+def labels_of(rules: CheckRules) -> dict[str, str]:
+    """The volunteer form's labels, with a pair for each of the community's checks."""
+    return {**LABELS, **{f"checks.{check}.{edge}": f"{name}: {'done on' if edge == 'done_on' else 'expires on'}"
+                         for check, name in rules.active().items() for edge in ("done_on", "expires_on")}}
+
+
+def profile_of(form: MultiDict, rules: CheckRules = DEFAULT_RULES) -> tuple[dict[str, Any], list[str]]:
     """The volunteer form as the body POST /volunteers takes, and the check each entry of its `checks` is (so an
-    error about `checks.1.expires_on` can be shown beside that check's field). Empty fields are left out."""
+    error about `checks.1.expires_on` can be shown beside that check's field). Empty fields are left out; the
+    checks are the community's (`rules`)."""
     data: dict[str, Any] = {}
     for name in ("name", "phone", "postcode", "max_distance_km", "weekly_cap", "gender"):
         if value := form.get(name, "").strip():
@@ -70,7 +85,8 @@ def profile_of(form: MultiDict) -> tuple[dict[str, Any], list[str]]:
         data["languages"] = form.getlist("languages")
     data["availability"] = [{"days": form.getlist(f"availability.{part}"), "part_of_day": part}
                             for part in PARTS_OF_DAY if form.getlist(f"availability.{part}")]
-    order = [check for check in CHECKS if form.get(f"checks.{check}.done_on") or form.get(f"checks.{check}.expires_on")]
+    order = [check for check in rules.active()
+             if form.get(f"checks.{check}.done_on") or form.get(f"checks.{check}.expires_on")]
     if order:
         data["checks"] = [{"check": check, **{edge: form[f"checks.{check}.{edge}"] for edge in ("done_on", "expires_on")
                                               if form.get(f"checks.{check}.{edge}")}} for check in order]
@@ -93,7 +109,7 @@ def form_of(volunteer: Volunteer) -> MultiDict:
     return form
 
 
-def _form_errors(err: ValidationError, order: list[str]) -> FormErrors:
+def _form_errors(err: ValidationError | Invalid, order: list[str], rules: CheckRules) -> FormErrors:
     """The schema's complaints about the form, each named by the form field it is about."""
     def rename(field: str) -> str:
         head, _, rest = field.partition(".")
@@ -101,20 +117,21 @@ def _form_errors(err: ValidationError, order: list[str]) -> FormErrors:
             index, _, edge = rest.partition(".")
             return f"checks.{order[int(index)]}.{edge or 'done_on'}"
         return head if head == "availability" else field
-    return FormErrors(err.messages, LABELS, rename)
+    return FormErrors(err.messages, labels_of(rules), rename)
 
 
 def _volunteer_form(volunteer: Volunteer | None = None):
     """Add a volunteer (`volunteer` None) or change one: the form, and on a valid post the volunteer's page."""
+    rules = _rules()
     if request.method == "GET":
-        return render("volunteer_form.html", volunteer=volunteer, errors=FormErrors(),
+        return render("volunteer_form.html", rules, volunteer=volunteer, errors=FormErrors(),
                       form=form_of(volunteer) if volunteer else MultiDict({"max_distance_km": "10",
                                                                             "weekly_cap": "3", "languages": "en"}))
-    data, order = profile_of(request.form)
+    data, order = profile_of(request.form, rules)
     try:
         profile = VolunteerIn().load(data)
     except ValidationError as err:
-        errors = _form_errors(err, order)
+        errors = _form_errors(err, order, rules)
     else:
         try:
             with service().uow() as uow:
@@ -126,7 +143,9 @@ def _volunteer_form(volunteer: Volunteer | None = None):
                 return redirect(f"/roster/{volunteer.id}", 303)
         except Conflict as err:
             errors = FormErrors().add("phone", LABELS["phone"], str(err))
-    return render("volunteer_form.html", volunteer=volunteer, errors=errors, form=request.form), 422
+        except Invalid as err:  # a check the community no longer has (retired while the form was open)
+            errors = _form_errors(err, order, rules)
+    return render("volunteer_form.html", rules, volunteer=volunteer, errors=errors, form=request.form), 422
 
 
 def _visible(volunteer_id) -> Volunteer | None:
@@ -151,7 +170,7 @@ def roster():
     today = clock.today()
     with service().uow() as uow:
         found = service_layer.roster(uow, current_actor(), today, status if status in VOLUNTEER_STATUSES else None)
-    return render("roster.html", volunteers=found.volunteers, tasks=found.tasks, attention=found.attention,
+    return render("roster.html", _rules(), volunteers=found.volunteers, tasks=found.tasks, attention=found.attention,
                   status=status, statuses=VOLUNTEER_STATUSES, today=today)
 
 
@@ -168,7 +187,7 @@ def _volunteer_page(volunteer_id, errors: FormErrors | None = None, form: MultiD
             volunteer, tasks = service_layer.volunteer_tasks(uow, current_actor(), volunteer_id)
     except NotFound:
         return _no_such_volunteer()
-    return render("volunteer.html", volunteer=volunteer, tasks=tasks, today=clock.today(),
+    return render("volunteer.html", _rules(), volunteer=volunteer, tasks=tasks, today=clock.today(),
                   errors=errors or FormErrors(), form=form or MultiDict()), status
 
 
@@ -217,7 +236,8 @@ def confirm_leaving(volunteer_id):
 @blp.route("/roster/<uuid:volunteer_id>/checks", methods=["POST"])
 @page_requires(*COORDINATORS)
 def record_check(volunteer_id):
-    """Record a check or training done (a renewal replaces the check of the same kind)."""
+    """Record a check or training done (a renewal replaces the check of the same kind); without an expiry date, it
+    expires as the community's check lasts."""
     given = {name: request.form[name] for name in ("check", "done_on", "expires_on") if request.form.get(name)}
     try:
         check = CheckIn().load(given)
@@ -228,6 +248,9 @@ def record_check(volunteer_id):
             service_layer.update_volunteer(uow, current_actor(), volunteer_id, {"checks": [check]})
     except NotFound:
         return _no_such_volunteer()
+    except Invalid as err:
+        return _volunteer_page(volunteer_id, FormErrors(err.messages, LABELS, lambda field: field.rsplit(".", 1)[-1]),
+                               request.form, 422)
     return redirect(f"/roster/{volunteer_id}#checks", 303)
 
 
@@ -511,9 +534,10 @@ def _session_of(form: MultiDict) -> dict[str, Any]:
 
 
 def _sessions_page(errors: FormErrors | None = None, form: MultiDict | None = None, status: int = 200):
+    rules = _rules()
     with service().uow() as uow:
         found = service_layer.training_sessions(uow, current_actor())
-        return render("training.html", sessions=found, errors=errors or FormErrors(), form=form or MultiDict(),
+        return render("training.html", rules, sessions=found, errors=errors or FormErrors(), form=form or MultiDict(),
                       public_topics=PUBLIC_TOPICS), status
 
 
@@ -528,8 +552,11 @@ def training_sessions():
         details = SessionIn().load(_session_of(request.form))
     except ValidationError as err:
         return _sessions_page(FormErrors(err.messages, SESSION_LABELS), request.form, 422)
-    with service().uow() as uow:
-        made = service_layer.schedule_session(uow, current_actor(), details, clock.utcnow())
+    try:
+        with service().uow() as uow:
+            made = service_layer.schedule_session(uow, current_actor(), details, clock.utcnow())
+    except Invalid as err:  # a check the community does not have
+        return _sessions_page(FormErrors(err.messages, SESSION_LABELS), request.form, 422)
     return redirect(f"/training/{made.id}", 303)
 
 
@@ -538,7 +565,8 @@ def _session_page(session_id, errors: FormErrors | None = None, form: MultiDict 
         with service().uow() as uow:
             found = service_layer.training_session(uow, current_actor(), session_id)
             applicants_, volunteers = service_layer.invitable(uow, current_actor(), found)
-            return render("training_session.html", training=found, applicants=applicants_, volunteers=volunteers,
+            return render("training_session.html", uow.checks.rules(found.community), training=found,
+                          applicants=applicants_, volunteers=volunteers,
                           statuses=INVITATION_NAMES, stages=STAGE_NAMES, public_topics=PUBLIC_TOPICS,
                           errors=errors or FormErrors(), form=form or MultiDict()), status
     except NotFound:
@@ -610,3 +638,116 @@ def record_training_attendance(session_id):
         return _session_page(session_id, FormErrors().add("invitations", SESSION_LABELS["invitations"], str(err)),
                              request.form, 409)
     return redirect(f"/training/{session_id}", 303)
+# --- a community's checks and training: its administrators define them -----------------------------------------
+
+ADMINS = ("admin",)
+CHECK_TYPE_LABELS = {"key": "Key", "name": "Name", "evidence": "Evidence seen", "lasts_months": "Lasts (months)",
+                     "retired": "Retired"}
+
+
+def _check_type_data(form: MultiDict, fields: tuple[str, ...], whole: bool = False) -> dict[str, Any]:
+    """A check type's form as the API's body: empty fields left out (`whole`: kept, as a change to them), except an
+    empty life (it does not expire)."""
+    data: dict[str, Any] = {}
+    for name in fields:
+        value = form.get(name, "").strip()
+        if name == "lasts_months":
+            data[name] = as_number(value) if value else None
+        elif name == "retired":
+            data[name] = form.get(name) == "yes"
+        elif value or whole:
+            data[name] = value
+    return data
+
+
+def _facts_text(facts: dict[str, Any] | None, rules: CheckRules) -> str:
+    """What a change's before or after said, in words."""
+    if facts is None:
+        return "(none)"
+    if "checks" in facts:
+        return ", ".join(rules.name(c) for c in facts["checks"]) or "no checks"
+    lasts = f"lasts {facts['lasts_months']} months" if facts.get("lasts_months") else "does not expire"
+    evidence = f"; evidence: {facts['evidence']}" if facts.get("evidence") else ""
+    return f"{facts['name']}{evidence}; {lasts}{'; retired' if facts.get('retired') else ''}"
+
+
+def _change_rows(view: service_layer.CheckRulesView) -> list[dict[str, Any]]:
+    """The audit trail as the page shows it: when, who, what, before and after."""
+    rows = []
+    for change in view.changes:
+        what, _, key = change.subject.partition(":")
+        subject = (f"Checks needed for {KINDS[key].label.lower()}" if what == "requirement" and key in KINDS
+                   else f"Check {view.rules.name(key)} ({key})")
+        rows.append({"at": change.at, "actor": change.actor, "role": change.role, "subject": subject,
+                     "before": _facts_text(change.before, view.rules),
+                     "after": _facts_text(change.after, view.rules)})
+    return rows
+
+
+def _checks_page(add_errors: FormErrors | None = None, add_form: MultiDict | None = None,
+                 requires_errors: FormErrors | None = None, requires_form: MultiDict | None = None,
+                 status: int = 200):
+    """The community's checks, which kinds of help need which, and the changes made: each form with its own
+    problems beside its fields, and what was typed kept."""
+    with service().uow() as uow:
+        view = service_layer.check_rules(uow, current_actor())
+    if requires_form is None:
+        requires_form = MultiDict()
+        for kind in OFFERED_KINDS:
+            requires_form.setlist(f"requires.{kind}", list(view.rules.needed(kind)))
+    return render("check_rules.html", view.rules, view=view, community_name=all_communities()[view.community].name,
+                  changes=_change_rows(view), offered=[(k, KINDS[k].label) for k in OFFERED_KINDS],
+                  add_errors=add_errors or FormErrors(), add_form=add_form or MultiDict(),
+                  requires_errors=requires_errors or FormErrors(), requires_form=requires_form), status
+
+
+@blp.route("/roster/checks", methods=["GET", "POST"])
+@page_requires(*ADMINS)
+def check_types():
+    """The community's checks and training; a post adds one (key, name, evidence, how long it lasts)."""
+    if request.method == "GET":
+        return _checks_page()
+    try:
+        data = CheckTypeIn().load(_check_type_data(request.form, ("key", "name", "evidence", "lasts_months")))
+        with service().uow() as uow:
+            service_layer.add_check_type(uow, current_actor(), data, clock.utcnow())
+    except (ValidationError, Invalid) as err:
+        return _checks_page(add_errors=FormErrors(err.messages, CHECK_TYPE_LABELS), add_form=request.form, status=422)
+    return redirect("/roster/checks#check-types", 303)
+
+
+@blp.route("/roster/checks/requirements", methods=["POST"])
+@page_requires(*ADMINS)
+def set_requirements():
+    """Which checks each kind of help needs: every kind's ticked checks, saved at once (each change audited)."""
+    wanted = {kind: request.form.getlist(f"requires.{kind}") for kind in OFFERED_KINDS}
+    try:
+        with service().uow() as uow:
+            service_layer.set_requirements(uow, current_actor(), wanted, clock.utcnow())
+    except Invalid as err:
+        labels = {f"requires.{kind}": KINDS[kind].label for kind in OFFERED_KINDS}
+        return _checks_page(requires_errors=FormErrors(err.messages, labels), requires_form=request.form, status=422)
+    return redirect("/roster/checks#requirements", 303)
+
+
+@blp.route("/roster/checks/<key>", methods=["GET", "POST"])
+@page_requires(*ADMINS)
+def check_type(key):
+    """Rename one check, change its evidence or how long it lasts, or retire it (or bring it back)."""
+    rules = _rules()
+    current = rules.types.get(key)
+    if current is None:
+        return render("check_type.html", rules, check_type=None, errors=FormErrors(), form=MultiDict()), 404
+    if request.method == "GET":
+        form = MultiDict({"name": current.name, "evidence": current.evidence,
+                          "lasts_months": str(current.lasts_months or ""), "retired": "yes" if current.retired else ""})
+        return render("check_type.html", rules, check_type=current, errors=FormErrors(), form=form)
+    try:
+        data = CheckTypePatch().load(_check_type_data(request.form, ("name", "evidence", "lasts_months", "retired"),
+                                                      whole=True))
+        with service().uow() as uow:
+            service_layer.change_check_type(uow, current_actor(), key, data, clock.utcnow())
+    except (ValidationError, Invalid) as err:
+        return render("check_type.html", rules, check_type=current, errors=FormErrors(err.messages, CHECK_TYPE_LABELS),
+                      form=request.form), 422
+    return redirect("/roster/checks#check-types", 303)

@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 SHIPPED = Path(__file__).with_name("data") / "communities.json"
+CURRENCIES = {"GB": "GBP", "CA": "CAD", "US": "USD", "IE": "EUR", "FR": "EUR"}
 EMERGENCY_NUMBERS = {"GB": "999", "CA": "911", "US": "911", "IE": "112", "FR": "112"}
 
 
@@ -34,6 +35,11 @@ class Community:
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
     applicant_wait_days: an applicant to volunteer waiting longer than this at one stage is marked "waiting too
     long" on the coordinators' board of applicants.
+    hourly_value, currency: what an hour of volunteer time is worth, in the valuation the community uses (e.g. a UK
+    or an Ontario volunteer-hour value), and its ISO 4217 currency (by default its country's); metrics reports the
+    value of volunteer time beside the hours (a manager may set another, kept with who set it, in metrics).
+    wellbeing_interval_days: how often each active volunteer is asked by SMS how they are finding volunteering;
+    wellbeing_low_score: an answer at or below it (of 1 to 5) is put before a coordinator.
     """
 
     slug: str
@@ -49,6 +55,15 @@ class Community:
     emergency_number: str = ""
     retention: dict = field(default_factory=dict, hash=False, compare=False)
     applicant_wait_days: int = 14
+    hourly_value: float = 0.0
+    currency: str = ""
+    wellbeing_interval_days: int = 91
+    wellbeing_low_score: int = 2
+
+    @property
+    def money(self) -> str:
+        """The currency the community's volunteer time is valued in: its own, else its country's."""
+        return self.currency or CURRENCIES.get(self.country, "GBP")
 
     @property
     def emergency(self) -> str:

@@ -1,6 +1,6 @@
 """Event contracts: the envelope every event shares, and each event as a type.
 
-Each producer declares its events in its own module here (`intake.py`, `matching.py`, `notify.py`): a frozen
+Each producer declares its events in its own module here (`intake.py`, `matching.py`, `notify.py`, `metrics.py`): a frozen
 dataclass per event and version, registered with `@contract`, with an example. The marshmallow schema that checks
 the wire format is made from the dataclass, so the two cannot drift. A producer builds the type
 (`RequestCancelled(request_id=..., reason=...)`, unknown fields are a TypeError) and `make_event` dumps it
@@ -249,4 +249,4 @@ def _wire(value: Any) -> Any:
 
 
 # The producers' modules register their events on import.
-from shared.contracts import intake, matching, notify  # noqa: E402,F401
+from shared.contracts import intake, matching, metrics, notify  # noqa: E402,F401

@@ -70,7 +70,8 @@ def test_every_measure_is_under_exactly_one_heading():
     keys = [key for _, group in GROUPS for key in group]
     assert sorted(keys) == sorted(m.key for m in domain.MEASURES)
     assert [heading for heading, _ in GROUPS] == ["Requests for support", "How quickly help comes",
-                                                  "People supported", "Volunteers", "Activities and education",
+                                                  "People supported", "Volunteers", "Volunteers' wellbeing",
+                                                  "Activities and education",
                                                   "Partnerships", "Safeguarding"]
 
 

@@ -178,6 +178,54 @@ class FakeOffers:
         return round(sum(o.hours or 0 for o in done), 2), len(done)
 
 
+class FakeContributions:
+    """Hours given to activities: one per volunteer per activity, as the unique key keeps them."""
+
+    def __init__(self):
+        self.rows: dict[tuple, object] = {}
+
+    def add(self, contribution) -> bool:
+        key = (contribution.source_id, contribution.volunteer_id)
+        if key in self.rows:
+            return False
+        self.rows[key] = contribution
+        return True
+
+    def of_volunteer(self, volunteer_id, limit=50):
+        return sorted((c for c in self.rows.values() if c.volunteer_id == volunteer_id),
+                      key=lambda c: c.held_on, reverse=True)[:limit]
+
+
+class FakeCheckIns:
+    """Wellbeing check-ins: one per volunteer per due date."""
+
+    def __init__(self, volunteers: FakeVolunteers):
+        self.volunteers, self.rows = volunteers, {}
+
+    def due(self, community, interval_days, today):
+        found = []
+        for v in sorted(self.volunteers.rows.values(), key=lambda v: str(v.id)):
+            last = max((c.due_on for c in self.rows.values() if c.volunteer_id == v.id), default=None)
+            if v.community == community and v.status == "active" and v.sms_opted_out_at is None:
+                found.append((v, last))
+        return found
+
+    def claim(self, check_in) -> bool:
+        key = (check_in.volunteer_id, check_in.due_on)
+        if key in self.rows:
+            return False
+        self.rows[key] = check_in
+        return True
+
+    def latest_of(self, volunteer_id):
+        return max((c for c in self.rows.values() if c.volunteer_id == volunteer_id), key=lambda c: c.due_on,
+                   default=None)
+
+    def of_volunteer(self, volunteer_id, limit=8):
+        return sorted((c for c in self.rows.values() if c.volunteer_id == volunteer_id), key=lambda c: c.due_on,
+                      reverse=True)[:limit]
+
+
 class FakeMatchingUnitOfWork(FakeUnitOfWork):
     """Matching's unit of work with its repositories in memory."""
 
@@ -188,6 +236,8 @@ class FakeMatchingUnitOfWork(FakeUnitOfWork):
         self.requests = FakeRequests(self.log)
         self.offers = FakeOffers(self.requests)
         self.answers = FakeAnswers()
+        self.contributions = FakeContributions()
+        self.check_ins = FakeCheckIns(self.volunteers)
 
     def anew(self):
         """Forget what was committed so far, to see what the next use case does."""

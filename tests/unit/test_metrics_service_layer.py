@@ -111,9 +111,21 @@ class FakeOrganisations:
         return [o for o in self.rows.values() if sees(scope, o.community)]
 
 
+class FakeHourlyValues:
+    def __init__(self):
+        self.rows: list = []
+
+    def add(self, value):
+        self.rows.append(value)
+
+    def of(self, communities):
+        return sorted((v for v in self.rows if v.community in communities), key=lambda v: v.set_at, reverse=True)
+
+
 class FakeMetricsUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
+        self.hourly_values = FakeHourlyValues()
         self.facts = FakeFacts()
         self.activities = FakeActivities()
         self.baselines = FakeBaselines()

@@ -1,4 +1,4 @@
-"""Matching's timed jobs (offers expiring, check reminders, befriending visits overdue) on APScheduler, run by its
+"""Matching's timed jobs (offers expiring, check reminders, befriending visits overdue, wellbeing check-ins) on APScheduler, run by its
 timer leader alone (shared/timers.py: one process per deployment at a time). Every job claims the rows it works on
 (`FOR UPDATE SKIP LOCKED`, see service_layer), so two runs at once, as after a lost lock, still expire, cascade and
 remind once each. Overdue visits are looked for at every run: a match is reminded once per overdue spell, whatever
@@ -48,12 +48,19 @@ def remind_overdue_visits(unit_of_work: Callable, settings) -> int:
         return service_layer.remind_overdue_visits(uow, clock.today())
 
 
+def prompt_check_ins(unit_of_work: Callable, settings) -> int:
+    """Ask the volunteers whose wellbeing check-in is due how they are finding volunteering (once per due date)."""
+    with unit_of_work() as uow:
+        return service_layer.prompt_check_ins(uow, clock.utcnow())
+
+
 def run_jobs_once(unit_of_work: Callable, settings) -> None:
     """Run every job once, each in its own transaction."""
     expired, reminded = expire_offers(unit_of_work, settings), remind_expiring_checks(unit_of_work, settings)
-    overdue = remind_overdue_visits(unit_of_work, settings)
-    if expired or reminded or overdue:
-        log.info("timers: %d offers expired, %d check reminders, %d overdue visits", expired, reminded, overdue)
+    overdue, asked = remind_overdue_visits(unit_of_work, settings), prompt_check_ins(unit_of_work, settings)
+    if expired or reminded or overdue or asked:
+        log.info("timers: %d offers expired, %d check reminders, %d overdue visits, %d wellbeing check-ins",
+                 expired, reminded, overdue, asked)
 
 
 def run_timers(engine: Engine, unit_of_work: Callable, settings, stop: threading.Event,

@@ -611,11 +611,12 @@ class ContributionRepository:
 
     def add(self, contribution: Contribution) -> bool:
         """Keep a volunteer's hours for an activity; False (and nothing kept) when they were kept before."""
-        done = self.session.execute(_insert_new(self.session, contributions, ("source_id", "volunteer_id")).values(
+        adding = _insert_new(self.session, contributions, ("source_id", "volunteer_id"))
+        done = self.session.connection().execute(adding.values(
             id=contribution.id, volunteer_id=contribution.volunteer_id, community=contribution.community,
             source=contribution.source, source_id=contribution.source_id, kind=contribution.kind,
-            held_on=contribution.held_on, hours=contribution.hours))
-        return done.rowcount == 1
+            held_on=contribution.held_on, hours=contribution.hours).returning(sa.literal(1)))
+        return done.first() is not None
 
     def of_volunteer(self, volunteer_id: uuid.UUID, limit: int = 50) -> list[Contribution]:
         """A volunteer's group activities and training, the latest first."""
@@ -625,7 +626,9 @@ class ContributionRepository:
 
 def _insert_new(session: Session, table: sa.Table, key: tuple[str, ...]):
     """An INSERT that does nothing when a row with the same `key` is there (or being written by another
-    transaction, which it waits for): ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike."""
+    transaction, which it waits for): ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike. Run it on the
+    session's connection (plain Core, not an ORM bulk insert) with RETURNING, which answers a row only when it
+    inserted one (the driver's rowcount is not to be trusted here)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -659,10 +662,11 @@ class CheckInRepository:
     def claim(self, check_in: CheckIn) -> bool:
         """Store a check-in unless one for that volunteer and due date is there (another timer's): True when this
         call stored it, and so is the one to ask."""
-        done = self.session.execute(_insert_new(self.session, wellbeing_checkins, ("volunteer_id", "due_on")).values(
+        adding = _insert_new(self.session, wellbeing_checkins, ("volunteer_id", "due_on"))
+        done = self.session.connection().execute(adding.values(
             id=check_in.id, volunteer_id=check_in.volunteer_id, community=check_in.community,
-            due_on=check_in.due_on, prompted_at=check_in.prompted_at, talk=False))
-        return done.rowcount == 1
+            due_on=check_in.due_on, prompted_at=check_in.prompted_at, talk=False).returning(sa.literal(1)))
+        return done.first() is not None
 
     def latest_of(self, volunteer_id: uuid.UUID) -> CheckIn | None:
         """A volunteer's latest check-in, locked until the transaction ends (their answer is recorded once)."""

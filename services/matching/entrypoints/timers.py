@@ -1,8 +1,9 @@
 """Matching's timed jobs (offers expiring, check reminders, befriending visits overdue, wellbeing check-ins) on
 APScheduler, run by its timer leader alone (shared/timers.py: one process per deployment at a time). Every job
 claims the rows it works on (`FOR UPDATE SKIP LOCKED`, see service_layer; a check-in by its unique key), so two runs
-at once, as after a lost lock, still expire, cascade, remind and ask once each. Overdue visits are looked for at every run: a match is reminded once per overdue spell, whatever
-the day, so running more often than daily reminds no one twice.
+at once, as after a lost lock, still expire, cascade, remind and ask once each. Overdue visits are looked for at
+every run: a match is reminded once per overdue spell, whatever the day, so running more often than daily reminds
+no one twice; so are check-ins due, each asked once per due date.
 """
 
 from __future__ import annotations

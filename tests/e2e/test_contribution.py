@@ -29,7 +29,7 @@ def test_an_activity_logged_in_the_browser_with_two_volunteers_reaches_their_hou
     client = api(site)
     suffix = f"{uuid.uuid4().int % 1000:03d}"
     ran = {name: client.call("POST", "/volunteers", 201, json={
-        "name": f"{name} Runner", "phone": f"+447911127{n}{suffix}", "skills": ["practical"], "checks": SAFEGUARDING,
+        "name": f"{name} Runner", "phone": f"+44791112{n + 7}{suffix}", "skills": ["practical"], "checks": SAFEGUARDING,
         "postcode": "FY1", "max_distance_km": 10}) for n, name in enumerate(("Rae", "Sol"))}
     hours = {"Rae": "2.5", "Sol": "1,5"}  # as a coordinator types them (a decimal comma too)
 

@@ -63,6 +63,8 @@ def tile_text(key: str, value) -> str:
         return "—"
     if key == "match_rate" and isinstance(value, int):
         return f"{value}%"
+    if isinstance(value, float):
+        return f"{value:g}"  # hours as people write them: "19", "15.5"
     return str(value)
 
 

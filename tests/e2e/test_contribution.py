@@ -66,6 +66,7 @@ def test_an_activity_logged_in_the_browser_with_two_volunteers_reaches_their_hou
         page.goto(f"/roster/{ran['Rae']['id']}")  # their page lists it, with its hours
         expect(page.locator("#year-hours")).to_have_text("2.5")
         expect(page.locator("table.contributions tbody tr").first).to_contain_text("Death cafés")
+        accessible(page, "a volunteer's page with the activities they ran and their check-ins")
 
         manager = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900}, locale="en-GB",
                                       timezone_id="Europe/London").new_page()

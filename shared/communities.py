@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 SHIPPED = Path(__file__).with_name("data") / "communities.json"
+CURRENCIES = {"GB": "GBP", "CA": "CAD", "US": "USD", "IE": "EUR", "FR": "EUR"}
 EMERGENCY_NUMBERS = {"GB": "999", "CA": "911", "US": "911", "IE": "112", "FR": "112"}
 
 
@@ -39,6 +40,11 @@ class Community:
     them; its administrators can change them in the browser, and their changes win).
     requirements: the checks each kind of help needs here, by kind, in place of the taxonomy's (e.g.
     {"bereavement_visit": ["safeguarding", "criminal_record", "bereavement_training"]}).
+    hourly_value, currency: what an hour of volunteer time is worth, in the valuation the community uses (e.g. a UK
+    or an Ontario volunteer-hour value), and its ISO 4217 currency (by default its country's); metrics reports the
+    value of volunteer time beside the hours (a manager may set another, kept with who set it, in metrics).
+    wellbeing_interval_days: how often each active volunteer is asked by SMS how they are finding volunteering;
+    wellbeing_low_score: an answer at or below it (of 1 to 5) is put before a coordinator.
     """
 
     slug: str
@@ -56,6 +62,15 @@ class Community:
     applicant_wait_days: int = 14
     checks: dict = field(default_factory=dict, hash=False, compare=False)
     requirements: dict = field(default_factory=dict, hash=False, compare=False)
+    hourly_value: float = 0.0
+    currency: str = ""
+    wellbeing_interval_days: int = 91
+    wellbeing_low_score: int = 2
+
+    @property
+    def money(self) -> str:
+        """The currency the community's volunteer time is valued in: its own, else its country's."""
+        return self.currency or CURRENCIES.get(self.country, "GBP")
 
     @property
     def emergency(self) -> str:

@@ -108,7 +108,22 @@ BEFRIENDING_END_REASONS: dict[str, str] = {
 # What matching answers a volunteer who asks about themselves by SMS (MY, AWAY, HOURS, a concern), and anyone
 # texting JOIN.
 VIEW_ANSWERS: tuple[str, ...] = ("tasks", "away", "away_unclear", "hours", "concern_received", "concern_which",
-                                  "concern_no_task", "join")
+                                  "concern_no_task", "join", "wellbeing_thanks", "wellbeing_low")
+# The group activities a coordinator logs (metrics), in the words the dashboard uses.
+ACTIVITY_LABELS: dict[str, str] = {
+    "dying_matters_event": "Dying Matters events",
+    "future_planning_session": "Future Life Planning sessions",
+    "death_cafe": "Death cafés",
+    "grief_cafe": "Grief cafés",
+    "bereavement_group": "Bereavement groups",
+    "public_training": "Training for the public",
+    "other": "Other group activities",
+}
+# What volunteers' hours are given to beyond tasks and visits: group activities they ran, and training they delivered
+# (activity.logged's `source`).
+CONTRIBUTION_SOURCES: tuple[str, ...] = ("activity", "training")
+# A wellbeing check-in's answer: a score from 1 (struggling) to 5 (going well).
+WELLBEING_SCORES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # What a coordinator did about a volunteer's concern (the safeguarding log's actions), as the page words them.
 CONCERN_ACTIONS: dict[str, str] = {
     "noted": "Noted",

@@ -66,12 +66,13 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
                                "contact.invalid"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),
+        "contributions": ("metrics", ["activity.logged"]),
     },
     "notify": {
         "offers": ("matching", ["offer.made", "offer.accepted", "offer.withdrawn", "volunteer.check_expiring",
                                 "reply.unresolved", "reply.answered", "task.completed", "task.given_back",
                                 "befriending.visit_overdue", "befriending.ended", "applicant.applied",
-                                "training.invited", "training.answered"]),
+                                "training.invited", "training.answered", "wellbeing.prompted"]),
         "details": ("intake", ["task.details_shared", "person.death_shared"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),
@@ -79,7 +80,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "metrics": {
         **{f"{producer}-all": (producer, sorted({c.TYPE for c in EVENTS.values() if c.PRODUCER == producer
                                                  and c.TYPE not in PERSONAL | EVERY_SERVICE | ERASURES}))
-           for producer in PRODUCERS},
+           for producer in PRODUCERS if producer != "metrics"},  # its own events it counts as it logs them
         "tokens": ("intake", sorted(EVERY_SERVICE)),
     },
 }

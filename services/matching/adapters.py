@@ -21,10 +21,10 @@ from sqlalchemy.orm import DeclarativeBase, Session, lazyload, relationship
 
 from services.matching.candidates import Away, CandidateIndex, Check, Profile, index_of
 from services.matching.domain import (HOLDING, NEXT_STAGE, RESERVING, SHORTEST_OVERDUE_DAYS, Applicant,
-                                      BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate, CheckRuleChange,
-                                      CheckRules, CheckType, HeldTask, Invitation, KindRequirement, MatchRequest,
-                                      Offer, Policy, StageChange, Suited, TimeAway, TrainingSession, Volunteer,
-                                      VolunteerCheck)
+                                      BefriendingMatch, BefriendingVisit, CancelledEarly, Candidate, CheckIn,
+                                      CheckRuleChange, CheckRules, CheckType, Contribution, HeldTask, Invitation,
+                                      KindRequirement, MatchRequest, Offer, Policy, StageChange, Suited, TimeAway,
+                                      TrainingSession, Volunteer, VolunteerCheck)
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -297,6 +297,35 @@ check_rule_changes = sa.Table(
     sa.Index("ix_check_rule_changes_community_at", "community", "at"),
 )
 
+# Hours volunteers gave beyond tasks and visits (group activities they ran, training they delivered), as metrics'
+# activity.logged says: one row per volunteer per activity.
+contributions = sa.Table(
+    "contributions", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id"), nullable=False, index=True),
+    sa.Column("community", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # taxonomy.CONTRIBUTION_SOURCES
+    sa.Column("source_id", sa.Uuid, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("held_on", sa.Date, nullable=False),
+    sa.Column("hours", sa.Float, nullable=False),
+    sa.UniqueConstraint("source_id", "volunteer_id", name="uq_contributions_source_volunteer"),
+)
+
+# Wellbeing check-ins: one per volunteer per due date (the unique key is what makes two timers ask once).
+wellbeing_checkins = sa.Table(
+    "wellbeing_checkins", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("volunteer_id", sa.Uuid, sa.ForeignKey("volunteers.id"), nullable=False),
+    sa.Column("community", sa.String(64), nullable=False),
+    sa.Column("due_on", sa.Date, nullable=False),
+    sa.Column("prompted_at", UtcDateTime, nullable=False),
+    sa.Column("answered_at", UtcDateTime),
+    sa.Column("score", sa.Integer),
+    sa.Column("talk", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("volunteer_id", "due_on", name="uq_wellbeing_checkins_volunteer_due"),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Invitation, training_invitations)
 mapper(TrainingSession, training_sessions, properties={
@@ -323,6 +352,8 @@ mapper(MatchRequest, match_requests, properties={
     "offers": relationship(Offer, order_by=offers.c.created_at, lazy="selectin"),
 })
 mapper(CancelledEarly, cancelled_early)
+mapper(Contribution, contributions)
+mapper(CheckIn, wellbeing_checkins)
 mapper(BefriendingVisit, befriending_visits)
 mapper(BefriendingMatch, befriending_matches, properties={
     "logged": relationship(BefriendingVisit, lazy="selectin", order_by=befriending_visits.c.visited_on,
@@ -746,7 +777,88 @@ class OfferRepository:
             .join(BefriendingMatch, BefriendingVisit.match_id == BefriendingMatch.id)
             .where(BefriendingMatch.volunteer_id == volunteer_id,
                    BefriendingVisit.visited_on.between(date(year, 1, 1), date(year, 12, 31)))).one()
-        return round(float(hours) + float(visit_hours), 2), done + visits
+        given = self.session.scalar(  # group activities run, training delivered
+            sa.select(sa.func.coalesce(sa.func.sum(Contribution.hours), 0.0))
+            .where(Contribution.volunteer_id == volunteer_id,
+                   Contribution.held_on.between(date(year, 1, 1), date(year, 12, 31))))
+        return round(float(hours) + float(visit_hours) + float(given), 2), done + visits
+
+
+class ContributionRepository:
+    """Hours volunteers gave to group activities and training: once per volunteer per activity."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, contribution: Contribution) -> bool:
+        """Keep a volunteer's hours for an activity; False (and nothing kept) when they were kept before."""
+        adding = _insert_new(self.session, contributions, ("source_id", "volunteer_id"))
+        done = self.session.connection().execute(adding.values(
+            id=contribution.id, volunteer_id=contribution.volunteer_id, community=contribution.community,
+            source=contribution.source, source_id=contribution.source_id, kind=contribution.kind,
+            held_on=contribution.held_on, hours=contribution.hours).returning(sa.literal(1)))
+        return done.first() is not None
+
+    def of_volunteer(self, volunteer_id: uuid.UUID, limit: int = 50) -> list[Contribution]:
+        """A volunteer's group activities and training, the latest first."""
+        return list(self.session.scalars(sa.select(Contribution).where(Contribution.volunteer_id == volunteer_id)
+                                         .order_by(Contribution.held_on.desc()).limit(limit)))
+
+
+def _insert_new(session: Session, table: sa.Table, key: tuple[str, ...]):
+    """An INSERT that does nothing when a row with the same `key` is there (or being written by another
+    transaction, which it waits for): ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike. Run it on the
+    session's connection (plain Core, not an ORM bulk insert) with RETURNING, which answers a row only when it
+    inserted one (the driver's rowcount is not to be trusted here)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(key))
+
+
+class CheckInRepository:
+    """Volunteers' wellbeing check-ins."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def due(self, community: str, interval_days: int, today: date) -> list[tuple[Volunteer, date | None]]:
+        """The community's active volunteers who can be texted and whose last check-in (or registration) was at
+        least `interval_days` before `today`, each with their last check-in's due date (None: never asked)."""
+        last = (sa.select(wellbeing_checkins.c.volunteer_id, sa.func.max(wellbeing_checkins.c.due_on).label("due_on"))
+                .group_by(wellbeing_checkins.c.volunteer_id).subquery())
+        cutoff = today - timedelta(days=interval_days)
+        registered_by = datetime.combine(cutoff + timedelta(days=2), datetime.min.time(), UTC)  # the zone's day is
+        # worked out after (a volunteer registered late on the cutoff day, in UTC, may be a day later locally)
+        rows = self.session.execute(
+            sa.select(Volunteer, last.c.due_on).outerjoin(last, last.c.volunteer_id == Volunteer.id)
+            .where(Volunteer.community == community, Volunteer.status == "active",
+                   Volunteer.sms_opted_out_at.is_(None),
+                   sa.or_(last.c.due_on <= cutoff, sa.and_(last.c.due_on.is_(None),
+                                                           Volunteer.created_at < registered_by)))
+            .order_by(Volunteer.id))
+        return [(volunteer, due_on) for volunteer, due_on in rows]
+
+    def claim(self, check_in: CheckIn) -> bool:
+        """Store a check-in unless one for that volunteer and due date is there (another timer's): True when this
+        call stored it, and so is the one to ask."""
+        adding = _insert_new(self.session, wellbeing_checkins, ("volunteer_id", "due_on"))
+        done = self.session.connection().execute(adding.values(
+            id=check_in.id, volunteer_id=check_in.volunteer_id, community=check_in.community,
+            due_on=check_in.due_on, prompted_at=check_in.prompted_at, talk=False).returning(sa.literal(1)))
+        return done.first() is not None
+
+    def latest_of(self, volunteer_id: uuid.UUID) -> CheckIn | None:
+        """A volunteer's latest check-in, locked until the transaction ends (their answer is recorded once)."""
+        return self.session.scalar(sa.select(CheckIn).where(CheckIn.volunteer_id == volunteer_id)
+                                   .order_by(CheckIn.due_on.desc()).limit(1).with_for_update()
+                                   .execution_options(populate_existing=True))
+
+    def of_volunteer(self, volunteer_id: uuid.UUID, limit: int = 8) -> list[CheckIn]:
+        """A volunteer's check-ins, the latest first (for their page)."""
+        return list(self.session.scalars(sa.select(CheckIn).where(CheckIn.volunteer_id == volunteer_id)
+                                         .order_by(CheckIn.due_on.desc()).limit(limit)))
 
 
 class BefriendingRepository:
@@ -908,4 +1020,6 @@ class MatchingUnitOfWork(SqlUnitOfWork):
         self.applicants = ApplicantRepository(session)
         self.training = TrainingRepository(session)
         self.checks = CheckRuleRepository(session)
+        self.contributions = ContributionRepository(session)
+        self.check_ins = CheckInRepository(session)
 

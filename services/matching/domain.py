@@ -1134,3 +1134,62 @@ class TrainingSession:
         if invitation.status != "accepted":
             invitation.status = "accepted"
         return True
+# --- hours beyond tasks, and volunteers' wellbeing ----------------------------------------------------------------
+
+@dataclass(eq=False)
+class Contribution:
+    """Hours a volunteer gave outside tasks and visits: a group activity they ran, or training they delivered (as
+    metrics' `activity.logged` says; `source_id` is the activity's id). Counted in their hours (HOURS by SMS, their
+    page); one per volunteer per activity."""
+
+    volunteer_id: uuid.UUID
+    community: str
+    source: str
+    source_id: uuid.UUID
+    kind: str
+    held_on: date
+    hours: float
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+CHECK_IN_ANSWER_DAYS = 14  # a check-in's answer is taken this long after it was asked (notify reads scores as long)
+CHECK_IN_IDS = uuid.UUID("2d6f7a1c-94b3-4e0a-8c5d-3b1e6f9a7c20")  # the namespace a check-in's id is made in
+
+
+def check_in_id(volunteer_id: uuid.UUID, due_on: date) -> uuid.UUID:
+    """A check-in's id, made from its volunteer and due date: two timers due the same check-in make the same one."""
+    return uuid.uuid5(CHECK_IN_IDS, f"{volunteer_id}:{due_on.isoformat()}")
+
+
+def next_check_in(registered_on: date, last_due: date | None, interval_days: int) -> date:
+    """When a volunteer is next asked how they are finding volunteering: `interval_days` after the last check-in was
+    due, or after they registered (a volunteer paused past it is asked once they are active again, once)."""
+    return (last_due or registered_on) + timedelta(days=interval_days)
+
+
+@dataclass(eq=False)
+class CheckIn:
+    """A wellbeing check-in: an active volunteer asked by SMS how they are finding volunteering, due on a day (one
+    per volunteer per due date), and their answer: a score from 1 to 5, or that they asked to talk."""
+
+    volunteer_id: uuid.UUID
+    community: str
+    due_on: date
+    prompted_at: datetime
+    id: uuid.UUID | None = None
+    answered_at: datetime | None = None
+    score: int | None = None
+    talk: bool = False
+
+    def is_open(self, now: datetime) -> bool:
+        """Still taking an answer: none yet, and asked within CHECK_IN_ANSWER_DAYS."""
+        return self.answered_at is None and now - self.prompted_at <= timedelta(days=CHECK_IN_ANSWER_DAYS)
+
+    def answer(self, score: int | None, now: datetime) -> None:
+        """Record their score (None: they asked to talk instead)."""
+        self.answered_at, self.score, self.talk = now, score, score is None
+
+
+def is_low(score: int | None, low_score: int) -> bool:
+    """A score a coordinator should hear of: at or below the community's `wellbeing_low_score`."""
+    return score is not None and score <= low_score

@@ -20,7 +20,8 @@ that comes later in it:
    request's lock, as the order says.
 
 Check reminders lock the rows of the checks they remind of (skipping those another run holds), and nothing else;
-so do overdue-visit reminders, the rows of the befriending matches they remind of.
+so do overdue-visit reminders, the rows of the befriending matches they remind of. A wellbeing check-in's answer
+locks that check-in's row alone; the check-in timer locks nothing (each check-in is inserted once, by its unique key).
 The handlers of sms.sent, sms.failed, the replies (YES, NO, DONE, CANCEL), contact.opted_out, request.updated and
 request.cancelled, the expiry timer and its cascades, and a coordinator's assignment and rerun all follow it.
 """
@@ -36,11 +37,12 @@ from typing import Any, Callable
 
 from services.matching.domain import (ANSWERS, APPLICATIONS_PER_HOUR, HOLDING, INVITATION_ANSWERS, INVITED_STAGES,
                                       LIVE, NOTIFY_ANSWERS, REQUEST_FIELDS, REVIEW_AFTER_MONTHS, SOON_DAYS, VIEWS,
-                                      Applicant, BefriendingMatch, Candidate, CheckRuleChange, CheckRules, CheckType,
-                                      Conflict, Invalid, Invitation, KindRequirement, MatchRequest, NotFound, Offer,
-                                      Place, Policy, TooManyApplications, TrainingSession, Volunteer, VolunteerCheck,
-                                      assess, attendee_digest, check_type_problems, concern_id, concern_tasks,
-                                      explain, facts_for, months_after, next_batch, overdue_on, rule_text,
+                                      Applicant, BefriendingMatch, Candidate, CheckIn, CheckRuleChange, CheckRules,
+                                      CheckType, Conflict, Contribution, Invalid, Invitation, KindRequirement,
+                                      MatchRequest, NotFound, Offer, Place, Policy, TooManyApplications,
+                                      TrainingSession, Volunteer, VolunteerCheck, assess, attendee_digest,
+                                      check_in_id, check_type_problems, concern_id, concern_tasks, explain, facts_for,
+                                      is_low, months_after, next_batch, next_check_in, overdue_on, rule_text,
                                       task_slots, time_away_problems, why_unmatched)
 from shared import clock, gazetteer
 from shared.auth import SYSTEM, Actor
@@ -54,7 +56,8 @@ from shared.contracts.matching import (AboutRequest, ApplicantApplied, Applicant
                                        OfferWithdrawn, ReplyAnswered, ReplyUnresolved, RequestMatched, RequestUnmatched,
                                        TaskCompleted, TaskGivenBack, TaskVolunteerOptedOut, TrainingAnswered,
                                        TrainingAttended, TrainingInvited, VolunteerRegistered,
-                                       VolunteerStatusChanged)
+                                       VolunteerStatusChanged, WellbeingAnswered, WellbeingPrompted)
+from shared.contracts.metrics import ActivityLogged
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 from shared.taxonomy import KINDS
 
@@ -267,7 +270,8 @@ def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: 
           public_url: str = "") -> None:
     """Act on what a volunteer texted: YES, NO, DONE, CANCEL with a code (or without, when only one offer fits);
     PAUSE, RESUME; MY, AWAY, HOURS (answered through notify as reply.answered); CONCERN (to intake as
-    concern.raised, the volunteer's receipt through notify as reply.answered). (STOP and START arrive as
+    concern.raised, the volunteer's receipt through notify as reply.answered); a score (WELLBEING) or TALK answering
+    their wellbeing check-in (wellbeing.answered, and a score's thanks as reply.answered). (STOP and START arrive as
     contact.opted_out and contact.opted_in.) What cannot be acted on is sent back to notify as reply.unresolved,
     saying why. JOIN, from anyone, is answered with the link to the page for applying of the community whose
     number they texted (`public_url` is where the pages are)."""
@@ -291,6 +295,8 @@ def reply(uow, sms: SmsReceived, policy: Policy, now: datetime, correlation_id: 
         _own_view(uow, volunteer, sms, now, correlation_id)
     elif sms.keyword == "CONCERN" and sms.text:
         _concern(uow, volunteer, sms, now, correlation_id)
+    elif sms.keyword in ("WELLBEING", "TALK"):
+        _check_in_answer(uow, volunteer, sms, now, correlation_id)
     uow.commit()
 
 
@@ -320,6 +326,70 @@ def _concern(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correla
 
 
 TASKS_LISTED = 5  # the next tasks an SMS lists (about two segments)
+
+
+def _check_in_answer(uow, volunteer: Volunteer, sms: SmsReceived, now: datetime, correlation_id: str | None) -> None:
+    """A volunteer answered their wellbeing check-in with a score (WELLBEING, notify read it as one only while a
+    check-in was recent) or asked to talk (TALK: notify already put it before a coordinator and answered). The
+    latest open check-in takes the first answer (metrics hears it, without who); a low score is put before a
+    coordinator through notify's inbox (`wellbeing_low`), and any score is thanked. A TALK with no check-in open is
+    notify's alone."""
+    check_in = uow.check_ins.latest_of(volunteer.id)
+    answering = check_in is not None and check_in.is_open(now)
+    score = sms.score if sms.keyword == "WELLBEING" else None
+    low = is_low(score, community(volunteer.community).wellbeing_low_score)
+    if answering:
+        check_in.answer(score, now)
+        uow.publish(WellbeingAnswered(checkin_id=check_in.id, community=volunteer.community, score=score,
+                                      talk=score is None, low=low), correlation_id=correlation_id)
+    if sms.keyword == "WELLBEING":
+        uow.publish(ReplyAnswered(phone=sms.from_phone, message_sid=sms.message_sid, community=volunteer.community,
+                                  language=volunteer.first_language,
+                                  answer="wellbeing_low" if low and answering else "wellbeing_thanks"),
+                    correlation_id=correlation_id)
+
+
+def prompt_check_ins(uow, now: datetime) -> int:
+    """Ask each active volunteer who can be texted how they are finding volunteering, every community's
+    `wellbeing_interval_days` (from their registration, then from their last check-in's due date): one check-in per
+    volunteer per due date, however many timers run at once (its unique key), each asked once (wellbeing.prompted,
+    which notify texts in their language and metrics counts). How many were asked."""
+    asked = 0
+    for place in all_communities().values():
+        today = now.astimezone(place.zone).date()
+        for volunteer, last_due in uow.check_ins.due(place.slug, place.wellbeing_interval_days, today):
+            registered_on = (volunteer.created_at or now).astimezone(place.zone).date()
+            due_on = next_check_in(registered_on, last_due, place.wellbeing_interval_days)
+            if due_on > today:
+                continue
+            check_in = CheckIn(id=check_in_id(volunteer.id, due_on), volunteer_id=volunteer.id,
+                               community=place.slug, due_on=due_on, prompted_at=now)
+            if not uow.check_ins.claim(check_in):
+                continue  # another timer asked them
+            uow.publish(WellbeingPrompted(checkin_id=check_in.id, volunteer_id=volunteer.id, community=place.slug,
+                                          phone=volunteer.phone, language=volunteer.first_language, due_on=due_on))
+            asked += 1
+        uow.commit()
+    return asked
+
+
+# --- hours given beyond tasks: group activities run, training delivered -------------------------------------------
+
+def add_contributions(uow, given: ActivityLogged) -> int:
+    """Add the hours each volunteer gave to a group activity (or training delivered: another service may call this,
+    or publish activity.logged with `source="training"`) to their own hours, once per volunteer per activity however
+    often it is delivered. Volunteers not of the activity's community are left out (it was logged for that
+    community's roster). How many were added."""
+    added = 0
+    for line in given.volunteers:
+        volunteer = uow.volunteers.get(line.volunteer_id, SYSTEM)
+        if volunteer is None or volunteer.community != given.community:
+            continue
+        added += uow.contributions.add(Contribution(
+            volunteer_id=volunteer.id, community=given.community, source=given.source, source_id=given.activity_id,
+            kind=given.kind, held_on=given.held_on, hours=line.hours))
+    uow.commit()
+    return added
 
 
 def community_of_number(to_phone: str) -> str:
@@ -791,12 +861,19 @@ class VolunteerRecord:
 
     volunteer: Volunteer
     offers: list[Offer]
+    contributions: list[Contribution] = ()  # group activities run, training delivered: their hours
+    check_ins: list[CheckIn] = ()  # wellbeing check-ins, the latest first
+    year_hours: float = 0.0  # this year's hours, as HOURS by SMS says them (tasks, visits, activities)
 
 
-def volunteer_record(uow, actor: Actor, volunteer_id: uuid.UUID) -> VolunteerRecord:
-    """A volunteer, with their latest offers and tasks."""
+def volunteer_record(uow, actor: Actor, volunteer_id: uuid.UUID, now: datetime | None = None) -> VolunteerRecord:
+    """A volunteer, with their latest offers and tasks, the activities they ran, their check-ins, and their hours
+    this year."""
     volunteer = _visible_volunteer(uow, actor, volunteer_id)
-    return VolunteerRecord(volunteer, uow.offers.latest_to(volunteer.id))
+    zone = community(volunteer.community).zone
+    year = (now or clock.utcnow()).astimezone(zone).year
+    return VolunteerRecord(volunteer, uow.offers.latest_to(volunteer.id), uow.contributions.of_volunteer(volunteer.id),
+                           uow.check_ins.of_volunteer(volunteer.id), uow.offers.hours_in(volunteer.id, year, zone)[0])
 
 
 def list_volunteers(uow, actor: Actor, page, today: date, status: str | None = None,

@@ -1,8 +1,8 @@
-"""Metrics' tables (one fact per event it heard, and the group activities coordinators log), the queries over them,
-and its unit of work.
+"""Metrics' tables (one fact per event it heard, the group activities coordinators log, each community's hourly
+value of volunteer time), the queries over them, and its unit of work.
 
-Metrics publishes no events: its `outbox` table is there because every service's worker runs the shared relay,
-which finds nothing here.
+Metrics publishes one event, `activity.logged` (the volunteers who ran an activity and their hours, for matching),
+through its `outbox`, in the transaction that logs the activity.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact, Organisation
+from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact, HourlyValue, Organisation
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -50,6 +50,7 @@ facts = sa.Table(
     sa.Column("occurrence", sa.Integer),  # of a recurring request: a match's, an acceptance's or a task's
     sa.Column("carers_offered", sa.Integer),  # of a death: its carers offered bereavement support
     sa.Column("follows_a_death", sa.Boolean, nullable=False, default=False, server_default=sa.false()),  # taken up
+    sa.Column("score", sa.Integer),  # a wellbeing check-in's answer (1 to 5)
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
 
@@ -64,6 +65,7 @@ activities = sa.Table(
     sa.Column("organisation", sa.String(200)),
     sa.Column("organisation_type", sa.String(40)),
     sa.Column("volunteer_ids", sa.JSON, nullable=False, default=list),
+    sa.Column("volunteer_hours", sa.JSON, nullable=False, default=dict, server_default="{}"),  # id -> hours
     sa.Column("attendance", sa.Integer, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False, default=utcnow),
@@ -73,6 +75,19 @@ baselines = sa.Table(
     "baselines", Base.metadata,
     sa.Column("community", sa.String(64), primary_key=True),
     sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("set_by", sa.String(200), nullable=False),
+    sa.Column("set_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
+# What an hour of volunteer time is worth in each community, every change kept (who set it, when, from which day):
+# the latest change applying to a period's last day values it; without one, the community's own (communities.json).
+hourly_values = sa.Table(
+    "hourly_values", Base.metadata,
+    sa.Column("id", sa.Uuid, primary_key=True, default=uuid.uuid4),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("amount", sa.Float, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("applies_from", sa.Date, nullable=False),
     sa.Column("set_by", sa.String(200), nullable=False),
     sa.Column("set_at", UtcDateTime, nullable=False, default=utcnow),
 )
@@ -93,6 +108,7 @@ Base.registry.map_imperatively(Fact, facts)
 Base.registry.map_imperatively(Activity, activities)
 Base.registry.map_imperatively(Baseline, baselines)
 Base.registry.map_imperatively(Organisation, organisations)
+Base.registry.map_imperatively(HourlyValue, hourly_values)
 
 VOLUNTEER_CHANGES = ("volunteer.registered", "volunteer.status_changed")
 
@@ -202,6 +218,22 @@ class BaselineRepository:
         self.session.execute(sa.delete(baselines).where(baselines.c.community == community))
 
 
+class HourlyValueRepository:
+    """Each community's hourly values of volunteer time, every change kept (none is ever changed or deleted)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, value: HourlyValue) -> None:
+        """Keep a manager's change."""
+        self.session.add(value)
+
+    def of(self, communities: list[str]) -> list[HourlyValue]:
+        """Every change of these communities, the latest set first."""
+        return list(self.session.scalars(sa.select(HourlyValue).where(HourlyValue.community.in_(communities))
+                                         .order_by(HourlyValue.set_at.desc())))
+
+
 class OrganisationRepository:
     """The register of organisations, as intake last published each."""
 
@@ -221,12 +253,13 @@ class OrganisationRepository:
 
 class MetricsUnitOfWork(SqlUnitOfWork):
     """One transaction over metrics' database: `uow.facts`, `uow.activities`, `uow.baselines`,
-    `uow.organisations`, and the answers kept for Idempotency-Keys (`uow.answers`)."""
+    `uow.organisations`, `uow.hourly_values`, and the answers kept for Idempotency-Keys (`uow.answers`)."""
 
     facts: FactRepository
     activities: ActivityRepository
     baselines: BaselineRepository
     organisations: OrganisationRepository
+    hourly_values: HourlyValueRepository
     answers: idempotency.Answers
 
     def __init__(self, sessions: sessionmaker):
@@ -238,4 +271,5 @@ class MetricsUnitOfWork(SqlUnitOfWork):
         self.activities = ActivityRepository(session)
         self.baselines = BaselineRepository(session)
         self.organisations = OrganisationRepository(session)
+        self.hourly_values = HourlyValueRepository(session)
         self.answers = idempotency.Answers(session, idempotency_keys)

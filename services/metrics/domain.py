@@ -18,22 +18,14 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Iterable
 
 from shared.contracts import Event
-from shared.taxonomy import KINDS, SOURCES
+from shared.taxonomy import ACTIVITY_LABELS, KINDS, SOURCES
 from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
 
 PERIODS = ("day", "week", "month", "quarter", "year")
 MAX_PERIODS = 400  # periods one query may ask for
 CHARTED = 6  # periods the dashboard charts by default
-# The group activities a coordinator logs, each counted on its own, in the words the dashboard uses.
-ACTIVITY_LABELS = {
-    "dying_matters_event": "Dying Matters events",
-    "future_planning_session": "Future Life Planning sessions",
-    "death_cafe": "Death cafés",
-    "grief_cafe": "Grief cafés",
-    "bereavement_group": "Bereavement groups",
-    "public_training": "Training for the public",
-    "other": "Other group activities",
-}
+# The group activities a coordinator logs, each counted on its own, in the words the dashboard uses (shared.taxonomy:
+# a volunteer's page in matching names the activities they ran in the same words).
 ACTIVITY_KINDS = tuple(ACTIVITY_LABELS)
 # The kinds of organisation, as intake's register spells them (shared.taxonomy), for activities' organisers too.
 ORGANISATION_TYPES = tuple(ORGANISATION_KINDS)
@@ -74,6 +66,7 @@ class Fact:
     occurrence: int | None = None  # of a recurring request, for a match, an acceptance or a task (None: the first)
     carers_offered: int | None = None  # of a death: how many of the person's carers were offered bereavement support
     follows_a_death: bool = False  # of a request: a carer's bereavement support taken up after a death
+    score: int | None = None  # of a wellbeing check-in's answer: 1 to 5 (None: they asked to talk instead)
 
 
 @dataclass(eq=False)
@@ -90,6 +83,60 @@ class Activity:
     organisation: str | None = None
     organisation_type: str | None = None
     volunteer_ids: list[str] = field(default_factory=list)
+    volunteer_hours: dict[str, float] = field(default_factory=dict)  # each volunteer's id who gave hours: the hours
+
+    @property
+    def hours(self) -> float:
+        """The hours volunteers gave to it, all together."""
+        return round(sum(self.volunteer_hours.values()), 2)
+
+    def contributions(self) -> list[dict[str, Any]]:
+        """Each volunteer who gave hours to it, and their hours (activity.logged's `volunteers`)."""
+        return [{"volunteer_id": uuid.UUID(v), "hours": h} for v, h in sorted(self.volunteer_hours.items())]
+
+
+@dataclass(eq=False)
+class HourlyValue:
+    """What an hour of a community's volunteer time is worth, as a manager set it, from a day on; every change is
+    kept (who set it and when), and a period is valued at the one in effect on its last day."""
+
+    id: uuid.UUID
+    community: str
+    amount: float
+    currency: str
+    applies_from: date
+    set_by: str
+    set_at: datetime
+
+
+def value_in_effect(changes: Iterable[HourlyValue], community: str, day: date,
+                    default: tuple[float, str]) -> tuple[float, str]:
+    """A community's hourly value on a day: the change applying from the latest day on or before it (of two from the
+    same day, the one set last), else the community's own (communities.json)."""
+    applying = [c for c in changes if c.community == community and c.applies_from <= day]
+    if not applying:
+        return default
+    latest = max(applying, key=lambda c: (c.applies_from, c.set_at))
+    return latest.amount, latest.currency
+
+
+CURRENCY_SIGNS = {"GBP": "£", "CAD": "CA$", "USD": "US$", "EUR": "€"}
+
+
+def money(amount: float, currency: str) -> str:
+    """An amount as a funder reads it: "£1,234", "CA$567" (whole units; the currency's code where it has no
+    sign)."""
+    sign = CURRENCY_SIGNS.get(currency)
+    number = f"{round(amount):,}"
+    return f"{sign}{number}" if sign else f"{number} {currency}"
+
+
+def money_text(values: Any) -> str:
+    """The value of volunteer time as the tiles and the report say it: one amount per currency ("£1,234", or
+    "£1,234 + CA$567" for communities in two countries); "—" when no hours were given."""
+    if not isinstance(values, dict) or not values:
+        return "—"
+    return " + ".join(money(amount, currency) for currency, amount in sorted(values.items()))
 
 
 @dataclass(eq=False)
@@ -169,6 +216,8 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "person.died": frozenset({"community", "person_ref", "carers_offered"}),
     "concern.opened": frozenset({"community", "support_type"}),
     "concern.closed": frozenset({"community", "support_type"}),
+    "wellbeing.prompted": frozenset({"community"}),
+    "wellbeing.answered": frozenset({"community", "score"}),
 }
 
 
@@ -190,7 +239,8 @@ def fact_of(event: Event) -> Fact:
         organisation=read("referrer_organisation"), hours=read("hours"),
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
         carers_offered=read("carers_offered"),
-        follows_a_death=bool(read("follows_a_death")) and not read("closed"))
+        follows_a_death=bool(read("follows_a_death")) and not read("closed"),
+        score=read("score") if event.type == "wellbeing.answered" else None)
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:
@@ -372,6 +422,7 @@ MEASURES = (
     Measure("requests_signposted", "Requests signposted to other support"),
     Measure("tasks_completed", "Tasks completed"),
     Measure("volunteer_hours", "Volunteer hours", is_count=False),
+    Measure("volunteer_time_value", "Value of volunteer time", is_count=False),
     Measure("volunteers_registered", "Volunteers registered (at the end of the period)"),
     Measure("new_volunteers", "New volunteers"),
     Measure("volunteers_paused", "Volunteers who paused"),
@@ -396,11 +447,14 @@ MEASURES = (
     Measure("befriending_started", "Befriending matches started"),
     Measure("befriending_ended", "Befriending matches ended"),
     Measure("befriending_visits", "Befriending visits"),
+    Measure("wellbeing_prompted", "Wellbeing check-ins sent to volunteers"),
+    Measure("wellbeing_answered", "Wellbeing check-ins answered with a score"),
+    Measure("wellbeing_talk", "Volunteers who asked to talk at a check-in"),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
               ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"),
-              ("partners_by_type", "Active partners:"))
+              ("partners_by_type", "Active partners:"), ("wellbeing_scores", "Wellbeing check-ins scored"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -479,13 +533,15 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
              history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
              source: str | None = None, register: Register | None = None,
-             communities: Iterable[str] = (), end: date | None = None) -> dict[str, Any]:
+             communities: Iterable[str] = (), end: date | None = None,
+             hourly_values: dict[str, tuple[float, str]] | None = None) -> dict[str, Any]:
     """Every measure of one span, unsuppressed (each one's definition is in the README's "What the counts mean").
 
     `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
     up to the span's end, oldest first; `history` the REQUEST_HISTORY facts, on any day, of the requests the
     span's facts are about. With a kind or source asked for, outcomes count only for the requests in `kept` (those
-    of that kind now, or from that source)."""
+    of that kind now, or from that source). `hourly_values` is each community's (amount, currency) for the span:
+    the value of volunteer time is its hours (tasks, visits and group activities) at its community's value."""
     kinds = kinds_now(history)
     requests = requests_of(facts, kinds, kind, source)
 
@@ -506,6 +562,18 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     planning = [f for f in completed if KINDS[kind_of(f)].category == "future_planning"]
     planning_attendance = sum(a.attendance for a in activities if a.kind == "future_planning_session")
     first_match = _firsts(history, "request.matched", per_occurrence=False)
+    submitted = {f.request_id: f for f in history if f.event_type == "request.submitted"}
+    hours_of: Counter = Counter()  # each community's volunteer hours: tasks and visits, then group activities
+    for f in completed:
+        hours_of[f.community or getattr(submitted.get(f.request_id), "community", None)] += f.hours or 0
+    for a in activities if kind is None and source is None else ():  # hours given to no request's kind or source
+        hours_of[a.community] += a.hours
+    value: Counter = Counter()
+    for community, hours in hours_of.items():
+        if hours and community in (hourly_values or {}):
+            amount, currency = hourly_values[community]
+            value[currency] += hours * amount
+    answers = of("wellbeing.answered")
     first_match_of_occurrence = _firsts(history, "request.matched", per_occurrence=True)
     matches = of("request.matched")
     first_unmatched = _firsts(history, "request.unmatched", per_occurrence=False)
@@ -520,7 +588,6 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     decided = [outcomes[f.request_id] for f in requests if f.request_id in outcomes]
     # People supported: those whose request had help in the span (a task done, a visit, a signposting outcome),
     # each once, by the pseudonymous reference their request was submitted with.
-    submitted = {f.request_id: f for f in history if f.event_type == "request.submitted"}
     helped = {submitted[f.request_id] for f in completed + signposted if f.request_id in submitted}
     register = register or Register()
     partners = dict([register.partner(f.community, f.organisation) for f in requests if f.organisation]
@@ -541,7 +608,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "requests_cancelled": len({f.request_id for f in of("request.cancelled")}),
         "requests_signposted": len(signposted),
         "tasks_completed": len(completed),
-        "volunteer_hours": round(sum(f.hours or 0 for f in completed), 2),
+        "volunteer_hours": round(sum(hours_of.values()), 2),
+        "volunteer_time_value": {currency: round(float(amount), 2) for currency, amount in sorted(value.items())},
         "volunteers_registered": sum(1 for status in standing.values() if status != "left"),
         "new_volunteers": len(of("volunteer.registered")),
         "volunteers_paused": len({f.volunteer_id for f in changes if f.status == "paused"}),
@@ -567,6 +635,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "befriending_started": sum(1 for f in of("befriending.started") if kind is None or kind_of(f) == kind),
         "befriending_ended": sum(1 for f in of("befriending.ended") if kind is None or kind_of(f) == kind),
         "befriending_visits": len(visits),
+        "wellbeing_prompted": len(of("wellbeing.prompted")),
+        "wellbeing_answered": sum(1 for f in answers if f.score is not None),
+        "wellbeing_talk": sum(1 for f in answers if f.score is None),
         "requests_by_source": by_source(requests),
         "requests_by_kind": dict(sorted(Counter(kind_of(f) for f in requests).items())),
         "tasks_by_kind": dict(sorted(Counter(kind_of(f) for f in completed).items())),
@@ -575,6 +646,8 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "attendance_by_kind": {k: sum(a.attendance for a in activities if a.kind == k) for k in ACTIVITY_KINDS
                                if any(a.kind == k for a in activities)},
         "partners_by_type": dict(sorted(Counter(partners.values()).items())),
+        "wellbeing_scores": {str(n): count for n in range(1, 6)
+                             if (count := sum(1 for f in answers if f.score == n))},
     }
 
 
@@ -656,7 +729,7 @@ def equations(values: dict[str, Any]) -> list[Equation]:
         found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
                      + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
     for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind"),
-                             ("active_partners", "partners_by_type")):
+                             ("active_partners", "partners_by_type"), ("wellbeing_answered", "wellbeing_scores")):
         if total in values and breakdown in values:
             found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
     return found
@@ -734,6 +807,8 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
     for key, value in values.items():
         if key == "match_rate" and isinstance(value, tuple):
             out[key] = match_rate(*value, below)
+        elif key in AMOUNTS:
+            out[key] = dict(value)  # money, not a count of anyone
         elif isinstance(value, dict):
             out[key] = {name: suppress(n, below) for name, n in value.items()}
         else:
@@ -753,6 +828,9 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
     return out
 
 
+AMOUNTS = ("volunteer_time_value",)  # measures by currency: amounts, never suppressed
+
+
 def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
     """The report as a table: one row per period and measure (breakdowns one row per part)."""
     labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS)
@@ -760,7 +838,9 @@ def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
     for period in result["periods"]:
         for key, value in period["measures"].items():
             before = period["previous"].get(key)
-            if isinstance(value, dict):
+            if key in AMOUNTS:
+                rows.append([period["start"], period["end"], labels[key], money_text(value), money_text(before)])
+            elif isinstance(value, dict):
                 for part in sorted(set(value) | set(before or {})):
                     rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, 0),
                                  (before or {}).get(part, 0)])

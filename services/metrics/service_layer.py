@@ -13,10 +13,11 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
-from services.metrics.domain import Activity, Baseline, Fact, Filters, Organisation, Register
+from services.metrics.domain import Activity, Baseline, Fact, Filters, HourlyValue, Organisation, Register
 from shared import communities as known_communities
 from shared.auth import Actor
 from shared.contracts import Event
+from shared.contracts.metrics import ActivityLogged, VolunteerHours
 from shared.idempotency import Created, Idempotency, keep, replay
 from shared.scoping import narrowed
 
@@ -82,19 +83,27 @@ def rebuild(uow: MetricsUnitOfWork) -> int:
 def log_activity(uow: MetricsUnitOfWork, actor: Actor, data: dict[str, Any], now: datetime,
                  key: Idempotency | None = None,
                  render: Callable[[Activity], dict[str, Any]] = lambda a: {}) -> Created:
-    """Log a group activity volunteers ran, in the community named (one of the actor's) or the actor's first; with
-    an Idempotency-Key, once, so a retried log never counts an activity twice."""
+    """Log a group activity volunteers ran, in the community named (one of the actor's) or the actor's first, with
+    the volunteers who ran it and each one's hours (by id: metrics never knows their names); with an
+    Idempotency-Key, once, so a retried log never counts an activity twice. Its hours go to matching
+    (`activity.logged`, in the same transaction), which adds them to each volunteer's own."""
     community = domain.community_to_log(actor.communities, data.get("community"))
+    given = {str(v["volunteer_id"]): v["hours"] for v in data.get("volunteers", [])}
+    ran = list(dict.fromkeys([*(str(v) for v in data.get("volunteer_ids", [])), *given]))
     activity = Activity(
         id=uuid.uuid4(), community=community, kind=data["kind"], held_on=data["held_on"],
         attendance=data["attendance"], organisation=data.get("organisation"),
-        organisation_type=data.get("organisation_type"),
-        volunteer_ids=[str(v) for v in data.get("volunteer_ids", [])], created_by=actor.subject, created_at=now)
+        organisation_type=data.get("organisation_type"), volunteer_ids=ran, volunteer_hours=given,
+        created_by=actor.subject, created_at=now)
     with uow:
         if (earlier := replay(uow.answers, actor, key)) is not None:
             return earlier
         uow.activities.add(activity)
         uow.flush()  # stored before its answer is made, with every default filled in
+        if activity.volunteer_hours:
+            uow.publish(ActivityLogged(
+                activity_id=activity.id, community=community, kind=activity.kind, held_on=activity.held_on,
+                volunteers=[VolunteerHours(**v) for v in activity.contributions()]))
         created = keep(uow.answers, actor, key, activity, render(activity))
         uow.commit()
     return created
@@ -146,12 +155,44 @@ def baseline_of(uow: MetricsUnitOfWork, actor: Actor, community: str | None) -> 
         return uow.baselines.of(chosen)
 
 
+# --- the value of volunteer time ----------------------------------------------------------------------------------
+
+def set_hourly_value(uow: MetricsUnitOfWork, actor: Actor, community: str | None, amount: float, currency: str,
+                     applies_from: date, now: datetime) -> HourlyValue:
+    """Value an hour of the community's volunteer time (the actor's only community, or the one named, which must be
+    theirs) at `amount` from `applies_from` on: every period ending on or after that day is valued at it, until a
+    later change. Every change is kept, with who made it and when."""
+    chosen = domain.community_to_log(actor.communities, community, "set the value of volunteer time")
+    value = HourlyValue(id=uuid.uuid4(), community=chosen, amount=amount, currency=currency,
+                        applies_from=applies_from, set_by=actor.subject, set_at=now)
+    with uow:
+        uow.hourly_values.add(value)
+        uow.commit()
+    return value
+
+
+def hourly_values_of(uow: MetricsUnitOfWork, actor: Actor, community: str | None,
+                     today: date) -> dict[str, Any]:
+    """The community's hourly value today, and every change made to it (the latest first)."""
+    chosen = domain.community_to_log(actor.communities, community, "see the value of volunteer time")
+    with uow:
+        changes = uow.hourly_values.of([chosen])
+        amount, currency = domain.value_in_effect(changes, chosen, today, _own_value(chosen))
+        return {"community": chosen, "amount": amount, "currency": currency, "changes": changes}
+
+
+def _own_value(community: str) -> tuple[float, str]:
+    """A community's hourly value as communities.json gives it (0 in its country's currency when it gives none)."""
+    known = known_communities.all_communities().get(community)
+    return (known.hourly_value, known.money) if known else (0.0, "GBP")
+
+
 # --- the counts ----------------------------------------------------------------------------------------------------
 
 def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[date, date]], kind: str | None,
                       source: str | None, kept: set[uuid.UUID] | None) -> list[dict[str, Any]]:
     """Every measure of each span (consecutive, oldest first) of the scope's communities, unsuppressed. The whole
-    range is read at once, in four queries however many spans there are, and split by day here."""
+    range is read at once, in five queries however many spans there are, and split by day here."""
     first, last = spans[0][0], spans[-1][1]
     in_range = uow.facts.in_span(scope, first, last)
     facts_on: dict[date, list] = defaultdict(list)
@@ -162,6 +203,7 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
         activities_on[activity.held_on].append(activity)
     changes = uow.facts.volunteer_changes(scope, last)  # oldest first
     register = Register(uow.organisations.of(scope))
+    values = uow.hourly_values.of(list(scope.communities))
     # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
     # yet placed in a community), in the order the events happened.
     history_of: dict[uuid.UUID, list] = defaultdict(list)
@@ -177,7 +219,8 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
             facts, [activity for day in days for activity in activities_on.get(day, ())],
             volunteer_changes=[change for change in changes if change.day <= span_last],
             history=[fact for request in requests for fact in history_of.get(request, ())],
-            kept=kept, kind=kind, source=source, register=register, communities=scope.communities, end=span_last))
+            kept=kept, kind=kind, source=source, register=register, communities=scope.communities, end=span_last,
+            hourly_values={c: domain.value_in_effect(values, c, span_last, _own_value(c)) for c in scope.communities}))
     return counted
 
 

@@ -265,6 +265,13 @@ class MessageRepository:
         return self.session.scalar(sa.select(OutgoingMessage.id).where(
             OutgoingMessage.to_phone == phone, OutgoingMessage.purpose != "answer").limit(1)) is not None
 
+    def asked_wellbeing(self, phone: str, since: datetime) -> bool:
+        """True when a wellbeing check-in was queued for this phone since `since` (and not cancelled): a score it
+        sends now answers it."""
+        return self.session.scalar(sa.select(OutgoingMessage.id).where(
+            OutgoingMessage.to_phone == phone, OutgoingMessage.purpose == "wellbeing",
+            OutgoingMessage.created_at >= since, OutgoingMessage.status != "cancelled").limit(1)) is not None
+
     def last_request_texted(self, phone: str, community: str | None) -> uuid.UUID | None:
         """The request of the newest SMS this community sent this phone about one (an offer, a task's details or
         reminders, a withdrawal), if any: what a reply from that phone is about."""

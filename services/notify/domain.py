@@ -243,7 +243,10 @@ INBOX_REASONS = {
     "debrief": "Asked for someone to call them (TALK): call them, and mark it dealt with once you have.",
     "concern_unplaced": "A volunteer's concern we could not tie to one task of theirs (we asked which): read it, "
                         "and call them.",
+    "wellbeing_low": "Gave a low score at their wellbeing check-in: call them, and mark it dealt with once you have.",
 }
+# A score (1 to 5) is read as a wellbeing check-in's answer this long after we asked (matching takes it as long).
+CHECK_IN_ANSWER_WINDOW = timedelta(days=14)
 CONCERN_UNPLACED = ("concern_which", "concern_no_task")  # matching's answers to a concern it could not place
 
 
@@ -473,6 +476,8 @@ def answered_body(answered: ReplyAnswered, place: Community | None, language: st
                       first=codes[0] if codes else "", emergency=emergency)
     if answered.answer == "join":
         return render("join", language, texts, community=place.name if place else "us", link=answered.link or "")
+    if answered.answer.startswith("wellbeing_"):
+        return render(answered.answer, language, texts)
     done = answered.year_tasks or 0
     return render("hours", language, texts, hours=hours_text(answered.year_hours or 0, language), year=answered.year,
                   done=f"{done} {TASKS_DONE[language][done != 1]}")

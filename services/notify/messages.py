@@ -78,6 +78,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "training_full": "Sorry, {topic} on {when} is full: you're on the waiting list, and we'll be in touch if a "
                          "place comes free.",
         "training_declined": "Thank you: we've noted you can't come to {topic} on {when}. No need to reply.",
+        "wellbeing": "How are you finding volunteering? Reply 1-5 (1 hard, 5 going well), or TALK to speak to "
+                     "someone.",
+        "wellbeing_thanks": "Thank you for letting us know. Reply TALK any time if you would like someone to call "
+                            "you.",
+        "wellbeing_low": "Thank you for telling us. A coordinator will call you soon.",
     },
     "fr": {  # accents kept to those GSM-7 carries (é è à ù), so a French offer is still one segment
         "offer": "Pouvez-vous aider? {kind}{place}, {when}. Répondez OUI {code} pour accepter, NON {code} "
@@ -139,6 +144,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
                          "vous écrirons si une place se libère.",
         "training_declined": "Merci: nous avons noté que vous ne pouvez pas venir à {topic} le {when}. Inutile de "
                              "répondre.",
+        "wellbeing": "Comment se passe votre bénévolat? Répondez de 1 à 5 (1 difficile, 5 très bien), ou PARLER "
+                     "pour parler à quelqu'un.",
+        "wellbeing_thanks": "Merci de nous l'avoir dit. Répondez PARLER à tout moment si vous souhaitez qu'on vous "
+                            "appelle.",
+        "wellbeing_low": "Merci de nous l'avoir dit. Une coordinatrice vous appellera bientôt.",
     },
 }
 # French keywords as a French speaker types them in a reply ("which" names the keyword to use).
@@ -356,6 +366,36 @@ def asks_to_talk(body: str) -> bool:
     """True for a reply that asks for someone to call: TALK (PARLER), alone or first ("talk please")."""
     words = _plain(body).split()
     return bool(words) and words[0] in TALK_WORDS
+
+
+# --- a wellbeing check-in's answer: a score from 1 to 5 ------------------------------------------------------------
+# Read only while a check-in is recent (notify asks `wellbeing_score` only then), and only of a text parse_reply
+# found no keyword in, so "YES 4821", "DONE 4821 2" and the rest keep their meaning.
+
+SCORE_WORDS = {"ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5,
+               "UN": 1, "UNE": 1, "DEUX": 2, "TROIS": 3, "QUATRE": 4, "CINQ": 5}
+# What may follow a score given in words: "five thanks", "quatre sur cinq", "four out of five".
+SCORE_AFTERWORDS = {"THANKS", "THANK", "YOU", "TY", "CHEERS", "MERCI", "BEAUCOUP", "OUT", "OF", "SUR", "STARS",
+                    "PLEASE", "X", "XX", "XXX", "OK", "FIVE", "CINQ", "5"}
+_OUT_OF_FIVE = re.compile(r"^\s*([1-5])\s*(?:/|out of|sur|of)\s*(?:5|five|cinq)\b", re.IGNORECASE)
+
+
+def wellbeing_score(body: str) -> int | None:
+    """The score (1 to 5) a volunteer's answer to a check-in gives: "4", "4/5", "4 out of 5", "five", "cinq",
+    "4 thanks", "5!"; None when it gives none, or more than one ("3 or 4"), or a number that is no score ("4821")."""
+    if (out_of := _OUT_OF_FIVE.match(body)) is not None:
+        return int(out_of.group(1))
+    words = _plain(body).replace(".", " ").replace(",", " ").split()
+    if not words:
+        return None
+    first, rest = words[0], words[1:]
+    if first.isdigit():
+        if not 1 <= int(first) <= 5 or len(first) > 1 or any(any(c.isdigit() for c in w) for w in rest):
+            return None
+        return int(first)
+    if first in SCORE_WORDS and all(w in SCORE_AFTERWORDS for w in rest):
+        return SCORE_WORDS[first]
+    return None
 
 
 def parse_reply(body: str, today: date | None = None) -> Reply:

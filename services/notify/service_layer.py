@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import asks_to_talk, away_dates_text, parse_reply, render
+from services.notify.messages import asks_to_talk, away_dates_text, parse_reply, render, wellbeing_score
 from shared import tracing
 from shared.auth import Actor
 from shared.contracts.intake import PersonDeathShared, PersonErased, TaskDetailsShared
 from shared.contracts.matching import (ApplicantApplied, BefriendingEnded, BefriendingVisitOverdue, CheckExpiring,
                                        OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
-                                       ReplyUnresolved, TrainingAnswered, TrainingInvited)
+                                       ReplyUnresolved, TrainingAnswered, TrainingInvited, WellbeingPrompted)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
                                      SmsSent, SmsWaiting)
 from shared.telemetry import SMS
@@ -198,6 +198,8 @@ def queue_own_view(uow: NotifyUnitOfWork, answered: ReplyAnswered, correlation_i
     body = domain.answered_body(answered, settings.community(community), language, dates)
     if answered.answer in domain.CONCERN_UNPLACED and texted is not None:  # a worry no task of theirs could take
         _needs_coordinator(uow, texted, "concern_unplaced", community, now)
+    if answered.answer == "wellbeing_low" and texted is not None:  # a low check-in score: a coordinator calls them
+        _needs_coordinator(uow, texted, "wellbeing_low", community, now)
     _queue(uow, settings, now, key=f"view:{answered.message_sid}", purpose="answer", to=answered.phone, body=body,
            correlation_id=correlation_id, community=community, urgent=True)
 
@@ -241,6 +243,18 @@ def queue_expiry_reminder(uow: NotifyUnitOfWork, expiring: CheckExpiring, correl
     _queue(uow, settings, now, key=f"expiring:{expiring.volunteer_id}:{expiring.check}:{expiring.expires_on}",
            purpose="reminder", to=expiring.phone, body=domain.expiring_body(expiring, language),
            correlation_id=correlation_id, community=expiring.community)
+
+
+def queue_wellbeing_prompt(uow: NotifyUnitOfWork, prompted: WellbeingPrompted, correlation_id: str, now: datetime,
+                           settings: NotifySettings) -> None:
+    """Ask a volunteer how they are finding volunteering (1 to 5, or TALK), in their language, from their
+    community's number, after its quiet hours: once per check-in however often the event is delivered. A number that
+    opted out (STOP) is not texted (the sender fails it)."""
+    language = domain.language_for(uow.contacts.get(prompted.phone), prompted.language)
+    place = settings.community(prompted.community)
+    _queue(uow, settings, now, key=f"wellbeing:{prompted.checkin_id}", purpose="wellbeing", to=prompted.phone,
+           body=render("wellbeing", language, domain.wording(place)), correlation_id=correlation_id,
+           community=prompted.community)
 
 
 def queue_visit_overdue(uow: NotifyUnitOfWork, overdue: BefriendingVisitOverdue, correlation_id: str, now: datetime,
@@ -296,6 +310,13 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             uow.publish(ContactOptedIn(phone=sms.sender, at=now, source="keyword"))
         # "yes 482" must not say yes to anything; an AWAY whose dates we could not read is matching's to answer
         keyword = reply.keyword if reply.problem is None or reply.keyword == "AWAY" else None
+        # "4" (or "4/5", "five") answers a wellbeing check-in only while one we sent them is recent; else it is
+        # read as before (and a coordinator reads it)
+        score = wellbeing_score(sms.body) if keyword is None else None
+        if score is not None and uow.messages.asked_wellbeing(sms.sender, now - domain.CHECK_IN_ANSWER_WINDOW):
+            keyword = "WELLBEING"
+        else:
+            score = None
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)
@@ -304,10 +325,15 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             _needs_coordinator(uow, received, "debrief" if talk else "not_understood",
                                domain.community_of_number(sms.to, settings.communities if settings else {}), now)
         uow.publish(SmsReceived(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to, body=sms.body,
-                                keyword=keyword, code=reply.code, hours=reply.hours, away_from=reply.away_from,
-                                away_until=reply.away_until, text=reply.text if keyword == "CONCERN" else None))
-        answer = render("talk", contact.language) if talk and not was_opted_out else domain.answer_to(
-            reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
+                                keyword="TALK" if talk else keyword, code=reply.code, hours=reply.hours,
+                                away_from=reply.away_from, away_until=reply.away_until,
+                                text=reply.text if keyword == "CONCERN" else None, score=score))
+        if keyword == "WELLBEING":
+            answer = None  # matching thanks them (reply.answered), and asks a coordinator to call after a low score
+        elif talk and not was_opted_out:
+            answer = render("talk", contact.language)
+        else:
+            answer = domain.answer_to(reply, contact.language, was_opted_out, uow.messages.texted_before(sms.sender))
         if answer is not None:
             community = domain.community_of_number(sms.to, settings.communities if settings else {})
             uow.messages.add(OutgoingMessage(

@@ -1,7 +1,7 @@
 """Event contracts: the envelope every event shares, and each event as a type.
 
-Each producer declares its events in its own module here (`intake.py`, `matching.py`, `notify.py`): a frozen
-dataclass per event and version, registered with `@contract`, with an example. The marshmallow schema that checks
+Each producer declares its events in its own module here (`intake.py`, `matching.py`, `notify.py`, `metrics.py`): a
+frozen dataclass per event and version, registered with `@contract`, with an example. The marshmallow schema that checks
 the wire format is made from the dataclass, so the two cannot drift. A producer builds the type
 (`RequestCancelled(request_id=..., reason=...)`, unknown fields are a TypeError) and `make_event` dumps it
 strictly; a consumer gets it back from `load_event`, which drops fields it does not know. Reading a field the
@@ -249,4 +249,4 @@ def _wire(value: Any) -> Any:
 
 
 # The producers' modules register their events on import.
-from shared.contracts import intake, matching, notify  # noqa: E402,F401
+from shared.contracts import intake, matching, metrics, notify  # noqa: E402,F401

@@ -11,7 +11,7 @@ from marshmallow import validate
 from shared.contracts import EventPayload, contract, part, rule
 from shared.contracts.intake import OFFER, REQUEST, When
 from shared.taxonomy import ACCEPTED_BY, BEFRIENDING_END_REASONS, KINDS, RHYTHMS, UNRESOLVED_BECAUSE, \
-    URGENCIES, VIEW_ANSWERS, VOLUNTEER_STATUSES, WITHDRAWN_BECAUSE
+    URGENCIES, VIEW_ANSWERS, VOLUNTEER_STATUSES, WELLBEING_SCORES, WITHDRAWN_BECAUSE
 
 VOLUNTEER = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 PHONE = "+447700900123"
@@ -436,3 +436,36 @@ class TrainingAttended(EventPayload):
     attendee: str = rule(validate.Length(equal=64))
     attended_on: date
     granted: str | None = rule(validate.Regexp(r"^[a-z][a-z0-9_]{1,31}$"), default=None)  # a community's check key
+
+
+CHECK_IN = "5c4b3a2d-1e0f-4a9b-8c7d-6e5f4a3b2c1e"
+
+
+@contract("wellbeing.prompted", 1, example={"checkin_id": CHECK_IN, "volunteer_id": VOLUNTEER,
+                                            "community": "fylde-coast", "phone": PHONE, "language": "en",
+                                            "due_on": "2026-12-07"})
+class WellbeingPrompted(EventPayload):
+    """An active volunteer's wellbeing check-in is due (once per volunteer per due date): notify asks them by SMS how
+    they are finding volunteering (1 to 5, or TALK); metrics counts it. The phone is for notify; nothing else names
+    them."""
+
+    checkin_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    community: str
+    phone: str
+    language: str | None = None
+    due_on: date
+
+
+@contract("wellbeing.answered", 1, example={"checkin_id": CHECK_IN, "community": "fylde-coast", "score": 4,
+                                            "talk": False, "low": False})
+class WellbeingAnswered(EventPayload):
+    """A volunteer answered their check-in: a score (1 to 5), or asked to talk (TALK, `score` None), once per
+    check-in. No volunteer id or phone: metrics counts the answers and their scores, never who gave them. `low`: the
+    score was at or below the community's `wellbeing_low_score` (a coordinator was asked to call)."""
+
+    checkin_id: uuid.UUID
+    community: str
+    score: int | None = rule(validate.OneOf(WELLBEING_SCORES), default=None)
+    talk: bool = False
+    low: bool = False

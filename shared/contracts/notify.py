@@ -34,6 +34,7 @@ class SmsReceived(EventPayload):
     away_from: date | None = None  # AWAY: the days away, both included, when the parser could read them
     away_until: date | None = None
     text: str | None = None  # CONCERN: the volunteer's words (the whole message, or what follows CONCERN <code>)
+    score: int | None = None  # WELLBEING: their answer (1 to 5) to the check-in notify asked them lately
 
 
 @contract("sms.sent", 1, example={"message_id": MESSAGE, "purpose": "offer",

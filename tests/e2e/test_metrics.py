@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 from playwright.sync_api import expect
 
-from services.metrics.domain import BREAKDOWNS, MEASURES, periods_between
+from services.metrics.domain import AMOUNTS, BREAKDOWNS, MEASURES, money_text, periods_between
 from services.metrics.domain import shown as metrics_shown
 from services.metrics.entrypoints.pages import SECTIONS
 from shared.clock import set_forward
@@ -82,7 +82,12 @@ PLAN = [
     (27, "request", {"person": "Ann", "yes": "Ada", "hours": 3, "carer": True}),  # Ann again: one person, two requests
     (28, "done", {"ref": "given back", "hours": 1}),
     (28, "request", {"person": "Ivy", "yes": "Vera", "hours": 1.25}),  # every day of the plan is in February too
+    # issue 16: a group activity's volunteers give hours too, counted in the volunteer hours and valued (at Fylde
+    # Coast's £15 an hour, communities.json)
+    (28, "activity", {"kind": "death_cafe", "volunteers": ["Vera", "Ada"], "hours": {"Vera": 2, "Ada": 1.5},
+                      "attendance": 6, "organisation": "St Anne's", "at": time(12)}),
 ]
+HOURLY_VALUE = 15.0  # Fylde Coast's, as communities.json gives it
 # What the record says of requests, and so what a manager asking about one kind of help is shown of it.
 ABOUT_REQUESTS = ("received", "matched", "unmatched", "cancelled", "completed", "signposted")
 REQUEST_MEASURES = ("requests_received", "requests_matched", "occurrences_matched", "requests_rematched",
@@ -180,6 +185,8 @@ class Record:
             "education_reached": 0,
             "attendance_by_kind": {k: sum(a["attendance"] for a in held if a["kind"] == k) for k in
                                    {a["kind"] for a in held}},
+            # no volunteer was asked how they are finding it: each joined this month (asked every 91 days)
+            "wellbeing_prompted": 0, "wellbeing_answered": 0, "wellbeing_talk": 0, "wellbeing_scores": {},
         }
         for key, about in (("requests_by_kind", requests), ("tasks_by_kind", completed),
                            ("signposted_by_kind", of("signposted"))):
@@ -188,7 +195,10 @@ class Record:
         shown: dict[str, object] = {key: {name: str(n) for name, n in sorted(value.items())}
                                     if isinstance(value, dict) else "" if value is None else str(value)
                                     for key, value in metrics_shown(counts, 5).items()}
-        shown["volunteer_hours"] = f"{sum(task['hours'] or 0 for task in completed):g}"
+        hours = sum(task["hours"] or 0 for task in completed) + (
+            0 if kind else sum(sum(a.get("hours", {}).values()) for a in held))  # an activity is of no request's kind
+        shown["volunteer_hours"] = f"{hours:g}"
+        shown["volunteer_time_value"] = {"GBP": f"{hours * HOURLY_VALUE:g}"} if hours else {}
         return {key: shown[key] for key in REQUEST_MEASURES} if kind else shown
 
     def waits(self, first: date, last: date) -> list[float]:
@@ -389,7 +399,9 @@ def month(site) -> Record:
             client.call("POST", "/activities", 201, json={
                 "kind": detail["kind"], "held_on": day.isoformat(), "organisation": detail["organisation"],
                 "organisation_type": "vcfse", "attendance": detail["attendance"],
-                "volunteer_ids": [volunteers[v] for v in detail["volunteers"]]})
+                "volunteer_ids": [volunteers[v] for v in detail["volunteers"]],
+                "volunteers": [{"volunteer_id": volunteers[v], "hours": h}
+                               for v, h in detail.get("hours", {}).items()]})
             record.add(day, "activity", {**detail, "volunteers": [volunteers[v] for v in detail["volunteers"]]})
         elif action == "request":
             rehearsal.log(day, detail)
@@ -427,7 +439,8 @@ def test_the_api_and_csv_count_the_month_each_week_and_each_day_as_the_record_do
     assert (expected["requests_received"], expected["people_reached"], expected["requests_matched"]) == ("13", "9",
                                                                                                          "11")
     assert (expected["occurrences_matched"], expected["requests_rematched"]) == ("<5", "<5")
-    assert (expected["tasks_completed"], expected["volunteer_hours"]) == ("12", "15.5")
+    assert (expected["tasks_completed"], expected["volunteer_hours"]) == ("12", "19")  # 15.5 on tasks, 3.5 at a café
+    assert expected["volunteer_time_value"] == {"GBP": "285"}
     assert expected["requests_by_kind"] == {"bereavement_visit": "<5", "prescription_collection": "<5",
                                             "shopping": "hidden"}  # else 13 - 11 would say one of each
 
@@ -460,7 +473,9 @@ def test_the_api_and_csv_count_the_month_each_week_and_each_day_as_the_record_do
             return {label[len(LABELS[key]) + 1:]: value for label, value in in_csv.items()
                     if label.startswith(f"{LABELS[key]} ") and value != "0"}
 
-        assert {key: from_csv(key) for key in measures_of(week)} == measures_of(week)  # hours "3.0" in the CSV
+        assert {key: from_csv(key) for key in measures_of(week) if key not in AMOUNTS} == {
+            key: value for key, value in measures_of(week).items() if key not in AMOUNTS}  # hours "3.0" in the CSV
+        assert in_csv[LABELS["volunteer_time_value"]] == money_text(week["measures"]["volunteer_time_value"])
 
 
 @pytest.mark.parametrize("kind", ["prescription_collection", "shopping"])
@@ -506,7 +521,8 @@ def test_the_dashboard_shows_the_month_and_a_chart_of_each_week(page, site, mont
     assert len(expected["activities_by_kind"]) == 4  # each kind on its own
     headings = page.locator(".headline h3").all_text_contents()
     assert headings == ["Requests for support", "How quickly help comes", "People supported", "Volunteers",
-                        "Activities and education", "Partnerships", "Safeguarding"]
+                        "Volunteers' wellbeing", "Activities and education", "Partnerships", "Safeguarding"]
+    expect(page.locator('.headline li[data-measure="volunteer_time_value"] .value')).to_have_text("£285")
     waited = page.locator('.headline li[data-measure="hours_to_acceptance_median"] .value').text_content()
     assert re.fullmatch(r"(\d+ (day|hour|minute)s?( \d+ (hour|minute)s?)?|under a minute)", waited), waited
     today = MONTH.replace(day=28)  # where the rehearsal clock stopped
@@ -560,6 +576,7 @@ def test_the_report_shows_the_month_beside_the_one_before_on_one_printed_page(pa
     reported = {key: value for key, value in expected.items() if not isinstance(value, dict) and key in REPORTED}
     assert {key: measures[LABELS[key]][0] for key in reported} == reported
     assert measures["Requests received"][1:] == ["0", "+13"]  # nothing the month before
+    assert measures[LABELS["volunteer_time_value"]][:2] == ["£285", "—"]  # as money, beside the hours
     by_kind = page.locator("section", has=page.get_by_role("heading", name="Requests received for"))
     assert table(by_kind) == {KINDS[kind].label: [n, "0"] for kind, n in expected["requests_by_kind"].items()}
     pdf = page.pdf(format="A4")

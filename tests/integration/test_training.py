@@ -55,10 +55,13 @@ def code_in(body: str) -> str:
 def test_invited_by_sms_yes_books_until_full_no_declines_and_attendance_grants_the_check(system):  # noqa: F811
     s = system(batch=1)
     client = s.client("matching")
-    bad = client.post("/training/sessions", json={**SESSION, "place": None, "capacity": 0, "grants": "juggling"},
+    bad = client.post("/training/sessions", json={**SESSION, "place": None, "capacity": 0, "grants": "Juggling!"},
                       headers=s.headers)
     assert bad.status_code == 422 and bad.content_type == "application/problem+json"
     assert {e["field"] for e in bad.json["errors"]} == {"capacity", "grants"}, bad.json
+    unknown = client.post("/training/sessions", json={**SESSION, "grants": "juggling"}, headers=s.headers)
+    assert unknown.status_code == 422 and [e["field"] for e in unknown.json["errors"]] == ["grants"], unknown.json
+    assert "Not a check of this community" in unknown.json["detail"]
     session = schedule(s)
     ada = applicant_at_training(s, "Ada Applicant", ADA)
     val = s.volunteer("Val Volunteer", VAL)

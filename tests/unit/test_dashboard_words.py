@@ -28,6 +28,7 @@ def test_the_time_tiles_use_words_and_the_rate_a_percent_sign():
     assert tile_text("hours_to_acceptance_p90", None) == "—"
     assert tile_text("match_rate", 92) == "92%" and tile_text("match_rate", "not shown") == "not shown"
     assert tile_text("requests_received", "<5") == "<5" and tile_text("volunteer_hours", 15.5) == "15.5"
+    assert tile_text("volunteer_hours", 19.0) == "19" and tile_text("volunteer_time_value", {"GBP": 285.0}) == "£285"
 
 
 @pytest.mark.parametrize("matched, decided, below, shown", [
@@ -70,7 +71,8 @@ def test_every_measure_is_under_exactly_one_heading():
     keys = [key for _, group in GROUPS for key in group]
     assert sorted(keys) == sorted(m.key for m in domain.MEASURES)
     assert [heading for heading, _ in GROUPS] == ["Requests for support", "How quickly help comes",
-                                                  "People supported", "Volunteers", "Activities and education",
+                                                  "People supported", "Volunteers", "Volunteers' wellbeing",
+                                                  "Activities and education",
                                                   "Partnerships", "Safeguarding"]
 
 

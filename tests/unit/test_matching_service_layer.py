@@ -15,7 +15,7 @@ import pytest
 from services.matching import service_layer
 from services.matching.domain import (HOLDING, RESERVING, CheckRuleChange, CheckRules, CheckType, Conflict, HeldTask,
                                       KindRequirement, MatchRequest, NotFound, Policy, TimeAway, Volunteer,
-                                      VolunteerCheck, distance_km, judge_profiles)
+                                      VolunteerCheck, distance_km, judge_profiles, next_check_in)
 from services.matching.service_layer import VolunteerSheet
 from shared.auth import SYSTEM, Actor
 from shared.communities import all_communities
@@ -23,7 +23,9 @@ from shared.contracts.intake import RequestSubmitted
 from shared.contracts.matching import (CheckExpiring, OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved,
                                        RequestMatched, RequestUnmatched, TaskCompleted, TaskGivenBack,
-                                       TaskVolunteerOptedOut, VolunteerRegistered, VolunteerStatusChanged)
+                                       TaskVolunteerOptedOut, VolunteerRegistered, VolunteerStatusChanged,
+                                       WellbeingAnswered, WellbeingPrompted)
+from shared.contracts.metrics import ActivityLogged, VolunteerHours
 from shared.contracts.notify import SmsFailed, SmsReceived, SmsSent
 from shared.gazetteer import locate
 from shared.scoping import sees
@@ -246,6 +248,54 @@ class FakeOffers:
         return round(sum(o.hours or 0 for o in done), 2), len(done)
 
 
+class FakeContributions:
+    """Hours given to activities: one per volunteer per activity, as the unique key keeps them."""
+
+    def __init__(self):
+        self.rows: dict[tuple, object] = {}
+
+    def add(self, contribution) -> bool:
+        key = (contribution.source_id, contribution.volunteer_id)
+        if key in self.rows:
+            return False
+        self.rows[key] = contribution
+        return True
+
+    def of_volunteer(self, volunteer_id, limit=50):
+        return sorted((c for c in self.rows.values() if c.volunteer_id == volunteer_id),
+                      key=lambda c: c.held_on, reverse=True)[:limit]
+
+
+class FakeCheckIns:
+    """Wellbeing check-ins: one per volunteer per due date."""
+
+    def __init__(self, volunteers: FakeVolunteers):
+        self.volunteers, self.rows = volunteers, {}
+
+    def due(self, community, interval_days, today):
+        found = []
+        for v in sorted(self.volunteers.rows.values(), key=lambda v: str(v.id)):
+            last = max((c.due_on for c in self.rows.values() if c.volunteer_id == v.id), default=None)
+            if v.community == community and v.status == "active" and v.sms_opted_out_at is None:
+                found.append((v, last))
+        return found
+
+    def claim(self, check_in) -> bool:
+        key = (check_in.volunteer_id, check_in.due_on)
+        if key in self.rows:
+            return False
+        self.rows[key] = check_in
+        return True
+
+    def latest_of(self, volunteer_id):
+        return max((c for c in self.rows.values() if c.volunteer_id == volunteer_id), key=lambda c: c.due_on,
+                   default=None)
+
+    def of_volunteer(self, volunteer_id, limit=8):
+        return sorted((c for c in self.rows.values() if c.volunteer_id == volunteer_id), key=lambda c: c.due_on,
+                      reverse=True)[:limit]
+
+
 class FakeMatchingUnitOfWork(FakeUnitOfWork):
     """Matching's unit of work with its repositories in memory."""
 
@@ -258,6 +308,8 @@ class FakeMatchingUnitOfWork(FakeUnitOfWork):
         self.training = self.requests.training = FakeTraining()
         self.offers = FakeOffers(self.requests)
         self.answers = FakeAnswers()
+        self.contributions = FakeContributions()
+        self.check_ins = FakeCheckIns(self.volunteers)
 
     def anew(self):
         """Forget what was committed so far, to see what the next use case does."""
@@ -939,3 +991,90 @@ def test_hours_are_the_years_completed_tasks_and_an_unknown_number_is_told_so():
         "hours", 2030, 2.5, 1, "fr")
     text(uow.anew(), "+447700900999", "MY")
     assert [e.reason for e in uow.events(ReplyUnresolved)] == ["unknown_sender"]
+
+
+# --- wellbeing check-ins, and hours given to group activities ---------------------------------------------------------
+
+def test_a_check_in_is_due_an_interval_after_registration_then_after_the_last_one_was_due():
+    assert next_check_in(date(2030, 1, 1), None, 91) == date(2030, 4, 2)
+    assert next_check_in(date(2030, 1, 1), date(2030, 4, 2), 91) == date(2030, 7, 2)
+    assert next_check_in(date(2030, 1, 1), date(2030, 4, 2), 30) == date(2030, 5, 2)
+
+
+def test_each_active_volunteer_is_asked_once_per_due_date_in_their_language():
+    sam = volunteer("Sam", "+447911123001", created_at=NOW - timedelta(days=91), languages=["fr", "en"])
+    new = volunteer("New", "+447911123002", created_at=NOW - timedelta(days=90))
+    paused = volunteer("Paused", "+447911123003", created_at=NOW - timedelta(days=200), status="paused")
+    stopped = volunteer("Stopped", "+447911123004", created_at=NOW - timedelta(days=200),
+                        sms_opted_out_at=NOW - timedelta(days=5))
+    uow = uow_with(sam, new, paused, stopped)
+    assert service_layer.prompt_check_ins(uow, NOW) == 1
+    (asked,) = uow.events(WellbeingPrompted)
+    assert (asked.volunteer_id, asked.phone, asked.language, asked.due_on, asked.community) == (
+        sam.id, sam.phone, "fr", (NOW - timedelta(days=91)).date() + timedelta(days=91), "fylde-coast")
+    assert service_layer.prompt_check_ins(uow.anew(), NOW + timedelta(minutes=1)) == 0  # asked once
+    assert service_layer.prompt_check_ins(uow.anew(), NOW + timedelta(days=1)) == 1  # the newcomer's turn
+    assert [e.volunteer_id for e in uow.events(WellbeingPrompted)] == [new.id]
+    assert service_layer.prompt_check_ins(uow.anew(), NOW + timedelta(days=91)) == 1  # Sam's next, a quarter on
+    assert [e.volunteer_id for e in uow.events(WellbeingPrompted)] == [sam.id]
+
+
+def answer(uow, who: Volunteer, keyword: str, score: int | None = None, now=NOW) -> None:
+    """A volunteer's answer to their check-in, as notify passes it on."""
+    service_layer.reply(uow, SmsReceived(message_sid=f"SM{uuid.uuid4().hex}", from_phone=who.phone,
+                                         to_phone="+447700900000", body=str(score or keyword), keyword=keyword,
+                                         score=score), POLICY, now, "corr-3")
+
+
+def asked_uow(*volunteers: Volunteer) -> FakeMatchingUnitOfWork:
+    uow = uow_with(*volunteers)
+    service_layer.prompt_check_ins(uow, NOW)
+    return uow.anew()
+
+
+@pytest.mark.parametrize("score, low", [(1, True), (2, True), (3, False), (5, False)])
+def test_a_score_is_recorded_once_and_a_low_one_asks_a_coordinator_to_call(score, low):
+    sam = volunteer("Sam", "+447911123001", created_at=NOW - timedelta(days=100))
+    uow = asked_uow(sam)
+    answer(uow, sam, "WELLBEING", score, NOW + timedelta(hours=3))
+    (answered,) = uow.events(WellbeingAnswered)
+    assert (answered.score, answered.talk, answered.low, answered.community) == (score, False, low, "fylde-coast")
+    (thanks,) = uow.events(ReplyAnswered)
+    assert thanks.answer == ("wellbeing_low" if low else "wellbeing_thanks")
+    assert uow.check_ins.latest_of(sam.id).score == score
+    answer(uow.anew(), sam, "WELLBEING", 1, NOW + timedelta(hours=4))  # a second answer changes nothing
+    assert uow.events(WellbeingAnswered) == [] and uow.check_ins.latest_of(sam.id).score == score
+    assert [e.answer for e in uow.events(ReplyAnswered)] == ["wellbeing_thanks"]
+
+
+def test_talk_at_a_check_in_is_recorded_as_asking_to_talk_and_notify_alone_answers_it():
+    sam = volunteer("Sam", "+447911123001", created_at=NOW - timedelta(days=100))
+    uow = asked_uow(sam)
+    answer(uow, sam, "TALK")
+    (answered,) = uow.events(WellbeingAnswered)
+    assert (answered.score, answered.talk) == (None, True)
+    assert uow.events(ReplyAnswered) == [] and uow.events(ReplyUnresolved) == []
+    answer(uow.anew(), sam, "TALK")  # TALK with no check-in open: notify's (the coordinator's inbox) alone
+    assert uow.published == []
+
+
+def test_a_score_after_the_check_in_window_is_not_recorded():
+    sam = volunteer("Sam", "+447911123001", created_at=NOW - timedelta(days=100))
+    uow = asked_uow(sam)
+    answer(uow, sam, "WELLBEING", 1, NOW + timedelta(days=15))
+    assert uow.events(WellbeingAnswered) == []
+    assert [e.answer for e in uow.events(ReplyAnswered)] == ["wellbeing_thanks"]  # no coordinator call
+
+
+def test_an_activitys_hours_are_added_once_to_its_communitys_volunteers_only():
+    sam, ana = volunteer("Sam", "+447911123001"), volunteer("Ana", "+447911123002", community="cheshire-east")
+    uow = uow_with(sam, ana)
+    logged = ActivityLogged(activity_id=uuid.uuid4(), community="fylde-coast", kind="death_cafe",
+                            held_on=date(2030, 1, 5), volunteers=[VolunteerHours(volunteer_id=sam.id, hours=2.5),
+                                                                  VolunteerHours(volunteer_id=ana.id, hours=1.0),
+                                                                  VolunteerHours(volunteer_id=uuid.uuid4(), hours=1)])
+    assert service_layer.add_contributions(uow, logged) == 1
+    assert service_layer.add_contributions(uow.anew(), logged) == 0  # delivered again: nothing twice
+    (kept,) = uow.contributions.of_volunteer(sam.id)
+    assert (kept.hours, kept.kind, kept.source, kept.source_id) == (2.5, "death_cafe", "activity", logged.activity_id)
+    assert uow.contributions.of_volunteer(ana.id) == []

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timezone
 import pytest
 
 from services.notify.messages import (TEMPLATES, Reply, Segments, answer_for, asks_to_talk, offer_text, parse_reply,
-                                      render, segments, window_text)
+                                      render, segments, wellbeing_score, window_text)
 from shared.taxonomy import KINDS
 
 # (what a volunteer typed, keyword, code, hours, understood all of it?)
@@ -365,3 +365,39 @@ def test_a_concern_without_words_asks_for_them(body):
     reply = parse_reply(body)
     assert reply.keyword == "CONCERN" and reply.text is None
     assert answer_for(reply).startswith("Sorry, we did not understand your concern: please say what worries you")
+
+
+# --- a wellbeing check-in's answer ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, score", [
+    ("4", 4), ("5!", 5), (" 3 ", 3), ("4/5", 4), ("4 / 5", 4), ("4 out of 5", 4), ("2 of 5", 2), ("3 sur 5", 3),
+    ("five", 5), ("Five!", 5), ("cinq", 5), ("Quatre", 4), ("un", 1), ("four thanks", 4), ("4 thanks", 4),
+    ("4 thanks, loving it", 4), ("2 - finding it hard", 2), ("5 stars", 5), ("quatre sur cinq", 4),
+    ("one", 1), ("4.", 4),
+    # not scores: a code, a number out of range, two numbers, words that merely start with a number word
+    ("4821", None), ("6", None), ("0", None), ("3 or 4", None), ("12", None), ("one more thing", None),
+    ("un peu difficile", None), ("YES 4821", None), ("DONE 4821 2", None), ("TALK", None), ("", None),
+    ("fine", None), ("4,5", None),
+])
+def test_a_check_in_score_is_read_as_volunteers_type_it(body, score):
+    assert wellbeing_score(body) == score
+
+
+@pytest.mark.parametrize("body", ["4", "five", "4/5", "4 thanks"])
+def test_a_score_alone_is_no_keyword_so_outside_a_check_in_it_is_not_misread(body):
+    reply = parse_reply(body, date(2026, 12, 7))
+    assert reply.keyword is None and reply.code is None  # notify reads it as a score only after asking
+
+
+@pytest.mark.parametrize("body, keyword, code", [("YES 4821", "YES", "4821"), ("NO 4821", "NO", "4821"),
+                                                 ("4821 yes", "YES", "4821")])
+def test_answers_with_a_code_keep_their_meaning_beside_the_score_reading(body, keyword, code):
+    assert (parse_reply(body).keyword, parse_reply(body).code, wellbeing_score(body)) == (keyword, code, None)
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_check_in_and_its_answers_fit_one_segment_and_say_how_to_answer(language):
+    asked = render("wellbeing", language)
+    assert "1" in asked and "5" in asked and ("TALK" in asked or "PARLER" in asked)
+    for name in ("wellbeing", "wellbeing_thanks", "wellbeing_low"):
+        assert segments(render(name, language)).count == 1, name

@@ -16,6 +16,7 @@ from services.metrics.domain import (Activity, Baseline, Fact, Filters, NotYourC
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared.auth import Actor
 from shared.contracts import EVENTS, EXAMPLES, load_event, make_event
+from shared.contracts.metrics import ActivityLogged
 from shared.scoping import sees
 from tests.unit.fakes import FakeAnswers, FakeUnitOfWork
 
@@ -111,9 +112,21 @@ class FakeOrganisations:
         return [o for o in self.rows.values() if sees(scope, o.community)]
 
 
+class FakeHourlyValues:
+    def __init__(self):
+        self.rows: list = []
+
+    def add(self, value):
+        self.rows.append(value)
+
+    def of(self, communities):
+        return sorted((v for v in self.rows if v.community in communities), key=lambda v: v.set_at, reverse=True)
+
+
 class FakeMetricsUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
+        self.hourly_values = FakeHourlyValues()
         self.facts = FakeFacts()
         self.activities = FakeActivities()
         self.baselines = FakeBaselines()
@@ -482,3 +495,75 @@ def test_bereavement_support_after_a_death_is_taken_up_when_released_to_voluntee
             submitted(support_type="bereavement_visit"))  # bereavement support asked for otherwise
     measures = today(uow)
     assert (measures["bereavement_offered"], measures["bereavement_taken_up"]) == (2, 1)
+
+
+# --- group activities' volunteers and hours, and the value of volunteer time ------------------------------------------
+
+def test_an_activitys_volunteers_hours_count_in_volunteer_hours_and_go_to_matching_once():
+    uow = FakeMetricsUnitOfWork()
+    sam, ana, helper = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    done = uuid.uuid4()
+    deliver(uow, submitted(done), event("task.completed", request_id=str(done), hours=2.0))
+    logged = service_layer.log_activity(uow, COORDINATOR, {
+        "kind": "death_cafe", "held_on": DAY, "attendance": 12, "volunteer_ids": [helper],
+        "volunteers": [{"volunteer_id": sam, "hours": 2.5}, {"volunteer_id": ana, "hours": 1.5}]}, NOON).made
+    assert logged.hours == 4.0 and set(logged.volunteer_ids) == {str(helper), str(sam), str(ana)}
+    (published,) = uow.events(ActivityLogged)
+    assert (published.activity_id, published.community, published.kind, published.source) == (
+        logged.id, "fylde-coast", "death_cafe", "activity")
+    assert {(v.volunteer_id, v.hours) for v in published.volunteers} == {(sam, 2.5), (ana, 1.5)}  # ids, no names
+    measures = today(uow)
+    assert measures["volunteer_hours"] == 6.0  # the task's 2 and the activity's 4
+    assert measures["active_volunteers"] == 4  # the task's volunteer, and the three who ran the activity
+    assert measures["volunteer_time_value"] == {"GBP": 90.0}  # communities.json: £15 an hour for Fylde Coast
+    # with a kind of help asked for, an activity's hours (given to no request) are not that kind's
+    assert today(uow, kind="shopping")["volunteer_hours"] == 2.0
+
+
+def test_an_activity_without_hours_publishes_nothing():
+    uow = FakeMetricsUnitOfWork()
+    service_layer.log_activity(uow, COORDINATOR, {"kind": "death_cafe", "held_on": DAY, "attendance": 3,
+                                                  "volunteer_ids": [uuid.uuid4()]}, NOON)
+    assert uow.committed and uow.events(ActivityLogged) == []
+
+
+def test_the_value_of_volunteer_time_is_the_periods_hours_at_the_value_in_effect_on_its_last_day():
+    uow = FakeMetricsUnitOfWork()
+    done = uuid.uuid4()
+    deliver(uow, submitted(done), event("task.completed", request_id=str(done), hours=10.0))
+    assert today(uow)["volunteer_time_value"] == {"GBP": 150.0}
+    later = service_layer.set_hourly_value(uow, MANAGER, None, 20.0, "GBP", DAY + timedelta(days=1), NOON)
+    assert today(uow)["volunteer_time_value"] == {"GBP": 150.0}  # from tomorrow: today is valued as before
+    service_layer.set_hourly_value(uow, MANAGER, None, 18.5, "GBP", DAY - timedelta(days=30), NOON)
+    assert today(uow)["volunteer_time_value"] == {"GBP": 185.0}
+    kept = service_layer.hourly_values_of(uow, MANAGER, None, DAY + timedelta(days=1))
+    assert (kept["amount"], kept["currency"], kept["changes"][-1].set_by) == (20.0, "GBP", "manager@example.org")
+    assert later in kept["changes"] and len(kept["changes"]) == 2  # every change kept, with who made it
+    with pytest.raises(NotYourCommunity):
+        service_layer.set_hourly_value(uow, MANAGER, "ottawa-west", 30.0, "CAD", DAY, NOON)
+
+
+def test_communities_in_two_countries_are_valued_each_in_its_own_currency():
+    uow = FakeMetricsUnitOfWork()
+    both = Actor(subject="admin@example.org", role="admin", communities=("fylde-coast", "ottawa-west"))
+    here, there = uuid.uuid4(), uuid.uuid4()
+    deliver(uow, submitted(here), event("task.completed", request_id=str(here), hours=2.0),
+            submitted(there, community="ottawa-west"),
+            event("task.completed", request_id=str(there), community="ottawa-west", hours=3.0))
+    assert today(uow, actor=both)["volunteer_time_value"] == {"CAD": 81.0, "GBP": 30.0}
+    assert domain.money_text({"CAD": 81.0, "GBP": 1234.4}) == "CA$81 + £1,234"
+    assert domain.money_text({}) == "—"
+
+
+def test_check_ins_sent_and_answered_are_counted_with_their_scores_and_no_one_named():
+    uow = FakeMetricsUnitOfWork()
+    deliver(uow, *(event("wellbeing.prompted", checkin_id=str(uuid.uuid4())) for _ in range(4)))
+    answers = [event("wellbeing.answered", checkin_id=str(uuid.uuid4()), score=score, talk=False)
+               for score in (5, 4, 4)] + [event("wellbeing.answered", checkin_id=str(uuid.uuid4()), score=None,
+                                                talk=True)]
+    deliver(uow, *answers, answers[0])  # a redelivery counts once
+    measures = today(uow)
+    assert (measures["wellbeing_prompted"], measures["wellbeing_answered"], measures["wellbeing_talk"]) == (4, 3, 1)
+    assert measures["wellbeing_scores"] == {"4": 2, "5": 1}
+    assert all(fact.volunteer_id is None for fact in uow.facts.rows.values()
+               if fact.event_type == "wellbeing.answered")

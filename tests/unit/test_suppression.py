@@ -166,3 +166,30 @@ def test_no_small_count_of_group_activities_or_their_attendance_can_be_worked_ou
             assert truth[cell] in seen[cell], f"{cell}: the table contradicts its own count"
             if 0 < truth[cell] < below:
                 assert isinstance(value, str) and len(seen[cell]) > 1, f"{breakdown} {cell} in {published}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores=st.lists(st.sampled_from("12345"), max_size=30), below=st.sampled_from([3, 5]))
+@example(scores=["1"] + ["4"] * 7 + ["5"] * 9, below=5)  # one volunteer struggling: never picked out
+def test_no_wellbeing_score_can_be_worked_out_from_the_answers_and_the_other_scores(scores, below):
+    truth_parts = dict(Counter(scores))
+    values = {"wellbeing_answered": len(scores), "wellbeing_scores": dict(truth_parts)}
+    published = shown({"wellbeing_answered": len(scores), "wellbeing_scores": dict(truth_parts)}, below)
+    truth = {"wellbeing_answered": len(scores), **{f"score:{k}": v for k, v in truth_parts.items()}}
+    ceiling = 2 * len(scores) + below
+    seen: dict[str, set[int]] = {}
+    lo, hi = bounds(published["wellbeing_answered"], below, ceiling, is_part=False)
+    for total in range(lo, hi + 1):
+        parts = possible(published["wellbeing_scores"], total, below, ceiling)
+        if parts is None:
+            continue
+        seen.setdefault("wellbeing_answered", set()).add(total)
+        merge(seen, parts, "score")
+    cells = {"wellbeing_answered": published["wellbeing_answered"],
+             **{f"score:{k}": v for k, v in published["wellbeing_scores"].items()}}
+    assert values["wellbeing_scores"] == truth_parts  # shown() leaves its argument alone
+    for cell, value in cells.items():
+        assert truth[cell] in seen[cell]
+        if 0 < truth[cell] < below:
+            assert isinstance(value, str), f"{cell} = {truth[cell]} is shown"
+            assert len(seen[cell]) > 1, f"{cell} = {truth[cell]} can be worked out from {published}"

@@ -215,17 +215,31 @@ class VolunteerOut(Schema):
                  "expires_soon": c.state(today) != "valid"} for c in v.checks]
 
 
+class ContributionOut(Schema):
+    """Hours a volunteer gave to a group activity they ran, or training they delivered."""
+
+    source = fields.Str()
+    kind = fields.Str()
+    held_on = fields.Date()
+    hours = fields.Float()
+
+
 class VolunteerDetailOut(VolunteerOut):
-    """A volunteer with their latest offers and tasks."""
+    """A volunteer with their latest offers and tasks, the group activities they ran, and their hours this year."""
 
     tasks = fields.List(fields.Nested(TaskOut))
+    contributions = fields.List(fields.Nested(ContributionOut))
+    year_hours = fields.Float(metadata={"description": "Their hours this year (tasks, visits, group activities), "
+                                                       "as HOURS by SMS tells them."})
 
 
 class VolunteerWithTasks:
-    """A looked-up volunteer as VolunteerDetailOut reads it: the volunteer's fields, and `tasks`."""
+    """A looked-up volunteer as VolunteerDetailOut reads it: the volunteer's fields, `tasks`, `contributions` and
+    `year_hours`."""
 
     def __init__(self, record: service_layer.VolunteerRecord):
         self.volunteer, self.tasks = record.volunteer, record.offers
+        self.contributions, self.year_hours = record.contributions, record.year_hours
 
     def __getattr__(self, name: str):
         return getattr(self.volunteer, name)

@@ -76,8 +76,14 @@ def on_person_erased(uow, event: Event, settings) -> None:
     service_layer.forget_person(uow, event.payload)
 
 
+def on_activity_logged(uow, event: Event, settings) -> None:
+    """The hours volunteers gave to a group activity (or training delivered) count toward their own."""
+    service_layer.add_contributions(uow, event.payload)
+
+
 HANDLERS = {"request.submitted": on_request_submitted, "request.updated": on_request_updated,
             "request.cancelled": on_request_cancelled, "person.died": on_person_died,
             "request.signposted": on_request_signposted, "sms.received": on_sms_received, "sms.sent": on_sms_sent,
             "sms.failed": on_sms_failed, "contact.opted_out": on_opted_out, "contact.opted_in": on_opted_in,
-            "contact.invalid": on_invalid, "token.revoked": revocations.handle, "person.erased": on_person_erased}
+            "contact.invalid": on_invalid, "token.revoked": revocations.handle, "person.erased": on_person_erased,
+            "activity.logged": on_activity_logged}

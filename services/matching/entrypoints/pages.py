@@ -25,8 +25,8 @@ from services.matching.entrypoints.api import (CONSENT, COLUMNS, NUMBER_COLUMNS,
                                                take_application)
 from shared import clock
 from shared.communities import all_communities
-from shared.taxonomy import (BEFRIENDING_END_REASONS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY, SKILLS,
-                             VOLUNTEER_STATUSES)
+from shared.taxonomy import (ACTIVITY_LABELS, BEFRIENDING_END_REASONS, DAYS, GENDERS, KINDS, LANGUAGES, PARTS_OF_DAY,
+                             SKILLS, VOLUNTEER_STATUSES)
 from shared.auth import local_path
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
 
@@ -185,9 +185,13 @@ def _volunteer_page(volunteer_id, errors: FormErrors | None = None, form: MultiD
     try:
         with service().uow() as uow:
             volunteer, tasks = service_layer.volunteer_tasks(uow, current_actor(), volunteer_id)
+            record = service_layer.volunteer_record(uow, current_actor(), volunteer_id, clock.utcnow())
     except NotFound:
         return _no_such_volunteer()
-    return render("volunteer.html", _rules(), volunteer=volunteer, tasks=tasks, today=clock.today(),
+    place = all_communities().get(volunteer.community)
+    return render("volunteer.html", _rules(), volunteer=volunteer, tasks=tasks, today=clock.today(), record=record,
+                  activity_labels=ACTIVITY_LABELS, interval=place.wellbeing_interval_days if place else 91,
+                  low=place.wellbeing_low_score if place else 2,
                   errors=errors or FormErrors(), form=form or MultiDict()), status
 
 

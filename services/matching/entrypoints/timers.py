@@ -1,8 +1,9 @@
-"""Matching's timed jobs (offers expiring, check reminders, befriending visits overdue, applicants waiting too
-long) on APScheduler, run by its timer leader alone (shared/timers.py: one process per deployment at a time).
-Every job claims the rows it works on (`FOR UPDATE SKIP LOCKED`, see service_layer), so two runs at once, as after
-a lost lock, still expire, cascade and remind once each. Overdue visits are looked for at every run: a match is
-reminded once per overdue spell, whatever the day, so running more often than daily reminds no one twice; the
+"""Matching's timed jobs (offers expiring, check reminders, befriending visits overdue, wellbeing check-ins,
+applicants waiting too long) on APScheduler, run by its timer leader alone (shared/timers.py: one process per
+deployment at a time). Every job claims the rows it works on (`FOR UPDATE SKIP LOCKED`, see service_layer; a
+check-in by its unique key), so two runs at once, as after a lost lock, still expire, cascade, remind and ask once
+each. Overdue visits are looked for at every run: a match is reminded once per overdue spell, whatever the day, so
+running more often than daily reminds no one twice; so are check-ins due, each asked once per due date; the
 coordinators are told how many applicants wait too long only when that number changes.
 """
 
@@ -53,16 +54,20 @@ def remind_applicants_waiting(unit_of_work: Callable, settings) -> int:
     """Tell the coordinators of each community whose count changed how many applicants wait too long, as of now."""
     with unit_of_work() as uow:
         return service_layer.remind_applicants_waiting(uow, clock.utcnow())
+def prompt_check_ins(unit_of_work: Callable, settings) -> int:
+    """Ask the volunteers whose wellbeing check-in is due how they are finding volunteering (once per due date)."""
+    with unit_of_work() as uow:
+        return service_layer.prompt_check_ins(uow, clock.utcnow())
 
 
 def run_jobs_once(unit_of_work: Callable, settings) -> None:
     """Run every job once, each in its own transaction."""
     expired, reminded = expire_offers(unit_of_work, settings), remind_expiring_checks(unit_of_work, settings)
-    overdue = remind_overdue_visits(unit_of_work, settings)
+    overdue, asked = remind_overdue_visits(unit_of_work, settings), prompt_check_ins(unit_of_work, settings)
     waiting = remind_applicants_waiting(unit_of_work, settings)
-    if expired or reminded or overdue or waiting:
-        log.info("timers: %d offers expired, %d check reminders, %d overdue visits, %d communities told of "
-                 "applicants waiting", expired, reminded, overdue, waiting)
+    if expired or reminded or overdue or asked or waiting:
+        log.info("timers: %d offers expired, %d check reminders, %d overdue visits, %d wellbeing check-ins, %d "
+                 "communities told of applicants waiting", expired, reminded, overdue, asked, waiting)
 
 
 def run_timers(engine: Engine, unit_of_work: Callable, settings, stop: threading.Event,

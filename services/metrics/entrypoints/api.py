@@ -9,13 +9,13 @@ import io
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from services.metrics import domain, service_layer
 from services.metrics.domain import ACTIVITY_KINDS, MAX_PERIODS, ORGANISATION_TYPES, PERIODS, Filters
 from shared import clock, idempotency
 from shared.taxonomy import KINDS, SOURCES
-from shared.web import Blueprint, Integer, Text, current_actor, requires, service
+from shared.web import Blueprint, Float, Integer, Text, current_actor, requires, service
 
 BEARER = [{"bearerAuth": []}]
 MANAGERS = ("manager", "admin")
@@ -172,6 +172,69 @@ class BaselineView(MethodView):
             abort(403, message=str(err))
 
 
+CURRENCIES = ("GBP", "CAD", "EUR", "USD")
+
+
+class HourlyValueIn(Schema):
+    """What an hour of the community's volunteer time is worth, in the valuation it uses (a UK or an Ontario
+    volunteer-hour value), from a day on."""
+
+    amount = Float(required=True, validate=validate.Range(min=0, max=1000),
+                          metadata={"description": "Per hour, in `currency` (0 to 1000)."})
+    currency = fields.Str(required=True, validate=validate.OneOf(CURRENCIES))
+    applies_from = fields.Date(validate=plausible_baseline, metadata={
+        "description": "The first day it values (default today): every period ending on or after it, until a later "
+                       "change. At most ten years ago."})
+    community = fields.Str(metadata={"description": "Default: your first community."})
+
+
+class HourlyValueChangeOut(Schema):
+    amount = fields.Float()
+    currency = fields.Str()
+    applies_from = fields.Date()
+    set_by = fields.Str()
+    set_at = fields.AwareDateTime()
+
+
+class HourlyValueOut(Schema):
+    community = fields.Str()
+    amount = fields.Float(metadata={"description": "Today's value of an hour (communities.json's until one is set)."})
+    currency = fields.Str()
+    changes = fields.List(fields.Nested(HourlyValueChangeOut), metadata={
+        "description": "Every change made, the latest first: who set it and when (nothing is ever removed)."})
+
+
+@blp.route("/activity/hourly-value")
+class HourlyValueView(MethodView):
+    @requires(*MANAGERS)
+    @blp.arguments(BaselineQuery, location="query")
+    @blp.response(200, HourlyValueOut)
+    @blp.doc(security=BEARER)
+    def get(self, query):
+        """The value of an hour of the community's volunteer time today, and every change made to it."""
+        try:
+            return service_layer.hourly_values_of(service().uow(), current_actor(), query.get("community"),
+                                                  clock.today())
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))
+
+    @requires(*MANAGERS)
+    @blp.arguments(HourlyValueIn)
+    @blp.response(200, HourlyValueOut)
+    @blp.doc(security=BEARER)
+    def put(self, data):
+        """Value an hour of the community's volunteer time from a day on (default today); the dashboard, report,
+        CSV and /activity show the value of volunteer time beside the hours. Kept with who set it and when."""
+        actor = current_actor()
+        try:
+            service_layer.set_hourly_value(service().uow(), actor, data.get("community"), data["amount"],
+                                           data["currency"], data.get("applies_from") or clock.today(),
+                                           clock.utcnow())
+            return service_layer.hourly_values_of(service().uow(), actor, data.get("community"), clock.today())
+        except domain.NotYourCommunity as err:
+            abort(403, message=str(err))
+
+
 def csv_file(result: dict) -> Response:
     """Counts as a CSV file to save, one row per period and measure (the API's and the dashboard's download)."""
     out = io.StringIO()
@@ -187,6 +250,16 @@ def plausible_day(day) -> None:
         raise ValidationError(why)
 
 
+class VolunteerHoursIn(Schema):
+    """A volunteer who ran the activity, by id (as matching's roster gives it: metrics keeps no names), and the
+    hours they gave to it, preparing and clearing up included."""
+
+    volunteer_id = fields.UUID(required=True, metadata={"description": "The volunteer's id (GET /volunteers)."})
+    hours = Float(required=True,
+                         validate=validate.Range(min=0, max=24, min_inclusive=False),
+                         metadata={"description": "More than 0, at most 24."})
+
+
 class ActivityIn(Schema):
     """A group activity volunteers ran."""
 
@@ -196,14 +269,32 @@ class ActivityIn(Schema):
     community = fields.Str(metadata={"description": "Default: your first community."})
     organisation = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
     organisation_type = fields.Str(load_default=None, allow_none=True, validate=validate.OneOf(ORGANISATION_TYPES))
-    volunteer_ids = fields.List(fields.UUID(), load_default=list)
+    volunteer_ids = fields.List(fields.UUID(), load_default=list, metadata={
+        "description": "Volunteers who helped, without hours (counted as active volunteers)."})
+    volunteers = fields.List(fields.Nested(VolunteerHoursIn), load_default=list,
+                             validate=validate.Length(max=200), metadata={
+        "description": "The volunteers who ran it and each one's hours: counted in volunteer hours, and added to "
+                       "each volunteer's own (HOURS by SMS, their page)."})
     attendance = Integer(required=True, validate=validate.Range(min=0, max=100_000))
+
+    @validates("volunteers")
+    def once_each(self, volunteers, **kwargs):
+        """Each volunteer once: their hours are what they gave to it all together."""
+        ids = [v["volunteer_id"] for v in volunteers if "volunteer_id" in v]  # (a bad one is named already)
+        if len(set(ids)) != len(ids):
+            raise ValidationError("Name each volunteer once, with all the hours they gave.")
 
 
 class ActivityOut(ActivityIn):
     id = fields.UUID()
     volunteer_ids = fields.List(fields.Str())
+    volunteers = fields.Method("contributions")
+    hours = fields.Float()
     created_at = fields.AwareDateTime()
+
+    def contributions(self, activity) -> list[dict]:
+        """Each volunteer who gave hours, and their hours."""
+        return [{"volunteer_id": str(v["volunteer_id"]), "hours": v["hours"]} for v in activity.contributions()]
 
 
 @activities.route("")

@@ -21,7 +21,8 @@ def record(uow, event: Event) -> None:
 
 
 # A person's erasure is not metrics' to hear: it holds nothing of anyone, and its counts stay as they were.
-HANDLERS = {**{event_type: record for event_type, _version in EVENTS
-               if event_type not in PERSONAL | EVERY_SERVICE | ERASURES},
+# Nor its own activity.logged: it counts the activity as it logs it.
+HANDLERS = {**{event_type: record for (event_type, _version), contract in EVENTS.items()
+               if event_type not in PERSONAL | EVERY_SERVICE | ERASURES and contract.PRODUCER != "metrics"},
             "token.revoked": revocations.handle,  # a revoked token is kept (and refused), not counted
             "organisation.changed": service_layer.record_organisation}  # the register, to count partners by

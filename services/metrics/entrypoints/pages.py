@@ -43,7 +43,8 @@ GROUPS = (
                           "befriending_started", "befriending_ended", "befriending_visits",
                           "deaths_recorded", "bereavement_offered", "bereavement_taken_up")),
     ("Volunteers", ("volunteers_registered", "active_volunteers", "new_volunteers", "volunteers_paused",
-                    "volunteers_left", "volunteer_hours")),
+                    "volunteers_left", "volunteer_hours", "volunteer_time_value")),
+    ("Volunteers' wellbeing", ("wellbeing_prompted", "wellbeing_answered", "wellbeing_talk")),
     ("Activities and education", ("group_activities", "group_attendance", "future_planning_reached",
                                   "education_reached")),
     ("Partnerships", ("active_partners", "providers_adopting")),
@@ -57,10 +58,14 @@ def tile_text(key: str, value) -> str:
     """A measure as its tile shows it: a time in minutes, hours or days, a rate as a percentage, "—" for none."""
     if key in TIMES:
         return domain.duration_words(value) if value is None or isinstance(value, (int, float)) else str(value)
+    if key in domain.AMOUNTS:
+        return domain.money_text(value)
     if value is None:
         return "—"
     if key == "match_rate" and isinstance(value, int):
         return f"{value}%"
+    if isinstance(value, float):
+        return f"{value:g}"  # hours as people write them: "19", "15.5"
     return str(value)
 
 
@@ -113,6 +118,8 @@ def dashboard():
                            partner_types=[(t, part_label(t, "partners_by_type"), n,
                                            latest["previous"]["partners_by_type"].get(t, 0))
                                           for t, n in latest["measures"]["partners_by_type"].items()],
+                           scores=[(score, latest["measures"]["wellbeing_scores"].get(score, 0),
+                                    latest["previous"]["wellbeing_scores"].get(score, 0)) for score in "12345"],
                            table=csv_rows(result), query=request.args, periods=PERIODS, errors={},
                            csv_url="/dashboard/activity.csv?" + request.query_string.decode(),
                            so_far=domain.so_far(latest["start"], latest["end"], clock.today()),
@@ -182,8 +189,8 @@ SECTIONS = (
                               "requests_rematched", "requests_unmatched", "requests_cancelled",
                               "requests_signposted")),
     ("How quickly help comes", ("hours_to_acceptance_median", "hours_to_acceptance_p90")),
-    ("Support given", ("tasks_completed", "volunteer_hours", "people_reached", "carers_supported",
-                       "bereavement_supports", "future_planning_reached", "education_reached",
+    ("Support given", ("tasks_completed", "volunteer_hours", "volunteer_time_value", "people_reached",
+                       "carers_supported", "bereavement_supports", "future_planning_reached", "education_reached",
                        "befriending_started",
                        "befriending_ended", "befriending_visits")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
@@ -248,7 +255,8 @@ def report():
     breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part, key), now[key].get(part, 0),
                                                     then[key].get(part, 0))
                                                    for part in sorted(set(now[key]) | set(then[key]))])
-                  for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
+                  for key, title in BREAKDOWNS if key not in ("attendance_by_kind", "wellbeing_scores")]
+    # one printed page: the dashboard has those two
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
                            baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,
@@ -270,6 +278,28 @@ PARTNER_LABELS = {"pcn": "PCN", "gp_practice": "GP practice", "hospice": "Hospic
                   domain.UNKNOWN_TYPE: "Not in the register"}
 
 
+VOLUNTEER_ROWS = 6  # volunteers the form takes at once (the API takes more)
+
+
+def _volunteer_rows(form) -> tuple[list[dict], dict[int, int]]:
+    """The volunteers and hours the form's rows give (`volunteers.<n>.volunteer_id`, `volunteers.<n>.hours`), each
+    row with anything in it, as the API takes them (hours a number where they read as one), and which row each
+    came from (so a problem is shown beside its own row)."""
+    given, rows = [], {}
+    for row in range(VOLUNTEER_ROWS):
+        volunteer = form.get(f"volunteers.{row}.volunteer_id", "").strip()
+        hours = form.get(f"volunteers.{row}.hours", "").strip()
+        if not volunteer and not hours:
+            continue
+        try:
+            number: object = float(hours.replace(",", "."))
+        except ValueError:
+            number = hours
+        rows[len(given)] = row
+        given.append({"volunteer_id": volunteer, "hours": number} if hours else {"volunteer_id": volunteer})
+    return given, rows
+
+
 def _activities_page(errors: FormErrors, form, status: int = 200):
     """The form to log a group activity and the community's activities, newest first."""
     logged = service_layer.activities_logged(service().uow(), current_actor())
@@ -278,7 +308,8 @@ def _activities_page(errors: FormErrors, form, status: int = 200):
                            registered=registered,
                            kinds=list(ACTIVITY_LABELS.items()),
                            organisation_types=[(t, ORGANISATION_LABELS.get(t, t)) for t in ORGANISATION_TYPES],
-                           organisations=ORGANISATION_LABELS, saved=request.args.get("logged") == "1"), status
+                           organisations=ORGANISATION_LABELS, saved=request.args.get("logged") == "1",
+                           rows=range(VOLUNTEER_ROWS)), status
 
 
 @blp.route("/dashboard/activities", methods=["GET", "POST"])
@@ -290,10 +321,18 @@ def activities_page():
     data: dict = {name: value for name in ACTIVITY_FIELDS if (value := request.form.get(name, "").strip())}
     if data.get("attendance", "").lstrip("-").isdigit():
         data["attendance"] = int(data["attendance"])  # the API takes a JSON number; the form sends text
+    data["volunteers"], rows = _volunteer_rows(request.form)
     try:
         loaded = ActivityIn().load(data)
     except ValidationError as err:
-        return _activities_page(FormErrors(err.messages, ACTIVITY_FIELDS), request.form, 422)
+        def on_its_row(field: str) -> str:  # "volunteers.0.hours" is the second row's when the first was empty
+            parts = field.split(".")
+            if parts[0] == "volunteers" and len(parts) == 3 and parts[1].isdigit():
+                return f"volunteers.{rows.get(int(parts[1]), parts[1])}.{parts[2]}"
+            return "volunteers.0.volunteer_id" if field == "volunteers" else field
+        labels = ACTIVITY_FIELDS | {f"volunteers.{n}.{part}": f"{label} {n + 1}" for n in range(VOLUNTEER_ROWS)
+                                    for part, label in (("volunteer_id", "Volunteer's id"), ("hours", "Hours"))}
+        return _activities_page(FormErrors(err.messages, labels, rename=on_its_row), request.form, 422)
     try:
         service_layer.log_activity(service().uow(), current_actor(), loaded, clock.utcnow())
     except domain.NotYourCommunity as err:

@@ -85,6 +85,11 @@ def on_befriending_ended(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.queue_befriending_thanks(uow, event.payload, event.correlation_id, utcnow(), settings)
 
 
+def on_wellbeing_prompted(uow, event: Event, settings: NotifySettings) -> None:
+    """Ask a volunteer how they are finding volunteering (their wellbeing check-in)."""
+    service_layer.queue_wellbeing_prompt(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
     """A person was erased: the texts about their requests go."""
     service_layer.erase_about(uow, event.payload, utcnow())
@@ -96,7 +101,7 @@ HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "t
             "reply.unresolved": on_reply_unresolved, "reply.answered": on_reply_answered,
             "volunteer.check_expiring": on_check_expiring, "befriending.visit_overdue": on_visit_overdue,
             "befriending.ended": on_befriending_ended, "applicant.applied": on_applicant_applied,
-            "person.erased": on_person_erased,
+            "person.erased": on_person_erased, "wellbeing.prompted": on_wellbeing_prompted,
             "training.invited": on_training_invited, "training.answered": on_training_answered,
             "token.revoked": revocations.handle}
 

@@ -34,6 +34,8 @@ class Community:
     (e.g. {"closed_request_days": 1095, "audit_log_days": 3650}).
     applicant_wait_days: an applicant to volunteer waiting longer than this at one stage is marked "waiting too
     long" on the coordinators' board of applicants.
+    bereavement_survey_weeks: how many weeks after bereavement support a bereaved person is sent its survey by SMS.
+    survey_reminder_hours: a survey's first question unanswered this long is sent once more (0: no reminder).
     """
 
     slug: str
@@ -49,6 +51,8 @@ class Community:
     emergency_number: str = ""
     retention: dict = field(default_factory=dict, hash=False, compare=False)
     applicant_wait_days: int = 14
+    bereavement_survey_weeks: int = 6
+    survey_reminder_hours: int = 48
 
     @property
     def emergency(self) -> str:

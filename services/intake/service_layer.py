@@ -1041,7 +1041,7 @@ def add_survey_question(uow, actor: Actor, data: dict[str, Any]) -> CommunityQue
                                      text=data.get("text", ""), text_fr=data.get("text_fr", ""),
                                      created_by=actor.subject)
         uow.surveys.add_question(question)
-        uow.audit.add(AuditEntry.of(actor, "survey.question_added", None, ["text"]))
+        uow.audit.add(AuditEntry.of(actor, "survey.question_add", None, ["text"]))
         uow.commit()
         return question
 
@@ -1053,5 +1053,5 @@ def retire_survey_question(uow, actor: Actor, question_id: uuid.UUID, now: datet
         if question is None:
             raise NotFound("No such survey question in your community.")
         question.retired_at = question.retired_at or now
-        uow.audit.add(AuditEntry.of(actor, "survey.question_retired", None, ["text"]))
+        uow.audit.add(AuditEntry.of(actor, "survey.question_stop", None, ["text"]))
         uow.commit()

@@ -193,7 +193,8 @@ def fact_of(event: Event) -> Fact:
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
         carers_offered=read("carers_offered"),
         follows_a_death=bool(read("follows_a_death")) and not read("closed"),
-        respondent=read("respondent"), question=read("question_id"), answer=read("answer"))
+        **({"respondent": read("respondent"), "question": read("question_id"), "answer": read("answer")}
+           if event.type == "survey.answer_recorded" else {}))  # other events' "answer" is no survey's
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:

@@ -184,12 +184,13 @@ class Seeded:
     people: list[str] = field(default_factory=list)  # the records of the request's person and the referral's
     concern: str = ""  # a volunteer's concern in its safeguarding log
     applicant: str = ""  # someone who applied to volunteer
+    question: str = ""  # a question of its own its surveys by SMS ask
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
                 self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people,
-                self.concern, self.applicant]
+                self.concern, self.applicant, self.question]
 
 
 def seed(system: System, token) -> Seeded:
@@ -239,6 +240,9 @@ def seed(system: System, token) -> Seeded:
         {"name": ORGANISATION, "type": "pcn", "adopted_on": None, "webhook_url": "https://pcn.example/hook"})
     entry = intake_service.add_entry(system.apps["intake"].extensions["ccs"].uow(),
                                      Actor(subject=SUBJECT, role="coordinator", communities=(A,)), ENTRY)
+    question = intake_service.add_survey_question(
+        system.apps["intake"].extensions["ccs"].uow(), Actor(subject=SUBJECT, role="coordinator", communities=(A,)),
+        {"respondent": "carer", "text": "How supported do you feel as a carer?"})
     system.relay()  # the register reaches metrics too (organisation.changed)
 
     from services.matching.domain import BefriendingMatch
@@ -266,7 +270,7 @@ def seed(system: System, token) -> Seeded:
                   organisation=str(organisation.id),
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
                   entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"],
-                  applicant=applicant["id"])
+                  applicant=applicant["id"], question=str(question.id))
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -296,6 +300,11 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
     with system.apps["notify"].extensions["ccs"].sessions() as session:  # the inbox is a page: read its rows
         seen["inbox"] = sorted((m.message_sid, m.attention, str(m.dealt_with_at))
                                for m in session.scalars(sa.select(InboundMessage)))
+    from services.intake.surveys import CommunityQuestion
+
+    with system.apps["intake"].extensions["ccs"].sessions() as session:  # the survey page's questions: its rows
+        seen["survey questions"] = sorted((q.text, str(q.retired_at)) for q in session.scalars(
+            sa.select(CommunityQuestion).where(CommunityQuestion.community == A)))
     return seen
 
 
@@ -344,6 +353,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "message_id": (seeded.messages, str(uuid.uuid4())),
             "message_sid": (seeded.received, "SM" + "9" * 32),
             "concern_id": ([seeded.concern], str(uuid.uuid4())),
+            "question_id": ([seeded.question], str(uuid.uuid4())),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -450,6 +460,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
         ("POST", "/concerns/{concern_id}/actions"): [{"json": {"action": "noted", "close": True}}],
         ("POST", "/board/concerns/{concern_id}"): [{"data": {"action": "noted", "close": "1"}}],
+        ("POST", "/board/surveys"): [{"data": {"respondent": "carer", "text": "Added by the sweep?"}}],
+        ("POST", "/board/surveys/{question_id}/retire"): [{"data": {}}],
         # applying is public: anyone may apply to any community (here to Ottawa West, so Fylde Coast's list stays)
         ("POST", "/applicants"): [{"json": {**APPLICANT, "community": B, "phone": "+16135550199",
                                             "postcode": "K1Y"}}],

@@ -431,7 +431,7 @@ def follow_matching(uow, event: Event) -> None:
     request.follow(event.type, event.payload, event.occurred_at)
     if event.type == "offer.accepted":
         share_details(uow, request, event)
-    elif event.type == "task.completed":
+    elif event.type == "task.completed" and request.status == "completed":  # a recurring one: after its last
         survey_after_task(uow, request, event.occurred_at, utcnow())
 
 
@@ -960,8 +960,8 @@ def export_person(uow, actor: Actor, person_id: uuid.UUID) -> dict[str, Any]:
 
 
 def survey_after_task(uow, request: SupportRequest, completed_at: datetime, now: datetime) -> None:
-    """A task of the request was done: make its survey, once per request (a recurring request's later tasks, and a
-    redelivered event, make none), and begin it now unless it waits (a bereaved person's, some weeks)."""
+    """The request's help is over (its task done; a recurring request's last): make its survey, once per request (a
+    redelivered event makes none), and begin it now unless it waits (a bereaved person's, some weeks)."""
     if uow.surveys.of_request(request.id) is not None:
         return
     survey = Survey.after(request.community, request.id, request.support_type, request.is_carer, completed_at,

@@ -514,12 +514,12 @@ SURVEY_TEMPLATES = {
     "en": {"survey_thanks": "Thank you for answering our survey. Your answers help us improve our support.",
            "survey_unclear": "Sorry, we did not understand your answer. Please reply with a number from 0 to 10, or "
                              "STOP to end the survey.",
-           "survey_reminder": "A reminder of our short survey: {question}"},
+           "survey_reminder": "A reminder of our short survey:"},
     "fr": {"survey_thanks": "Merci d'avoir répondu à notre sondage. Vos réponses nous aident à améliorer notre "
                             "soutien.",
            "survey_unclear": "Désolé, nous n'avons pas compris votre réponse. Répondez par un nombre de 0 à 10, ou "
                              "ARRET pour arrêter le sondage.",
-           "survey_reminder": "Un rappel de notre court sondage: {question}"},
+           "survey_reminder": "Un rappel de notre court sondage:"},
 }
 for _language, _texts in SURVEY_TEMPLATES.items():
     TEMPLATES[_language].update(_texts)

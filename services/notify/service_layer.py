@@ -259,8 +259,8 @@ def queue_survey_question(uow: NotifyUnitOfWork, question: SurveyQuestion, corre
            about=question.request_id)
     if question.reminder_hours:
         _queue(uow, settings, now, key=f"survey-reminder:{question.survey_id}", purpose="survey_reminder",
-               to=question.phone, body=render("survey_reminder", language, place.sms_templates if place else None,
-                                              question=question.text),
+               to=question.phone, body=render("survey_reminder", language, place.sms_templates if place else None)
+               + " " + question.text,
                correlation_id=correlation_id, community=question.community, about=question.request_id,
                not_before=now + timedelta(hours=question.reminder_hours))
 

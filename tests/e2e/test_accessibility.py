@@ -13,7 +13,7 @@ PAGES = {
     "coordinator": ["/board", "/board/new", "/roster", "/roster/new", "/roster/import", "/applicants/board",
                     "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
-                    "/people/{person}", "/people/{person}/death", "/board/concerns"],
+                    "/people/{person}", "/people/{person}/death", "/board/concerns", "/board/surveys"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],

@@ -86,7 +86,9 @@ def survey_rows(period: dict) -> dict[str, list[dict]]:
     for question, answers in now["survey_responses"].items():
         heading = next((h for h, who in SURVEY_GROUPS.items() if question.split(":")[0] in who), None)
         if heading is not None:
-            rows[heading].append({"question": question, "answers": answers, "mean": now["survey_means"][question],
+            mean = now["survey_means"][question]
+            rows[heading].append({"question": question, "answers": answers,
+                                  "mean": f"{mean:g}" if isinstance(mean, float) else mean,
                                   "bands": [(p.rsplit(": ", 1)[1], n) for p, n in now["survey_answers"].items()
                                             if p.rsplit(": ", 1)[0] == question]})
     return rows

@@ -135,9 +135,9 @@ class Survey:
         self.status, self.phone = "asking", phone
         text = (INTRO[lang].format(n=len(self.questions)) if self.asked == 1 else "") + question[lang] + (
             SCALE_FR if lang == "fr" else SCALE)
-        return SurveyQuestion(survey_id=self.id, request_id=self.request_id, question_id=question["id"], phone=phone, text=text,
-                              community=self.community, language=lang, number=self.asked, of=len(self.questions),
-                              reminder_hours=reminder_hours if self.asked == 1 else 0)
+        return SurveyQuestion(survey_id=self.id, request_id=self.request_id, question_id=question["id"], phone=phone,
+                              text=text, community=self.community, language=lang, number=self.asked,
+                              of=len(self.questions), reminder_hours=reminder_hours if self.asked == 1 else 0)
 
 
 def may_text(consented: bool, phone: str | None, died: bool, opted_out: bool = False) -> str | None:

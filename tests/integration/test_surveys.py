@@ -48,7 +48,7 @@ def timeline(s, request_id: str) -> list[str]:
     return [t["detail"] for t in s.seen_by_intake(request_id)["timeline"] if t["what"] == "survey"]
 
 
-def test_a_person_helped_is_asked_each_question_answers_in_words_and_metrics_counts_tied_to_no_one(system):
+def test_a_person_helped_is_asked_each_question_answers_in_words_and_metrics_counts_tied_to_no_one(system):  # noqa: F811
     s = system(batch=1)
     ann = s.volunteer("Ann", "07911 123471")["phone"]
     request_id = helped(s, ann)
@@ -92,7 +92,7 @@ def test_a_person_helped_is_asked_each_question_answers_in_words_and_metrics_cou
     assert timeline(s, request_id)[-1] == "Survey answered (4 questions)"
 
 
-def test_never_without_sms_consent_and_never_after_a_death(system):
+def test_never_without_sms_consent_and_never_after_a_death(system):  # noqa: F811
     s = system(batch=1)
     ann = s.volunteer("Ann", "07911 123472")["phone"]
     refused = helped(s, ann, consent={"share_contact": True, "sms_contact": False})
@@ -118,7 +118,7 @@ def test_never_without_sms_consent_and_never_after_a_death(system):
     assert (row.status, row.ended_reason) == ("stopped", "their death was recorded")
 
 
-def test_quiet_hours_hold_a_question_and_one_reminder_goes_if_it_is_unanswered(system, monkeypatch):
+def test_quiet_hours_hold_a_question_and_one_reminder_goes_if_it_is_unanswered(system, monkeypatch):  # noqa: F811
     s = system(batch=1, quiet_hours=True)
     ann = s.volunteer("Ann", "07911 123473")["phone"]
     night = datetime.now(timezone.utc).replace(hour=23, minute=30, second=0, microsecond=0)  # quiet in Blackpool
@@ -154,7 +154,7 @@ def test_quiet_hours_hold_a_question_and_one_reminder_goes_if_it_is_unanswered(s
     assert len(s.gateway.to(person)) == 3
 
 
-def test_stop_ends_the_survey_and_its_reminder_and_volunteers_replies_work_as_before(system):
+def test_stop_ends_the_survey_and_its_reminder_and_volunteers_replies_work_as_before(system):  # noqa: F811
     s = system(batch=1)
     ann = s.volunteer("Ann", "07911 123474")["phone"]
     request_id = helped(s, ann, person={"phone": "07911 123558"})
@@ -176,7 +176,7 @@ def test_stop_ends_the_survey_and_its_reminder_and_volunteers_replies_work_as_be
     assert s.events("notify", "survey.answered") == []
 
 
-def test_a_bereaved_person_is_asked_weeks_after_support_and_a_communitys_own_question_follows_ons4(system):
+def test_a_bereaved_person_is_asked_weeks_after_support_and_a_communitys_own_question_follows_ons4(system):  # noqa: F811
     s = system(batch=1)
     coordinator = signed_in(s.apps["intake"], "coordinator")
     page = coordinator.get("/board/surveys").get_data(as_text=True)

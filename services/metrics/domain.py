@@ -405,8 +405,8 @@ MEASURES = (
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
               ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"),
-              ("partners_by_type", "Active partners:"), ("survey_responses", "Survey answers:"),
-              ("survey_answers", "Survey answers:"), ("survey_means", "Survey mean answer (0 to 10):"))
+              ("partners_by_type", "Active partners:"), ("survey_responses", "Survey answers by question:"),
+              ("survey_answers", "Survey answers by band:"), ("survey_means", "Survey mean answer (0 to 10):"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -826,10 +826,11 @@ def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
         for key, value in period["measures"].items():
             before = period["previous"].get(key)
             if isinstance(value, dict):
-                none = "" if key == "survey_means" else 0  # a mean of no answers is none, not 0
-                for part in sorted(set(value) | set(before or {})):
-                    rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, none),
-                                 (before or {}).get(part, none)])
+                # a mean of no answers is none, not 0: a question unanswered this period has no row of its mean
+                parts = set(value) if key == "survey_means" else set(value) | set(before or {})
+                for part in sorted(parts):
+                    rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, 0),
+                                 (before or {}).get(part, "" if key == "survey_means" else 0)])
             else:
                 rows.append([period["start"], period["end"], labels[key], "" if value is None else value,
                              "" if before is None else before])

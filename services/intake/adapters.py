@@ -849,7 +849,7 @@ class SqlRetention:
     record of each run."""
 
     # Intake's events that can carry what a person or a coordinator wrote about the person.
-    PERSONAL_EVENTS = ("task.details_shared", "request.cancelled")
+    PERSONAL_EVENTS = ("task.details_shared", "request.cancelled", "survey.question")
 
     def __init__(self, session: Session):
         self.session = session
@@ -904,6 +904,13 @@ class SqlRetention:
             self.session.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
                 body=scrubbed(delivery.body, values)))
             changed += 1
+        # its survey: the phone goes, and the answers (metrics keeps its counts, which name no one); not sent again
+        survey = sa.select(surveys.c.id).where(surveys.c.request_id == request_id).scalar_subquery()
+        changed += self.session.execute(sa.delete(survey_answers).where(survey_answers.c.survey_id == survey)).rowcount
+        changed += self.session.execute(sa.update(surveys).where(surveys.c.request_id == request_id).values(
+            phone=None, status=sa.case((surveys.c.status.in_(("due", "asking")), "stopped"), else_=surveys.c.status),
+            ended_reason=sa.case((surveys.c.status.in_(("due", "asking")), "their details were removed"),
+                                 else_=surveys.c.ended_reason))).rowcount
         return changed
 
     def drop_audit_before(self, community: str, before: datetime) -> int:

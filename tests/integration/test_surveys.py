@@ -213,3 +213,24 @@ def test_a_bereaved_person_is_asked_weeks_after_support_and_a_communitys_own_que
     row, answers = survey_of(s, request_id)
     assert row.respondent == "bereaved" and row.status == "done"
     assert answers["ons4_life_satisfaction"] == 7 and [a for q, a in answers.items() if q.startswith("own_")] == [10]
+
+
+def test_erasing_the_person_removes_their_surveys_phone_and_answers_but_not_the_counts(system):  # noqa: F811
+    from shared.auth import Actor
+
+    s = system(batch=1)
+    ann = s.volunteer("Ann", "07911 123476")["phone"]
+    request_id = helped(s, ann, person={"phone": "07911 123560"})
+    s.send()
+    s.text("+447911123560", "4")
+    s.carry()
+    assert survey_of(s, request_id)[1] == {"ons4_life_satisfaction": 4}
+    intake = s.apps["intake"].extensions["ccs"]
+    intake_service.erase_person(intake.uow(), Actor(subject="admin@example.org", role="admin",
+                                                    communities=("fylde-coast",)),
+                                uuid.UUID(s.seen_by_intake(request_id)["person_id"]), datetime.now(timezone.utc))
+    row, answers = survey_of(s, request_id)
+    assert (row.phone, row.status, answers) == (None, "stopped", {})
+    question = next(r for r in s.outbox("intake") if r.event_type == "survey.question")
+    assert "+447911123560" not in str(question.body)
+    assert len(s.events("intake", "survey.answer_recorded")) == 1  # counted, tied to no one: it stays

@@ -399,8 +399,8 @@ MEASURES = (
     Measure("befriending_started", "Befriending matches started"),
     Measure("befriending_ended", "Befriending matches ended"),
     Measure("befriending_visits", "Befriending visits"),
-    Measure("carer_survey_answers", "Survey answers from carers (wellbeing, 0 to 10)"),
-    Measure("user_survey_answers", "Survey answers from service users and bereaved people (0 to 10)"),
+    Measure("carer_survey_answers", "Survey answers from carers"),
+    Measure("user_survey_answers", "Survey answers from service users and the bereaved"),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),

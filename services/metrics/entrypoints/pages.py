@@ -207,14 +207,15 @@ SECTIONS = (
                        "befriending_ended", "befriending_visits")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
-    ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting")),
-    ("Surveys by SMS", ("carer_survey_answers", "user_survey_answers")),
+    ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting",
+                          "carer_survey_answers", "user_survey_answers")),
 )  # concerns raised and closed are the dashboard's and the API's: the report is a funder's, on one page
 
 
-REPORT_TITLES = {"activities_by_kind": "Group activities by kind", "partners_by_type": "Active partners by type",
-                 "survey_responses": "Survey answers by question", "survey_answers": "Survey answers by band",
-                 "survey_means": "Survey mean answers (0 to 10)"}
+REPORT_TITLES = {"activities_by_kind": "Group activities by kind", "partners_by_type": "Active partners by type"}
+# Breakdowns the report leaves to the dashboard and its CSV, so that it prints on one page: attendance by kind, and
+# the survey answers by question, by band and their means (the report has the answers of carers and of the others).
+ON_THE_DASHBOARD_ONLY = ("attendance_by_kind", "survey_responses", "survey_answers", "survey_means")
 REPORT_CHARTS = ("requests_received", "tasks_completed", "people_reached", "active_volunteers")  # over six periods
 
 
@@ -270,7 +271,7 @@ def report():
     breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part, key), now[key].get(part, 0),
                                                     then[key].get(part, 0))
                                                    for part in sorted(set(now[key]) | set(then[key]))])
-                  for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
+                  for key, title in BREAKDOWNS if key not in ON_THE_DASHBOARD_ONLY]
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
                            baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,

@@ -45,6 +45,8 @@ class Community:
     value of volunteer time beside the hours (a manager may set another, kept with who set it, in metrics).
     wellbeing_interval_days: how often each active volunteer is asked by SMS how they are finding volunteering;
     wellbeing_low_score: an answer at or below it (of 1 to 5) is put before a coordinator.
+    bereavement_survey_weeks: how many weeks after bereavement support a bereaved person is sent its survey by SMS.
+    survey_reminder_hours: a survey's first question unanswered this long is sent once more (0: no reminder).
     """
 
     slug: str
@@ -71,6 +73,8 @@ class Community:
     def money(self) -> str:
         """The currency the community's volunteer time is valued in: its own, else its country's."""
         return self.currency or CURRENCIES.get(self.country, "GBP")
+    bereavement_survey_weeks: int = 6
+    survey_reminder_hours: int = 48
 
     @property
     def emergency(self) -> str:

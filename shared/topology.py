@@ -39,8 +39,10 @@ DEAD_LETTER = Exchange("dead-letter", type="direct", durable=True)
 # Events that carry a person's details, or words about them: only the service that must act on them hears them, never
 # metrics. A volunteer's text (sms.received: matching's) may be a concern about the person; concern.raised carries it
 # to intake alone.
+# A survey's question (a phone) and its answer (tied to a survey, so to a person) go between intake and notify alone;
+# metrics counts survey.answer_recorded, which ties an answer to no one.
 PERSONAL = {"task.details_shared", "person.death_shared", "sms.received", "concern.raised", "training.invited",
-            "training.answered"}
+            "training.answered", "survey.question", "survey.answered"}
 # Events every other service applies itself, each on a queue of its own (so a backlog of others cannot delay them):
 # a revoked token is refused by every service.
 EVERY_SERVICE = {"token.revoked"}
@@ -58,6 +60,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "texts": ("notify", ["sms.held", "sms.waiting"]),
         "concerns": ("matching", ["concern.raised"]),
         "applicants": ("matching", ["applicants.waiting"]),
+        "surveys": ("notify", ["survey.answered", "contact.opted_out"]),
     },
     "matching": {
         "requests": ("intake", ["request.submitted", "request.updated", "request.cancelled",
@@ -74,6 +77,7 @@ SUBSCRIPTIONS: dict[str, dict[str, tuple[str, list[str]]]] = {
                                 "befriending.visit_overdue", "befriending.ended", "applicant.applied",
                                 "training.invited", "training.answered", "wellbeing.prompted"]),
         "details": ("intake", ["task.details_shared", "person.death_shared"]),
+        "surveys": ("intake", ["survey.question"]),
         "tokens": ("intake", sorted(EVERY_SERVICE)),
         "erasures": ("intake", sorted(ERASURES)),
     },

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.intake.directory import DirectoryEntry
+from services.intake.surveys import CommunityQuestion, Survey
 from services.intake.domain import (ANSWERS_DUE_SOON, FINAL_STATUSES, SIGN_IN_WINDOW, URGENCY_RANK, AuditEntry,
                                     CarerLink, Concern, ConcernAction, Consent, FailedSignIn, Organisation,
                                     OrganisationExists, Person, SupportRequest, TimelineEntry, User, name_key,
@@ -287,6 +288,43 @@ concern_actions = sa.Table(
     sa.Column("closes", sa.Boolean, default=False, nullable=False),
 )
 
+# Surveys by SMS (services/intake/surveys.py): the questions a community added, each person's survey after a
+# request's help, and their answers (one per question: a redelivered answer is the same answer).
+survey_questions = sa.Table(
+    "survey_questions", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("respondent", sa.String(20), nullable=False),
+    sa.Column("text", sa.String(200), nullable=False),
+    sa.Column("text_fr", sa.String(200), default="", nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("retired_at", UtcDateTime),
+)
+
+surveys = sa.Table(
+    "surveys", metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("community", sa.String(64), index=True, nullable=False),
+    sa.Column("request_id", sa.Uuid, sa.ForeignKey("requests.id"), unique=True, nullable=False),  # one per request
+    sa.Column("respondent", sa.String(20), nullable=False),
+    sa.Column("questions", sa.JSON, nullable=False),
+    sa.Column("due_at", UtcDateTime, index=True, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(10), index=True, nullable=False),  # due, asking, done, stopped
+    sa.Column("asked", sa.Integer, default=0, nullable=False),
+    sa.Column("phone", sa.String(20), index=True),
+    sa.Column("ended_reason", sa.String(80), default="", nullable=False),
+)
+
+survey_answers = sa.Table(
+    "survey_answers", metadata,
+    sa.Column("survey_id", sa.Uuid, sa.ForeignKey("surveys.id"), primary_key=True),
+    sa.Column("question_id", sa.String(64), primary_key=True),
+    sa.Column("answer", sa.Integer, nullable=False),
+    sa.Column("answered_at", UtcDateTime, nullable=False),
+)
+
 mapper = Base.registry.map_imperatively
 mapper(Consent, consents)
 mapper(TimelineEntry, timeline)
@@ -307,6 +345,8 @@ mapper(User, users)
 mapper(FailedSignIn, sign_in_attempts)
 mapper(Organisation, organisations)
 mapper(DirectoryEntry, directory_entries)
+mapper(CommunityQuestion, survey_questions)
+mapper(Survey, surveys)
 
 
 # --- repositories -----------------------------------------------------------------------------------------------------
@@ -853,7 +893,7 @@ class SqlRetention:
     record of each run."""
 
     # Intake's events that can carry what a person or a coordinator wrote about the person.
-    PERSONAL_EVENTS = ("task.details_shared", "request.cancelled")
+    PERSONAL_EVENTS = ("task.details_shared", "request.cancelled", "survey.question")
 
     def __init__(self, session: Session):
         self.session = session
@@ -908,6 +948,13 @@ class SqlRetention:
             self.session.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
                 body=scrubbed(delivery.body, values)))
             changed += 1
+        # its survey: the phone goes, and the answers (metrics keeps its counts, which name no one); not sent again
+        survey = sa.select(surveys.c.id).where(surveys.c.request_id == request_id).scalar_subquery()
+        changed += self.session.execute(sa.delete(survey_answers).where(survey_answers.c.survey_id == survey)).rowcount
+        changed += self.session.execute(sa.update(surveys).where(surveys.c.request_id == request_id).values(
+            phone=None, status=sa.case((surveys.c.status.in_(("due", "asking")), "stopped"), else_=surveys.c.status),
+            ended_reason=sa.case((surveys.c.status.in_(("due", "asking")), "their details were removed"),
+                                 else_=surveys.c.ended_reason))).rowcount
         return changed
 
     def drop_audit_before(self, community: str, before: datetime) -> int:
@@ -1026,6 +1073,64 @@ class WerkzeugPasswords:
         return password.strip().lower() in self.common
 
 
+class SqlSurveys:
+    """Surveys by SMS: the communities' own questions, each request's survey and its answers. Reads of questions
+    take the actor they are for; the rest are the system's (bus handlers and the timer)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def questions(self, actor: Actor, community: str | None = None) -> list[CommunityQuestion]:
+        """The questions of the actor's communities (of one, if given) still asked, oldest first."""
+        query = sa.select(CommunityQuestion).where(in_scope(survey_questions.c.community, actor),
+                                                   survey_questions.c.retired_at.is_(None))
+        if community is not None:
+            query = query.where(survey_questions.c.community == community)
+        return list(self.session.scalars(query.order_by(survey_questions.c.created_at)))
+
+    def question(self, question_id: uuid.UUID, actor: Actor) -> CommunityQuestion | None:
+        """One of the actor's communities' questions, or None."""
+        return self.session.scalar(sa.select(CommunityQuestion).where(
+            survey_questions.c.id == question_id, in_scope(survey_questions.c.community, actor)))
+
+    def add_question(self, question: CommunityQuestion) -> None:
+        self.session.add(question)
+
+    def of_request(self, request_id: uuid.UUID) -> Survey | None:
+        return self.session.scalar(sa.select(Survey).where(surveys.c.request_id == request_id))
+
+    def get(self, survey_id: uuid.UUID, lock: bool = False) -> Survey | None:
+        query = sa.select(Survey).where(surveys.c.id == survey_id)
+        return self.session.scalar(query.with_for_update() if lock else query)
+
+    def add(self, survey: Survey) -> None:
+        self.session.add(survey)
+        self.session.flush()
+
+    def due(self, now: datetime, limit: int = 100) -> list[Survey]:
+        """Surveys whose time has come and that have not begun (locked, skipping any another worker holds)."""
+        return list(self.session.scalars(lock_skipping(self.session, sa.select(Survey).where(
+            surveys.c.status == "due", surveys.c.due_at <= now).order_by(surveys.c.due_at).limit(limit))))
+
+    def going_to(self, phone: str) -> list[Survey]:
+        """Surveys not ended that ask, or will ask, this phone."""
+        return list(self.session.scalars(sa.select(Survey).where(surveys.c.phone == phone,
+                                                                 surveys.c.status.in_(("due", "asking")))))
+
+    def record_answer(self, survey_id: uuid.UUID, question_id: str, answer: int, at: datetime) -> bool:
+        """Keep an answer; False if that question had an answer already."""
+        if self.session.scalar(sa.select(survey_answers.c.answer).where(
+                survey_answers.c.survey_id == survey_id, survey_answers.c.question_id == question_id)) is not None:
+            return False
+        self.session.execute(sa.insert(survey_answers).values(survey_id=survey_id, question_id=question_id,
+                                                              answer=answer, answered_at=at))
+        return True
+
+    def answers(self, survey_id: uuid.UUID) -> dict[str, int]:
+        return dict(self.session.execute(sa.select(survey_answers.c.question_id, survey_answers.c.answer)
+                                         .where(survey_answers.c.survey_id == survey_id)).all())
+
+
 passwords = WerkzeugPasswords()
 
 
@@ -1054,6 +1159,7 @@ class IntakeUnitOfWork(SqlUnitOfWork):
         self.sign_ins = SqlSignIns(session)
         self.revoked_tokens = revocations.repository(session)
         self.retention = SqlRetention(session)
+        self.surveys = SqlSurveys(session)
 
     def publish(self, event: EventPayload, *, correlation_id: str | None = None) -> dict[str, Any]:
         """Stage an event in the outbox (checked against its contract, its relay woken at commit, as any service's),

@@ -33,11 +33,11 @@ def unit_of_work_for(sessions: sessionmaker) -> IntakeUnitOfWork:
 def create_app(test_config=None):
     """Intake's web app: the API (requests, referrals, FHIR, people's records, concerns) and the coordinators'
     pages."""
-    from services.intake.entrypoints import api, concerns, directory, pages
+    from services.intake.entrypoints import api, concerns, directory, pages, surveys
 
     return create_service_app(SERVICE, IntakeSettings.from_env(), [api.blp, api.referrals, api.fhir_blp, api.people,
                                                                   pages.blp, directory.api, directory.pages,
-                                                                  concerns.api, concerns.pages],
+                                                                  concerns.api, concerns.pages, surveys.pages],
                               outbox, unit_of_work=unit_of_work_for, test_config=test_config,
                               revocations=revocations)
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from services.intake.directory import DirectoryEntry, Sheet, nearest
+from services.intake.surveys import NOT_SENT, ONS4, CommunityQuestion, Survey, may_text
 from services.intake.domain import (MATCHING_FIELDS, SIGN_IN_WINDOW, AuditEntry, CarerLink, Concern, FailedSignIn,
                                     NotFound, NotLinkable, NotMergeable, Organisation, OrganisationExists, Passwords,
                                     Person, SameOrganisation, SupportRequest, TooManySignIns, User, UserExists,
@@ -23,7 +24,7 @@ from shared.config import Settings
 from shared.contracts import Event
 from shared.contracts.intake import (ConcernClosed, ConcernOpened, PersonDeathShared, PersonDied, PersonErased,
                                     RequestCancelled, RequestSignposted, RequestSubmitted, RequestUpdated,
-                                    TokenRevoked)
+                                    SurveyAnswerRecorded, TokenRevoked)
 
 
 @dataclass
@@ -432,6 +433,8 @@ def follow_matching(uow, event: Event) -> None:
     request.follow(event.type, event.payload, event.occurred_at)
     if event.type == "offer.accepted":
         share_details(uow, request, event)
+    elif event.type == "task.completed" and request.status == "completed":  # a recurring one: after its last
+        survey_after_task(uow, request, event.occurred_at, utcnow())
 
 
 def answers_due(uow, event: Event) -> None:
@@ -968,3 +971,104 @@ def export_person(uow, actor: Actor, person_id: uuid.UUID) -> dict[str, Any]:
                                "request_id": str(e.request_id), "fields": e.fields} for e in audit]}
         uow.commit()
     return held
+
+
+# --- surveys by SMS (services/intake/surveys.py) ----------------------------------------------------------------------
+
+
+def survey_after_task(uow, request: SupportRequest, completed_at: datetime, now: datetime) -> None:
+    """The request's help is over (its task done; a recurring request's last): make its survey, once per request (a
+    redelivered event makes none), and begin it now unless it waits (a bereaved person's, some weeks)."""
+    if uow.surveys.of_request(request.id) is not None:
+        return
+    survey = Survey.after(request.community, request.id, request.support_type, request.is_carer, completed_at,
+                          uow.surveys.questions(SYSTEM, request.community),
+                          community(request.community).bereavement_survey_weeks)
+    uow.surveys.add(survey)
+    if survey.due_at <= now:
+        ask_next(uow, survey, request)
+
+
+def ask_next(uow, survey: Survey, request: SupportRequest | None = None) -> None:
+    """Send the survey's next question, if the person may still be texted (their consent to SMS, a phone, no death
+    recorded: checked each time); otherwise stop it, saying why on the request's timeline."""
+    request = request or uow.requests.get(survey.request_id, SYSTEM)
+    person = uow.people.get(request.person_id, SYSTEM) if request is not None and request.person_id else None
+    why = "no_phone" if request is None else may_text(request.consent("sms_contact"), request.person_phone,
+                                                      person is not None and person.died_on is not None)
+    if why is not None:
+        if survey.stop(why) and request is not None:
+            request.note("survey", f"Survey not sent: {NOT_SENT[why]}")
+        return
+    question = survey.next_question(request.person_phone, request.preferred_language,
+                                    community(survey.community).survey_reminder_hours)
+    if question is None:
+        request.note("survey", f"Survey answered ({len(survey.questions)} questions)")
+        return
+    if question.number == 1:
+        request.note("survey", f"Survey sent by SMS ({question.of} questions)")
+    uow.publish(question)
+
+
+def send_due_surveys(unit_of_work: Callable, now: datetime) -> int:
+    """Begin every survey whose time has come (a bereaved person's, some weeks after their support); how many."""
+    with unit_of_work() as uow:
+        due = uow.surveys.due(now)
+        for survey in due:
+            ask_next(uow, survey)
+        uow.commit()
+    return len(due)
+
+
+def record_survey_answer(uow, event: Event) -> None:
+    """A person answered their survey's current question (notify read the number): keep it, count it in metrics
+    with nothing that ties it to them, and ask the next question. An answer to a question no longer out (a late
+    second reply, a survey stopped) is dropped; one already kept is not kept twice."""
+    answered = event.payload
+    survey = uow.surveys.get(answered.survey_id, lock=True)
+    if survey is None or survey.current is None or survey.current["id"] != answered.question_id:
+        return
+    if not uow.surveys.record_answer(survey.id, answered.question_id, answered.answer, answered.at):
+        return
+    uow.publish(SurveyAnswerRecorded(community=survey.community, respondent=survey.respondent,
+                                     question_id=answered.question_id, answer=answered.answer,
+                                     answered_at=answered.at, completes=survey.asked == len(survey.questions)))
+    ask_next(uow, survey)
+
+
+def stop_surveys_to(uow, event: Event) -> None:
+    """A phone replied STOP: every survey asking it ends there."""
+    for survey in uow.surveys.going_to(event.payload.phone):
+        if survey.stop("opted_out"):
+            request = uow.requests.get(survey.request_id, SYSTEM)
+            if request is not None:
+                request.note("survey", f"Survey stopped: {NOT_SENT['opted_out']}")
+
+
+def survey_questions(uow, actor: Actor) -> dict[str, Any]:
+    """What the survey page shows: the ONS4 questions every survey asks, and the actor's community's own."""
+    with uow:
+        return {"ons4": ONS4, "own": uow.surveys.questions(actor, actor.community)}
+
+
+def add_survey_question(uow, actor: Actor, data: dict[str, Any]) -> CommunityQuestion:
+    """Add a question the actor's community asks after ONS4 (SurveyError says what to change)."""
+    with uow:
+        question = CommunityQuestion(community=actor.community, respondent=data.get("respondent", ""),
+                                     text=data.get("text", ""), text_fr=data.get("text_fr", ""),
+                                     created_by=actor.subject)
+        uow.surveys.add_question(question)
+        uow.audit.add(AuditEntry.of(actor, "survey.question_add", None, ["text"]))
+        uow.commit()
+        return question
+
+
+def retire_survey_question(uow, actor: Actor, question_id: uuid.UUID, now: datetime) -> None:
+    """Stop asking a community question in new surveys (NotFound outside the actor's communities)."""
+    with uow:
+        question = uow.surveys.question(question_id, actor)
+        if question is None:
+            raise NotFound("No such survey question in your community.")
+        question.retired_at = question.retired_at or now
+        uow.audit.add(AuditEntry.of(actor, "survey.question_stop", None, ["text"]))
+        uow.commit()

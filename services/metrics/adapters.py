@@ -51,6 +51,9 @@ facts = sa.Table(
     sa.Column("carers_offered", sa.Integer),  # of a death: its carers offered bereavement support
     sa.Column("follows_a_death", sa.Boolean, nullable=False, default=False, server_default=sa.false()),  # taken up
     sa.Column("score", sa.Integer),  # a wellbeing check-in's answer (1 to 5)
+    sa.Column("respondent", sa.String(20)),  # of a survey answer: who answered (carer, service_user, bereaved)
+    sa.Column("question", sa.String(64)),  # of a survey answer: the question's id
+    sa.Column("answer", sa.Integer),  # of a survey answer: 0 to 10
     sa.Index("ix_facts_type_day", "event_type", "community", "day"),
 )
 

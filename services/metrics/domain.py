@@ -67,6 +67,9 @@ class Fact:
     carers_offered: int | None = None  # of a death: how many of the person's carers were offered bereavement support
     follows_a_death: bool = False  # of a request: a carer's bereavement support taken up after a death
     score: int | None = None  # of a wellbeing check-in's answer: 1 to 5 (None: they asked to talk instead)
+    respondent: str | None = None  # of a survey answer: carer, service_user or bereaved (never who)
+    question: str | None = None  # of a survey answer: the question's id (ONS4's, or a community's own)
+    answer: int | None = None  # of a survey answer: 0 to 10
 
 
 @dataclass(eq=False)
@@ -218,6 +221,7 @@ COUNTED_FIELDS: dict[str, frozenset[str]] = {
     "concern.closed": frozenset({"community", "support_type"}),
     "wellbeing.prompted": frozenset({"community"}),
     "wellbeing.answered": frozenset({"community", "score"}),
+    "survey.answer_recorded": frozenset({"community", "respondent", "question_id", "answer"}),
 }
 
 
@@ -240,7 +244,9 @@ def fact_of(event: Event) -> Fact:
         status=read("status") if event.type.startswith("volunteer.") else None, occurrence=read("occurrence"),
         carers_offered=read("carers_offered"),
         follows_a_death=bool(read("follows_a_death")) and not read("closed"),
-        score=read("score") if event.type == "wellbeing.answered" else None)
+        score=read("score") if event.type == "wellbeing.answered" else None,
+        **({"respondent": read("respondent"), "question": read("question_id"), "answer": read("answer")}
+           if event.type == "survey.answer_recorded" else {}))  # other events' "answer" is no survey's
 
 
 def local_day(moment: datetime, zone: tzinfo | None) -> date:
@@ -450,11 +456,15 @@ MEASURES = (
     Measure("wellbeing_prompted", "Wellbeing check-ins sent to volunteers"),
     Measure("wellbeing_answered", "Wellbeing check-ins answered with a score"),
     Measure("wellbeing_talk", "Volunteers who asked to talk at a check-in"),
+    Measure("carer_survey_answers", "Survey answers from carers"),
+    Measure("user_survey_answers", "Survey answers from service users and the bereaved"),
 )
 BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_kind", "Requests received for"),
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
               ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"),
-              ("partners_by_type", "Active partners:"), ("wellbeing_scores", "Wellbeing check-ins scored"))
+              ("partners_by_type", "Active partners:"), ("wellbeing_scores", "Wellbeing check-ins scored"),
+              ("survey_responses", "Survey answers by question:"), ("survey_answers", "Survey answers by band:"),
+              ("survey_means", "Survey mean answer (0 to 10):"))
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -530,6 +540,45 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return round(statistics.quantiles(ordered, n=100, method="inclusive")[int(fraction * 100) - 1], 2)
 
 
+# --- surveys by SMS: answers 0 to 10, as distributions in bands and means ------------------------------------------
+
+RESPONDENT_WORDS = {"carer": "Carers", "service_user": "Service users", "bereaved": "Bereaved people"}
+USERS = ("service_user", "bereaved")  # seed 003's "survey of service users and bereaved people"; carers: wellbeing
+QUESTION_WORDS = {"ons4_life_satisfaction": "life satisfaction", "ons4_worthwhile": "things done are worthwhile",
+                  "ons4_happiness": "happy yesterday", "ons4_anxiety": "anxious yesterday"}
+# The ONS's own thresholds for its personal wellbeing questions (for anxiety, a low answer is the good one); a
+# community's own questions are banded as the first three.
+BANDS = ((0, 4, "0-4"), (5, 6, "5-6"), (7, 8, "7-8"), (9, 10, "9-10"))
+ANXIETY_BANDS = ((0, 1, "0-1"), (2, 3, "2-3"), (4, 5, "4-5"), (6, 10, "6-10"))
+NOT_SHOWN = "not shown"
+
+
+def survey_question_name(respondent: str, question: str) -> str:
+    """A survey question as the tables name it: who answered, and the question ("Carers: life satisfaction")."""
+    words = QUESTION_WORDS.get(question, f"own question {question.removeprefix('own_')}")
+    return f"{RESPONDENT_WORDS.get(respondent, respondent)}: {words}"
+
+
+def band_of(question: str, answer: int) -> str:
+    """The band an answer falls in (ONS's thresholds)."""
+    return next(name for low, high, name in (ANXIETY_BANDS if question == "ons4_anxiety" else BANDS)
+                if low <= answer <= high)
+
+
+def survey_tables(answers: Iterable[Fact]) -> dict[str, dict[str, Any]]:
+    """Survey answers counted: by respondent and question, the answers (`survey_responses`), their distribution in
+    bands (`survey_answers`, only the bands answered) and their mean (`survey_means`, one decimal)."""
+    by_question: dict[str, list[int]] = {}
+    bands: Counter = Counter()
+    for fact in sorted(answers, key=lambda f: (f.respondent or "", f.question or "")):
+        name = survey_question_name(fact.respondent, fact.question)
+        by_question.setdefault(name, []).append(fact.answer)
+        bands[f"{name}: {band_of(fact.question, fact.answer)}"] += 1
+    return {"survey_responses": {name: len(values) for name, values in by_question.items()},
+            "survey_answers": dict(sorted(bands.items())),
+            "survey_means": {name: round(statistics.fmean(values), 1) for name, values in by_question.items()}}
+
+
 def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
              history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
              source: str | None = None, register: Register | None = None,
@@ -594,6 +643,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
                     + [register.partner(a.community, a.organisation, a.organisation_type) for a in activities
                        if a.organisation])
 
+    survey_answers = of("survey.answer_recorded")
+    surveys = survey_tables(survey_answers)
+
     def concerns(event_type: str) -> int:  # each concern's event once (its id is the fact's); by its request's kind
         return sum(1 for f in facts if f.event_type == event_type and (kind is None or f.support_type == kind))
 
@@ -648,6 +700,9 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "partners_by_type": dict(sorted(Counter(partners.values()).items())),
         "wellbeing_scores": {str(n): count for n in range(1, 6)
                              if (count := sum(1 for f in answers if f.score == n))},
+        "carer_survey_answers": sum(f.respondent == "carer" for f in survey_answers),
+        "user_survey_answers": sum(f.respondent in USERS for f in survey_answers),
+        **surveys,
     }
 
 
@@ -732,6 +787,17 @@ def equations(values: dict[str, Any]) -> list[Equation]:
                              ("active_partners", "partners_by_type"), ("wellbeing_answered", "wellbeing_scores")):
         if total in values and breakdown in values:
             found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
+    responses = values.get("survey_responses")
+    if responses is not None:  # each question's answers by band add up to its answers; those, to who answered
+        for total, who in (("carer_survey_answers", ("Carers",)),
+                           ("user_survey_answers", tuple(RESPONDENT_WORDS[r] for r in USERS))):
+            if total in values:
+                found.append([(total, -1)] + [(("survey_responses", q), 1) for q in responses
+                                              if q.split(":")[0] in who])
+        for question in responses:
+            found.append([(("survey_responses", question), -1)]
+                         + [(("survey_answers", p), 1) for p in values.get("survey_answers", {})
+                            if p.rsplit(": ", 1)[0] == question])
     return found
 
 
@@ -825,6 +891,11 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
             out[cell[0]][cell[1]] = value
         else:
             out[cell] = value
+    if "survey_means" in out:  # a mean could narrow a hidden band: shown only beside a distribution shown in full
+        out["survey_means"] = {question: mean if all(
+            isinstance(n, int) for n in [out["survey_responses"].get(question)] + [
+                n for p, n in out.get("survey_answers", {}).items() if p.rsplit(": ", 1)[0] == question])
+            else NOT_SHOWN for question, mean in out["survey_means"].items()}
     return out
 
 
@@ -841,9 +912,11 @@ def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
             if key in AMOUNTS:
                 rows.append([period["start"], period["end"], labels[key], money_text(value), money_text(before)])
             elif isinstance(value, dict):
-                for part in sorted(set(value) | set(before or {})):
+                # a mean of no answers is none, not 0: a question unanswered this period has no row of its mean
+                parts = set(value) if key == "survey_means" else set(value) | set(before or {})
+                for part in sorted(parts):
                     rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, 0),
-                                 (before or {}).get(part, 0)])
+                                 (before or {}).get(part, "" if key == "survey_means" else 0)])
             else:
                 rows.append([period["start"], period["end"], labels[key], "" if value is None else value,
                              "" if before is None else before])

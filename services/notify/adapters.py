@@ -19,7 +19,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, aliased, sessionmaker
 
-from services.notify.domain import Contact, InboundMessage, OutgoingMessage, Scope, SendFailed
+from services.notify.domain import Contact, InboundMessage, OutgoingMessage, Scope, SendFailed, SurveyAsk
 from services.notify.messages import segments
 from shared import scoping
 from shared.clock import utcnow
@@ -135,10 +135,27 @@ retention_runs = sa.Table(
     sa.Column("request_ids", sa.JSON, default=list, nullable=False),
 )
 
+# Survey questions asked by SMS and not yet answered or ended (domain.SurveyAsk): how a reply is known as an answer.
+survey_asks = sa.Table(
+    "survey_asks", Base.metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("phone", sa.String(20), nullable=False, index=True),
+    sa.Column("survey_id", sa.Uuid, nullable=False),
+    sa.Column("question_id", sa.String(64), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("of", sa.Integer, nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("asked_at", UtcDateTime, nullable=False),
+    sa.Column("answered_at", UtcDateTime),
+    sa.Column("closed_at", UtcDateTime),
+    sa.UniqueConstraint("survey_id", "question_id"),
+)
+
 # The domain's classes are the rows (cosmicpython's imperative mapping): `OutgoingMessage.key` is also a column.
 Base.registry.map_imperatively(Contact, contacts)
 Base.registry.map_imperatively(OutgoingMessage, outgoing_messages)
 Base.registry.map_imperatively(InboundMessage, inbound_messages)
+Base.registry.map_imperatively(SurveyAsk, survey_asks)
 
 
 def _skip_locked(session: Session, query):
@@ -483,6 +500,29 @@ class RetentionRepository:
                                                               request_ids=[str(i) for i in request_ids]))
 
 
+class SurveyAskRepository:
+    """Survey questions a phone was asked and has not answered."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add(self, ask: SurveyAsk) -> bool:
+        """Keep a question asked, closing the phone's earlier ones; False if it was kept before (a redelivery)."""
+        if self.session.scalar(sa.select(SurveyAsk).where(survey_asks.c.survey_id == ask.survey_id,
+                                                          survey_asks.c.question_id == ask.question_id)):
+            return False
+        for earlier in self.open_to(ask.phone):
+            earlier.closed_at = ask.asked_at
+        self.session.add(ask)
+        return True
+
+    def open_to(self, phone: str) -> list[SurveyAsk]:
+        """The phone's questions not answered or ended, newest first (locked: one answer each)."""
+        return list(self.session.scalars(sa.select(SurveyAsk).where(
+            survey_asks.c.phone == phone, survey_asks.c.answered_at.is_(None), survey_asks.c.closed_at.is_(None))
+            .order_by(survey_asks.c.asked_at.desc(), survey_asks.c.id.desc()).with_for_update()))
+
+
 class NotifyUnitOfWork(SqlUnitOfWork):
     """One transaction over notify's database: `uow.contacts`, `uow.messages`, `uow.inbound`,
     `uow.conversations`."""
@@ -502,6 +542,7 @@ class NotifyUnitOfWork(SqlUnitOfWork):
         self.inbound = InboundRepository(session)
         self.conversations = ConversationRepository(session)
         self.retention = RetentionRepository(session)
+        self.survey_asks = SurveyAskRepository(session)
 
 
 # --- SMS gateways ------------------------------------------------------------------------------------------------

@@ -307,6 +307,7 @@ NOT_SENT = {  # why a message was cancelled, as the conversation view shows it
     "opted_out": "not sent: they opted out of SMS",
     "task_ended": "not sent: the task was withdrawn, given back or done",
     "died": "not sent: the person it was about died",
+    "answered": "not sent: the survey question was answered",
 }
 
 
@@ -583,3 +584,26 @@ def last_entry(outgoing: OutgoingMessage | None, inbound: InboundMessage | None)
 def is_unknown(outgoing: Iterable[OutgoingMessage], inbound: Iterable[InboundMessage]) -> bool:
     """A number that texted us but that we only ever answered: someone to follow up."""
     return bool(list(inbound)) and not any(m.purpose != "answer" for m in outgoing)
+
+
+# --- surveys by SMS: the question a phone was last asked ----------------------------------------------------------
+
+@dataclass(eq=False)
+class SurveyAsk:
+    """A survey question sent (or held for the quiet hours) to a phone, until it is answered or the survey ends: a
+    reply from that phone that is no volunteer's command is read as its answer (services/intake/surveys.py)."""
+
+    phone: str
+    survey_id: uuid.UUID
+    question_id: str
+    number: int
+    of: int
+    asked_at: datetime
+    language: str = "en"
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def reminder_key(self) -> str:
+        """The key of the survey's one reminder (one per survey, whichever question it repeats)."""
+        return f"survey-reminder:{self.survey_id}"

@@ -567,3 +567,44 @@ def answer_for(reply: Reply, language: str | None = "en", overrides: dict | None
         return render("unclear", language, overrides, problem=reply.problem, help=help_text)
     return None
 
+
+
+# --- surveys by SMS: what we say, and how an answer from 0 to 10 is read ----------------------------------------------
+
+SURVEY_TEMPLATES = {
+    "en": {"survey_thanks": "Thank you for answering our survey. Your answers help us improve our support.",
+           "survey_unclear": "Sorry, we did not understand your answer. Please reply with a number from 0 to 10, or "
+                             "STOP to end the survey.",
+           "survey_reminder": "A reminder of our short survey:"},
+    "fr": {"survey_thanks": "Merci d'avoir répondu à notre sondage. Vos réponses nous aident à améliorer notre "
+                            "soutien.",
+           "survey_unclear": "Désolé, nous n'avons pas compris votre réponse. Répondez par un nombre de 0 à 10, ou "
+                             "ARRET pour arrêter le sondage.",
+           "survey_reminder": "Un rappel de notre court sondage:"},
+}
+for _language, _texts in SURVEY_TEMPLATES.items():
+    TEMPLATES[_language].update(_texts)
+
+NUMBER_WORDS = {  # as _plain spells them: upper case, no accents
+    "ZERO": 0, "NOUGHT": 0, "ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5, "SIX": 6,
+    "SEVEN": 7, "EIGHT": 8, "NINE": 9, "TEN": 10,
+    "UN": 1, "UNE": 1, "DEUX": 2, "TROIS": 3, "QUATRE": 4, "CINQ": 5, "SEPT": 7, "HUIT": 8, "NEUF": 9, "DIX": 10,
+}
+# "7/10", "7 out of 10", "7 sur 10": the scale said after the answer is not a second answer.
+_OUT_OF_TEN = re.compile(r"(\d+|[A-Z]+)\s*(?:/|\bOUT OF\b|\bOF\b|\bSUR\b)\s*(?:10|TEN|DIX)\b")
+
+
+def parse_survey_answer(body: str) -> int | None:
+    """An answer to a survey question, 0 to 10, by number or word in English or French: "7", "seven", "sept",
+    "7/10", "10 thanks", "I'd say 8". None when there is none, more than one ("7 or 8"), a fraction or one
+    above 10."""
+    text = unicodedata.normalize("NFKD", body).encode("ascii", "ignore").decode().upper().replace("'", " ")
+    text = _OUT_OF_TEN.sub(r"\1", text)
+    if re.search(r"\d[.,]\d", text):
+        return None
+    found = {int(n) for n in re.findall(r"\d+", text)}
+    found |= {NUMBER_WORDS[w] for w in re.findall(r"[A-Z]+", text) if w in NUMBER_WORDS}
+    if len(found) != 1:
+        return None
+    (value,) = found
+    return value if 0 <= value <= 10 else None

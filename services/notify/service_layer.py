@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from services.notify import domain
 from services.notify.domain import InboundMessage, InboundSms, OutgoingMessage, SendFailed
-from services.notify.messages import asks_to_talk, away_dates_text, parse_reply, render, wellbeing_score
+from services.notify.messages import (asks_to_talk, away_dates_text, parse_reply, parse_survey_answer, render,
+                                      wellbeing_score)
 from shared import tracing
 from shared.auth import Actor
-from shared.contracts.intake import PersonDeathShared, PersonErased, TaskDetailsShared
+from shared.contracts.intake import PersonDeathShared, PersonErased, SurveyQuestion, TaskDetailsShared
 from shared.contracts.matching import (ApplicantApplied, BefriendingEnded, BefriendingVisitOverdue, CheckExpiring,
                                        OfferAccepted, OfferMade, OfferWithdrawn, ReplyAnswered,
                                        ReplyUnresolved, TrainingAnswered, TrainingInvited, WellbeingPrompted)
 from shared.contracts.notify import (ContactInvalid, ContactOptedIn, ContactOptedOut, SmsFailed, SmsHeld, SmsReceived,
-                                     SmsSent, SmsWaiting)
+                                     SmsSent, SmsWaiting, SurveyAnswered)
 from shared.telemetry import SMS
 
 if TYPE_CHECKING:
@@ -276,6 +277,54 @@ def queue_befriending_thanks(uow: NotifyUnitOfWork, ended: BefriendingEnded, cor
            correlation_id=correlation_id, community=ended.community, about=ended.request_id)
 
 
+def queue_survey_question(uow: NotifyUnitOfWork, question: SurveyQuestion, correlation_id: str, now: datetime,
+                          settings: NotifySettings) -> None:
+    """Queue a survey question (held for the quiet hours like any routine text), remember it is out so the reply is
+    read as its answer, and queue the survey's one reminder (`reminder_hours` later, cancelled by an answer). Not
+    to a phone that replied STOP: intake heard of that, and stops its surveys."""
+    contact = uow.contacts.of(question.phone)
+    if contact.opted_out_at is not None:
+        return
+    language = contact.remember_language(question.language)
+    if not uow.survey_asks.add(domain.SurveyAsk(phone=question.phone, survey_id=question.survey_id,
+                                                question_id=question.question_id, number=question.number,
+                                                of=question.of, asked_at=now, language=language)):
+        return
+    place = settings.community(question.community)
+    _queue(uow, settings, now, key=f"survey:{question.survey_id}:{question.question_id}", purpose="survey",
+           to=question.phone, body=question.text, correlation_id=correlation_id, community=question.community,
+           about=question.request_id)
+    if question.reminder_hours:
+        _queue(uow, settings, now, key=f"survey-reminder:{question.survey_id}", purpose="survey_reminder",
+               to=question.phone, body=render("survey_reminder", language, place.sms_templates if place else None)
+               + " " + question.text,
+               correlation_id=correlation_id, community=question.community, about=question.request_id,
+               not_before=now + timedelta(hours=question.reminder_hours))
+
+
+def _survey_reply(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime, stop: bool) -> str | None:
+    """A reply from a phone with a survey question out: its answer (`survey.answered`, for intake), or, for STOP,
+    the end of the survey. Returns the answer to text back ("" when none is due), or None when no survey question
+    is out to that phone (the reply is then read as it always was)."""
+    asks = uow.survey_asks.open_to(sms.sender)
+    if not asks:
+        return None
+    ask = asks[0]
+    if stop:
+        for each in asks:
+            each.closed_at = now
+            _cancel_waiting(uow, each.reminder_key, "opted_out")
+        return ""
+    value = parse_survey_answer(sms.body)
+    if value is None:
+        return render("survey_unclear", ask.language)
+    ask.answered_at = now
+    _cancel_waiting(uow, ask.reminder_key, "answered")
+    uow.publish(SurveyAnswered(survey_id=ask.survey_id, question_id=ask.question_id, answer=value,
+                               message_sid=sms.message_sid, at=now))
+    return render("survey_thanks", ask.language) if ask.number == ask.of else ""
+
+
 # --- what phones send us, and what the provider says of what we sent ------------------------------------------------
 
 def _needs_coordinator(uow: NotifyUnitOfWork, message: InboundMessage, reason: str, community: str | None,
@@ -317,6 +366,22 @@ def receive_sms(uow: NotifyUnitOfWork, sms: InboundSms, now: datetime,
             keyword = "WELLBEING"
         else:
             score = None
+        # Surveys by SMS: a reply that is no volunteer's command, from a phone with a survey question out, is its
+        # answer (or, not understood, asked again), for intake alone: not the volunteers' "not understood", not the
+        # inbox. STOP ends the survey as well as the texts.
+        survey = _survey_reply(uow, sms, now, keyword == "STOP") if keyword in (None, "STOP") else None
+        if survey is not None and keyword is None:
+            uow.inbound.add(InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
+                                           body=sms.body, keyword="ANSWER", received_at=now))
+            answer = survey or None
+            if answer is not None:
+                uow.messages.add(OutgoingMessage(
+                    key=f"answer:{sms.message_sid}", purpose="answer", to_phone=sms.sender, body=answer,
+                    correlation_id=sms.message_sid, from_phone=sms.to, status="sent", sent_at=now,
+                    community=domain.community_of_number(sms.to, settings.communities if settings else {})))
+            uow.commit()
+            SMS.labels("received").inc()
+            return answer
         received = InboundMessage(message_sid=sms.message_sid, from_phone=sms.sender, to_phone=sms.to,
                                   body=sms.body, keyword=keyword, code=reply.code, received_at=now)
         uow.inbound.add(received)

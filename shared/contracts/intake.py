@@ -205,3 +205,46 @@ class ConcernClosed(ConcernOpened):
     """A coordinator closed a concern with the action taken (never their note), for counting."""
 
     action: str = rule(validate.OneOf(sorted(CONCERN_ACTIONS)))
+
+
+SURVEY = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+RESPONDENTS = ("carer", "service_user", "bereaved")
+
+
+@contract("survey.question", 1, example={
+    "survey_id": SURVEY, "request_id": REQUEST, "question_id": "ons4_life_satisfaction", "phone": "+447700900123",
+    "language": "en",
+    "community": "fylde-coast", "text": "Overall, how satisfied are you with your life nowadays? Reply 0 (not at all) "
+    "to 10 (completely).", "number": 1, "of": 4, "reminder_hours": 48})
+class SurveyQuestion(EventPayload):
+    """One question of a survey by SMS for notify to send to the person (under their `sms_contact` consent, which
+    intake checked, and never to someone recorded as died). Notify holds it for the quiet hours, routes the reply
+    from that phone to intake as `survey.answered`, and sends one reminder of the survey's first question after
+    `reminder_hours` (0: none). It carries a phone number, so it goes to notify alone."""
+
+    survey_id: uuid.UUID
+    request_id: uuid.UUID  # the request whose help it follows: a death recorded cancels a question still waiting
+    question_id: str
+    phone: str
+    text: str
+    community: str
+    language: str | None = None
+    number: int = 1
+    of: int = 1
+    reminder_hours: int = 0
+
+
+@contract("survey.answer_recorded", 1, example={
+    "community": "fylde-coast", "respondent": "carer", "question_id": "ons4_life_satisfaction", "answer": 7,
+    "answered_at": "2026-12-01T10:15:00+00:00", "completes": False})
+class SurveyAnswerRecorded(EventPayload):
+    """One answer to a survey question, for counting: the community, who answered (a carer, a service user, a bereaved
+    person), the question and the answer (0 to 10); `completes` when it was the survey's last. No person, no phone,
+    no survey: answers cannot be linked to each other or to anyone."""
+
+    community: str
+    respondent: str = rule(validate.OneOf(RESPONDENTS))
+    question_id: str = rule(validate.Length(1, 64))
+    answer: int = rule(validate.Range(0, 10))
+    answered_at: datetime
+    completes: bool = False

@@ -103,3 +103,18 @@ class ContactInvalid(EventPayload):
     phone: str
     at: datetime
     reason: str
+
+
+@contract("survey.answered", 1, example={
+    "survey_id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d", "question_id": "ons4_life_satisfaction", "answer": 7,
+    "message_sid": "SM0123456789abcdef0123456789abcdef", "at": "2026-12-01T10:15:00+00:00"})
+class SurveyAnswered(EventPayload):
+    """A person answered the survey question notify last sent them (`survey.question`) with a number from 0 to 10
+    (read from "7", "seven", "sept", "7/10"). An answer tied to a survey, which intake ties to the person: intake
+    alone hears it (shared/topology.py PERSONAL)."""
+
+    survey_id: uuid.UUID
+    question_id: str
+    answer: int = rule(validate.Range(0, 10))
+    message_sid: str
+    at: datetime

@@ -14,7 +14,7 @@ PAGES = {
                     "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
                     "/people/{person}", "/people/{person}/death", "/board/concerns", "/training",
-                    "/training/{session}", "/training/{public_session}"],
+                    "/training/{session}", "/training/{public_session}", "/board/surveys"],
     "manager": ["/dashboard", "/report"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new", "/roster/checks", "/roster/checks/safeguarding"],

@@ -2,7 +2,8 @@
 coordinator corrects, a weekly request done three times, a task a volunteer gives back, volunteers joining and
 pausing, and group activities, driven through the real services on a rehearsal clock (shared/clock.py) that steps
 from day to day. The scenario keeps its own record; the manager's dashboard, CSV and report must show exactly what
-that record says, for the month, for each week and for a day, and for one kind of help."""
+that record says, for the month, for each week and for a day, and for one kind of help. The last person helped
+answers their survey by SMS: its numbers too are as the record says."""
 
 from __future__ import annotations
 
@@ -188,6 +189,7 @@ class Record:
             # no volunteer was asked how they are finding it: each joined this month (asked every 91 days)
             "wellbeing_prompted": 0, "wellbeing_answered": 0, "wellbeing_talk": 0, "wellbeing_scores": {},
         }
+        counts.update(survey_counts(of("survey answer")))
         for key, about in (("requests_by_kind", requests), ("tasks_by_kind", completed),
                            ("signposted_by_kind", of("signposted"))):
             counts[key] = dict(Counter(self.kinds[r["ref"]] for r in about))
@@ -199,6 +201,8 @@ class Record:
             0 if kind else sum(sum(a.get("hours", {}).values()) for a in held))  # an activity is of no request's kind
         shown["volunteer_hours"] = f"{hours:g}"
         shown["volunteer_time_value"] = {"GBP": f"{hours * HOURLY_VALUE:g}"} if hours else {}
+        shown["survey_means"] = {q: mean if mean == "not shown" else f"{float(mean):g}"
+                                 for q, mean in shown["survey_means"].items()}
         return {key: shown[key] for key in REQUEST_MEASURES} if kind else shown
 
     def waits(self, first: date, last: date) -> list[float]:
@@ -206,6 +210,27 @@ class Record:
         for the acceptances in the period."""
         return [(match["at"] - match["due"]).total_seconds() / 3600
                 for match, _, first_of_occurrence in self.matches(first, last) if first_of_occurrence]
+
+
+# Surveys by SMS (issue 17): the ONS4 questions, as the tables name them for service users, with the ONS's bands.
+SURVEY_QUESTIONS = {"ons4_life_satisfaction": ("life satisfaction", "Overall, how satisfied are you with your life"),
+                    "ons4_worthwhile": ("things done are worthwhile", "Overall, to what extent do you feel"),
+                    "ons4_happiness": ("happy yesterday", "Overall, how happy did you feel yesterday?"),
+                    "ons4_anxiety": ("anxious yesterday", "Overall, how anxious did you feel yesterday?")}
+SURVEY_BANDS = {"ons4_anxiety": ((0, 1), (2, 3), (4, 5), (6, 10))}
+
+
+def survey_counts(answers: list[dict]) -> dict[str, object]:
+    """The survey measures of the answers the record kept (each {"question", "answer"}, all from service users)."""
+    named = {q: f"Service users: {words}" for q, (words, _) in SURVEY_QUESTIONS.items()}
+    responses = Counter(named[a["question"]] for a in answers)
+    bands = Counter(f"{named[a['question']]}: {low}-{high}" for a in answers
+                    for low, high in SURVEY_BANDS.get(a["question"], ((0, 4), (5, 6), (7, 8), (9, 10)))
+                    if low <= a["answer"] <= high)
+    means = {name: round(sum(a["answer"] for a in answers if named[a["question"]] == name) / n, 1)
+             for name, n in responses.items()}
+    return {"carer_survey_answers": 0, "user_survey_answers": len(answers), "survey_responses": dict(responses),
+            "survey_answers": dict(bands), "survey_means": means}
 
 
 def measures_of(period: dict, only: tuple[str, ...] | None = None) -> dict[str, object]:
@@ -413,6 +438,27 @@ def month(site) -> Record:
             rehearsal.give_back(day, detail["ref"], detail["then"])
         else:
             rehearsal.correct(day, detail["ref"], detail["kind"])
+    # Surveys by SMS (issue 17): the month's people share one phone, so the survey out to it is that of the last
+    # person helped (Ivy, on the 28th): she answers in a word, "8/10", a number, once with something that is no
+    # answer (asked again), and the answers are counted tied to no one.
+    person = "+441253477000"
+
+    def asked(question: str):
+        def probe():
+            texts = [m for m in client.call("GET", "/sms/messages", params={"to": person, "page_size": 100})
+                     if m["purpose"] == "survey"]
+            return bool(texts) and question in texts[0]["body"] and texts[0]["status"] in ("sent", "delivered")
+        return probe
+
+    day = MONTH.replace(day=28)
+    for reply, question, answer in (("seven", "ons4_life_satisfaction", 7), ("maybe", None, None),
+                                    ("8/10", "ons4_worthwhile", 8), ("10 thanks", "ons4_happiness", 10),
+                                    ("2", "ons4_anxiety", 2)):
+        if question is not None:
+            wait_for(f"the survey to ask {question}", asked(SURVEY_QUESTIONS[question][1]), timeout=60)
+        text_in(site.url, person, reply, var_dir=site.var_dir)
+        if question is not None:
+            record.add(day, "survey answer", {"question": question, "answer": answer})
     # metrics hears the services' events a moment after they happen: wait until it has counted the whole month
     everything = record.expected(MONTH, MONTH_END)
     try:
@@ -521,8 +567,16 @@ def test_the_dashboard_shows_the_month_and_a_chart_of_each_week(page, site, mont
     assert len(expected["activities_by_kind"]) == 4  # each kind on its own
     headings = page.locator(".headline h3").all_text_contents()
     assert headings == ["Requests for support", "How quickly help comes", "People supported", "Volunteers",
-                        "Volunteers' wellbeing", "Activities and education", "Partnerships", "Safeguarding"]
+                        "Volunteers' wellbeing", "Activities and education", "Partnerships", "Safeguarding",
+                        "Carer wellbeing", "Survey of service users and bereaved people"]
     expect(page.locator('.headline li[data-measure="volunteer_time_value"] .value')).to_have_text("£285")
+    surveyed = page.locator("table.by-question tbody tr").evaluate_all(
+        "rows => rows.map(row => [row.dataset.question, ...[...row.children].slice(1).map(c => c.textContent)])")
+    assert {q: [n, mean] for q, n, _, mean in surveyed} == {
+        q: [n, expected["survey_means"][q]] for q, n in expected["survey_responses"].items()}
+    assert {q: bands for q, _, bands, _ in surveyed} == {q: " · ".join(
+        f"{p.rsplit(': ', 1)[1]}: {n}" for p, n in expected["survey_answers"].items() if p.rsplit(": ", 1)[0] == q)
+        for q in expected["survey_responses"]}
     waited = page.locator('.headline li[data-measure="hours_to_acceptance_median"] .value').text_content()
     assert re.fullmatch(r"(\d+ (day|hour|minute)s?( \d+ (hour|minute)s?)?|under a minute)", waited), waited
     today = MONTH.replace(day=28)  # where the rehearsal clock stopped

@@ -482,7 +482,8 @@ def test_the_dashboard_groups_its_tiles_says_times_in_words_and_marks_a_period_n
     page = html.unescape(signed_in(metrics.app, "manager").get("/dashboard?period=month").text)
     headings = re.findall(r'<h3 id="group-\d+">([^<]+)</h3>', page)
     assert headings == ["Requests for support", "How quickly help comes", "People supported", "Volunteers",
-                        "Volunteers' wellbeing", "Activities and education", "Partnerships", "Safeguarding"]
+                        "Volunteers' wellbeing", "Activities and education", "Partnerships", "Safeguarding",
+                        "Carer wellbeing", "Survey of service users and bereaved people"]
     wait = re.search(r'data-measure="hours_to_acceptance_median">.*?<span class="value">([^<]+)</span>', page, re.S)
     assert wait[1] == "3 hours 20 minutes"
     rate = re.search(r'data-measure="match_rate">.*?<span class="value">([^<]+)</span>', page, re.S)

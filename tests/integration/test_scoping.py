@@ -187,12 +187,13 @@ class Seeded:
     session: str = ""  # a training session, with the volunteer invited
     invitation: str = ""
     check_type: str = ""  # a check of its own, which a kind of help there needs
+    question: str = ""  # a question of its own its surveys by SMS ask
 
     @property
     def ids(self) -> list[str]:
         return [self.request, self.referral, self.service_request, self.volunteer, self.offer, self.activity,
                 self.organisation, *self.messages, *self.received, self.entry, self.match, *self.people,
-                self.concern, self.applicant, self.session, self.invitation]
+                self.concern, self.applicant, self.session, self.invitation, self.question]
 
 
 def seed(system: System, token) -> Seeded:
@@ -249,6 +250,9 @@ def seed(system: System, token) -> Seeded:
         {"name": ORGANISATION, "type": "pcn", "adopted_on": None, "webhook_url": "https://pcn.example/hook"})
     entry = intake_service.add_entry(system.apps["intake"].extensions["ccs"].uow(),
                                      Actor(subject=SUBJECT, role="coordinator", communities=(A,)), ENTRY)
+    question = intake_service.add_survey_question(
+        system.apps["intake"].extensions["ccs"].uow(), Actor(subject=SUBJECT, role="coordinator", communities=(A,)),
+        {"respondent": "carer", "text": "How supported do you feel as a carer?"})
     system.relay()  # the register reaches metrics too (organisation.changed)
 
     from services.matching.domain import BefriendingMatch
@@ -284,7 +288,8 @@ def seed(system: System, token) -> Seeded:
                   messages=[str(m.id) for m in messages], received=[m.message_sid for m in received],
                   entry=str(entry.id), match=match_id, people=people, concern=concern["concern_id"],
                   applicant=applicant["id"], session=training.json["id"],
-                  invitation=invited.json["invitations"][0]["id"], check_type="larkspur_training")
+                  invitation=invited.json["invitations"][0]["id"], check_type="larkspur_training",
+                  question=str(question.id))
 
 
 def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
@@ -315,6 +320,11 @@ def fylde_sees(system: System, token, seeded: Seeded) -> dict[str, Any]:
     with system.apps["notify"].extensions["ccs"].sessions() as session:  # the inbox is a page: read its rows
         seen["inbox"] = sorted((m.message_sid, m.attention, str(m.dealt_with_at))
                                for m in session.scalars(sa.select(InboundMessage)))
+    from services.intake.surveys import CommunityQuestion
+
+    with system.apps["intake"].extensions["ccs"].sessions() as session:  # the survey page's questions: its rows
+        seen["survey questions"] = sorted((q.text, str(q.retired_at)) for q in session.scalars(
+            sa.select(CommunityQuestion).where(CommunityQuestion.community == A)))
     return seen
 
 
@@ -366,6 +376,7 @@ def values(seeded: Seeded) -> dict[str, tuple[list[str], str]]:
             "concern_id": ([seeded.concern], str(uuid.uuid4())),
             "key": ([seeded.check_type], "no_such_check"),  # Fylde Coast's own check: unknown elsewhere
             "kind": ([], "no_such_kind"),  # kinds of help are everyone's: each community sets its own needs
+            "question_id": ([seeded.question], str(uuid.uuid4())),
             "phone": ([VOLUNTEER["phone"], PERSON["phone"]], "+447911729999")}
 
 
@@ -477,6 +488,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/sms/inbox/{message_sid}/dealt-with"): [{"data": {}}],
         ("POST", "/concerns/{concern_id}/actions"): [{"json": {"action": "noted", "close": True}}],
         ("POST", "/board/concerns/{concern_id}"): [{"data": {"action": "noted", "close": "1"}}],
+        ("POST", "/board/surveys"): [{"data": {"respondent": "carer", "text": "Added by the sweep?"}}],
+        ("POST", "/board/surveys/{question_id}/retire"): [{"data": {}}],
         # applying is public: anyone may apply to any community (here to Ottawa West, so Fylde Coast's list stays)
         ("POST", "/applicants"): [{"json": {**APPLICANT, "community": B, "phone": "+16135550199",
                                             "postcode": "K1Y"}}],

@@ -72,8 +72,8 @@ def test_every_measure_is_under_exactly_one_heading():
     assert sorted(keys) == sorted(m.key for m in domain.MEASURES)
     assert [heading for heading, _ in GROUPS] == ["Requests for support", "How quickly help comes",
                                                   "People supported", "Volunteers", "Volunteers' wellbeing",
-                                                  "Activities and education",
-                                                  "Partnerships", "Safeguarding"]
+                                                  "Activities and education", "Partnerships", "Safeguarding",
+                                                  "Carer wellbeing", "Survey of service users and bereaved people"]
 
 
 def activity(kind: str, attendance: int) -> Activity:

@@ -128,6 +128,19 @@ class FakeIntakeAnswers(FakeAnswers):
         self.put((answer.subject, answer.key), answer)
 
 
+class FakeSurveys(Table):
+    """Surveys by SMS (services/intake/adapters.py SqlSurveys): no community questions here."""
+
+    def questions(self, actor, community=None):
+        return []
+
+    def of_request(self, request_id):
+        return next((s for s in self.all() if s.request_id == request_id), None)
+
+    def add(self, survey):
+        self.put(survey.id, survey)
+
+
 class FakeIntakeUnitOfWork(FakeUnitOfWork):
     """Intake's unit of work in memory: what was added is kept only if the use case commits; a new answer under an
     Idempotency-Key that is taken fails the commit, as the table's primary key does."""
@@ -137,8 +150,9 @@ class FakeIntakeUnitOfWork(FakeUnitOfWork):
         self.requests, self.audit, self.users = FakeRequests(), FakeAudit(), FakeUsers()
         self.answers, self.people = FakeIntakeAnswers(), FakePeople()
         self.sign_ins, self.revoked_tokens = FakeSignIns(), FakeRevokedTokens()
+        self.surveys = FakeSurveys()
         self.tables = (self.requests, self.audit, self.answers, self.users, self.sign_ins, self.revoked_tokens,
-                       self.people)
+                       self.people, self.surveys)
 
     def commit(self):
         if any(key in self.answers.rows or key in self.answers.in_flight for key in self.answers.pending):
@@ -509,7 +523,9 @@ def test_a_recurring_request_is_completed_by_its_last_occurrence(uow):
     handled(uow, event("task.completed", r, occurrence=1, occurrences=2, hours=2))
     assert r.status == "matched" and r.timeline[-1].detail == "Occurrence 1 of 2 done (2 hours)"
     handled(uow, event("task.completed", r, occurrence=2, occurrences=2, hours=None))
-    assert (r.status, r.outcome, r.timeline[-1].detail) == ("completed", "Completed", "The volunteer reported it done")
+    ended = [e for e in r.timeline if e.what != "survey"][-1]  # then its survey, after the last occurrence only
+    assert (r.status, r.outcome, ended.detail) == ("completed", "Completed", "The volunteer reported it done")
+    assert [e.what for e in r.timeline].count("survey") == 1
 
 
 @pytest.mark.parametrize("reason, why", [

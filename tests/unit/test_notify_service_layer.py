@@ -185,9 +185,28 @@ class FakeConversations:
         return received, [m for m in self._inbound.rows.values() if m.from_phone in numbers and scope.sees_received(m)]
 
 
+class FakeSurveyAsks:
+    """Survey questions out to phones (services/notify/adapters.py SurveyAskRepository)."""
+
+    def __init__(self):
+        self.rows: list[domain.SurveyAsk] = []
+
+    def add(self, ask):
+        if any((a.survey_id, a.question_id) == (ask.survey_id, ask.question_id) for a in self.rows):
+            return False
+        for earlier in self.open_to(ask.phone):
+            earlier.closed_at = ask.asked_at
+        self.rows.append(ask)
+        return True
+
+    def open_to(self, phone):
+        return [a for a in reversed(self.rows) if a.phone == phone and a.answered_at is None and a.closed_at is None]
+
+
 class FakeNotifyUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
+        self.survey_asks = FakeSurveyAsks()
         self.contacts, self.messages, self.inbound = FakeContacts(), FakeMessages(), FakeInbound()
         self.conversations = FakeConversations(self.contacts, self.messages, self.inbound)
 

@@ -193,3 +193,52 @@ def test_no_wellbeing_score_can_be_worked_out_from_the_answers_and_the_other_sco
         if 0 < truth[cell] < below:
             assert isinstance(value, str), f"{cell} = {truth[cell]} is shown"
             assert len(seen[cell]) > 1, f"{cell} = {truth[cell]} can be worked out from {published}"
+
+
+@given(life=st.lists(st.integers(min_value=0, max_value=10), max_size=20),
+       anxiety=st.lists(st.integers(min_value=0, max_value=10), max_size=20),
+       below=st.sampled_from([3, 5]))
+@example(life=[8] * 9 + [1], anxiety=[0] * 6, below=5)
+@example(life=[8] * 2, anxiety=[0] * 6 + [9] * 6, below=5)
+def test_no_small_count_of_survey_answers_can_be_worked_out_and_no_mean_shows_beside_one(life, anxiety, below):
+    """The survey tables: each question's answers by band add up to its answers, and the questions' answers to the
+    carers' survey answers. A mean shows only beside a question whose answers and bands all show."""
+    from services.metrics.domain import NOT_SHOWN, survey_tables
+    from tests.unit.test_surveys import answers
+
+    tables = survey_tables(answers(*[("carer", "ons4_life_satisfaction", a) for a in life],
+                                   *[("carer", "ons4_anxiety", a) for a in anxiety]))
+    values = {"carer_survey_answers": len(life) + len(anxiety), "user_survey_answers": 0, **tables}
+    published = shown({k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}, below)
+    questions = list(values["survey_responses"])
+    truth = {"total": values["carer_survey_answers"], **{f"q:{q}": n for q, n in values["survey_responses"].items()},
+             **{f"band:{p}": n for p, n in values["survey_answers"].items()}}
+    cells = {"total": published["carer_survey_answers"],
+             **{f"q:{q}": n for q, n in published["survey_responses"].items()},
+             **{f"band:{p}": n for p, n in published["survey_answers"].items()}}
+    ceiling = 2 * max(truth.values(), default=0) + below
+    bands_of = {q: {p: n for p, n in published["survey_answers"].items() if p.rsplit(": ", 1)[0] == q}
+                for q in questions}
+    seen: dict[str, set[int]] = {}
+    lo, hi = bounds(cells["total"], below, ceiling, is_part=False)
+    ranges = [range(bounds(cells[f"q:{q}"], below, ceiling)[0], bounds(cells[f"q:{q}"], below, ceiling)[1] + 1)
+              for q in questions]
+    for total in range(lo, hi + 1):
+        for split in ([()] if not questions else [(n,) for n in ranges[0]] if len(questions) == 1
+                      else [(n, total - n) for n in ranges[0] if total - n in ranges[1]]):
+            if sum(split) != total:
+                continue
+            parts = [possible(bands_of[q], n, below, ceiling) for q, n in zip(questions, split)]
+            if any(p is None for p in parts):
+                continue
+            seen.setdefault("total", set()).add(total)
+            for q, n, options in zip(questions, split, parts):
+                seen.setdefault(f"q:{q}", set()).add(n)
+                merge(seen, options, "band")
+    for cell, value in cells.items():
+        assert truth[cell] in seen[cell], f"{cell}: the table contradicts its own count"
+        if 0 < truth[cell] < below:
+            assert isinstance(value, str) and len(seen[cell]) > 1, f"{cell} = {truth[cell]} in {published}"
+    for q, mean in published["survey_means"].items():
+        if mean != NOT_SHOWN:
+            assert all(isinstance(n, int) for n in [published["survey_responses"][q], *bands_of[q].values()])

@@ -1,6 +1,6 @@
 """What intake does with matching's events (keep each request's status and timeline current, and when its offers
 time out; a volunteer's concern, opened in the safeguarding log), and with notify's word that an offer's texts wait
-for the quiet hours, or that SMS about a request wait in its inbox."""
+for the quiet hours, or that SMS about a request wait in its inbox; survey answers and STOPs (surveys by SMS)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.contracts.matching import (ApplicantsWaiting, BefriendingEnded, Befr
                                        BefriendingVisitOverdue, ConcernRaised, OfferAccepted, OfferAnswerDue,
                                        OfferMade, OfferWithdrawn, RequestMatched, RequestUnmatched, TaskCompleted,
                                        TaskGivenBack, TaskVolunteerOptedOut)
-from shared.contracts.notify import SmsHeld, SmsWaiting
+from shared.contracts.notify import ContactOptedOut, SmsHeld, SmsWaiting, SurveyAnswered
 
 
 def follow_matching(uow, event: Event) -> None:
@@ -43,10 +43,21 @@ def offer_texts_held(uow, event: Event) -> None:
     service_layer.offer_texts_held(uow, event)
 
 
+def survey_answered(uow, event: Event) -> None:
+    """Keep a survey answer, count it (tied to no one), and ask the next question."""
+    service_layer.record_survey_answer(uow, event)
+
+
+def contact_opted_out(uow, event: Event) -> None:
+    """A phone replied STOP: its surveys end."""
+    service_layer.stop_surveys_to(uow, event)
+
+
 HANDLERS = {**{event.TYPE: follow_matching for event in (OfferMade, OfferAccepted, OfferWithdrawn, RequestMatched,
                                                          RequestUnmatched, TaskCompleted, TaskGivenBack,
                                                          TaskVolunteerOptedOut, BefriendingStarted,
                                                          BefriendingVisitOverdue, BefriendingVisitLogged,
                                                          BefriendingEnded)},
             OfferAnswerDue.TYPE: answers_due, SmsHeld.TYPE: offer_texts_held, SmsWaiting.TYPE: messages_waiting,
-            ConcernRaised.TYPE: concern_raised, ApplicantsWaiting.TYPE: applicants_waiting}
+            ConcernRaised.TYPE: concern_raised, ApplicantsWaiting.TYPE: applicants_waiting,
+            SurveyAnswered.TYPE: survey_answered, ContactOptedOut.TYPE: contact_opted_out}

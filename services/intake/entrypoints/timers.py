@@ -1,6 +1,7 @@
-"""Intake's nightly retention job, on APScheduler, run by its timer leader alone (shared/timers.py): once a day (by
-the services' clock) it pseudonymises the people of requests closed longer than their community keeps them, and
-removes old audit entries (service_layer.apply_retention)."""
+"""Intake's timers, on APScheduler, run by its timer leader alone (shared/timers.py): the nightly retention job,
+once a day (by the services' clock), pseudonymises the people of requests closed longer than their community keeps
+them, and removes old audit entries (service_layer.apply_retention); every check, the surveys whose time has come
+(a bereaved person's, some weeks after their support) are begun (service_layer.send_due_surveys)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ CHECK_SECONDS = 600.0  # how often the leader looks whether today's run is still
 
 
 def nightly(unit_of_work: Callable) -> dict | None:
-    """Run the retention job unless it ran today; what it did (None: it had run)."""
+    """Begin the surveys that are due; run the retention job unless it ran today; what it did (None: it had run)."""
     now = clock.utcnow()
+    if begun := service_layer.send_due_surveys(unit_of_work, now):
+        log.info("surveys begun: %d", begun)
     if not service_layer.retention_due(unit_of_work(), now.date()):
         return None
     counts = service_layer.apply_retention(unit_of_work, now, all_communities())

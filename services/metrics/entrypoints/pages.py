@@ -49,7 +49,12 @@ GROUPS = (
                                   "education_reached")),
     ("Partnerships", ("active_partners", "providers_adopting")),
     ("Safeguarding", ("concerns_raised", "concerns_closed")),
+    ("Carer wellbeing", ("carer_survey_answers",)),
+    ("Survey of service users and bereaved people", ("user_survey_answers",)),
 )
+# Whose survey answers each group's table shows (domain.RESPONDENT_WORDS).
+SURVEY_GROUPS = {"Carer wellbeing": ("Carers",),
+                 "Survey of service users and bereaved people": ("Service users", "Bereaved people")}
 TIMES = {"hours_to_acceptance_median": "From request to a volunteer accepting (median)",
          "hours_to_acceptance_p90": "From request to a volunteer accepting (9 in 10 within)"}
 
@@ -78,6 +83,21 @@ def tiles(period: dict, baseline: dict | None = None) -> list[tuple[str, list[di
                         "baseline": tile_text(key, baseline["measures"][key]) if baseline else None}
                        for key in keys])
             for heading, keys in GROUPS]
+
+
+def survey_rows(period: dict) -> dict[str, list[dict]]:
+    """Each survey group's questions with their answers, distribution by band and mean, as shown (suppressed)."""
+    now = period["measures"]
+    rows: dict[str, list[dict]] = {heading: [] for heading in SURVEY_GROUPS}
+    for question, answers in now["survey_responses"].items():
+        heading = next((h for h, who in SURVEY_GROUPS.items() if question.split(":")[0] in who), None)
+        if heading is not None:
+            mean = now["survey_means"][question]
+            rows[heading].append({"question": question, "answers": answers,
+                                  "mean": f"{mean:g}" if isinstance(mean, float) else mean,
+                                  "bands": [(p.rsplit(": ", 1)[1], n) for p, n in now["survey_answers"].items()
+                                            if p.rsplit(": ", 1)[0] == question]})
+    return rows
 
 
 def period_words(start, end) -> str:
@@ -115,6 +135,7 @@ def dashboard():
     latest = result["periods"][-1]
     return render_template("dashboard.html", result=result, latest=latest, charts=charts,
                            groups=tiles(latest, result["baseline"]), kinds=by_activity_kind(latest),
+                           surveys=survey_rows(latest),
                            partner_types=[(t, part_label(t, "partners_by_type"), n,
                                            latest["previous"]["partners_by_type"].get(t, 0))
                                           for t, n in latest["measures"]["partners_by_type"].items()],
@@ -195,11 +216,16 @@ SECTIONS = (
                        "befriending_ended", "befriending_visits")),
     ("Volunteers", ("volunteers_registered", "new_volunteers", "active_volunteers", "volunteers_paused",
                     "volunteers_left")),
-    ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting")),
+    ("In the community", ("group_activities", "group_attendance", "active_partners", "providers_adopting",
+                          "carer_survey_answers", "user_survey_answers")),
 )  # concerns raised and closed are the dashboard's and the API's: the report is a funder's, on one page
 
 
 REPORT_TITLES = {"activities_by_kind": "Group activities by kind", "partners_by_type": "Active partners by type"}
+# Breakdowns the report leaves to the dashboard and its CSV, so that it prints on one page: attendance by kind, and
+# the survey answers by question, by band and their means (the report has the answers of carers and of the others).
+ON_THE_DASHBOARD_ONLY = ("attendance_by_kind", "wellbeing_scores", "survey_responses", "survey_answers",
+                         "survey_means")
 REPORT_CHARTS = ("requests_received", "tasks_completed", "people_reached", "active_volunteers")  # over six periods
 
 
@@ -255,8 +281,7 @@ def report():
     breakdowns = [(REPORT_TITLES.get(key, title), [(part_label(part, key), now[key].get(part, 0),
                                                     then[key].get(part, 0))
                                                    for part in sorted(set(now[key]) | set(then[key]))])
-                  for key, title in BREAKDOWNS if key not in ("attendance_by_kind", "wellbeing_scores")]
-    # one printed page: the dashboard has those two
+                  for key, title in BREAKDOWNS if key not in ON_THE_DASHBOARD_ONLY]
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
                            baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,

@@ -95,6 +95,11 @@ def on_person_erased(uow, event: Event, settings: NotifySettings) -> None:
     service_layer.erase_about(uow, event.payload, utcnow())
 
 
+def on_survey_question(uow, event: Event, settings: NotifySettings) -> None:
+    """Text a person their survey's next question (and, after the first, its one reminder later)."""
+    service_layer.queue_survey_question(uow, event.payload, event.correlation_id, utcnow(), settings)
+
+
 HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "task.details_shared": on_details_shared,
             "person.death_shared": on_person_died,
             "offer.withdrawn": on_offer_withdrawn, "task.completed": on_task_ended, "task.given_back": on_task_ended,
@@ -103,6 +108,7 @@ HANDLERS = {"offer.made": on_offer_made, "offer.accepted": on_offer_accepted, "t
             "befriending.ended": on_befriending_ended, "applicant.applied": on_applicant_applied,
             "person.erased": on_person_erased, "wellbeing.prompted": on_wellbeing_prompted,
             "training.invited": on_training_invited, "training.answered": on_training_answered,
+            "survey.question": on_survey_question,
             "token.revoked": revocations.handle}
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Iterable
 
+from shared import equity
 from shared.contracts import Event
 from shared.taxonomy import KINDS, SOURCES
 from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
@@ -103,6 +104,27 @@ class Organisation:
     type: str
     adopted_on: date | None = None
     merged_into: uuid.UUID | None = None
+
+
+@dataclass(eq=False)
+class Monitoring:
+    """A person's equity monitoring as intake last sent it (`person.monitored`), under their pseudonym: bands,
+    groups and the deprivation decile of where they live, all None without their consent."""
+
+    person_ref: str
+    community: str
+    recorded_at: datetime
+    consented: bool = False
+    age_band: str | None = None
+    sex: str | None = None
+    ethnic_group: str | None = None
+    first_language: str | None = None
+    disability: str | None = None
+    deprivation_decile: str | None = None
+
+    def answer(self, dimension: str) -> str:
+        """The part of a distribution the person is counted in: their answer, or "not recorded"."""
+        return (getattr(self, dimension) if self.consented else None) or equity.NOT_RECORDED
 
 
 def name_key(name: str) -> str:
@@ -398,6 +420,11 @@ BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_ki
               ("tasks_by_kind", "Tasks completed for"), ("signposted_by_kind", "Requests signposted for"),
               ("activities_by_kind", "Group activities:"), ("attendance_by_kind", "People at group activities:"),
               ("partners_by_type", "Active partners:"))
+# Reach and equity: the people supported (people_reached) by each monitoring answer (shared/equity.py), each a
+# breakdown that adds up to them. They leave the service beside the measures, as a period's "equity".
+EQUITY_KEYS = {f"people_by_{dimension}": dimension for dimension, _ in equity.DIMENSIONS}
+EQUITY_LABELS = {f"people_by_{dimension}": f"People supported by {label[0].lower()}{label[1:]}:"
+                 for dimension, label in equity.DIMENSIONS}
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -476,13 +503,15 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact],
              history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
              source: str | None = None, register: Register | None = None,
-             communities: Iterable[str] = (), end: date | None = None) -> dict[str, Any]:
+             communities: Iterable[str] = (), end: date | None = None,
+             monitoring: dict[str, Monitoring] | None = None) -> dict[str, Any]:
     """Every measure of one span, unsuppressed (each one's definition is in the README's "What the counts mean").
 
     `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
     up to the span's end, oldest first; `history` the REQUEST_HISTORY facts, on any day, of the requests the
     span's facts are about. With a kind or source asked for, outcomes count only for the requests in `kept` (those
-    of that kind now, or from that source)."""
+    of that kind now, or from that source). `monitoring`: the equity monitoring of the people among them, by their
+    reference (EQUITY: the people supported by each answer, "not recorded" for those without)."""
     kinds = kinds_now(history)
     requests = requests_of(facts, kinds, kind, source)
 
@@ -523,6 +552,14 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     partners = dict([register.partner(f.community, f.organisation) for f in requests if f.organisation]
                     + [register.partner(a.community, a.organisation, a.organisation_type) for a in activities
                        if a.organisation])
+
+    supported = {f.person_ref for f in helped if f.person_ref}
+    monitoring = monitoring or {}
+
+    def distribution(dimension: str) -> dict[str, int]:  # the people supported, by their answer
+        answers = Counter(monitoring[ref].answer(dimension) if ref in monitoring else equity.NOT_RECORDED
+                          for ref in supported)
+        return dict(sorted(answers.items()))
 
     def concerns(event_type: str) -> int:  # each concern's event once (its id is the fact's); by its request's kind
         return sum(1 for f in facts if f.event_type == event_type and (kind is None or f.support_type == kind))
@@ -570,6 +607,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "attendance_by_kind": {k: sum(a.attendance for a in activities if a.kind == k) for k in ACTIVITY_KINDS
                                if any(a.kind == k for a in activities)},
         "partners_by_type": dict(sorted(Counter(partners.values()).items())),
+        **{key: distribution(dimension) for key, dimension in EQUITY_KEYS.items()},
     }
 
 
@@ -635,7 +673,7 @@ def equations(values: dict[str, Any]) -> list[Equation]:
     """The sums a table's measures obey: each breakdown of requests adds up to the requests received (or signposted);
     the kinds of bereavement support completed add up to the bereavement supports given, and the other kinds to the
     rest of the tasks completed; the group activities of each kind add up to the group activities, and their
-    attendance to the people at group activities."""
+    attendance to the people at group activities; each reach and equity distribution to the people supported."""
     found: list[Equation] = []
     if "requests_received" in values:
         for breakdown in ("requests_by_source", "requests_by_kind"):
@@ -651,7 +689,8 @@ def equations(values: dict[str, Any]) -> list[Equation]:
         found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
                      + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
     for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind"),
-                             ("active_partners", "partners_by_type")):
+                             ("active_partners", "partners_by_type"),
+                             *(("people_reached", key) for key in EQUITY_KEYS)):
         if total in values and breakdown in values:
             found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
     return found
@@ -748,13 +787,21 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
     return out
 
 
+def apart(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A span's measures (as shown) and its reach and equity distributions, apart: they are protected together
+    (each distribution adds up to the people supported) and published side by side."""
+    return ({k: v for k, v in values.items() if k not in EQUITY_KEYS},
+            {k: v for k, v in values.items() if k in EQUITY_KEYS})
+
+
 def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
     """The report as a table: one row per period and measure (breakdowns one row per part)."""
-    labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS)
+    labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS) | EQUITY_LABELS
     rows = [["period_start", "period_end", "measure", "value", "previous_period_value"]]
     for period in result["periods"]:
-        for key, value in period["measures"].items():
-            before = period["previous"].get(key)
+        previous = {**period["previous"], **period.get("previous_equity", {})}
+        for key, value in {**period["measures"], **period.get("equity", {})}.items():
+            before = previous.get(key)
             if isinstance(value, dict):
                 for part in sorted(set(value) | set(before or {})):
                     rows.append([period["start"], period["end"], f"{labels[key]} {part}", value.get(part, 0),

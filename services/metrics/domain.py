@@ -810,3 +810,67 @@ def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
                 rows.append([period["start"], period["end"], labels[key], "" if value is None else value,
                              "" if before is None else before])
     return rows
+
+
+# --- communities side by side (the ICS view) ----------------------------------------------------------------------
+
+TOTAL = "total"  # the column that adds up the communities
+SIDE_BY_SIDE = tuple(m.key for m in MEASURES if m.is_count)  # the counts compared, then the equity distributions
+
+
+def side_by_side(columns: dict[str, dict[str, Any]], below: int) -> dict[str, dict[str, Any]]:
+    """Each community's counts and reach and equity distributions (unsuppressed, from `measures`) beside each other
+    and their total, as they may leave the service: small counts "<5", and as many more "hidden" as it takes that no
+    suppressed count can be worked out, neither within a column (a distribution adds up to the people supported) nor
+    across (the total is the sum of the communities: with one community hidden, another is too). Every column lists
+    every part any column has (0 where none). With one community there is no total column."""
+    table = {c: {key: values[key] for key in SIDE_BY_SIDE} | {key: dict(values[key]) for key in EQUITY_KEYS}
+             for c, values in columns.items()}
+    parts = {key: sorted(set().union(*(column[key] for column in table.values()))) for key in EQUITY_KEYS}
+    for column in table.values():
+        for key in EQUITY_KEYS:
+            column[key] = {part: column[key].get(part, 0) for part in parts[key]}
+    if len(table) > 1:
+        table[TOTAL] = {key: sum(column[key] for column in table.values()) for key in SIDE_BY_SIDE} | {
+            key: {part: sum(column[key][part] for column in table.values()) for part in parts[key]}
+            for key in EQUITY_KEYS}
+    cells: dict[Cell, Any] = {}
+    for c, column in table.items():
+        for key, value in column.items():
+            if isinstance(value, dict):
+                cells.update({(c, key, part): suppress(n, below) for part, n in value.items()})
+            else:
+                cells[(c, key)] = suppress(value, below)
+    if below > 1:
+        sums: list[Equation] = [[((c, "people_reached"), -1)] + [((c, key, part), 1) for part in parts[key]]
+                                for c in table for key in EQUITY_KEYS]  # each distribution, in each column
+        if TOTAL in table:
+            communities = [c for c in table if c != TOTAL]
+            sums += [[((TOTAL, key), -1)] + [((c, key), 1) for c in communities] for key in SIDE_BY_SIDE]
+            sums += [[((TOTAL, key, part), -1)] + [((c, key, part), 1) for c in communities]
+                     for key in EQUITY_KEYS for part in parts[key]]
+        for component in _connected(cells, sums):
+            cells.update(protect({cell: cells[cell] for cell in component[0]}, component[1], below))
+    out: dict[str, dict[str, Any]] = {c: {key: {} for key in EQUITY_KEYS} for c in table}
+    for cell, value in cells.items():
+        if len(cell) == 3:
+            out[cell[0]].setdefault(cell[1], {})[cell[2]] = value
+        else:
+            out[cell[0]][cell[1]] = value
+    return out
+
+
+def _connected(cells: dict[Cell, Any], sums: list[Equation]) -> list[tuple[set[Cell], list[Equation]]]:
+    """The cells and sums in groups that share no cell (each protected on its own, which is quicker and the same)."""
+    group_of: dict[Cell, int] = {}
+    groups: dict[int, tuple[set[Cell], list[Equation]]] = {}
+    for n, equation in enumerate(sums):
+        joined = {group_of[cell] for cell, _ in equation if cell in group_of}
+        members, kept = {cell for cell, _ in equation}, [equation]
+        for g in joined:
+            members |= groups[g][0]
+            kept += groups.pop(g)[1]
+        groups[n] = (members, kept)
+        for cell in members:
+            group_of[cell] = n
+    return [(members & set(cells), kept) for members, kept in groups.values()]

@@ -874,3 +874,19 @@ def _connected(cells: dict[Cell, Any], sums: list[Equation]) -> list[tuple[set[C
         for cell in members:
             group_of[cell] = n
     return [(members & set(cells), kept) for members, kept in groups.values()]
+
+
+def side_by_side_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The ICS view as a table: a row per measure (a distribution a row per part), a column per community and the
+    total (when there are several)."""
+    columns = list(result["columns"])
+    labels = {m.key: m.label for m in MEASURES} | EQUITY_LABELS
+    rows = [["period_start", "period_end", "measure", *columns]]
+    first = result["columns"][columns[0]]
+    for key in (*SIDE_BY_SIDE, *EQUITY_KEYS):
+        if isinstance(first[key], dict):
+            rows += [[result["from"], result["to"], f"{labels[key]} {part}",
+                      *(result["columns"][c][key][part] for c in columns)] for part in first[key]]
+        else:
+            rows.append([result["from"], result["to"], labels[key], *(result["columns"][c][key] for c in columns)])
+    return rows

@@ -259,3 +259,17 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
         counted = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
     return {**counted, "from": first, "periods": counted["periods"][-1:], "before": domain.previous(period, first),
             "trend": counted["periods"]}
+
+
+def communities_side_by_side(uow: MetricsUnitOfWork, actor: Actor, period: str, to: date | None,
+                             settings: MetricsSettings, today: date) -> dict[str, Any]:
+    """The ICS view: one period (the one `to` falls in, by default the last whole one) of each of the actor's
+    communities beside the others and their total, suppressed together (domain.side_by_side). Only the actor's
+    communities are ever read, each in a scope of its own; a manager of one community sees just theirs."""
+    first, last = domain.period_of(period, to or domain.last_whole(period, today))
+    with uow:
+        columns = {community: _measures_of_each(uow, narrowed(actor, [community]), [(first, last)], None, None,
+                                                None)[0]
+                   for community in actor.communities}
+    return {"period": period, "from": first, "to": last, "communities": list(actor.communities),
+            "columns": domain.side_by_side(columns, settings.suppress_below)}

@@ -14,7 +14,7 @@ PAGES = {
                     "/sms/conversations",
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
                     "/people/{person}", "/people/{person}/death", "/board/concerns"],
-    "manager": ["/dashboard", "/report"],
+    "manager": ["/dashboard", "/report", "/dashboard/communities"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new"],
 }

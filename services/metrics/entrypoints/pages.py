@@ -278,7 +278,8 @@ def report():
                   for key, title in BREAKDOWNS if key != "attendance_by_kind"]  # one printed page; the dashboard has it
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
-                           reach=reach(shown),
+                           reach=[{**d, "parts": parts} for d in reach(shown)
+                                  if (parts := [p for p in d["parts"] if p["now"] != 0])],  # this period's people
                            baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,
                            periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],
                            made=clock.today().strftime("%d %B %Y"))

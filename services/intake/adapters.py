@@ -62,6 +62,7 @@ people = sa.Table(
     sa.Column("last_activity_at", UtcDateTime, default=utcnow, nullable=False),
     sa.Column("died_on", sa.Date),
     sa.Column("merged_into", sa.Uuid, sa.ForeignKey("people.id")),
+    sa.Column("monitoring", sa.JSON),  # consent to equity monitoring, and the answers given with it
 )
 
 # Who cares for whom (domain.CarerLink): both are people's records.

@@ -19,15 +19,19 @@ from typing import Any, Iterable, Protocol
 import phonenumbers
 
 from services.intake import fhir
+from shared import equity
 from shared.auth import SYSTEM, Actor, subject_digest
 from shared.clock import utcnow
 from shared.contracts import EventPayload
-from shared.contracts.intake import OrganisationChanged, RequestSubmitted, TaskDetailsShared, TokenRevoked
+from shared.contracts.intake import (OrganisationChanged, PersonMonitored, RequestSubmitted, TaskDetailsShared,
+                                    TokenRevoked)
 from shared.contracts.matching import (BefriendingEnded, BefriendingVisitLogged, BefriendingVisitOverdue, OfferAccepted,
                                       OfferWithdrawn, RequestUnmatched, TaskCompleted)
 from shared.taxonomy import BEFRIENDING_END_REASONS, KINDS, OPEN_REQUEST_STATUSES, ORGANISATION_TYPES, REQUEST_STATUSES
 
 CONSENTS = ("share_contact", "sms_contact")
+# A person's answers to equity monitoring (shared/equity.py), asked only with their consent to it.
+MONITORING_ANSWERS = ("age_band", "sex", "ethnicity", "first_language", "disability")
 FINAL_STATUSES = ("completed", "cancelled", "signposted")
 # What matching's events add to a request's timeline: (what, detail), the detail filled from the event's fields.
 TIMELINE = {
@@ -180,6 +184,12 @@ class NotLinkable(IntakeError):
     def __init__(self, message: str, field: str = "carer"):
         super().__init__(message)
         self.field = field  # what the API and the page name as wrong
+
+
+class NotAnAnswer(IntakeError):
+    """An equity monitoring answer that is not one of the person's country's categories."""
+
+    field = "ethnicity"
 
 
 class NotOffered(IntakeError):
@@ -726,6 +736,7 @@ class Person:
         self.last_activity_at = self.created_at
         self.died_on: date | None = None
         self.merged_into: uuid.UUID | None = None
+        self.monitoring: dict[str, Any] | None = None  # record_monitoring: their consent and answers
 
     @classmethod
     def of(cls, request: "SupportRequest") -> "Person":
@@ -751,7 +762,7 @@ class Person:
         """Remove the details that identify the person (retention, once each of their requests has been
         pseudonymised, and erasure); the record stays, so their requests still count as one person's."""
         self.name, self.name_key, self.phone, self.date_of_birth = REMOVED_NAME, "", None, None
-        self.address, self.postcode = "", None
+        self.address, self.postcode, self.monitoring = "", None, None
 
     def is_surely(self, request: "SupportRequest") -> bool:
         """True when the request is certainly for this person: the same phone number and the same name."""
@@ -765,6 +776,33 @@ class Person:
             if value:
                 setattr(self, name, value)
         self.last_activity_at = max(self.last_activity_at, request.created_at)
+
+    def record_monitoring(self, consent: bool, answers: dict[str, str | None], country: str, by: str,
+                          at: datetime) -> None:
+        """Record whether the person consents to equity monitoring and, if they do, their answers (each optional,
+        each may be "prefer not to say"). Without consent nothing of the answers is kept, and metrics forgets them."""
+        ethnicity = answers.get("ethnicity")
+        if consent and ethnicity not in (None, equity.PREFER_NOT) and ethnicity not in equity.ethnicities(country):
+            raise NotAnAnswer(f"{ethnicity!r} is not one of the ethnicity categories asked in this community.")
+        kept = {name: answers.get(name) for name in MONITORING_ANSWERS} if consent else {}
+        self.monitoring = {"consent": consent, **kept, "recorded_by": by, "recorded_at": at.isoformat()}
+
+    def monitored(self, country: str, secret_key: str, today: date) -> PersonMonitored:
+        """What metrics may know for reach and equity: bands, groups and the decile of where they live, under the
+        person's pseudonym; all None without consent. The age band comes from the date of birth when it is known
+        (on `today`), else as given; the decile from the postcode (never sent itself)."""
+        answers = self.monitoring or {}
+        if not answers.get("consent"):
+            return PersonMonitored(community=self.community, person_ref=person_ref(self.id, secret_key),
+                                   consented=False)
+        band = answers.get("age_band")
+        if self.date_of_birth is not None and band != equity.PREFER_NOT:
+            band = equity.age_band(self.date_of_birth, today)
+        return PersonMonitored(
+            community=self.community, person_ref=person_ref(self.id, secret_key), consented=True, age_band=band,
+            sex=answers.get("sex"), ethnic_group=equity.group_of(answers.get("ethnicity"), country),
+            first_language=answers.get("first_language"), disability=answers.get("disability"),
+            deprivation_decile=equity.deprivation_decile(self.postcode, country))
 
     def record_death(self, died_on: date) -> None:
         """They died on that day; AlreadyDied if it was recorded before."""
@@ -784,7 +822,7 @@ class Person:
             raise NotMergeable("A record cannot be merged with itself.")
         if other.merged_into is not None or self.merged_into is not None:
             raise NotMergeable("That record was merged into another already.")
-        for name in ("phone", "date_of_birth", "address", "postcode", "died_on"):
+        for name in ("phone", "date_of_birth", "address", "postcode", "died_on", "monitoring"):
             if not getattr(self, name) and getattr(other, name):
                 setattr(self, name, getattr(other, name))
         self.created_at = min(self.created_at, other.created_at)

@@ -355,6 +355,22 @@ def record_death(uow, actor: Actor, person_id: uuid.UUID, died_on, settings: Set
     return Death(person, closed, offered)
 
 
+def record_monitoring(uow, actor: Actor, person_id: uuid.UUID, consent: bool, answers: dict[str, Any],
+                      settings: Settings) -> Person:
+    """Record a person's consent to equity monitoring and their answers (audited, which answers changed but not
+    what they are), and tell metrics the bands, groups and decile it counts by (`person.monitored`: nothing without
+    consent, so a withdrawn consent makes metrics forget). NotFound for a record out of reach."""
+    with uow:
+        person = _person(uow, actor, person_id)
+        country = community(person.community).country
+        person.record_monitoring(consent, answers, country, actor.subject, utcnow())
+        uow.audit.add(AuditEntry.of(actor, "record monitoring", None, ["monitoring"], person_id=person.id))
+        uow.publish(person.monitored(country, settings.secret_key, utcnow().date()),
+                    correlation_id=str(person.id))
+        uow.commit()
+    return person
+
+
 def find_people(uow, actor: Actor, text: str) -> list[Person]:
     """Records of the actor's community whose name contains the text (for linking a carer)."""
     with uow:

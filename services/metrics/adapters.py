@@ -13,7 +13,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact, HourlyValue, Organisation
+from services.metrics.domain import REQUEST_HISTORY, Activity, Baseline, Fact, HourlyValue, Monitoring, Organisation
 from shared import idempotency
 from shared.auth import Actor
 from shared.clock import utcnow
@@ -106,12 +106,28 @@ organisations = sa.Table(
     sa.Column("merged_into", sa.Uuid),
 )
 
+# Each person's equity monitoring, as intake last sent it (person.monitored): by their pseudonym, no one's name.
+monitoring = sa.Table(
+    "monitoring", Base.metadata,
+    sa.Column("person_ref", sa.String(64), primary_key=True),
+    sa.Column("community", sa.String(64), nullable=False, index=True),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("consented", sa.Boolean, nullable=False, default=False),
+    sa.Column("age_band", sa.String(12)),
+    sa.Column("sex", sa.String(20)),
+    sa.Column("ethnic_group", sa.String(40)),
+    sa.Column("first_language", sa.String(20)),
+    sa.Column("disability", sa.String(20)),
+    sa.Column("deprivation_decile", sa.String(10)),
+)
+
 # The domain's classes are the rows (cosmicpython's imperative mapping): `Fact.community` is then also a column.
 Base.registry.map_imperatively(Fact, facts)
 Base.registry.map_imperatively(Activity, activities)
 Base.registry.map_imperatively(Baseline, baselines)
 Base.registry.map_imperatively(Organisation, organisations)
 Base.registry.map_imperatively(HourlyValue, hourly_values)
+Base.registry.map_imperatively(Monitoring, monitoring)
 
 VOLUNTEER_CHANGES = ("volunteer.registered", "volunteer.status_changed")
 
@@ -254,15 +270,37 @@ class OrganisationRepository:
         return list(self.session.scalars(sa.select(Organisation).where(in_scope(organisations.c.community, scope))))
 
 
+class MonitoringRepository:
+    """Each person's equity monitoring, by their pseudonym."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def get(self, person_ref: str) -> Monitoring | None:
+        return self.session.get(Monitoring, person_ref)
+
+    def add(self, answers: Monitoring) -> None:
+        self.session.add(answers)
+
+    def of(self, scope: Actor, person_refs: set[str]) -> dict[str, Monitoring]:
+        """The monitoring of these people, in the scope's communities only."""
+        if not person_refs:
+            return {}
+        return {m.person_ref: m for m in self.session.scalars(sa.select(Monitoring).where(
+            in_scope(monitoring.c.community, scope), monitoring.c.person_ref.in_(sorted(person_refs))))}
+
+
 class MetricsUnitOfWork(SqlUnitOfWork):
     """One transaction over metrics' database: `uow.facts`, `uow.activities`, `uow.baselines`,
-    `uow.organisations`, `uow.hourly_values`, and the answers kept for Idempotency-Keys (`uow.answers`)."""
+    `uow.organisations`, `uow.hourly_values`, `uow.monitoring`, and the answers kept for Idempotency-Keys
+    (`uow.answers`)."""
 
     facts: FactRepository
     activities: ActivityRepository
     baselines: BaselineRepository
     organisations: OrganisationRepository
     hourly_values: HourlyValueRepository
+    monitoring: MonitoringRepository
     answers: idempotency.Answers
 
     def __init__(self, sessions: sessionmaker):
@@ -275,4 +313,5 @@ class MetricsUnitOfWork(SqlUnitOfWork):
         self.baselines = BaselineRepository(session)
         self.organisations = OrganisationRepository(session)
         self.hourly_values = HourlyValueRepository(session)
+        self.monitoring = MonitoringRepository(session)
         self.answers = idempotency.Answers(session, idempotency_keys)

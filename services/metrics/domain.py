@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Iterable
 
+from shared import equity
 from shared.contracts import Event
 from shared.taxonomy import ACTIVITY_LABELS, KINDS, SOURCES
 from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
@@ -153,6 +154,27 @@ class Organisation:
     type: str
     adopted_on: date | None = None
     merged_into: uuid.UUID | None = None
+
+
+@dataclass(eq=False)
+class Monitoring:
+    """A person's equity monitoring as intake last sent it (`person.monitored`), under their pseudonym: bands,
+    groups and the deprivation decile of where they live, all None without their consent."""
+
+    person_ref: str
+    community: str
+    recorded_at: datetime
+    consented: bool = False
+    age_band: str | None = None
+    sex: str | None = None
+    ethnic_group: str | None = None
+    first_language: str | None = None
+    disability: str | None = None
+    deprivation_decile: str | None = None
+
+    def answer(self, dimension: str) -> str:
+        """The part of a distribution the person is counted in: their answer, or "not recorded"."""
+        return (getattr(self, dimension) if self.consented else None) or equity.NOT_RECORDED
 
 
 def name_key(name: str) -> str:
@@ -465,6 +487,11 @@ BREAKDOWNS = (("requests_by_source", "Requests received from"), ("requests_by_ki
               ("partners_by_type", "Active partners:"), ("wellbeing_scores", "Wellbeing check-ins scored"),
               ("survey_responses", "Survey answers by question:"), ("survey_answers", "Survey answers by band:"),
               ("survey_means", "Survey mean answer (0 to 10):"))
+# Reach and equity: the people supported (people_reached) by each monitoring answer (shared/equity.py), each a
+# breakdown that adds up to them. They leave the service beside the measures, as a period's "equity".
+EQUITY_KEYS = {f"people_by_{dimension}": dimension for dimension, _ in equity.DIMENSIONS}
+EQUITY_LABELS = {f"people_by_{dimension}": f"People supported by {label[0].lower()}{label[1:]}:"
+                 for dimension, label in equity.DIMENSIONS}
 
 # A request's facts that say what it is and how it went, on any day: what the definitions below look back on.
 REQUEST_HISTORY = ("request.submitted", "request.updated", "request.matched", "request.unmatched", "offer.accepted",
@@ -583,14 +610,17 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
              history: list[Fact], kept: set[uuid.UUID] | None = None, kind: str | None = None,
              source: str | None = None, register: Register | None = None,
              communities: Iterable[str] = (), end: date | None = None,
-             hourly_values: dict[str, tuple[float, str]] | None = None) -> dict[str, Any]:
+             hourly_values: dict[str, tuple[float, str]] | None = None,
+             monitoring: dict[str, Monitoring] | None = None) -> dict[str, Any]:
     """Every measure of one span, unsuppressed (each one's definition is in the README's "What the counts mean").
 
     `facts` and `activities` are the span's; `volunteer_changes` every volunteer's registration and status change
     up to the span's end, oldest first; `history` the REQUEST_HISTORY facts, on any day, of the requests the
     span's facts are about. With a kind or source asked for, outcomes count only for the requests in `kept` (those
     of that kind now, or from that source). `hourly_values` is each community's (amount, currency) for the span:
-    the value of volunteer time is its hours (tasks, visits and group activities) at its community's value."""
+    the value of volunteer time is its hours (tasks, visits and group activities) at its community's value.
+    `monitoring`: the equity monitoring of the people among them, by their
+    reference (EQUITY: the people supported by each answer, "not recorded" for those without)."""
     kinds = kinds_now(history)
     requests = requests_of(facts, kinds, kind, source)
 
@@ -645,6 +675,13 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
 
     survey_answers = of("survey.answer_recorded")
     surveys = survey_tables(survey_answers)
+    supported = {f.person_ref for f in helped if f.person_ref}
+    monitoring = monitoring or {}
+
+    def distribution(dimension: str) -> dict[str, int]:  # the people supported, by their answer
+        answers = Counter(monitoring[ref].answer(dimension) if ref in monitoring else equity.NOT_RECORDED
+                          for ref in supported)
+        return dict(sorted(answers.items()))
 
     def concerns(event_type: str) -> int:  # each concern's event once (its id is the fact's); by its request's kind
         return sum(1 for f in facts if f.event_type == event_type and (kind is None or f.support_type == kind))
@@ -703,6 +740,7 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
         "carer_survey_answers": sum(f.respondent == "carer" for f in survey_answers),
         "user_survey_answers": sum(f.respondent in USERS for f in survey_answers),
         **surveys,
+        **{key: distribution(dimension) for key, dimension in EQUITY_KEYS.items()},
     }
 
 
@@ -768,7 +806,7 @@ def equations(values: dict[str, Any]) -> list[Equation]:
     """The sums a table's measures obey: each breakdown of requests adds up to the requests received (or signposted);
     the kinds of bereavement support completed add up to the bereavement supports given, and the other kinds to the
     rest of the tasks completed; the group activities of each kind add up to the group activities, and their
-    attendance to the people at group activities."""
+    attendance to the people at group activities; each reach and equity distribution to the people supported."""
     found: list[Equation] = []
     if "requests_received" in values:
         for breakdown in ("requests_by_source", "requests_by_kind"):
@@ -784,7 +822,8 @@ def equations(values: dict[str, Any]) -> list[Equation]:
         found.append([("tasks_completed", -1), ("bereavement_supports", 1)]
                      + [(("tasks_by_kind", p), 1) for p in tasks if p not in grief])
     for total, breakdown in (("group_activities", "activities_by_kind"), ("group_attendance", "attendance_by_kind"),
-                             ("active_partners", "partners_by_type"), ("wellbeing_answered", "wellbeing_scores")):
+                             ("active_partners", "partners_by_type"), ("wellbeing_answered", "wellbeing_scores"),
+                             *(("people_reached", key) for key in EQUITY_KEYS)):
         if total in values and breakdown in values:
             found.append([(total, -1)] + [((breakdown, p), 1) for p in values[breakdown]])
     responses = values.get("survey_responses")
@@ -900,15 +939,21 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
 
 
 AMOUNTS = ("volunteer_time_value",)  # measures by currency: amounts, never suppressed
+def apart(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A span's measures (as shown) and its reach and equity distributions, apart: they are protected together
+    (each distribution adds up to the people supported) and published side by side."""
+    return ({k: v for k, v in values.items() if k not in EQUITY_KEYS},
+            {k: v for k, v in values.items() if k in EQUITY_KEYS})
 
 
 def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
     """The report as a table: one row per period and measure (breakdowns one row per part)."""
-    labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS)
+    labels = {m.key: m.label for m in MEASURES} | dict(BREAKDOWNS) | EQUITY_LABELS
     rows = [["period_start", "period_end", "measure", "value", "previous_period_value"]]
     for period in result["periods"]:
-        for key, value in period["measures"].items():
-            before = period["previous"].get(key)
+        previous = {**period["previous"], **period.get("previous_equity", {})}
+        for key, value in {**period["measures"], **period.get("equity", {})}.items():
+            before = previous.get(key)
             if key in AMOUNTS:
                 rows.append([period["start"], period["end"], labels[key], money_text(value), money_text(before)])
             elif isinstance(value, dict):
@@ -920,4 +965,84 @@ def csv_rows(result: dict[str, Any]) -> list[list[Any]]:
             else:
                 rows.append([period["start"], period["end"], labels[key], "" if value is None else value,
                              "" if before is None else before])
+    return rows
+
+
+# --- communities side by side (the ICS view) ----------------------------------------------------------------------
+
+TOTAL = "total"  # the column that adds up the communities
+SIDE_BY_SIDE = tuple(m.key for m in MEASURES if m.is_count)  # the counts compared, then the equity distributions
+
+
+def side_by_side(columns: dict[str, dict[str, Any]], below: int) -> dict[str, dict[str, Any]]:
+    """Each community's counts and reach and equity distributions (unsuppressed, from `measures`) beside each other
+    and their total, as they may leave the service: small counts "<5", and as many more "hidden" as it takes that no
+    suppressed count can be worked out, neither within a column (a distribution adds up to the people supported) nor
+    across (the total is the sum of the communities: with one community hidden, another is too). Every column lists
+    every part any column has (0 where none). With one community there is no total column."""
+    table = {c: {key: values[key] for key in SIDE_BY_SIDE} | {key: dict(values[key]) for key in EQUITY_KEYS}
+             for c, values in columns.items()}
+    parts = {key: sorted(set().union(*(column[key] for column in table.values()))) for key in EQUITY_KEYS}
+    for column in table.values():
+        for key in EQUITY_KEYS:
+            column[key] = {part: column[key].get(part, 0) for part in parts[key]}
+    if len(table) > 1:
+        table[TOTAL] = {key: sum(column[key] for column in table.values()) for key in SIDE_BY_SIDE} | {
+            key: {part: sum(column[key][part] for column in table.values()) for part in parts[key]}
+            for key in EQUITY_KEYS}
+    cells: dict[Cell, Any] = {}
+    for c, column in table.items():
+        for key, value in column.items():
+            if isinstance(value, dict):
+                cells.update({(c, key, part): suppress(n, below) for part, n in value.items()})
+            else:
+                cells[(c, key)] = suppress(value, below)
+    if below > 1:
+        sums: list[Equation] = [[((c, "people_reached"), -1)] + [((c, key, part), 1) for part in parts[key]]
+                                for c in table for key in EQUITY_KEYS]  # each distribution, in each column
+        if TOTAL in table:
+            communities = [c for c in table if c != TOTAL]
+            sums += [[((TOTAL, key), -1)] + [((c, key), 1) for c in communities] for key in SIDE_BY_SIDE]
+            sums += [[((TOTAL, key, part), -1)] + [((c, key, part), 1) for c in communities]
+                     for key in EQUITY_KEYS for part in parts[key]]
+        for component in _connected(cells, sums):
+            cells.update(protect({cell: cells[cell] for cell in component[0]}, component[1], below))
+    out: dict[str, dict[str, Any]] = {c: {key: {} for key in EQUITY_KEYS} for c in table}
+    for cell, value in cells.items():
+        if len(cell) == 3:
+            out[cell[0]].setdefault(cell[1], {})[cell[2]] = value
+        else:
+            out[cell[0]][cell[1]] = value
+    return out
+
+
+def _connected(cells: dict[Cell, Any], sums: list[Equation]) -> list[tuple[set[Cell], list[Equation]]]:
+    """The cells and sums in groups that share no cell (each protected on its own, which is quicker and the same)."""
+    group_of: dict[Cell, int] = {}
+    groups: dict[int, tuple[set[Cell], list[Equation]]] = {}
+    for n, equation in enumerate(sums):
+        joined = {group_of[cell] for cell, _ in equation if cell in group_of}
+        members, kept = {cell for cell, _ in equation}, [equation]
+        for g in joined:
+            members |= groups[g][0]
+            kept += groups.pop(g)[1]
+        groups[n] = (members, kept)
+        for cell in members:
+            group_of[cell] = n
+    return [(members & set(cells), kept) for members, kept in groups.values()]
+
+
+def side_by_side_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """The ICS view as a table: a row per measure (a distribution a row per part), a column per community and the
+    total (when there are several)."""
+    columns = list(result["columns"])
+    labels = {m.key: m.label for m in MEASURES} | EQUITY_LABELS
+    rows = [["period_start", "period_end", "measure", *columns]]
+    first = result["columns"][columns[0]]
+    for key in (*SIDE_BY_SIDE, *EQUITY_KEYS):
+        if isinstance(first[key], dict):
+            rows += [[result["from"], result["to"], f"{labels[key]} {part}",
+                      *(result["columns"][c][key][part] for c in columns)] for part in first[key]]
+        else:
+            rows.append([result["from"], result["to"], labels[key], *(result["columns"][c][key] for c in columns)])
     return rows

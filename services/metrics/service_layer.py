@@ -13,8 +13,9 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from services.metrics import domain
-from services.metrics.domain import Activity, Baseline, Fact, Filters, HourlyValue, Organisation, Register
+from services.metrics.domain import Activity, Baseline, Fact, Filters, HourlyValue, Monitoring, Organisation, Register
 from shared import communities as known_communities
+from shared import equity
 from shared.auth import Actor
 from shared.contracts import Event
 from shared.contracts.metrics import ActivityLogged, VolunteerHours
@@ -63,6 +64,21 @@ def record_organisation(uow: MetricsUnitOfWork, event: Event) -> None:
     organisation.community, organisation.name, organisation.type = change.community, change.name, change.type
     organisation.adopted_on = change.adopted_on
     organisation.merged_into = change.merged_into or organisation.merged_into  # a merge is for good
+
+
+def record_monitoring(uow: MetricsUnitOfWork, event: Event) -> None:
+    """Keep a person's equity monitoring as intake last sent it: a redelivery, or an older answer arriving after a
+    newer one, changes nothing; without consent every answer is forgotten (kept as None)."""
+    sent = event.payload
+    answers = uow.monitoring.get(sent.person_ref)
+    if answers is None:
+        answers = Monitoring(person_ref=sent.person_ref, community=sent.community, recorded_at=event.occurred_at)
+        uow.monitoring.add(answers)
+    elif answers.recorded_at > event.occurred_at:
+        return
+    answers.community, answers.recorded_at, answers.consented = sent.community, event.occurred_at, sent.consented
+    for dimension, _ in equity.DIMENSIONS:
+        setattr(answers, dimension, getattr(sent, dimension) if sent.consented else None)
 
 
 def rebuild(uow: MetricsUnitOfWork) -> int:
@@ -210,6 +226,8 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
     for fact in sorted([f for f in in_range if f.event_type in domain.REQUEST_HISTORY and f.request_id is not None]
                        + uow.facts.history_of(scope, first, last), key=lambda f: (f.occurred_at, str(f.event_id))):
         history_of[fact.request_id].append(fact)
+    monitoring = uow.monitoring.of(scope, {f.person_ref for facts in history_of.values() for f in facts
+                                           if f.event_type == "request.submitted" and f.person_ref})
     counted = []
     for span_first, span_last in spans:
         days = [span_first + timedelta(days=n) for n in range((span_last - span_first).days + 1)]
@@ -220,7 +238,8 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
             volunteer_changes=[change for change in changes if change.day <= span_last],
             history=[fact for request in requests for fact in history_of.get(request, ())],
             kept=kept, kind=kind, source=source, register=register, communities=scope.communities, end=span_last,
-            hourly_values={c: domain.value_in_effect(values, c, span_last, _own_value(c)) for c in scope.communities}))
+            hourly_values={c: domain.value_in_effect(values, c, span_last, _own_value(c)) for c in scope.communities},
+            monitoring=monitoring))
     return counted
 
 
@@ -234,14 +253,16 @@ def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end:
         requests = uow.facts.requests_in(scope)
         kept = {f.request_id for f in domain.requests_of(requests, domain.kinds_now(requests), kind, source)}
     spans = domain.spans(period, start, end)
-    counted = [domain.shown(measures, below) for measures in _measures_of_each(uow, scope, spans, kind, source, kept)]
-    rows = [{"start": first, "end": last, "measures": now, "previous": before}
-            for (first, last), now, before in zip(spans[1:], counted[1:], counted)]
+    counted = [domain.apart(domain.shown(measures, below))
+               for measures in _measures_of_each(uow, scope, spans, kind, source, kept)]
+    rows = [{"start": first, "end": last, "measures": now, "previous": before, "equity": now_equity,
+             "previous_equity": before_equity}
+            for (first, last), (now, now_equity), (before, before_equity) in zip(spans[1:], counted[1:], counted)]
     baseline = None
     if len(scope.communities) == 1 and (chosen := uow.baselines.of(scope.communities[0])) is not None:
         first, last = chosen.span(period)
         measures = _measures_of_each(uow, scope, [(first, last)], kind, source, kept)[0]
-        baseline = {"start": first, "end": last, "measures": domain.shown(measures, below)}
+        baseline = {"start": first, "end": last, "measures": domain.apart(domain.shown(measures, below))[0]}
     return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows,
             "baseline": baseline}
 
@@ -281,3 +302,17 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
         counted = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
     return {**counted, "from": first, "periods": counted["periods"][-1:], "before": domain.previous(period, first),
             "trend": counted["periods"]}
+
+
+def communities_side_by_side(uow: MetricsUnitOfWork, actor: Actor, period: str, to: date | None,
+                             settings: MetricsSettings, today: date) -> dict[str, Any]:
+    """The ICS view: one period (the one `to` falls in, by default the last whole one) of each of the actor's
+    communities beside the others and their total, suppressed together (domain.side_by_side). Only the actor's
+    communities are ever read, each in a scope of its own; a manager of one community sees just theirs."""
+    first, last = domain.period_of(period, to or domain.last_whole(period, today))
+    with uow:
+        columns = {community: _measures_of_each(uow, narrowed(actor, [community]), [(first, last)], None, None,
+                                                None)[0]
+                   for community in actor.communities}
+    return {"period": period, "from": first, "to": last, "communities": list(actor.communities),
+            "columns": domain.side_by_side(columns, settings.suppress_below)}

@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from marshmallow import validate
 
+from shared import equity
 from shared.contracts import EventPayload, contract, rule
 from shared.taxonomy import CONCERN_ACTIONS, DAYS, KINDS, ORGANISATION_TYPES, PARTS_OF_DAY, RHYTHMS, SOURCES, URGENCIES
 
@@ -131,6 +132,27 @@ class PersonDied(EventPayload):
     died_on: date
     carers_offered: int = rule(default=0, description="How many of their carers were offered bereavement "
                                                       "support (a request each, waiting for their consent).")
+
+
+@contract("person.monitored", 1, example={
+    "community": "fylde-coast", "person_ref": "p_4f1c2a9d0b7e", "consented": True, "age_band": "75-84",
+    "sex": "female", "ethnic_group": "white", "first_language": "en", "disability": "prefer_not_to_say",
+    "deprivation_decile": "2"})
+class PersonMonitored(EventPayload):
+    """A person's equity monitoring as a coordinator last recorded it, for metrics to count the people supported
+    by each (shared/equity.py): bands, groups and the deprivation decile of where they live, under the person's
+    pseudonym; no name, no date of birth, no postcode. Without their consent (`consented` false: never given, or
+    withdrawn) every answer is null, and metrics forgets what it had."""
+
+    community: str
+    person_ref: str
+    consented: bool
+    age_band: str | None = rule(validate.OneOf((*equity.AGE_BANDS, equity.PREFER_NOT)), default=None)
+    sex: str | None = rule(validate.OneOf((*equity.SEXES, equity.PREFER_NOT)), default=None)
+    ethnic_group: str | None = rule(validate.OneOf((*equity.ETHNIC_GROUPS, equity.PREFER_NOT)), default=None)
+    first_language: str | None = rule(validate.OneOf((*equity.FIRST_LANGUAGES, equity.PREFER_NOT)), default=None)
+    disability: str | None = rule(validate.OneOf((*equity.DISABILITY, equity.PREFER_NOT)), default=None)
+    deprivation_decile: str | None = rule(validate.OneOf((*equity.DECILES, equity.UNKNOWN)), default=None)
 
 
 @contract("person.death_shared", 1, example={

@@ -15,7 +15,7 @@ PAGES = {
                     "/simulator", "/directory", "/directory/new", "/directory/import", "/dashboard/activities",
                     "/people/{person}", "/people/{person}/death", "/board/concerns", "/training",
                     "/training/{session}", "/training/{public_session}", "/board/surveys"],
-    "manager": ["/dashboard", "/report"],
+    "manager": ["/dashboard", "/report", "/dashboard/communities"],
     "referrer": ["/my-referrals", "/my-referrals/new"],
     "admin": ["/dead-letters", "/organisations", "/organisations/new", "/roster/checks", "/roster/checks/safeguarding"],
 }

@@ -680,3 +680,146 @@ def test_a_manager_sets_the_month_as_the_baseline_and_the_next_months_dashboard_
         assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1, "the report with its baseline prints on one page"
     finally:
         api(site, "manager").call("DELETE", "/activity/baseline", expect=204)
+
+
+# --- reach and equity: the month's people with their equity monitoring, and the ICS view -------------------------
+
+from shared.equity import NOT_RECORDED, PREFER_NOT, group_of, label as equity_label  # noqa: E402
+from services.metrics.domain import EQUITY_KEYS, EQUITY_LABELS  # noqa: E402
+from tests.e2e.conftest import PASSWORD, ccs  # noqa: E402
+
+# What each person said when a coordinator asked, after the month (metrics counts everyone by their latest answers).
+# Fay declined (nothing is kept); Lou and Kim were never asked; Hal consented but was never helped (counted nowhere).
+MONITORING = {
+    "Ann": {"consent": True, "age_band": "75-84", "sex": "female", "ethnicity": "white_british",
+            "first_language": "en", "disability": "yes"},
+    "Bob": {"consent": True, "age_band": "85+", "sex": "male", "ethnicity": "white_british", "first_language": "en",
+            "disability": "no"},
+    "Cal": {"consent": True, "sex": "male", "ethnicity": "asian_pakistani", "first_language": "ur",
+            "disability": PREFER_NOT},
+    "Eve": {"consent": True, "age_band": "75-84", "sex": "female", "ethnicity": "white_irish", "first_language": "en",
+            "disability": "no"},
+    "Fay": {"consent": False, "sex": "female"},
+    "Jon": {"consent": True, "age_band": "65-74", "sex": PREFER_NOT, "ethnicity": PREFER_NOT, "first_language": "en",
+            "disability": "yes"},
+    "Ivy": {"consent": True, "age_band": "75-84", "sex": "female", "ethnicity": "white_british",
+            "first_language": "pl", "disability": "no"},
+    "Hal": {"consent": True, "age_band": "85+", "sex": "male", "ethnicity": "white_british", "first_language": "en",
+            "disability": "yes"},
+}
+DECILE = "2"  # everyone gave FY1 4AB: Blackpool, in the English IMD 2019
+
+
+def equity_expected(record: Record, first: date, last: date) -> tuple[str, dict[str, dict[str, str]]]:
+    """The people supported in the period and each distribution of them, from the record and MONITORING alone, as a
+    manager is shown them."""
+    person = {r["ref"]: r["person"] for r in record.between(date.min, last, "received")}
+    names = {person[r["ref"]] for r in record.between(first, last, "completed") + record.between(first, last,
+                                                                                                  "signposted")}
+
+    def answer(name: str, dimension: str) -> str:
+        said = MONITORING.get(name, {"consent": False})
+        if not said["consent"]:
+            return NOT_RECORDED
+        if dimension == "deprivation_decile":
+            return DECILE
+        value = group_of(said.get("ethnicity"), "GB") if dimension == "ethnic_group" else said.get(dimension)
+        return value or NOT_RECORDED
+
+    counts = {"people_reached": len(names)} | {
+        key: dict(Counter(answer(name, dimension) for name in names)) for key, dimension in EQUITY_KEYS.items()}
+    published = metrics_shown(counts, 5)
+    return str(published["people_reached"]), {key: {part: str(n) for part, n in published[key].items()}
+                                              for key in EQUITY_KEYS}
+
+
+@pytest.fixture(scope="module")
+def monitored(site, month) -> Record:
+    """The month, with each person's equity monitoring recorded by a coordinator on the API afterwards."""
+    client = api(site)
+    people = {r["person"]["name"].removesuffix(" Metrics"): r["person_id"]
+              for r in client.call("GET", "/requests", params={"page_size": 100})}
+    for name, said in MONITORING.items():
+        client.call("PUT", f"/people/records/{people[name]}/monitoring", 200, json=said)
+    expected = equity_expected(month, MONTH, MONTH_END)
+    try:
+        wait_for("metrics to hear the monitoring", timeout=60, probe=lambda: (
+            lambda p: (str(p["measures"]["people_reached"]), {k: {part: str(n) for part, n in v.items()}
+                                                               for k, v in p["equity"].items()}) == expected)(
+            counted(site, "month", MONTH, MONTH_END)[0]))
+    except TimeoutError:
+        pass  # the tests say what differs
+    return month
+
+
+def test_every_equity_number_on_the_api_csv_dashboard_and_report_is_the_records(page, site, monitored):
+    reached, expected = equity_expected(monitored, MONTH, MONTH_END)
+    # nine people supported: six consented (Ann, Bob, Cal, Eve, Jon, Ivy); Fay declined, Lou and Kim were not asked
+    assert set(expected["people_by_deprivation_decile"]) == {DECILE, NOT_RECORDED}
+    period = counted(site, "month", MONTH, MONTH_END)[0]
+    assert str(period["measures"]["people_reached"]) == reached
+    assert {k: {part: str(n) for part, n in v.items()} for k, v in period["equity"].items()} == expected
+    assert "Hal" not in str(period) and "FY1" not in str(period)
+
+    sheet = api(site, "manager").call("GET", "/activity.csv", params={"period": "month", "from": MONTH.isoformat(),
+                                                                      "to": MONTH_END.isoformat()})
+    rows = {row[2]: row[3] for row in csv.reader(io.StringIO(sheet)) if row[0] == MONTH.isoformat()}
+    assert {key: {part: rows[f"{EQUITY_LABELS[key]} {part}"] for part in parts}
+            for key, parts in expected.items()} == expected
+    assert rows["People supported"] == reached
+
+    sign_in(page, "manager")
+    page.goto(f"/dashboard?period=month&from={MONTH.isoformat()}&to={MONTH_END.isoformat()}")
+    expect(page.get_by_role("heading", name="Reach and equity")).to_be_visible()
+    for key, parts in expected.items():
+        shown = page.locator(f'table.reach[data-measure="{key}"] tbody tr').evaluate_all(
+            "rows => rows.map(row => [row.dataset.part, row.children[1].textContent.trim()])")
+        assert dict(shown) == parts, key
+    accessible(page, "the dashboard's reach and equity")
+
+    page.goto(f"/report?period=month&to={MONTH.isoformat()}")
+    for key, dimension in EQUITY_KEYS.items():
+        line = page.locator(f'section.reach [data-measure="{key}"] dd').text_content().strip()
+        assert set(line.split(" · ")) == {f"{equity_label(dimension, part)}: {n} (0)"
+                                          for part, n in expected[key].items()}, key
+    pdf = page.pdf(format="A4")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1, "the report with reach and equity prints on one page"
+
+
+def test_a_regional_manager_sees_both_communities_side_by_side_and_a_manager_of_one_only_theirs(page, site,
+                                                                                               monitored):
+    ccs(site, "users", "create", "--email", "regional@example.org", "--name", "Regional Person", "--role",
+        "manager", "--community", "fylde-coast", "--community", "cheshire-east", "--password", PASSWORD)
+    reached, expected = equity_expected(monitored, MONTH, MONTH_END)
+    page.goto("/login")
+    page.get_by_label("Email", exact=True).fill("regional@example.org")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Communities side by side").first.click()
+    page.goto(f"/dashboard/communities?period=month&to={MONTH.isoformat()}")
+    heads = page.locator("table.counts thead th").all_text_contents()
+    assert heads == ["Measure", "Fylde Coast", "Cheshire East", "Total"] or heads == [
+        "Measure", "Cheshire East", "Fylde Coast", "Total"]
+    fylde = heads.index("Fylde Coast")
+    people = page.locator('table.counts tr[data-measure="people_reached"] td').all_text_contents()
+    # Cheshire East supported nobody: Fylde Coast's column is the total, so each shows what the dashboard does
+    assert people[fylde - 1] == people[-1] == reached and people[heads.index("Cheshire East") - 1] == "0"
+    ages = page.locator('table.distribution[data-measure="people_by_age_band"] tbody tr').evaluate_all(
+        "rows => rows.map(row => [...row.children].map(cell => cell.textContent.trim()))")
+    assert {row[0]: row[fylde] for row in ages} == {equity_label("age_band", part): n
+                                                   for part, n in expected["people_by_age_band"].items()}
+    accessible(page, "communities side by side")
+    with page.expect_download() as downloading:
+        page.get_by_role("link", name="Download the CSV").click()
+    with open(downloading.value.path(), newline="") as saved:
+        rows = list(csv.reader(saved))
+    assert sorted(rows[0][3:]) == ["cheshire-east", "fylde-coast", "total"]
+    page.context.clear_cookies()
+
+    sign_in(page, "manager")  # Fylde Coast's alone
+    expect(page.get_by_role("link", name="Communities side by side")).to_have_count(0)
+    page.goto(f"/dashboard/communities?period=month&to={MONTH.isoformat()}")
+    assert page.locator("table.counts thead th").all_text_contents() == ["Measure", "Fylde Coast"]
+    expect(page.get_by_text("Cheshire East")).to_have_count(0)
+    sheet = page.request.get(f"/dashboard/communities.csv?period=month&to={MONTH.isoformat()}").text()
+    assert list(csv.reader(io.StringIO(sheet)))[0] == ["period_start", "period_end", "measure", "fylde-coast"]

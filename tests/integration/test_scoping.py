@@ -459,6 +459,8 @@ def writes(seeded: Seeded) -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("POST", "/people/{person_id}/carers/{carer_id}/remove"): [{"data": {}}],
         ("POST", "/people/records/{person_id}/death"): [{"json": {"died_on": YESTERDAY.isoformat()}}],
         ("POST", "/people/{person_id}/death"): [{"data": {"died_on": YESTERDAY.isoformat()}}],
+        ("PUT", "/people/records/{person_id}/monitoring"): [{"json": {"consent": True, "sex": "female"}}],
+        ("POST", "/people/{person_id}/monitoring"): [{"data": {"consent": "1", "sex": "female"}}],
         ("POST", "/directory/new"): [{"data": {"name": "Ottawa Visitors", "kinds": "home_visit", "postcode": "K1Y",
                                                "phone": "+16135550100"}}],
         ("POST", "/directory/{entry_id}"): [{"data": {"name": "Renamed by the sweep", "kinds": "shopping",

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from services.metrics import domain, service_layer
-from services.metrics.domain import (Activity, Baseline, Fact, Filters, NotYourCommunity, Organisation,
+from services.metrics.domain import (Activity, Baseline, Fact, Filters, Monitoring, NotYourCommunity, Organisation,
                                      UnknownFilter)
 from services.metrics.entrypoints.handlers import HANDLERS
 from shared.auth import Actor
@@ -123,6 +123,20 @@ class FakeHourlyValues:
         return sorted((v for v in self.rows if v.community in communities), key=lambda v: v.set_at, reverse=True)
 
 
+class FakeMonitoring:
+    def __init__(self):
+        self.rows: dict[str, Monitoring] = {}
+
+    def get(self, person_ref):
+        return self.rows.get(person_ref)
+
+    def add(self, answers):
+        self.rows[answers.person_ref] = answers
+
+    def of(self, scope, person_refs):
+        return {ref: m for ref, m in self.rows.items() if ref in person_refs and sees(scope, m.community)}
+
+
 class FakeMetricsUnitOfWork(FakeUnitOfWork):
     def __init__(self):
         super().__init__()
@@ -131,6 +145,7 @@ class FakeMetricsUnitOfWork(FakeUnitOfWork):
         self.activities = FakeActivities()
         self.baselines = FakeBaselines()
         self.organisations = FakeOrganisations()
+        self.monitoring = FakeMonitoring()
         self.answers = FakeAnswers()
 
 
@@ -201,8 +216,8 @@ def test_an_outcome_that_overtook_its_request_takes_its_community_and_day_when_t
 def test_every_event_type_records_only_what_its_contract_declares():
     """Every event metrics hears, at its example, makes a fact without reading a field its contract lacks."""
     uow = FakeMetricsUnitOfWork()
-    counted = {event_type for event_type in HANDLERS  # these two are kept, not counted
-               if event_type not in ("token.revoked", "organisation.changed")}
+    counted = {event_type for event_type in HANDLERS  # these three are kept, not counted
+               if event_type not in ("token.revoked", "organisation.changed", "person.monitored")}
     for event_type, version in EVENTS:
         if event_type in counted:
             deliver(uow, event(event_type))

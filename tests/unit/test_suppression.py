@@ -7,12 +7,14 @@ value a hidden part could take, rather than reusing the suppression's own reason
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from services.metrics.domain import HIDDEN, shown
+from services.metrics.domain import EQUITY_KEYS, HIDDEN, SIDE_BY_SIDE, TOTAL, shown, side_by_side
+from shared.equity import NOT_RECORDED
 from shared.taxonomy import KINDS, SOURCES
 
 GRIEF = [k for k, kind in KINDS.items() if kind.category == "bereavement"]
@@ -242,3 +244,123 @@ def test_no_small_count_of_survey_answers_can_be_worked_out_and_no_mean_shows_be
     for q, mean in published["survey_means"].items():
         if mean != NOT_SHOWN:
             assert all(isinstance(n, int) for n in [published["survey_responses"][q], *bands_of[q].values()])
+
+
+# --- reach and equity: the people supported by each monitoring answer, alone and communities side by side ---------
+
+EQUITY = list(EQUITY_KEYS)
+ANSWERS = ["65-74", "75-84", NOT_RECORDED]
+
+
+@settings(max_examples=200, deadline=None)
+@given(people=st.lists(st.tuples(*(st.sampled_from(ANSWERS) for _ in EQUITY)), max_size=25),
+       below=st.sampled_from([3, 5]))
+@example(people=[("65-74",) * 6] * 3 + [("75-84",) * 6] * 8, below=5)
+def test_no_small_count_of_people_supported_by_an_answer_can_be_worked_out(people, below):
+    """Each distribution (age band, sex, ...) adds up to the people supported: no count from 1 to 4 of any of them,
+    nor of the people supported, follows from the others."""
+    values = {"people_reached": len(people)} | {
+        key: dict(Counter(answers[n] for answers in people)) for n, key in enumerate(EQUITY)}
+    published = shown(values, below)
+    ceiling = 2 * len(people) + below
+    seen: dict[str, set[int]] = {}
+    lo, hi = bounds(published["people_reached"], below, ceiling, is_part=False)
+    for total in range(lo, hi + 1):
+        found = [possible(published[key], total, below, ceiling) for key in EQUITY]
+        if any(f is None for f in found):
+            continue
+        seen.setdefault("people_reached", set()).add(total)
+        for key, options in zip(EQUITY, found):
+            merge(seen, options, key)
+    truth = {"people_reached": len(people)} | {f"{key}:{part}": n for key in EQUITY for part, n in values[key].items()}
+    for cell, n in truth.items():
+        value = published["people_reached"] if cell == "people_reached" else published[cell.split(":")[0]][
+            cell.split(":")[1]]
+        assert n in seen[cell], f"{cell}: the table contradicts its own count"
+        if 0 < n < below:
+            assert isinstance(value, str) and len(seen[cell]) > 1, f"{cell} = {n} in {published}"
+
+
+def ics_columns(rows: list[tuple[int, list[str]]]) -> dict[str, dict]:
+    """Two communities' measures as `measures()` makes them: requests received, and the people supported by age band
+    (every other answer not recorded)."""
+    columns = {}
+    for name, (received, bands) in zip(("north", "south"), rows):
+        counted = dict(Counter(bands))
+        columns[name] = {key: 0 for key in SIDE_BY_SIDE} | {"requests_received": received,
+                                                             "people_reached": len(bands)}
+        columns[name] |= {key: ({NOT_RECORDED: len(bands)} if bands else {}) for key in EQUITY}
+        columns[name]["people_by_age_band"] = counted
+    return columns
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(min_value=0, max_value=12),
+                               st.lists(st.sampled_from(["65-74", "75-84", "85+"]), max_size=12)),
+                     min_size=2, max_size=2),
+       below=st.sampled_from([3, 5]))
+@example(rows=[(3, ["65-74"] * 3), (9, ["65-74"] * 9)], below=5)
+@example(rows=[(2, ["75-84"] * 2 + ["85+"] * 6), (11, ["75-84"] * 7 + ["85+"] * 1)], below=5)
+def test_communities_side_by_side_and_their_total_give_no_small_count_away(rows, below):
+    """The ICS view: a reader who knows every cell shown, that the total is the sum of the communities and that each
+    distribution adds up to the people supported, tries every value each community's cells could take (by brute
+    force, not by the suppression's reasoning): no count from 1 to 4 is pinned down."""
+    columns = ics_columns(rows)
+    published = side_by_side(columns, below)
+    ceiling = 2 * max([n for received, bands in rows for n in (received, len(bands))] + [0]) + below
+    bands = ["65-74", "75-84", "85+"]
+
+    def options(value) -> range:
+        lo, hi = bounds(value, below, ceiling)
+        return range(lo, hi + 1) if value != 0 else range(0, 1)
+
+    # the unknowns: each community's requests and people in each band (listed where any column has the band)
+    listed = list(published["north"]["people_by_age_band"])
+    unknowns = [(c, "requests_received") for c in ("north", "south")] + [
+        (c, "people_by_age_band", band) for c in ("north", "south") for band in listed]
+    ranges = [options(published[cell[0]][cell[1]] if len(cell) == 2 else published[cell[0]][cell[1]][cell[2]])
+              for cell in unknowns]
+    size = 1
+    for r in ranges:
+        size *= len(r)
+    assume(size <= 200_000)
+
+    def fits(value, n) -> bool:
+        lo, hi = bounds(value, below, ceiling)
+        return n == 0 if value == 0 else lo <= n <= hi
+
+    seen: dict[tuple, set[int]] = {}
+    for assignment in itertools.product(*ranges):
+        guess = dict(zip(unknowns, assignment))
+        derived = {}
+        for c in ("north", "south"):
+            derived[(c, "requests_received")] = guess[(c, "requests_received")]
+            reached = sum(guess[(c, "people_by_age_band", band)] for band in listed)
+            derived[(c, "people_reached")] = reached
+            derived.update({(c, "people_by_age_band", band): guess[(c, "people_by_age_band", band)]
+                            for band in listed})
+            derived.update({(c, key, NOT_RECORDED): reached for key in EQUITY if key != "people_by_age_band"
+                            and NOT_RECORDED in published[c][key]})
+        for key in {cell[1:] for cell in derived}:
+            derived[(TOTAL, *key)] = derived[("north", *key)] + derived[("south", *key)]
+        if all(fits(published[c][k] if not rest else published[c][k][rest[0]], n)
+               for (c, k, *rest), n in derived.items()):
+            for cell, n in derived.items():
+                seen.setdefault(cell, set()).add(n)
+    truth = {(c, "requests_received"): received for c, (received, _) in zip(("north", "south"), rows)}
+    truth |= {(c, "people_by_age_band", band): Counter(b)[band] for c, (_, b) in zip(("north", "south"), rows)
+              for band in listed}
+    truth |= {(c, "people_reached"): len(b) for c, (_, b) in zip(("north", "south"), rows)}
+    for cell in list(truth):
+        truth[(TOTAL, *cell[1:])] = truth.get((TOTAL, *cell[1:]), 0) + truth[cell]
+    assert set(published) == {"north", "south", TOTAL} and set(listed) <= set(bands)
+    for cell, n in truth.items():
+        assert n in seen[cell], f"{cell}: the table contradicts its own count"
+        if 0 < n < below:
+            assert len(seen[cell]) > 1, f"{cell} = {n} can be worked out from {published}"
+
+
+def test_one_community_is_shown_alone_without_a_total():
+    published = side_by_side({"north": ics_columns([(7, ["65-74"] * 6), (0, [])])["north"]}, 5)
+    assert set(published) == {"north"}
+    assert published["north"]["people_by_age_band"] == {"65-74": 6} and published["north"]["requests_received"] == 7

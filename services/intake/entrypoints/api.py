@@ -14,9 +14,10 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from services.intake import fhir, service_layer
-from services.intake.domain import (CONSENTS, AlreadyDied, IntakeError, NotFound, NotLinkable, NotMergeable, NotOffered,
-                                    NotOpen, SupportRequest, birth_date_problem, window_problems)
-from shared import clock, communities, gazetteer, idempotency
+from services.intake.domain import (CONSENTS, MONITORING_ANSWERS, AlreadyDied, IntakeError, NotAnAnswer, NotFound,
+                                    NotLinkable, NotMergeable, NotOffered, NotOpen, SupportRequest, birth_date_problem,
+                                    window_problems)
+from shared import clock, communities, equity, gazetteer, idempotency
 from shared.taxonomy import (BEFRIENDING_KINDS, DAYS, GENDERS, KINDS, PARTS_OF_DAY, REFERRER_SOURCES,
                              REQUEST_STATUSES, RHYTHMS, URGENCIES)
 from shared.web import (PROBLEM, Blueprint, Boolean, Float, Integer, PhoneNumber, Text, checks_own_text, current_actor,
@@ -354,7 +355,8 @@ class ReferralOut(Schema):
 # --- what happens ------------------------------------------------------------------------------------------------
 
 # The answer to each refusal of the use cases.
-STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422, AlreadyDied: 409}
+STATUS_OF = {NotFound: 404, NotOpen: 409, NotOffered: 409, NotMergeable: 422, NotLinkable: 422, AlreadyDied: 409,
+             NotAnAnswer: 422}
 
 
 def answers_problems(view: Callable) -> Callable:
@@ -495,6 +497,8 @@ class PersonOut(Schema):
     created_at = fields.AwareDateTime(attribute="person.created_at")
     last_activity_at = fields.AwareDateTime(attribute="person.last_activity_at")
     died_on = fields.Date(attribute="person.died_on", allow_none=True)
+    monitoring = fields.Dict(attribute="person.monitoring", allow_none=True, metadata={
+        "description": "Equity monitoring: their consent and the answers given with it (null: never asked)."})
     requests = fields.List(fields.Nested(PersonRequestOut))
     carers = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Who cares for them."})
     cares_for = fields.List(fields.Nested(PersonLinkOut), metadata={"description": "Whom they care for."})
@@ -564,6 +568,42 @@ class PersonDeath(MethodView):
         record = service_layer.get_person(service().uow(), current_actor(), person_id)
         return {**{name: getattr(record, name) for name in ("person", "requests", "carers", "cares_for")},
                 "closed": [r.id for r in death.closed], "bereavement_requests": [r.id for r in death.offered]}
+
+
+def answer(options) -> fields.Str:
+    """One optional monitoring answer: one of `options`, or "prefer not to say"."""
+    return fields.Str(load_default=None, allow_none=True, validate=validate.OneOf([*options, equity.PREFER_NOT]))
+
+
+class MonitoringIn(Schema):
+    """Equity monitoring, asked only with the person's consent; every answer optional, each may be
+    "prefer_not_to_say". Without consent the answers are not kept (and metrics forgets any it had)."""
+
+    consent = Boolean(required=True, metadata={"description": "The person consents to equity monitoring "
+                                                              "(separately from any consent to SMS)."})
+    age_band = answer(equity.AGE_BANDS)
+    sex = answer(equity.SEXES)
+    ethnicity = answer(sorted({code for country in equity.ETHNICITIES.values() for code in country}))
+    first_language = answer(equity.FIRST_LANGUAGES)
+    disability = answer(equity.DISABILITY)
+
+
+@people.route("/<uuid:person_id>/monitoring")
+class PersonMonitoring(MethodView):
+    @requires("coordinator", "admin")
+    @people.arguments(MonitoringIn)
+    @people.response(200, PersonOut)
+    @people.doc(security=BEARER)
+    @answers_problems
+    def put(self, data, person_id):
+        """Record the person's consent to equity monitoring and their answers (the ethnicity categories are their
+        community's country's: ONS 2021 for Great Britain, Ontario's Anti-Racism Data Standards for Canada); the
+        age band comes from their date of birth when it is known. Metrics is told bands, groups and the
+        deprivation decile of their postcode, never the postcode."""
+        answers = {name: data[name] for name in MONITORING_ANSWERS}
+        service_layer.record_monitoring(service().uow(), current_actor(), person_id, data["consent"], answers,
+                                        service().settings)
+        return service_layer.get_person(service().uow(), current_actor(), person_id)
 
 
 class CarerIn(Schema):

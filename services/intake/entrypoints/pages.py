@@ -14,11 +14,12 @@ from werkzeug.datastructures import MultiDict
 
 from services.intake import service_layer
 from services.intake.adapters import passwords
-from services.intake.domain import (AlreadyDied, NotFound, NotLinkable, NotMergeable, NotOpen, OrganisationExists,
-                                    SameOrganisation, SupportRequest, TooManySignIns)
+from services.intake.domain import (MONITORING_ANSWERS, AlreadyDied, NotAnAnswer, NotFound, NotLinkable,
+                                    NotMergeable, NotOpen, OrganisationExists, SameOrganisation, SupportRequest,
+                                    TooManySignIns)
 from services.intake.entrypoints import concerns, directory
-from services.intake.entrypoints.api import DeathIn, ReferralIn, RequestIn, RequestPatch
-from shared import gazetteer
+from services.intake.entrypoints.api import DeathIn, MonitoringIn, ReferralIn, RequestIn, RequestPatch
+from shared import equity, gazetteer
 from shared.auth import HOMES, local_path
 from shared.clock import utcnow
 from shared.communities import all_communities, get as community
@@ -275,7 +276,24 @@ def same_person(request_id):
 MERGE_LABELS = {"other": "The other record", "confirm": "Confirm"}
 
 
-def person_page(person_id, errors: FormErrors | None = None, form=None, status: int = 200):
+MONITORING_LABELS = {"consent": "They consent to equity monitoring", "age_band": "Age band", "sex": "Sex",
+                     "ethnicity": "Ethnic group", "first_language": "First language", "disability": "Disability"}
+
+
+def monitoring_choices(country: str) -> dict[str, list[tuple[str, str]]]:
+    """What each monitoring question offers, in the community's country's categories, each with "Prefer not to
+    say" last."""
+    prefer = [(equity.PREFER_NOT, "Prefer not to say")]
+    return {"age_band": [(band, band) for band in equity.AGE_BANDS] + prefer,
+            "sex": list(equity.SEXES.items()) + prefer,
+            "ethnicity": [(code, f"{equity.GROUP_NAMES.get(group, label)}: {label}" if group in equity.GROUP_NAMES
+                           else label) for code, (label, group) in equity.ethnicities(country).items()] + prefer,
+            "first_language": list(equity.FIRST_LANGUAGES.items()) + prefer,
+            "disability": [("yes", "Yes"), ("no", "No")] + prefer}
+
+
+def person_page(person_id, errors: FormErrors | None = None, form=None, status: int = 200,
+                monitoring_errors: FormErrors | None = None):
     """A person's page: their details, requests, referrals, consents and timeline, and the merge form."""
     try:
         record = service_layer.get_person(service().uow(), current_actor(), person_id)
@@ -291,8 +309,15 @@ def person_page(person_id, errors: FormErrors | None = None, form=None, status: 
     find = request.args.get("find", "").strip()[:100]
     found = [p for p in service_layer.find_people(service().uow(), current_actor(), find)
              if p.id != record.person.id and p.id not in {c.id for c in record.carers}] if find else []
+    answers = record.person.monitoring or {}
+    monitoring_form = form if monitoring_errors else MultiDict(
+        {name: answers.get(name) or "" for name in MONITORING_LABELS if name != "consent"}
+        | ({"consent": "1"} if answers.get("consent") else {}))
     return render("person.html", record=record, p=record.person, timeline=timeline, others=others,
-                  errors=errors or FormErrors(), form=form or MultiDict(), find=find, found=found), status
+                  errors=errors or FormErrors(), form=form or MultiDict(), find=find, found=found,
+                  monitoring=answers, monitoring_form=monitoring_form,
+                  monitoring_errors=monitoring_errors or FormErrors(),
+                  monitoring_choices=monitoring_choices(community(record.person.community).country)), status
 
 
 @blp.route("/people/<uuid:person_id>")
@@ -325,6 +350,29 @@ def merge_person(person_id):
     if errors:
         return person_page(person_id, errors, request.form, 422)
     return redirect(f"/people/{person_id}", 303)
+
+
+@blp.route("/people/<uuid:person_id>/monitoring", methods=["POST"])
+@page_requires(*COORDINATORS)
+def record_monitoring(person_id):
+    """Record the person's consent to equity monitoring and their answers (PUT /people/records/<id>/monitoring's
+    schema and use case)."""
+    data = {name: value for name in MONITORING_LABELS if name != "consent"
+            and (value := request.form.get(name, "").strip())}
+    data["consent"] = bool(request.form.get("consent"))
+    try:
+        loaded = MonitoringIn().load(data)
+        service_layer.record_monitoring(service().uow(), current_actor(), person_id, loaded["consent"],
+                                        {name: loaded[name] for name in MONITORING_ANSWERS}, service().settings)
+    except ValidationError as err:
+        return person_page(person_id, form=request.form, status=422,
+                           monitoring_errors=FormErrors(err.messages, MONITORING_LABELS))
+    except NotAnAnswer as err:
+        return person_page(person_id, form=request.form, status=422, monitoring_errors=FormErrors().add(
+            "ethnicity", MONITORING_LABELS["ethnicity"], str(err)))
+    except NotFound as err:
+        abort(404, message=str(err))
+    return redirect(f"/people/{person_id}?monitoring=saved#monitoring", 303)
 
 
 @blp.route("/people/<uuid:person_id>/death", methods=["GET", "POST"])

@@ -53,6 +53,11 @@ class PeriodOut(Schema):
     measures = fields.Dict(metadata={"description": "Each measure; counts from 1 to 4 read '<5', and "
                                            "'hidden' where a total and its other parts would give one away."})
     previous = fields.Dict(metadata={"description": "The same measures for the period before."})
+    equity = fields.Dict(metadata={"description": "Reach and equity: the people supported by each monitoring answer "
+                                                  "(age band, sex, ethnic group, first language, disability, "
+                                                  "deprivation decile), each adding up to people_reached and "
+                                                  "suppressed with the measures."})
+    previous_equity = fields.Dict(metadata={"description": "The same distributions for the period before."})
 
 
 class BaselinePeriodOut(Schema):

@@ -25,4 +25,5 @@ def record(uow, event: Event) -> None:
 HANDLERS = {**{event_type: record for (event_type, _version), contract in EVENTS.items()
                if event_type not in PERSONAL | EVERY_SERVICE | ERASURES and contract.PRODUCER != "metrics"},
             "token.revoked": revocations.handle,  # a revoked token is kept (and refused), not counted
-            "organisation.changed": service_layer.record_organisation}  # the register, to count partners by
+            "organisation.changed": service_layer.record_organisation,  # the register, to count partners by
+            "person.monitored": service_layer.record_monitoring}  # a person's equity monitoring, by their pseudonym

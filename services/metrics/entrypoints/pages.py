@@ -4,15 +4,18 @@ as "<5" here as everywhere."""
 
 from __future__ import annotations
 
+import csv
+import io
 from urllib.parse import urlencode
 
-from flask import redirect, render_template, request
+from flask import Response, redirect, render_template, request
 from marshmallow import ValidationError
 
 from services.metrics import domain, service_layer
-from services.metrics.domain import ACTIVITY_LABELS, BREAKDOWNS, MEASURES, ORGANISATION_TYPES, PERIODS, csv_rows
+from services.metrics.domain import (ACTIVITY_LABELS, BREAKDOWNS, EQUITY_KEYS, MEASURES, ORGANISATION_TYPES, PERIODS,
+                                     SIDE_BY_SIDE, TOTAL, csv_rows, side_by_side_rows)
 from services.metrics.entrypoints.api import MANAGERS, ActivityIn, ActivityQuery, BaselineIn, csv_file, filters_of
-from shared import clock, communities
+from shared import clock, communities, equity
 from shared.taxonomy import KINDS
 from shared.taxonomy import ORGANISATION_TYPES as ORGANISATION_KINDS
 from shared.web import FormErrors, Pages, current_actor, page_requires, service
@@ -118,6 +121,31 @@ def by_activity_kind(period: dict) -> list[dict]:
             for kind, label in ACTIVITY_LABELS.items()]
 
 
+def reach(period: dict) -> list[dict]:
+    """The period's reach and equity: each dimension's parts in words, this period's and the one before's people
+    supported (suppressed as shown)."""
+    now, before = period.get("equity", {}), period.get("previous_equity", {})
+    return [{"key": key, "label": label, "parts": [
+                {"part": part, "label": equity.label(dimension, part), "now": now[key].get(part, 0),
+                 "before": before.get(key, {}).get(part, 0)}
+                for part in sorted(set(now[key]) | set(before.get(key, {})), key=_part_order(dimension))]}
+            for (dimension, label), key in zip(equity.DIMENSIONS, EQUITY_KEYS) if key in now]
+
+
+def _part_order(dimension: str):
+    """Parts in a reader's order: deciles and bands by number, the answers before "prefer not" and "not recorded"."""
+    last = (equity.UNKNOWN, equity.PREFER_NOT, equity.NOT_RECORDED)
+
+    def order(part: str):
+        if part in last:
+            return (2, last.index(part), "")
+        if dimension == "deprivation_decile":
+            return (0, int(part), "")
+        return (1, 0, part) if dimension != "age_band" else (0, equity.AGE_BANDS.index(part)
+                                                             if part in equity.AGE_BANDS else 99, part)
+    return order
+
+
 @blp.route("/dashboard")
 @page_requires(*MANAGERS)
 def dashboard():
@@ -136,6 +164,7 @@ def dashboard():
     return render_template("dashboard.html", result=result, latest=latest, charts=charts,
                            groups=tiles(latest, result["baseline"]), kinds=by_activity_kind(latest),
                            surveys=survey_rows(latest),
+                           reach=reach(latest), reach_all=len(current_actor().communities) > 1,
                            partner_types=[(t, part_label(t, "partners_by_type"), n,
                                            latest["previous"]["partners_by_type"].get(t, 0))
                                           for t, n in latest["measures"]["partners_by_type"].items()],
@@ -284,9 +313,63 @@ def report():
                   for key, title in BREAKDOWNS if key not in ON_THE_DASHBOARD_ONLY]
     return render_template("report.html", result=result, shown=shown, before=result["before"],
                            sections=sections, breakdowns=breakdowns, errors={}, query=request.args, charts=charts,
+                           reach=[{**d, "parts": parts} for d in reach(shown)
+                                  if (parts := [p for p in d["parts"] if p["now"] != 0])],  # this period's people
                            baseline=period_words(baseline["start"], baseline["end"]) if baseline else None,
                            periods=PERIODS, names=[known[c].name if c in known else c for c in result["communities"]],
                            made=clock.today().strftime("%d %B %Y"))
+
+
+# --- communities side by side: the ICS view ------------------------------------------------------------------------
+
+def _side_by_side(query: dict) -> dict:
+    """The signed-in manager's communities side by side for the period asked about (the last whole one by
+    default)."""
+    return service_layer.communities_side_by_side(service().uow(), current_actor(), query["period"], query.get("to"),
+                                                  service().settings, clock.today())
+
+
+@blp.route("/dashboard/communities")
+@page_requires(*MANAGERS)
+def communities_page():
+    """Each of the manager's communities beside the others and their total (a regional manager's, an integrated
+    care system's, view across boundaries), every count suppressed so that the total gives no hidden one away."""
+    args = {k: v for k, v in request.args.items() if v and k in ("period", "to")}
+    try:
+        query = ActivityQuery().load(args)
+    except ValidationError as err:
+        return render_template("communities.html", errors=err.messages, result=None, query=request.args,
+                               periods=PERIODS), 422
+    result = _side_by_side(query)
+    known = communities.all_communities()
+    columns = [(c, known[c].name if c in known else c) for c in result["columns"] if c != TOTAL]
+    if TOTAL in result["columns"]:
+        columns.append((TOTAL, "Total"))
+    labels = {m.key: m.label for m in MEASURES}
+    first = result["columns"][columns[0][0]]
+    counts = [(labels[key], key, [result["columns"][c][key] for c, _ in columns]) for key in SIDE_BY_SIDE]
+    distributions = [(label, key, [(equity.label(dimension, part), [result["columns"][c][key][part]
+                                                                    for c, _ in columns])
+                                   for part in sorted(first[key], key=_part_order(dimension))])
+                     for (dimension, label), key in zip(equity.DIMENSIONS, EQUITY_KEYS)]
+    return render_template("communities.html", result=result, columns=columns, counts=counts,
+                           distributions=distributions, errors={}, query=request.args, periods=PERIODS,
+                           words=period_words(result["from"], result["to"]),
+                           csv_url="/dashboard/communities.csv?" + request.query_string.decode())
+
+
+@blp.route("/dashboard/communities.csv")
+@page_requires(*MANAGERS)
+def communities_csv():
+    """The ICS view's table as a file, for the manager signed in here."""
+    try:
+        query = ActivityQuery().load({k: v for k, v in request.args.items() if v and k in ("period", "to")})
+    except ValidationError as err:
+        return refused(err)
+    out = io.StringIO()
+    csv.writer(out).writerows(side_by_side_rows(_side_by_side(query)))
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="communities.csv"'})
 
 
 # --- group activities, logged by coordinators ---------------------------------------------------------------------

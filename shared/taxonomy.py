@@ -117,6 +117,7 @@ ACTIVITY_LABELS: dict[str, str] = {
     "grief_cafe": "Grief cafés",
     "bereavement_group": "Bereavement groups",
     "public_training": "Training for the public",
+    "volunteer_training": "Training delivered to volunteers",  # by volunteer trainers: their hours count as given
     "other": "Other group activities",
 }
 # What volunteers' hours are given to beyond tasks and visits: group activities they ran, and training they delivered

@@ -14,16 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 from services.matching.entrypoints import timers
-from shared import clock, topology
-from shared.contracts import load_event
+from shared import clock
 from shared.web import claims_for
-from tests.helpers import dispatcher
+from tests.helpers import all_at_once
 from tests.integration.test_bus import SAFEGUARDING
 from tests.integration.test_matching import register
 from tests.integration.test_withdrawals import System
 
-PRODUCERS = ("intake", "matching", "notify")
-CONSUMERS = PRODUCERS + ("metrics",)
 HOME_CHECKS = SAFEGUARDING + [{"check": "criminal_record", "done_on": "2026-01-05", "expires_on": "2035-01-05"}]
 BEFRIENDING = {
     "person": {"name": "Pat Example", "phone": "01253 477000", "address": "1 Promenade, Blackpool",
@@ -39,25 +36,8 @@ class Rehearsal(System):
     """The three services of `System` and metrics, on a clock the test moves forward."""
 
     def __init__(self, app_for, token, clock_file):
-        super().__init__(app_for, token)
-        self.apps["metrics"] = app_for("metrics")
-        self.dispatch["metrics"] = dispatcher(self.apps["metrics"], "metrics")
+        super().__init__(app_for, token, metrics=True)
         self.clock_file = clock_file
-
-    def carry(self) -> None:
-        """Deliver every event published so far to each service bound to it (metrics too), oldest first."""
-        moved = True
-        while moved:
-            moved = False
-            for producer in PRODUCERS:
-                for row in self.outbox(producer):
-                    for consumer in CONSUMERS:
-                        bound = {t for group_producer, types in topology.SUBSCRIPTIONS[consumer].values()
-                                 if group_producer == producer for t in types}
-                        if row.event_type in bound and (consumer, row.event_id) not in self.carried:
-                            self.carried.add((consumer, row.event_id))
-                            self.dispatch[consumer](load_event(row.body))
-                            moved = True
 
     def at(self, moment: datetime) -> None:
         """Move every service's clock on to `moment` (only ever forward)."""
@@ -216,7 +196,6 @@ def _manager(s) -> dict:
 def test_two_timer_leaders_at_once_remind_each_overdue_match_exactly_once(app_for, token):
     """Two leaders for a moment (one lost its lock during a run): each claims the matches it reminds of with
     FOR UPDATE SKIP LOCKED and judges them again once claimed, so every overdue match is reminded once."""
-    import threading
 
     from services.matching.adapters import outbox
     from services.matching.domain import BefriendingMatch, MatchRequest, Offer, Volunteer
@@ -244,22 +223,8 @@ def test_two_timer_leaders_at_once_remind_each_overdue_match_exactly_once(app_fo
                 last_visit_on=today - timedelta(days=2) if n >= overdue else None))
         session.commit()
 
-    jobs = [context for context in contexts for _ in range(2)]
-    start, results, errors = threading.Barrier(len(jobs)), [], []
-
-    def run(context) -> None:
-        start.wait()
-        try:
-            results.append(timers.remind_overdue_visits(context.uow, context.settings))
-        except Exception as error:  # noqa: BLE001 - the test reports every one
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(context,)) for context in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
+    results = all_at_once([lambda c=context: timers.remind_overdue_visits(c.uow, c.settings)
+                           for context in contexts for _ in range(2)])
     assert sum(results) == overdue
     with contexts[0].sessions() as session:
         rows = session.scalars(sa.select(outbox.table).where(outbox.table.event_type == "befriending.visit_overdue"))

@@ -21,7 +21,6 @@ from shared.clock import utcnow
 from shared.communities import get as community
 from shared.contracts import load_event, make_event
 from shared.contracts.matching import ReplyAnswered, TaskLine
-from tests.helpers import dispatcher
 from tests.integration.test_own_view import take
 from tests.integration.test_withdrawals import TOMORROW, System
 
@@ -33,27 +32,8 @@ RECEIPT = ("Thank you: your concern about task {code} has reached the coordinato
 class WithMetrics(System):
     """Intake, matching, notify and metrics, the bus played in order through each one's handlers."""
 
-    SERVICES = ("intake", "matching", "notify", "metrics")
-
     def __init__(self, app_for, token):
-        super().__init__(app_for, token)
-        self.apps["metrics"] = app_for("metrics")
-        self.dispatch["metrics"] = dispatcher(self.apps["metrics"], "metrics")
-
-    def carry(self) -> None:
-        """Deliver every event published so far to each service bound to it (metrics too), oldest first."""
-        moved = True
-        while moved:
-            moved = False
-            for producer in ("intake", "matching", "notify"):
-                for row in self.outbox(producer):
-                    for consumer in self.SERVICES:
-                        bound = {t for group_producer, types in topology.SUBSCRIPTIONS[consumer].values()
-                                 if group_producer == producer for t in types}
-                        if row.event_type in bound and (consumer, row.event_id) not in self.carried:
-                            self.carried.add((consumer, row.event_id))
-                            self.dispatch[consumer](load_event(row.body))
-                            moved = True
+        super().__init__(app_for, token, metrics=True)
 
     def webhook(self, phone: str, body: str, sid: str) -> None:
         """Twilio posts a text to notify's signed webhook, with its MessageSid."""

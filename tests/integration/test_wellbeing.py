@@ -7,7 +7,6 @@ signed webhook and sending through a recording gateway."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -15,13 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from services.matching.entrypoints import timers
-from shared import clock, topology
+from shared import clock
 from shared.contracts import load_event
-from tests.helpers import dispatcher
+from tests.helpers import all_at_once
 from tests.integration.test_matching import register
 from tests.integration.test_withdrawals import System
 
-SERVICES = ("intake", "matching", "notify", "metrics")
 DAYS_AGO = timedelta(days=100)  # registered this long ago: a check-in is due (every 91 days)
 
 
@@ -29,24 +27,7 @@ class Everything(System):
     """test_withdrawals' System with metrics too: the four services, the bus played in order."""
 
     def __init__(self, app_for, token):
-        super().__init__(app_for, token)
-        self.apps["metrics"] = app_for("metrics")
-        self.dispatch["metrics"] = dispatcher(self.apps["metrics"], "metrics")
-
-    def carry(self) -> None:
-        """Deliver every event published so far to each service bound to it, oldest first, until none is left."""
-        moved = True
-        while moved:
-            moved = False
-            for producer in SERVICES:
-                for row in self.outbox(producer):
-                    for consumer in SERVICES:
-                        bound = {t for group_producer, types in topology.SUBSCRIPTIONS[consumer].values()
-                                 if group_producer == producer for t in types}
-                        if row.event_type in bound and (consumer, row.event_id) not in self.carried:
-                            self.carried.add((consumer, row.event_id))
-                            self.dispatch[consumer](load_event(row.body))
-                            moved = True
+        super().__init__(app_for, token, metrics=True)
 
     def redeliver(self, producer: str, event_type: str, consumer: str) -> None:
         """Deliver the latest event of a type again to one consumer, as a broker does after a lost ack."""
@@ -252,22 +233,8 @@ def test_two_timer_leaders_at_once_ask_each_volunteer_once(app_for, token):
     with contexts[0].sessions() as session:
         session.execute(sa.update(volunteers).values(created_at=datetime.now(timezone.utc) - DAYS_AGO))
         session.commit()
-    jobs = [context for context in contexts for _ in range(2)]
-    start, results, errors = threading.Barrier(len(jobs)), [], []
-
-    def run(context) -> None:
-        start.wait()
-        try:
-            results.append(timers.prompt_check_ins(context.uow, context.settings))
-        except Exception as error:  # noqa: BLE001 - the test reports every one
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(context,)) for context in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
+    results = all_at_once([lambda c=context: timers.prompt_check_ins(c.uow, c.settings)
+                           for context in contexts for _ in range(2)])
     assert sum(results) == due
     from services.matching.adapters import outbox
 

@@ -45,10 +45,11 @@ class Gateway:
 
 
 class System:
-    """Intake, matching and notify on the test's backend, with the bus played in order through their handlers."""
+    """Intake, matching and notify (and metrics, with `metrics`) on the test's backend, with the bus played in order
+    through their handlers."""
 
-    def __init__(self, app_for, token):
-        self.apps = {name: app_for(name) for name in SERVICES}
+    def __init__(self, app_for, token, metrics: bool = False):
+        self.apps = {name: app_for(name) for name in SERVICES + (("metrics",) if metrics else ())}
         self.dispatch = {name: dispatcher(app, name) for name, app in self.apps.items()}
         self.carried: set[tuple[str, uuid.UUID]] = set()
         self.gateway = Gateway()
@@ -72,9 +73,9 @@ class System:
         moved = True
         while moved:
             moved = False
-            for producer in SERVICES:
+            for producer in self.apps:
                 for row in self.outbox(producer):
-                    for consumer in SERVICES:
+                    for consumer in self.apps:
                         bound = {t for group_producer, types in topology.SUBSCRIPTIONS[consumer].values()
                                  if group_producer == producer for t in types}
                         if row.event_type in bound and (consumer, row.event_id) not in self.carried:

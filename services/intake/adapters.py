@@ -506,16 +506,22 @@ class SqlRequests:
     def __init__(self, session: Session, new_rows: NewRows):
         self.session, self.new_rows = session, new_rows
         self.added: list[SupportRequest] = []
+        self.moved: dict[uuid.UUID, SupportRequest] = {}  # referrals moved on before a flush reset their history
+        sa.event.listen(session, "before_flush", lambda *_: self._note_moved())
 
-    def changed_referrals(self) -> list[SupportRequest]:
-        """The referrals this unit of work made, or whose status or outcome it changed."""
-        changed = [r for r in self.added if r.referrer_organisation]
+    def _note_moved(self) -> None:
+        """Keep the referrals whose status or outcome changed so far (a flush resets what changed)."""
         for held in self.session.identity_map.values():
             if isinstance(held, SupportRequest) and held.referrer_organisation:
                 attributes = sa.inspect(held).attrs
                 if attributes.status.history.has_changes() or attributes.outcome.history.has_changes():
-                    changed.append(held)
-        return changed
+                    self.moved[held.id] = held
+
+    def changed_referrals(self) -> list[SupportRequest]:
+        """The referrals this unit of work made, or whose status or outcome it changed (before a flush, or since)."""
+        self._note_moved()
+        added = {r.id for r in self.added}
+        return [r for r in self.added if r.referrer_organisation] + [r for i, r in self.moved.items() if i not in added]
 
     def add(self, request: SupportRequest) -> None:
         """Keep a new request, its consents and its timeline (written at the unit of work's flush)."""

@@ -84,7 +84,7 @@ def test_a_service_request_is_created_read_back_and_listed_with_the_referrals(in
     [event] = staged_events(sessions)
     payload = load_event(event).payload
     assert payload["source"] == "health_system" and payload["support_type"] == "bereavement_visit"
-    assert "Pat" not in str(event) and "7911" not in str(event)
+    assert "Pat" not in str(event) and "7911123456" not in str(event)
 
     cancelled = client.post(f"/requests/{request_id}/cancel", json={"reason": "Family arranged help"},
                             headers=token("coordinator"))

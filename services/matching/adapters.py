@@ -668,6 +668,20 @@ class RequestRepository:
 ANSWERED_WITHIN = timedelta(days=1)  # a session that began longer ago takes no YES or NO, and frees its codes
 
 
+def _codes_in_use(code: str | None = None) -> sa.CompoundSelect:
+    """The codes offers, invitations and public sessions hold (see `OfferRepository.codes_in_use`); or whether
+    one `code` is among them."""
+    since = utcnow() - ANSWERED_WITHIN
+    only = (lambda column: [column == code]) if code is not None else (lambda column: [])
+    return sa.union(
+        sa.select(Offer.code).where(Offer.status.in_(("open", "accepted")), *only(Offer.code)),
+        sa.select(Invitation.code).join(TrainingSession).where(
+            Invitation.status.in_(RESERVING), Invitation.attended_on.is_(None), TrainingSession.starts_at >= since,
+            *only(Invitation.code)),
+        sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None), TrainingSession.starts_at >= since,
+                                              *only(TrainingSession.code)))
+
+
 class OfferRepository:
     """The offers made (they are stored with their request)."""
 
@@ -681,28 +695,25 @@ class OfferRepository:
     def codes_in_use(self) -> set[str]:
         """The codes of offers open or accepted, and of training invitations and public sessions still to be
         answered or attended (of sessions not over, ANSWERED_WITHIN): a new offer's or invitation's code must not be
-        one of them (so YES with one never answers another)."""
-        since = utcnow() - ANSWERED_WITHIN
-        return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted"))))) | set(
-            self.session.scalars(sa.select(Invitation.code).join(TrainingSession).where(
-                Invitation.status.in_(RESERVING), Invitation.attended_on.is_(None),
-                TrainingSession.starts_at >= since))) | set(
-            self.session.scalars(sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None),
-                                                                       TrainingSession.starts_at >= since)))
+        one of them (so YES with one never answers another). One read of all three."""
+        return set(self.session.scalars(_codes_in_use()))
 
     def reserve_code(self, code: str) -> bool:
         """Take a code for an offer this transaction makes; False if it cannot have it. On PostgreSQL two
         transactions making offers for different requests must not pick the same code: the second would wait on
         the first's row in the unique index (and, holding its own request's lock, could deadlock with it). So the
         code is held with a transaction-level advisory lock, tried without waiting, and then looked up again
-        (a statement after the lock sees every offer and invitation committed before it). Invitations take their
-        codes the same way. SQLite has one writer at a time."""
+        (a statement after the lock sees every offer and invitation committed before it). Only others' codes are
+        looked up: this transaction's own are the caller's (`codes_in_use`, read first, and those it gave since),
+        so what it has made is not flushed for each code. Invitations take their codes the same way. SQLite has one
+        writer at a time."""
         if self.session.get_bind().dialect.name != "postgresql":
             return True
         if not self.session.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:space, :code)"),
                                    {"space": OFFER_CODES, "code": int(code)}):
             return False
-        return code not in self.codes_in_use()
+        with self.session.no_autoflush:
+            return self.session.scalar(_codes_in_use(code).limit(1)) is None
 
     def of_volunteer(self, volunteer_id: uuid.UUID, statuses: Iterable[str], code: str | None = None) -> list[Offer]:
         """A volunteer's offers in these statuses (with this code), oldest first."""

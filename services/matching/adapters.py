@@ -727,16 +727,19 @@ class OfferRepository:
         PostgreSQL two transactions making offers for different requests must not pick the same code: the second
         would wait on the first's row in the unique index (and, holding its own request's lock, could deadlock with
         it). So each code is held with a transaction-level advisory lock, tried without waiting (a batch's codes in
-        one statement), and then they are looked up again (a statement after the locks sees every offer and
-        invitation committed before it). Only others' codes are looked up: this transaction's own are the caller's
-        (`codes_in_use`, read first, and those it gave since), so what it has made is not flushed for each batch.
-        Invitations take their codes the same way. SQLite has one writer at a time."""
-        if not codes or self.session.get_bind().dialect.name != "postgresql":
-            return list(codes)
-        held = set(self.session.scalars(
-            sa.text("SELECT code FROM unnest(CAST(:codes AS text[])) AS code "
-                    "WHERE pg_try_advisory_xact_lock(:space, CAST(code AS integer))"),
-            {"codes": list(codes), "space": OFFER_CODES}))
+        one statement), and then they are looked up (a statement after the locks sees every offer and invitation
+        committed before it, and this transaction's own as flushed). The lookup does not flush: codes this
+        transaction gave and has not flushed are the caller's to leave out (`taken`). Invitations take their codes
+        the same way. SQLite has one writer at a time: there the codes are only looked up."""
+        if not codes:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            held = set(self.session.scalars(
+                sa.text("SELECT code FROM unnest(CAST(:codes AS text[])) AS code "
+                        "WHERE pg_try_advisory_xact_lock(:space, CAST(code AS integer))"),
+                {"codes": list(codes), "space": OFFER_CODES}))
+        else:
+            held = set(codes)
         if not held:
             return []
         with self.session.no_autoflush:

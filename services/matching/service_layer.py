@@ -151,9 +151,10 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
         _, excluded = candidates_for(uow, request, policy, now, everyone=True)
         _unmatched(uow, request, why_unmatched(asked, excluded, uow.checks.rules(request.community)))
         return
-    taken = uow.offers.codes_in_use()  # first: nothing is left to flush, and the new round is written once, below
     request.round += 1
-    offers = make_offers(uow, request, [(c.volunteer, c.distance_km) for c in batch], now, taken)
+    # Every offer this transaction made is flushed (the search flushed first), so `reserve_codes` sees every code in
+    # use: they need not all be read.
+    offers = make_offers(uow, request, [(c.volunteer, c.distance_km) for c in batch], now, taken=set())
     for candidate, offer in zip(batch, offers):
         _publish(uow, request, OfferMade(
             offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from datetime import timezone
 from pathlib import Path
@@ -59,7 +60,34 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
+    engine = sa.create_engine(url, pool_size=5, max_overflow=5, hide_parameters=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_IDLE_SECONDS = 5.0  # a pooled connection unused this long is asked whether it still answers before it is used
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ask a pooled connection whether the database still answers before using it, when it has lain unused for
+    PING_IDLE_SECONDS (one that fails is replaced, as `pool_pre_ping` would): a connection a busy process used
+    a moment ago costs no round trip, and one left over from before an outage is found out before it is used.
+    A connection cut within those seconds fails its statement and is replaced then (a worker tries the event
+    again once the database answers)."""
+
+    @sa.event.listens_for(engine, "connect")
+    @sa.event.listens_for(engine, "checkin")
+    def _note_last_use(dbapi_connection, record):
+        record.info["used_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("used_at", float("-inf")) < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError() from exc  # the pool drops it and checks out another
 
 
 def make_sessions(engine: Engine) -> sessionmaker:

@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,9 +51,9 @@ class SqlUnitOfWork:
 
     def first_time(self, consumer: str, event_id: uuid.UUID) -> bool:
         """Record that `consumer` handles `event_id` in this transaction; False if it was handled before."""
-        self.session.add(self.outbox.processed(consumer=consumer, event_id=event_id))
-        try:
-            self.session.flush()
+        try:  # one INSERT, without the ORM's flush
+            self.session.execute(sa.insert(self.outbox.processed.__table__).values(consumer=consumer,
+                                                                                   event_id=event_id))
         except IntegrityError:
             self.session.rollback()
             log.info("event %s already handled by %s; skipped", event_id, consumer)

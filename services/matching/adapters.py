@@ -9,11 +9,13 @@ looked before each search.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Iterable
+from typing import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +37,9 @@ from shared.revocation import Revocations
 from shared.scoping import in_scope
 from shared.unit_of_work import SqlUnitOfWork
 from shared.web import page_of
+
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -449,6 +454,25 @@ def catch_up(session: Session, index: CandidateIndex) -> None:
         index.take(theirs, mark)
 
 
+def warm_index(sessions) -> Callable[[threading.Event], None]:
+    """A worker's loop that reads every volunteer into its candidate index as the worker starts, so the first
+    request it decides does not wait for that read (it waits for the loop, if it comes first); then it ends, and
+    each search catches up from there. A database that does not answer yet leaves it to the first search."""
+
+    def warm(stop: threading.Event) -> None:
+        try:
+            with sessions() as session, session.begin():
+                index = index_of(session.get_bind())
+                with index.lock:
+                    if index.mark is None:
+                        catch_up(session, index)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("the candidate index was not read at start (the first search reads it): %s",
+                        type(exc).__name__)
+
+    return warm
+
+
 # --- repositories -------------------------------------------------------------------------------------------------
 
 class VolunteerRepository:
@@ -668,6 +692,20 @@ class RequestRepository:
 ANSWERED_WITHIN = timedelta(days=1)  # a session that began longer ago takes no YES or NO, and frees its codes
 
 
+def _codes_in_use(codes: list[str] | None = None) -> sa.CompoundSelect:
+    """The codes offers, invitations and public sessions hold (see `OfferRepository.codes_in_use`); or which of
+    `codes` are among them."""
+    since = utcnow() - ANSWERED_WITHIN
+    only = (lambda column: [column.in_(codes)]) if codes is not None else (lambda column: [])
+    return sa.union(
+        sa.select(Offer.code).where(Offer.status.in_(("open", "accepted")), *only(Offer.code)),
+        sa.select(Invitation.code).join(TrainingSession).where(
+            Invitation.status.in_(RESERVING), Invitation.attended_on.is_(None), TrainingSession.starts_at >= since,
+            *only(Invitation.code)),
+        sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None), TrainingSession.starts_at >= since,
+                                              *only(TrainingSession.code)))
+
+
 class OfferRepository:
     """The offers made (they are stored with their request)."""
 
@@ -681,28 +719,32 @@ class OfferRepository:
     def codes_in_use(self) -> set[str]:
         """The codes of offers open or accepted, and of training invitations and public sessions still to be
         answered or attended (of sessions not over, ANSWERED_WITHIN): a new offer's or invitation's code must not be
-        one of them (so YES with one never answers another)."""
-        since = utcnow() - ANSWERED_WITHIN
-        return set(self.session.scalars(sa.select(Offer.code).where(Offer.status.in_(("open", "accepted"))))) | set(
-            self.session.scalars(sa.select(Invitation.code).join(TrainingSession).where(
-                Invitation.status.in_(RESERVING), Invitation.attended_on.is_(None),
-                TrainingSession.starts_at >= since))) | set(
-            self.session.scalars(sa.select(TrainingSession.code).where(TrainingSession.code.is_not(None),
-                                                                       TrainingSession.starts_at >= since)))
+        one of them (so YES with one never answers another). One read of all three."""
+        return set(self.session.scalars(_codes_in_use()))
 
-    def reserve_code(self, code: str) -> bool:
-        """Take a code for an offer this transaction makes; False if it cannot have it. On PostgreSQL two
-        transactions making offers for different requests must not pick the same code: the second would wait on
-        the first's row in the unique index (and, holding its own request's lock, could deadlock with it). So the
-        code is held with a transaction-level advisory lock, tried without waiting, and then looked up again
-        (a statement after the lock sees every offer and invitation committed before it). Invitations take their
-        codes the same way. SQLite has one writer at a time."""
-        if self.session.get_bind().dialect.name != "postgresql":
-            return True
-        if not self.session.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:space, :code)"),
-                                   {"space": OFFER_CODES, "code": int(code)}):
-            return False
-        return code not in self.codes_in_use()
+    def reserve_codes(self, codes: list[str]) -> list[str]:
+        """Take codes for offers this transaction makes: those of `codes` it can have, in their order. On
+        PostgreSQL two transactions making offers for different requests must not pick the same code: the second
+        would wait on the first's row in the unique index (and, holding its own request's lock, could deadlock with
+        it). So each code is held with a transaction-level advisory lock, tried without waiting (a batch's codes in
+        one statement), and then they are looked up (a statement after the locks sees every offer and invitation
+        committed before it, and this transaction's own as flushed). The lookup does not flush: codes this
+        transaction gave and has not flushed are the caller's to leave out (`taken`). Invitations take their codes
+        the same way. SQLite has one writer at a time: there the codes are only looked up."""
+        if not codes:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            held = set(self.session.scalars(
+                sa.text("SELECT code FROM unnest(CAST(:codes AS text[])) AS code "
+                        "WHERE pg_try_advisory_xact_lock(:space, CAST(code AS integer))"),
+                {"codes": list(codes), "space": OFFER_CODES}))
+        else:
+            held = set(codes)
+        if not held:
+            return []
+        with self.session.no_autoflush:
+            used = set(self.session.scalars(_codes_in_use(sorted(held))))
+        return [code for code in codes if code in held and code not in used]
 
     def of_volunteer(self, volunteer_id: uuid.UUID, statuses: Iterable[str], code: str | None = None) -> list[Offer]:
         """A volunteer's offers in these statuses (with this code), oldest first."""

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from flask import Flask
 
-from services.matching.adapters import Base, MatchingUnitOfWork, outbox, revocations
+from services.matching.adapters import Base, MatchingUnitOfWork, outbox, revocations, warm_index
 from services.matching import service_layer
 from services.matching.domain import Policy
 from services.matching.entrypoints import api, pages, timers
@@ -57,7 +57,8 @@ def worker(app: Flask) -> WorkerParts:
     """Matching's worker: a handler for each event it consumes, and the timers."""
     context = app.extensions["ccs"]
     handlers = {event_type: partial(handler, settings=context.settings) for event_type, handler in HANDLERS.items()}
-    return WorkerParts.from_handlers("matching", app, handlers, outbox, loops={"timers": timers.timers_loop(context)})
+    return WorkerParts.from_handlers("matching", app, handlers, outbox, loops={
+        "timers": timers.timers_loop(context), "index": warm_index(context.sessions)})
 
 
 def subject_access(request_ids) -> list:

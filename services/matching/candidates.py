@@ -417,9 +417,28 @@ def _profile_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.
                    slots: list[tuple[date, str]], codes: Codes,
                    rules: CheckRules = DEFAULT_RULES) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the code of the first profile rule that rules the volunteer out (0: none), and a mask of the
-    slots they are free in (bit j for slots[j]): `domain.profile_exclusion` over arrays, the checks those the
-    community's `rules` ask for the kind. The rules are applied last first, so the first that applies writes last."""
+    slots they are free in (bit j for slots[j]; 0 for those ruled out): `domain.profile_exclusion` over arrays, the
+    checks those the community's `rules` ask for the kind. The first three rules (status, SMS, skill) read one bit
+    each and rule out most of a national pool, so they are judged first and the others only for those they leave;
+    within each part the rules are applied last first, so the first that applies writes last."""
     kind = KINDS[request.support_type]
+    result = np.zeros(len(rows), dtype=np.int64)
+    if kind.skill in SKILLS:
+        result[(a.skills[rows] >> SKILLS.index(kind.skill)) & 1 == 0] = CODE["skill"]
+    else:  # a kind nobody is offered (intake holds "other" for a coordinator): no volunteer has its skill
+        result[:] = CODE["skill"]
+    result[~a.reachable[rows]] = CODE["sms"]
+    result[~a.active[rows]] = CODE["status"]
+    left = np.flatnonzero(result == 0)
+    free = np.zeros(len(rows), dtype=np.int64)
+    result[left], free[left] = _later_codes(a, rows[left], distance[left], limit[left], request, slots, codes, rules)
+    return result, free
+
+
+def _later_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.ndarray, request: Any,
+                 slots: list[tuple[date, str]], codes: Codes, rules: CheckRules) -> tuple[np.ndarray, np.ndarray]:
+    """`_profile_codes` for the rules after the skill (the checks, time away, availability, distance, language,
+    gender), for rows the first three left."""
     n, days = len(rows), [day.toordinal() for day, _ in slots]
     away = _away_masks(a, rows, days)
     any_time, availability = a.any_time[rows], a.availability[rows]
@@ -450,12 +469,6 @@ def _profile_codes(a: Arrays, rows: np.ndarray, distance: np.ndarray, limit: np.
         else:
             valid = np.zeros(n, dtype=bool)
         result[~valid] = codes.check_code(check)
-    if kind.skill in SKILLS:
-        result[(a.skills[rows] >> SKILLS.index(kind.skill)) & 1 == 0] = CODE["skill"]
-    else:  # a kind nobody is offered (intake holds "other" for a coordinator): no volunteer has its skill
-        result[:] = CODE["skill"]
-    result[~a.reachable[rows]] = CODE["sms"]
-    result[~a.active[rows]] = CODE["status"]
     return result, free
 
 

@@ -12,7 +12,7 @@ that comes later in it:
 2. then its offers (and a befriending request's match, `uow.befriending.of_offer` or `get(..., lock=True)`):
    read again once the request is locked (`uow.offers.get(..., fresh=True)`) and only then
    changed. No use case changes an offer without holding its request, so an offer's row is never waited for; an
-   offer's code is taken without waiting (`uow.offers.reserve_code`), so two requests' cascades never wait on
+   offer's code is taken without waiting (`uow.offers.reserve_codes`), so two requests' cascades never wait on
    each other in the offers' unique index;
 3. volunteers last, if at all: a use case that changes a volunteer holds no request lock (a coordinator's change,
    PAUSE and RESUME, contact.opted_in and contact.invalid) or has taken all of its requests' locks first (an
@@ -107,23 +107,35 @@ def _publish(uow, request: MatchRequest, event: AboutRequest) -> None:
     uow.publish(request.numbered(event), correlation_id=request.correlation_id)
 
 
-def make_offer(uow, request: MatchRequest, volunteer: Volunteer, now: datetime, distance: float = 0.0,
-               taken: set[str] | None = None) -> Offer:
-    """Offer a request's current occurrence to a volunteer, with a code no open or accepted offer has: the one
-    place offers are made, whether matching asks or a coordinator assigns. `taken`, the codes known to be in use
-    (read once for a batch of offers, and added to here), spares reading them again for each offer; a code is only
-    a candidate until `uow.offers.reserve_code` takes it."""
-    return request.offer_to(volunteer, _free_code(uow, taken), now, distance)
+def make_offers(uow, request: MatchRequest, chosen: list[tuple[Volunteer, float]], now: datetime,
+                taken: set[str] | None = None) -> list[Offer]:
+    """Offer a request's current occurrence to volunteers (each with their distance), each with a code no open or
+    accepted offer has: the one place offers are made, whether matching asks or a coordinator assigns. `taken`,
+    the codes known to be in use (read once before), spares reading them again; a code is only a candidate until
+    `uow.offers.reserve_codes` takes it."""
+    codes = _free_codes(uow, len(chosen), taken)
+    return [request.offer_to(volunteer, code, now, distance) for (volunteer, distance), code in zip(chosen, codes)]
+
+
+def _free_codes(uow, count: int, taken: set[str] | None = None) -> list[str]:
+    """`count` codes no open or accepted offer, and no training invitation still to answer or attend, has; held for
+    this transaction (`uow.offers.reserve_codes`, all of a batch's at once). The one place codes are chosen, for
+    offers and invitations alike. `taken` (read here if not given) gains every code given, or found in use."""
+    taken = uow.offers.codes_in_use() if taken is None else taken
+    codes: list[str] = []
+    while len(codes) < count:
+        drawn: list[str] = []
+        while len(drawn) < count - len(codes):
+            if (code := f"{secrets.randbelow(9000) + 1000}") not in taken:
+                drawn.append(code)
+                taken.add(code)  # given now, or in use or being given by another transaction: not drawn again
+        codes += uow.offers.reserve_codes(drawn)
+    return codes
 
 
 def _free_code(uow, taken: set[str] | None = None) -> str:
-    """A code no open or accepted offer, and no training invitation still to answer or attend, has; held for this
-    transaction (`uow.offers.reserve_code`). The one place codes are chosen, for offers and invitations alike."""
-    taken = uow.offers.codes_in_use() if taken is None else taken
-    while (code := f"{secrets.randbelow(9000) + 1000}") in taken or not uow.offers.reserve_code(code):
-        taken.add(code)  # in use, or being given by another transaction now
-    taken.add(code)
-    return code
+    """One code, as `_free_codes` chooses them."""
+    return _free_codes(uow, 1, taken)[0]
 
 
 def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> None:
@@ -140,9 +152,10 @@ def _offer_next(uow, request: MatchRequest, policy: Policy, now: datetime) -> No
         _unmatched(uow, request, why_unmatched(asked, excluded, uow.checks.rules(request.community)))
         return
     request.round += 1
-    taken = uow.offers.codes_in_use()
-    for candidate in batch:
-        offer = make_offer(uow, request, candidate.volunteer, now, candidate.distance_km, taken)
+    # Every offer this transaction made is flushed (the search flushed first), so `reserve_codes` sees every code in
+    # use: they need not all be read.
+    offers = make_offers(uow, request, [(c.volunteer, c.distance_km) for c in batch], now, taken=set())
+    for candidate, offer in zip(batch, offers):
         _publish(uow, request, OfferMade(
             offer_id=offer.id, request_id=request.request_id, volunteer_id=offer.volunteer_id,
             phone=candidate.volunteer.phone, code=offer.code, support_type=request.support_type, area=request.area,
@@ -1008,7 +1021,7 @@ def assign(uow, actor: Actor, request_id: uuid.UUID, volunteer_id: uuid.UUID, po
             o.volunteer_id for o in request.offers}:
         raise Conflict("That volunteer is not eligible for this request; see GET /matches/<id>.")
     offer = next((o for o in request.current_offers() if o.volunteer_id == volunteer.id and o.status == "open"),
-                 None) or make_offer(uow, request, volunteer, now)
+                 None) or make_offers(uow, request, [(volunteer, 0.0)], now)[0]
     request.status = "open"
     _accept(uow, request, offer, now, by="coordinator")
     report = _report(uow, request, policy, now)

@@ -5,6 +5,7 @@ over every volunteer loaded from the database (the path matching took before it 
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from datetime import date, datetime, timedelta
 
@@ -145,3 +146,17 @@ def test_decisions_through_the_index_are_those_the_rules_give_every_volunteer_lo
                     "time_away": [{"starts_on": t.starts_on, "ends_on": t.ends_on} for t in fresh.time_away]})
             session.add_all(map(stored, random_roster(rng, 20, first=1000 + round_ * 100, today=today)))
     assert compared == 180 and suited > 100  # some were asked: the lists compared were not all empty
+
+
+def test_a_matching_worker_reads_its_volunteers_into_the_index_as_it_starts(app_for, token):
+    from services.matching.bootstrap import SERVICE
+    from services.matching.candidates import index_of
+
+    app = app_for("matching")
+    register(app.test_client(), token("coordinator"), "Sam", "07911 123456")
+    index = index_of(app.extensions["ccs"].engine)
+    assert index.mark is None  # nothing has searched yet
+    SERVICE.worker(app).loops["index"](threading.Event())
+    assert index.mark is not None
+    register(app.test_client(), token("coordinator"), "Ana", "07911 123457")  # after the start: caught up
+    assert decide(app, shopping())[0] == ["Ana", "Sam"]

@@ -211,8 +211,8 @@ class FakeOffers:
     def codes_in_use(self):
         return {o.code for o, _ in self._all() if o.status in ("open", "accepted")} | self.requests.training.codes()
 
-    def reserve_code(self, code):
-        return code not in self.codes_in_use()
+    def reserve_codes(self, codes):
+        return [code for code in codes if code not in self.codes_in_use()]
 
     def of_volunteer(self, volunteer_id, statuses, code=None):
         return sorted((o for o, _ in self._all() if o.volunteer_id == volunteer_id and o.status in statuses
@@ -727,13 +727,14 @@ def test_expiry_leaves_a_request_another_transaction_holds_to_its_next_run_and_d
 
 def test_an_offer_never_takes_a_code_another_transaction_is_giving_now(monkeypatch):
     """Two requests' cascades at the same moment must not draw the same code: the second would wait on the first
-    in the unique index of open codes. A code `reserve_code` refuses (another transaction holds it) is passed over."""
+    in the unique index of open codes. A code `reserve_codes` refuses (another transaction holds it) is passed over."""
     sam = volunteer("Sam", "+447911123001")
     uow = uow_with(sam)
     draws = iter([1234, 1234, 5678])  # codes 2234 (being given by another transaction), 2234 again, 6678
     monkeypatch.setattr(service_layer.secrets, "randbelow", lambda n: next(draws))
     tried = []
-    monkeypatch.setattr(uow.offers, "reserve_code", lambda code: tried.append(code) or code != "2234")
+    monkeypatch.setattr(uow.offers, "reserve_codes",
+                        lambda codes: tried.extend(codes) or [code for code in codes if code != "2234"])
     request = submit(uow)
     assert [o.code for o in request.offers] == ["6678"] and tried == ["2234", "6678"]
 

@@ -12,6 +12,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import psycopg
 import pytest
@@ -57,76 +58,74 @@ class Backend:
         return self.name == "postgres+rabbitmq"
 
 
-class Vhosts:
-    """Fresh RabbitMQ vhosts for the tests, made ahead of them and deleted after them, in the background.
+class MadeAhead:
+    """Fresh things the tests take one of each (a RabbitMQ vhost, a set of databases), made a batch at a time ahead of
+    them and done away with after them, in a background thread, so neither waits on a test's critical path.
 
-    Each `rabbitmqctl` call boots an Erlang VM (about a second), and a vhost took three (add, permit, delete) on each
-    test's critical path. A thread here makes vhosts a batch at a time (one `import_definitions`) before they are
-    needed, and deletes those the tests have finished with a batch at a time (one `eval`). Each test still has a vhost
-    of its own that nothing has used; every vhost made is deleted by the end of the session (`close`).
+    Each `rabbitmqctl` call boots an Erlang VM (about a second), and a vhost took three (add, permit, delete); each
+    CREATE DATABASE copies a template and each DROP waits for a checkpoint. Here `make(n)` makes n at once and
+    `discard(things)` does away with many at once. Each test still has its own that nothing has used; everything
+    made is done away with by the end of the session (`close`).
     """
 
-    BATCH = 8  # vhosts made by one call; more are made when fewer than half a batch are ready
-
-    def __init__(self, run: str):
-        self.names = (f"ccs-{run}-{n}" for n in itertools.count())
-        self.ready: list[str] = []
-        self.used: list[str] = []
+    def __init__(self, name: str, make: Callable[[int], list], discard: Callable[[list], None], batch: int):
+        self.make, self.discard, self.batch = make, discard, batch
+        self.ready: list = []
+        self.used: list = []
         self.failure: Exception | None = None
         self.closing = False
         self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._make_and_delete, name="test-vhosts", daemon=True)
+        self.thread = threading.Thread(target=self._make_and_discard, name=f"test-{name}", daemon=True)
         self.thread.start()
 
-    def take(self) -> str:
-        """A vhost no test has used, on which guest may do everything; waits while the next batch is made."""
+    def take(self):
+        """One that no test has used; waits while the next batch is made."""
         with self.changed:
             self.changed.wait_for(lambda: self.ready or self.failure)
             if not self.ready:
-                raise RuntimeError("could not make RabbitMQ vhosts for the tests") from self.failure
+                raise RuntimeError(f"could not make {self.thread.name} for the tests") from self.failure
             self.changed.notify_all()  # the thread makes more when few are left
             return self.ready.pop(0)
 
-    def give_back(self, vhost: str) -> None:
-        """A test has finished with its vhost: delete it soon."""
+    def give_back(self, thing) -> None:
+        """A test has finished with it: do away with it soon."""
         with self.changed:
-            self.used.append(vhost)
+            self.used.append(thing)
             self.changed.notify_all()
 
     def close(self) -> None:
-        """Stop making vhosts, and delete every one made, used or not."""
+        """Stop making, and do away with every one made, used or not."""
         with self.changed:
             self.closing = True
             self.changed.notify_all()
         self.thread.join()
-        _delete_vhosts(self.used + self.ready)
+        self.discard(self.used + self.ready)
 
-    def _make_and_delete(self) -> None:
+    def _make_and_discard(self) -> None:
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: self.closing or self._low() or self.used)
                 if self.closing:
                     return
-                make = [next(self.names) for _ in range(self.BATCH)] if self._low() else []
-                delete, self.used = ([], self.used) if make else (self.used, [])
+                low = self._low()
+                discard, self.used = ([], self.used) if low else (self.used, [])
             try:
-                if make:
-                    _add_vhosts(make)
+                made = self.make(self.batch) if low else []
             except Exception as error:  # a test waiting in `take` says so
                 with self.changed:
                     self.failure = error
                     self.changed.notify_all()
                 return
-            _delete_vhosts(delete)
+            self.discard(discard)
             with self.changed:
-                self.ready += make
+                self.ready += made
                 self.changed.notify_all()
 
     def _low(self) -> bool:
-        return len(self.ready) < self.BATCH // 2
+        return len(self.ready) < (self.batch + 1) // 2
 
 
-def _add_vhosts(names: list[str]) -> None:
+def _add_vhosts(names: list[str]) -> list[str]:
     """Make vhosts on which guest may do everything, with one rabbitmqctl call."""
     definitions = {"vhosts": [{"name": name} for name in names],
                    "permissions": [{"user": "guest", "vhost": name, "configure": ".*", "write": ".*", "read": ".*"}
@@ -134,6 +133,7 @@ def _add_vhosts(names: list[str]) -> None:
     # from standard input: with no file named (3.10 takes "-" for a file's name)
     subprocess.run(["rabbitmqctl", "-q", "import_definitions", "--format", "json"], input=json.dumps(definitions),
                    text=True, check=True, capture_output=True)
+    return names
 
 
 def _delete_vhosts(names: list[str]) -> None:
@@ -150,32 +150,65 @@ def _delete_vhosts(names: list[str]) -> None:
 
 @dataclass
 class RealServers:
-    """What the PostgreSQL + RabbitMQ tests of one session share: the vhosts, the migrated template databases
-    (made the first time a test asks for `migrated`), and the threads that drop the tests' databases."""
+    """What the PostgreSQL + RabbitMQ tests of one session share: vhosts and sets of databases (one per service)
+    made ahead of them, the migrated template databases (made the first time a test asks for `migrated`), and the
+    threads that drop the tests' databases."""
 
     run: str
-    vhosts: Vhosts
     # a test's four databases dropped at once, and the next test's too if it ends first
     dropping: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "test-databases"))
     drops: list = field(default_factory=list)
     templates: dict[str, str] = field(default_factory=dict)
-    templates_migrated: bool = False
+    pools: dict[bool, MadeAhead] = field(default_factory=dict)  # sets of databases: migrated (True) or empty
+    numbers: Iterator[int] = field(default_factory=itertools.count)
 
-    def migrated_templates(self) -> dict[str, str]:
+    def __post_init__(self):
+        self.vhosts = MadeAhead("vhosts", lambda n: _add_vhosts([f"ccs-{self.run}-{next(self.numbers)}"
+                                                                 for _ in range(n)]), _delete_vhosts, batch=8)
+        self.making = threading.Lock()
+
+    def databases(self, migrated: bool) -> dict[str, str]:
+        """A database of each service (name by service) that no test has used: migrated to the newest schema, or
+        empty. The first time, a thread starts making them a few at a time ahead of the tests."""
+        with self.making:
+            if migrated not in self.pools:
+                self.pools[migrated] = MadeAhead("migrated databases" if migrated else "empty databases",
+                                                 lambda n: self._make_databases(n, migrated), self._drop_sets,
+                                                 batch=4 if migrated else 2)
+        return self.pools[migrated].take()
+
+    def give_back(self, databases: dict[str, str], migrated: bool) -> None:
+        self.pools[migrated].give_back(databases)
+
+    def _make_databases(self, sets: int, migrated: bool) -> list[dict[str, str]]:
+        templates = self._migrated_templates() if migrated else {}
+        made = []
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            for _ in range(sets):
+                number = next(self.numbers)
+                databases = {name: f"ccs_{self.run}_{number}_{name}" for name in SERVICES}
+                for name, database in databases.items():
+                    template = f' TEMPLATE "{templates[name]}"' if migrated else ""
+                    conn.execute(f'CREATE DATABASE "{database}"{template}')
+                made.append(databases)
+        return made
+
+    def _migrated_templates(self) -> dict[str, str]:
         """Each service's template database, migrated to the newest schema once for the session."""
         from shared.db import upgrade
 
         if not self.templates:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 for name in SERVICES:
+                    conn.execute(f'CREATE DATABASE "ccs_{self.run}_template_{name}"')
                     self.templates[name] = f"ccs_{self.run}_template_{name}"
-                    conn.execute(f'CREATE DATABASE "{self.templates[name]}"')
-        if not self.templates_migrated:
             for name, template in self.templates.items():
                 # the URL as SQLAlchemy takes it; upgrade leaves no connection open (a template must have none)
                 upgrade(name, "postgresql+psycopg://" + _pg_url(template).split("://", 1)[1])
-            self.templates_migrated = True
         return self.templates
+
+    def _drop_sets(self, sets: list[dict[str, str]]) -> None:
+        self.drop_later([database for databases in sets for database in databases.values()])
 
     def drop_later(self, databases) -> None:
         """Drop databases in the background, each in a thread of its own: each DROP DATABASE waits for a
@@ -183,10 +216,13 @@ class RealServers:
         self.drops += [self.dropping.submit(_drop_database, name) for name in databases]
 
     def close(self) -> None:
-        """Drop the templates, wait for every drop (raising what any raised), and delete the vhosts."""
-        self.drop_later(self.templates.values())
-        self.dropping.shutdown(wait=True)
+        """Drop every database made (the templates last), wait for every drop (raising what any raised), and
+        delete the vhosts."""
         try:
+            for pool in self.pools.values():
+                pool.close()
+            self.drop_later(self.templates.values())
+            self.dropping.shutdown(wait=True)
             for drop in self.drops:
                 drop.result()
         finally:
@@ -210,32 +246,25 @@ def real_servers():
         if REQUIRE_REAL:
             pytest.fail(message + " (CCS_REQUIRE_REAL_BACKENDS=1)")
         pytest.skip(message)
-    run = uuid.uuid4().hex[:10]
-    servers = RealServers(run, Vhosts(run))
+    servers = RealServers(uuid.uuid4().hex[:10])
     yield servers
     servers.close()
 
 
 def _real_backend(tmp_path, servers: RealServers, migrated: bool) -> Backend:
     """Databases of the test's own (copies of the migrated templates if it takes `migrated`, else empty), and a
-    vhost of its own; the databases are dropped and the vhost deleted in the background after the test."""
-    run = uuid.uuid4().hex[:10]
+    vhost of its own, each made ahead and done away with in the background after the test."""
     backend = Backend("postgres+rabbitmq", {"CCS_VAR_DIR": str(tmp_path / "var")})
-    databases = [f"ccs_{run}_{name}" for name in SERVICES]
     vhost = servers.vhosts.take()
     backend.cleanups.append(lambda: servers.vhosts.give_back(vhost))
-    backend.cleanups.append(lambda: servers.drop_later(databases))
     try:
-        templates = servers.migrated_templates() if migrated else {}
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            for name, database in zip(SERVICES, databases):
-                template = f' TEMPLATE "{templates[name]}"' if migrated else ""
-                conn.execute(f'CREATE DATABASE "{database}"{template}')
-                backend.env[f"{name.upper()}_DATABASE_URL"] = _pg_url(database)
+        databases = servers.databases(migrated)
     except BaseException:  # the fixture will not get to its cleanups
-        for cleanup in backend.cleanups:
-            cleanup()
+        servers.vhosts.give_back(vhost)
         raise
+    backend.cleanups.append(lambda: servers.give_back(databases, migrated))
+    for name, database in databases.items():
+        backend.env[f"{name.upper()}_DATABASE_URL"] = _pg_url(database)
     backend.env["BROKER_URL"] = f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
     return backend
 

@@ -152,6 +152,9 @@ offers = sa.Table(
              sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'")),
     sa.Index("uq_offers_one_accepted", "request_id", unique=True,
              sqlite_where=sa.text("status = 'accepted'"), postgresql_where=sa.text("status = 'accepted'")),
+    # the codes in use (`_codes_in_use`), looked up without reading every offer ever made
+    sa.Index("ix_offers_code_in_use", "code", sqlite_where=sa.text("status IN ('open', 'accepted')"),
+             postgresql_where=sa.text("status IN ('open', 'accepted')")),
 )
 
 befriending_matches = sa.Table(

@@ -4,7 +4,8 @@ being picked out. Pure: no Flask, no database session, no environment.
 
 Each measure is worked out from the facts and the activities, so it is the same however often an event was
 delivered. Small counts are shown as "<5" wherever they leave the service (`suppress`), and where a total and
-its other parts would give one away, as many more are "hidden" as it takes (`protect`).
+its other parts would give one away, as many more are "hidden" as it takes (`protect`): within one view, and
+between every view a manager can ask for of the same span (`jointly_shown`).
 """
 
 from __future__ import annotations
@@ -1020,7 +1021,7 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
     def community_of(fact) -> str | None:
         return fact.community or getattr(submitted.get(fact.request_id), "community", None)
 
-    about = [kinds.get(f.request_id, f.support_type) for f in facts] + [f.support_type for f in facts]
+    about = [kinds.get(f.request_id, f.support_type) if f.request_id else f.support_type for f in facts]
     sources = {of_request[f.request_id][1] for f in facts if f.request_id in of_request}
     kind_views = [None, *sorted(({k for k in about if k in KINDS} | {asked[0]}) - {None})]
     source_views = [None, *sorted((sources & set(SOURCES) | {asked[1]}) - {None})]

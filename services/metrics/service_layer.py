@@ -247,8 +247,8 @@ def _views_of_each(uow: MetricsUnitOfWork, actor: Actor, spans: list[tuple[date,
     return counted
 
 
-def _view(actor: Actor, communities: list[str], kind: str | None, source: str | None) -> domain.View:
-    """The view of these of the actor's communities (None: all of them, when they have several)."""
+def _view(communities: list[str], kind: str | None, source: str | None) -> domain.View:
+    """The view of these of the actor's communities (all of them, or one: None when all are several)."""
     return (None if len(communities) > 1 else communities[0], kind, source)
 
 
@@ -259,7 +259,7 @@ def _counts(uow: MetricsUnitOfWork, actor: Actor, communities: list[str], period
     view the actor could ask for (`domain.jointly_shown`), so no two of them subtracted give a small count away; and,
     for one community whose manager set one, its baseline period's measures (None otherwise: communities' baselines
     are different periods, so they are not added up)."""
-    view = _view(actor, communities, kind, source)
+    view = _view(communities, kind, source)
     spans = domain.spans(period, start, end)
     counted = [domain.apart(domain.jointly_shown(views, below)[view])
                for views in _views_of_each(uow, actor, spans, kind, source)]

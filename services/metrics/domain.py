@@ -1002,27 +1002,34 @@ SAME_AS = {"requests_by_kind": (1, "requests_received"), "requests_by_source": (
            "tasks_by_kind": (1, "tasks_completed"), "signposted_by_kind": (1, "requests_signposted")}
 
 
+def requests_known(requests: Iterable[Fact]) -> dict[uuid.UUID, tuple[str, str | None, str | None]]:
+    """Each request's kind now, source and community, from its submission and any corrections (for `every_view`,
+    worked out once for all the spans asked about)."""
+    requests = list(requests)
+    kinds = kinds_now(requests)
+    return {f.request_id: (kinds[f.request_id], f.source, f.community) for f in requests
+            if f.event_type == "request.submitted"}
+
+
 def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact], history: list[Fact],
-               requests: list[Fact], communities: Iterable[str], asked: tuple[str | None, str | None] = (None, None),
+               requests: dict[uuid.UUID, tuple[str, str | None, str | None]], communities: Iterable[str],
+               asked: tuple[str | None, str | None] = (None, None),
                register: Register | None = None, end: date | None = None,
                hourly_values: dict[str, tuple[float, str]] | None = None,
                monitoring: dict[str, Monitoring] | None = None) -> dict[View, dict[str, Any]]:
     """Every measure of one span (as `measures` gives it, unsuppressed) in every view a manager of `communities` can
     ask for: all of them (when there are several) and each, by every kind of help and source the span's facts are
-    about (and the `asked` (kind, source)) and by none. `requests`: the communities' requests on any day (with their
-    corrections), which give each request its kind now and its source. Counts no filter narrows (UNFILTERED) are the
+    about (and the `asked` (kind, source)) and by none. `requests`: each of the communities' requests (on any day)
+    with its kind now, source and community (`requests_known`). Counts no filter narrows (UNFILTERED) are the
     unfiltered view's in every view; group activities give no hours, volunteers or partners to a filtered view."""
     communities = list(communities)
     kinds = kinds_now(history)
-    submitted = {f.request_id: f for f in [*requests, *history] if f.event_type == "request.submitted"}
-    of_request = {rid: (kind_now, submitted[rid].source)
-                  for rid, kind_now in kinds_now(requests).items() if rid in submitted}
 
     def community_of(fact) -> str | None:
-        return fact.community or getattr(submitted.get(fact.request_id), "community", None)
+        return fact.community or requests.get(fact.request_id, (None, None, None))[2]
 
     about = [kinds.get(f.request_id, f.support_type) if f.request_id else f.support_type for f in facts]
-    sources = {of_request[f.request_id][1] for f in facts if f.request_id in of_request}
+    sources = {requests[f.request_id][1] for f in facts if f.request_id in requests}
     kind_views = [None, *sorted(({k for k in about if k in KINDS} | {asked[0]}) - {None})]
     source_views = [None, *sorted((sources & set(SOURCES) | {asked[1]}) - {None})]
     groups = {c: [c] for c in communities} | ({None: communities} if len(communities) > 1 else {})
@@ -1039,9 +1046,9 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
                         register=register, communities=members, end=end, hourly_values=hourly_values,
                         monitoring=monitoring)
                     continue
-                kept = {f.request_id for f in own if f.request_id in of_request
-                        and (kind is None or of_request[f.request_id][0] == kind)
-                        and (source is None or of_request[f.request_id][1] == source)}
+                kept = {f.request_id for f in own if f.request_id in requests
+                        and (kind is None or requests[f.request_id][0] == kind)
+                        and (source is None or requests[f.request_id][1] == source)}
                 counted = measures([f for f in own if f.request_id in kept or f.event_type.startswith("concern.")],
                                    [], volunteer_changes=[], history=history, kept=kept, kind=kind, source=source,
                                    register=register, communities=members, end=end, hourly_values=hourly_values,
@@ -1105,7 +1112,6 @@ def jointly_shown(views: dict[View, dict[str, Any]], below: int) -> dict[View, d
     if below > 1:
         cells: dict[Cell, Any] = {}
         table: dict[Cell, int] = {}
-        parts: set[Cell] = set()
         sums: dict[frozenset, Equation] = {}
         placed: dict[tuple[View, Cell], Cell] = {}
         for view, values in out.items():
@@ -1115,8 +1121,6 @@ def jointly_shown(views: dict[View, dict[str, Any]], below: int) -> dict[View, d
                     joint = placed[(view, cell)] = _joint_cell(view, cell)
                     cells[joint] = out[view][cell[0]][cell[1]] if isinstance(cell, tuple) else out[view][cell]
                     table[joint] = views[view][cell[0]][cell[1]] if isinstance(cell, tuple) else views[view][cell]
-                    if isinstance(cell, tuple):
-                        parts.add(joint)
                     terms.append((joint, sign))
                 sums.setdefault(frozenset(terms), terms)
             for key in SIDE_BY_SIDE:  # every count, in sums or not, is in the table (across views it may be)
@@ -1124,7 +1128,9 @@ def jointly_shown(views: dict[View, dict[str, Any]], below: int) -> dict[View, d
                     joint = placed[(view, key)] = _joint_cell(view, key)
                     cells[joint], table[joint] = values[key], views[view][key]
         across = _across_views(table)
-        cells.update({cell: HIDDEN for cell in table if len(cell) == 2})  # the rests, which no view shows
+        rests = {cell for cell in table if len(cell) == 2}  # what no view shows: it may be 0
+        cells.update({cell: HIDDEN for cell in rests})
+        parts = set(cells) - rests  # a 0 is never hidden, so "hidden" says at least 1 of every other cell
         for equation in across:
             sums.setdefault(frozenset(equation), equation)
         for members, component in _connected(cells, list(sums.values())):

@@ -223,7 +223,7 @@ def _views_of_each(uow: MetricsUnitOfWork, actor: Actor, spans: list[tuple[date,
     changes = uow.facts.volunteer_changes(scope, last)  # oldest first
     register = Register(uow.organisations.of(scope))
     values = uow.hourly_values.of(list(scope.communities))
-    requests = uow.facts.requests_in(scope)
+    requests = domain.requests_known(uow.facts.requests_in(scope))
     # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
     # yet placed in a community), in the order the events happened.
     history_of: dict[uuid.UUID, list] = defaultdict(list)

@@ -551,7 +551,7 @@ def test_a_request_whose_kind_was_corrected_counts_under_its_kind_now_and_only_t
         assert measures_of(period, REQUEST_MEASURES) == month.expected(first, last, kind), (first, last)
     whole = month.expected(MONTH, MONTH_END, kind)
     assert (whole["tasks_completed"], whole["volunteer_hours"]) == (
-        ("<5", "0.75") if kind == "prescription_collection" else ("11", "14.75"))
+        ("<5", "0.75") if kind == "prescription_collection" else ("hidden", "14.75"))  # 12 tasks less 11: 1
 
 
 def test_time_to_acceptance_is_each_occurrence_from_when_it_became_due(site, month):

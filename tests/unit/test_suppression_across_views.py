@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.metrics.domain import (ALL, HIDDEN, SIDE_BY_SIDE, TOTAL, Fact, columns_of, every_view, jointly_shown,
-                                     shown)
+                                     requests_known, shown)
 from shared.equity import NOT_RECORDED
 from shared.taxonomy import KINDS
 
@@ -58,9 +58,8 @@ def facts_of(requests: list[tuple[str, str, str, str]]) -> list[Fact]:
 def views_of(requests, communities) -> dict:
     """Every view of the span, unsuppressed, as the service counts them."""
     facts = facts_of(requests)
-    submitted = [f for f in facts if f.event_type == "request.submitted"]
-    return every_view(facts, [], volunteer_changes=[], history=facts,
-                      requests=submitted, communities=communities)
+    return every_view(facts, [], volunteer_changes=[], history=facts, requests=requests_known(facts),
+                      communities=communities)
 
 
 def truth_of(requests) -> dict[tuple, int]:

@@ -854,8 +854,9 @@ def published_bounds(value: Any, below: int, is_part: bool = False) -> tuple[flo
 
 
 def _is_part(parts: set[Cell] | None) -> Callable[[Cell], bool]:
-    """Whether a cell is a part of a breakdown (so listed only when it is not 0): those named in `parts`, else, as
-    one table's cells are keyed, each (breakdown, part)."""
+    """Whether a reader knows a cell is at least 1 when it is hidden: those named in `parts` (in views protected
+    together, every cell but the rests: a 0 is never hidden), else, as one table's cells are keyed, each
+    (breakdown, part) (a breakdown lists only what happened)."""
     return (lambda cell: isinstance(cell, tuple)) if parts is None else parts.__contains__
 
 
@@ -919,8 +920,8 @@ def protect(cells: dict[Cell, Any], sums: list[Equation], below: int,
     cell of a sum that pins a cell down: the one that leaves fewest counts exposed (in a table of more than TRIED
     cells, the first in this order, untried), preferring the smallest part
     shown, then a total shown, then a "<5" (as "hidden", which says less). Each round hides one more cell, so it
-    ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the cells that are parts of a
-    breakdown (by default, as one table keys them, each (breakdown, part))."""
+    ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the cells a reader knows are at
+    least 1 when hidden (`_is_part`)."""
     cells = dict(cells)
     is_part = _is_part(parts)
     small = {cell for cell, value in cells.items() if isinstance(value, str) and value != HIDDEN}

@@ -911,20 +911,19 @@ def determined(cells: dict[Cell, Any], sums: list[Equation]) -> set[Cell]:
     return {cell for cell in unknown if not np.any(np.abs(free[:, index[cell]]) > 1e-9)}
 
 
-TRIED = 80  # in a table of at most this many cells, each cell protect may hide is tried first
-
-
 def protect(cells: dict[Cell, Any], sums: list[Equation], below: int,
-            parts: set[Cell] | None = None) -> dict[Cell, Any]:
+            parts: set[Cell] | None = None, tried: bool = True) -> dict[Cell, Any]:
     """Secondary suppression: while a reader could work out a suppressed count exactly from the sums, hide one more
-    cell of a sum that pins a cell down: the one that leaves fewest counts exposed (in a table of more than TRIED
-    cells, the first in this order, untried), preferring the smallest part
+    cell of a sum that pins a cell down: the one that leaves fewest counts exposed (unless `tried` is False, as for
+    views protected together, where trying each would take seconds a span: then the first in this order), preferring the smallest part
     shown, then a total shown, then a "<5" (as "hidden", which says less). Each round hides one more cell, so it
     ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the cells a reader knows are at
     least 1 when hidden (`_is_part`)."""
     cells = dict(cells)
     is_part = _is_part(parts)
     small = {cell for cell, value in cells.items() if isinstance(value, str) and value != HIDDEN}
+    if not small:
+        return cells
 
     def pinned(trial: dict[Cell, Any]) -> set[Cell]:
         """The cells not shown as numbers that a reader could work out exactly: by the bounds, or by the sums
@@ -944,9 +943,9 @@ def protect(cells: dict[Cell, Any], sums: list[Equation], below: int,
                                               str(c)))
         if not order:
             return cells
-        if len(cells) <= TRIED:
+        if tried:
             _, _, chosen = min((len(pinned({**cells, c: HIDDEN}) & small), n, c) for n, c in enumerate(order))
-        else:  # a table of many views: the first in that order, untried (trying each would take minutes)
+        else:  # the first in that order, untried
             chosen = order[0]
         cells[chosen] = HIDDEN
         found = pinned(cells)
@@ -1135,7 +1134,8 @@ def jointly_shown(views: dict[View, dict[str, Any]], below: int) -> dict[View, d
         for equation in across:
             sums.setdefault(frozenset(equation), equation)
         for members, component in _connected(cells, list(sums.values())):
-            cells.update(protect({cell: cells[cell] for cell in members}, component, below, parts))
+            cells.update(protect({cell: cells[cell] for cell in members}, component, below, parts,
+                                 tried=len(views) == 1))
         for (view, cell), joint in placed.items():
             if isinstance(cell, tuple):
                 out[view][cell[0]][cell[1]] = cells[joint]

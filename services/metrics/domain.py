@@ -1033,6 +1033,9 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
     kind_views = [None, *sorted(({k for k in about if k in KINDS} | {asked[0]}) - {None})]
     source_views = [None, *sorted((sources & set(SOURCES) | {asked[1]}) - {None})]
     groups = {c: [c] for c in communities} | ({None: communities} if len(communities) > 1 else {})
+    history_of: dict[uuid.UUID, list[Fact]] = defaultdict(list)
+    for fact in history:
+        history_of[fact.request_id].append(fact)
     views: dict[View, dict[str, Any]] = {}
     for community, members in groups.items():
         wanted = set(members)
@@ -1050,7 +1053,8 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
                         and (kind is None or requests[f.request_id][0] == kind)
                         and (source is None or requests[f.request_id][1] == source)}
                 counted = measures([f for f in own if f.request_id in kept or f.event_type.startswith("concern.")],
-                                   [], volunteer_changes=[], history=history, kept=kept, kind=kind, source=source,
+                                   [], volunteer_changes=[], history=[f for r in kept for f in history_of[r]],
+                                   kept=kept, kind=kind, source=source,
                                    register=register, communities=members, end=end, hourly_values=hourly_values,
                                    monitoring=monitoring)
                 unfiltered = views[(community, None, None)]

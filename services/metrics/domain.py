@@ -4,7 +4,8 @@ being picked out. Pure: no Flask, no database session, no environment.
 
 Each measure is worked out from the facts and the activities, so it is the same however often an event was
 delivered. Small counts are shown as "<5" wherever they leave the service (`suppress`), and where a total and
-its other parts would give one away, as many more are "hidden" as it takes (`protect`).
+its other parts would give one away, as many more are "hidden" as it takes (`protect`): within one view, and
+between every view a manager can ask for of the same span (`jointly_shown`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import re
 import statistics
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+import numpy as np
 
 from shared import equity
 from shared.contracts import Event
@@ -850,63 +853,114 @@ def published_bounds(value: Any, below: int, is_part: bool = False) -> tuple[flo
     return value, value
 
 
-def narrowed(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Cell, tuple[float, float]]:
+def _is_part(parts: set[Cell] | None) -> Callable[[Cell], bool]:
+    """Whether a reader knows a cell is at least 1 when it is hidden: those named in `parts` (in views protected
+    together, every cell but the rests: a 0 is never hidden), else, as one table's cells are keyed, each
+    (breakdown, part) (a breakdown lists only what happened)."""
+    return (lambda cell: isinstance(cell, tuple)) if parts is None else parts.__contains__
+
+
+def narrowed(cells: dict[Cell, Any], sums: list[Equation], below: int,
+             parts: set[Cell] | None = None) -> dict[Cell, tuple[float, float]]:
     """Each cell's range as a reader can work it out from what is shown and the sums: the bounds of every hidden
-    cell tightened by every equation in turn until none moves (the sums here share at most a total between them,
-    so this finds exactly what a reader could)."""
-    bounds = {cell: published_bounds(value, below, isinstance(cell, tuple)) for cell, value in cells.items()}
+    cell tightened by every equation in turn until none moves (within one table the sums share at most a total
+    between them, so this finds exactly what a reader could)."""
+    is_part = _is_part(parts)
+    inf = float("inf")
+    bounds = {cell: published_bounds(value, below, is_part(cell)) for cell, value in cells.items()}
     moved = True
     while moved:
         moved = False
         for equation in sums:
-            for cell, sign in equation:
-                # sign * cell = -(sum of the others): its range from the others' ranges
-                low = high = 0.0
-                for other, other_sign in equation:
-                    if other == cell:
-                        continue
-                    lo, hi = bounds[other]
-                    low, high = (low - hi, high - lo) if other_sign * sign > 0 else (low + lo, high + hi)
-                lo, hi = bounds[cell]
-                tightened = (max(lo, low), min(hi, high))
-                if tightened != (lo, hi) and tightened[0] <= tightened[1]:
+            # each term's range (sign * cell), their sums, and how many of them are unbounded below or above
+            terms = [(cell, sign, *(bounds[cell] if sign > 0 else (-bounds[cell][1], -bounds[cell][0])))
+                     for cell, sign in equation]
+            low = sum(lo for *_, lo, _ in terms if lo != -inf)
+            high = sum(hi for *_, hi in terms if hi != inf)
+            low_open = sum(lo == -inf for *_, lo, _ in terms)
+            high_open = sum(hi == inf for *_, hi in terms)
+            for cell, sign, lo, hi in terms:
+                # sign * cell = -(the sum of the others): its range from the others' ranges
+                others_low = -inf if low_open - (lo == -inf) else low - (0 if lo == -inf else lo)
+                others_high = inf if high_open - (hi == inf) else high - (0 if hi == inf else hi)
+                found = (-others_high, -others_low) if sign > 0 else (others_low, others_high)
+                was = bounds[cell]
+                tightened = (max(was[0], found[0]), min(was[1], found[1]))
+                if tightened != was and tightened[0] <= tightened[1]:
                     bounds[cell] = tightened
                     moved = True
     return bounds
 
 
-def protect(cells: dict[Cell, Any], sums: list[Equation], below: int) -> dict[Cell, Any]:
+def determined(cells: dict[Cell, Any], sums: list[Equation]) -> set[Cell]:
+    """The cells not shown as numbers that the sums fix whatever their bounds: those that no change of the unknown
+    cells keeping every sum can move (exact linear reasoning, which bounds alone miss where three sums make a cycle:
+    one source's requests, one community's and one kind's, each of two cells, give all three away)."""
+    unknown = [cell for cell, value in cells.items() if isinstance(value, str)]
+    index = {cell: n for n, cell in enumerate(unknown)}
+    rows = [equation for equation in sums if any(cell in index for cell, _ in equation)]
+    if not rows:
+        return set()
+    matrix = np.zeros((len(rows), len(unknown)))
+    for r, equation in enumerate(rows):
+        for cell, sign in equation:
+            if cell in index:
+                matrix[r, index[cell]] += sign
+    _, singular, directions = np.linalg.svd(matrix)
+    free = directions[int((singular > 1e-9).sum()):]  # the changes that keep every sum
+    return {cell for cell in unknown if not np.any(np.abs(free[:, index[cell]]) > 1e-9)}
+
+
+def protect(cells: dict[Cell, Any], sums: list[Equation], below: int,
+            parts: set[Cell] | None = None, tried: bool = True) -> dict[Cell, Any]:
     """Secondary suppression: while a reader could work out a suppressed count exactly from the sums, hide one more
-    cell of a sum that pins a cell down: the one that leaves fewest counts exposed, preferring the smallest part
+    cell of a sum that pins a cell down: the one that leaves fewest counts exposed (unless `tried` is False, as for
+    views protected together, where trying each would take seconds a span: then the first in this order), preferring the smallest part
     shown, then a total shown, then a "<5" (as "hidden", which says less). Each round hides one more cell, so it
-    ends; with every cell of those sums hidden nothing can be pinned down."""
+    ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the cells a reader knows are at
+    least 1 when hidden (`_is_part`)."""
     cells = dict(cells)
-    small = {cell for cell, value in cells.items() if isinstance(value, str)}
+    is_part = _is_part(parts)
+    small = {cell for cell, value in cells.items() if isinstance(value, str) and value != HIDDEN}
+    if not small:
+        return cells
 
     def pinned(trial: dict[Cell, Any]) -> set[Cell]:
-        """The cells not shown as numbers that a reader could work out exactly."""
-        bounds = narrowed(trial, sums, below)
-        return {c for c, value in trial.items() if isinstance(value, str) and bounds[c][0] == bounds[c][1]}
+        """The cells not shown as numbers that a reader could work out exactly: by the bounds, or by the sums
+        alone."""
+        bounds = narrowed(trial, sums, below, parts)
+        found = {c for c, value in trial.items() if isinstance(value, str) and bounds[c][0] == bounds[c][1]}
+        return found if found & small else found | determined(trial, sums)  # the costlier search when needed
 
     found = pinned(cells)
     while found & small:
-        # a part shown as 0 is never hidden: a hidden part is then at least 1, as `published_bounds` tells readers
+        # a 0 is never hidden (a breakdown that does not list a part says it is 0): a hidden part is then at least 1,
+        # as `published_bounds` tells readers
         around = {cell for equation in sums if any(c in found for c, _ in equation) for cell, _ in equation
-                  if cells[cell] != HIDDEN and not (isinstance(cell, tuple) and cells[cell] == 0)}
-        order = sorted(around, key=lambda c: (isinstance(cells[c], str), not isinstance(c, tuple),
+                  if cells[cell] not in (HIDDEN, 0)}
+        order = sorted(around, key=lambda c: (isinstance(cells[c], str), not is_part(c),
                                               cells[c] if isinstance(cells[c], int) else 1 << 30,
                                               str(c)))
         if not order:
             return cells
-        _, _, chosen = min((len(pinned({**cells, c: HIDDEN}) & small), n, c) for n, c in enumerate(order))
+        if tried:
+            _, _, chosen = min((len(pinned({**cells, c: HIDDEN}) & small), n, c) for n, c in enumerate(order))
+        else:  # the first in that order, untried
+            chosen = order[0]
         cells[chosen] = HIDDEN
         found = pinned(cells)
     return cells
 
 
 def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
-    """Measures as they may leave the service: small counts suppressed, breakdowns too, and then as many more hidden
-    as it takes that no suppressed count can be worked out from a total and its other parts."""
+    """One table's measures as they may leave the service: small counts suppressed, breakdowns too, and then as many
+    more hidden as it takes that no suppressed count can be worked out from a total and its other parts."""
+    return jointly_shown({ALL: values}, below)[ALL]
+
+
+def _suppressed(values: dict[str, Any], below: int) -> dict[str, Any]:
+    """A table's measures with each small count (a breakdown's parts too) as "<5", the match rate as a percentage
+    (or "not shown"), and amounts of money as they are."""
     counted = {m.key: m.is_count for m in MEASURES}
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -918,27 +972,188 @@ def shown(values: dict[str, Any], below: int) -> dict[str, Any]:
             out[key] = {name: suppress(n, below) for name, n in value.items()}
         else:
             out[key] = suppress(value, below, counted.get(key, True))
-    if below <= 1:
-        return out
-    sums = equations(out)
-    cells: dict[Cell, Any] = {}
-    for equation in sums:
-        for cell, _ in equation:
-            cells[cell] = out[cell[0]][cell[1]] if isinstance(cell, tuple) else out[cell]
-    for cell, value in protect(cells, sums, below).items():
-        if isinstance(cell, tuple):
-            out[cell[0]][cell[1]] = value
-        else:
-            out[cell] = value
-    if "survey_means" in out:  # a mean could narrow a hidden band: shown only beside a distribution shown in full
-        out["survey_means"] = {question: mean if all(
-            isinstance(n, int) for n in [out["survey_responses"].get(question)] + [
-                n for p, n in out.get("survey_answers", {}).items() if p.rsplit(": ", 1)[0] == question])
-            else NOT_SHOWN for question, mean in out["survey_means"].items()}
     return out
 
 
 AMOUNTS = ("volunteer_time_value",)  # measures by currency: amounts, never suppressed
+
+
+# --- every view of a span, protected together ----------------------------------------------------------------------
+#
+# A manager can ask for all their communities or one, all kinds of help or one, all sources or one: every such view
+# of one span is read from one table, protected as a whole, so that no view subtracted from another gives a
+# suppressed count away (all communities' requests less one community's are the other's).
+
+View = tuple[str | None, str | None, str | None]  # (community, kind, source), each None for all of them
+ALL: View = (None, None, None)
+ANY = "*"  # in a joint cell: the same whatever kind or source is asked for
+# Counts no kind or source narrows: a filtered view shows the unfiltered view's.
+UNFILTERED = ("volunteers_registered", "group_activities", "group_attendance", "providers_adopting",
+              "activities_by_kind", "attendance_by_kind")
+KIND_ONLY = ("concerns_raised", "concerns_closed")  # a concern has a kind of help, and no source
+# Counts of nothing a request is about (volunteers joining, deaths, education, check-ins, surveys): 0 in a view of
+# one kind or source. Every other count follows the requests a view is about, and adds up over kinds and sources.
+NOT_OF_REQUESTS = ("new_volunteers", "volunteers_paused", "volunteers_left", "deaths_recorded", "bereavement_offered",
+                   "education_reached", "wellbeing_prompted", "wellbeing_answered", "wellbeing_talk",
+                   "wellbeing_scores", "carer_survey_answers", "user_survey_answers", "survey_responses",
+                   "survey_answers")
+# A breakdown's part that is another view's total: requests of a kind are the requests received in that kind's view.
+SAME_AS = {"requests_by_kind": (1, "requests_received"), "requests_by_source": (2, "requests_received"),
+           "tasks_by_kind": (1, "tasks_completed"), "signposted_by_kind": (1, "requests_signposted")}
+
+
+def requests_known(requests: Iterable[Fact]) -> dict[uuid.UUID, tuple[str, str | None, str | None]]:
+    """Each request's kind now, source and community, from its submission and any corrections (for `every_view`,
+    worked out once for all the spans asked about)."""
+    requests = list(requests)
+    kinds = kinds_now(requests)
+    return {f.request_id: (kinds[f.request_id], f.source, f.community) for f in requests
+            if f.event_type == "request.submitted"}
+
+
+def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_changes: list[Fact], history: list[Fact],
+               requests: dict[uuid.UUID, tuple[str, str | None, str | None]], communities: Iterable[str],
+               asked: tuple[str | None, str | None] = (None, None),
+               register: Register | None = None, end: date | None = None,
+               hourly_values: dict[str, tuple[float, str]] | None = None,
+               monitoring: dict[str, Monitoring] | None = None) -> dict[View, dict[str, Any]]:
+    """Every measure of one span (as `measures` gives it, unsuppressed) in every view a manager of `communities` can
+    ask for: all of them (when there are several) and each, by every kind of help and source the span's facts are
+    about (and the `asked` (kind, source)) and by none. `requests`: each of the communities' requests (on any day)
+    with its kind now, source and community (`requests_known`). Counts no filter narrows (UNFILTERED) are the
+    unfiltered view's in every view; group activities give no hours, volunteers or partners to a filtered view."""
+    communities = list(communities)
+    kinds = kinds_now(history)
+
+    def community_of(fact) -> str | None:
+        return fact.community or requests.get(fact.request_id, (None, None, None))[2]
+
+    about = [kinds.get(f.request_id, f.support_type) if f.request_id else f.support_type for f in facts]
+    sources = {requests[f.request_id][1] for f in facts if f.request_id in requests}
+    kind_views = [None, *sorted(({k for k in about if k in KINDS} | {asked[0]}) - {None})]
+    source_views = [None, *sorted((sources & set(SOURCES) | {asked[1]}) - {None})]
+    groups = {c: [c] for c in communities} | ({None: communities} if len(communities) > 1 else {})
+    history_of: dict[uuid.UUID, list[Fact]] = defaultdict(list)
+    for fact in history:
+        history_of[fact.request_id].append(fact)
+    views: dict[View, dict[str, Any]] = {}
+    for community, members in groups.items():
+        wanted = set(members)
+        own = [f for f in facts if community_of(f) in wanted]
+        for kind in kind_views:
+            for source in source_views:
+                if kind is None and source is None:
+                    views[(community, None, None)] = measures(
+                        own, [a for a in activities if a.community in wanted],
+                        volunteer_changes=[f for f in volunteer_changes if f.community in wanted], history=history,
+                        register=register, communities=members, end=end, hourly_values=hourly_values,
+                        monitoring=monitoring)
+                    continue
+                kept = {f.request_id for f in own if f.request_id in requests
+                        and (kind is None or requests[f.request_id][0] == kind)
+                        and (source is None or requests[f.request_id][1] == source)}
+                counted = measures([f for f in own if f.request_id in kept or f.event_type.startswith("concern.")],
+                                   [], volunteer_changes=[], history=[f for r in kept for f in history_of[r]],
+                                   kept=kept, kind=kind, source=source,
+                                   register=register, communities=members, end=end, hourly_values=hourly_values,
+                                   monitoring=monitoring)
+                unfiltered = views[(community, None, None)]
+                views[(community, kind, source)] = counted | {key: unfiltered[key] for key in UNFILTERED}
+    return views
+
+
+def _joint_cell(view: View, cell: Cell) -> Cell:
+    """Where a view's cell is in the joint table: (community, kind, source, cell), the same place for every view
+    that shows the same count (a kind's part of the requests by kind is that kind's view's requests received)."""
+    community, kind, source = view
+    key, part = cell if isinstance(cell, tuple) else (cell, None)
+    if key in UNFILTERED:
+        return community, ANY, ANY, cell
+    if key in KIND_ONLY:
+        return community, kind, ANY, cell
+    if key in SAME_AS:
+        at, total = SAME_AS[key]
+        place = [community, kind, source]
+        place[at] = part
+        return (*place, total)
+    return community, kind, source, cell
+
+
+def _across_views(table: dict[Cell, int]) -> list[Equation]:
+    """The sums a reader knows between views: all communities are the sum of each; for counts that follow requests,
+    all kinds the sum of each kind, all sources of each source (and concerns over kinds). Distinct counts (people,
+    volunteers, partners) are not exactly additive (one person helped with two kinds is one person supported):
+    treating them as sums is conservative, since equality would tell a reader more than the real "at most the
+    sum". Where the parts add up to less than their total (a request from no source the filters name), the rest
+    is a cell of its own that no view shows."""
+    found: list[Equation] = []
+    for axis in (0, 1, 2):
+        by_margin: dict[Cell, list[Cell]] = defaultdict(list)
+        for cell in [cell for cell in table if len(cell) == 4]:  # not the rests
+            key = cell[3][0] if isinstance(cell[3], tuple) else cell[3]
+            if cell[axis] in (None, ANY) or (axis and key in NOT_OF_REQUESTS) or (axis == 2 and key in KIND_ONLY):
+                continue
+            by_margin[(*cell[:axis], None, *cell[axis + 1:])].append(cell)
+        for margin, parts in by_margin.items():
+            if margin not in table:
+                continue
+            equation = [(margin, -1)] + [(part, 1) for part in parts]
+            rest = table[margin] - sum(table[part] for part in parts)
+            if rest > 0:
+                table[("rest", margin)] = rest
+                equation.append((("rest", margin), 1))
+            found.append(equation)
+    return found
+
+
+def jointly_shown(views: dict[View, dict[str, Any]], below: int) -> dict[View, dict[str, Any]]:
+    """Every view of one span (from `every_view`) as it may leave the service: small counts "<5", and as many more
+    "hidden" as it takes that no suppressed count can be worked out, neither within a view (a breakdown adds up to
+    its total) nor across views (a view of all communities, kinds or sources adds up to those of each): each view
+    is read from one table of (community, kind, source) cells with every margin, protected as a whole (each group
+    of cells that share no sum with another on its own)."""
+    out = {view: _suppressed(values, below) for view, values in views.items()}
+    if below > 1:
+        cells: dict[Cell, Any] = {}
+        table: dict[Cell, int] = {}
+        sums: dict[frozenset, Equation] = {}
+        placed: dict[tuple[View, Cell], Cell] = {}
+        for view, values in out.items():
+            for equation in equations(values):
+                terms = []
+                for cell, sign in equation:
+                    joint = placed[(view, cell)] = _joint_cell(view, cell)
+                    cells[joint] = out[view][cell[0]][cell[1]] if isinstance(cell, tuple) else out[view][cell]
+                    table[joint] = views[view][cell[0]][cell[1]] if isinstance(cell, tuple) else views[view][cell]
+                    terms.append((joint, sign))
+                sums.setdefault(frozenset(terms), terms)
+            for key in SIDE_BY_SIDE:  # every count, in sums or not, is in the table (across views it may be)
+                if key in values and (view, key) not in placed:
+                    joint = placed[(view, key)] = _joint_cell(view, key)
+                    cells[joint], table[joint] = values[key], views[view][key]
+        across = _across_views(table)
+        rests = {cell for cell in table if len(cell) == 2}  # what no view shows: it may be 0
+        cells.update({cell: HIDDEN for cell in rests})
+        parts = set(cells) - rests  # a 0 is never hidden, so "hidden" says at least 1 of every other cell
+        for equation in across:
+            sums.setdefault(frozenset(equation), equation)
+        for members, component in _connected(cells, list(sums.values())):
+            cells.update(protect({cell: cells[cell] for cell in members}, component, below, parts,
+                                 tried=len(views) == 1))
+        for (view, cell), joint in placed.items():
+            if isinstance(cell, tuple):
+                out[view][cell[0]][cell[1]] = cells[joint]
+            else:
+                out[view][cell] = cells[joint]
+    for values in out.values():
+        if "survey_means" in values:  # a mean could narrow a hidden band: shown only beside a distribution in full
+            values["survey_means"] = {question: mean if all(
+                isinstance(n, int) for n in [values["survey_responses"].get(question)] + [
+                    n for p, n in values.get("survey_answers", {}).items() if p.rsplit(": ", 1)[0] == question])
+                else NOT_SHOWN for question, mean in values["survey_means"].items()}
+    return out
+
+
 def apart(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A span's measures (as shown) and its reach and equity distributions, apart: they are protected together
     (each distribution adds up to the people supported) and published side by side."""
@@ -975,45 +1190,25 @@ SIDE_BY_SIDE = tuple(m.key for m in MEASURES if m.is_count)  # the counts compar
 
 
 def side_by_side(columns: dict[str, dict[str, Any]], below: int) -> dict[str, dict[str, Any]]:
-    """Each community's counts and reach and equity distributions (unsuppressed, from `measures`) beside each other
-    and their total, as they may leave the service: small counts "<5", and as many more "hidden" as it takes that no
-    suppressed count can be worked out, neither within a column (a distribution adds up to the people supported) nor
-    across (the total is the sum of the communities: with one community hidden, another is too). Every column lists
-    every part any column has (0 where none). With one community there is no total column."""
-    table = {c: {key: values[key] for key in SIDE_BY_SIDE} | {key: dict(values[key]) for key in EQUITY_KEYS}
-             for c, values in columns.items()}
+    """Communities' counts and reach and equity distributions (unsuppressed, from `measures`) beside each other and
+    their total (their sum), protected together as `jointly_shown` protects views (see `columns_of`)."""
+    views: dict[View, dict[str, Any]] = {(c, None, None): values for c, values in columns.items()}
+    if len(columns) > 1:
+        views[ALL] = {key: sum(values[key] for values in columns.values()) for key in SIDE_BY_SIDE} | {
+            key: dict(sum((Counter(values[key]) for values in columns.values()), Counter())) for key in EQUITY_KEYS}
+    return columns_of(jointly_shown(views, below), list(columns))
+
+
+def columns_of(views: dict[View, dict[str, Any]], communities: list[str]) -> dict[str, dict[str, Any]]:
+    """The ICS view from views as they may leave the service (`jointly_shown`): each community's counts and
+    distributions beside the others and their total (the view of them all), so that no column tells more than the
+    dashboard of that community does, and no small count can be worked out within a column or across. Every column
+    lists every part any column has (0 where none). With one community there is no total column."""
+    table = {c: views[(c, None, None)] for c in communities} | ({TOTAL: views[ALL]} if len(communities) > 1 else {})
     parts = {key: sorted(set().union(*(column[key] for column in table.values()))) for key in EQUITY_KEYS}
-    for column in table.values():
-        for key in EQUITY_KEYS:
-            column[key] = {part: column[key].get(part, 0) for part in parts[key]}
-    if len(table) > 1:
-        table[TOTAL] = {key: sum(column[key] for column in table.values()) for key in SIDE_BY_SIDE} | {
-            key: {part: sum(column[key][part] for column in table.values()) for part in parts[key]}
-            for key in EQUITY_KEYS}
-    cells: dict[Cell, Any] = {}
-    for c, column in table.items():
-        for key, value in column.items():
-            if isinstance(value, dict):
-                cells.update({(c, key, part): suppress(n, below) for part, n in value.items()})
-            else:
-                cells[(c, key)] = suppress(value, below)
-    if below > 1:
-        sums: list[Equation] = [[((c, "people_reached"), -1)] + [((c, key, part), 1) for part in parts[key]]
-                                for c in table for key in EQUITY_KEYS]  # each distribution, in each column
-        if TOTAL in table:
-            communities = [c for c in table if c != TOTAL]
-            sums += [[((TOTAL, key), -1)] + [((c, key), 1) for c in communities] for key in SIDE_BY_SIDE]
-            sums += [[((TOTAL, key, part), -1)] + [((c, key, part), 1) for c in communities]
-                     for key in EQUITY_KEYS for part in parts[key]]
-        for component in _connected(cells, sums):
-            cells.update(protect({cell: cells[cell] for cell in component[0]}, component[1], below))
-    out: dict[str, dict[str, Any]] = {c: {key: {} for key in EQUITY_KEYS} for c in table}
-    for cell, value in cells.items():
-        if len(cell) == 3:
-            out[cell[0]].setdefault(cell[1], {})[cell[2]] = value
-        else:
-            out[cell[0]][cell[1]] = value
-    return out
+    return {name: {key: column[key] for key in SIDE_BY_SIDE}
+            | {key: {part: column[key].get(part, 0) for part in parts[key]} for key in EQUITY_KEYS}
+            for name, column in table.items()}
 
 
 def _connected(cells: dict[Cell, Any], sums: list[Equation]) -> list[tuple[set[Cell], list[Equation]]]:

@@ -205,10 +205,13 @@ def _own_value(community: str) -> tuple[float, str]:
 
 # --- the counts ----------------------------------------------------------------------------------------------------
 
-def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[date, date]], kind: str | None,
-                      source: str | None, kept: set[uuid.UUID] | None) -> list[dict[str, Any]]:
-    """Every measure of each span (consecutive, oldest first) of the scope's communities, unsuppressed. The whole
-    range is read at once, in five queries however many spans there are, and split by day here."""
+def _views_of_each(uow: MetricsUnitOfWork, actor: Actor, spans: list[tuple[date, date]], kind: str | None,
+                   source: str | None) -> list[dict[domain.View, dict[str, Any]]]:
+    """Every view a manager of the actor's communities can ask for (`domain.every_view`: all of them and each, by
+    every kind and source and by none) of each span (consecutive, oldest first), unsuppressed. The whole range of
+    all the actor's communities is read at once, in six queries however many spans there are, and split by day
+    here."""
+    scope = narrowed(actor, actor.communities)
     first, last = spans[0][0], spans[-1][1]
     in_range = uow.facts.in_span(scope, first, last)
     facts_on: dict[date, list] = defaultdict(list)
@@ -220,6 +223,7 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
     changes = uow.facts.volunteer_changes(scope, last)  # oldest first
     register = Register(uow.organisations.of(scope))
     values = uow.hourly_values.of(list(scope.communities))
+    requests = domain.requests_known(uow.facts.requests_in(scope))
     # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
     # yet placed in a community), in the order the events happened.
     history_of: dict[uuid.UUID, list] = defaultdict(list)
@@ -232,38 +236,42 @@ def _measures_of_each(uow: MetricsUnitOfWork, scope: Actor, spans: list[tuple[da
     for span_first, span_last in spans:
         days = [span_first + timedelta(days=n) for n in range((span_last - span_first).days + 1)]
         facts = [fact for day in days for fact in facts_on.get(day, ())]
-        requests = {fact.request_id for fact in facts if fact.request_id is not None}
-        counted.append(domain.measures(
+        about = {fact.request_id for fact in facts if fact.request_id is not None}
+        counted.append(domain.every_view(
             facts, [activity for day in days for activity in activities_on.get(day, ())],
             volunteer_changes=[change for change in changes if change.day <= span_last],
-            history=[fact for request in requests for fact in history_of.get(request, ())],
-            kept=kept, kind=kind, source=source, register=register, communities=scope.communities, end=span_last,
+            history=[fact for request in about for fact in history_of.get(request, ())], requests=requests,
+            communities=scope.communities, asked=(kind, source), register=register, end=span_last,
             hourly_values={c: domain.value_in_effect(values, c, span_last, _own_value(c)) for c in scope.communities},
             monitoring=monitoring))
     return counted
 
 
-def _counts(uow: MetricsUnitOfWork, scope: Actor, period: str, start: date, end: date, below: int,
-            kind: str | None = None, source: str | None = None) -> dict[str, Any]:
-    """Each period from `start` to `end` with every measure and the period before's beside it (suppressed), of
-    the scope's communities only; and, for one community whose manager set one, its baseline period's measures
-    (None otherwise: communities' baselines are different periods, so they are not added up)."""
-    kept = None  # with a kind or source asked for, outcomes count only for requests of that kind now, or source
-    if kind or source:
-        requests = uow.facts.requests_in(scope)
-        kept = {f.request_id for f in domain.requests_of(requests, domain.kinds_now(requests), kind, source)}
+def _view(communities: list[str], kind: str | None, source: str | None) -> domain.View:
+    """The view of these of the actor's communities (all of them, or one: None when all are several)."""
+    return (None if len(communities) > 1 else communities[0], kind, source)
+
+
+def _counts(uow: MetricsUnitOfWork, actor: Actor, communities: list[str], period: str, start: date, end: date,
+            below: int, kind: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """Each period from `start` to `end` with every measure and the period before's beside it, of these of the
+    actor's communities only, as they may leave the service: each span's views protected together with every other
+    view the actor could ask for (`domain.jointly_shown`), so no two of them subtracted give a small count away; and,
+    for one community whose manager set one, its baseline period's measures (None otherwise: communities' baselines
+    are different periods, so they are not added up)."""
+    view = _view(communities, kind, source)
     spans = domain.spans(period, start, end)
-    counted = [domain.apart(domain.shown(measures, below))
-               for measures in _measures_of_each(uow, scope, spans, kind, source, kept)]
+    counted = [domain.apart(domain.jointly_shown(views, below)[view])
+               for views in _views_of_each(uow, actor, spans, kind, source)]
     rows = [{"start": first, "end": last, "measures": now, "previous": before, "equity": now_equity,
              "previous_equity": before_equity}
             for (first, last), (now, now_equity), (before, before_equity) in zip(spans[1:], counted[1:], counted)]
     baseline = None
-    if len(scope.communities) == 1 and (chosen := uow.baselines.of(scope.communities[0])) is not None:
+    if len(communities) == 1 and (chosen := uow.baselines.of(communities[0])) is not None:
         first, last = chosen.span(period)
-        measures = _measures_of_each(uow, scope, [(first, last)], kind, source, kept)[0]
-        baseline = {"start": first, "end": last, "measures": domain.apart(domain.shown(measures, below))[0]}
-    return {"period": period, "from": start, "to": end, "communities": list(scope.communities), "periods": rows,
+        views = _views_of_each(uow, actor, [(first, last)], kind, source)[0]
+        baseline = {"start": first, "end": last, "measures": domain.apart(domain.jointly_shown(views, below)[view])[0]}
+    return {"period": period, "from": start, "to": end, "communities": list(communities), "periods": rows,
             "baseline": baseline}
 
 
@@ -275,8 +283,8 @@ def activity(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters
     end = filters.end or today
     start = filters.start or domain.a_year_before(period, end)
     with uow:
-        return _counts(uow, narrowed(actor, communities), period, start, end, settings.suppress_below, filters.kind,
-                       filters.source)
+        return _counts(uow, actor, narrowed(actor, communities).communities, period, start, end,
+                       settings.suppress_below, filters.kind, filters.source)
 
 
 def dashboard(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -287,8 +295,8 @@ def dashboard(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filter
     end = filters.end or today
     start = filters.start or domain.charted_from(period, end)
     with uow:
-        return _counts(uow, narrowed(actor, communities), period, start, end, settings.suppress_below, filters.kind,
-                       filters.source)
+        return _counts(uow, actor, narrowed(actor, communities).communities, period, start, end,
+                       settings.suppress_below, filters.kind, filters.source)
 
 
 def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, settings: MetricsSettings,
@@ -299,7 +307,8 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
     first, last = domain.period_of(period, filters.end or domain.last_whole(period, today))
     scope = narrowed(actor, communities)
     with uow:  # the six periods up to this one, for the report's charts; the last is the one reported
-        counted = _counts(uow, scope, period, domain.charted_from(period, last), last, settings.suppress_below)
+        counted = _counts(uow, actor, scope.communities, period, domain.charted_from(period, last), last,
+                          settings.suppress_below)
     return {**counted, "from": first, "periods": counted["periods"][-1:], "before": domain.previous(period, first),
             "trend": counted["periods"]}
 
@@ -307,12 +316,12 @@ def report(uow: MetricsUnitOfWork, actor: Actor, period: str, filters: Filters, 
 def communities_side_by_side(uow: MetricsUnitOfWork, actor: Actor, period: str, to: date | None,
                              settings: MetricsSettings, today: date) -> dict[str, Any]:
     """The ICS view: one period (the one `to` falls in, by default the last whole one) of each of the actor's
-    communities beside the others and their total, suppressed together (domain.side_by_side). Only the actor's
-    communities are ever read, each in a scope of its own; a manager of one community sees just theirs."""
+    communities beside the others and their total, read from the same protected views as the dashboard's
+    (domain.columns_of), so no column and no dashboard subtracted from another gives a small count away. Only the
+    actor's communities are ever read; a manager of one community sees just theirs."""
     first, last = domain.period_of(period, to or domain.last_whole(period, today))
     with uow:
-        columns = {community: _measures_of_each(uow, narrowed(actor, [community]), [(first, last)], None, None,
-                                                None)[0]
-                   for community in actor.communities}
+        views = _views_of_each(uow, actor, [(first, last)], None, None)[0]
     return {"period": period, "from": first, "to": last, "communities": list(actor.communities),
-            "columns": domain.side_by_side(columns, settings.suppress_below)}
+            "columns": domain.columns_of(domain.jointly_shown(views, settings.suppress_below),
+                                         list(actor.communities))}

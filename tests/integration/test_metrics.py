@@ -528,3 +528,42 @@ def test_a_manager_sets_a_baseline_by_the_api_and_every_count_shows_its_period_o
     assert metrics.client.delete("/activity/baseline", headers=token("coordinator")).status_code == 403
     assert metrics.client.delete("/activity/baseline", headers=manager).status_code == 204
     assert metrics.client.get("/activity", headers=manager).json["baseline"] is None
+
+
+def test_a_manager_of_two_communities_cannot_work_out_a_small_count_by_subtracting_one_view_from_another(
+        app_for, token, monkeypatch):
+    """Fylde Coast has 9 requests today (6 of them from a PCN), Cheshire East 3: whatever views the manager of
+    both asks for (both communities or one, any kind, any source), no difference of two counts shown is Cheshire
+    East's 3, nor any other count from 1 to 4 that is shown only as "<5"."""
+    monkeypatch.setenv("CCS_SUPPRESS_BELOW", "5")
+    metrics = Metrics(app_for("metrics"))
+    for community, source, n in (("fylde-coast", "coordinator", 3), ("fylde-coast", "pcn", 6),
+                                 ("cheshire-east", "coordinator", 3)):
+        for _ in range(n):
+            metrics.deliver("request.submitted", {**EXAMPLES[("request.submitted", 1)], "community": community,
+                                                  "request_id": str(uuid.uuid4()), "source": source,
+                                                  "support_type": "shopping",
+                                                  "person_ref": f"p_{uuid.uuid4().hex[:12]}"})
+    manager = token("manager", ("fylde-coast", "cheshire-east"))
+    views = {}
+    for community in (None, "fylde-coast", "cheshire-east"):
+        for kind in (None, "shopping"):
+            for source in (None, "coordinator", "pcn"):
+                asked = {k: v for k, v in (("community", community), ("kind", kind), ("source", source)) if v}
+                views[(community, kind, source)] = metrics.today(manager, **asked)["measures"]["requests_received"]
+    assert views[("cheshire-east", None, None)] == "<5" and views[("fylde-coast", None, "coordinator")] == "<5"
+    # the communities side by side (the ICS view's CSV): a column per community and their total
+    from tests.integration.test_security import signed_in
+
+    ics = signed_in(metrics.app, "manager", ("fylde-coast", "cheshire-east")).get(
+        f"/dashboard/communities.csv?period=day&to={TODAY.isoformat()}")
+    assert ics.status_code == 200
+    rows = {row[2]: row[3:] for row in csv.reader(io.StringIO(ics.text))}
+    columns = next(csv.reader(io.StringIO(ics.text)))[3:]
+    views |= {("ics", column, None): rows["Requests received"][n] for n, column in enumerate(columns)}
+    assert views[("ics", "cheshire-east", None)] == "<5"
+    shown = {view: int(n) for view, n in views.items() if isinstance(n, int) or str(n).isdigit()}
+    assert shown, views  # the views still say something
+    for first, n in shown.items():  # a total less a part: all communities less one, all sources less one ...
+        for second, m in shown.items():
+            assert not 0 < n - m < 5, f"{first} = {n} less {second} = {m} gives a small count away: {views}"

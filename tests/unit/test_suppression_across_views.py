@@ -153,7 +153,7 @@ class Polytope:
     """{x >= 0 : lows <= A x <= highs}: the least and the most a linear form can be on it."""
 
     def __init__(self, forms: np.ndarray, lows: list[float], highs: list[float]):
-        rows, signs = [], []
+        rows = []
         for form, low, high in zip(forms, lows, highs):
             if low == high:
                 rows.append((form, low, 0))

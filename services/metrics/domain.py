@@ -917,8 +917,8 @@ def protect(cells: dict[Cell, Any], sums: list[Equation], below: int,
     cell of a sum that pins a cell down: the one that leaves fewest counts exposed (unless `tried` is False, as for
     views protected together, where trying each would take seconds a span: then the first in this order),
     preferring the smallest part shown, then a total shown, then a "<5" (as "hidden", which says less). Each round
-    hides one more cell, so it ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the cells a reader knows are at
-    least 1 when hidden (`_is_part`)."""
+    hides one more cell, so it ends; with every cell of those sums hidden nothing can be pinned down. `parts`: the
+    cells a reader knows are at least 1 when hidden (`_is_part`)."""
     cells = dict(cells)
     is_part = _is_part(parts)
     small = {cell for cell, value in cells.items() if isinstance(value, str) and value != HIDDEN}

@@ -627,8 +627,13 @@ def measures(facts: list[Fact], activities: list[Activity], *, volunteer_changes
     kinds = kinds_now(history)
     requests = requests_of(facts, kinds, kind, source)
 
+    of_type: dict[str, list[Fact]] = defaultdict(list)  # the facts counted, by type, read once
+    for fact in facts:
+        if kept is None or fact.request_id in kept:
+            of_type[fact.event_type].append(fact)
+
     def of(event_type: str) -> list[Fact]:
-        return [f for f in facts if f.event_type == event_type and (kept is None or f.request_id in kept)]
+        return list(of_type.get(event_type, ()))
 
     def kind_of(fact: Fact) -> str:
         return kinds.get(fact.request_id, fact.support_type)
@@ -1040,6 +1045,7 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
     for community, members in groups.items():
         wanted = set(members)
         own = [f for f in facts if community_of(f) in wanted]
+        own_requests = {f.request_id for f in own if f.request_id in requests}
         for kind in kind_views:
             for source in source_views:
                 if kind is None and source is None:
@@ -1049,9 +1055,8 @@ def every_view(facts: list[Fact], activities: list[Activity], *, volunteer_chang
                         register=register, communities=members, end=end, hourly_values=hourly_values,
                         monitoring=monitoring)
                     continue
-                kept = {f.request_id for f in own if f.request_id in requests
-                        and (kind is None or requests[f.request_id][0] == kind)
-                        and (source is None or requests[f.request_id][1] == source)}
+                kept = {r for r in own_requests if (kind is None or requests[r][0] == kind)
+                        and (source is None or requests[r][1] == source)}
                 counted = measures([f for f in own if f.request_id in kept or f.event_type.startswith("concern.")],
                                    [], volunteer_changes=[], history=[f for r in kept for f in history_of[r]],
                                    kept=kept, kind=kind, source=source,

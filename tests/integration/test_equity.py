@@ -161,16 +161,17 @@ def test_people_supported_are_counted_by_each_answer_once_and_forgotten_when_con
         monitoring(metrics, person, consented=False, age_band=None, sex=None, ethnic_group=None, first_language=None,
                    disability=None, deprivation_decile=None)
     equity = metrics.today(manager)["equity"]
-    # the people supported hidden protects every distribution at once: "<5" and 8 of a hidden total
-    assert equity["people_by_deprivation_decile"] == {"2": "<5", NOT_RECORDED: 8}
-    assert metrics.today(manager)["measures"]["people_reached"] == "hidden"
+    # every view of the day (this one kind and source's too) is protected together (domain.jointly_shown): the 8
+    # not recorded is hidden beside the "<5", so the 12 people supported can be shown
+    assert equity["people_by_deprivation_decile"] == {"2": "<5", NOT_RECORDED: "hidden"}
+    assert metrics.today(manager)["measures"]["people_reached"] == 12
 
     day = clock.today().isoformat()
     sheet = metrics.client.get("/activity.csv", headers=manager, query_string={"period": "day", "from": day,
                                                                                "to": day}).text
     rows = {row[2]: row[3] for row in csv.reader(io.StringIO(sheet)) if row[0] == day}
     assert rows["People supported by deprivation decile (1: most deprived tenth): 2"] == "<5"
-    assert rows[f"People supported by age band: {NOT_RECORDED}"] == "8" and rows["People supported"] == "hidden"
+    assert rows[f"People supported by age band: {NOT_RECORDED}"] == "8" and rows["People supported"] == "12"
 
 
 def test_a_manager_of_two_communities_sees_them_side_by_side_and_a_manager_of_one_only_theirs(metrics):
@@ -195,10 +196,11 @@ def test_a_manager_of_two_communities_sees_them_side_by_side_and_a_manager_of_on
     assert sorted(rows[0][3:-1]) == ["cheshire-east", "fylde-coast"]
     order = [rows[0].index(column) for column in ("fylde-coast", "cheshire-east", "total")]
     table = {row[2]: [row[n] for n in order] for row in rows[1:]}
-    assert table["People supported"] == ["9", "8", "17"]
+    # the communities' people supported are hidden: with Fylde's "<5" aged 65-74 they would give away its 75-84
+    assert table["People supported"] == ["hidden", "hidden", "17"]
     assert table["Requests received"] == ["9", "8", "17"]  # Ottawa's not in the total
     ages = {part: table[f"People supported by age band: {part}"] for part in ("65-74", "75-84")}
-    assert ages == {"65-74": ["<5", "0", "<5"], "75-84": ["hidden", "8", "hidden"]}  # 9 - 3 would say Fylde's
+    assert ages == {"65-74": ["<5", "0", "<5"], "75-84": ["hidden", "hidden", "hidden"]}  # 9 - 3 would say Fylde's
 
     one = page_session(metrics.app, "manager")
     mine = list(csv.reader(io.StringIO(one.get("/dashboard/communities.csv",

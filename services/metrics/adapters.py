@@ -176,11 +176,6 @@ class FactRepository:
         another worker recorded while the request's fact was still being written (and so have no community yet)."""
         return list(self.session.execute(sa.select(facts).where(self._in_span(scope, first, last))))
 
-    def requests_in(self, scope: Actor) -> list[sa.Row]:
-        """Every request of the scope's communities, on any day: its submission and any corrections."""
-        return list(self.session.execute(sa.select(facts).where(
-            facts.c.event_type.in_(("request.submitted", "request.updated")), in_scope(facts.c.community, scope))))
-
     def history_of(self, scope: Actor, first: date, last: date) -> list[sa.Row]:
         """The facts the measures look back on (domain.REQUEST_HISTORY), on any day and of any community, of the
         requests that have facts in `in_span(scope, first, last)`; but not those `in_span` gives already."""

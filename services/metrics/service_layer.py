@@ -209,7 +209,7 @@ def _views_of_each(uow: MetricsUnitOfWork, actor: Actor, spans: list[tuple[date,
                    source: str | None) -> list[dict[domain.View, dict[str, Any]]]:
     """Every view a manager of the actor's communities can ask for (`domain.every_view`: all of them and each, by
     every kind and source and by none) of each span (consecutive, oldest first), unsuppressed. The whole range of
-    all the actor's communities is read at once, in six queries however many spans there are, and split by day
+    all the actor's communities is read at once, in five queries however many spans there are, and split by day
     here."""
     scope = narrowed(actor, actor.communities)
     first, last = spans[0][0], spans[-1][1]
@@ -223,13 +223,16 @@ def _views_of_each(uow: MetricsUnitOfWork, actor: Actor, spans: list[tuple[date,
     changes = uow.facts.volunteer_changes(scope, last)  # oldest first
     register = Register(uow.organisations.of(scope))
     values = uow.hourly_values.of(list(scope.communities))
-    requests = domain.requests_known(uow.facts.requests_in(scope))
     # Each request's history: what the range holds of it already, and the rest (before or after the range, or not
     # yet placed in a community), in the order the events happened.
     history_of: dict[uuid.UUID, list] = defaultdict(list)
     for fact in sorted([f for f in in_range if f.event_type in domain.REQUEST_HISTORY and f.request_id is not None]
                        + uow.facts.history_of(scope, first, last), key=lambda f: (f.occurred_at, str(f.event_id))):
         history_of[fact.request_id].append(fact)
+    # the kind now, source and community of each request the range is about (from its history: not every request
+    # ever made), of the actor's communities
+    requests = {request: about for request, about in domain.requests_known(
+        fact for facts in history_of.values() for fact in facts).items() if about[2] in scope.communities}
     monitoring = uow.monitoring.of(scope, {f.person_ref for facts in history_of.values() for f in facts
                                            if f.event_type == "request.submitted" and f.person_ref})
     counted = []

@@ -374,8 +374,8 @@ def asks_to_talk(body: str) -> bool:
 
 SCORE_WORDS = {"ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5,
                "UN": 1, "UNE": 1, "DEUX": 2, "TROIS": 3, "QUATRE": 4, "CINQ": 5}
-# What may follow a score given in words: "five thanks", "quatre sur cinq", "four out of five", "four x" (X, XX and
-# XXX are kisses signing a text off, not placeholders).
+# What may follow a score given in words: "five thanks", "quatre sur cinq", "four out of five", "four x" (one, two
+# or three kisses, x, signing a text off).
 SCORE_AFTERWORDS = {"THANKS", "THANK", "YOU", "TY", "CHEERS", "MERCI", "BEAUCOUP", "OUT", "OF", "SUR", "STARS",
                     "PLEASE", "X", "XX", "XXX", "OK", "FIVE", "CINQ", "5"}
 _OUT_OF_FIVE = re.compile(r"^\s*([1-5])\s*(?:/|out of|sur|of)\s*(?:5|five|cinq)\b", re.IGNORECASE)

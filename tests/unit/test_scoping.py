@@ -69,7 +69,7 @@ def reads() -> list:
 
     return [SqlRequests.get, SqlRequests.get_referral, SqlRequests.list, SqlRequests.list_referrals, Answers.get,
             VolunteerRepository.get, VolunteerRepository.listing, VolunteerRepository.roster, RequestRepository.get,
-            RequestRepository.lock, OfferRepository.assigned, FactRepository.in_span, FactRepository.requests_in,
+            RequestRepository.lock, OfferRepository.assigned, FactRepository.in_span,
             FactRepository.volunteer_changes, ActivityRepository.in_span, MessageRepository.newest_first,
             ConversationRepository.latest_sent, ConversationRepository.latest_received, ConversationRepository.texted,
             ConversationRepository.contacts, ConversationRepository.in_scope, ConversationRepository.with_phone,
